@@ -1,0 +1,251 @@
+//! Message bodies for the load: deterministic in the sequence number `n`, so a
+//! run is reproducible and every message can be traced back (`client_ref`).
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// Polish mobile ranges (first two digits of the 9-digit national number).
+/// Rotating through several ranges exercises prefix routing, not just one route.
+pub const MOBILE_PREFIXES: [&str; 12] = [
+    "50", "51", "53", "57", "60", "66", "69", "72", "73", "78", "79", "88",
+];
+
+/// Seven digits follow the two-digit range prefix.
+const SUBSCRIBERS_PER_PREFIX: u64 = 10_000_000;
+
+/// How many distinct numbers `phone_number` can produce; `--count` is capped at
+/// this so that no two messages of a run share a recipient.
+pub const DISTINCT_NUMBERS: u64 = MOBILE_PREFIXES.len() as u64 * SUBSCRIBERS_PER_PREFIX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Channel {
+    Sms,
+    Email,
+    Rcs,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Email => "email",
+            Channel::Rcs => "rcs",
+        }
+    }
+}
+
+/// E.164 Polish mobile number for sequence number `n`.
+///
+/// `n -> (n % 12, n / 12)` is a bijection on `0..DISTINCT_NUMBERS`, so numbers
+/// are distinct within a run while consecutive messages still spread over all
+/// ranges.
+pub fn phone_number(n: u64) -> String {
+    let n = n % DISTINCT_NUMBERS;
+    // The index is < 12, so the cast cannot truncate.
+    let prefix = MOBILE_PREFIXES[(n % MOBILE_PREFIXES.len() as u64) as usize];
+    let subscriber = n / MOBILE_PREFIXES.len() as u64;
+    format!("+48{prefix}{subscriber:07}")
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct EmailPart {
+    pub subject: String,
+    pub html: String,
+}
+
+/// One item of `POST /v1/messages` (or of the batch's `messages` array).
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Message {
+    pub channel: &'static str,
+    pub to: String,
+    pub text: String,
+    pub client_ref: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailPart>,
+}
+
+/// Body of `POST /v1/messages/batch`.
+#[derive(Debug, Serialize)]
+pub struct Batch<'a> {
+    pub messages: &'a [Message],
+}
+
+/// ASCII only, so the filler can be cut at any byte and the HTML lands on
+/// exactly `--body-size` bytes.
+const FILLER: &str = "Saldo rachunku i lista operacji za okres rozliczeniowy. ";
+const HTML_TAIL: &str = "</p></body></html>";
+
+/// Builds the message bodies of one run.
+#[derive(Debug, Clone)]
+pub struct Payloads {
+    channel: Channel,
+    body_size: usize,
+}
+
+impl Payloads {
+    pub fn new(channel: Channel, body_size: usize) -> Self {
+        Self { channel, body_size }
+    }
+
+    pub fn message(&self, n: u64) -> Message {
+        let client_ref = format!("load-{n}");
+        match self.channel {
+            Channel::Sms => Message {
+                channel: "sms",
+                to: phone_number(n),
+                text: format!("Dzień dobry, przypominamy o płatności 120,50 zł. Ref {n}"),
+                client_ref,
+                email: None,
+            },
+            Channel::Rcs => Message {
+                channel: "rcs",
+                to: phone_number(n),
+                text: format!("Dzień dobry, Twoja przesyłka nr {n} jest już w drodze."),
+                client_ref,
+                email: None,
+            },
+            Channel::Email => Message {
+                channel: "email",
+                to: format!("user{n}@example.com"),
+                text: format!("Wyciąg {n} - wersja tekstowa."),
+                client_ref,
+                email: Some(EmailPart {
+                    subject: format!("Wyciąg {n}"),
+                    html: email_html(n, self.body_size),
+                }),
+            },
+        }
+    }
+
+    /// Messages `start..end` (one HTTP request's worth).
+    pub fn messages(&self, start: u64, end: u64) -> Vec<Message> {
+        (start..end).map(|n| self.message(n)).collect()
+    }
+}
+
+/// HTML part of exactly `body_size` bytes (UTF-8), or the bare skeleton when
+/// `body_size` is smaller than that: realistic statement mails are tens of KiB
+/// and the body size is what stresses the store and the SMTP path.
+pub fn email_html(n: u64, body_size: usize) -> String {
+    let head = format!("<html><body><h1>Wyciąg {n}</h1><p>");
+    let pad = body_size.saturating_sub(head.len() + HTML_TAIL.len());
+    let mut html = String::with_capacity(head.len() + pad + HTML_TAIL.len());
+    html.push_str(&head);
+    let mut left = pad;
+    while left > 0 {
+        let take = left.min(FILLER.len());
+        html.push_str(&FILLER[..take]);
+        left -= take;
+    }
+    html.push_str(HTML_TAIL);
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn phone_numbers_have_polish_mobile_shape() {
+        for n in (0..10_000).chain([DISTINCT_NUMBERS - 1, 123_456_789]) {
+            let p = phone_number(n);
+            assert_eq!(p.len(), 12, "{p}");
+            assert!(p.starts_with("+48"), "{p}");
+            assert!(p[1..].bytes().all(|b| b.is_ascii_digit()), "{p}");
+            assert!(MOBILE_PREFIXES.contains(&&p[3..5]), "{p}");
+        }
+    }
+
+    #[test]
+    fn phone_numbers_are_distinct() {
+        let n = 200_000;
+        let set: HashSet<String> = (0..n).map(phone_number).collect();
+        assert_eq!(set.len() as u64, n);
+        // Also around the far end of the space, where the subscriber part is large.
+        let top: HashSet<String> = (DISTINCT_NUMBERS - 1000..DISTINCT_NUMBERS)
+            .map(phone_number)
+            .collect();
+        assert_eq!(top.len(), 1000);
+        assert!(top.is_disjoint(&set));
+    }
+
+    #[test]
+    fn phone_numbers_use_every_prefix() {
+        let prefixes: HashSet<String> = (0..12).map(|n| phone_number(n)[3..5].to_owned()).collect();
+        assert_eq!(prefixes.len(), MOBILE_PREFIXES.len());
+    }
+
+    #[test]
+    fn phone_numbers_are_valid_mobile_per_libphonenumber() {
+        for n in (0..120).chain([DISTINCT_NUMBERS - 1, 99_999_999]) {
+            let p = phone_number(n);
+            let parsed = phonenumber::parse(None, &p).unwrap();
+            assert!(phonenumber::is_valid(&parsed), "{p}");
+            assert_eq!(
+                parsed.number_type(&phonenumber::metadata::DATABASE),
+                phonenumber::Type::Mobile,
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn sms_body_matches_the_api() {
+        let m = Payloads::new(Channel::Sms, 10_240).message(13);
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "channel": "sms",
+                "to": "+48510000001",
+                "text": "Dzień dobry, przypominamy o płatności 120,50 zł. Ref 13",
+                "client_ref": "load-13",
+            })
+        );
+    }
+
+    #[test]
+    fn rcs_body_has_no_email_part() {
+        let v = serde_json::to_value(Payloads::new(Channel::Rcs, 0).message(1)).unwrap();
+        assert_eq!(v["channel"], "rcs");
+        assert_eq!(v["to"], phone_number(1));
+        assert!(v.get("email").is_none());
+        assert!(v["text"].as_str().unwrap().contains('1'));
+    }
+
+    #[test]
+    fn email_body_is_padded_to_body_size() {
+        let p = Payloads::new(Channel::Email, 10_240);
+        for n in [0, 9, 12_345, 99_999_999] {
+            let v = serde_json::to_value(p.message(n)).unwrap();
+            assert_eq!(v["channel"], "email");
+            assert_eq!(v["to"], format!("user{n}@example.com"));
+            assert_eq!(v["email"]["subject"], format!("Wyciąg {n}"));
+            let html = v["email"]["html"].as_str().unwrap();
+            assert_eq!(html.len(), 10_240);
+            assert!(html.starts_with("<html>") && html.ends_with("</html>"));
+            assert!(v["text"].is_string());
+        }
+    }
+
+    #[test]
+    fn email_html_never_shorter_than_its_skeleton() {
+        let tiny = email_html(5, 0);
+        assert!(tiny.starts_with("<html>") && tiny.ends_with("</html>"));
+        assert_eq!(email_html(5, tiny.len()), tiny);
+        assert_eq!(email_html(5, tiny.len() + 1).len(), tiny.len() + 1);
+        assert_eq!(email_html(5, 1_000_003).len(), 1_000_003);
+    }
+
+    #[test]
+    fn batch_serializes_as_messages_array() {
+        let p = Payloads::new(Channel::Sms, 0);
+        let msgs = p.messages(10, 13);
+        let v = serde_json::to_value(Batch { messages: &msgs }).unwrap();
+        let arr = v["messages"].as_array().unwrap();
+        assert_eq!(arr.len(), 3);
+        assert_eq!(arr[0]["client_ref"], "load-10");
+        assert_eq!(arr[2]["client_ref"], "load-12");
+    }
+}

@@ -1,0 +1,417 @@
+//! Typed configuration for Goniec.
+//!
+//! The file reads like the structs below: one struct per section, every key
+//! optional with a documented default, unknown keys rejected. Loading collects
+//! *every* problem with its key path (`tenants[1].api_keys[0]: …`) instead of
+//! stopping at the first, so `goniec check-config` can print them all.
+//!
+//! Environment overrides: `GONIEC_<SECTION>__<KEY>` (double underscore between
+//! levels, array items by index), e.g. `GONIEC_STORE__URL=redis://…` or
+//! `GONIEC_TENANTS__0__WEBHOOK_SECRET=…`.
+
+mod load;
+pub mod units;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use load::{load, load_from_str, ConfigError, ConfigErrors};
+pub use units::{ByteSize, ParseUnitError, Rate, RateUnit};
+
+/// The whole configuration file.
+///
+/// Not `Deserialize` itself: [`load`] reads it section by section so that every
+/// problem is reported with its key path, and `connectors` are read by `kind`.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    pub server: Server,
+    pub log: Log,
+    pub store: Store,
+    pub workers: Workers,
+    pub webhooks: Webhooks,
+    pub tenants: Vec<Tenant>,
+    pub connectors: Vec<ConnectorConfig>,
+    pub routes: Vec<Route>,
+}
+
+/// `[server]`: the HTTP API.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Server {
+    /// Address the API listens on. Default `127.0.0.1:8080`.
+    #[serde(deserialize_with = "socket_addr")]
+    pub listen: SocketAddr,
+    /// Request bodies above this are refused with 413 before parsing. Default `16MiB`.
+    pub max_body: ByteSize,
+    /// Most items in one `POST /v1/messages/batch`. Default 10000.
+    pub max_batch: usize,
+    /// Region used to read national numbers (ISO 3166 alpha-2). Default `PL`.
+    pub default_region: String,
+    /// Most SMS segments one message may take. Default 10.
+    pub max_segments: u32,
+    /// Most characters in one e-mail body / text. Default 100000.
+    pub max_text_chars: usize,
+    /// Time in-flight work gets to finish after SIGTERM. Default `30s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub shutdown_grace: Duration,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Log {
+    /// `text` or `json`. Default `text`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `goniec_gateway=debug`. Default `info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `[store]`: where messages, queues and indexes live.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Store {
+    /// `redis` (production) or `memory` (demo/tests; keeps nothing across restarts). Default `redis`.
+    pub backend: StoreBackend,
+    /// Redis URL. Default `redis://127.0.0.1:6379/0`.
+    pub url: String,
+    /// Prefix of every Redis key. Default `goniec`.
+    pub prefix: String,
+    /// How long message records, events and history are kept. Default `30d`.
+    #[serde(with = "humantime_serde_compat")]
+    pub retention: Duration,
+    /// How long an `Idempotency-Key` is remembered per tenant. Default `24h`.
+    #[serde(with = "humantime_serde_compat")]
+    pub idempotency_ttl: Duration,
+    /// How long a provider id → message id mapping is kept for receipts. Default `72h`.
+    #[serde(with = "humantime_serde_compat")]
+    pub correlation_ttl: Duration,
+    /// Longest wait for one Redis reply before the store counts as down. Default `2s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    #[default]
+    Redis,
+    Memory,
+}
+
+/// `[workers]`: the delivery pipeline, per channel.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Workers {
+    /// Most messages of one channel in flight to connectors at once. Default 256.
+    pub concurrency: usize,
+    /// Most queue entries claimed in one read. Default 128.
+    pub claim_batch: usize,
+    /// A claimed entry idle this long belonged to a dead worker and is reclaimed. Default `60s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub claim_idle: Duration,
+    /// Delivery attempts before a message is dead-lettered as `failed`. Default 10.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter. Default `1s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_base: Duration,
+    /// Longest retry delay. Default `5m`.
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_max: Duration,
+    /// How often due scheduled messages and retries are moved to the queue. Default `200ms`.
+    #[serde(with = "humantime_serde_compat")]
+    pub schedule_poll: Duration,
+}
+
+/// `[webhooks]`: customer status callbacks.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Webhooks {
+    /// Timeout of one callback request. Default `5s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Attempts before a callback is dead-lettered. Default 8.
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt, with jitter. Default `2s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_base: Duration,
+    /// Longest retry delay. Default `1h`.
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_max: Duration,
+    /// Callbacks in flight at once. Default 64.
+    pub concurrency: usize,
+}
+
+/// `[[tenants]]`: one API client (a collection firm).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Tenant {
+    /// Unique name; appears in metrics. Required.
+    pub name: String,
+    /// SHA-256 hashes of the API keys, `sha256:<64 hex>` (`goniec hash-key KEY`). At least one.
+    pub api_keys: Vec<String>,
+    /// Secret for `Goniec-Signature` on callbacks. Required, at least 16 characters.
+    pub webhook_secret: String,
+    /// Callback URL used when a message has none.
+    pub callback_url: Option<String>,
+    /// Allow callback URLs on loopback/private addresses (off: the gateway is no SSRF proxy).
+    pub allow_private_callbacks: bool,
+    /// Sender ids and numbers this tenant may use in `from`; empty = any.
+    pub senders: Vec<String>,
+    /// Contact policy; `collection` (default) or `transactional`.
+    pub policy: Policy,
+    /// Messages per second this tenant may submit (e.g. `"1000/s"`); none = unlimited.
+    pub rate: Option<Rate>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    #[default]
+    Collection,
+    Transactional,
+}
+
+/// The channel a message travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+    Rcs,
+    Email,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Rcs, Channel::Email];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Sms => "sms",
+            Channel::Rcs => "rcs",
+            Channel::Email => "email",
+        }
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sms" => Ok(Channel::Sms),
+            "rcs" => Ok(Channel::Rcs),
+            "email" => Ok(Channel::Email),
+            other => Err(format!(
+                "unknown channel `{other}` (expected sms, rcs or email)"
+            )),
+        }
+    }
+}
+
+/// `[[connectors]]`: one way out to a carrier or provider, chosen by `kind`.
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    /// Unique name; the route key and metric label.
+    pub name: String,
+    /// The carrier's contracted throughput across all binds/connections, e.g. `"500/s"`.
+    pub tps: Option<Rate>,
+    pub kind: ConnectorKind,
+}
+
+/// The protocol-specific part of a connector.
+#[derive(Debug, Clone)]
+pub enum ConnectorKind {
+    /// A test double: accepts every message after `latency` and reports receipts.
+    /// Only builds that include the `stub` feature can run it.
+    Stub(StubConnector),
+}
+
+impl ConnectorKind {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ConnectorKind::Stub(_) => "stub",
+        }
+    }
+
+    /// Channels a connector of this kind carries; routes may only send it these.
+    pub fn channels(&self) -> &[Channel] {
+        match self {
+            ConnectorKind::Stub(stub) => &stub.channels,
+        }
+    }
+}
+
+/// `kind = "stub"`: the test double connector.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StubConnector {
+    /// Channels it serves. Default `["sms", "rcs", "email"]`.
+    pub channels: Vec<Channel>,
+    /// Time one submit takes. Default `0s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub latency: Duration,
+    /// Delay before the delivery receipt. Default `0s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub receipt_delay: Duration,
+    /// Receipt state sent after submit: `delivered`, `undeliverable` or `none`. Default `delivered`.
+    pub receipt: String,
+    /// Every n-th submit fails transiently (0 = never). Default 0.
+    pub transient_every: u64,
+    /// Every n-th submit fails permanently (0 = never). Default 0.
+    pub permanent_every: u64,
+    /// Append one line per submit (`<message id>`) to this file, for tests counting duplicates.
+    pub record_to: Option<PathBuf>,
+}
+
+/// `[[routes]]`: which connector serves a channel (optionally per destination prefix).
+/// The longest matching prefix wins; a route without prefix matches everything of its channel.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub channel: Channel,
+    /// E.164 prefix such as `+4850`, or for e-mail a domain suffix such as `@example.com`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    pub connector: String,
+}
+
+// ---------------------------------------------------------------------------
+// Defaults: exactly the values the field docs above state.
+
+const MIB: u64 = 1024 * 1024;
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body: ByteSize::new(16 * MIB),
+            max_batch: 10_000,
+            default_region: "PL".to_owned(),
+            max_segments: 10,
+            max_text_chars: 100_000,
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store {
+            backend: StoreBackend::Redis,
+            url: "redis://127.0.0.1:6379/0".to_owned(),
+            prefix: "goniec".to_owned(),
+            retention: Duration::from_secs(30 * DAY),
+            idempotency_ttl: Duration::from_secs(24 * HOUR),
+            correlation_ttl: Duration::from_secs(72 * HOUR),
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers {
+            concurrency: 256,
+            claim_batch: 128,
+            claim_idle: Duration::from_secs(60),
+            max_attempts: 10,
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(5 * MINUTE),
+            schedule_poll: Duration::from_millis(200),
+        }
+    }
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Webhooks {
+            timeout: Duration::from_secs(5),
+            max_attempts: 8,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(HOUR),
+            concurrency: 64,
+        }
+    }
+}
+
+impl Default for StubConnector {
+    fn default() -> Self {
+        StubConnector {
+            channels: Channel::ALL.to_vec(),
+            latency: Duration::ZERO,
+            receipt_delay: Duration::ZERO,
+            receipt: "delivered".to_owned(),
+            transient_every: 0,
+            permanent_every: 0,
+            record_to: None,
+        }
+    }
+}
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+/// A listen address, with a hint for the usual mistake (a host name).
+fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "invalid address `{text}`: expected IP:port such as \"127.0.0.1:8080\" or \"[::]:8080\" \
+             (host names are not resolved)"
+        ))
+    })
+}
+
+/// Serde adapter for durations written as `"30s"`, `"72h"`, `"200ms"`.
+pub mod humantime_serde_compat {
+    use serde::de::{self, Visitor};
+    use serde::Deserializer;
+    use std::fmt;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        // A visitor rather than `String::deserialize` so that `timeout = 5`
+        // says a duration string is expected, not just "a string".
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"30s\", \"5m\" or \"72h\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Duration, E> {
+                humantime::parse_duration(s).map_err(|e| {
+                    E::custom(format!(
+                        "invalid duration `{s}`: {e} (examples: \"30s\", \"5m\", \"72h\")"
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(DurationVisitor)
+    }
+}

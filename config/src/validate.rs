@@ -1,0 +1,578 @@
+//! Cross-field rules, checked once every key has a value of the right type:
+//! tenants and their keys, connector names, routes against connectors, and
+//! ranges no single type expresses. Every broken rule is reported with the
+//! key path it is about; nothing stops at the first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::{Channel, Config, ConfigError, ConfigErrors, ConnectorKind, StoreBackend};
+
+/// Where the items of the config's lists sit in the file. The reader drops
+/// items it cannot build (e.g. a route without a `channel`), so item `i` of
+/// a list is not always item `i` of the file; errors must name the latter.
+#[derive(Debug, Default)]
+pub(crate) struct Layout {
+    pub tenants: Vec<usize>,
+    pub connectors: Vec<usize>,
+    pub routes: Vec<usize>,
+    /// Connectors named in the file that could not be built.
+    pub unusable_connectors: BTreeSet<String>,
+}
+
+impl Layout {
+    fn tenant(&self, i: usize) -> String {
+        format!("tenants[{}]", self.tenants.get(i).copied().unwrap_or(i))
+    }
+
+    fn connector(&self, i: usize) -> String {
+        format!(
+            "connectors[{}]",
+            self.connectors.get(i).copied().unwrap_or(i)
+        )
+    }
+
+    fn route(&self, i: usize) -> String {
+        format!("routes[{}]", self.routes.get(i).copied().unwrap_or(i))
+    }
+}
+
+impl Config {
+    /// Checks the cross-field rules on a config built in code (files read by
+    /// [`load`](crate::load) are already checked).
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let errors = check(self, &Layout::default());
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors { path: None, errors })
+        }
+    }
+}
+
+/// Most items one batch request may carry, whatever the config says.
+const MAX_BATCH_LIMIT: usize = 100_000;
+
+pub(crate) fn check(config: &Config, layout: &Layout) -> Vec<ConfigError> {
+    let mut out = Checks::default();
+    out.server(config);
+    out.store(config);
+    out.workers(config);
+    out.webhooks(config);
+    out.tenants(config, layout);
+    out.connectors(config, layout);
+    out.routes(config, layout);
+    out.errors
+}
+
+#[derive(Default)]
+struct Checks {
+    errors: Vec<ConfigError>,
+}
+
+impl Checks {
+    fn error(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(key, message));
+    }
+
+    fn at_least_one(&mut self, key: &str, value: u64) {
+        if value < 1 {
+            self.error(key, "must be at least 1");
+        }
+    }
+
+    fn positive(&mut self, key: &str, value: Duration) {
+        if value.is_zero() {
+            self.error(key, "must be longer than 0s");
+        }
+    }
+
+    fn backoff(&mut self, section: &str, base: Duration, max: Duration) {
+        if base > max {
+            self.error(
+                format!("{section}.retry_base"),
+                format!(
+                    "must not exceed {section}.retry_max ({}), got {}",
+                    humantime::format_duration(max),
+                    humantime::format_duration(base)
+                ),
+            );
+        }
+    }
+
+    fn server(&mut self, config: &Config) {
+        let server = &config.server;
+        if !(1..=MAX_BATCH_LIMIT).contains(&server.max_batch) {
+            self.error(
+                "server.max_batch",
+                format!(
+                    "must be between 1 and {MAX_BATCH_LIMIT}, got {}",
+                    server.max_batch
+                ),
+            );
+        }
+        if !(1..=255).contains(&server.max_segments) {
+            // 255 is the most parts a concatenated SMS header can number.
+            self.error(
+                "server.max_segments",
+                format!("must be between 1 and 255, got {}", server.max_segments),
+            );
+        }
+        self.at_least_one("server.max_text_chars", server.max_text_chars as u64);
+        self.at_least_one("server.max_body", server.max_body.bytes());
+        let region = &server.default_region;
+        if !(region.len() == 2 && region.bytes().all(|b| b.is_ascii_uppercase())) {
+            self.error(
+                "server.default_region",
+                format!(
+                    "must be two uppercase letters (ISO 3166 alpha-2, e.g. \"PL\"), got {region:?}"
+                ),
+            );
+        }
+    }
+
+    fn store(&mut self, config: &Config) {
+        let store = &config.store;
+        if store.backend == StoreBackend::Redis {
+            let known = ["redis://", "rediss://", "unix://"];
+            if !known.iter().any(|scheme| store.url.starts_with(scheme)) {
+                // Name only the scheme: the rest of a Redis URL may hold a password.
+                let scheme = store
+                    .url
+                    .split_once("://")
+                    .map_or("none", |(scheme, _)| scheme);
+                self.error(
+                    "store.url",
+                    format!(
+                        "must start with redis://, rediss:// or unix:// (scheme given: {scheme})"
+                    ),
+                );
+            }
+        }
+        self.positive("store.timeout", store.timeout);
+    }
+
+    fn workers(&mut self, config: &Config) {
+        let workers = &config.workers;
+        self.at_least_one("workers.concurrency", workers.concurrency as u64);
+        self.at_least_one("workers.claim_batch", workers.claim_batch as u64);
+        self.at_least_one("workers.max_attempts", workers.max_attempts.into());
+        self.backoff("workers", workers.retry_base, workers.retry_max);
+        // Zero would make the scheduler spin and every claim look abandoned.
+        self.positive("workers.schedule_poll", workers.schedule_poll);
+        self.positive("workers.claim_idle", workers.claim_idle);
+    }
+
+    fn webhooks(&mut self, config: &Config) {
+        let webhooks = &config.webhooks;
+        self.at_least_one("webhooks.max_attempts", webhooks.max_attempts.into());
+        self.at_least_one("webhooks.concurrency", webhooks.concurrency as u64);
+        self.backoff("webhooks", webhooks.retry_base, webhooks.retry_max);
+        self.positive("webhooks.timeout", webhooks.timeout);
+    }
+
+    fn tenants(&mut self, config: &Config, layout: &Layout) {
+        let mut names: BTreeMap<&str, String> = BTreeMap::new();
+        // API key hash → (tenant index, where it was first seen).
+        let mut hashes: BTreeMap<&str, (usize, String)> = BTreeMap::new();
+        for (i, tenant) in config.tenants.iter().enumerate() {
+            let path = layout.tenant(i);
+            if tenant.name.trim().is_empty() {
+                self.error(
+                    format!("{path}.name"),
+                    "missing; every tenant needs a unique name",
+                );
+            } else if let Some(first) = names.get(tenant.name.as_str()) {
+                let message = format!("duplicate tenant name `{}` (also {first})", tenant.name);
+                self.error(format!("{path}.name"), message);
+            } else {
+                names.insert(&tenant.name, path.clone());
+            }
+
+            if tenant.api_keys.is_empty() {
+                self.error(
+                    format!("{path}.api_keys"),
+                    "needs at least one API key hash; `goniec hash-key KEY` prints one",
+                );
+            }
+            for (k, hash) in tenant.api_keys.iter().enumerate() {
+                let key_path = format!("{path}.api_keys[{k}]");
+                if !is_key_hash(hash) {
+                    // The value is not echoed: it may be a key pasted in by mistake.
+                    self.error(
+                        key_path,
+                        "must be the key's hash, \"sha256:\" followed by 64 lowercase hex \
+                         digits; run `goniec hash-key KEY` and paste its output, never the key",
+                    );
+                    continue;
+                }
+                match hashes.get(hash.as_str()) {
+                    Some((owner, first)) if *owner != i => {
+                        let message = format!(
+                            "the same API key hash as {first}; a key must identify one tenant"
+                        );
+                        self.error(key_path, message);
+                    }
+                    Some(_) => {}
+                    None => {
+                        hashes.insert(hash, (i, key_path));
+                    }
+                }
+            }
+
+            let secret_len = tenant.webhook_secret.chars().count();
+            if secret_len == 0 {
+                self.error(
+                    format!("{path}.webhook_secret"),
+                    "missing; callbacks are signed with it (at least 16 characters)",
+                );
+            } else if secret_len < 16 {
+                self.error(
+                    format!("{path}.webhook_secret"),
+                    format!("must be at least 16 characters, got {secret_len}"),
+                );
+            }
+
+            if let Some(url) = &tenant.callback_url {
+                if !is_http_url(url) {
+                    self.error(
+                        format!("{path}.callback_url"),
+                        format!("must be an http:// or https:// URL with a host, got {url:?}"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn connectors(&mut self, config: &Config, layout: &Layout) {
+        let mut names: BTreeMap<&str, String> = BTreeMap::new();
+        for (i, connector) in config.connectors.iter().enumerate() {
+            let path = layout.connector(i);
+            if connector.name.trim().is_empty() {
+                self.error(
+                    format!("{path}.name"),
+                    "missing; routes refer to connectors by name",
+                );
+            } else if let Some(first) = names.get(connector.name.as_str()) {
+                let message = format!(
+                    "duplicate connector name `{}` (also {first})",
+                    connector.name
+                );
+                self.error(format!("{path}.name"), message);
+            } else {
+                names.insert(&connector.name, path.clone());
+            }
+            if connector.kind.channels().is_empty() {
+                self.error(format!("{path}.channels"), "must list at least one channel");
+            }
+            match &connector.kind {
+                ConnectorKind::Stub(stub) => {
+                    if !["delivered", "undeliverable", "none"].contains(&stub.receipt.as_str()) {
+                        self.error(
+                            format!("{path}.receipt"),
+                            format!(
+                                "must be delivered, undeliverable or none, got {:?}",
+                                stub.receipt
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn routes(&mut self, config: &Config, layout: &Layout) {
+        let mut seen: BTreeMap<(Channel, Option<&str>), String> = BTreeMap::new();
+        for (i, route) in config.routes.iter().enumerate() {
+            let path = layout.route(i);
+            match config.connectors.iter().find(|c| c.name == route.connector) {
+                Some(connector) => {
+                    let channels = connector.kind.channels();
+                    if !channels.contains(&route.channel) {
+                        let serves: Vec<&str> = channels.iter().map(|c| c.as_str()).collect();
+                        self.error(
+                            format!("{path}.channel"),
+                            format!(
+                                "connector `{}` does not carry {} (it carries: {})",
+                                route.connector,
+                                route.channel,
+                                serves.join(", ")
+                            ),
+                        );
+                    }
+                }
+                // Already reported where that connector is defined.
+                None if layout.unusable_connectors.contains(&route.connector) => {}
+                None => {
+                    let known: Vec<&str> =
+                        config.connectors.iter().map(|c| c.name.as_str()).collect();
+                    let known = if known.is_empty() {
+                        "none are configured".to_owned()
+                    } else {
+                        format!("known: {}", known.join(", "))
+                    };
+                    self.error(
+                        format!("{path}.connector"),
+                        format!("no connector named `{}` ({known})", route.connector),
+                    );
+                }
+            }
+
+            if let Some(prefix) = &route.prefix {
+                let prefix_path = format!("{path}.prefix");
+                match route.channel {
+                    Channel::Sms | Channel::Rcs => {
+                        let digits = prefix.strip_prefix('+').unwrap_or_default();
+                        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                            self.error(
+                                prefix_path,
+                                format!(
+                                    "must be `+` followed by digits (an E.164 prefix such as \
+                                     \"+4850\"), got {prefix:?}"
+                                ),
+                            );
+                        }
+                    }
+                    Channel::Email => {
+                        if prefix.is_empty() || prefix.contains(char::is_whitespace) {
+                            self.error(
+                                prefix_path,
+                                format!(
+                                    "must be a domain suffix such as \"@example.com\", got {prefix:?}"
+                                ),
+                            );
+                        }
+                    }
+                }
+            }
+
+            let key = (route.channel, route.prefix.as_deref());
+            if let Some(first) = seen.get(&key) {
+                let what = match &route.prefix {
+                    Some(prefix) => format!("{} prefix {prefix:?}", route.channel),
+                    None => format!("{} without prefix", route.channel),
+                };
+                self.error(path, format!("duplicate route for {what} (also {first})"));
+            } else {
+                seen.insert(key, path);
+            }
+        }
+    }
+}
+
+/// `sha256:` and 64 lowercase hex digits, as `goniec hash-key` prints.
+fn is_key_hash(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// The shape of an http(s) URL: scheme, then a host before any path. The
+/// gateway resolves and vets the address itself (SSRF rules) when calling.
+fn is_http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    match rest {
+        Some(rest) => {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            !host.is_empty() && !s.contains(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConnectorConfig, Route, StubConnector, Tenant};
+
+    fn tenant(name: &str, key: &str) -> Tenant {
+        Tenant {
+            name: name.into(),
+            api_keys: vec![key.into()],
+            webhook_secret: "0123456789abcdef".into(),
+            ..Tenant::default()
+        }
+    }
+
+    fn keys(errors: &[ConfigError]) -> Vec<&str> {
+        errors.iter().map(|e| e.key.as_str()).collect()
+    }
+
+    const HASH_A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const HASH_B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn key_hash_shape() {
+        assert!(is_key_hash(HASH_A));
+        assert!(!is_key_hash(&HASH_A.to_uppercase()));
+        assert!(!is_key_hash(&HASH_A.replace("sha256:", "sha1:")));
+        assert!(!is_key_hash(&HASH_A[..70]));
+        assert!(!is_key_hash("demo-key-change-me"));
+    }
+
+    #[test]
+    fn url_shape() {
+        assert!(is_http_url("https://example.com/hook"));
+        assert!(is_http_url("http://10.0.0.1:8080"));
+        assert!(!is_http_url("ftp://example.com"));
+        assert!(!is_http_url("https:///path"));
+        assert!(!is_http_url("https://exa mple.com"));
+        assert!(!is_http_url("example.com"));
+    }
+
+    #[test]
+    fn tenant_rules() {
+        let config = Config {
+            tenants: vec![
+                tenant("a", HASH_A),
+                tenant("a", HASH_A),
+                Tenant {
+                    webhook_secret: "short".into(),
+                    ..tenant("", "sha256:XYZ")
+                },
+                Tenant {
+                    api_keys: vec![],
+                    callback_url: Some("ftp://x".into()),
+                    ..tenant("c", HASH_B)
+                },
+                Tenant {
+                    api_keys: vec![HASH_B.into(), HASH_B.into()],
+                    ..tenant("d", HASH_B)
+                },
+            ],
+            ..Config::default()
+        };
+        let errors = config.validate().unwrap_err().errors;
+        assert_eq!(
+            keys(&errors),
+            [
+                "tenants[1].name",
+                "tenants[1].api_keys[0]",
+                "tenants[2].name",
+                "tenants[2].api_keys[0]",
+                "tenants[2].webhook_secret",
+                "tenants[3].api_keys",
+                "tenants[3].callback_url",
+            ],
+            "{errors:#?}"
+        );
+        assert!(errors[3].message.contains("goniec hash-key KEY"));
+        assert!(
+            !errors[3].message.contains("XYZ"),
+            "the value may be a secret"
+        );
+    }
+
+    #[test]
+    fn server_and_pipeline_ranges() {
+        let mut config = Config::default();
+        config.server.max_batch = 0;
+        config.server.max_segments = 256;
+        config.server.default_region = "pl".into();
+        config.store.url = "http://user:pass@host".into();
+        config.workers.concurrency = 0;
+        config.workers.claim_batch = 0;
+        config.workers.max_attempts = 0;
+        config.workers.retry_base = Duration::from_secs(600);
+        config.webhooks.retry_max = Duration::from_secs(1);
+        let errors = config.validate().unwrap_err().errors;
+        assert_eq!(
+            keys(&errors),
+            [
+                "server.max_batch",
+                "server.max_segments",
+                "server.default_region",
+                "store.url",
+                "workers.concurrency",
+                "workers.claim_batch",
+                "workers.max_attempts",
+                "workers.retry_base",
+                "webhooks.retry_base",
+            ]
+        );
+        assert!(
+            !errors[3].message.contains("pass"),
+            "no credentials in errors"
+        );
+
+        // The memory backend needs no URL.
+        let mut config = Config::default();
+        config.store.backend = StoreBackend::Memory;
+        config.store.url = String::new();
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    fn stub(name: &str, channels: &[Channel]) -> ConnectorConfig {
+        ConnectorConfig {
+            name: name.into(),
+            tps: None,
+            kind: ConnectorKind::Stub(StubConnector {
+                channels: channels.to_vec(),
+                ..StubConnector::default()
+            }),
+        }
+    }
+
+    fn route(channel: Channel, prefix: Option<&str>, connector: &str) -> Route {
+        Route {
+            channel,
+            prefix: prefix.map(Into::into),
+            connector: connector.into(),
+        }
+    }
+
+    #[test]
+    fn connector_and_route_rules() {
+        let bad_receipt = ConnectorConfig {
+            kind: ConnectorKind::Stub(StubConnector {
+                channels: vec![Channel::Sms],
+                receipt: "maybe".into(),
+                ..StubConnector::default()
+            }),
+            ..stub("s", &[])
+        };
+        let config = Config {
+            connectors: vec![
+                stub("e", &[Channel::Email]),
+                bad_receipt,
+                stub("e", &[]),
+                stub("", &Channel::ALL),
+            ],
+            routes: vec![
+                route(Channel::Sms, None, "s"),
+                route(Channel::Sms, Some("+4850"), "s"),
+                route(Channel::Sms, None, "s"),
+                route(Channel::Rcs, None, "s"),
+                route(Channel::Sms, Some("48"), "s"),
+                route(Channel::Email, Some("@example.com"), "e"),
+                route(Channel::Email, None, "nope"),
+            ],
+            ..Config::default()
+        };
+        let errors = config.validate().unwrap_err().errors;
+        assert_eq!(
+            keys(&errors),
+            [
+                "connectors[1].receipt",
+                "connectors[2].name",
+                "connectors[2].channels",
+                "connectors[3].name",
+                "routes[2]",
+                "routes[3].channel",
+                "routes[4].prefix",
+                "routes[6].connector",
+            ],
+            "{errors:#?}"
+        );
+    }
+}

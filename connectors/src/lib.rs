@@ -1,0 +1,85 @@
+//! Goniec's ways out to carriers and providers.
+//!
+//! This crate owns what goes out ([`Outbound`]), what comes back
+//! ([`Submitted`], [`Receipt`]) and how failures are classified
+//! ([`DeliveryError`]); the gateway translates these into message statuses.
+//! Every protocol implements [`Connector`]; [`build`] is the only registry.
+//! [`text`] holds the SMS encoding rules shared by the API (segment counts at
+//! acceptance) and the SMPP connector (the actual split), so both agree.
+
+pub mod model;
+#[cfg(feature = "stub")]
+pub mod stub;
+pub mod text;
+
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use goniec_config::{ConnectorConfig, ConnectorKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use goniec_config::Channel;
+pub use model::{DeliveryError, EmailContent, Health, Outbound, Receipt, ReceiptState, Submitted};
+
+/// One way out: an SMPP link, an RCS platform, an SMTP relay.
+#[async_trait]
+pub trait Connector: Send + Sync + fmt::Debug {
+    /// Route key and metric label.
+    fn name(&self) -> &str;
+    /// Channels this connector can carry.
+    fn channels(&self) -> &[Channel];
+    /// Hand one message to the provider. `Ok` means the provider accepted it.
+    async fn submit(&self, msg: &Outbound) -> Result<Submitted, DeliveryError>;
+    /// Current health. Must be cheap: no I/O, no awaits.
+    fn health(&self) -> Health;
+    /// Stop: drain in-flight requests, unbind, close connections.
+    async fn close(&self);
+}
+
+/// What a connector is handed when it is built.
+#[derive(Clone)]
+pub struct BuildContext {
+    /// Where receipts (delivery reports) go; the gateway correlates and applies them.
+    pub receipts: mpsc::Sender<Receipt>,
+    /// Cancelled when the gateway shuts down.
+    pub shutdown: CancellationToken,
+}
+
+/// Why a connector could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configured kind is not compiled into this binary.
+    #[error("connector `{name}`: kind `{kind}` is not available in this build ({why})")]
+    Unavailable {
+        name: String,
+        kind: &'static str,
+        why: &'static str,
+    },
+    /// The connector's configuration cannot work.
+    #[error("connector `{name}`: {reason}")]
+    Invalid { name: String, reason: String },
+}
+
+/// Build the connector a config section describes.
+pub fn build(cfg: &ConnectorConfig, cx: BuildContext) -> Result<Arc<dyn Connector>, BuildError> {
+    match &cfg.kind {
+        ConnectorKind::Stub(stub_cfg) => {
+            #[cfg(feature = "stub")]
+            {
+                Ok(Arc::new(stub::StubConnector::new(&cfg.name, stub_cfg, cx)?))
+            }
+            #[cfg(not(feature = "stub"))]
+            {
+                let _ = (stub_cfg, cx);
+                Err(BuildError::Unavailable {
+                    name: cfg.name.clone(),
+                    kind: "stub",
+                    why: "it is a test double, compiled only with the `stub` feature",
+                })
+            }
+        }
+    }
+}

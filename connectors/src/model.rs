@@ -1,0 +1,125 @@
+//! What goes out to a provider and what comes back.
+
+use std::time::{Duration, SystemTime};
+
+use goniec_config::Channel;
+
+/// A message ready for a connector.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Goniec's message id (a ULID); providers that accept a client id get it (idempotent retries).
+    pub message_id: String,
+    pub channel: Channel,
+    /// E.164 number or e-mail address.
+    pub to: String,
+    /// Sender id, number or address; `None` lets the connector choose.
+    pub from: Option<String>,
+    /// Text body (SMS, RCS text, e-mail plain part).
+    pub text: Option<String>,
+    /// E-mail specifics.
+    pub email: Option<EmailContent>,
+    /// RCS content as the API received it.
+    pub rcs: Option<serde_json::Value>,
+    /// How many attempts came before this one (0 on the first).
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailContent {
+    pub subject: String,
+    pub html: Option<String>,
+}
+
+/// The provider accepted the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    /// The provider's id for it (SMSC message id, RBM message name, SMTP queue id);
+    /// receipts are matched on it.
+    pub provider_id: String,
+    /// Parts the provider was handed (SMS segments), 1 otherwise.
+    pub parts: u32,
+}
+
+/// Why a submit did not succeed. Each protocol maps its codes here, once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeliveryError {
+    /// The provider asked us to slow down; retry later, never fail for this.
+    #[error("throttled by provider")]
+    Throttled { retry_after: Option<Duration> },
+    /// A fault that may pass (connection lost, timeout, 4xx SMTP, 5xx HTTP); retry.
+    #[error("transient failure: {reason}")]
+    Transient { reason: String },
+    /// The provider refused the message for good; do not retry.
+    #[error("permanent failure {code}: {reason}")]
+    Permanent { code: String, reason: String },
+}
+
+impl DeliveryError {
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, DeliveryError::Permanent { .. })
+    }
+
+    /// A short bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DeliveryError::Throttled { .. } => "throttled",
+            DeliveryError::Transient { .. } => "transient",
+            DeliveryError::Permanent { .. } => "permanent",
+        }
+    }
+}
+
+/// A delivery report from a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The connector that received it.
+    pub connector: String,
+    /// The provider id from [`Submitted`].
+    pub provider_id: String,
+    pub state: ReceiptState,
+    pub at: SystemTime,
+    /// The provider's error code/text, kept for the sender.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReceiptState {
+    Delivered,
+    Undeliverable,
+    Expired,
+    Rejected,
+    Read,
+    /// Intermediate (accepted/enroute): recorded as an event, status unchanged.
+    Pending,
+    Unknown,
+}
+
+impl ReceiptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptState::Delivered => "delivered",
+            ReceiptState::Undeliverable => "undeliverable",
+            ReceiptState::Expired => "expired",
+            ReceiptState::Rejected => "rejected",
+            ReceiptState::Read => "read",
+            ReceiptState::Pending => "pending",
+            ReceiptState::Unknown => "unknown",
+        }
+    }
+}
+
+/// A connector's current state, for `/readyz` and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Up,
+    /// Working but impaired (some binds down).
+    Degraded(String),
+    Down(String),
+}
+
+impl Health {
+    pub fn is_up(&self) -> bool {
+        !matches!(self, Health::Down(_))
+    }
+}

@@ -1,0 +1,179 @@
+//! `App`: everything built once from config and passed explicitly (no globals), so
+//! two gateways can run in one test process.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use goniec_config::{Channel, Config, Rate, Tenant};
+use goniec_connectors::Connector;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::store::Store;
+use crate::telemetry::Metrics;
+use crate::validate::Rules;
+
+/// A governor limiter for a readable rate; the burst is one period's worth.
+pub fn limiter(rate: &Rate) -> DefaultDirectRateLimiter {
+    let per_cell = rate.period().div_f64(rate.count().max(1) as f64);
+    let burst = NonZeroU32::new(rate.count().clamp(1, u32::MAX as u64) as u32).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(per_cell.max(std::time::Duration::from_nanos(1)))
+        .map(|q| q.allow_burst(burst))
+        .unwrap_or_else(|| Quota::per_second(burst));
+    RateLimiter::direct(quota)
+}
+
+/// One tenant with its runtime state.
+pub struct TenantCtx {
+    pub cfg: Tenant,
+    /// Messages per second it may submit.
+    pub limiter: Option<DefaultDirectRateLimiter>,
+}
+
+/// Tenants and their API key hashes.
+pub struct Tenants {
+    keys: Vec<([u8; 32], usize)>,
+    list: Vec<Arc<TenantCtx>>,
+}
+
+/// `sha256:<hex>` as stored in config, for `goniec hash-key`.
+pub fn hash_key(key: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+}
+
+impl Tenants {
+    pub fn new(cfg: &[Tenant]) -> Self {
+        let mut keys = Vec::new();
+        let mut list = Vec::new();
+        for (i, t) in cfg.iter().enumerate() {
+            for k in &t.api_keys {
+                let mut h = [0u8; 32];
+                if let Some(hexs) = k.strip_prefix("sha256:") {
+                    if hex::decode_to_slice(hexs, &mut h).is_ok() {
+                        keys.push((h, i));
+                    }
+                }
+            }
+            list.push(Arc::new(TenantCtx { cfg: t.clone(), limiter: t.rate.as_ref().map(limiter) }));
+        }
+        Tenants { keys, list }
+    }
+
+    /// The tenant owning a bearer token. Compares hashes in constant time and looks at
+    /// every key, so timing says nothing about which (or whether a) key matched.
+    pub fn authenticate(&self, token: &str) -> Option<Arc<TenantCtx>> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = usize::MAX;
+        for (h, i) in &self.keys {
+            if bool::from(h.ct_eq(&digest)) {
+                found = *i;
+            }
+        }
+        self.list.get(found).cloned()
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Arc<TenantCtx>> {
+        self.list.iter().find(|t| t.cfg.name == name)
+    }
+}
+
+/// A connector with its egress limiter.
+pub struct Lane {
+    pub connector: Arc<dyn Connector>,
+    pub limiter: Option<DefaultDirectRateLimiter>,
+}
+
+/// Routes (channel, destination prefix) → connector.
+pub struct Router {
+    routes: Vec<(Channel, Option<String>, Arc<Lane>)>,
+}
+
+impl Router {
+    pub fn new(cfg: &Config, connectors: &[Arc<dyn Connector>]) -> Self {
+        let lanes: Vec<Arc<Lane>> = connectors
+            .iter()
+            .map(|c| {
+                let tps = cfg.connectors.iter().find(|k| k.name == c.name()).and_then(|k| k.tps.as_ref());
+                Arc::new(Lane { connector: c.clone(), limiter: tps.map(limiter) })
+            })
+            .collect();
+        let routes = cfg
+            .routes
+            .iter()
+            .filter_map(|r| {
+                let lane = lanes.iter().find(|l| l.connector.name() == r.connector)?;
+                Some((r.channel, r.prefix.clone(), lane.clone()))
+            })
+            .collect();
+        Router { routes }
+    }
+
+    /// The connector for a message: the longest matching prefix of its channel wins.
+    pub fn route(&self, channel: Channel, to: &str) -> Option<&Arc<Lane>> {
+        self.routes
+            .iter()
+            .filter(|(c, prefix, _)| {
+                *c == channel
+                    && prefix.as_deref().is_none_or(|p| match channel {
+                        Channel::Email => to.to_ascii_lowercase().ends_with(&p.to_ascii_lowercase()),
+                        _ => to.starts_with(p),
+                    })
+            })
+            .max_by_key(|(_, p, _)| p.as_ref().map_or(0, String::len))
+            .map(|(_, _, l)| l)
+    }
+
+    /// Channels that have at least one route.
+    pub fn channels(&self) -> Vec<Channel> {
+        let mut v: Vec<Channel> = self.routes.iter().map(|r| r.0).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Connectors serving a channel.
+    pub fn connectors_for(&self, channel: Channel) -> impl Iterator<Item = &Arc<dyn Connector>> {
+        self.routes.iter().filter(move |r| r.0 == channel).map(|r| &r.2.connector)
+    }
+}
+
+/// Liveness flags shared by the HTTP layer and the background tasks.
+#[derive(Default)]
+pub struct Flags {
+    pub shutting_down: AtomicBool,
+    pub store_up: AtomicBool,
+}
+
+impl Flags {
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Relaxed)
+    }
+    pub fn store_up(&self) -> bool {
+        self.store_up.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything the gateway's tasks share.
+pub struct App {
+    pub cfg: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    pub tenants: Tenants,
+    pub router: Router,
+    pub connectors: Vec<Arc<dyn Connector>>,
+    pub rules: Rules,
+    pub flags: Flags,
+    /// Cancelled when workers must stop taking new work.
+    pub stop_work: CancellationToken,
+    /// Tracks in-flight work that shutdown waits for.
+    pub tracker: TaskTracker,
+    /// This process's consumer name in the queue's consumer groups.
+    pub consumer: String,
+    /// Callback clients: one refusing private addresses, one allowing them.
+    pub webhook_client: reqwest::Client,
+    pub webhook_client_private: reqwest::Client,
+}

@@ -1,0 +1,337 @@
+//! Per-lane workers: claim → load → checks (cancelled, expired, route) → egress
+//! limit → submit → complete / retry / bury. Plus the background loops that move
+//! due jobs into lanes and take over a dead worker's leases.
+//!
+//! Nothing leaves a lane's pending list before the connector accepted the message
+//! or it reached a final state; the store writes the new status, the provider-id
+//! mapping and the acknowledgement in one atomic step.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use goniec_config::Channel;
+use goniec_connectors::{DeliveryError, Outbound};
+use rand::Rng;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::app::App;
+use crate::model::{now_ms, Record, Status};
+use crate::store::{Change, Lane, Lease, StoreError, Transition};
+use crate::telemetry::mask;
+
+/// Exponential backoff with jitter: `base · 2^attempt`, capped, then scaled by a
+/// random factor in [0.5, 1] so retries of a burst spread out.
+pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
+    let exp = base.saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX));
+    let capped = exp.min(max);
+    capped.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+/// Run a finishing store write, retrying while the store is unreachable: the work is
+/// already done (the carrier has the message), so giving up would mean a duplicate
+/// after reclaim. Gives up only when shutting down for good.
+pub async fn finish_with_retries<F, Fut>(app: &App, op: &'static str, f: F) -> Option<Transition>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Transition, StoreError>>,
+{
+    let mut delay = Duration::from_millis(50);
+    let deadline = Instant::now() + app.cfg.server.shutdown_grace.max(Duration::from_secs(5));
+    loop {
+        match f().await {
+            Ok(t) => return Some(t),
+            Err(e) => {
+                app.metrics.store_errors.with_label_values(&[op]).inc();
+                if app.flags.shutting_down() && Instant::now() > deadline {
+                    tracing::error!(op, error = %e, "Store still failing at shutdown; the lease will be reclaimed.");
+                    return None;
+                }
+                tracing::warn!(op, error = %e, "Store write failed; retrying.");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Start every lane's workers and background loops on the app's tracker.
+pub fn spawn_all(app: &Arc<App>) {
+    for channel in app.router.channels() {
+        let lane = Lane::Channel(channel);
+        let sem = Arc::new(Semaphore::new(app.cfg.workers.concurrency));
+        app.tracker.spawn(claim_loop(app.clone(), lane, sem.clone()));
+        app.tracker.spawn(reclaim_loop(app.clone(), lane, sem));
+        app.tracker.spawn(promote_loop(app.clone(), lane));
+    }
+    let sem = Arc::new(Semaphore::new(app.cfg.webhooks.concurrency));
+    app.tracker.spawn(claim_loop(app.clone(), Lane::Webhook, sem.clone()));
+    app.tracker.spawn(reclaim_loop(app.clone(), Lane::Webhook, sem));
+    app.tracker.spawn(promote_loop(app.clone(), Lane::Webhook));
+}
+
+/// Take as many permits as are free now (at least one, waiting for it), up to `max`.
+async fn permits(app: &App, sem: &Arc<Semaphore>, max: usize) -> Option<Vec<OwnedSemaphorePermit>> {
+    let first = tokio::select! {
+        p = sem.clone().acquire_owned() => p.ok()?,
+        _ = app.stop_work.cancelled() => return None,
+    };
+    let mut v = vec![first];
+    while v.len() < max {
+        match sem.clone().try_acquire_owned() {
+            Ok(p) => v.push(p),
+            Err(_) => break,
+        }
+    }
+    Some(v)
+}
+
+async fn pause(app: &App, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = app.stop_work.cancelled() => false,
+    }
+}
+
+async fn claim_loop(app: Arc<App>, lane: Lane, sem: Arc<Semaphore>) {
+    let batch = app.cfg.workers.claim_batch.max(1);
+    loop {
+        let Some(mut held) = permits(&app, &sem, batch).await else { return };
+        let claimed = tokio::select! {
+            r = app.store.claim(lane, &app.consumer, held.len(), Duration::from_secs(1)) => r,
+            _ = app.stop_work.cancelled() => return,
+        };
+        match claimed {
+            Ok(leases) => {
+                held.truncate(leases.len());
+                start(&app, leases, held).await;
+            }
+            Err(e) => {
+                app.metrics.store_errors.with_label_values(&["claim"]).inc();
+                tracing::warn!(%lane, error = %e, "Claiming from the queue failed.");
+                drop(held);
+                if !pause(&app, Duration::from_millis(500)).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Takes over entries whose holder stopped answering (crashed gateway) after `claim_idle`.
+async fn reclaim_loop(app: Arc<App>, lane: Lane, sem: Arc<Semaphore>) {
+    let idle = app.cfg.workers.claim_idle;
+    let every = (idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
+    let batch = app.cfg.workers.claim_batch.max(1);
+    while pause(&app, every).await {
+        loop {
+            let Some(mut held) = permits(&app, &sem, batch).await else { return };
+            match app.store.reclaim(lane, &app.consumer, idle, held.len()).await {
+                Ok(leases) if leases.is_empty() => break,
+                Ok(leases) => {
+                    tracing::info!(%lane, count = leases.len(), "Took over leases of a worker that stopped answering.");
+                    app.metrics.reclaimed.with_label_values(&[lane.as_str()]).inc_by(leases.len() as u64);
+                    held.truncate(leases.len());
+                    start(&app, leases, held).await;
+                }
+                Err(e) => {
+                    app.metrics.store_errors.with_label_values(&["reclaim"]).inc();
+                    tracing::warn!(%lane, error = %e, "Reclaiming leases failed.");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Moves due scheduled messages and retries into the lane.
+async fn promote_loop(app: Arc<App>, lane: Lane) {
+    let every = app.cfg.workers.schedule_poll;
+    while pause(&app, every).await {
+        loop {
+            match app.store.promote_due(lane, now_ms(), 1000).await {
+                Ok(n) if n == 1000 => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    app.metrics.store_errors.with_label_values(&["promote"]).inc();
+                    tracing::warn!(%lane, error = %e, "Moving due messages failed.");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Hand claimed leases to tasks, one permit each.
+async fn start(app: &Arc<App>, leases: Vec<Lease>, permits: Vec<OwnedSemaphorePermit>) {
+    if leases.is_empty() {
+        return;
+    }
+    match leases[0].lane {
+        Lane::Webhook => {
+            for (lease, permit) in leases.into_iter().zip(permits) {
+                let app2 = app.clone();
+                app.tracker.spawn(async move {
+                    crate::webhooks::handle(app2, lease).await;
+                    drop(permit);
+                });
+            }
+        }
+        Lane::Channel(channel) => {
+            // One round trip for the whole batch's records.
+            let ids: Vec<String> = leases.iter().map(|l| l.job.id.clone()).collect();
+            let records = loop {
+                match app.store.get_many(&ids).await {
+                    Ok(r) => break r,
+                    Err(e) => {
+                        app.metrics.store_errors.with_label_values(&["load"]).inc();
+                        tracing::warn!(error = %e, "Loading claimed messages failed; retrying.");
+                        if !pause(app, Duration::from_millis(500)).await {
+                            // Leases stay pending and are reclaimed after claim_idle.
+                            return;
+                        }
+                    }
+                }
+            };
+            for ((lease, rec), permit) in leases.into_iter().zip(records).zip(permits) {
+                let app2 = app.clone();
+                app.tracker.spawn(async move {
+                    deliver(&app2, channel, lease, rec).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+}
+
+fn record_transition(app: &App, channel: Channel, to: Status, t: Option<Transition>) {
+    if let Some(Transition::Applied { .. }) = t {
+        app.metrics.transitions.with_label_values(&[channel.as_str(), to.as_str()]).inc();
+    }
+}
+
+/// Finish a lease with a status change.
+async fn finish(app: &App, channel: Channel, lease: &Lease, change: Change, corr: Option<(&str, &str)>) {
+    let to = change.to;
+    let t = finish_with_retries(app, "complete", || app.store.complete(lease, Some(&change), corr)).await;
+    record_transition(app, channel, to, t);
+}
+
+/// Deliver one message.
+async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>) {
+    let Some(rec) = rec else {
+        // Past retention or never stored: nothing to deliver.
+        finish_with_retries(app, "complete", || app.store.complete(&lease, None, None)).await;
+        return;
+    };
+    let id = rec.data.id.as_str();
+    if rec.status != Status::Queued {
+        // Cancelled, expired, or already submitted before a crash: do not send again.
+        tracing::debug!(message_id = %id, status = %rec.status, "Dropping queue entry of a message not in `queued`.");
+        finish_with_retries(app, "complete", || app.store.complete(&lease, None, None)).await;
+        return;
+    }
+    let now = now_ms();
+    app.metrics
+        .stage_duration
+        .with_label_values(&["queue_wait", channel.as_str()])
+        .observe(((now - rec.data.send_at.unwrap_or(rec.data.created_at)).max(0) as f64) / 1000.0);
+    if rec.data.valid_until.is_some_and(|v| v <= now) {
+        let ch = Change::new(Status::Expired, now, Some("valid_until passed before submission".into()), None);
+        return finish(app, channel, &lease, ch, None).await;
+    }
+    let Some(route) = app.router.route(channel, &rec.data.to) else {
+        let ch = Change::new(Status::Failed, now, Some("no_route".into()), Some(format!("no connector serves this {channel} destination")));
+        return finish(app, channel, &lease, ch, None).await;
+    };
+    if let Some(l) = &route.limiter {
+        l.until_ready().await;
+    }
+    let connector = &route.connector;
+    let name = connector.name();
+    let out = Outbound {
+        message_id: rec.data.id.clone(),
+        channel,
+        to: rec.data.to.clone(),
+        from: rec.data.from.clone(),
+        text: rec.data.text.clone(),
+        email: rec.data.email.as_ref().map(|e| goniec_connectors::EmailContent { subject: e.subject.clone(), html: e.html.clone() }),
+        rcs: rec.data.rcs.clone(),
+        attempt: lease.job.attempt,
+    };
+    let t0 = Instant::now();
+    let result = match tokio::time::timeout(Duration::from_secs(60), connector.submit(&out)).await {
+        Ok(r) => r,
+        Err(_) => Err(DeliveryError::Transient { reason: "connector did not answer within 60s".into() }),
+    };
+    app.metrics.stage_duration.with_label_values(&["submit", channel.as_str()]).observe(t0.elapsed().as_secs_f64());
+    let m = &app.metrics;
+    match result {
+        Ok(sub) => {
+            m.submits.with_label_values(&[name, "ok"]).inc();
+            tracing::debug!(message_id = %id, connector = name, to = %mask(&rec.data.to), "Message submitted.");
+            let ch = Change::new(
+                Status::Submitted,
+                now_ms(),
+                None,
+                Some(format!("connector={name} provider_id={} parts={}", sub.provider_id, sub.parts)),
+            );
+            finish(app, channel, &lease, ch, Some((name, &sub.provider_id))).await;
+        }
+        Err(e) => {
+            m.submits.with_label_values(&[name, e.kind()]).inc();
+            handle_failure(app, channel, &lease, &rec, name, e).await;
+        }
+    }
+}
+
+async fn handle_failure(app: &App, channel: Channel, lease: &Lease, rec: &Record, connector: &str, e: DeliveryError) {
+    let id = rec.data.id.as_str();
+    let w = &app.cfg.workers;
+    let now = now_ms();
+    match e {
+        DeliveryError::Permanent { code, reason } => {
+            tracing::info!(message_id = %id, connector, %code, "Message failed permanently.");
+            let ch = Change::new(Status::Failed, now, Some(code), Some(reason));
+            finish(app, channel, lease, ch, None).await;
+        }
+        e => {
+            let attempts = lease.job.attempt + 1;
+            if attempts >= w.max_attempts {
+                tracing::warn!(message_id = %id, connector, attempts, error = %e, "Message dead-lettered after its last attempt.");
+                app.metrics.dead_letters.with_label_values(&[channel.as_str()]).inc();
+                let ch = Change::new(Status::Failed, now, Some("max_attempts".into()), Some(e.to_string()));
+                let t = finish_with_retries(app, "bury", || app.store.bury(lease, "max_attempts", Some(&ch))).await;
+                record_transition(app, channel, Status::Failed, t);
+                return;
+            }
+            let wait = match &e {
+                DeliveryError::Throttled { retry_after: Some(d) } => *d,
+                _ => backoff(lease.job.attempt, w.retry_base, w.retry_max),
+            };
+            let at = now + wait.as_millis() as i64;
+            if rec.data.valid_until.is_some_and(|v| v <= at) {
+                let ch = Change::new(Status::Expired, now, Some("valid_until passed while retrying".into()), Some(e.to_string()));
+                return finish(app, channel, lease, ch, None).await;
+            }
+            tracing::debug!(message_id = %id, connector, attempt = attempts, error = %e, "Submit failed; retrying later.");
+            finish_with_retries(app, "retry", || async { app.store.retry(lease, at).await.map(|_| Transition::Missing) }).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        let base = Duration::from_secs(1);
+        let max = Duration::from_secs(60);
+        for attempt in 0..40 {
+            let d = backoff(attempt, base, max);
+            let full = base.saturating_mul(1 << attempt.min(30)).min(max);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?} vs {full:?}");
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The one error type of the HTTP API: RFC 9457 `application/problem+json` with a
+//! stable `code` (also the last segment of `type`) and the offending `field`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// A problem to report to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    /// Stable machine-readable code, e.g. `invalid-number`.
+    pub code: &'static str,
+    /// Human explanation.
+    pub detail: String,
+    /// The offending request field (dotted path), when there is one.
+    pub field: Option<String>,
+    /// Seconds to wait before retrying (429/503).
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+pub struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'a str,
+    pub status: u16,
+    pub code: &'a str,
+    pub detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'a str>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError { status, code, detail: detail.into(), field: None, retry_after: None }
+    }
+
+    pub fn field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn unauthorized() -> Self {
+        ApiError::new(401, "unauthorized", "missing or unknown API key; send `Authorization: Bearer <key>`")
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(404, "not-found", format!("no such {what}"))
+    }
+
+    pub fn store_unavailable() -> Self {
+        ApiError::new(503, "store-unavailable", "the message store is unavailable; nothing was accepted, retry later")
+            .retry_after(1)
+    }
+
+    pub fn shutting_down() -> Self {
+        ApiError::new(503, "shutting-down", "the gateway is shutting down; nothing was accepted, retry on another instance")
+            .retry_after(1)
+    }
+
+    /// The problem document.
+    pub fn body(&self) -> ProblemBody<'_> {
+        ProblemBody {
+            kind: format!("https://goniec.dev/problems/{}", self.code),
+            title: title(self.status),
+            status: self.status,
+            code: self.code,
+            detail: &self.detail,
+            field: self.field.as_deref(),
+        }
+    }
+}
+
+fn title(status: u16) -> &'static str {
+    StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error")
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
+        let mut resp = (status, body).into_response();
+        let h = resp.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(s) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if self.status == 401 {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}

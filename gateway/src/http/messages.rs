@@ -1,0 +1,444 @@
+//! `/v1/messages`: submit one or a batch, read status and history, cancel.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::{authenticate, check_body, observe};
+use crate::app::{App, TenantCtx};
+use crate::model::{format_ms, is_message_id, new_message_id, now_ms, Event, Record, Status};
+use crate::store::{Change, HistoryKey, IdemBegin, IdemWrite, NewMessage, Transition};
+use crate::validate::{normalize_email, normalize_msisdn, parse_request, validate, Valid};
+
+/// The answer for one accepted message.
+#[derive(Debug, Serialize)]
+struct Accepted<'a> {
+    id: &'a str,
+    status: Status,
+    segments: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    transliterated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_at: Option<String>,
+}
+
+fn accepted_body(v: &Valid, status: Status) -> Accepted<'_> {
+    Accepted {
+        id: &v.data.id,
+        status,
+        segments: v.data.segments,
+        encoding: v.data.encoding.as_deref(),
+        transliterated: v.data.transliterated,
+        send_at: v.data.send_at.map(format_ms),
+    }
+}
+
+/// The stored form of a valid message.
+fn new_message(v: &Valid, now: i64) -> Result<(NewMessage, Status), ApiError> {
+    let status = if v.data.send_at.is_some() { Status::Scheduled } else { Status::Queued };
+    let data_json = serde_json::to_string(&v.data).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let ev = |status| Event { status, at: now, reason: None, detail: None };
+    Ok((
+        NewMessage {
+            id: v.data.id.clone(),
+            tenant: v.data.tenant.clone(),
+            channel: v.data.channel,
+            to: v.data.to.clone(),
+            client_ref: v.data.client_ref.clone(),
+            status,
+            due_ms: v.data.send_at,
+            data_json,
+            events: vec![ev(Status::Accepted), ev(status)],
+            notify: v.notify,
+        },
+        status,
+    ))
+}
+
+/// Parse, validate and route one message.
+fn prepare(app: &App, tenant: &TenantCtx, json: &str, now: i64) -> Result<Valid, ApiError> {
+    let req = parse_request(json)?;
+    let channel = req.channel;
+    let v = validate(req, &tenant.cfg, &app.rules, new_message_id(), now)?;
+    if app.router.route(channel, &v.data.to).is_none() {
+        return Err(ApiError::new(
+            422,
+            "no-route",
+            format!("no connector is configured for {channel} messages to this destination"),
+        )
+        .field("channel"));
+    }
+    Ok(v)
+}
+
+fn refuse(app: &App, tenant: &str, channel: &str, e: &ApiError) {
+    app.metrics.refused.with_label_values(&[tenant, channel, e.code]).inc();
+}
+
+fn json_response(status: u16, body: String) -> Response {
+    let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+    r.headers_mut().insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// Idempotency handling around an accepting operation.
+enum Idem {
+    None,
+    Fresh { key: String, fingerprint: String },
+}
+
+async fn idem_start(app: &App, tenant: &TenantCtx, headers: &HeaderMap, body: &[u8]) -> Result<Result<Idem, Response>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else { return Ok(Ok(Idem::None)) };
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| ApiError::new(400, "invalid-idempotency-key", "`Idempotency-Key` must be 1 to 255 visible ASCII characters"))?
+        .to_string();
+    let fingerprint = hex::encode(Sha256::digest(body));
+    match app.store.idem_begin(&tenant.cfg.name, &key, &fingerprint).await {
+        Ok(IdemBegin::New) => Ok(Ok(Idem::Fresh { key, fingerprint })),
+        Ok(IdemBegin::Done { fingerprint: fp, status, body }) if fp == fingerprint => {
+            let mut r = json_response(status, body);
+            r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(Err(r))
+        }
+        Ok(IdemBegin::InProgress { fingerprint: fp }) if fp == fingerprint => Err(ApiError::new(
+            409,
+            "idempotency-request-in-progress",
+            "a request with this `Idempotency-Key` is still being processed",
+        )
+        .retry_after(1)),
+        Ok(_) => Err(ApiError::new(
+            409,
+            "idempotency-key-reused",
+            "this `Idempotency-Key` was used with a different request body",
+        )
+        .field("Idempotency-Key")),
+        Err(_) => Err(ApiError::store_unavailable()),
+    }
+}
+
+fn rate_limit(tenant: &TenantCtx, n: u32) -> Result<(), ApiError> {
+    let Some(l) = &tenant.limiter else { return Ok(()) };
+    let Some(n) = std::num::NonZeroU32::new(n) else { return Ok(()) };
+    match l.check_n(n) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(not_until)) => {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
+            Err(ApiError::new(429, "rate-limited", format!("over this tenant's message rate; retry in {} ms", wait.as_millis()))
+                .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64))
+        }
+        Err(_) => Err(ApiError::new(
+            429,
+            "rate-limited",
+            format!("{n} messages at once exceed this tenant's rate burst; send smaller batches"),
+        )
+        .retry_after(1)),
+    }
+}
+
+/// `POST /v1/messages`.
+pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+    let start = Instant::now();
+    let resp = create_inner(&app, &headers, body).await.unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "create", start, &resp);
+    resp
+}
+
+async fn create_inner(app: &App, headers: &HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Response, ApiError> {
+    if app.flags.shutting_down() {
+        return Err(ApiError::shutting_down());
+    }
+    let tenant = authenticate(app, headers)?;
+    let body = check_body(app, headers, body)?;
+    let now = now_ms();
+    let json = std::str::from_utf8(&body).map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
+    let v = prepare(app, &tenant, json, now).inspect_err(|e| refuse(app, &tenant.cfg.name, "-", e))?;
+    rate_limit(&tenant, 1)?;
+    let idem = match idem_start(app, &tenant, headers, &body).await? {
+        Ok(i) => i,
+        Err(replay) => return Ok(replay),
+    };
+    let (msg, status) = new_message(&v, now)?;
+    let resp_body = serde_json::to_string(&accepted_body(&v, status)).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let write = match &idem {
+        Idem::Fresh { key, fingerprint } => Some(IdemWrite { tenant: &tenant.cfg.name, key, fingerprint, status: 202, body: &resp_body }),
+        Idem::None => None,
+    };
+    let t0 = Instant::now();
+    if let Err(e) = app.store.accept(std::slice::from_ref(&msg), write).await {
+        app.metrics.store_errors.with_label_values(&["accept"]).inc();
+        tracing::warn!(error = %e, "Could not store a message; answering 503.");
+        if let Idem::Fresh { key, .. } = &idem {
+            let _ = app.store.idem_abort(&tenant.cfg.name, key).await;
+        }
+        return Err(ApiError::store_unavailable());
+    }
+    let ch = v.data.channel.as_str();
+    app.metrics.stage_duration.with_label_values(&["store_accept", ch]).observe(t0.elapsed().as_secs_f64());
+    app.metrics.accepted.with_label_values(&[&tenant.cfg.name, ch]).inc();
+    tracing::debug!(message_id = %v.data.id, tenant = %tenant.cfg.name, channel = ch, to = %crate::telemetry::mask(&v.data.to), "Message accepted.");
+    Ok(json_response(202, resp_body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest<'a> {
+    #[serde(borrow)]
+    messages: Vec<&'a RawValue>,
+}
+
+/// `POST /v1/messages/batch`: every item is validated on its own; the valid ones are
+/// stored in one round trip; results come back in request order.
+pub async fn create_batch(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+    let start = Instant::now();
+    let resp = batch_inner(&app, &headers, body).await.unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "create_batch", start, &resp);
+    resp
+}
+
+async fn batch_inner(app: &App, headers: &HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Response, ApiError> {
+    if app.flags.shutting_down() {
+        return Err(ApiError::shutting_down());
+    }
+    let tenant = authenticate(app, headers)?;
+    let body = check_body(app, headers, body)?;
+    let json = std::str::from_utf8(&body).map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let batch: BatchRequest<'_> = serde_path_to_error::deserialize(de).map_err(|e| crate::validate::json_error(&e))?;
+    let max = app.cfg.server.max_batch;
+    if batch.messages.is_empty() {
+        return Err(ApiError::new(422, "empty-batch", "`messages` is empty").field("messages"));
+    }
+    if batch.messages.len() > max {
+        return Err(ApiError::new(
+            422,
+            "batch-too-large",
+            format!("{} messages in one batch; the most allowed is {max}", batch.messages.len()),
+        )
+        .field("messages"));
+    }
+    let now = now_ms();
+    let prepared: Vec<Result<Valid, ApiError>> = batch.messages.iter().map(|raw| prepare(app, &tenant, raw.get(), now)).collect();
+    let n_valid = prepared.iter().filter(|r| r.is_ok()).count();
+    rate_limit(&tenant, n_valid as u32)?;
+    let idem = match idem_start(app, &tenant, headers, &body).await? {
+        Ok(i) => i,
+        Err(replay) => return Ok(replay),
+    };
+
+    let mut msgs = Vec::with_capacity(n_valid);
+    let mut out = String::with_capacity(prepared.len() * 96 + 64);
+    out.push_str(&format!("{{\"accepted\":{n_valid},\"rejected\":{},\"results\":[", prepared.len() - n_valid));
+    for (i, r) in prepared.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let item = match r {
+            Ok(v) => {
+                let (msg, status) = new_message(v, now)?;
+                msgs.push(msg);
+                serde_json::to_string(&accepted_body(v, status))
+            }
+            Err(e) => {
+                refuse(app, &tenant.cfg.name, "-", e);
+                serde_json::to_string(&serde_json::json!({ "error": e.body() }))
+            }
+        };
+        out.push_str(&item.map_err(|e| ApiError::new(500, "internal", e.to_string()))?);
+    }
+    out.push_str("]}");
+    let status = if n_valid == prepared.len() { 202 } else { 207 };
+    let write = match &idem {
+        Idem::Fresh { key, fingerprint } => Some(IdemWrite { tenant: &tenant.cfg.name, key, fingerprint, status, body: &out }),
+        Idem::None => None,
+    };
+    if !msgs.is_empty() || write.is_some() {
+        let t0 = Instant::now();
+        if let Err(e) = app.store.accept(&msgs, write).await {
+            app.metrics.store_errors.with_label_values(&["accept"]).inc();
+            tracing::warn!(error = %e, count = msgs.len(), "Could not store a batch; answering 503.");
+            if let Idem::Fresh { key, .. } = &idem {
+                let _ = app.store.idem_abort(&tenant.cfg.name, key).await;
+            }
+            return Err(ApiError::store_unavailable());
+        }
+        app.metrics.stage_duration.with_label_values(&["store_accept", "batch"]).observe(t0.elapsed().as_secs_f64());
+    }
+    for m in &msgs {
+        app.metrics.accepted.with_label_values(&[&tenant.cfg.name, m.channel.as_str()]).inc();
+    }
+    Ok(json_response(status, out))
+}
+
+/// A message as the API shows it.
+#[derive(Serialize)]
+struct MessageView<'a> {
+    id: &'a str,
+    status: Status,
+    channel: &'a str,
+    to: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ref: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    segments: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    encoding: Option<&'a str>,
+    created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid_until: Option<String>,
+    events: Vec<EventView<'a>>,
+}
+
+#[derive(Serialize)]
+struct EventView<'a> {
+    status: Status,
+    at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+fn view(r: &Record) -> MessageView<'_> {
+    MessageView {
+        id: &r.data.id,
+        status: r.status,
+        channel: r.data.channel.as_str(),
+        to: &r.data.to,
+        from: r.data.from.as_deref(),
+        client_ref: r.data.client_ref.as_deref(),
+        text: r.data.text.as_deref(),
+        subject: r.data.email.as_ref().map(|e| e.subject.as_str()),
+        segments: r.data.segments,
+        encoding: r.data.encoding.as_deref(),
+        created_at: format_ms(r.data.created_at),
+        send_at: r.data.send_at.map(format_ms),
+        valid_until: r.data.valid_until.map(format_ms),
+        events: r
+            .events
+            .iter()
+            .map(|e| EventView { status: e.status, at: format_ms(e.at), reason: e.reason.as_deref(), detail: e.detail.as_deref() })
+            .collect(),
+    }
+}
+
+/// Load a message of this tenant; another tenant's message is "not found" (404, never 403).
+async fn load_own(app: &App, tenant: &TenantCtx, id: &str) -> Result<Record, ApiError> {
+    if !is_message_id(id) {
+        return Err(ApiError::not_found("message"));
+    }
+    match app.store.get(id).await {
+        Ok(Some(r)) if r.data.tenant == tenant.cfg.name => Ok(r),
+        Ok(_) => Err(ApiError::not_found("message")),
+        Err(_) => Err(ApiError::store_unavailable()),
+    }
+}
+
+/// `GET /v1/messages/{id}`.
+pub async fn show(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let start = Instant::now();
+    let resp = async {
+        let tenant = authenticate(&app, &headers)?;
+        let r = load_own(&app, &tenant, &id).await?;
+        Ok::<_, ApiError>(axum::Json(view(&r)).into_response())
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "show", start, &resp);
+    resp
+}
+
+/// `DELETE /v1/messages/{id}`: cancel while not yet submitted.
+pub async fn cancel(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    let start = Instant::now();
+    let resp = async {
+        let tenant = authenticate(&app, &headers)?;
+        let r = load_own(&app, &tenant, &id).await?;
+        let change = Change::new(Status::Cancelled, now_ms(), Some("cancelled_by_client".into()), None);
+        match app.store.transition(&id, &change).await {
+            Ok(Transition::Applied { .. }) => {
+                app.metrics.transitions.with_label_values(&[r.data.channel.as_str(), "cancelled"]).inc();
+                Ok(axum::Json(serde_json::json!({"id": id, "status": "cancelled"})).into_response())
+            }
+            Ok(Transition::Refused { current }) => Err(ApiError::new(
+                409,
+                "not-cancellable",
+                format!("the message is already `{current}`; only messages not yet submitted can be cancelled"),
+            )),
+            Ok(Transition::Missing) => Err(ApiError::not_found("message")),
+            Err(_) => Err(ApiError::store_unavailable()),
+        }
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "cancel", start, &resp);
+    resp
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    to: Option<String>,
+    client_ref: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/messages?to=…` or `?client_ref=…`: newest first, `cursor` for the next page.
+pub async fn history(State(app): State<Arc<App>>, headers: HeaderMap, q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+    let start = Instant::now();
+    let resp = async {
+        let tenant = authenticate(&app, &headers)?;
+        let Query(q) = q.map_err(|e| ApiError::new(422, "invalid-query", e.body_text()))?;
+        let key = match (q.to, q.client_ref) {
+            (Some(to), None) => HistoryKey::To(if to.contains('@') {
+                normalize_email(&to)?
+            } else {
+                normalize_msisdn(&to, app.rules.region, false)?
+            }),
+            (None, Some(r)) => HistoryKey::ClientRef(r),
+            _ => return Err(ApiError::new(422, "invalid-query", "give exactly one of `to` or `client_ref`")),
+        };
+        let limit = q.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(ApiError::new(422, "invalid-query", "`limit` must be 1 to 500").field("limit"));
+        }
+        if let Some(c) = &q.cursor {
+            if !is_message_id(c) {
+                return Err(ApiError::new(422, "invalid-query", "`cursor` is not one this API returned").field("cursor"));
+            }
+        }
+        let ids = app
+            .store
+            .history(&tenant.cfg.name, &key, q.cursor.as_deref(), limit)
+            .await
+            .map_err(|_| ApiError::store_unavailable())?;
+        let records = app.store.get_many(&ids).await.map_err(|_| ApiError::store_unavailable())?;
+        let next = if ids.len() == limit { ids.last().cloned() } else { None };
+        let views: Vec<MessageView<'_>> = records.iter().flatten().filter(|r| r.data.tenant == tenant.cfg.name).map(view).collect();
+        Ok::<_, ApiError>(axum::Json(serde_json::json!({"messages": views, "next_cursor": next})).into_response())
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "history", start, &resp);
+    resp
+}

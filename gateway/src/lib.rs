@@ -1,0 +1,195 @@
+//! The Goniec gateway daemon.
+//!
+//! Module map, in the direction data moves:
+//! * [`http`]: the REST API (auth, validation, idempotency, rate limits → store).
+//! * [`validate`]: request → message (E.164, encoding, segments, templates).
+//! * [`store`]: records, indexes and work queues (Redis or memory).
+//! * [`dispatch`]: per-channel workers handing messages to connectors.
+//! * [`receipts`]: delivery reports → status changes.
+//! * [`webhooks`]: status changes → signed customer callbacks.
+//! * [`model`]: ids, statuses and the transition table.
+//! * [`telemetry`]: metrics, logging, masking.
+//! * [`app`]: the state everything shares, built once from config.
+
+pub mod app;
+pub mod dispatch;
+pub mod http;
+pub mod model;
+pub mod receipts;
+pub mod store;
+#[doc(hidden)]
+pub mod testing;
+pub mod telemetry;
+pub mod validate;
+pub mod webhooks;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use goniec_config::{Config, StoreBackend};
+use goniec_connectors::{BuildContext, Connector};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::{App, Router, Tenants};
+use crate::store::{Lane, Store};
+use crate::telemetry::Metrics;
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    /// A connector could not be built from its config.
+    #[error(transparent)]
+    Connector(#[from] goniec_connectors::BuildError),
+    /// The store could not be set up.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    /// The HTTP server failed.
+    #[error("HTTP server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Run the gateway until `shutdown` is cancelled, then drain and return.
+/// `bound` receives the actual listen address (useful with port 0).
+pub async fn run(cfg: Config, shutdown: CancellationToken, bound: Option<oneshot::Sender<SocketAddr>>) -> Result<(), Error> {
+    let cfg = Arc::new(cfg);
+    let store: Arc<dyn Store> = match cfg.store.backend {
+        StoreBackend::Memory => Arc::new(store::memory::MemoryStore::new(&cfg.store)),
+        StoreBackend::Redis => {
+            let s = store::redis::RedisStore::new(&cfg.store)?;
+            if let Err(e) = s.init().await {
+                tracing::warn!(error = %e, "Redis is not reachable yet; starting anyway (not ready until it is).");
+            }
+            Arc::new(s)
+        }
+    };
+
+    let (receipts_tx, receipts_rx) = mpsc::channel(10_000);
+    let connector_shutdown = CancellationToken::new();
+    let mut connectors: Vec<Arc<dyn Connector>> = Vec::new();
+    for c in &cfg.connectors {
+        let cx = BuildContext { receipts: receipts_tx.clone(), shutdown: connector_shutdown.clone() };
+        connectors.push(goniec_connectors::build(c, cx)?);
+    }
+    drop(receipts_tx);
+
+    let (webhook_client, webhook_client_private) = webhooks::clients(cfg.webhooks.timeout);
+    let app = Arc::new(App {
+        metrics: Metrics::new(),
+        tenants: Tenants::new(&cfg.tenants),
+        router: Router::new(&cfg, &connectors),
+        rules: validate::Rules::new(&cfg.server),
+        flags: Default::default(),
+        stop_work: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+        consumer: format!("{}-{}", std::process::id(), ulid::Ulid::new()),
+        store,
+        connectors,
+        webhook_client,
+        webhook_client_private,
+        cfg: cfg.clone(),
+    });
+    app.flags.store_up.store(app.store.ping().await.is_ok(), Ordering::Relaxed);
+
+    let listener = tokio::net::TcpListener::bind(cfg.server.listen)
+        .await
+        .map_err(|source| Error::Listen { addr: cfg.server.listen, source })?;
+    let addr = listener.local_addr().map_err(Error::Serve)?;
+    tracing::info!(%addr, store = app.store.backend(), connectors = app.connectors.len(), "Goniec is listening.");
+    if let Some(tx) = bound {
+        let _ = tx.send(addr);
+    }
+
+    // Background work that stops with the workers.
+    let background = TaskTracker::new();
+    background.spawn(health_loop(app.clone()));
+    background.spawn(stats_loop(app.clone()));
+    background.close();
+    dispatch::spawn_all(&app);
+    let receipts_task = tokio::spawn(receipts::run(app.clone(), receipts_rx));
+
+    let http_stop = CancellationToken::new();
+    let server = {
+        let http_stop = http_stop.clone();
+        let router = http::router(app.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, router).with_graceful_shutdown(http_stop.cancelled_owned()).await
+        })
+    };
+
+    shutdown.cancelled().await;
+    // Drain: refuse new submissions (503) and turn readiness red while the HTTP
+    // server keeps answering, stop claiming, let in-flight work finish.
+    tracing::info!(grace = ?cfg.server.shutdown_grace, "Shutting down: draining in-flight work.");
+    app.flags.shutting_down.store(true, Ordering::Relaxed);
+    app.stop_work.cancel();
+    app.tracker.close();
+    if tokio::time::timeout(cfg.server.shutdown_grace, app.tracker.wait()).await.is_err() {
+        tracing::warn!("Grace period over with work in flight; unfinished messages stay queued and will be reclaimed.");
+    }
+    for c in &app.connectors {
+        c.close().await;
+    }
+    connector_shutdown.cancel();
+    receipts_task.abort();
+    background.wait().await;
+    http_stop.cancel();
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(Error::Serve(e)),
+        Err(e) => tracing::error!(error = %e, "HTTP server task failed."),
+    }
+    tracing::info!("Goniec stopped.");
+    Ok(())
+}
+
+/// Keeps `store_up` and the connector gauges current, so `/readyz` costs no I/O.
+async fn health_loop(app: Arc<App>) {
+    let mut was_up = app.flags.store_up();
+    loop {
+        let up = matches!(tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await, Ok(Ok(())));
+        app.flags.store_up.store(up, Ordering::Relaxed);
+        app.metrics.store_up.set(up as i64);
+        if up != was_up {
+            if up {
+                tracing::info!("Store reachable again.");
+            } else {
+                tracing::error!("Store unreachable: refusing submissions with 503 until it returns.");
+            }
+            was_up = up;
+        }
+        for c in &app.connectors {
+            app.metrics.connector_up.with_label_values(&[c.name()]).set(c.health().is_up() as i64);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = app.stop_work.cancelled() => return,
+        }
+    }
+}
+
+/// Samples queue gauges (depth, scheduled, dead letters, oldest age) per lane.
+async fn stats_loop(app: Arc<App>) {
+    loop {
+        for lane in Lane::ALL {
+            if let Ok(s) = app.store.lane_stats(lane, model::now_ms()).await {
+                let l = [lane.as_str()];
+                app.metrics.queue_depth.with_label_values(&l).set(s.depth as i64);
+                app.metrics.queue_scheduled.with_label_values(&l).set(s.scheduled as i64);
+                app.metrics.queue_dead.with_label_values(&l).set(s.dead as i64);
+                app.metrics.queue_oldest_age.with_label_values(&l).set(s.oldest_age_ms as f64 / 1000.0);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = app.stop_work.cancelled() => return,
+        }
+    }
+}

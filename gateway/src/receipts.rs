@@ -1,0 +1,79 @@
+//! Receipts from connectors: correlate the provider id with a message, apply the
+//! status, count it. A receipt that arrives before its submit was recorded (it
+//! happens: the SMSC can be faster than our store write) is parked and retried
+//! for a while instead of being dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use goniec_connectors::{Receipt, ReceiptState};
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::app::App;
+use crate::model::{now_ms, Status};
+use crate::store::{Change, Transition};
+
+/// How long an unmatched receipt is kept trying before it counts as unknown.
+const PARK_FOR: Duration = Duration::from_secs(10);
+
+/// Our status for a receipt state; `None` for intermediate states (event only).
+pub fn status_for(state: ReceiptState) -> Option<Status> {
+    match state {
+        ReceiptState::Delivered => Some(Status::Delivered),
+        ReceiptState::Undeliverable | ReceiptState::Rejected => Some(Status::Undeliverable),
+        ReceiptState::Expired => Some(Status::Expired),
+        ReceiptState::Read => Some(Status::Read),
+        ReceiptState::Pending | ReceiptState::Unknown => None,
+    }
+}
+
+/// Consume receipts until the channel closes.
+pub async fn run(app: Arc<App>, mut rx: mpsc::Receiver<Receipt>) {
+    let sem = Arc::new(Semaphore::new(512));
+    while let Some(r) = rx.recv().await {
+        let Ok(permit) = sem.clone().acquire_owned().await else { return };
+        let app2 = app.clone();
+        app.tracker.spawn(async move {
+            apply(&app2, r).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn apply(app: &App, r: Receipt) {
+    let m = &app.metrics;
+    let mut waited = Duration::ZERO;
+    let mut delay = Duration::from_millis(50);
+    let id = loop {
+        match app.store.correlate(&r.connector, &r.provider_id).await {
+            Ok(Some(id)) => break id,
+            Ok(None) if waited < PARK_FOR && !app.flags.shutting_down() => {}
+            Ok(None) => {
+                m.receipts.with_label_values(&[&r.connector, "unknown_id"]).inc();
+                tracing::info!(connector = %r.connector, provider_id = %r.provider_id, "Receipt for an unknown message id.");
+                return;
+            }
+            Err(e) => {
+                m.store_errors.with_label_values(&["correlate"]).inc();
+                tracing::warn!(error = %e, "Receipt lookup failed; retrying.");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        waited += delay;
+        delay = (delay * 2).min(Duration::from_secs(1));
+    };
+    m.receipts.with_label_values(&[&r.connector, r.state.as_str()]).inc();
+    let Some(status) = status_for(r.state) else { return };
+    let at = r.at.duration_since(std::time::UNIX_EPOCH).map_or_else(|_| now_ms(), |d| d.as_millis() as i64);
+    let change = Change::new(status, at, r.error.clone(), Some(format!("receipt from {}", r.connector)));
+    let t = crate::dispatch::finish_with_retries(app, "receipt", || app.store.transition(&id, &change)).await;
+    match t {
+        Some(Transition::Applied { .. }) => {
+            // Counted by connector and state above; no extra store read on this path.
+        }
+        Some(Transition::Refused { current }) => {
+            tracing::debug!(message_id = %id, %current, receipt = %status, "Late or repeated receipt ignored.");
+        }
+        _ => {}
+    }
+}

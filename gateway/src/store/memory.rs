@@ -1,0 +1,407 @@
+//! The in-process store: the default for `goniec demo` and fast tests.
+//!
+//! It follows the Redis backend's semantics exactly (the conformance suite runs
+//! against both) but keeps everything in one mutex-guarded map: nothing survives a
+//! restart, which [`MemoryStore::new`] says loudly. The lock is never held across
+//! an await.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use super::{
+    CallbackPayload, Change, HistoryKey, IdemBegin, IdemWrite, Job, Lane, LaneStats, Lease,
+    NewMessage, Store, StoreError, Transition,
+};
+use crate::model::{new_message_id, now_ms, Event, MessageData, Record, Status};
+
+struct Rec {
+    data_json: String,
+    status: Status,
+    events: Vec<Event>,
+    notify: bool,
+}
+
+struct Pending {
+    job: Job,
+    since: Instant,
+}
+
+#[derive(Default)]
+struct LaneState {
+    ready: VecDeque<(String, Job)>,
+    pending: BTreeMap<String, Pending>,
+    /// (due ms, sequence) → job.
+    sched: BTreeMap<(i64, u64), Job>,
+    dead: Vec<(Job, String)>,
+}
+
+#[derive(Default)]
+struct Inner {
+    records: HashMap<String, Rec>,
+    history: HashMap<String, BTreeSet<String>>,
+    idem: HashMap<String, (String, Instant)>,
+    corr: HashMap<String, (String, Instant)>,
+    lanes: HashMap<Lane, LaneState>,
+    seq: u64,
+}
+
+impl Inner {
+    fn next_entry(&mut self) -> String {
+        self.seq += 1;
+        format!("{}-{}", now_ms(), self.seq)
+    }
+
+    fn push(&mut self, lane: Lane, job: Job) {
+        let entry = self.next_entry();
+        self.lanes.entry(lane).or_default().ready.push_back((entry, job));
+    }
+
+    fn schedule(&mut self, lane: Lane, due: i64, job: Job) {
+        self.seq += 1;
+        let seq = self.seq;
+        self.lanes.entry(lane).or_default().sched.insert((due, seq), job);
+    }
+
+    fn transition(&mut self, id: &str, change: &Change) -> Transition {
+        let Some(rec) = self.records.get_mut(id) else { return Transition::Missing };
+        if !rec.status.can_move_to(change.to) {
+            return Transition::Refused { current: rec.status };
+        }
+        let from = rec.status;
+        rec.status = change.to;
+        rec.events.push(change.event.clone());
+        if rec.notify {
+            let payload = CallbackPayload {
+                message_id: id.to_string(),
+                status: change.to,
+                at: change.event.at,
+                reason: change.event.reason.clone(),
+            };
+            let job = Job { id: new_message_id(), attempt: 0, payload: payload.encode() };
+            self.push(Lane::Webhook, job);
+        }
+        Transition::Applied { from }
+    }
+
+    /// Remove a lease from the pending list; false if it was not pending.
+    fn ack(&mut self, lease: &Lease) -> bool {
+        self.lanes.entry(lease.lane).or_default().pending.remove(&lease.entry).is_some()
+    }
+}
+
+/// The memory backend.
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+    notify: HashMap<Lane, Notify>,
+    idem_ttl: Duration,
+    corr_ttl: Duration,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+fn history_key(tenant: &str, key: &HistoryKey) -> String {
+    match key {
+        HistoryKey::To(to) => format!("{tenant}\0to\0{to}"),
+        HistoryKey::ClientRef(r) => format!("{tenant}\0ref\0{r}"),
+    }
+}
+
+impl MemoryStore {
+    pub fn new(cfg: &goniec_config::Store) -> Self {
+        tracing::warn!(
+            "Store backend is `memory`: queued messages, statuses and history live in this \
+             process only and are LOST on restart. Use `backend = \"redis\"` in production."
+        );
+        MemoryStore {
+            inner: Mutex::new(Inner::default()),
+            notify: Lane::ALL.into_iter().map(|l| (l, Notify::new())).collect(),
+            idem_ttl: cfg.idempotency_ttl,
+            corr_ttl: cfg.correlation_ttl,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way
+        // that matters more than stopping the gateway would; keep serving.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake(&self, lane: Lane) {
+        if let Some(n) = self.notify.get(&lane) {
+            n.notify_waiters();
+        }
+    }
+
+    fn take(&self, lane: Lane, max: usize) -> Vec<Lease> {
+        let mut g = self.lock();
+        let st = g.lanes.entry(lane).or_default();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((entry, job)) = st.ready.pop_front() else { break };
+            st.pending.insert(entry.clone(), Pending { job: job.clone(), since: Instant::now() });
+            out.push(Lease { lane, entry, job, reclaimed: false });
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn accept(&self, msgs: &[NewMessage], idem: Option<IdemWrite<'_>>) -> Result<(), StoreError> {
+        let mut lanes = Vec::new();
+        {
+            let mut g = self.lock();
+            for m in msgs {
+                g.records.insert(
+                    m.id.clone(),
+                    Rec {
+                        data_json: m.data_json.clone(),
+                        status: m.status,
+                        events: m.events.clone(),
+                        notify: m.notify,
+                    },
+                );
+                let lane = Lane::Channel(m.channel);
+                let job = Job { id: m.id.clone(), attempt: 0, payload: String::new() };
+                match (m.status, m.due_ms) {
+                    (Status::Scheduled, Some(due)) => g.schedule(lane, due, job),
+                    _ => {
+                        g.push(lane, job);
+                        lanes.push(lane);
+                    }
+                }
+                g.history.entry(history_key(&m.tenant, &HistoryKey::To(m.to.clone()))).or_default().insert(m.id.clone());
+                if let Some(r) = &m.client_ref {
+                    g.history
+                        .entry(history_key(&m.tenant, &HistoryKey::ClientRef(r.clone())))
+                        .or_default()
+                        .insert(m.id.clone());
+                }
+            }
+            if let Some(w) = idem {
+                let v = format!("D|{}|{}|{}", w.fingerprint, w.status, w.body);
+                g.idem.insert(format!("{}\0{}", w.tenant, w.key), (v, Instant::now() + self.idem_ttl));
+            }
+        }
+        lanes.dedup();
+        for l in lanes {
+            self.wake(l);
+        }
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        let g = self.lock();
+        let Some(r) = g.records.get(id) else { return Ok(None) };
+        let data: MessageData = serde_json::from_str(&r.data_json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some(Record { data, status: r.status, events: r.events.clone() }))
+    }
+
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Record>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.get(id).await?);
+        }
+        Ok(out)
+    }
+
+    async fn transition(&self, id: &str, change: &Change) -> Result<Transition, StoreError> {
+        let t = self.lock().transition(id, change);
+        self.wake(Lane::Webhook);
+        Ok(t)
+    }
+
+    async fn history(&self, tenant: &str, key: &HistoryKey, before: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+        let g = self.lock();
+        let Some(set) = g.history.get(&history_key(tenant, key)) else { return Ok(Vec::new()) };
+        let it: Box<dyn Iterator<Item = &String>> = match before {
+            Some(b) => Box::new(set.range::<String, _>(..b.to_string()).rev()),
+            None => Box::new(set.iter().rev()),
+        };
+        Ok(it.take(limit).cloned().collect())
+    }
+
+    async fn idem_begin(&self, tenant: &str, key: &str, fingerprint: &str) -> Result<IdemBegin, StoreError> {
+        let mut g = self.lock();
+        let k = format!("{tenant}\0{key}");
+        let now = Instant::now();
+        if let Some((v, exp)) = g.idem.get(&k) {
+            if *exp > now {
+                if let Some(fp) = v.strip_prefix("P|") {
+                    return Ok(IdemBegin::InProgress { fingerprint: fp.to_string() });
+                }
+                let mut it = v.strip_prefix("D|").unwrap_or_default().splitn(3, '|');
+                let fingerprint = it.next().unwrap_or_default().to_string();
+                let status = it.next().and_then(|s| s.parse().ok()).unwrap_or(500);
+                let body = it.next().unwrap_or_default().to_string();
+                return Ok(IdemBegin::Done { fingerprint, status, body });
+            }
+        }
+        g.idem.insert(k, (format!("P|{fingerprint}"), now + Duration::from_secs(60)));
+        Ok(IdemBegin::New)
+    }
+
+    async fn idem_abort(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        let k = format!("{tenant}\0{key}");
+        if g.idem.get(&k).is_some_and(|(v, _)| v.starts_with("P|")) {
+            g.idem.remove(&k);
+        }
+        Ok(())
+    }
+
+    async fn claim(&self, lane: Lane, _consumer: &str, max: usize, block: Duration) -> Result<Vec<Lease>, StoreError> {
+        let notify = self.notify.get(&lane).ok_or_else(|| StoreError::Corrupt("unknown lane".into()))?;
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        // Register interest before looking, so a push between the look and the wait is not missed.
+        notified.as_mut().enable();
+        let got = self.take(lane, max);
+        if !got.is_empty() || block.is_zero() {
+            return Ok(got);
+        }
+        let _ = tokio::time::timeout(block, notified).await;
+        Ok(self.take(lane, max))
+    }
+
+    async fn reclaim(&self, lane: Lane, _consumer: &str, min_idle: Duration, max: usize) -> Result<Vec<Lease>, StoreError> {
+        let mut g = self.lock();
+        let st = g.lanes.entry(lane).or_default();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for (entry, p) in st.pending.iter_mut() {
+            if out.len() >= max {
+                break;
+            }
+            if now.duration_since(p.since) >= min_idle {
+                p.since = now;
+                out.push(Lease { lane, entry: entry.clone(), job: p.job.clone(), reclaimed: true });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn complete(&self, lease: &Lease, change: Option<&Change>, correlation: Option<(&str, &str)>) -> Result<Transition, StoreError> {
+        let t = {
+            let mut g = self.lock();
+            let t = match change {
+                Some(ch) => g.transition(&lease.job.id, ch),
+                None => Transition::Applied { from: Status::Queued },
+            };
+            if let Some((connector, pid)) = correlation {
+                g.corr.insert(format!("{connector}\0{pid}"), (lease.job.id.clone(), Instant::now() + self.corr_ttl));
+            }
+            g.ack(lease);
+            t
+        };
+        self.wake(Lane::Webhook);
+        Ok(t)
+    }
+
+    async fn retry(&self, lease: &Lease, at_ms: i64) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        if g.ack(lease) {
+            let job = Job { attempt: lease.job.attempt + 1, ..lease.job.clone() };
+            g.schedule(lease.lane, at_ms, job);
+        }
+        Ok(())
+    }
+
+    async fn bury(&self, lease: &Lease, reason: &str, change: Option<&Change>) -> Result<Transition, StoreError> {
+        let t = {
+            let mut g = self.lock();
+            let t = match change {
+                Some(ch) => g.transition(&lease.job.id, ch),
+                None => Transition::Applied { from: Status::Queued },
+            };
+            if g.ack(lease) {
+                let reason = if reason.is_empty() { "dead" } else { reason };
+                g.lanes.entry(lease.lane).or_default().dead.push((lease.job.clone(), reason.to_string()));
+            }
+            t
+        };
+        self.wake(Lane::Webhook);
+        Ok(t)
+    }
+
+    async fn promote_due(&self, lane: Lane, now: i64, max: usize) -> Result<usize, StoreError> {
+        let n = {
+            let mut g = self.lock();
+            let st = g.lanes.entry(lane).or_default();
+            let mut due = Vec::new();
+            while due.len() < max {
+                match st.sched.first_key_value() {
+                    Some((&(at, _), _)) if at <= now => {
+                        if let Some((_, job)) = st.sched.pop_first() {
+                            due.push(job);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            let n = due.len();
+            for job in due {
+                if let Lane::Channel(_) = lane {
+                    if let Some(rec) = g.records.get_mut(&job.id) {
+                        if rec.status == Status::Scheduled {
+                            rec.status = Status::Queued;
+                            rec.events.push(Event { status: Status::Queued, at: now, reason: None, detail: None });
+                        }
+                    }
+                }
+                g.push(lane, job);
+            }
+            n
+        };
+        if n > 0 {
+            self.wake(lane);
+        }
+        Ok(n)
+    }
+
+    async fn correlate(&self, connector: &str, provider_id: &str) -> Result<Option<String>, StoreError> {
+        let g = self.lock();
+        Ok(g.corr
+            .get(&format!("{connector}\0{provider_id}"))
+            .filter(|(_, exp)| *exp > Instant::now())
+            .map(|(id, _)| id.clone()))
+    }
+
+    async fn lane_stats(&self, lane: Lane, now: i64) -> Result<LaneStats, StoreError> {
+        let g = self.lock();
+        let Some(st) = g.lanes.get(&lane) else { return Ok(LaneStats::default()) };
+        let oldest = st
+            .pending
+            .keys()
+            .chain(st.ready.iter().map(|(e, _)| e))
+            .filter_map(|e| e.split('-').next()?.parse::<i64>().ok())
+            .min();
+        Ok(LaneStats {
+            depth: (st.ready.len() + st.pending.len()) as u64,
+            scheduled: st.sched.len() as u64,
+            dead: st.dead.len() as u64,
+            oldest_age_ms: oldest.map_or(0, |ms| (now - ms).max(0) as u64),
+        })
+    }
+
+    async fn dead_letters(&self, lane: Lane, max: usize) -> Result<Vec<(Job, String)>, StoreError> {
+        let g = self.lock();
+        Ok(g.lanes.get(&lane).map(|st| st.dead.iter().take(max).cloned().collect()).unwrap_or_default())
+    }
+}

@@ -1,0 +1,355 @@
+//! The queue + store: message records, per-tenant history indexes, idempotency
+//! keys, provider-id correlation and the work queues (one lane per channel plus
+//! one for customer callbacks), behind one trait with two backends:
+//!
+//! * [`redis::RedisStore`]: production. Redis Streams with a consumer group per
+//!   lane, `XAUTOCLAIM` of a dead worker's entries, a scheduled ZSET for
+//!   `send_at` and retry backoff, a dead-letter stream; every multi-key write is
+//!   one `MULTI`/`EXEC` round trip, and status transitions are one Lua script.
+//! * [`memory::MemoryStore`]: the embedded default for `goniec demo` and fast
+//!   tests. It keeps nothing across restarts and says so at start.
+//!
+//! Both pass [`crate::testing::conformance`].
+//!
+//! The contract that makes crashes safe: a queue entry leaves the pending list
+//! only through [`Store::complete`], [`Store::retry`] or [`Store::bury`], each of
+//! which writes the message's new state in the same atomic step.
+
+pub mod memory;
+pub mod redis;
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use goniec_config::Channel;
+
+use crate::model::{Event, Record, Status};
+
+/// A work queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// Messages waiting for a connector of this channel.
+    Channel(Channel),
+    /// Customer status callbacks waiting to be posted.
+    Webhook,
+}
+
+impl Lane {
+    pub const ALL: [Lane; 4] = [
+        Lane::Channel(Channel::Sms),
+        Lane::Channel(Channel::Rcs),
+        Lane::Channel(Channel::Email),
+        Lane::Webhook,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lane::Channel(c) => c.as_str(),
+            Lane::Webhook => "webhook",
+        }
+    }
+}
+
+impl fmt::Display for Lane {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One unit of queued work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    /// Message id (channel lanes) or callback id (webhook lane).
+    pub id: String,
+    /// Attempts already made (0 on the first delivery).
+    pub attempt: u32,
+    /// Lane-specific data (empty for channel lanes: the record holds everything).
+    pub payload: String,
+}
+
+/// A claimed job. It stays pending, and will be reclaimed if its holder dies,
+/// until it is completed, retried or buried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub lane: Lane,
+    /// Backend entry id (the stream id in Redis).
+    pub entry: String,
+    pub job: Job,
+    /// True when this lease was taken over from a worker that stopped answering.
+    pub reclaimed: bool,
+}
+
+/// A new message to store and enqueue.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub id: String,
+    pub tenant: String,
+    pub channel: Channel,
+    pub to: String,
+    pub client_ref: Option<String>,
+    /// `Queued` (enqueued now) or `Scheduled` (enqueued at `due_ms`).
+    pub status: Status,
+    pub due_ms: Option<i64>,
+    /// Serialized [`crate::model::MessageData`].
+    pub data_json: String,
+    /// The first events (`accepted`, then `queued`/`scheduled`).
+    pub events: Vec<Event>,
+    /// Whether status changes are posted to a callback URL.
+    pub notify: bool,
+}
+
+/// A status change to apply atomically.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub to: Status,
+    pub event: Event,
+}
+
+impl Change {
+    pub fn new(to: Status, at: i64, reason: Option<String>, detail: Option<String>) -> Self {
+        Change { to, event: Event { status: to, at, reason, detail } }
+    }
+}
+
+/// What became of a requested status change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    /// Applied; the message was in `from`.
+    Applied { from: Status },
+    /// Refused: the message is in `current`, from which the move is not allowed.
+    Refused { current: Status },
+    /// No such message (never existed or past retention).
+    Missing,
+}
+
+impl Transition {
+    pub fn applied(self) -> bool {
+        matches!(self, Transition::Applied { .. })
+    }
+}
+
+/// Where a tenant's contact history is looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryKey {
+    To(String),
+    ClientRef(String),
+}
+
+/// An idempotency key's state when a request arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdemBegin {
+    /// First use: the key is now reserved for this request.
+    New,
+    /// An earlier request with this key completed.
+    Done { fingerprint: String, status: u16, body: String },
+    /// An earlier request with this key is still being processed.
+    InProgress { fingerprint: String },
+}
+
+/// The response to remember for an idempotency key, written with the messages.
+#[derive(Debug, Clone)]
+pub struct IdemWrite<'a> {
+    pub tenant: &'a str,
+    pub key: &'a str,
+    pub fingerprint: &'a str,
+    pub status: u16,
+    pub body: &'a str,
+}
+
+/// Queue gauges for one lane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaneStats {
+    /// Entries waiting or being processed.
+    pub depth: u64,
+    /// Entries waiting for their time (scheduled and retries).
+    pub scheduled: u64,
+    /// Entries in the dead-letter queue.
+    pub dead: u64,
+    /// Age of the oldest entry waiting or being processed, in ms.
+    pub oldest_age_ms: u64,
+}
+
+/// Store failures. Any of them on the request path becomes a 503.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend cannot be reached or did not answer in time.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The backend answered with something this version does not understand.
+    #[error("store data corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// The queue + store contract. See the module docs.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `redis` or `memory`.
+    fn backend(&self) -> &'static str;
+
+    /// Cheap liveness check (one round trip).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Store the messages, index them and enqueue (or schedule) them, and record the
+    /// idempotent response if any: all or nothing, in one round trip.
+    async fn accept(&self, msgs: &[NewMessage], idem: Option<IdemWrite<'_>>)
+        -> Result<(), StoreError>;
+
+    /// Load one message.
+    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError>;
+
+    /// Load several messages in one round trip, in order.
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Record>>, StoreError>;
+
+    /// Apply a status change if the transition table allows it; queue a callback when
+    /// the message has one.
+    async fn transition(&self, id: &str, change: &Change) -> Result<Transition, StoreError>;
+
+    /// A tenant's messages for one recipient or client reference, newest first, older
+    /// than `before` (a message id) when given. Returns ids.
+    async fn history(
+        &self,
+        tenant: &str,
+        key: &HistoryKey,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Reserve an idempotency key (short-lived until the response is written).
+    async fn idem_begin(
+        &self,
+        tenant: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<IdemBegin, StoreError>;
+
+    /// Drop a reservation whose request failed before anything was stored.
+    async fn idem_abort(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
+
+    /// Claim up to `max` new entries of a lane for `consumer`, waiting up to `block`.
+    async fn claim(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Lease>, StoreError>;
+
+    /// Take over up to `max` entries other consumers have held longer than `min_idle`.
+    async fn reclaim(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>, StoreError>;
+
+    /// Finish a lease: apply `change` (if any), record `correlation`
+    /// (connector, provider id → message id) and acknowledge, atomically.
+    async fn complete(
+        &self,
+        lease: &Lease,
+        change: Option<&Change>,
+        correlation: Option<(&str, &str)>,
+    ) -> Result<Transition, StoreError>;
+
+    /// Give the job back to be tried again at `at_ms` with its attempt count raised.
+    async fn retry(&self, lease: &Lease, at_ms: i64) -> Result<(), StoreError>;
+
+    /// Move the job to the lane's dead-letter queue, applying `change` (if any).
+    async fn bury(
+        &self,
+        lease: &Lease,
+        reason: &str,
+        change: Option<&Change>,
+    ) -> Result<Transition, StoreError>;
+
+    /// Move up to `max` scheduled jobs due by `now_ms` into the lane; `scheduled`
+    /// messages become `queued`. Safe to run from several gateways at once.
+    async fn promote_due(&self, lane: Lane, now_ms: i64, max: usize) -> Result<usize, StoreError>;
+
+    /// Look up the message a provider id belongs to.
+    async fn correlate(
+        &self,
+        connector: &str,
+        provider_id: &str,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Gauges for one lane.
+    async fn lane_stats(&self, lane: Lane, now_ms: i64) -> Result<LaneStats, StoreError>;
+
+    /// Dead-lettered jobs of a lane, oldest first (operator view).
+    async fn dead_letters(&self, lane: Lane, max: usize)
+        -> Result<Vec<(Job, String)>, StoreError>;
+}
+
+/// The webhook lane's payload: which status change to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackPayload {
+    pub message_id: String,
+    pub status: Status,
+    pub at: i64,
+    pub reason: Option<String>,
+}
+
+impl CallbackPayload {
+    pub fn encode(&self) -> String {
+        format!(
+            "{}\t{}\t{}\t{}",
+            self.message_id,
+            self.status,
+            self.at,
+            self.reason.as_deref().unwrap_or("")
+        )
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let mut it = s.splitn(4, '\t');
+        let message_id = it.next()?.to_string();
+        let status = it.next()?.parse().ok()?;
+        let at = it.next()?.parse().ok()?;
+        let reason = it.next().filter(|r| !r.is_empty()).map(str::to_string);
+        Some(CallbackPayload { message_id, status, at, reason })
+    }
+}
+
+/// Encode a job as a scheduled-set member: `attempt|id|payload`.
+pub(crate) fn encode_member(job: &Job) -> String {
+    format!("{}|{}|{}", job.attempt, job.id, job.payload)
+}
+
+#[cfg(test)]
+pub(crate) fn decode_member(m: &str) -> Option<Job> {
+    let mut it = m.splitn(3, '|');
+    let attempt = it.next()?.parse().ok()?;
+    let id = it.next()?.to_string();
+    let payload = it.next().unwrap_or("").to_string();
+    Some(Job { id, attempt, payload })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callback_payload_round_trips() {
+        let p = CallbackPayload {
+            message_id: "01J".into(),
+            status: Status::Delivered,
+            at: 42,
+            reason: Some("x y".into()),
+        };
+        assert_eq!(CallbackPayload::decode(&p.encode()), Some(p.clone()));
+        let p2 = CallbackPayload { reason: None, ..p };
+        assert_eq!(CallbackPayload::decode(&p2.encode()), Some(p2));
+        assert_eq!(CallbackPayload::decode("garbage"), None);
+    }
+
+    #[test]
+    fn scheduled_member_round_trips() {
+        let j = Job { id: "01J".into(), attempt: 3, payload: "a|b\tc".into() };
+        assert_eq!(decode_member(&encode_member(&j)), Some(j));
+        assert_eq!(decode_member("x|y"), None);
+    }
+}

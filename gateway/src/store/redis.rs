@@ -1,0 +1,707 @@
+//! The production store on Redis.
+//!
+//! Keys (all under the configured prefix `P`):
+//! * `P:m:{id}` hash: `d` message data (JSON), `s` status, `e` events (JSON lines),
+//!   `t` tenant, `cb` 1 when status changes are posted back; expires after retention.
+//! * `P:h:{tenant}:to:{to}` / `P:h:{tenant}:ref:{ref}` sorted sets of message ids
+//!   (score 0, so ULIDs sort by time lexicographically) for contact history.
+//! * `P:q:{lane}` stream with consumer group `workers`; entries carry `j` job id,
+//!   `n` attempt, `p` payload and are deleted when acknowledged, so `XLEN` is the depth.
+//! * `P:s:{lane}` sorted set of jobs waiting for a time (send_at, retry backoff).
+//! * `P:dlq:{lane}` stream of dead-lettered jobs.
+//! * `P:c:{connector}:{provider id}` → message id, for receipts.
+//! * `P:i:{tenant}:{sha256(key)}` idempotency record.
+//!
+//! Every write that touches several keys is atomic: `MULTI`/`EXEC` for acceptance,
+//! a Lua script for anything that reads before it writes (transitions, finishing a
+//! lease, promoting due jobs). Scripts go through `EVALSHA` with an `EVAL` fallback,
+//! so a restarted Redis with an empty script cache is handled.
+//!
+//! Not cluster-ready yet: a script touches keys of several slots.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
+use redis::{RedisError, Script, Value};
+use sha2::{Digest, Sha256};
+
+use super::{
+    encode_member, CallbackPayload, Change, HistoryKey, IdemBegin, IdemWrite, Job,
+    Lane, LaneStats, Lease, NewMessage, Store, StoreError, Transition,
+};
+use crate::model::{Event, MessageData, Record, Status};
+
+const GROUP: &str = "workers";
+
+/// Applies a transition if allowed and queues a callback.
+/// Returns {code, current}: 0 missing, 1 applied (current = previous), 2 refused.
+const TRANSITION_LUA: &str = r#"
+local function transition(rec, hook, to, allowed, event, cbpayload, cbjob)
+  local cur = redis.call('HGET', rec, 's')
+  if not cur then return {0, ''} end
+  if not string.find(allowed, ',' .. cur .. ',', 1, true) then return {2, cur} end
+  local ev = redis.call('HGET', rec, 'e') or ''
+  redis.call('HSET', rec, 's', to, 'e', ev .. '\n' .. event)
+  if redis.call('HGET', rec, 'cb') == '1' then
+    redis.call('XADD', hook, '*', 'j', cbjob, 'n', '0', 'p', cbpayload)
+  end
+  return {1, cur}
+end
+"#;
+
+/// KEYS: record, webhook stream. ARGV: to, allowed, event, cbpayload, cbjob.
+const TRANSITION_MAIN: &str = r#"
+return transition(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+"#;
+
+/// Finishes a lease. KEYS: record, webhook stream, queue stream, corr key, sched zset, dlq.
+/// ARGV: group, entry, to ('' = none), allowed, event, cbpayload, cbjob,
+///       corr value ('' = none), corr ttl s, retry member ('' = none), retry score,
+///       dlq reason ('' = none), job id, attempt, payload.
+const FINISH_MAIN: &str = r#"
+local res = {3, ''}
+if ARGV[3] ~= '' then
+  res = transition(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+end
+if ARGV[8] ~= '' then
+  redis.call('SET', KEYS[4], ARGV[8], 'EX', tonumber(ARGV[9]))
+end
+if ARGV[10] ~= '' then
+  redis.call('ZADD', KEYS[5], tonumber(ARGV[11]), ARGV[10])
+end
+if ARGV[12] ~= '' then
+  redis.call('XADD', KEYS[6], '*', 'j', ARGV[13], 'n', ARGV[14], 'p', ARGV[15], 'reason', ARGV[12])
+end
+redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[3], ARGV[2])
+return res
+"#;
+
+/// Moves due jobs from the scheduled set to the stream; `scheduled` messages become
+/// `queued`. KEYS: sched zset, queue stream. ARGV: now, max, record prefix ('' for
+/// non-message lanes), queued event JSON.
+const PROMOTE: &str = r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for _, m in ipairs(due) do
+  redis.call('ZREM', KEYS[1], m)
+  local p1 = string.find(m, '|', 1, true)
+  local p2 = string.find(m, '|', p1 + 1, true)
+  local n = string.sub(m, 1, p1 - 1)
+  local j = string.sub(m, p1 + 1, p2 - 1)
+  local p = string.sub(m, p2 + 1)
+  if ARGV[3] ~= '' then
+    local rec = ARGV[3] .. j
+    if redis.call('HGET', rec, 's') == 'scheduled' then
+      local ev = redis.call('HGET', rec, 'e') or ''
+      redis.call('HSET', rec, 's', 'queued', 'e', ev .. '\n' .. ARGV[4])
+    end
+  end
+  redis.call('XADD', KEYS[2], '*', 'j', j, 'n', n, 'p', p)
+end
+return #due
+"#;
+
+/// The Redis backend. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    /// Multiplexed connection for everything that does not block.
+    conn: ConnectionManager,
+    /// Separate connections for `XREADGROUP … BLOCK`, which would stall the
+    /// multiplexed one for everyone else.
+    blocking: ConnectionManager,
+    prefix: String,
+    retention_s: u64,
+    idem_ttl_s: u64,
+    corr_ttl_s: u64,
+    transition: Script,
+    finish: Script,
+    promote: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish()
+    }
+}
+
+fn unavailable(e: RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// Connect lazily: the gateway starts even while Redis is down (and is not ready).
+    pub fn new(cfg: &goniec_config::Store) -> Result<Self, StoreError> {
+        let client = redis::Client::open(cfg.url.as_str())
+            .map_err(|e| StoreError::Unavailable(format!("bad redis url: {e}")))?;
+        let base = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(cfg.timeout))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(2);
+        let conn = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            base.clone().set_response_timeout(Some(cfg.timeout)),
+        )
+        .map_err(unavailable)?;
+        // Blocking reads wait up to one second, so their timeout must be longer.
+        let blocking = ConnectionManager::new_lazy_with_config(
+            client,
+            base.set_response_timeout(Some(cfg.timeout + Duration::from_secs(2))),
+        )
+        .map_err(unavailable)?;
+        Ok(RedisStore {
+            conn,
+            blocking,
+            prefix: cfg.prefix.clone(),
+            retention_s: cfg.retention.as_secs().max(1),
+            idem_ttl_s: cfg.idempotency_ttl.as_secs().max(1),
+            corr_ttl_s: cfg.correlation_ttl.as_secs().max(1),
+            transition: Script::new(&format!("{TRANSITION_LUA}{TRANSITION_MAIN}")),
+            finish: Script::new(&format!("{TRANSITION_LUA}{FINISH_MAIN}")),
+            promote: Script::new(PROMOTE),
+        })
+    }
+
+    fn rec_key(&self, id: &str) -> String {
+        format!("{}:m:{id}", self.prefix)
+    }
+    fn queue_key(&self, lane: Lane) -> String {
+        format!("{}:q:{lane}", self.prefix)
+    }
+    fn sched_key(&self, lane: Lane) -> String {
+        format!("{}:s:{lane}", self.prefix)
+    }
+    fn dlq_key(&self, lane: Lane) -> String {
+        format!("{}:dlq:{lane}", self.prefix)
+    }
+    fn corr_key(&self, connector: &str, provider_id: &str) -> String {
+        format!("{}:c:{connector}:{provider_id}", self.prefix)
+    }
+    fn idem_key(&self, tenant: &str, key: &str) -> String {
+        // Hash the client's key: it is arbitrary text and must not shape our key space.
+        let digest = hex::encode(Sha256::digest(key.as_bytes()));
+        format!("{}:i:{tenant}:{digest}", self.prefix)
+    }
+    fn history_key(&self, tenant: &str, key: &HistoryKey) -> String {
+        match key {
+            HistoryKey::To(to) => format!("{}:h:{tenant}:to:{to}", self.prefix),
+            HistoryKey::ClientRef(r) => format!("{}:h:{tenant}:ref:{r}", self.prefix),
+        }
+    }
+
+    /// Create every lane's consumer group (idempotent).
+    async fn ensure_groups(&self) -> Result<(), StoreError> {
+        for lane in Lane::ALL {
+            self.ensure_group(lane).await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_group(&self, lane: Lane) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let r: Result<(), RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.queue_key(lane))
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut c)
+            .await;
+        match r {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    fn transition_args(
+        &self,
+        id: &str,
+        change: &Change,
+    ) -> Result<(String, String, String, String), StoreError> {
+        let allowed = change.to.allowed_from().iter().fold(String::from(","), |mut s, st| {
+            s.push_str(st.as_str());
+            s.push(',');
+            s
+        });
+        let event = serde_json::to_string(&change.event)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let payload = CallbackPayload {
+            message_id: id.to_string(),
+            status: change.to,
+            at: change.event.at,
+            reason: change.event.reason.clone(),
+        }
+        .encode();
+        Ok((allowed, event, payload, crate::model::new_message_id()))
+    }
+
+    async fn finish(
+        &self,
+        lease: &Lease,
+        change: Option<&Change>,
+        correlation: Option<(&str, &str)>,
+        retry: Option<(String, i64)>,
+        dlq_reason: Option<&str>,
+    ) -> Result<Transition, StoreError> {
+        let (corr_key, corr_val) = match correlation {
+            Some((connector, pid)) => (self.corr_key(connector, pid), lease.job.id.clone()),
+            None => (format!("{}:c:-", self.prefix), String::new()),
+        };
+        let mut inv = self.finish.prepare_invoke();
+        inv.key(self.rec_key(&lease.job.id))
+            .key(self.queue_key(Lane::Webhook))
+            .key(self.queue_key(lease.lane))
+            .key(corr_key)
+            .key(self.sched_key(lease.lane))
+            .key(self.dlq_key(lease.lane))
+            .arg(GROUP)
+            .arg(&lease.entry);
+        match change {
+            Some(ch) => {
+                let (allowed, event, payload, cbjob) = self.transition_args(&lease.job.id, ch)?;
+                inv.arg(ch.to.as_str()).arg(allowed).arg(event).arg(payload).arg(cbjob);
+            }
+            None => {
+                inv.arg("").arg("").arg("").arg("").arg("");
+            }
+        }
+        inv.arg(corr_val).arg(self.corr_ttl_s);
+        match retry {
+            Some((member, score)) => inv.arg(member).arg(score),
+            None => inv.arg("").arg(0),
+        };
+        inv.arg(dlq_reason.unwrap_or(""))
+            .arg(&lease.job.id)
+            .arg(lease.job.attempt)
+            .arg(&lease.job.payload);
+        let mut c = self.conn.clone();
+        let (code, cur): (i64, String) = inv.invoke_async(&mut c).await.map_err(unavailable)?;
+        transition_result(code, &cur)
+    }
+
+    fn leases(&self, lane: Lane, ids: Vec<StreamId>, reclaimed: bool) -> Vec<Lease> {
+        ids.into_iter()
+            .filter_map(|e| {
+                let job = job_from_fields(&e)?;
+                Some(Lease { lane, entry: e.id, job, reclaimed })
+            })
+            .collect()
+    }
+
+    /// Remove everything under this store's prefix (tests only).
+    #[doc(hidden)]
+    pub async fn flush_prefix(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.prefix))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        for chunk in keys.chunks(500) {
+            let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut c).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+}
+
+fn transition_result(code: i64, cur: &str) -> Result<Transition, StoreError> {
+    let status = || cur.parse::<Status>().map_err(StoreError::Corrupt);
+    Ok(match code {
+        0 => Transition::Missing,
+        1 => Transition::Applied { from: status()? },
+        2 => Transition::Refused { current: status()? },
+        // No change was requested: report the lease as finished.
+        _ => Transition::Applied { from: Status::Queued },
+    })
+}
+
+fn field_str(e: &StreamId, k: &str) -> Option<String> {
+    match e.map.get(k)? {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn job_from_fields(e: &StreamId) -> Option<Job> {
+    Some(Job {
+        id: field_str(e, "j")?,
+        attempt: field_str(e, "n")?.parse().ok()?,
+        payload: field_str(e, "p").unwrap_or_default(),
+    })
+}
+
+fn parse_record(d: Option<String>, s: Option<String>, e: Option<String>) -> Result<Option<Record>, StoreError> {
+    let (Some(d), Some(s)) = (d, s) else { return Ok(None) };
+    let data: MessageData =
+        serde_json::from_str(&d).map_err(|err| StoreError::Corrupt(format!("message data: {err}")))?;
+    let status = s.parse::<Status>().map_err(StoreError::Corrupt)?;
+    let events = e
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(serde_json::from_str::<Event>)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| StoreError::Corrupt(format!("message events: {err}")))?;
+    Ok(Some(Record { data, status, events }))
+}
+
+fn stream_age_ms(entry_id: &str, now_ms: i64) -> u64 {
+    let ms: i64 = entry_id.split('-').next().and_then(|s| s.parse().ok()).unwrap_or(now_ms);
+    (now_ms - ms).max(0) as u64
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn accept(&self, msgs: &[NewMessage], idem: Option<IdemWrite<'_>>) -> Result<(), StoreError> {
+        let mut p = redis::pipe();
+        p.atomic();
+        for m in msgs {
+            let rec = self.rec_key(&m.id);
+            let mut events = String::new();
+            for (i, ev) in m.events.iter().enumerate() {
+                if i > 0 {
+                    events.push('\n');
+                }
+                events.push_str(
+                    &serde_json::to_string(ev).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+            }
+            p.cmd("HSET")
+                .arg(&rec)
+                .arg("d")
+                .arg(&m.data_json)
+                .arg("s")
+                .arg(m.status.as_str())
+                .arg("e")
+                .arg(events)
+                .arg("t")
+                .arg(&m.tenant)
+                .arg("cb")
+                .arg(if m.notify { "1" } else { "0" })
+                .ignore();
+            p.cmd("EXPIRE").arg(&rec).arg(self.retention_s).ignore();
+            let lane = Lane::Channel(m.channel);
+            match (m.status, m.due_ms) {
+                (Status::Scheduled, Some(due)) => {
+                    let member = encode_member(&Job { id: m.id.clone(), attempt: 0, payload: String::new() });
+                    p.cmd("ZADD").arg(self.sched_key(lane)).arg(due).arg(member).ignore();
+                }
+                _ => {
+                    p.cmd("XADD")
+                        .arg(self.queue_key(lane))
+                        .arg("*")
+                        .arg("j")
+                        .arg(&m.id)
+                        .arg("n")
+                        .arg(0)
+                        .arg("p")
+                        .arg("")
+                        .ignore();
+                }
+            }
+            let mut index = |key: String| {
+                p.cmd("ZADD").arg(&key).arg(0).arg(&m.id).ignore();
+                p.cmd("EXPIRE").arg(&key).arg(self.retention_s).ignore();
+            };
+            index(self.history_key(&m.tenant, &HistoryKey::To(m.to.clone())));
+            if let Some(r) = &m.client_ref {
+                index(self.history_key(&m.tenant, &HistoryKey::ClientRef(r.clone())));
+            }
+        }
+        if let Some(w) = idem {
+            p.cmd("SET")
+                .arg(self.idem_key(w.tenant, w.key))
+                .arg(format!("D|{}|{}|{}", w.fingerprint, w.status, w.body))
+                .arg("EX")
+                .arg(self.idem_ttl_s)
+                .ignore();
+        }
+        let mut c = self.conn.clone();
+        let _: () = p.query_async(&mut c).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
+        Ok(self.get_many(&[id.to_string()]).await?.pop().flatten())
+    }
+
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Record>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = redis::pipe();
+        for id in ids {
+            p.cmd("HMGET").arg(self.rec_key(id)).arg("d").arg("s").arg("e");
+        }
+        let mut c = self.conn.clone();
+        let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
+            p.query_async(&mut c).await.map_err(unavailable)?;
+        rows.into_iter().map(|(d, s, e)| parse_record(d, s, e)).collect()
+    }
+
+    async fn transition(&self, id: &str, change: &Change) -> Result<Transition, StoreError> {
+        let (allowed, event, payload, cbjob) = self.transition_args(id, change)?;
+        let mut c = self.conn.clone();
+        let (code, cur): (i64, String) = self
+            .transition
+            .key(self.rec_key(id))
+            .key(self.queue_key(Lane::Webhook))
+            .arg(change.to.as_str())
+            .arg(allowed)
+            .arg(event)
+            .arg(payload)
+            .arg(cbjob)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        transition_result(code, &cur)
+    }
+
+    async fn history(
+        &self,
+        tenant: &str,
+        key: &HistoryKey,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let max = before.map_or_else(|| "+".to_string(), |b| format!("({b}"));
+        let mut c = self.conn.clone();
+        redis::cmd("ZRANGE")
+            .arg(self.history_key(tenant, key))
+            .arg(max)
+            .arg("-")
+            .arg("BYLEX")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn idem_begin(&self, tenant: &str, key: &str, fingerprint: &str) -> Result<IdemBegin, StoreError> {
+        let k = self.idem_key(tenant, key);
+        let mut c = self.conn.clone();
+        for _ in 0..3 {
+            // A short reservation: if this request dies, the key frees itself quickly.
+            let set: Option<String> = redis::cmd("SET")
+                .arg(&k)
+                .arg(format!("P|{fingerprint}"))
+                .arg("NX")
+                .arg("EX")
+                .arg(60)
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            if set.is_some() {
+                return Ok(IdemBegin::New);
+            }
+            let cur: Option<String> = redis::cmd("GET").arg(&k).query_async(&mut c).await.map_err(unavailable)?;
+            if let Some(v) = cur {
+                return parse_idem(&v);
+            }
+        }
+        Err(StoreError::Unavailable("idempotency key kept changing".into()))
+    }
+
+    async fn idem_abort(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
+        let k = self.idem_key(tenant, key);
+        let mut c = self.conn.clone();
+        // Only drop a pending reservation, never a completed response.
+        let script = Script::new(
+            "local v = redis.call('GET', KEYS[1]) if v and string.sub(v, 1, 2) == 'P|' then redis.call('DEL', KEYS[1]) end return 1",
+        );
+        let _: i64 = script.key(k).invoke_async(&mut c).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn claim(&self, lane: Lane, consumer: &str, max: usize, block: Duration) -> Result<Vec<Lease>, StoreError> {
+        let mut c = self.blocking.clone();
+        for _ in 0..2 {
+            let r: Result<Option<StreamReadReply>, RedisError> = redis::cmd("XREADGROUP")
+                .arg("GROUP")
+                .arg(GROUP)
+                .arg(consumer)
+                .arg("COUNT")
+                .arg(max)
+                .arg("BLOCK")
+                .arg(block.as_millis() as u64)
+                .arg("STREAMS")
+                .arg(self.queue_key(lane))
+                .arg(">")
+                .query_async(&mut c)
+                .await;
+            match r {
+                Ok(reply) => {
+                    let ids = reply.map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect()).unwrap_or_default();
+                    return Ok(self.leases(lane, ids, false));
+                }
+                // The stream or group vanished (Redis restarted without data): recreate.
+                Err(e) if e.code() == Some("NOGROUP") => self.ensure_groups().await?,
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    async fn reclaim(&self, lane: Lane, consumer: &str, min_idle: Duration, max: usize) -> Result<Vec<Lease>, StoreError> {
+        let mut c = self.conn.clone();
+        let r: Result<StreamAutoClaimReply, RedisError> = redis::cmd("XAUTOCLAIM")
+            .arg(self.queue_key(lane))
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(min_idle.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut c)
+            .await;
+        match r {
+            Ok(reply) => Ok(self.leases(lane, reply.claimed, true)),
+            Err(e) if e.code() == Some("NOGROUP") => {
+                self.ensure_groups().await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn complete(
+        &self,
+        lease: &Lease,
+        change: Option<&Change>,
+        correlation: Option<(&str, &str)>,
+    ) -> Result<Transition, StoreError> {
+        self.finish(lease, change, correlation, None, None).await
+    }
+
+    async fn retry(&self, lease: &Lease, at_ms: i64) -> Result<(), StoreError> {
+        let next = Job { attempt: lease.job.attempt + 1, ..lease.job.clone() };
+        self.finish(lease, None, None, Some((encode_member(&next), at_ms)), None).await?;
+        Ok(())
+    }
+
+    async fn bury(&self, lease: &Lease, reason: &str, change: Option<&Change>) -> Result<Transition, StoreError> {
+        let reason = if reason.is_empty() { "dead" } else { reason };
+        self.finish(lease, change, None, None, Some(reason)).await
+    }
+
+    async fn promote_due(&self, lane: Lane, now_ms: i64, max: usize) -> Result<usize, StoreError> {
+        let (prefix, event) = match lane {
+            Lane::Channel(_) => (
+                format!("{}:m:", self.prefix),
+                serde_json::to_string(&Event { status: Status::Queued, at: now_ms, reason: None, detail: None })
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ),
+            Lane::Webhook => (String::new(), String::new()),
+        };
+        let mut c = self.conn.clone();
+        let n: usize = self
+            .promote
+            .key(self.sched_key(lane))
+            .key(self.queue_key(lane))
+            .arg(now_ms)
+            .arg(max)
+            .arg(prefix)
+            .arg(event)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(n)
+    }
+
+    async fn correlate(&self, connector: &str, provider_id: &str) -> Result<Option<String>, StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("GET")
+            .arg(self.corr_key(connector, provider_id))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn lane_stats(&self, lane: Lane, now_ms: i64) -> Result<LaneStats, StoreError> {
+        let mut p = redis::pipe();
+        p.cmd("XLEN").arg(self.queue_key(lane));
+        p.cmd("ZCARD").arg(self.sched_key(lane));
+        p.cmd("XLEN").arg(self.dlq_key(lane));
+        p.cmd("XRANGE").arg(self.queue_key(lane)).arg("-").arg("+").arg("COUNT").arg(1);
+        let mut c = self.conn.clone();
+        let (depth, scheduled, dead, first): (u64, u64, u64, StreamRangeReply) =
+            p.query_async(&mut c).await.map_err(unavailable)?;
+        let oldest_age_ms = first.ids.first().map_or(0, |e| stream_age_ms(&e.id, now_ms));
+        Ok(LaneStats { depth, scheduled, dead, oldest_age_ms })
+    }
+
+    async fn dead_letters(&self, lane: Lane, max: usize) -> Result<Vec<(Job, String)>, StoreError> {
+        let mut c = self.conn.clone();
+        let r: StreamRangeReply = redis::cmd("XRANGE")
+            .arg(self.dlq_key(lane))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(r.ids
+            .iter()
+            .filter_map(|e| Some((job_from_fields(e)?, field_str(e, "reason").unwrap_or_default())))
+            .collect())
+    }
+}
+
+fn parse_idem(v: &str) -> Result<IdemBegin, StoreError> {
+    let corrupt = || StoreError::Corrupt("idempotency record".into());
+    if let Some(fp) = v.strip_prefix("P|") {
+        return Ok(IdemBegin::InProgress { fingerprint: fp.to_string() });
+    }
+    let rest = v.strip_prefix("D|").ok_or_else(corrupt)?;
+    let mut it = rest.splitn(3, '|');
+    let fingerprint = it.next().ok_or_else(corrupt)?.to_string();
+    let status = it.next().and_then(|s| s.parse().ok()).ok_or_else(corrupt)?;
+    let body = it.next().ok_or_else(corrupt)?.to_string();
+    Ok(IdemBegin::Done { fingerprint, status, body })
+}
+
+impl RedisStore {
+    /// Connect and prepare consumer groups; failure here is not fatal (the store is lazy).
+    pub async fn init(&self) -> Result<(), StoreError> {
+        self.ensure_groups().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_records_parse() {
+        assert_eq!(parse_idem("P|abc").unwrap(), IdemBegin::InProgress { fingerprint: "abc".into() });
+        assert_eq!(
+            parse_idem("D|abc|202|{\"a\":\"x|y\"}").unwrap(),
+            IdemBegin::Done { fingerprint: "abc".into(), status: 202, body: "{\"a\":\"x|y\"}".into() }
+        );
+        assert!(parse_idem("X|").is_err());
+    }
+
+    #[test]
+    fn stream_ids_give_ages() {
+        assert_eq!(stream_age_ms("1000-0", 1500), 500);
+        assert_eq!(stream_age_ms("2000-3", 1500), 0);
+    }
+}

@@ -1,0 +1,180 @@
+//! Every metric name, the log subscriber, and masking of personal data.
+//!
+//! Metric names carry the `goniec_` prefix, counters end in `_total` and durations
+//! in `_seconds`. Labels are bounded: tenant and connector names come from config,
+//! channel/status/outcome/reason from closed sets; never numbers or ids.
+
+use prometheus::{
+    exponential_buckets, Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// All of the gateway's metrics, registered in one registry per [`crate::app::App`]
+/// (no globals: two gateways can run in one process).
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Messages accepted, by tenant and channel.
+    pub accepted: IntCounterVec,
+    /// Messages refused at the API, by tenant, channel and reason code.
+    pub refused: IntCounterVec,
+    /// API requests by endpoint and HTTP status.
+    pub http_requests: IntCounterVec,
+    /// API latency by endpoint.
+    pub http_duration: HistogramVec,
+    /// Time per pipeline stage (`store_accept`, `queue_wait`, `submit`, `receipt`).
+    pub stage_duration: HistogramVec,
+    /// Status transitions applied, by channel and status.
+    pub transitions: IntCounterVec,
+    /// Connector submits by connector and outcome (`ok`, `throttled`, `transient`, `permanent`).
+    pub submits: IntCounterVec,
+    /// Leases taken over from a dead worker, by lane; each may be a duplicate submit.
+    pub reclaimed: IntCounterVec,
+    /// Jobs dead-lettered, by lane.
+    pub dead_letters: IntCounterVec,
+    /// Receipts by connector and state (`unknown_id` when nothing matched).
+    pub receipts: IntCounterVec,
+    /// Customer callbacks by outcome (`ok`, `retry`, `dead`, `dropped`).
+    pub webhooks: IntCounterVec,
+    /// Store operations that failed, by operation.
+    pub store_errors: IntCounterVec,
+    /// Queue entries waiting or in flight, by lane.
+    pub queue_depth: IntGaugeVec,
+    /// Entries waiting for their time (send_at, retry backoff), by lane.
+    pub queue_scheduled: IntGaugeVec,
+    /// Entries in the dead-letter queue, by lane.
+    pub queue_dead: IntGaugeVec,
+    /// Age of the oldest waiting or in-flight entry, by lane.
+    pub queue_oldest_age: prometheus::GaugeVec,
+    /// 1 while the store answers.
+    pub store_up: prometheus::IntGauge,
+    /// 1 while a connector is up, by connector.
+    pub connector_up: IntGaugeVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    // 100 µs .. ~100 s.
+    let buckets = exponential_buckets(0.0001, 2.5, 16).expect("valid buckets");
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let queue_oldest_age = prometheus::GaugeVec::new(
+            Opts::new("goniec_queue_oldest_age_seconds", "Age of the oldest queued entry"),
+            &["lane"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(queue_oldest_age.clone())).expect("unique metric");
+        let store_up = prometheus::IntGauge::new("goniec_store_up", "1 while the store answers")
+            .expect("valid metric");
+        r.register(Box::new(store_up.clone())).expect("unique metric");
+        Metrics {
+            accepted: counter(&r, "goniec_messages_accepted_total", "Messages accepted", &["tenant", "channel"]),
+            refused: counter(&r, "goniec_messages_refused_total", "Messages refused at the API", &["tenant", "channel", "reason"]),
+            http_requests: counter(&r, "goniec_http_requests_total", "API requests", &["endpoint", "code"]),
+            http_duration: histogram(&r, "goniec_http_request_duration_seconds", "API latency", &["endpoint"]),
+            stage_duration: histogram(&r, "goniec_stage_duration_seconds", "Time per pipeline stage", &["stage", "channel"]),
+            transitions: counter(&r, "goniec_status_transitions_total", "Status transitions applied", &["channel", "status"]),
+            submits: counter(&r, "goniec_connector_submits_total", "Connector submits", &["connector", "outcome"]),
+            reclaimed: counter(&r, "goniec_queue_reclaimed_total", "Leases taken over from a dead worker (possible duplicates)", &["lane"]),
+            dead_letters: counter(&r, "goniec_dead_letters_total", "Jobs moved to the dead-letter queue", &["lane"]),
+            receipts: counter(&r, "goniec_receipts_total", "Receipts received", &["connector", "state"]),
+            webhooks: counter(&r, "goniec_webhook_deliveries_total", "Customer callbacks", &["outcome"]),
+            store_errors: counter(&r, "goniec_store_errors_total", "Failed store operations", &["op"]),
+            queue_depth: gauge(&r, "goniec_queue_depth", "Entries waiting or in flight", &["lane"]),
+            queue_scheduled: gauge(&r, "goniec_queue_scheduled", "Entries waiting for their time", &["lane"]),
+            queue_dead: gauge(&r, "goniec_queue_dead_letters", "Entries in the dead-letter queue", &["lane"]),
+            connector_up: gauge(&r, "goniec_connector_up", "1 while a connector is up", &["connector"]),
+            queue_oldest_age,
+            store_up,
+            registry: r,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if enc.encode(&self.registry.gather(), &mut buf).is_err() {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Install the global tracing subscriber (text or JSON), filtered by `RUST_LOG` or the config.
+pub fn init_logging(cfg: &goniec_config::Log) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let _ = match cfg.format {
+        goniec_config::LogFormat::Json => builder.json().try_init(),
+        goniec_config::LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Mask a recipient for logs: phone numbers keep country code and last two digits
+/// (`+48*******67`), e-mail addresses keep the first letter and the domain
+/// (`j***@example.com`).
+pub fn mask(to: &str) -> String {
+    if let Some((local, domain)) = to.split_once('@') {
+        let first: String = local.chars().take(1).collect();
+        return format!("{first}***@{domain}");
+    }
+    let chars: Vec<char> = to.chars().collect();
+    if chars.len() <= 5 {
+        return "*".repeat(chars.len());
+    }
+    let keep_head = 3.min(chars.len());
+    let keep_tail = 2;
+    let mut out: String = chars[..keep_head].iter().collect();
+    out.extend(std::iter::repeat_n('*', chars.len() - keep_head - keep_tail));
+    out.extend(&chars[chars.len() - keep_tail..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_numbers_and_addresses() {
+        assert_eq!(mask("+48501234567"), "+48*******67");
+        assert_eq!(mask("jan.kowalski@example.com"), "j***@example.com");
+        assert_eq!(mask("1234"), "****");
+        assert!(!mask("+48501234567").contains("5012345"));
+    }
+
+    #[test]
+    fn metrics_render_with_prefix() {
+        let m = Metrics::new();
+        m.accepted.with_label_values(&["acme", "sms"]).inc();
+        let text = m.render();
+        assert!(text.contains("goniec_messages_accepted_total{channel=\"sms\",tenant=\"acme\"} 1"));
+    }
+}

@@ -1,0 +1,580 @@
+//! Turning an API request into a message: JSON shape, E.164 numbers, e-mail
+//! addresses, SMS encoding and segments, templates, times and callback URLs.
+//!
+//! Everything here is pure and synchronous; every refusal is an [`ApiError`] with a
+//! stable code and the offending field, and nothing is stored before it passes.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use goniec_config::{Channel, Server, Tenant};
+use goniec_connectors::text;
+use serde::Deserialize;
+
+use crate::http::error::ApiError;
+use crate::model::{EmailData, MessageData};
+
+/// The body of `POST /v1/messages` (and each item of a batch).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    pub channel: Channel,
+    pub to: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub template: Option<String>,
+    #[serde(default)]
+    pub vars: Option<BTreeMap<String, serde_json::Value>>,
+    #[serde(default)]
+    pub rcs: Option<serde_json::Value>,
+    #[serde(default)]
+    pub email: Option<EmailRequest>,
+    #[serde(default)]
+    pub send_at: Option<String>,
+    #[serde(default)]
+    pub valid_until: Option<String>,
+    #[serde(default)]
+    pub callback_url: Option<String>,
+    #[serde(default)]
+    pub client_ref: Option<String>,
+    #[serde(default)]
+    pub fallback: Option<Vec<Channel>>,
+    #[serde(default)]
+    pub fallback_text: Option<String>,
+    #[serde(default)]
+    pub transliterate: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailRequest {
+    pub subject: String,
+    #[serde(default)]
+    pub html: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+/// Parse one JSON message, mapping serde's errors to specific problems.
+pub fn parse_request(json: &str) -> Result<MessageRequest, ApiError> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(de).map_err(|e| json_error(&e))
+}
+
+/// Map a serde error (with its path) to a problem: syntax → 400, shape → 422.
+pub fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    use serde_json::error::Category;
+    let inner = e.inner();
+    if matches!(inner.classify(), Category::Syntax | Category::Eof | Category::Io) {
+        return ApiError::new(400, "malformed-json", format!("request body is not valid JSON: {inner}"));
+    }
+    let msg = inner.to_string();
+    let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+    let path = e.path().to_string();
+    let path = if path == "." { String::new() } else { path };
+    let named = msg.split('`').nth(1).unwrap_or_default().to_string();
+    let join = |base: &str, name: &str| {
+        if base.is_empty() {
+            name.to_string()
+        } else if base.ends_with(name) {
+            base.to_string()
+        } else {
+            format!("{base}.{name}")
+        }
+    };
+    let (code, field) = if msg.starts_with("missing field") {
+        ("missing-field", join(&path, &named))
+    } else if msg.starts_with("unknown field") {
+        ("unknown-field", join(&path, &named))
+    } else if msg.starts_with("unknown variant") {
+        ("invalid-value", path)
+    } else if msg.starts_with("invalid type") {
+        ("invalid-type", path)
+    } else {
+        ("invalid-value", path)
+    };
+    let mut err = ApiError::new(422, code, msg);
+    if !field.is_empty() {
+        err = err.field(field);
+    }
+    err
+}
+
+/// Limits and defaults validation needs, taken from config once.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub region: Option<phonenumber::country::Id>,
+    pub max_segments: u32,
+    pub max_text_chars: usize,
+}
+
+impl Rules {
+    pub fn new(server: &Server) -> Self {
+        Rules {
+            region: phonenumber::country::Id::from_str(&server.default_region).ok(),
+            max_segments: server.max_segments,
+            max_text_chars: server.max_text_chars,
+        }
+    }
+}
+
+/// A request that passed every check, ready to store.
+#[derive(Debug)]
+pub struct Valid {
+    pub data: MessageData,
+    /// Whether status changes go to a callback URL.
+    pub notify: bool,
+}
+
+/// Check and normalise a request for `tenant`. `now` is Unix ms.
+pub fn validate(
+    req: MessageRequest,
+    tenant: &Tenant,
+    rules: &Rules,
+    id: String,
+    now: i64,
+) -> Result<Valid, ApiError> {
+    let to = match req.channel {
+        Channel::Sms | Channel::Rcs => normalize_msisdn(&req.to, rules.region, true)?,
+        Channel::Email => normalize_email(&req.to)?,
+    };
+
+    if let Some(from) = &req.from {
+        if from.trim().is_empty() || from.len() > 64 {
+            return Err(ApiError::new(422, "invalid-sender", "`from` must be 1 to 64 characters").field("from"));
+        }
+        if !tenant.senders.is_empty() && !tenant.senders.iter().any(|s| s == from) {
+            return Err(ApiError::new(
+                422,
+                "sender-not-allowed",
+                format!("sender `{from}` is not registered for this tenant"),
+            )
+            .field("from"));
+        }
+    }
+
+    let mut text = match (&req.text, &req.template) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::new(422, "conflicting-fields", "give either `text` or `template`, not both").field("template"))
+        }
+        (Some(t), None) => Some(t.clone()),
+        (None, Some(tpl)) => Some(render_template(tpl, req.vars.as_ref())?),
+        (None, None) => None,
+    };
+    if req.vars.is_some() && req.template.is_none() {
+        return Err(ApiError::new(422, "conflicting-fields", "`vars` needs a `template`").field("vars"));
+    }
+
+    let mut segments = 1;
+    let mut encoding = None;
+    let mut transliterated = false;
+    let mut email = None;
+    match req.channel {
+        Channel::Sms => {
+            let Some(t) = text.as_mut() else {
+                return Err(ApiError::new(422, "missing-field", "an SMS needs `text` or `template`").field("text"));
+            };
+            if t.trim().is_empty() {
+                return Err(ApiError::new(422, "empty-text", "`text` is empty").field("text"));
+            }
+            if req.transliterate {
+                if let Some(changed) = text::transliterate(t) {
+                    *t = changed;
+                    transliterated = true;
+                }
+            }
+            let info = text::analyze(t);
+            if info.segments > rules.max_segments {
+                return Err(ApiError::new(
+                    422,
+                    "too-many-segments",
+                    format!(
+                        "text needs {} {} segments; the most allowed is {}{}",
+                        info.segments,
+                        info.encoding.as_str(),
+                        rules.max_segments,
+                        if info.encoding == text::Encoding::Ucs2 && !req.transliterate {
+                            " (try \"transliterate\": true)"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+                .field("text"));
+            }
+            segments = info.segments;
+            encoding = Some(info.encoding.as_str().to_string());
+        }
+        Channel::Rcs => {
+            if text.as_deref().is_none_or(|t| t.trim().is_empty()) && req.rcs.is_none() {
+                return Err(ApiError::new(422, "missing-field", "an RCS message needs `text` or `rcs` content").field("text"));
+            }
+            if let Some(t) = &text {
+                if t.chars().count() > 3072 {
+                    return Err(ApiError::new(422, "text-too-long", "RCS text is limited to 3072 characters").field("text"));
+                }
+            }
+            if let Some(r) = &req.rcs {
+                if !r.is_object() {
+                    return Err(ApiError::new(422, "invalid-type", "`rcs` must be an object").field("rcs"));
+                }
+            }
+        }
+        Channel::Email => {
+            let Some(e) = req.email else {
+                return Err(ApiError::new(422, "missing-field", "an e-mail needs `email` with a `subject`").field("email"));
+            };
+            if e.subject.trim().is_empty() {
+                return Err(ApiError::new(422, "empty-text", "`email.subject` is empty").field("email.subject"));
+            }
+            if e.subject.chars().count() > 998 || e.subject.contains(['\r', '\n']) {
+                return Err(ApiError::new(422, "invalid-value", "`email.subject` must be one line of at most 998 characters").field("email.subject"));
+            }
+            if e.text.is_some() && text.is_some() {
+                return Err(ApiError::new(422, "conflicting-fields", "give the plain part as `text` or `email.text`, not both").field("email.text"));
+            }
+            text = text.or(e.text);
+            let has_body = text.as_deref().is_some_and(|t| !t.trim().is_empty())
+                || e.html.as_deref().is_some_and(|h| !h.trim().is_empty());
+            if !has_body {
+                return Err(ApiError::new(422, "empty-text", "an e-mail needs `text` or `email.html`").field("email.html"));
+            }
+            if let Some(h) = &e.html {
+                if h.len() > rules.max_text_chars {
+                    return Err(ApiError::new(422, "text-too-long", format!("`email.html` is over {} bytes", rules.max_text_chars)).field("email.html"));
+                }
+            }
+            email = Some(EmailData { subject: e.subject, html: e.html });
+        }
+    }
+    if let Some(t) = &text {
+        if t.chars().count() > rules.max_text_chars {
+            return Err(ApiError::new(422, "text-too-long", format!("text is over {} characters", rules.max_text_chars)).field("text"));
+        }
+    }
+
+    let send_at = req.send_at.as_deref().map(|s| parse_time(s, "send_at")).transpose()?;
+    let valid_until = req.valid_until.as_deref().map(|s| parse_time(s, "valid_until")).transpose()?;
+    if let Some(v) = valid_until {
+        if v <= now {
+            return Err(ApiError::new(422, "invalid-value", "`valid_until` is in the past").field("valid_until"));
+        }
+        if send_at.is_some_and(|s| s >= v) {
+            return Err(ApiError::new(422, "invalid-value", "`valid_until` must be after `send_at`").field("valid_until"));
+        }
+    }
+    // A past send_at means "now".
+    let send_at = send_at.filter(|&s| s > now);
+
+    let callback_url = match &req.callback_url {
+        Some(u) => Some(check_callback_url(u, tenant.allow_private_callbacks).map_err(|e| e.field("callback_url"))?),
+        None => None,
+    };
+    if let Some(r) = &req.client_ref {
+        if r.is_empty() || r.len() > 128 || r.chars().any(char::is_control) {
+            return Err(ApiError::new(422, "invalid-value", "`client_ref` must be 1 to 128 printable characters").field("client_ref"));
+        }
+    }
+    let fallback = req.fallback.unwrap_or_default();
+    if fallback.contains(&req.channel) {
+        return Err(ApiError::new(422, "invalid-value", "`fallback` cannot name the message's own channel").field("fallback"));
+    }
+    let notify = callback_url.is_some() || tenant.callback_url.is_some();
+
+    Ok(Valid {
+        data: MessageData {
+            id,
+            tenant: tenant.name.clone(),
+            channel: req.channel,
+            to,
+            from: req.from,
+            text,
+            email,
+            rcs: req.rcs,
+            send_at,
+            valid_until,
+            callback_url,
+            client_ref: req.client_ref,
+            fallback,
+            fallback_text: req.fallback_text,
+            segments,
+            encoding,
+            transliterated,
+            created_at: now,
+        },
+        notify,
+    })
+}
+
+/// E.164-normalise a phone number; refuse invalid ones and, when `mobile_only`,
+/// numbers that are not mobiles.
+pub fn normalize_msisdn(raw: &str, region: Option<phonenumber::country::Id>, mobile_only: bool) -> Result<String, ApiError> {
+    let bad = |why: &str| ApiError::new(422, "invalid-number", format!("`to` is not a valid phone number: {why}")).field("to");
+    if raw.trim().is_empty() {
+        return Err(bad("empty"));
+    }
+    if raw.len() > 32 || !raw.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)) {
+        return Err(bad("only digits, spaces, + - ( ) . are allowed"));
+    }
+    let num = phonenumber::parse(region, raw).map_err(|e| bad(&e.to_string()))?;
+    if !num.is_valid() {
+        return Err(bad("no such number range"));
+    }
+    if mobile_only {
+        use phonenumber::Type;
+        match num.number_type(&phonenumber::metadata::DATABASE) {
+            Type::Mobile | Type::FixedLineOrMobile => {}
+            other => {
+                return Err(ApiError::new(
+                    422,
+                    "not-mobile",
+                    format!("`to` is a {other:?} number, not a mobile one; SMS and RCS need a mobile"),
+                )
+                .field("to"))
+            }
+        }
+    }
+    Ok(num.format().mode(phonenumber::Mode::E164).to_string())
+}
+
+/// Check an e-mail address (RFC 5321 shape: local part, domain of dotted labels).
+pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
+    let bad = |why: &str| ApiError::new(422, "invalid-email", format!("`to` is not a valid e-mail address: {why}")).field("to");
+    let addr = raw.trim();
+    if addr.len() > 254 {
+        return Err(bad("longer than 254 characters"));
+    }
+    let Some((local, domain)) = addr.rsplit_once('@') else { return Err(bad("no `@`")) };
+    if local.is_empty() || local.len() > 64 {
+        return Err(bad("the part before `@` must be 1 to 64 characters"));
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err(bad("misplaced dot before `@`"));
+    }
+    if !local.chars().all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)) {
+        return Err(bad("unsupported character before `@`"));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return Err(bad("the domain needs a dot"));
+    }
+    for l in &labels {
+        if l.is_empty() || l.len() > 63 || l.starts_with('-') || l.ends_with('-') || !l.chars().all(|c| c.is_alphanumeric() || c == '-') {
+            return Err(bad("the domain is not a valid host name"));
+        }
+    }
+    Ok(format!("{local}@{}", domain.to_lowercase()))
+}
+
+/// Fill `{{name}}` placeholders from `vars`; a missing variable is an error.
+pub fn render_template(tpl: &str, vars: Option<&BTreeMap<String, serde_json::Value>>) -> Result<String, ApiError> {
+    let mut out = String::with_capacity(tpl.len());
+    let mut rest = tpl;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return Err(ApiError::new(422, "invalid-template", "`{{` without closing `}}`").field("template"));
+        };
+        let name = after[..end].trim();
+        let value = vars.and_then(|v| v.get(name)).ok_or_else(|| {
+            ApiError::new(422, "missing-variable", format!("template uses `{{{{{name}}}}}` but `vars` has no `{name}`")).field(format!("vars.{name}"))
+        })?;
+        match value {
+            serde_json::Value::String(s) => out.push_str(s),
+            serde_json::Value::Number(n) => out.push_str(&n.to_string()),
+            serde_json::Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            _ => {
+                return Err(ApiError::new(422, "invalid-type", "template variables must be strings, numbers or booleans").field(format!("vars.{name}")))
+            }
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// RFC 3339 timestamp → Unix ms.
+pub fn parse_time(s: &str, field: &str) -> Result<i64, ApiError> {
+    s.parse::<jiff::Timestamp>().map(|t| t.as_millisecond()).map_err(|e| {
+        ApiError::new(422, "invalid-timestamp", format!("`{field}` must be an RFC 3339 time such as 2026-11-22T09:00:00+01:00: {e}")).field(field)
+    })
+}
+
+/// Allow only http(s) callback URLs, and no loopback/private/link-local targets unless
+/// the tenant allows them (so the gateway cannot be pointed at internal services).
+/// Host names are checked again, after resolution, when the callback is sent.
+pub fn check_callback_url(raw: &str, allow_private: bool) -> Result<String, ApiError> {
+    let bad = |why: String| ApiError::new(422, "invalid-callback-url", why);
+    let url = url::Url::parse(raw).map_err(|e| bad(format!("`{raw}` is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(format!("scheme `{}` is not allowed; use http or https", url.scheme())));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("credentials in the URL are not allowed".into()));
+    }
+    let host = url.host().ok_or_else(|| bad("the URL has no host".into()))?;
+    if !allow_private {
+        let private = match host {
+            url::Host::Ipv4(ip) => is_private(IpAddr::V4(ip)),
+            url::Host::Ipv6(ip) => is_private(IpAddr::V6(ip)),
+            url::Host::Domain(d) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost") || d.ends_with(".internal") || d.ends_with(".local")
+            }
+        };
+        if private {
+            return Err(bad("callbacks to loopback, private or link-local addresses are not allowed for this tenant".into()));
+        }
+    }
+    Ok(url.to_string())
+}
+
+/// Loopback, private, link-local, unspecified, CGNAT, unique-local and similar
+/// addresses that must not be reachable through callbacks.
+pub fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+                || o[0] >= 224
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_private(IpAddr::V4(v4));
+            }
+            let seg = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (seg[0] & 0xfe00) == 0xfc00
+                || (seg[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant() -> Tenant {
+        Tenant { name: "acme".into(), senders: vec!["ACME".into()], ..Default::default() }
+    }
+
+    fn rules() -> Rules {
+        Rules { region: phonenumber::country::Id::from_str("PL").ok(), max_segments: 3, max_text_chars: 1000 }
+    }
+
+    fn check(json: &str) -> Result<Valid, ApiError> {
+        validate(parse_request(json)?, &tenant(), &rules(), "01J00000000000000000000000".into(), 1_000)
+    }
+
+    #[test]
+    fn normalises_polish_numbers() {
+        let v = check(r#"{"channel":"sms","to":"501 234 567","text":"hi"}"#).unwrap();
+        assert_eq!(v.data.to, "+48501234567");
+        let v = check(r#"{"channel":"sms","to":"+48 (501) 234-567","text":"hi"}"#).unwrap();
+        assert_eq!(v.data.to, "+48501234567");
+    }
+
+    #[test]
+    fn refuses_bad_numbers_with_specific_codes() {
+        let e = check(r#"{"channel":"sms","to":"12","text":"hi"}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("invalid-number", Some("to")));
+        let e = check(r#"{"channel":"sms","to":"+48abc","text":"hi"}"#).unwrap_err();
+        assert_eq!(e.code, "invalid-number");
+        // A Warsaw landline.
+        let e = check(r#"{"channel":"sms","to":"+48226543210","text":"hi"}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("not-mobile", Some("to")));
+    }
+
+    #[test]
+    fn json_shape_errors_name_the_field() {
+        let e = check(r#"{"channel":"sms","text":"hi"}"#).unwrap_err();
+        assert_eq!((e.status, e.code, e.field.as_deref()), (422, "missing-field", Some("to")));
+        let e = check(r#"{"channel":"sms","to":"+48501234567","text":"hi","colour":"red"}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("unknown-field", Some("colour")));
+        let e = check(r#"{"channel":"fax","to":"+48501234567","text":"hi"}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("invalid-value", Some("channel")));
+        let e = check(r#"{"channel":"sms","to":48501234567,"text":"hi"}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("invalid-type", Some("to")));
+        let e = check(r#"{"channel":"email","to":"a@b.pl","email":{"subject":"x","colour":1}}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("unknown-field", Some("email.colour")));
+        let e = check(r#"{"channel":"sms","#).unwrap_err();
+        assert_eq!((e.status, e.code), (400, "malformed-json"));
+    }
+
+    #[test]
+    fn text_rules() {
+        let e = check(r#"{"channel":"sms","to":"+48501234567","text":"  "}"#).unwrap_err();
+        assert_eq!(e.code, "empty-text");
+        let long = "ł".repeat(300);
+        let e = check(&format!(r#"{{"channel":"sms","to":"+48501234567","text":"{long}"}}"#)).unwrap_err();
+        assert_eq!(e.code, "too-many-segments");
+        assert!(e.detail.contains("transliterate"));
+        let v = check(&format!(r#"{{"channel":"sms","to":"+48501234567","text":"{long}","transliterate":true}}"#)).unwrap();
+        assert!(v.data.transliterated);
+        assert_eq!(v.data.encoding.as_deref(), Some("gsm7"));
+        assert_eq!(v.data.segments, 2);
+        let v = check(r#"{"channel":"sms","to":"+48501234567","text":"Zażółć"}"#).unwrap();
+        assert_eq!((v.data.encoding.as_deref(), v.data.segments), (Some("ucs2"), 1));
+    }
+
+    #[test]
+    fn templates() {
+        let v = check(r#"{"channel":"sms","to":"+48501234567","template":"Dzień dobry {{ first_name }}, {{amount}} zł","vars":{"first_name":"Jan","amount":120.5}}"#).unwrap();
+        assert_eq!(v.data.text.as_deref(), Some("Dzień dobry Jan, 120.5 zł"));
+        let e = check(r#"{"channel":"sms","to":"+48501234567","template":"{{x}}","vars":{}}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("missing-variable", Some("vars.x")));
+    }
+
+    #[test]
+    fn senders_are_checked() {
+        assert!(check(r#"{"channel":"sms","to":"+48501234567","text":"x","from":"ACME"}"#).is_ok());
+        let e = check(r#"{"channel":"sms","to":"+48501234567","text":"x","from":"BANK"}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("sender-not-allowed", Some("from")));
+    }
+
+    #[test]
+    fn email_rules() {
+        let v = check(r#"{"channel":"email","to":"Jan@Example.COM","email":{"subject":"Wyciąg","html":"<p>x</p>"}}"#).unwrap();
+        assert_eq!(v.data.to, "Jan@example.com");
+        for bad in ["jan", "jan@", "@x.pl", "jan@localhost", "a..b@x.pl", "jan@-x.pl"] {
+            let e = check(&format!(r#"{{"channel":"email","to":"{bad}","email":{{"subject":"s","html":"h"}}}}"#)).unwrap_err();
+            assert_eq!(e.code, "invalid-email", "{bad}");
+        }
+        let e = check(r#"{"channel":"email","to":"a@b.pl","email":{"subject":"s"}}"#).unwrap_err();
+        assert_eq!(e.code, "empty-text");
+    }
+
+    #[test]
+    fn times() {
+        let v = check(r#"{"channel":"sms","to":"+48501234567","text":"x","send_at":"2099-01-01T10:00:00+01:00"}"#).unwrap();
+        assert_eq!(v.data.send_at, Some(4070941200000));
+        let e = check(r#"{"channel":"sms","to":"+48501234567","text":"x","send_at":"tomorrow"}"#).unwrap_err();
+        assert_eq!((e.code, e.field.as_deref()), ("invalid-timestamp", Some("send_at")));
+        let e = check(r#"{"channel":"sms","to":"+48501234567","text":"x","valid_until":"1970-01-01T00:00:00Z"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("valid_until"));
+    }
+
+    #[test]
+    fn callback_urls_refuse_internal_targets() {
+        for bad in ["ftp://x.pl/", "http://127.0.0.1/", "http://10.1.2.3/", "http://[::1]/", "http://localhost:8080/", "http://169.254.169.254/latest", "http://user:pw@x.pl/", "http://[fd00::1]/", "http://100.64.0.1/"] {
+            assert!(check_callback_url(bad, false).is_err(), "{bad}");
+        }
+        assert!(check_callback_url("https://hooks.example.com/goniec", false).is_ok());
+        assert!(check_callback_url("http://127.0.0.1:9000/cb", true).is_ok());
+    }
+}
