@@ -20,7 +20,8 @@ use crate::validate::Rules;
 /// A governor limiter for a readable rate; the burst is one period's worth.
 pub fn limiter(rate: &Rate) -> DefaultDirectRateLimiter {
     let per_cell = rate.period().div_f64(rate.count().max(1) as f64);
-    let burst = NonZeroU32::new(rate.count().clamp(1, u32::MAX as u64) as u32).unwrap_or(NonZeroU32::MIN);
+    let burst =
+        NonZeroU32::new(rate.count().clamp(1, u32::MAX as u64) as u32).unwrap_or(NonZeroU32::MIN);
     let quota = Quota::with_period(per_cell.max(std::time::Duration::from_nanos(1)))
         .map(|q| q.allow_burst(burst))
         .unwrap_or_else(|| Quota::per_second(burst));
@@ -58,7 +59,10 @@ impl Tenants {
                     }
                 }
             }
-            list.push(Arc::new(TenantCtx { cfg: t.clone(), limiter: t.rate.as_ref().map(limiter) }));
+            list.push(Arc::new(TenantCtx {
+                cfg: t.clone(),
+                limiter: t.rate.as_ref().map(limiter),
+            }));
         }
         Tenants { keys, list }
     }
@@ -97,8 +101,15 @@ impl Router {
         let lanes: Vec<Arc<Lane>> = connectors
             .iter()
             .map(|c| {
-                let tps = cfg.connectors.iter().find(|k| k.name == c.name()).and_then(|k| k.tps.as_ref());
-                Arc::new(Lane { connector: c.clone(), limiter: tps.map(limiter) })
+                let tps = cfg
+                    .connectors
+                    .iter()
+                    .find(|k| k.name == c.name())
+                    .and_then(|k| k.tps.as_ref());
+                Arc::new(Lane {
+                    connector: c.clone(),
+                    limiter: tps.map(limiter),
+                })
             })
             .collect();
         let routes = cfg
@@ -119,7 +130,9 @@ impl Router {
             .filter(|(c, prefix, _)| {
                 *c == channel
                     && prefix.as_deref().is_none_or(|p| match channel {
-                        Channel::Email => to.to_ascii_lowercase().ends_with(&p.to_ascii_lowercase()),
+                        Channel::Email => {
+                            to.to_ascii_lowercase().ends_with(&p.to_ascii_lowercase())
+                        }
                         _ => to.starts_with(p),
                     })
             })
@@ -137,7 +150,10 @@ impl Router {
 
     /// Connectors serving a channel.
     pub fn connectors_for(&self, channel: Channel) -> impl Iterator<Item = &Arc<dyn Connector>> {
-        self.routes.iter().filter(move |r| r.0 == channel).map(|r| &r.2.connector)
+        self.routes
+            .iter()
+            .filter(move |r| r.0 == channel)
+            .map(|r| &r.2.connector)
     }
 }
 

@@ -60,13 +60,16 @@ pub fn spawn_all(app: &Arc<App>) {
     for channel in app.router.channels() {
         let lane = Lane::Channel(channel);
         let sem = Arc::new(Semaphore::new(app.cfg.workers.concurrency));
-        app.tracker.spawn(claim_loop(app.clone(), lane, sem.clone()));
+        app.tracker
+            .spawn(claim_loop(app.clone(), lane, sem.clone()));
         app.tracker.spawn(reclaim_loop(app.clone(), lane, sem));
         app.tracker.spawn(promote_loop(app.clone(), lane));
     }
     let sem = Arc::new(Semaphore::new(app.cfg.webhooks.concurrency));
-    app.tracker.spawn(claim_loop(app.clone(), Lane::Webhook, sem.clone()));
-    app.tracker.spawn(reclaim_loop(app.clone(), Lane::Webhook, sem));
+    app.tracker
+        .spawn(claim_loop(app.clone(), Lane::Webhook, sem.clone()));
+    app.tracker
+        .spawn(reclaim_loop(app.clone(), Lane::Webhook, sem));
     app.tracker.spawn(promote_loop(app.clone(), Lane::Webhook));
 }
 
@@ -96,7 +99,9 @@ async fn pause(app: &App, d: Duration) -> bool {
 async fn claim_loop(app: Arc<App>, lane: Lane, sem: Arc<Semaphore>) {
     let batch = app.cfg.workers.claim_batch.max(1);
     loop {
-        let Some(mut held) = permits(&app, &sem, batch).await else { return };
+        let Some(mut held) = permits(&app, &sem, batch).await else {
+            return;
+        };
         let claimed = tokio::select! {
             r = app.store.claim(lane, &app.consumer, held.len(), Duration::from_secs(1)) => r,
             _ = app.stop_work.cancelled() => return,
@@ -125,17 +130,29 @@ async fn reclaim_loop(app: Arc<App>, lane: Lane, sem: Arc<Semaphore>) {
     let batch = app.cfg.workers.claim_batch.max(1);
     while pause(&app, every).await {
         loop {
-            let Some(mut held) = permits(&app, &sem, batch).await else { return };
-            match app.store.reclaim(lane, &app.consumer, idle, held.len()).await {
+            let Some(mut held) = permits(&app, &sem, batch).await else {
+                return;
+            };
+            match app
+                .store
+                .reclaim(lane, &app.consumer, idle, held.len())
+                .await
+            {
                 Ok(leases) if leases.is_empty() => break,
                 Ok(leases) => {
                     tracing::info!(%lane, count = leases.len(), "Took over leases of a worker that stopped answering.");
-                    app.metrics.reclaimed.with_label_values(&[lane.as_str()]).inc_by(leases.len() as u64);
+                    app.metrics
+                        .reclaimed
+                        .with_label_values(&[lane.as_str()])
+                        .inc_by(leases.len() as u64);
                     held.truncate(leases.len());
                     start(&app, leases, held).await;
                 }
                 Err(e) => {
-                    app.metrics.store_errors.with_label_values(&["reclaim"]).inc();
+                    app.metrics
+                        .store_errors
+                        .with_label_values(&["reclaim"])
+                        .inc();
                     tracing::warn!(%lane, error = %e, "Reclaiming leases failed.");
                     break;
                 }
@@ -153,7 +170,10 @@ async fn promote_loop(app: Arc<App>, lane: Lane) {
                 Ok(n) if n == 1000 => continue,
                 Ok(_) => break,
                 Err(e) => {
-                    app.metrics.store_errors.with_label_values(&["promote"]).inc();
+                    app.metrics
+                        .store_errors
+                        .with_label_values(&["promote"])
+                        .inc();
                     tracing::warn!(%lane, error = %e, "Moving due messages failed.");
                     break;
                 }
@@ -206,14 +226,26 @@ async fn start(app: &Arc<App>, leases: Vec<Lease>, permits: Vec<OwnedSemaphorePe
 
 fn record_transition(app: &App, channel: Channel, to: Status, t: Option<Transition>) {
     if let Some(Transition::Applied { .. }) = t {
-        app.metrics.transitions.with_label_values(&[channel.as_str(), to.as_str()]).inc();
+        app.metrics
+            .transitions
+            .with_label_values(&[channel.as_str(), to.as_str()])
+            .inc();
     }
 }
 
 /// Finish a lease with a status change.
-async fn finish(app: &App, channel: Channel, lease: &Lease, change: Change, corr: Option<(&str, &str)>) {
+async fn finish(
+    app: &App,
+    channel: Channel,
+    lease: &Lease,
+    change: Change,
+    corr: Option<(&str, &str)>,
+) {
     let to = change.to;
-    let t = finish_with_retries(app, "complete", || app.store.complete(lease, Some(&change), corr)).await;
+    let t = finish_with_retries(app, "complete", || {
+        app.store.complete(lease, Some(&change), corr)
+    })
+    .await;
     record_transition(app, channel, to, t);
 }
 
@@ -237,11 +269,21 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
         .with_label_values(&["queue_wait", channel.as_str()])
         .observe(((now - rec.data.send_at.unwrap_or(rec.data.created_at)).max(0) as f64) / 1000.0);
     if rec.data.valid_until.is_some_and(|v| v <= now) {
-        let ch = Change::new(Status::Expired, now, Some("valid_until passed before submission".into()), None);
+        let ch = Change::new(
+            Status::Expired,
+            now,
+            Some("valid_until passed before submission".into()),
+            None,
+        );
         return finish(app, channel, &lease, ch, None).await;
     }
     let Some(route) = app.router.route(channel, &rec.data.to) else {
-        let ch = Change::new(Status::Failed, now, Some("no_route".into()), Some(format!("no connector serves this {channel} destination")));
+        let ch = Change::new(
+            Status::Failed,
+            now,
+            Some("no_route".into()),
+            Some(format!("no connector serves this {channel} destination")),
+        );
         return finish(app, channel, &lease, ch, None).await;
     };
     if let Some(l) = &route.limiter {
@@ -255,16 +297,28 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
         to: rec.data.to.clone(),
         from: rec.data.from.clone(),
         text: rec.data.text.clone(),
-        email: rec.data.email.as_ref().map(|e| goniec_connectors::EmailContent { subject: e.subject.clone(), html: e.html.clone() }),
+        email: rec
+            .data
+            .email
+            .as_ref()
+            .map(|e| goniec_connectors::EmailContent {
+                subject: e.subject.clone(),
+                html: e.html.clone(),
+            }),
         rcs: rec.data.rcs.clone(),
         attempt: lease.job.attempt,
     };
     let t0 = Instant::now();
     let result = match tokio::time::timeout(Duration::from_secs(60), connector.submit(&out)).await {
         Ok(r) => r,
-        Err(_) => Err(DeliveryError::Transient { reason: "connector did not answer within 60s".into() }),
+        Err(_) => Err(DeliveryError::Transient {
+            reason: "connector did not answer within 60s".into(),
+        }),
     };
-    app.metrics.stage_duration.with_label_values(&["submit", channel.as_str()]).observe(t0.elapsed().as_secs_f64());
+    app.metrics
+        .stage_duration
+        .with_label_values(&["submit", channel.as_str()])
+        .observe(t0.elapsed().as_secs_f64());
     let m = &app.metrics;
     match result {
         Ok(sub) => {
@@ -274,7 +328,10 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
                 Status::Submitted,
                 now_ms(),
                 None,
-                Some(format!("connector={name} provider_id={} parts={}", sub.provider_id, sub.parts)),
+                Some(format!(
+                    "connector={name} provider_id={} parts={}",
+                    sub.provider_id, sub.parts
+                )),
             );
             finish(app, channel, &lease, ch, Some((name, &sub.provider_id))).await;
         }
@@ -285,7 +342,14 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
     }
 }
 
-async fn handle_failure(app: &App, channel: Channel, lease: &Lease, rec: &Record, connector: &str, e: DeliveryError) {
+async fn handle_failure(
+    app: &App,
+    channel: Channel,
+    lease: &Lease,
+    rec: &Record,
+    connector: &str,
+    e: DeliveryError,
+) {
     let id = rec.data.id.as_str();
     let w = &app.cfg.workers;
     let now = now_ms();
@@ -299,23 +363,47 @@ async fn handle_failure(app: &App, channel: Channel, lease: &Lease, rec: &Record
             let attempts = lease.job.attempt + 1;
             if attempts >= w.max_attempts {
                 tracing::warn!(message_id = %id, connector, attempts, error = %e, "Message dead-lettered after its last attempt.");
-                app.metrics.dead_letters.with_label_values(&[channel.as_str()]).inc();
-                let ch = Change::new(Status::Failed, now, Some("max_attempts".into()), Some(e.to_string()));
-                let t = finish_with_retries(app, "bury", || app.store.bury(lease, "max_attempts", Some(&ch))).await;
+                app.metrics
+                    .dead_letters
+                    .with_label_values(&[channel.as_str()])
+                    .inc();
+                let ch = Change::new(
+                    Status::Failed,
+                    now,
+                    Some("max_attempts".into()),
+                    Some(e.to_string()),
+                );
+                let t = finish_with_retries(app, "bury", || {
+                    app.store.bury(lease, "max_attempts", Some(&ch))
+                })
+                .await;
                 record_transition(app, channel, Status::Failed, t);
                 return;
             }
             let wait = match &e {
-                DeliveryError::Throttled { retry_after: Some(d) } => *d,
+                DeliveryError::Throttled {
+                    retry_after: Some(d),
+                } => *d,
                 _ => backoff(lease.job.attempt, w.retry_base, w.retry_max),
             };
             let at = now + wait.as_millis() as i64;
             if rec.data.valid_until.is_some_and(|v| v <= at) {
-                let ch = Change::new(Status::Expired, now, Some("valid_until passed while retrying".into()), Some(e.to_string()));
+                let ch = Change::new(
+                    Status::Expired,
+                    now,
+                    Some("valid_until passed while retrying".into()),
+                    Some(e.to_string()),
+                );
                 return finish(app, channel, lease, ch, None).await;
             }
             tracing::debug!(message_id = %id, connector, attempt = attempts, error = %e, "Submit failed; retrying later.");
-            finish_with_retries(app, "retry", || async { app.store.retry(lease, at).await.map(|_| Transition::Missing) }).await;
+            finish_with_retries(app, "retry", || async {
+                app.store
+                    .retry(lease, at)
+                    .await
+                    .map(|_| Transition::Missing)
+            })
+            .await;
         }
     }
 }
@@ -331,7 +419,10 @@ mod tests {
         for attempt in 0..40 {
             let d = backoff(attempt, base, max);
             let full = base.saturating_mul(1 << attempt.min(30)).min(max);
-            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?} vs {full:?}");
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempt}: {d:?} vs {full:?}"
+            );
         }
     }
 }

@@ -17,9 +17,9 @@ pub mod http;
 pub mod model;
 pub mod receipts;
 pub mod store;
+pub mod telemetry;
 #[doc(hidden)]
 pub mod testing;
-pub mod telemetry;
 pub mod validate;
 pub mod webhooks;
 
@@ -44,7 +44,10 @@ use crate::telemetry::Metrics;
 pub enum Error {
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     /// A connector could not be built from its config.
     #[error(transparent)]
     Connector(#[from] goniec_connectors::BuildError),
@@ -58,7 +61,11 @@ pub enum Error {
 
 /// Run the gateway until `shutdown` is cancelled, then drain and return.
 /// `bound` receives the actual listen address (useful with port 0).
-pub async fn run(cfg: Config, shutdown: CancellationToken, bound: Option<oneshot::Sender<SocketAddr>>) -> Result<(), Error> {
+pub async fn run(
+    cfg: Config,
+    shutdown: CancellationToken,
+    bound: Option<oneshot::Sender<SocketAddr>>,
+) -> Result<(), Error> {
     let cfg = Arc::new(cfg);
     let store: Arc<dyn Store> = match cfg.store.backend {
         StoreBackend::Memory => Arc::new(store::memory::MemoryStore::new(&cfg.store)),
@@ -75,7 +82,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, bound: Option<oneshot
     let connector_shutdown = CancellationToken::new();
     let mut connectors: Vec<Arc<dyn Connector>> = Vec::new();
     for c in &cfg.connectors {
-        let cx = BuildContext { receipts: receipts_tx.clone(), shutdown: connector_shutdown.clone() };
+        let cx = BuildContext {
+            receipts: receipts_tx.clone(),
+            shutdown: connector_shutdown.clone(),
+        };
         connectors.push(goniec_connectors::build(c, cx)?);
     }
     drop(receipts_tx);
@@ -96,11 +106,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, bound: Option<oneshot
         webhook_client_private,
         cfg: cfg.clone(),
     });
-    app.flags.store_up.store(app.store.ping().await.is_ok(), Ordering::Relaxed);
+    app.flags
+        .store_up
+        .store(app.store.ping().await.is_ok(), Ordering::Relaxed);
 
     let listener = tokio::net::TcpListener::bind(cfg.server.listen)
         .await
-        .map_err(|source| Error::Listen { addr: cfg.server.listen, source })?;
+        .map_err(|source| Error::Listen {
+            addr: cfg.server.listen,
+            source,
+        })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
     tracing::info!(%addr, store = app.store.backend(), connectors = app.connectors.len(), "Goniec is listening.");
     if let Some(tx) = bound {
@@ -120,7 +135,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, bound: Option<oneshot
         let http_stop = http_stop.clone();
         let router = http::router(app.clone());
         tokio::spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(http_stop.cancelled_owned()).await
+            axum::serve(listener, router)
+                .with_graceful_shutdown(http_stop.cancelled_owned())
+                .await
         })
     };
 
@@ -131,7 +148,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, bound: Option<oneshot
     app.flags.shutting_down.store(true, Ordering::Relaxed);
     app.stop_work.cancel();
     app.tracker.close();
-    if tokio::time::timeout(cfg.server.shutdown_grace, app.tracker.wait()).await.is_err() {
+    if tokio::time::timeout(cfg.server.shutdown_grace, app.tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("Grace period over with work in flight; unfinished messages stay queued and will be reclaimed.");
     }
     for c in &app.connectors {
@@ -154,19 +174,27 @@ pub async fn run(cfg: Config, shutdown: CancellationToken, bound: Option<oneshot
 async fn health_loop(app: Arc<App>) {
     let mut was_up = app.flags.store_up();
     loop {
-        let up = matches!(tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await, Ok(Ok(())));
+        let up = matches!(
+            tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await,
+            Ok(Ok(()))
+        );
         app.flags.store_up.store(up, Ordering::Relaxed);
         app.metrics.store_up.set(up as i64);
         if up != was_up {
             if up {
                 tracing::info!("Store reachable again.");
             } else {
-                tracing::error!("Store unreachable: refusing submissions with 503 until it returns.");
+                tracing::error!(
+                    "Store unreachable: refusing submissions with 503 until it returns."
+                );
             }
             was_up = up;
         }
         for c in &app.connectors {
-            app.metrics.connector_up.with_label_values(&[c.name()]).set(c.health().is_up() as i64);
+            app.metrics
+                .connector_up
+                .with_label_values(&[c.name()])
+                .set(c.health().is_up() as i64);
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -181,10 +209,22 @@ async fn stats_loop(app: Arc<App>) {
         for lane in Lane::ALL {
             if let Ok(s) = app.store.lane_stats(lane, model::now_ms()).await {
                 let l = [lane.as_str()];
-                app.metrics.queue_depth.with_label_values(&l).set(s.depth as i64);
-                app.metrics.queue_scheduled.with_label_values(&l).set(s.scheduled as i64);
-                app.metrics.queue_dead.with_label_values(&l).set(s.dead as i64);
-                app.metrics.queue_oldest_age.with_label_values(&l).set(s.oldest_age_ms as f64 / 1000.0);
+                app.metrics
+                    .queue_depth
+                    .with_label_values(&l)
+                    .set(s.depth as i64);
+                app.metrics
+                    .queue_scheduled
+                    .with_label_values(&l)
+                    .set(s.scheduled as i64);
+                app.metrics
+                    .queue_dead
+                    .with_label_values(&l)
+                    .set(s.dead as i64);
+                app.metrics
+                    .queue_oldest_age
+                    .with_label_values(&l)
+                    .set(s.oldest_age_ms as f64 / 1000.0);
             }
         }
         tokio::select! {

@@ -11,7 +11,11 @@ use goniec_gateway::app::hash_key;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "goniec", version, about = "Goniec: a high-throughput SMS, RCS and e-mail gateway")]
+#[command(
+    name = "goniec",
+    version,
+    about = "Goniec: a high-throughput SMS, RCS and e-mail gateway"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -74,8 +78,14 @@ fn main() -> ExitCode {
             };
             run_daemon(cfg, None)
         }
-        Cmd::Demo { listen, api_key, store } => {
-            let key = api_key.unwrap_or_else(|| format!("demo-{}", ulid::Ulid::new().to_string().to_lowercase()));
+        Cmd::Demo {
+            listen,
+            api_key,
+            store,
+        } => {
+            let key = api_key.unwrap_or_else(|| {
+                format!("demo-{}", ulid::Ulid::new().to_string().to_lowercase())
+            });
             let mut cfg = Config::default();
             cfg.server.listen = listen;
             match store {
@@ -99,7 +109,10 @@ fn main() -> ExitCode {
 
 fn run_daemon(cfg: Config, demo_key: Option<String>) -> ExitCode {
     goniec_gateway::telemetry::init_logging(&cfg.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -129,9 +142,13 @@ async fn serve(cfg: Config, demo_key: Option<String>) -> anyhow::Result<()> {
                 print_demo_banner(addr, &key);
             }
         });
-        goniec_gateway::run(cfg, shutdown, Some(tx)).await.context("gateway failed")
+        goniec_gateway::run(cfg, shutdown, Some(tx))
+            .await
+            .context("gateway failed")
     } else {
-        goniec_gateway::run(cfg, shutdown, None).await.context("gateway failed")
+        goniec_gateway::run(cfg, shutdown, None)
+            .await
+            .context("gateway failed")
     }
 }
 

@@ -218,7 +218,10 @@ mod tests {
             (Accepted, &[Scheduled, Queued, Rejected, Held, Cancelled]),
             (Scheduled, &[Queued, Expired, Cancelled]),
             (Queued, &[Submitted, Expired, Failed, Cancelled]),
-            (Submitted, &[Delivered, Undeliverable, Expired, Failed, Read]),
+            (
+                Submitted,
+                &[Delivered, Undeliverable, Expired, Failed, Read],
+            ),
             (Delivered, &[Read]),
             (Held, &[Scheduled, Queued, Expired, Rejected, Cancelled]),
             (Undeliverable, &[]),
@@ -234,7 +237,11 @@ mod tests {
                     from.can_move_to(to),
                     tos.contains(&to),
                     "{from} -> {to} should be {}",
-                    if tos.contains(&to) { "allowed" } else { "refused" }
+                    if tos.contains(&to) {
+                        "allowed"
+                    } else {
+                        "refused"
+                    }
                 );
             }
         }

@@ -31,7 +31,9 @@ pub fn status_for(state: ReceiptState) -> Option<Status> {
 pub async fn run(app: Arc<App>, mut rx: mpsc::Receiver<Receipt>) {
     let sem = Arc::new(Semaphore::new(512));
     while let Some(r) = rx.recv().await {
-        let Ok(permit) = sem.clone().acquire_owned().await else { return };
+        let Ok(permit) = sem.clone().acquire_owned().await else {
+            return;
+        };
         let app2 = app.clone();
         app.tracker.spawn(async move {
             apply(&app2, r).await;
@@ -49,7 +51,9 @@ async fn apply(app: &App, r: Receipt) {
             Ok(Some(id)) => break id,
             Ok(None) if waited < PARK_FOR && !app.flags.shutting_down() => {}
             Ok(None) => {
-                m.receipts.with_label_values(&[&r.connector, "unknown_id"]).inc();
+                m.receipts
+                    .with_label_values(&[&r.connector, "unknown_id"])
+                    .inc();
                 tracing::info!(connector = %r.connector, provider_id = %r.provider_id, "Receipt for an unknown message id.");
                 return;
             }
@@ -62,11 +66,24 @@ async fn apply(app: &App, r: Receipt) {
         waited += delay;
         delay = (delay * 2).min(Duration::from_secs(1));
     };
-    m.receipts.with_label_values(&[&r.connector, r.state.as_str()]).inc();
-    let Some(status) = status_for(r.state) else { return };
-    let at = r.at.duration_since(std::time::UNIX_EPOCH).map_or_else(|_| now_ms(), |d| d.as_millis() as i64);
-    let change = Change::new(status, at, r.error.clone(), Some(format!("receipt from {}", r.connector)));
-    let t = crate::dispatch::finish_with_retries(app, "receipt", || app.store.transition(&id, &change)).await;
+    m.receipts
+        .with_label_values(&[&r.connector, r.state.as_str()])
+        .inc();
+    let Some(status) = status_for(r.state) else {
+        return;
+    };
+    let at =
+        r.at.duration_since(std::time::UNIX_EPOCH)
+            .map_or_else(|_| now_ms(), |d| d.as_millis() as i64);
+    let change = Change::new(
+        status,
+        at,
+        r.error.clone(),
+        Some(format!("receipt from {}", r.connector)),
+    );
+    let t =
+        crate::dispatch::finish_with_retries(app, "receipt", || app.store.transition(&id, &change))
+            .await;
     match t {
         Some(Transition::Applied { .. }) => {
             // Counted by connector and state above; no extra store read on this path.

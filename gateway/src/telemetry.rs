@@ -77,31 +77,116 @@ impl Metrics {
     pub fn new() -> Self {
         let r = Registry::new();
         let queue_oldest_age = prometheus::GaugeVec::new(
-            Opts::new("goniec_queue_oldest_age_seconds", "Age of the oldest queued entry"),
+            Opts::new(
+                "goniec_queue_oldest_age_seconds",
+                "Age of the oldest queued entry",
+            ),
             &["lane"],
         )
         .expect("valid metric");
-        r.register(Box::new(queue_oldest_age.clone())).expect("unique metric");
+        r.register(Box::new(queue_oldest_age.clone()))
+            .expect("unique metric");
         let store_up = prometheus::IntGauge::new("goniec_store_up", "1 while the store answers")
             .expect("valid metric");
-        r.register(Box::new(store_up.clone())).expect("unique metric");
+        r.register(Box::new(store_up.clone()))
+            .expect("unique metric");
         Metrics {
-            accepted: counter(&r, "goniec_messages_accepted_total", "Messages accepted", &["tenant", "channel"]),
-            refused: counter(&r, "goniec_messages_refused_total", "Messages refused at the API", &["tenant", "channel", "reason"]),
-            http_requests: counter(&r, "goniec_http_requests_total", "API requests", &["endpoint", "code"]),
-            http_duration: histogram(&r, "goniec_http_request_duration_seconds", "API latency", &["endpoint"]),
-            stage_duration: histogram(&r, "goniec_stage_duration_seconds", "Time per pipeline stage", &["stage", "channel"]),
-            transitions: counter(&r, "goniec_status_transitions_total", "Status transitions applied", &["channel", "status"]),
-            submits: counter(&r, "goniec_connector_submits_total", "Connector submits", &["connector", "outcome"]),
-            reclaimed: counter(&r, "goniec_queue_reclaimed_total", "Leases taken over from a dead worker (possible duplicates)", &["lane"]),
-            dead_letters: counter(&r, "goniec_dead_letters_total", "Jobs moved to the dead-letter queue", &["lane"]),
-            receipts: counter(&r, "goniec_receipts_total", "Receipts received", &["connector", "state"]),
-            webhooks: counter(&r, "goniec_webhook_deliveries_total", "Customer callbacks", &["outcome"]),
-            store_errors: counter(&r, "goniec_store_errors_total", "Failed store operations", &["op"]),
-            queue_depth: gauge(&r, "goniec_queue_depth", "Entries waiting or in flight", &["lane"]),
-            queue_scheduled: gauge(&r, "goniec_queue_scheduled", "Entries waiting for their time", &["lane"]),
-            queue_dead: gauge(&r, "goniec_queue_dead_letters", "Entries in the dead-letter queue", &["lane"]),
-            connector_up: gauge(&r, "goniec_connector_up", "1 while a connector is up", &["connector"]),
+            accepted: counter(
+                &r,
+                "goniec_messages_accepted_total",
+                "Messages accepted",
+                &["tenant", "channel"],
+            ),
+            refused: counter(
+                &r,
+                "goniec_messages_refused_total",
+                "Messages refused at the API",
+                &["tenant", "channel", "reason"],
+            ),
+            http_requests: counter(
+                &r,
+                "goniec_http_requests_total",
+                "API requests",
+                &["endpoint", "code"],
+            ),
+            http_duration: histogram(
+                &r,
+                "goniec_http_request_duration_seconds",
+                "API latency",
+                &["endpoint"],
+            ),
+            stage_duration: histogram(
+                &r,
+                "goniec_stage_duration_seconds",
+                "Time per pipeline stage",
+                &["stage", "channel"],
+            ),
+            transitions: counter(
+                &r,
+                "goniec_status_transitions_total",
+                "Status transitions applied",
+                &["channel", "status"],
+            ),
+            submits: counter(
+                &r,
+                "goniec_connector_submits_total",
+                "Connector submits",
+                &["connector", "outcome"],
+            ),
+            reclaimed: counter(
+                &r,
+                "goniec_queue_reclaimed_total",
+                "Leases taken over from a dead worker (possible duplicates)",
+                &["lane"],
+            ),
+            dead_letters: counter(
+                &r,
+                "goniec_dead_letters_total",
+                "Jobs moved to the dead-letter queue",
+                &["lane"],
+            ),
+            receipts: counter(
+                &r,
+                "goniec_receipts_total",
+                "Receipts received",
+                &["connector", "state"],
+            ),
+            webhooks: counter(
+                &r,
+                "goniec_webhook_deliveries_total",
+                "Customer callbacks",
+                &["outcome"],
+            ),
+            store_errors: counter(
+                &r,
+                "goniec_store_errors_total",
+                "Failed store operations",
+                &["op"],
+            ),
+            queue_depth: gauge(
+                &r,
+                "goniec_queue_depth",
+                "Entries waiting or in flight",
+                &["lane"],
+            ),
+            queue_scheduled: gauge(
+                &r,
+                "goniec_queue_scheduled",
+                "Entries waiting for their time",
+                &["lane"],
+            ),
+            queue_dead: gauge(
+                &r,
+                "goniec_queue_dead_letters",
+                "Entries in the dead-letter queue",
+                &["lane"],
+            ),
+            connector_up: gauge(
+                &r,
+                "goniec_connector_up",
+                "1 while a connector is up",
+                &["connector"],
+            ),
             queue_oldest_age,
             store_up,
             registry: r,
@@ -131,7 +216,9 @@ pub fn init_logging(cfg: &goniec_config::Log) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
     let _ = match cfg.format {
         goniec_config::LogFormat::Json => builder.json().try_init(),
         goniec_config::LogFormat::Text => builder.try_init(),
@@ -153,7 +240,10 @@ pub fn mask(to: &str) -> String {
     let keep_head = 3.min(chars.len());
     let keep_tail = 2;
     let mut out: String = chars[..keep_head].iter().collect();
-    out.extend(std::iter::repeat_n('*', chars.len() - keep_head - keep_tail));
+    out.extend(std::iter::repeat_n(
+        '*',
+        chars.len() - keep_head - keep_tail,
+    ));
     out.extend(&chars[chars.len() - keep_tail..]);
     out
 }

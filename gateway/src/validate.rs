@@ -69,8 +69,15 @@ pub fn parse_request(json: &str) -> Result<MessageRequest, ApiError> {
 pub fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     use serde_json::error::Category;
     let inner = e.inner();
-    if matches!(inner.classify(), Category::Syntax | Category::Eof | Category::Io) {
-        return ApiError::new(400, "malformed-json", format!("request body is not valid JSON: {inner}"));
+    if matches!(
+        inner.classify(),
+        Category::Syntax | Category::Eof | Category::Io
+    ) {
+        return ApiError::new(
+            400,
+            "malformed-json",
+            format!("request body is not valid JSON: {inner}"),
+        );
     }
     let msg = inner.to_string();
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
@@ -145,7 +152,10 @@ pub fn validate(
 
     if let Some(from) = &req.from {
         if from.trim().is_empty() || from.len() > 64 {
-            return Err(ApiError::new(422, "invalid-sender", "`from` must be 1 to 64 characters").field("from"));
+            return Err(
+                ApiError::new(422, "invalid-sender", "`from` must be 1 to 64 characters")
+                    .field("from"),
+            );
         }
         if !tenant.senders.is_empty() && !tenant.senders.iter().any(|s| s == from) {
             return Err(ApiError::new(
@@ -159,14 +169,21 @@ pub fn validate(
 
     let mut text = match (&req.text, &req.template) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::new(422, "conflicting-fields", "give either `text` or `template`, not both").field("template"))
+            return Err(ApiError::new(
+                422,
+                "conflicting-fields",
+                "give either `text` or `template`, not both",
+            )
+            .field("template"))
         }
         (Some(t), None) => Some(t.clone()),
         (None, Some(tpl)) => Some(render_template(tpl, req.vars.as_ref())?),
         (None, None) => None,
     };
     if req.vars.is_some() && req.template.is_none() {
-        return Err(ApiError::new(422, "conflicting-fields", "`vars` needs a `template`").field("vars"));
+        return Err(
+            ApiError::new(422, "conflicting-fields", "`vars` needs a `template`").field("vars"),
+        );
     }
 
     let mut segments = 1;
@@ -176,7 +193,12 @@ pub fn validate(
     match req.channel {
         Channel::Sms => {
             let Some(t) = text.as_mut() else {
-                return Err(ApiError::new(422, "missing-field", "an SMS needs `text` or `template`").field("text"));
+                return Err(ApiError::new(
+                    422,
+                    "missing-field",
+                    "an SMS needs `text` or `template`",
+                )
+                .field("text"));
             };
             if t.trim().is_empty() {
                 return Err(ApiError::new(422, "empty-text", "`text` is empty").field("text"));
@@ -211,77 +233,152 @@ pub fn validate(
         }
         Channel::Rcs => {
             if text.as_deref().is_none_or(|t| t.trim().is_empty()) && req.rcs.is_none() {
-                return Err(ApiError::new(422, "missing-field", "an RCS message needs `text` or `rcs` content").field("text"));
+                return Err(ApiError::new(
+                    422,
+                    "missing-field",
+                    "an RCS message needs `text` or `rcs` content",
+                )
+                .field("text"));
             }
             if let Some(t) = &text {
                 if t.chars().count() > 3072 {
-                    return Err(ApiError::new(422, "text-too-long", "RCS text is limited to 3072 characters").field("text"));
+                    return Err(ApiError::new(
+                        422,
+                        "text-too-long",
+                        "RCS text is limited to 3072 characters",
+                    )
+                    .field("text"));
                 }
             }
             if let Some(r) = &req.rcs {
                 if !r.is_object() {
-                    return Err(ApiError::new(422, "invalid-type", "`rcs` must be an object").field("rcs"));
+                    return Err(
+                        ApiError::new(422, "invalid-type", "`rcs` must be an object").field("rcs"),
+                    );
                 }
             }
         }
         Channel::Email => {
             let Some(e) = req.email else {
-                return Err(ApiError::new(422, "missing-field", "an e-mail needs `email` with a `subject`").field("email"));
+                return Err(ApiError::new(
+                    422,
+                    "missing-field",
+                    "an e-mail needs `email` with a `subject`",
+                )
+                .field("email"));
             };
             if e.subject.trim().is_empty() {
-                return Err(ApiError::new(422, "empty-text", "`email.subject` is empty").field("email.subject"));
+                return Err(ApiError::new(422, "empty-text", "`email.subject` is empty")
+                    .field("email.subject"));
             }
             if e.subject.chars().count() > 998 || e.subject.contains(['\r', '\n']) {
-                return Err(ApiError::new(422, "invalid-value", "`email.subject` must be one line of at most 998 characters").field("email.subject"));
+                return Err(ApiError::new(
+                    422,
+                    "invalid-value",
+                    "`email.subject` must be one line of at most 998 characters",
+                )
+                .field("email.subject"));
             }
             if e.text.is_some() && text.is_some() {
-                return Err(ApiError::new(422, "conflicting-fields", "give the plain part as `text` or `email.text`, not both").field("email.text"));
+                return Err(ApiError::new(
+                    422,
+                    "conflicting-fields",
+                    "give the plain part as `text` or `email.text`, not both",
+                )
+                .field("email.text"));
             }
             text = text.or(e.text);
             let has_body = text.as_deref().is_some_and(|t| !t.trim().is_empty())
                 || e.html.as_deref().is_some_and(|h| !h.trim().is_empty());
             if !has_body {
-                return Err(ApiError::new(422, "empty-text", "an e-mail needs `text` or `email.html`").field("email.html"));
+                return Err(ApiError::new(
+                    422,
+                    "empty-text",
+                    "an e-mail needs `text` or `email.html`",
+                )
+                .field("email.html"));
             }
             if let Some(h) = &e.html {
                 if h.len() > rules.max_text_chars {
-                    return Err(ApiError::new(422, "text-too-long", format!("`email.html` is over {} bytes", rules.max_text_chars)).field("email.html"));
+                    return Err(ApiError::new(
+                        422,
+                        "text-too-long",
+                        format!("`email.html` is over {} bytes", rules.max_text_chars),
+                    )
+                    .field("email.html"));
                 }
             }
-            email = Some(EmailData { subject: e.subject, html: e.html });
+            email = Some(EmailData {
+                subject: e.subject,
+                html: e.html,
+            });
         }
     }
     if let Some(t) = &text {
         if t.chars().count() > rules.max_text_chars {
-            return Err(ApiError::new(422, "text-too-long", format!("text is over {} characters", rules.max_text_chars)).field("text"));
+            return Err(ApiError::new(
+                422,
+                "text-too-long",
+                format!("text is over {} characters", rules.max_text_chars),
+            )
+            .field("text"));
         }
     }
 
-    let send_at = req.send_at.as_deref().map(|s| parse_time(s, "send_at")).transpose()?;
-    let valid_until = req.valid_until.as_deref().map(|s| parse_time(s, "valid_until")).transpose()?;
+    let send_at = req
+        .send_at
+        .as_deref()
+        .map(|s| parse_time(s, "send_at"))
+        .transpose()?;
+    let valid_until = req
+        .valid_until
+        .as_deref()
+        .map(|s| parse_time(s, "valid_until"))
+        .transpose()?;
     if let Some(v) = valid_until {
         if v <= now {
-            return Err(ApiError::new(422, "invalid-value", "`valid_until` is in the past").field("valid_until"));
+            return Err(
+                ApiError::new(422, "invalid-value", "`valid_until` is in the past")
+                    .field("valid_until"),
+            );
         }
         if send_at.is_some_and(|s| s >= v) {
-            return Err(ApiError::new(422, "invalid-value", "`valid_until` must be after `send_at`").field("valid_until"));
+            return Err(ApiError::new(
+                422,
+                "invalid-value",
+                "`valid_until` must be after `send_at`",
+            )
+            .field("valid_until"));
         }
     }
     // A past send_at means "now".
     let send_at = send_at.filter(|&s| s > now);
 
     let callback_url = match &req.callback_url {
-        Some(u) => Some(check_callback_url(u, tenant.allow_private_callbacks).map_err(|e| e.field("callback_url"))?),
+        Some(u) => Some(
+            check_callback_url(u, tenant.allow_private_callbacks)
+                .map_err(|e| e.field("callback_url"))?,
+        ),
         None => None,
     };
     if let Some(r) = &req.client_ref {
         if r.is_empty() || r.len() > 128 || r.chars().any(char::is_control) {
-            return Err(ApiError::new(422, "invalid-value", "`client_ref` must be 1 to 128 printable characters").field("client_ref"));
+            return Err(ApiError::new(
+                422,
+                "invalid-value",
+                "`client_ref` must be 1 to 128 printable characters",
+            )
+            .field("client_ref"));
         }
     }
     let fallback = req.fallback.unwrap_or_default();
     if fallback.contains(&req.channel) {
-        return Err(ApiError::new(422, "invalid-value", "`fallback` cannot name the message's own channel").field("fallback"));
+        return Err(ApiError::new(
+            422,
+            "invalid-value",
+            "`fallback` cannot name the message's own channel",
+        )
+        .field("fallback"));
     }
     let notify = callback_url.is_some() || tenant.callback_url.is_some();
 
@@ -312,12 +409,27 @@ pub fn validate(
 
 /// E.164-normalise a phone number; refuse invalid ones and, when `mobile_only`,
 /// numbers that are not mobiles.
-pub fn normalize_msisdn(raw: &str, region: Option<phonenumber::country::Id>, mobile_only: bool) -> Result<String, ApiError> {
-    let bad = |why: &str| ApiError::new(422, "invalid-number", format!("`to` is not a valid phone number: {why}")).field("to");
+pub fn normalize_msisdn(
+    raw: &str,
+    region: Option<phonenumber::country::Id>,
+    mobile_only: bool,
+) -> Result<String, ApiError> {
+    let bad = |why: &str| {
+        ApiError::new(
+            422,
+            "invalid-number",
+            format!("`to` is not a valid phone number: {why}"),
+        )
+        .field("to")
+    };
     if raw.trim().is_empty() {
         return Err(bad("empty"));
     }
-    if raw.len() > 32 || !raw.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c)) {
+    if raw.len() > 32
+        || !raw
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c))
+    {
         return Err(bad("only digits, spaces, + - ( ) . are allowed"));
     }
     let num = phonenumber::parse(region, raw).map_err(|e| bad(&e.to_string()))?;
@@ -332,7 +444,9 @@ pub fn normalize_msisdn(raw: &str, region: Option<phonenumber::country::Id>, mob
                 return Err(ApiError::new(
                     422,
                     "not-mobile",
-                    format!("`to` is a {other:?} number, not a mobile one; SMS and RCS need a mobile"),
+                    format!(
+                        "`to` is a {other:?} number, not a mobile one; SMS and RCS need a mobile"
+                    ),
                 )
                 .field("to"))
             }
@@ -343,19 +457,31 @@ pub fn normalize_msisdn(raw: &str, region: Option<phonenumber::country::Id>, mob
 
 /// Check an e-mail address (RFC 5321 shape: local part, domain of dotted labels).
 pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
-    let bad = |why: &str| ApiError::new(422, "invalid-email", format!("`to` is not a valid e-mail address: {why}")).field("to");
+    let bad = |why: &str| {
+        ApiError::new(
+            422,
+            "invalid-email",
+            format!("`to` is not a valid e-mail address: {why}"),
+        )
+        .field("to")
+    };
     let addr = raw.trim();
     if addr.len() > 254 {
         return Err(bad("longer than 254 characters"));
     }
-    let Some((local, domain)) = addr.rsplit_once('@') else { return Err(bad("no `@`")) };
+    let Some((local, domain)) = addr.rsplit_once('@') else {
+        return Err(bad("no `@`"));
+    };
     if local.is_empty() || local.len() > 64 {
         return Err(bad("the part before `@` must be 1 to 64 characters"));
     }
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
         return Err(bad("misplaced dot before `@`"));
     }
-    if !local.chars().all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c)) {
+    if !local
+        .chars()
+        .all(|c| c.is_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c))
+    {
         return Err(bad("unsupported character before `@`"));
     }
     let labels: Vec<&str> = domain.split('.').collect();
@@ -363,7 +489,12 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
         return Err(bad("the domain needs a dot"));
     }
     for l in &labels {
-        if l.is_empty() || l.len() > 63 || l.starts_with('-') || l.ends_with('-') || !l.chars().all(|c| c.is_alphanumeric() || c == '-') {
+        if l.is_empty()
+            || l.len() > 63
+            || l.starts_with('-')
+            || l.ends_with('-')
+            || !l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        {
             return Err(bad("the domain is not a valid host name"));
         }
     }
@@ -371,25 +502,41 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
 }
 
 /// Fill `{{name}}` placeholders from `vars`; a missing variable is an error.
-pub fn render_template(tpl: &str, vars: Option<&BTreeMap<String, serde_json::Value>>) -> Result<String, ApiError> {
+pub fn render_template(
+    tpl: &str,
+    vars: Option<&BTreeMap<String, serde_json::Value>>,
+) -> Result<String, ApiError> {
     let mut out = String::with_capacity(tpl.len());
     let mut rest = tpl;
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
-            return Err(ApiError::new(422, "invalid-template", "`{{` without closing `}}`").field("template"));
+            return Err(
+                ApiError::new(422, "invalid-template", "`{{` without closing `}}`")
+                    .field("template"),
+            );
         };
         let name = after[..end].trim();
         let value = vars.and_then(|v| v.get(name)).ok_or_else(|| {
-            ApiError::new(422, "missing-variable", format!("template uses `{{{{{name}}}}}` but `vars` has no `{name}`")).field(format!("vars.{name}"))
+            ApiError::new(
+                422,
+                "missing-variable",
+                format!("template uses `{{{{{name}}}}}` but `vars` has no `{name}`"),
+            )
+            .field(format!("vars.{name}"))
         })?;
         match value {
             serde_json::Value::String(s) => out.push_str(s),
             serde_json::Value::Number(n) => out.push_str(&n.to_string()),
             serde_json::Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             _ => {
-                return Err(ApiError::new(422, "invalid-type", "template variables must be strings, numbers or booleans").field(format!("vars.{name}")))
+                return Err(ApiError::new(
+                    422,
+                    "invalid-type",
+                    "template variables must be strings, numbers or booleans",
+                )
+                .field(format!("vars.{name}")))
             }
         }
         rest = &after[end + 2..];
@@ -400,9 +547,18 @@ pub fn render_template(tpl: &str, vars: Option<&BTreeMap<String, serde_json::Val
 
 /// RFC 3339 timestamp → Unix ms.
 pub fn parse_time(s: &str, field: &str) -> Result<i64, ApiError> {
-    s.parse::<jiff::Timestamp>().map(|t| t.as_millisecond()).map_err(|e| {
-        ApiError::new(422, "invalid-timestamp", format!("`{field}` must be an RFC 3339 time such as 2026-11-22T09:00:00+01:00: {e}")).field(field)
-    })
+    s.parse::<jiff::Timestamp>()
+        .map(|t| t.as_millisecond())
+        .map_err(|e| {
+            ApiError::new(
+                422,
+                "invalid-timestamp",
+                format!(
+                    "`{field}` must be an RFC 3339 time such as 2026-11-22T09:00:00+01:00: {e}"
+                ),
+            )
+            .field(field)
+        })
 }
 
 /// Allow only http(s) callback URLs, and no loopback/private/link-local targets unless
@@ -412,19 +568,27 @@ pub fn check_callback_url(raw: &str, allow_private: bool) -> Result<String, ApiE
     let bad = |why: String| ApiError::new(422, "invalid-callback-url", why);
     let url = url::Url::parse(raw).map_err(|e| bad(format!("`{raw}` is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad(format!("scheme `{}` is not allowed; use http or https", url.scheme())));
+        return Err(bad(format!(
+            "scheme `{}` is not allowed; use http or https",
+            url.scheme()
+        )));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad("credentials in the URL are not allowed".into()));
     }
-    let host = url.host().ok_or_else(|| bad("the URL has no host".into()))?;
+    let host = url
+        .host()
+        .ok_or_else(|| bad("the URL has no host".into()))?;
     if !allow_private {
         let private = match host {
             url::Host::Ipv4(ip) => is_private(IpAddr::V4(ip)),
             url::Host::Ipv6(ip) => is_private(IpAddr::V6(ip)),
             url::Host::Domain(d) => {
                 let d = d.trim_end_matches('.').to_ascii_lowercase();
-                d == "localhost" || d.ends_with(".localhost") || d.ends_with(".internal") || d.ends_with(".local")
+                d == "localhost"
+                    || d.ends_with(".localhost")
+                    || d.ends_with(".internal")
+                    || d.ends_with(".local")
             }
         };
         if private {
@@ -470,15 +634,29 @@ mod tests {
     use super::*;
 
     fn tenant() -> Tenant {
-        Tenant { name: "acme".into(), senders: vec!["ACME".into()], ..Default::default() }
+        Tenant {
+            name: "acme".into(),
+            senders: vec!["ACME".into()],
+            ..Default::default()
+        }
     }
 
     fn rules() -> Rules {
-        Rules { region: phonenumber::country::Id::from_str("PL").ok(), max_segments: 3, max_text_chars: 1000 }
+        Rules {
+            region: phonenumber::country::Id::from_str("PL").ok(),
+            max_segments: 3,
+            max_text_chars: 1000,
+        }
     }
 
     fn check(json: &str) -> Result<Valid, ApiError> {
-        validate(parse_request(json)?, &tenant(), &rules(), "01J00000000000000000000000".into(), 1_000)
+        validate(
+            parse_request(json)?,
+            &tenant(),
+            &rules(),
+            "01J00000000000000000000000".into(),
+            1_000,
+        )
     }
 
     #[test]
@@ -503,15 +681,29 @@ mod tests {
     #[test]
     fn json_shape_errors_name_the_field() {
         let e = check(r#"{"channel":"sms","text":"hi"}"#).unwrap_err();
-        assert_eq!((e.status, e.code, e.field.as_deref()), (422, "missing-field", Some("to")));
-        let e = check(r#"{"channel":"sms","to":"+48501234567","text":"hi","colour":"red"}"#).unwrap_err();
-        assert_eq!((e.code, e.field.as_deref()), ("unknown-field", Some("colour")));
+        assert_eq!(
+            (e.status, e.code, e.field.as_deref()),
+            (422, "missing-field", Some("to"))
+        );
+        let e = check(r#"{"channel":"sms","to":"+48501234567","text":"hi","colour":"red"}"#)
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("unknown-field", Some("colour"))
+        );
         let e = check(r#"{"channel":"fax","to":"+48501234567","text":"hi"}"#).unwrap_err();
-        assert_eq!((e.code, e.field.as_deref()), ("invalid-value", Some("channel")));
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid-value", Some("channel"))
+        );
         let e = check(r#"{"channel":"sms","to":48501234567,"text":"hi"}"#).unwrap_err();
         assert_eq!((e.code, e.field.as_deref()), ("invalid-type", Some("to")));
-        let e = check(r#"{"channel":"email","to":"a@b.pl","email":{"subject":"x","colour":1}}"#).unwrap_err();
-        assert_eq!((e.code, e.field.as_deref()), ("unknown-field", Some("email.colour")));
+        let e = check(r#"{"channel":"email","to":"a@b.pl","email":{"subject":"x","colour":1}}"#)
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("unknown-field", Some("email.colour"))
+        );
         let e = check(r#"{"channel":"sms","#).unwrap_err();
         assert_eq!((e.status, e.code), (400, "malformed-json"));
     }
@@ -521,38 +713,65 @@ mod tests {
         let e = check(r#"{"channel":"sms","to":"+48501234567","text":"  "}"#).unwrap_err();
         assert_eq!(e.code, "empty-text");
         let long = "ł".repeat(300);
-        let e = check(&format!(r#"{{"channel":"sms","to":"+48501234567","text":"{long}"}}"#)).unwrap_err();
+        let e = check(&format!(
+            r#"{{"channel":"sms","to":"+48501234567","text":"{long}"}}"#
+        ))
+        .unwrap_err();
         assert_eq!(e.code, "too-many-segments");
         assert!(e.detail.contains("transliterate"));
-        let v = check(&format!(r#"{{"channel":"sms","to":"+48501234567","text":"{long}","transliterate":true}}"#)).unwrap();
+        let v = check(&format!(
+            r#"{{"channel":"sms","to":"+48501234567","text":"{long}","transliterate":true}}"#
+        ))
+        .unwrap();
         assert!(v.data.transliterated);
         assert_eq!(v.data.encoding.as_deref(), Some("gsm7"));
         assert_eq!(v.data.segments, 2);
         let v = check(r#"{"channel":"sms","to":"+48501234567","text":"Zażółć"}"#).unwrap();
-        assert_eq!((v.data.encoding.as_deref(), v.data.segments), (Some("ucs2"), 1));
+        assert_eq!(
+            (v.data.encoding.as_deref(), v.data.segments),
+            (Some("ucs2"), 1)
+        );
     }
 
     #[test]
     fn templates() {
         let v = check(r#"{"channel":"sms","to":"+48501234567","template":"Dzień dobry {{ first_name }}, {{amount}} zł","vars":{"first_name":"Jan","amount":120.5}}"#).unwrap();
         assert_eq!(v.data.text.as_deref(), Some("Dzień dobry Jan, 120.5 zł"));
-        let e = check(r#"{"channel":"sms","to":"+48501234567","template":"{{x}}","vars":{}}"#).unwrap_err();
-        assert_eq!((e.code, e.field.as_deref()), ("missing-variable", Some("vars.x")));
+        let e = check(r#"{"channel":"sms","to":"+48501234567","template":"{{x}}","vars":{}}"#)
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("missing-variable", Some("vars.x"))
+        );
     }
 
     #[test]
     fn senders_are_checked() {
         assert!(check(r#"{"channel":"sms","to":"+48501234567","text":"x","from":"ACME"}"#).is_ok());
-        let e = check(r#"{"channel":"sms","to":"+48501234567","text":"x","from":"BANK"}"#).unwrap_err();
-        assert_eq!((e.code, e.field.as_deref()), ("sender-not-allowed", Some("from")));
+        let e =
+            check(r#"{"channel":"sms","to":"+48501234567","text":"x","from":"BANK"}"#).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("sender-not-allowed", Some("from"))
+        );
     }
 
     #[test]
     fn email_rules() {
         let v = check(r#"{"channel":"email","to":"Jan@Example.COM","email":{"subject":"Wyciąg","html":"<p>x</p>"}}"#).unwrap();
         assert_eq!(v.data.to, "Jan@example.com");
-        for bad in ["jan", "jan@", "@x.pl", "jan@localhost", "a..b@x.pl", "jan@-x.pl"] {
-            let e = check(&format!(r#"{{"channel":"email","to":"{bad}","email":{{"subject":"s","html":"h"}}}}"#)).unwrap_err();
+        for bad in [
+            "jan",
+            "jan@",
+            "@x.pl",
+            "jan@localhost",
+            "a..b@x.pl",
+            "jan@-x.pl",
+        ] {
+            let e = check(&format!(
+                r#"{{"channel":"email","to":"{bad}","email":{{"subject":"s","html":"h"}}}}"#
+            ))
+            .unwrap_err();
             assert_eq!(e.code, "invalid-email", "{bad}");
         }
         let e = check(r#"{"channel":"email","to":"a@b.pl","email":{"subject":"s"}}"#).unwrap_err();
@@ -563,15 +782,29 @@ mod tests {
     fn times() {
         let v = check(r#"{"channel":"sms","to":"+48501234567","text":"x","send_at":"2099-01-01T10:00:00+01:00"}"#).unwrap();
         assert_eq!(v.data.send_at, Some(4070941200000));
-        let e = check(r#"{"channel":"sms","to":"+48501234567","text":"x","send_at":"tomorrow"}"#).unwrap_err();
-        assert_eq!((e.code, e.field.as_deref()), ("invalid-timestamp", Some("send_at")));
+        let e = check(r#"{"channel":"sms","to":"+48501234567","text":"x","send_at":"tomorrow"}"#)
+            .unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid-timestamp", Some("send_at"))
+        );
         let e = check(r#"{"channel":"sms","to":"+48501234567","text":"x","valid_until":"1970-01-01T00:00:00Z"}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("valid_until"));
     }
 
     #[test]
     fn callback_urls_refuse_internal_targets() {
-        for bad in ["ftp://x.pl/", "http://127.0.0.1/", "http://10.1.2.3/", "http://[::1]/", "http://localhost:8080/", "http://169.254.169.254/latest", "http://user:pw@x.pl/", "http://[fd00::1]/", "http://100.64.0.1/"] {
+        for bad in [
+            "ftp://x.pl/",
+            "http://127.0.0.1/",
+            "http://10.1.2.3/",
+            "http://[::1]/",
+            "http://localhost:8080/",
+            "http://169.254.169.254/latest",
+            "http://user:pw@x.pl/",
+            "http://[fd00::1]/",
+            "http://100.64.0.1/",
+        ] {
             assert!(check_callback_url(bad, false).is_err(), "{bad}");
         }
         assert!(check_callback_url("https://hooks.example.com/goniec", false).is_ok());

@@ -36,7 +36,8 @@ pub struct CallbackBody<'a> {
 
 /// `t=<unix>,v1=<hex>` for `body` signed at `t`.
 pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(t.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
@@ -74,7 +75,10 @@ pub fn clients(timeout: Duration) -> (reqwest::Client, reqwest::Client) {
             .user_agent(concat!("goniec/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
     };
-    let strict = base().dns_resolver(Arc::new(PublicOnly)).build().unwrap_or_default();
+    let strict = base()
+        .dns_resolver(Arc::new(PublicOnly))
+        .build()
+        .unwrap_or_default();
     let open = base().build().unwrap_or_default();
     (strict, open)
 }
@@ -93,26 +97,39 @@ pub async fn handle(app: Arc<App>, lease: Lease) {
     let result = match outcome {
         Outcome::Delivered => {
             m.webhooks.with_label_values(&["ok"]).inc();
-            finish_with_retries(&app, "webhook_ack", || app.store.complete(&lease, None, None)).await
+            finish_with_retries(&app, "webhook_ack", || {
+                app.store.complete(&lease, None, None)
+            })
+            .await
         }
         Outcome::Drop(why) => {
             tracing::debug!(job = %lease.job.id, why, "Callback dropped.");
             m.webhooks.with_label_values(&["dropped"]).inc();
-            finish_with_retries(&app, "webhook_ack", || app.store.complete(&lease, None, None)).await
+            finish_with_retries(&app, "webhook_ack", || {
+                app.store.complete(&lease, None, None)
+            })
+            .await
         }
         Outcome::Failed(err) if lease.job.attempt + 1 >= wh.max_attempts => {
             tracing::warn!(job = %lease.job.id, attempts = lease.job.attempt + 1, error = %err, "Callback dead-lettered.");
             m.webhooks.with_label_values(&["dead"]).inc();
             m.dead_letters.with_label_values(&["webhook"]).inc();
             let reason = format!("max_attempts: {err}");
-            finish_with_retries(&app, "webhook_bury", || app.store.bury(&lease, &reason, None)).await
+            finish_with_retries(&app, "webhook_bury", || {
+                app.store.bury(&lease, &reason, None)
+            })
+            .await
         }
         Outcome::Failed(err) => {
             tracing::debug!(job = %lease.job.id, attempt = lease.job.attempt, error = %err, "Callback failed; will retry.");
             m.webhooks.with_label_values(&["retry"]).inc();
-            let at = now_ms() + backoff(lease.job.attempt, wh.retry_base, wh.retry_max).as_millis() as i64;
+            let at = now_ms()
+                + backoff(lease.job.attempt, wh.retry_base, wh.retry_max).as_millis() as i64;
             finish_with_retries(&app, "webhook_retry", || async {
-                app.store.retry(&lease, at).await.map(|_| crate::store::Transition::Missing)
+                app.store
+                    .retry(&lease, at)
+                    .await
+                    .map(|_| crate::store::Transition::Missing)
             })
             .await
         }
@@ -121,14 +138,23 @@ pub async fn handle(app: Arc<App>, lease: Lease) {
 }
 
 async fn deliver(app: &App, lease: &Lease) -> Outcome {
-    let Some(p) = CallbackPayload::decode(&lease.job.payload) else { return Outcome::Drop("bad payload") };
+    let Some(p) = CallbackPayload::decode(&lease.job.payload) else {
+        return Outcome::Drop("bad payload");
+    };
     let rec = match app.store.get(&p.message_id).await {
         Ok(Some(r)) => r,
         Ok(None) => return Outcome::Drop("message gone"),
         Err(e) => return Outcome::Failed(e.to_string()),
     };
-    let Some(tenant) = app.tenants.by_name(&rec.data.tenant) else { return Outcome::Drop("tenant gone") };
-    let Some(url) = rec.data.callback_url.as_deref().or(tenant.cfg.callback_url.as_deref()) else {
+    let Some(tenant) = app.tenants.by_name(&rec.data.tenant) else {
+        return Outcome::Drop("tenant gone");
+    };
+    let Some(url) = rec
+        .data
+        .callback_url
+        .as_deref()
+        .or(tenant.cfg.callback_url.as_deref())
+    else {
         return Outcome::Drop("no callback url");
     };
     let allow_private = tenant.cfg.allow_private_callbacks;
@@ -144,10 +170,16 @@ async fn deliver(app: &App, lease: &Lease) -> Outcome {
         error: p.reason.as_deref(),
         at: format_ms(p.at),
     };
-    let Ok(bytes) = serde_json::to_vec(&body) else { return Outcome::Drop("unserializable") };
+    let Ok(bytes) = serde_json::to_vec(&body) else {
+        return Outcome::Drop("unserializable");
+    };
     let t = now_ms() / 1000;
     let signature = sign(&tenant.cfg.webhook_secret, t, &bytes);
-    let client = if allow_private { &app.webhook_client_private } else { &app.webhook_client };
+    let client = if allow_private {
+        &app.webhook_client_private
+    } else {
+        &app.webhook_client
+    };
     let res = client
         .post(url)
         .header("content-type", "application/json")
@@ -177,6 +209,9 @@ mod tests {
             sign("secret", 1_700_000_000, b"{}"),
             "t=1700000000,v1=b8569b78799ff9e3cbff0fc2d63a33a2b57f3282abd07c37ae5e8e7d79a5f163"
         );
-        assert_ne!(sign("other", 1_700_000_000, b"{}"), sign("secret", 1_700_000_000, b"{}"));
+        assert_ne!(
+            sign("other", 1_700_000_000, b"{}"),
+            sign("secret", 1_700_000_000, b"{}")
+        );
     }
 }

@@ -33,7 +33,13 @@ pub struct ProblemBody<'a> {
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError { status, code, detail: detail.into(), field: None, retry_after: None }
+        ApiError {
+            status,
+            code,
+            detail: detail.into(),
+            field: None,
+            retry_after: None,
+        }
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -47,7 +53,11 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        ApiError::new(401, "unauthorized", "missing or unknown API key; send `Authorization: Bearer <key>`")
+        ApiError::new(
+            401,
+            "unauthorized",
+            "missing or unknown API key; send `Authorization: Bearer <key>`",
+        )
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -55,13 +65,21 @@ impl ApiError {
     }
 
     pub fn store_unavailable() -> Self {
-        ApiError::new(503, "store-unavailable", "the message store is unavailable; nothing was accepted, retry later")
-            .retry_after(1)
+        ApiError::new(
+            503,
+            "store-unavailable",
+            "the message store is unavailable; nothing was accepted, retry later",
+        )
+        .retry_after(1)
     }
 
     pub fn shutting_down() -> Self {
-        ApiError::new(503, "shutting-down", "the gateway is shutting down; nothing was accepted, retry on another instance")
-            .retry_after(1)
+        ApiError::new(
+            503,
+            "shutting-down",
+            "the gateway is shutting down; nothing was accepted, retry on another instance",
+        )
+        .retry_after(1)
     }
 
     /// The problem document.
@@ -78,7 +96,10 @@ impl ApiError {
 }
 
 fn title(status: u16) -> &'static str {
-    StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Error")
+    StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error")
 }
 
 impl IntoResponse for ApiError {
@@ -87,7 +108,10 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut resp = (status, body).into_response();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(s) = self.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(s));
         }

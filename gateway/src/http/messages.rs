@@ -45,9 +45,19 @@ fn accepted_body(v: &Valid, status: Status) -> Accepted<'_> {
 
 /// The stored form of a valid message.
 fn new_message(v: &Valid, now: i64) -> Result<(NewMessage, Status), ApiError> {
-    let status = if v.data.send_at.is_some() { Status::Scheduled } else { Status::Queued };
-    let data_json = serde_json::to_string(&v.data).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
-    let ev = |status| Event { status, at: now, reason: None, detail: None };
+    let status = if v.data.send_at.is_some() {
+        Status::Scheduled
+    } else {
+        Status::Queued
+    };
+    let data_json = serde_json::to_string(&v.data)
+        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let ev = |status| Event {
+        status,
+        at: now,
+        reason: None,
+        detail: None,
+    };
     Ok((
         NewMessage {
             id: v.data.id.clone(),
@@ -82,12 +92,18 @@ fn prepare(app: &App, tenant: &TenantCtx, json: &str, now: i64) -> Result<Valid,
 }
 
 fn refuse(app: &App, tenant: &str, channel: &str, e: &ApiError) {
-    app.metrics.refused.with_label_values(&[tenant, channel, e.code]).inc();
+    app.metrics
+        .refused
+        .with_label_values(&[tenant, channel, e.code])
+        .inc();
 }
 
 fn json_response(status: u16, body: String) -> Response {
     let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
-    r.headers_mut().insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -97,20 +113,42 @@ enum Idem {
     Fresh { key: String, fingerprint: String },
 }
 
-async fn idem_start(app: &App, tenant: &TenantCtx, headers: &HeaderMap, body: &[u8]) -> Result<Result<Idem, Response>, ApiError> {
-    let Some(raw) = headers.get("idempotency-key") else { return Ok(Ok(Idem::None)) };
+async fn idem_start(
+    app: &App,
+    tenant: &TenantCtx,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Result<Idem, Response>, ApiError> {
+    let Some(raw) = headers.get("idempotency-key") else {
+        return Ok(Ok(Idem::None));
+    };
     let key = raw
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| ApiError::new(400, "invalid-idempotency-key", "`Idempotency-Key` must be 1 to 255 visible ASCII characters"))?
+        .ok_or_else(|| {
+            ApiError::new(
+                400,
+                "invalid-idempotency-key",
+                "`Idempotency-Key` must be 1 to 255 visible ASCII characters",
+            )
+        })?
         .to_string();
     let fingerprint = hex::encode(Sha256::digest(body));
-    match app.store.idem_begin(&tenant.cfg.name, &key, &fingerprint).await {
+    match app
+        .store
+        .idem_begin(&tenant.cfg.name, &key, &fingerprint)
+        .await
+    {
         Ok(IdemBegin::New) => Ok(Ok(Idem::Fresh { key, fingerprint })),
-        Ok(IdemBegin::Done { fingerprint: fp, status, body }) if fp == fingerprint => {
+        Ok(IdemBegin::Done {
+            fingerprint: fp,
+            status,
+            body,
+        }) if fp == fingerprint => {
             let mut r = json_response(status, body);
-            r.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            r.headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
             Ok(Err(r))
         }
         Ok(IdemBegin::InProgress { fingerprint: fp }) if fp == fingerprint => Err(ApiError::new(
@@ -130,14 +168,27 @@ async fn idem_start(app: &App, tenant: &TenantCtx, headers: &HeaderMap, body: &[
 }
 
 fn rate_limit(tenant: &TenantCtx, n: u32) -> Result<(), ApiError> {
-    let Some(l) = &tenant.limiter else { return Ok(()) };
-    let Some(n) = std::num::NonZeroU32::new(n) else { return Ok(()) };
+    let Some(l) = &tenant.limiter else {
+        return Ok(());
+    };
+    let Some(n) = std::num::NonZeroU32::new(n) else {
+        return Ok(());
+    };
     match l.check_n(n) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(not_until)) => {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default()));
-            Err(ApiError::new(429, "rate-limited", format!("over this tenant's message rate; retry in {} ms", wait.as_millis()))
-                .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64))
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            Err(ApiError::new(
+                429,
+                "rate-limited",
+                format!(
+                    "over this tenant's message rate; retry in {} ms",
+                    wait.as_millis()
+                ),
+            )
+            .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64))
         }
         Err(_) => Err(ApiError::new(
             429,
@@ -149,36 +200,58 @@ fn rate_limit(tenant: &TenantCtx, n: u32) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/messages`.
-pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+pub async fn create(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let start = Instant::now();
-    let resp = create_inner(&app, &headers, body).await.unwrap_or_else(IntoResponse::into_response);
+    let resp = create_inner(&app, &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
     observe(&app, "create", start, &resp);
     resp
 }
 
-async fn create_inner(app: &App, headers: &HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Response, ApiError> {
+async fn create_inner(
+    app: &App,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
     if app.flags.shutting_down() {
         return Err(ApiError::shutting_down());
     }
     let tenant = authenticate(app, headers)?;
     let body = check_body(app, headers, body)?;
     let now = now_ms();
-    let json = std::str::from_utf8(&body).map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
-    let v = prepare(app, &tenant, json, now).inspect_err(|e| refuse(app, &tenant.cfg.name, "-", e))?;
+    let json = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
+    let v =
+        prepare(app, &tenant, json, now).inspect_err(|e| refuse(app, &tenant.cfg.name, "-", e))?;
     rate_limit(&tenant, 1)?;
     let idem = match idem_start(app, &tenant, headers, &body).await? {
         Ok(i) => i,
         Err(replay) => return Ok(replay),
     };
     let (msg, status) = new_message(&v, now)?;
-    let resp_body = serde_json::to_string(&accepted_body(&v, status)).map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let resp_body = serde_json::to_string(&accepted_body(&v, status))
+        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
     let write = match &idem {
-        Idem::Fresh { key, fingerprint } => Some(IdemWrite { tenant: &tenant.cfg.name, key, fingerprint, status: 202, body: &resp_body }),
+        Idem::Fresh { key, fingerprint } => Some(IdemWrite {
+            tenant: &tenant.cfg.name,
+            key,
+            fingerprint,
+            status: 202,
+            body: &resp_body,
+        }),
         Idem::None => None,
     };
     let t0 = Instant::now();
     if let Err(e) = app.store.accept(std::slice::from_ref(&msg), write).await {
-        app.metrics.store_errors.with_label_values(&["accept"]).inc();
+        app.metrics
+            .store_errors
+            .with_label_values(&["accept"])
+            .inc();
         tracing::warn!(error = %e, "Could not store a message; answering 503.");
         if let Idem::Fresh { key, .. } = &idem {
             let _ = app.store.idem_abort(&tenant.cfg.name, key).await;
@@ -186,8 +259,14 @@ async fn create_inner(app: &App, headers: &HeaderMap, body: Result<Bytes, axum::
         return Err(ApiError::store_unavailable());
     }
     let ch = v.data.channel.as_str();
-    app.metrics.stage_duration.with_label_values(&["store_accept", ch]).observe(t0.elapsed().as_secs_f64());
-    app.metrics.accepted.with_label_values(&[&tenant.cfg.name, ch]).inc();
+    app.metrics
+        .stage_duration
+        .with_label_values(&["store_accept", ch])
+        .observe(t0.elapsed().as_secs_f64());
+    app.metrics
+        .accepted
+        .with_label_values(&[&tenant.cfg.name, ch])
+        .inc();
     tracing::debug!(message_id = %v.data.id, tenant = %tenant.cfg.name, channel = ch, to = %crate::telemetry::mask(&v.data.to), "Message accepted.");
     Ok(json_response(202, resp_body))
 }
@@ -201,22 +280,34 @@ struct BatchRequest<'a> {
 
 /// `POST /v1/messages/batch`: every item is validated on its own; the valid ones are
 /// stored in one round trip; results come back in request order.
-pub async fn create_batch(State(app): State<Arc<App>>, headers: HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+pub async fn create_batch(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
     let start = Instant::now();
-    let resp = batch_inner(&app, &headers, body).await.unwrap_or_else(IntoResponse::into_response);
+    let resp = batch_inner(&app, &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
     observe(&app, "create_batch", start, &resp);
     resp
 }
 
-async fn batch_inner(app: &App, headers: &HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Response, ApiError> {
+async fn batch_inner(
+    app: &App,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
     if app.flags.shutting_down() {
         return Err(ApiError::shutting_down());
     }
     let tenant = authenticate(app, headers)?;
     let body = check_body(app, headers, body)?;
-    let json = std::str::from_utf8(&body).map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
+    let json = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
     let de = &mut serde_json::Deserializer::from_str(json);
-    let batch: BatchRequest<'_> = serde_path_to_error::deserialize(de).map_err(|e| crate::validate::json_error(&e))?;
+    let batch: BatchRequest<'_> =
+        serde_path_to_error::deserialize(de).map_err(|e| crate::validate::json_error(&e))?;
     let max = app.cfg.server.max_batch;
     if batch.messages.is_empty() {
         return Err(ApiError::new(422, "empty-batch", "`messages` is empty").field("messages"));
@@ -225,12 +316,19 @@ async fn batch_inner(app: &App, headers: &HeaderMap, body: Result<Bytes, axum::e
         return Err(ApiError::new(
             422,
             "batch-too-large",
-            format!("{} messages in one batch; the most allowed is {max}", batch.messages.len()),
+            format!(
+                "{} messages in one batch; the most allowed is {max}",
+                batch.messages.len()
+            ),
         )
         .field("messages"));
     }
     let now = now_ms();
-    let prepared: Vec<Result<Valid, ApiError>> = batch.messages.iter().map(|raw| prepare(app, &tenant, raw.get(), now)).collect();
+    let prepared: Vec<Result<Valid, ApiError>> = batch
+        .messages
+        .iter()
+        .map(|raw| prepare(app, &tenant, raw.get(), now))
+        .collect();
     let n_valid = prepared.iter().filter(|r| r.is_ok()).count();
     rate_limit(&tenant, n_valid as u32)?;
     let idem = match idem_start(app, &tenant, headers, &body).await? {
@@ -240,7 +338,10 @@ async fn batch_inner(app: &App, headers: &HeaderMap, body: Result<Bytes, axum::e
 
     let mut msgs = Vec::with_capacity(n_valid);
     let mut out = String::with_capacity(prepared.len() * 96 + 64);
-    out.push_str(&format!("{{\"accepted\":{n_valid},\"rejected\":{},\"results\":[", prepared.len() - n_valid));
+    out.push_str(&format!(
+        "{{\"accepted\":{n_valid},\"rejected\":{},\"results\":[",
+        prepared.len() - n_valid
+    ));
     for (i, r) in prepared.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -261,23 +362,38 @@ async fn batch_inner(app: &App, headers: &HeaderMap, body: Result<Bytes, axum::e
     out.push_str("]}");
     let status = if n_valid == prepared.len() { 202 } else { 207 };
     let write = match &idem {
-        Idem::Fresh { key, fingerprint } => Some(IdemWrite { tenant: &tenant.cfg.name, key, fingerprint, status, body: &out }),
+        Idem::Fresh { key, fingerprint } => Some(IdemWrite {
+            tenant: &tenant.cfg.name,
+            key,
+            fingerprint,
+            status,
+            body: &out,
+        }),
         Idem::None => None,
     };
     if !msgs.is_empty() || write.is_some() {
         let t0 = Instant::now();
         if let Err(e) = app.store.accept(&msgs, write).await {
-            app.metrics.store_errors.with_label_values(&["accept"]).inc();
+            app.metrics
+                .store_errors
+                .with_label_values(&["accept"])
+                .inc();
             tracing::warn!(error = %e, count = msgs.len(), "Could not store a batch; answering 503.");
             if let Idem::Fresh { key, .. } = &idem {
                 let _ = app.store.idem_abort(&tenant.cfg.name, key).await;
             }
             return Err(ApiError::store_unavailable());
         }
-        app.metrics.stage_duration.with_label_values(&["store_accept", "batch"]).observe(t0.elapsed().as_secs_f64());
+        app.metrics
+            .stage_duration
+            .with_label_values(&["store_accept", "batch"])
+            .observe(t0.elapsed().as_secs_f64());
     }
     for m in &msgs {
-        app.metrics.accepted.with_label_values(&[&tenant.cfg.name, m.channel.as_str()]).inc();
+        app.metrics
+            .accepted
+            .with_label_values(&[&tenant.cfg.name, m.channel.as_str()])
+            .inc();
     }
     Ok(json_response(status, out))
 }
@@ -336,7 +452,12 @@ fn view(r: &Record) -> MessageView<'_> {
         events: r
             .events
             .iter()
-            .map(|e| EventView { status: e.status, at: format_ms(e.at), reason: e.reason.as_deref(), detail: e.detail.as_deref() })
+            .map(|e| EventView {
+                status: e.status,
+                at: format_ms(e.at),
+                reason: e.reason.as_deref(),
+                detail: e.detail.as_deref(),
+            })
             .collect(),
     }
 }
@@ -354,7 +475,11 @@ async fn load_own(app: &App, tenant: &TenantCtx, id: &str) -> Result<Record, Api
 }
 
 /// `GET /v1/messages/{id}`.
-pub async fn show(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn show(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let start = Instant::now();
     let resp = async {
         let tenant = authenticate(&app, &headers)?;
@@ -368,7 +493,11 @@ pub async fn show(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Pat
 }
 
 /// `DELETE /v1/messages/{id}`: cancel while not yet submitted.
-pub async fn cancel(State(app): State<Arc<App>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+pub async fn cancel(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     let start = Instant::now();
     let resp = async {
         let tenant = authenticate(&app, &headers)?;
@@ -404,7 +533,11 @@ pub struct HistoryQuery {
 }
 
 /// `GET /v1/messages?to=…` or `?client_ref=…`: newest first, `cursor` for the next page.
-pub async fn history(State(app): State<Arc<App>>, headers: HeaderMap, q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+pub async fn history(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let start = Instant::now();
     let resp = async {
         let tenant = authenticate(&app, &headers)?;
@@ -416,15 +549,28 @@ pub async fn history(State(app): State<Arc<App>>, headers: HeaderMap, q: Result<
                 normalize_msisdn(&to, app.rules.region, false)?
             }),
             (None, Some(r)) => HistoryKey::ClientRef(r),
-            _ => return Err(ApiError::new(422, "invalid-query", "give exactly one of `to` or `client_ref`")),
+            _ => {
+                return Err(ApiError::new(
+                    422,
+                    "invalid-query",
+                    "give exactly one of `to` or `client_ref`",
+                ))
+            }
         };
         let limit = q.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
-            return Err(ApiError::new(422, "invalid-query", "`limit` must be 1 to 500").field("limit"));
+            return Err(
+                ApiError::new(422, "invalid-query", "`limit` must be 1 to 500").field("limit"),
+            );
         }
         if let Some(c) = &q.cursor {
             if !is_message_id(c) {
-                return Err(ApiError::new(422, "invalid-query", "`cursor` is not one this API returned").field("cursor"));
+                return Err(ApiError::new(
+                    422,
+                    "invalid-query",
+                    "`cursor` is not one this API returned",
+                )
+                .field("cursor"));
             }
         }
         let ids = app
@@ -432,10 +578,25 @@ pub async fn history(State(app): State<Arc<App>>, headers: HeaderMap, q: Result<
             .history(&tenant.cfg.name, &key, q.cursor.as_deref(), limit)
             .await
             .map_err(|_| ApiError::store_unavailable())?;
-        let records = app.store.get_many(&ids).await.map_err(|_| ApiError::store_unavailable())?;
-        let next = if ids.len() == limit { ids.last().cloned() } else { None };
-        let views: Vec<MessageView<'_>> = records.iter().flatten().filter(|r| r.data.tenant == tenant.cfg.name).map(view).collect();
-        Ok::<_, ApiError>(axum::Json(serde_json::json!({"messages": views, "next_cursor": next})).into_response())
+        let records = app
+            .store
+            .get_many(&ids)
+            .await
+            .map_err(|_| ApiError::store_unavailable())?;
+        let next = if ids.len() == limit {
+            ids.last().cloned()
+        } else {
+            None
+        };
+        let views: Vec<MessageView<'_>> = records
+            .iter()
+            .flatten()
+            .filter(|r| r.data.tenant == tenant.cfg.name)
+            .map(view)
+            .collect();
+        Ok::<_, ApiError>(
+            axum::Json(serde_json::json!({"messages": views, "next_cursor": next})).into_response(),
+        )
     }
     .await
     .unwrap_or_else(IntoResponse::into_response);

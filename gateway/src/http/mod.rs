@@ -22,9 +22,15 @@ pub fn router(app: Arc<App>) -> axum::Router {
     // once) and while buffering chunked bodies.
     let limit = app.cfg.server.max_body.bytes() as usize;
     axum::Router::new()
-        .route("/v1/messages", post(messages::create).get(messages::history))
+        .route(
+            "/v1/messages",
+            post(messages::create).get(messages::history),
+        )
         .route("/v1/messages/batch", post(messages::create_batch))
-        .route("/v1/messages/{id}", get(messages::show).delete(messages::cancel))
+        .route(
+            "/v1/messages/{id}",
+            get(messages::show).delete(messages::cancel),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -35,37 +41,72 @@ pub fn router(app: Arc<App>) -> axum::Router {
 
 /// The tenant behind the `Authorization: Bearer` header.
 pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<TenantCtx>, ApiError> {
-    let value = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(ApiError::unauthorized)?;
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(ApiError::unauthorized)?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(ApiError::unauthorized)?;
-    app.tenants.authenticate(token).ok_or_else(ApiError::unauthorized)
+    app.tenants
+        .authenticate(token)
+        .ok_or_else(ApiError::unauthorized)
 }
 
 /// Refuse bodies over the limit (by Content-Length, before reading) and non-JSON
 /// content types; return the body bytes.
-pub fn check_body(app: &App, headers: &HeaderMap, body: Result<Bytes, axum::extract::rejection::BytesRejection>) -> Result<Bytes, ApiError> {
+pub fn check_body(
+    app: &App,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
     let limit = app.cfg.server.max_body.bytes();
-    let too_large = || ApiError::new(413, "body-too-large", format!("request body is over the {limit}-byte limit"));
-    if let Some(len) = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok()) {
+    let too_large = || {
+        ApiError::new(
+            413,
+            "body-too-large",
+            format!("request body is over the {limit}-byte limit"),
+        )
+    };
+    if let Some(len) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         if len > limit {
             return Err(too_large());
         }
     }
-    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         if mime != "application/json" && !mime.ends_with("+json") {
-            return Err(ApiError::new(415, "unsupported-media-type", format!("send JSON (`Content-Type: application/json`), not `{mime}`")));
+            return Err(ApiError::new(
+                415,
+                "unsupported-media-type",
+                format!("send JSON (`Content-Type: application/json`), not `{mime}`"),
+            ));
         }
     }
     body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
         } else {
-            ApiError::new(400, "unreadable-body", format!("could not read the request body: {e}"))
+            ApiError::new(
+                400,
+                "unreadable-body",
+                format!("could not read the request body: {e}"),
+            )
         }
     })
 }
@@ -73,8 +114,12 @@ pub fn check_body(app: &App, headers: &HeaderMap, body: Result<Bytes, axum::extr
 /// Count and time a request.
 pub fn observe(app: &App, endpoint: &str, start: Instant, resp: &Response) {
     let m = &app.metrics;
-    m.http_requests.with_label_values(&[endpoint, resp.status().as_str()]).inc();
-    m.http_duration.with_label_values(&[endpoint]).observe(start.elapsed().as_secs_f64());
+    m.http_requests
+        .with_label_values(&[endpoint, resp.status().as_str()])
+        .inc();
+    m.http_duration
+        .with_label_values(&[endpoint])
+        .observe(start.elapsed().as_secs_f64());
 }
 
 async fn healthz() -> &'static str {
@@ -99,10 +144,18 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     if problems.is_empty() {
         (StatusCode::OK, Json(serde_json::json!({"ready": true}))).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"ready": false, "problems": problems}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"ready": false, "problems": problems})),
+        )
+            .into_response()
     }
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
 }

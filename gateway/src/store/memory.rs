@@ -57,19 +57,31 @@ impl Inner {
 
     fn push(&mut self, lane: Lane, job: Job) {
         let entry = self.next_entry();
-        self.lanes.entry(lane).or_default().ready.push_back((entry, job));
+        self.lanes
+            .entry(lane)
+            .or_default()
+            .ready
+            .push_back((entry, job));
     }
 
     fn schedule(&mut self, lane: Lane, due: i64, job: Job) {
         self.seq += 1;
         let seq = self.seq;
-        self.lanes.entry(lane).or_default().sched.insert((due, seq), job);
+        self.lanes
+            .entry(lane)
+            .or_default()
+            .sched
+            .insert((due, seq), job);
     }
 
     fn transition(&mut self, id: &str, change: &Change) -> Transition {
-        let Some(rec) = self.records.get_mut(id) else { return Transition::Missing };
+        let Some(rec) = self.records.get_mut(id) else {
+            return Transition::Missing;
+        };
         if !rec.status.can_move_to(change.to) {
-            return Transition::Refused { current: rec.status };
+            return Transition::Refused {
+                current: rec.status,
+            };
         }
         let from = rec.status;
         rec.status = change.to;
@@ -81,7 +93,11 @@ impl Inner {
                 at: change.event.at,
                 reason: change.event.reason.clone(),
             };
-            let job = Job { id: new_message_id(), attempt: 0, payload: payload.encode() };
+            let job = Job {
+                id: new_message_id(),
+                attempt: 0,
+                payload: payload.encode(),
+            };
             self.push(Lane::Webhook, job);
         }
         Transition::Applied { from }
@@ -89,7 +105,12 @@ impl Inner {
 
     /// Remove a lease from the pending list; false if it was not pending.
     fn ack(&mut self, lease: &Lease) -> bool {
-        self.lanes.entry(lease.lane).or_default().pending.remove(&lease.entry).is_some()
+        self.lanes
+            .entry(lease.lane)
+            .or_default()
+            .pending
+            .remove(&lease.entry)
+            .is_some()
     }
 }
 
@@ -145,9 +166,22 @@ impl MemoryStore {
         let st = g.lanes.entry(lane).or_default();
         let mut out = Vec::new();
         while out.len() < max {
-            let Some((entry, job)) = st.ready.pop_front() else { break };
-            st.pending.insert(entry.clone(), Pending { job: job.clone(), since: Instant::now() });
-            out.push(Lease { lane, entry, job, reclaimed: false });
+            let Some((entry, job)) = st.ready.pop_front() else {
+                break;
+            };
+            st.pending.insert(
+                entry.clone(),
+                Pending {
+                    job: job.clone(),
+                    since: Instant::now(),
+                },
+            );
+            out.push(Lease {
+                lane,
+                entry,
+                job,
+                reclaimed: false,
+            });
         }
         out
     }
@@ -163,7 +197,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn accept(&self, msgs: &[NewMessage], idem: Option<IdemWrite<'_>>) -> Result<(), StoreError> {
+    async fn accept(
+        &self,
+        msgs: &[NewMessage],
+        idem: Option<IdemWrite<'_>>,
+    ) -> Result<(), StoreError> {
         let mut lanes = Vec::new();
         {
             let mut g = self.lock();
@@ -178,7 +216,11 @@ impl Store for MemoryStore {
                     },
                 );
                 let lane = Lane::Channel(m.channel);
-                let job = Job { id: m.id.clone(), attempt: 0, payload: String::new() };
+                let job = Job {
+                    id: m.id.clone(),
+                    attempt: 0,
+                    payload: String::new(),
+                };
                 match (m.status, m.due_ms) {
                     (Status::Scheduled, Some(due)) => g.schedule(lane, due, job),
                     _ => {
@@ -186,7 +228,10 @@ impl Store for MemoryStore {
                         lanes.push(lane);
                     }
                 }
-                g.history.entry(history_key(&m.tenant, &HistoryKey::To(m.to.clone()))).or_default().insert(m.id.clone());
+                g.history
+                    .entry(history_key(&m.tenant, &HistoryKey::To(m.to.clone())))
+                    .or_default()
+                    .insert(m.id.clone());
                 if let Some(r) = &m.client_ref {
                     g.history
                         .entry(history_key(&m.tenant, &HistoryKey::ClientRef(r.clone())))
@@ -196,7 +241,10 @@ impl Store for MemoryStore {
             }
             if let Some(w) = idem {
                 let v = format!("D|{}|{}|{}", w.fingerprint, w.status, w.body);
-                g.idem.insert(format!("{}\0{}", w.tenant, w.key), (v, Instant::now() + self.idem_ttl));
+                g.idem.insert(
+                    format!("{}\0{}", w.tenant, w.key),
+                    (v, Instant::now() + self.idem_ttl),
+                );
             }
         }
         lanes.dedup();
@@ -208,9 +256,16 @@ impl Store for MemoryStore {
 
     async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {
         let g = self.lock();
-        let Some(r) = g.records.get(id) else { return Ok(None) };
-        let data: MessageData = serde_json::from_str(&r.data_json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Some(Record { data, status: r.status, events: r.events.clone() }))
+        let Some(r) = g.records.get(id) else {
+            return Ok(None);
+        };
+        let data: MessageData =
+            serde_json::from_str(&r.data_json).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Some(Record {
+            data,
+            status: r.status,
+            events: r.events.clone(),
+        }))
     }
 
     async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Record>>, StoreError> {
@@ -227,9 +282,17 @@ impl Store for MemoryStore {
         Ok(t)
     }
 
-    async fn history(&self, tenant: &str, key: &HistoryKey, before: Option<&str>, limit: usize) -> Result<Vec<String>, StoreError> {
+    async fn history(
+        &self,
+        tenant: &str,
+        key: &HistoryKey,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
         let g = self.lock();
-        let Some(set) = g.history.get(&history_key(tenant, key)) else { return Ok(Vec::new()) };
+        let Some(set) = g.history.get(&history_key(tenant, key)) else {
+            return Ok(Vec::new());
+        };
         let it: Box<dyn Iterator<Item = &String>> = match before {
             Some(b) => Box::new(set.range::<String, _>(..b.to_string()).rev()),
             None => Box::new(set.iter().rev()),
@@ -237,23 +300,37 @@ impl Store for MemoryStore {
         Ok(it.take(limit).cloned().collect())
     }
 
-    async fn idem_begin(&self, tenant: &str, key: &str, fingerprint: &str) -> Result<IdemBegin, StoreError> {
+    async fn idem_begin(
+        &self,
+        tenant: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<IdemBegin, StoreError> {
         let mut g = self.lock();
         let k = format!("{tenant}\0{key}");
         let now = Instant::now();
         if let Some((v, exp)) = g.idem.get(&k) {
             if *exp > now {
                 if let Some(fp) = v.strip_prefix("P|") {
-                    return Ok(IdemBegin::InProgress { fingerprint: fp.to_string() });
+                    return Ok(IdemBegin::InProgress {
+                        fingerprint: fp.to_string(),
+                    });
                 }
                 let mut it = v.strip_prefix("D|").unwrap_or_default().splitn(3, '|');
                 let fingerprint = it.next().unwrap_or_default().to_string();
                 let status = it.next().and_then(|s| s.parse().ok()).unwrap_or(500);
                 let body = it.next().unwrap_or_default().to_string();
-                return Ok(IdemBegin::Done { fingerprint, status, body });
+                return Ok(IdemBegin::Done {
+                    fingerprint,
+                    status,
+                    body,
+                });
             }
         }
-        g.idem.insert(k, (format!("P|{fingerprint}"), now + Duration::from_secs(60)));
+        g.idem.insert(
+            k,
+            (format!("P|{fingerprint}"), now + Duration::from_secs(60)),
+        );
         Ok(IdemBegin::New)
     }
 
@@ -266,8 +343,17 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn claim(&self, lane: Lane, _consumer: &str, max: usize, block: Duration) -> Result<Vec<Lease>, StoreError> {
-        let notify = self.notify.get(&lane).ok_or_else(|| StoreError::Corrupt("unknown lane".into()))?;
+    async fn claim(
+        &self,
+        lane: Lane,
+        _consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let notify = self
+            .notify
+            .get(&lane)
+            .ok_or_else(|| StoreError::Corrupt("unknown lane".into()))?;
         let notified = notify.notified();
         tokio::pin!(notified);
         // Register interest before looking, so a push between the look and the wait is not missed.
@@ -280,7 +366,13 @@ impl Store for MemoryStore {
         Ok(self.take(lane, max))
     }
 
-    async fn reclaim(&self, lane: Lane, _consumer: &str, min_idle: Duration, max: usize) -> Result<Vec<Lease>, StoreError> {
+    async fn reclaim(
+        &self,
+        lane: Lane,
+        _consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
         let mut g = self.lock();
         let st = g.lanes.entry(lane).or_default();
         let now = Instant::now();
@@ -291,21 +383,36 @@ impl Store for MemoryStore {
             }
             if now.duration_since(p.since) >= min_idle {
                 p.since = now;
-                out.push(Lease { lane, entry: entry.clone(), job: p.job.clone(), reclaimed: true });
+                out.push(Lease {
+                    lane,
+                    entry: entry.clone(),
+                    job: p.job.clone(),
+                    reclaimed: true,
+                });
             }
         }
         Ok(out)
     }
 
-    async fn complete(&self, lease: &Lease, change: Option<&Change>, correlation: Option<(&str, &str)>) -> Result<Transition, StoreError> {
+    async fn complete(
+        &self,
+        lease: &Lease,
+        change: Option<&Change>,
+        correlation: Option<(&str, &str)>,
+    ) -> Result<Transition, StoreError> {
         let t = {
             let mut g = self.lock();
             let t = match change {
                 Some(ch) => g.transition(&lease.job.id, ch),
-                None => Transition::Applied { from: Status::Queued },
+                None => Transition::Applied {
+                    from: Status::Queued,
+                },
             };
             if let Some((connector, pid)) = correlation {
-                g.corr.insert(format!("{connector}\0{pid}"), (lease.job.id.clone(), Instant::now() + self.corr_ttl));
+                g.corr.insert(
+                    format!("{connector}\0{pid}"),
+                    (lease.job.id.clone(), Instant::now() + self.corr_ttl),
+                );
             }
             g.ack(lease);
             t
@@ -317,22 +424,36 @@ impl Store for MemoryStore {
     async fn retry(&self, lease: &Lease, at_ms: i64) -> Result<(), StoreError> {
         let mut g = self.lock();
         if g.ack(lease) {
-            let job = Job { attempt: lease.job.attempt + 1, ..lease.job.clone() };
+            let job = Job {
+                attempt: lease.job.attempt + 1,
+                ..lease.job.clone()
+            };
             g.schedule(lease.lane, at_ms, job);
         }
         Ok(())
     }
 
-    async fn bury(&self, lease: &Lease, reason: &str, change: Option<&Change>) -> Result<Transition, StoreError> {
+    async fn bury(
+        &self,
+        lease: &Lease,
+        reason: &str,
+        change: Option<&Change>,
+    ) -> Result<Transition, StoreError> {
         let t = {
             let mut g = self.lock();
             let t = match change {
                 Some(ch) => g.transition(&lease.job.id, ch),
-                None => Transition::Applied { from: Status::Queued },
+                None => Transition::Applied {
+                    from: Status::Queued,
+                },
             };
             if g.ack(lease) {
                 let reason = if reason.is_empty() { "dead" } else { reason };
-                g.lanes.entry(lease.lane).or_default().dead.push((lease.job.clone(), reason.to_string()));
+                g.lanes
+                    .entry(lease.lane)
+                    .or_default()
+                    .dead
+                    .push((lease.job.clone(), reason.to_string()));
             }
             t
         };
@@ -361,7 +482,12 @@ impl Store for MemoryStore {
                     if let Some(rec) = g.records.get_mut(&job.id) {
                         if rec.status == Status::Scheduled {
                             rec.status = Status::Queued;
-                            rec.events.push(Event { status: Status::Queued, at: now, reason: None, detail: None });
+                            rec.events.push(Event {
+                                status: Status::Queued,
+                                at: now,
+                                reason: None,
+                                detail: None,
+                            });
                         }
                     }
                 }
@@ -375,7 +501,11 @@ impl Store for MemoryStore {
         Ok(n)
     }
 
-    async fn correlate(&self, connector: &str, provider_id: &str) -> Result<Option<String>, StoreError> {
+    async fn correlate(
+        &self,
+        connector: &str,
+        provider_id: &str,
+    ) -> Result<Option<String>, StoreError> {
         let g = self.lock();
         Ok(g.corr
             .get(&format!("{connector}\0{provider_id}"))
@@ -385,7 +515,9 @@ impl Store for MemoryStore {
 
     async fn lane_stats(&self, lane: Lane, now: i64) -> Result<LaneStats, StoreError> {
         let g = self.lock();
-        let Some(st) = g.lanes.get(&lane) else { return Ok(LaneStats::default()) };
+        let Some(st) = g.lanes.get(&lane) else {
+            return Ok(LaneStats::default());
+        };
         let oldest = st
             .pending
             .keys()
@@ -402,6 +534,9 @@ impl Store for MemoryStore {
 
     async fn dead_letters(&self, lane: Lane, max: usize) -> Result<Vec<(Job, String)>, StoreError> {
         let g = self.lock();
-        Ok(g.lanes.get(&lane).map(|st| st.dead.iter().take(max).cloned().collect()).unwrap_or_default())
+        Ok(g.lanes
+            .get(&lane)
+            .map(|st| st.dead.iter().take(max).cloned().collect())
+            .unwrap_or_default())
     }
 }

@@ -108,7 +108,15 @@ pub struct Change {
 
 impl Change {
     pub fn new(to: Status, at: i64, reason: Option<String>, detail: Option<String>) -> Self {
-        Change { to, event: Event { status: to, at, reason, detail } }
+        Change {
+            to,
+            event: Event {
+                status: to,
+                at,
+                reason,
+                detail,
+            },
+        }
     }
 }
 
@@ -142,7 +150,11 @@ pub enum IdemBegin {
     /// First use: the key is now reserved for this request.
     New,
     /// An earlier request with this key completed.
-    Done { fingerprint: String, status: u16, body: String },
+    Done {
+        fingerprint: String,
+        status: u16,
+        body: String,
+    },
     /// An earlier request with this key is still being processed.
     InProgress { fingerprint: String },
 }
@@ -193,8 +205,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Store the messages, index them and enqueue (or schedule) them, and record the
     /// idempotent response if any: all or nothing, in one round trip.
-    async fn accept(&self, msgs: &[NewMessage], idem: Option<IdemWrite<'_>>)
-        -> Result<(), StoreError>;
+    async fn accept(
+        &self,
+        msgs: &[NewMessage],
+        idem: Option<IdemWrite<'_>>,
+    ) -> Result<(), StoreError>;
 
     /// Load one message.
     async fn get(&self, id: &str) -> Result<Option<Record>, StoreError>;
@@ -280,8 +295,7 @@ pub trait Store: Send + Sync + 'static {
     async fn lane_stats(&self, lane: Lane, now_ms: i64) -> Result<LaneStats, StoreError>;
 
     /// Dead-lettered jobs of a lane, oldest first (operator view).
-    async fn dead_letters(&self, lane: Lane, max: usize)
-        -> Result<Vec<(Job, String)>, StoreError>;
+    async fn dead_letters(&self, lane: Lane, max: usize) -> Result<Vec<(Job, String)>, StoreError>;
 }
 
 /// The webhook lane's payload: which status change to report.
@@ -310,7 +324,12 @@ impl CallbackPayload {
         let status = it.next()?.parse().ok()?;
         let at = it.next()?.parse().ok()?;
         let reason = it.next().filter(|r| !r.is_empty()).map(str::to_string);
-        Some(CallbackPayload { message_id, status, at, reason })
+        Some(CallbackPayload {
+            message_id,
+            status,
+            at,
+            reason,
+        })
     }
 }
 
@@ -325,7 +344,11 @@ pub(crate) fn decode_member(m: &str) -> Option<Job> {
     let attempt = it.next()?.parse().ok()?;
     let id = it.next()?.to_string();
     let payload = it.next().unwrap_or("").to_string();
-    Some(Job { id, attempt, payload })
+    Some(Job {
+        id,
+        attempt,
+        payload,
+    })
 }
 
 #[cfg(test)]
@@ -348,7 +371,11 @@ mod tests {
 
     #[test]
     fn scheduled_member_round_trips() {
-        let j = Job { id: "01J".into(), attempt: 3, payload: "a|b\tc".into() };
+        let j = Job {
+            id: "01J".into(),
+            attempt: 3,
+            payload: "a|b\tc".into(),
+        };
         assert_eq!(decode_member(&encode_member(&j)), Some(j));
         assert_eq!(decode_member("x|y"), None);
     }

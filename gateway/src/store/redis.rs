@@ -28,8 +28,8 @@ use redis::{RedisError, Script, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    encode_member, CallbackPayload, Change, HistoryKey, IdemBegin, IdemWrite, Job,
-    Lane, LaneStats, Lease, NewMessage, Store, StoreError, Transition,
+    encode_member, CallbackPayload, Change, HistoryKey, IdemBegin, IdemWrite, Job, Lane, LaneStats,
+    Lease, NewMessage, Store, StoreError, Transition,
 };
 use crate::model::{Event, MessageData, Record, Status};
 
@@ -122,7 +122,9 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish()
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish()
     }
 }
 
@@ -220,13 +222,17 @@ impl RedisStore {
         id: &str,
         change: &Change,
     ) -> Result<(String, String, String, String), StoreError> {
-        let allowed = change.to.allowed_from().iter().fold(String::from(","), |mut s, st| {
-            s.push_str(st.as_str());
-            s.push(',');
-            s
-        });
-        let event = serde_json::to_string(&change.event)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let allowed = change
+            .to
+            .allowed_from()
+            .iter()
+            .fold(String::from(","), |mut s, st| {
+                s.push_str(st.as_str());
+                s.push(',');
+                s
+            });
+        let event =
+            serde_json::to_string(&change.event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let payload = CallbackPayload {
             message_id: id.to_string(),
             status: change.to,
@@ -261,7 +267,11 @@ impl RedisStore {
         match change {
             Some(ch) => {
                 let (allowed, event, payload, cbjob) = self.transition_args(&lease.job.id, ch)?;
-                inv.arg(ch.to.as_str()).arg(allowed).arg(event).arg(payload).arg(cbjob);
+                inv.arg(ch.to.as_str())
+                    .arg(allowed)
+                    .arg(event)
+                    .arg(payload)
+                    .arg(cbjob);
             }
             None => {
                 inv.arg("").arg("").arg("").arg("").arg("");
@@ -285,7 +295,12 @@ impl RedisStore {
         ids.into_iter()
             .filter_map(|e| {
                 let job = job_from_fields(&e)?;
-                Some(Lease { lane, entry: e.id, job, reclaimed })
+                Some(Lease {
+                    lane,
+                    entry: e.id,
+                    job,
+                    reclaimed,
+                })
             })
             .collect()
     }
@@ -300,7 +315,11 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         for chunk in keys.chunks(500) {
-            let _: () = redis::cmd("DEL").arg(chunk).query_async(&mut c).await.map_err(unavailable)?;
+            let _: () = redis::cmd("DEL")
+                .arg(chunk)
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)?;
         }
         Ok(())
     }
@@ -313,7 +332,9 @@ fn transition_result(code: i64, cur: &str) -> Result<Transition, StoreError> {
         1 => Transition::Applied { from: status()? },
         2 => Transition::Refused { current: status()? },
         // No change was requested: report the lease as finished.
-        _ => Transition::Applied { from: Status::Queued },
+        _ => Transition::Applied {
+            from: Status::Queued,
+        },
     })
 }
 
@@ -334,10 +355,16 @@ fn job_from_fields(e: &StreamId) -> Option<Job> {
     })
 }
 
-fn parse_record(d: Option<String>, s: Option<String>, e: Option<String>) -> Result<Option<Record>, StoreError> {
-    let (Some(d), Some(s)) = (d, s) else { return Ok(None) };
-    let data: MessageData =
-        serde_json::from_str(&d).map_err(|err| StoreError::Corrupt(format!("message data: {err}")))?;
+fn parse_record(
+    d: Option<String>,
+    s: Option<String>,
+    e: Option<String>,
+) -> Result<Option<Record>, StoreError> {
+    let (Some(d), Some(s)) = (d, s) else {
+        return Ok(None);
+    };
+    let data: MessageData = serde_json::from_str(&d)
+        .map_err(|err| StoreError::Corrupt(format!("message data: {err}")))?;
     let status = s.parse::<Status>().map_err(StoreError::Corrupt)?;
     let events = e
         .unwrap_or_default()
@@ -346,11 +373,19 @@ fn parse_record(d: Option<String>, s: Option<String>, e: Option<String>) -> Resu
         .map(serde_json::from_str::<Event>)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| StoreError::Corrupt(format!("message events: {err}")))?;
-    Ok(Some(Record { data, status, events }))
+    Ok(Some(Record {
+        data,
+        status,
+        events,
+    }))
 }
 
 fn stream_age_ms(entry_id: &str, now_ms: i64) -> u64 {
-    let ms: i64 = entry_id.split('-').next().and_then(|s| s.parse().ok()).unwrap_or(now_ms);
+    let ms: i64 = entry_id
+        .split('-')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(now_ms);
     (now_ms - ms).max(0) as u64
 }
 
@@ -362,11 +397,18 @@ impl Store for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let mut c = self.conn.clone();
-        let _: String = redis::cmd("PING").query_async(&mut c).await.map_err(unavailable)?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
-    async fn accept(&self, msgs: &[NewMessage], idem: Option<IdemWrite<'_>>) -> Result<(), StoreError> {
+    async fn accept(
+        &self,
+        msgs: &[NewMessage],
+        idem: Option<IdemWrite<'_>>,
+    ) -> Result<(), StoreError> {
         let mut p = redis::pipe();
         p.atomic();
         for m in msgs {
@@ -397,8 +439,16 @@ impl Store for RedisStore {
             let lane = Lane::Channel(m.channel);
             match (m.status, m.due_ms) {
                 (Status::Scheduled, Some(due)) => {
-                    let member = encode_member(&Job { id: m.id.clone(), attempt: 0, payload: String::new() });
-                    p.cmd("ZADD").arg(self.sched_key(lane)).arg(due).arg(member).ignore();
+                    let member = encode_member(&Job {
+                        id: m.id.clone(),
+                        attempt: 0,
+                        payload: String::new(),
+                    });
+                    p.cmd("ZADD")
+                        .arg(self.sched_key(lane))
+                        .arg(due)
+                        .arg(member)
+                        .ignore();
                 }
                 _ => {
                     p.cmd("XADD")
@@ -445,12 +495,18 @@ impl Store for RedisStore {
         }
         let mut p = redis::pipe();
         for id in ids {
-            p.cmd("HMGET").arg(self.rec_key(id)).arg("d").arg("s").arg("e");
+            p.cmd("HMGET")
+                .arg(self.rec_key(id))
+                .arg("d")
+                .arg("s")
+                .arg("e");
         }
         let mut c = self.conn.clone();
         let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
             p.query_async(&mut c).await.map_err(unavailable)?;
-        rows.into_iter().map(|(d, s, e)| parse_record(d, s, e)).collect()
+        rows.into_iter()
+            .map(|(d, s, e)| parse_record(d, s, e))
+            .collect()
     }
 
     async fn transition(&self, id: &str, change: &Change) -> Result<Transition, StoreError> {
@@ -494,7 +550,12 @@ impl Store for RedisStore {
             .map_err(unavailable)
     }
 
-    async fn idem_begin(&self, tenant: &str, key: &str, fingerprint: &str) -> Result<IdemBegin, StoreError> {
+    async fn idem_begin(
+        &self,
+        tenant: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<IdemBegin, StoreError> {
         let k = self.idem_key(tenant, key);
         let mut c = self.conn.clone();
         for _ in 0..3 {
@@ -511,12 +572,18 @@ impl Store for RedisStore {
             if set.is_some() {
                 return Ok(IdemBegin::New);
             }
-            let cur: Option<String> = redis::cmd("GET").arg(&k).query_async(&mut c).await.map_err(unavailable)?;
+            let cur: Option<String> = redis::cmd("GET")
+                .arg(&k)
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)?;
             if let Some(v) = cur {
                 return parse_idem(&v);
             }
         }
-        Err(StoreError::Unavailable("idempotency key kept changing".into()))
+        Err(StoreError::Unavailable(
+            "idempotency key kept changing".into(),
+        ))
     }
 
     async fn idem_abort(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
@@ -526,11 +593,21 @@ impl Store for RedisStore {
         let script = Script::new(
             "local v = redis.call('GET', KEYS[1]) if v and string.sub(v, 1, 2) == 'P|' then redis.call('DEL', KEYS[1]) end return 1",
         );
-        let _: i64 = script.key(k).invoke_async(&mut c).await.map_err(unavailable)?;
+        let _: i64 = script
+            .key(k)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
-    async fn claim(&self, lane: Lane, consumer: &str, max: usize, block: Duration) -> Result<Vec<Lease>, StoreError> {
+    async fn claim(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        max: usize,
+        block: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
         let mut c = self.blocking.clone();
         for _ in 0..2 {
             let r: Result<Option<StreamReadReply>, RedisError> = redis::cmd("XREADGROUP")
@@ -548,7 +625,9 @@ impl Store for RedisStore {
                 .await;
             match r {
                 Ok(reply) => {
-                    let ids = reply.map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect()).unwrap_or_default();
+                    let ids = reply
+                        .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+                        .unwrap_or_default();
                     return Ok(self.leases(lane, ids, false));
                 }
                 // The stream or group vanished (Redis restarted without data): recreate.
@@ -559,7 +638,13 @@ impl Store for RedisStore {
         Ok(Vec::new())
     }
 
-    async fn reclaim(&self, lane: Lane, consumer: &str, min_idle: Duration, max: usize) -> Result<Vec<Lease>, StoreError> {
+    async fn reclaim(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        min_idle: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
         let mut c = self.conn.clone();
         let r: Result<StreamAutoClaimReply, RedisError> = redis::cmd("XAUTOCLAIM")
             .arg(self.queue_key(lane))
@@ -591,12 +676,21 @@ impl Store for RedisStore {
     }
 
     async fn retry(&self, lease: &Lease, at_ms: i64) -> Result<(), StoreError> {
-        let next = Job { attempt: lease.job.attempt + 1, ..lease.job.clone() };
-        self.finish(lease, None, None, Some((encode_member(&next), at_ms)), None).await?;
+        let next = Job {
+            attempt: lease.job.attempt + 1,
+            ..lease.job.clone()
+        };
+        self.finish(lease, None, None, Some((encode_member(&next), at_ms)), None)
+            .await?;
         Ok(())
     }
 
-    async fn bury(&self, lease: &Lease, reason: &str, change: Option<&Change>) -> Result<Transition, StoreError> {
+    async fn bury(
+        &self,
+        lease: &Lease,
+        reason: &str,
+        change: Option<&Change>,
+    ) -> Result<Transition, StoreError> {
         let reason = if reason.is_empty() { "dead" } else { reason };
         self.finish(lease, change, None, None, Some(reason)).await
     }
@@ -605,8 +699,13 @@ impl Store for RedisStore {
         let (prefix, event) = match lane {
             Lane::Channel(_) => (
                 format!("{}:m:", self.prefix),
-                serde_json::to_string(&Event { status: Status::Queued, at: now_ms, reason: None, detail: None })
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                serde_json::to_string(&Event {
+                    status: Status::Queued,
+                    at: now_ms,
+                    reason: None,
+                    detail: None,
+                })
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
             ),
             Lane::Webhook => (String::new(), String::new()),
         };
@@ -625,7 +724,11 @@ impl Store for RedisStore {
         Ok(n)
     }
 
-    async fn correlate(&self, connector: &str, provider_id: &str) -> Result<Option<String>, StoreError> {
+    async fn correlate(
+        &self,
+        connector: &str,
+        provider_id: &str,
+    ) -> Result<Option<String>, StoreError> {
         let mut c = self.conn.clone();
         redis::cmd("GET")
             .arg(self.corr_key(connector, provider_id))
@@ -639,12 +742,25 @@ impl Store for RedisStore {
         p.cmd("XLEN").arg(self.queue_key(lane));
         p.cmd("ZCARD").arg(self.sched_key(lane));
         p.cmd("XLEN").arg(self.dlq_key(lane));
-        p.cmd("XRANGE").arg(self.queue_key(lane)).arg("-").arg("+").arg("COUNT").arg(1);
+        p.cmd("XRANGE")
+            .arg(self.queue_key(lane))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1);
         let mut c = self.conn.clone();
         let (depth, scheduled, dead, first): (u64, u64, u64, StreamRangeReply) =
             p.query_async(&mut c).await.map_err(unavailable)?;
-        let oldest_age_ms = first.ids.first().map_or(0, |e| stream_age_ms(&e.id, now_ms));
-        Ok(LaneStats { depth, scheduled, dead, oldest_age_ms })
+        let oldest_age_ms = first
+            .ids
+            .first()
+            .map_or(0, |e| stream_age_ms(&e.id, now_ms));
+        Ok(LaneStats {
+            depth,
+            scheduled,
+            dead,
+            oldest_age_ms,
+        })
     }
 
     async fn dead_letters(&self, lane: Lane, max: usize) -> Result<Vec<(Job, String)>, StoreError> {
@@ -660,7 +776,12 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         Ok(r.ids
             .iter()
-            .filter_map(|e| Some((job_from_fields(e)?, field_str(e, "reason").unwrap_or_default())))
+            .filter_map(|e| {
+                Some((
+                    job_from_fields(e)?,
+                    field_str(e, "reason").unwrap_or_default(),
+                ))
+            })
             .collect())
     }
 }
@@ -668,14 +789,20 @@ impl Store for RedisStore {
 fn parse_idem(v: &str) -> Result<IdemBegin, StoreError> {
     let corrupt = || StoreError::Corrupt("idempotency record".into());
     if let Some(fp) = v.strip_prefix("P|") {
-        return Ok(IdemBegin::InProgress { fingerprint: fp.to_string() });
+        return Ok(IdemBegin::InProgress {
+            fingerprint: fp.to_string(),
+        });
     }
     let rest = v.strip_prefix("D|").ok_or_else(corrupt)?;
     let mut it = rest.splitn(3, '|');
     let fingerprint = it.next().ok_or_else(corrupt)?.to_string();
     let status = it.next().and_then(|s| s.parse().ok()).ok_or_else(corrupt)?;
     let body = it.next().ok_or_else(corrupt)?.to_string();
-    Ok(IdemBegin::Done { fingerprint, status, body })
+    Ok(IdemBegin::Done {
+        fingerprint,
+        status,
+        body,
+    })
 }
 
 impl RedisStore {
@@ -691,10 +818,19 @@ mod tests {
 
     #[test]
     fn idempotency_records_parse() {
-        assert_eq!(parse_idem("P|abc").unwrap(), IdemBegin::InProgress { fingerprint: "abc".into() });
+        assert_eq!(
+            parse_idem("P|abc").unwrap(),
+            IdemBegin::InProgress {
+                fingerprint: "abc".into()
+            }
+        );
         assert_eq!(
             parse_idem("D|abc|202|{\"a\":\"x|y\"}").unwrap(),
-            IdemBegin::Done { fingerprint: "abc".into(), status: 202, body: "{\"a\":\"x|y\"}".into() }
+            IdemBegin::Done {
+                fingerprint: "abc".into(),
+                status: 202,
+                body: "{\"a\":\"x|y\"}".into()
+            }
         );
         assert!(parse_idem("X|").is_err());
     }

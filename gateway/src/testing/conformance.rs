@@ -5,12 +5,18 @@ use std::time::Duration;
 
 use goniec_config::Channel;
 
-use crate::model::{new_message_id, now_ms, Event, EmailData, MessageData, Status};
+use crate::model::{new_message_id, now_ms, EmailData, Event, MessageData, Status};
 use crate::store::{
     CallbackPayload, Change, HistoryKey, IdemBegin, IdemWrite, Lane, NewMessage, Store, Transition,
 };
 
-fn message(tenant: &str, to: &str, client_ref: Option<&str>, notify: bool, due: Option<i64>) -> NewMessage {
+fn message(
+    tenant: &str,
+    to: &str,
+    client_ref: Option<&str>,
+    notify: bool,
+    due: Option<i64>,
+) -> NewMessage {
     let id = new_message_id();
     let now = now_ms();
     let data = MessageData {
@@ -33,7 +39,11 @@ fn message(tenant: &str, to: &str, client_ref: Option<&str>, notify: bool, due: 
         transliterated: false,
         created_at: now,
     };
-    let status = if due.is_some() { Status::Scheduled } else { Status::Queued };
+    let status = if due.is_some() {
+        Status::Scheduled
+    } else {
+        Status::Queued
+    };
     NewMessage {
         id,
         tenant: tenant.into(),
@@ -44,17 +54,37 @@ fn message(tenant: &str, to: &str, client_ref: Option<&str>, notify: bool, due: 
         due_ms: due,
         data_json: serde_json::to_string(&data).unwrap(),
         events: vec![
-            Event { status: Status::Accepted, at: now, reason: None, detail: None },
-            Event { status, at: now, reason: None, detail: None },
+            Event {
+                status: Status::Accepted,
+                at: now,
+                reason: None,
+                detail: None,
+            },
+            Event {
+                status,
+                at: now,
+                reason: None,
+                detail: None,
+            },
         ],
         notify,
     }
 }
 
+/// `n` queued SMS messages for `tenant`, for tests outside this suite.
+pub fn sample_messages(tenant: &str, n: usize) -> Vec<NewMessage> {
+    (0..n)
+        .map(|i| message(tenant, &format!("+48500{i:06}"), None, false, None))
+        .collect()
+}
+
 async fn drain(store: &dyn Store, lane: Lane) -> Vec<crate::store::Lease> {
     let mut all = Vec::new();
     loop {
-        let got = store.claim(lane, "conformance", 100, Duration::from_millis(50)).await.unwrap();
+        let got = store
+            .claim(lane, "conformance", 100, Duration::from_millis(50))
+            .await
+            .unwrap();
         if got.is_empty() {
             return all;
         }
@@ -86,20 +116,58 @@ async fn accept_get_and_transitions(store: &dyn Store) {
     let r = store.get(&m.id).await.unwrap().expect("stored");
     assert_eq!(r.status, Status::Queued);
     assert_eq!(r.data.to, "+48500000001");
-    assert_eq!(r.events.iter().map(|e| e.status).collect::<Vec<_>>(), [Status::Accepted, Status::Queued]);
+    assert_eq!(
+        r.events.iter().map(|e| e.status).collect::<Vec<_>>(),
+        [Status::Accepted, Status::Queued]
+    );
     assert!(store.get(&new_message_id()).await.unwrap().is_none());
 
     // Not allowed: queued → delivered.
-    let t = store.transition(&m.id, &Change::new(Status::Delivered, now_ms(), None, None)).await.unwrap();
-    assert_eq!(t, Transition::Refused { current: Status::Queued });
-    let t = store.transition(&m.id, &Change::new(Status::Cancelled, now_ms(), None, None)).await.unwrap();
-    assert_eq!(t, Transition::Applied { from: Status::Queued });
+    let t = store
+        .transition(&m.id, &Change::new(Status::Delivered, now_ms(), None, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        t,
+        Transition::Refused {
+            current: Status::Queued
+        }
+    );
+    let t = store
+        .transition(&m.id, &Change::new(Status::Cancelled, now_ms(), None, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        t,
+        Transition::Applied {
+            from: Status::Queued
+        }
+    );
     // Final: nothing moves it.
-    for to in [Status::Queued, Status::Submitted, Status::Delivered, Status::Failed] {
-        let t = store.transition(&m.id, &Change::new(to, now_ms(), None, None)).await.unwrap();
-        assert_eq!(t, Transition::Refused { current: Status::Cancelled });
+    for to in [
+        Status::Queued,
+        Status::Submitted,
+        Status::Delivered,
+        Status::Failed,
+    ] {
+        let t = store
+            .transition(&m.id, &Change::new(to, now_ms(), None, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            t,
+            Transition::Refused {
+                current: Status::Cancelled
+            }
+        );
     }
-    let missing = store.transition(&new_message_id(), &Change::new(Status::Cancelled, 0, None, None)).await.unwrap();
+    let missing = store
+        .transition(
+            &new_message_id(),
+            &Change::new(Status::Cancelled, 0, None, None),
+        )
+        .await
+        .unwrap();
     assert_eq!(missing, Transition::Missing);
     let r = store.get(&m.id).await.unwrap().unwrap();
     assert_eq!(r.status, Status::Cancelled);
@@ -124,25 +192,59 @@ async fn accept_get_and_transitions(store: &dyn Store) {
 }
 
 async fn claim_complete_correlate(store: &dyn Store) {
-    let msgs: Vec<_> = (0..5).map(|i| message("t-claim", &format!("+4850000010{i}"), None, false, None)).collect();
+    let msgs: Vec<_> = (0..5)
+        .map(|i| message("t-claim", &format!("+4850000010{i}"), None, false, None))
+        .collect();
     store.accept(&msgs, None).await.unwrap();
-    assert!(store.lane_stats(Lane::Channel(Channel::Sms), now_ms()).await.unwrap().depth >= 5);
+    assert!(
+        store
+            .lane_stats(Lane::Channel(Channel::Sms), now_ms())
+            .await
+            .unwrap()
+            .depth
+            >= 5
+    );
     let leases = drain(store, Lane::Channel(Channel::Sms)).await;
     let ids: Vec<_> = leases.iter().map(|l| l.job.id.clone()).collect();
-    assert_eq!(ids, msgs.iter().map(|m| m.id.clone()).collect::<Vec<_>>(), "FIFO order");
+    assert_eq!(
+        ids,
+        msgs.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
+        "FIFO order"
+    );
     assert!(leases.iter().all(|l| l.job.attempt == 0 && !l.reclaimed));
     for (i, l) in leases.iter().enumerate() {
         let ch = Change::new(Status::Submitted, now_ms(), None, Some(format!("pid-{i}")));
-        let t = store.complete(l, Some(&ch), Some(("smsc-a", &format!("PID{i}")))).await.unwrap();
-        assert_eq!(t, Transition::Applied { from: Status::Queued });
+        let t = store
+            .complete(l, Some(&ch), Some(("smsc-a", &format!("PID{i}"))))
+            .await
+            .unwrap();
+        assert_eq!(
+            t,
+            Transition::Applied {
+                from: Status::Queued
+            }
+        );
     }
-    assert_eq!(store.correlate("smsc-a", "PID3").await.unwrap().as_deref(), Some(msgs[3].id.as_str()));
+    assert_eq!(
+        store.correlate("smsc-a", "PID3").await.unwrap().as_deref(),
+        Some(msgs[3].id.as_str())
+    );
     assert_eq!(store.correlate("smsc-b", "PID3").await.unwrap(), None);
-    assert_eq!(store.get(&msgs[0].id).await.unwrap().unwrap().status, Status::Submitted);
+    assert_eq!(
+        store.get(&msgs[0].id).await.unwrap().unwrap().status,
+        Status::Submitted
+    );
     // Acknowledged: nothing left to claim or reclaim.
     assert!(drain(store, Lane::Channel(Channel::Sms)).await.is_empty());
-    assert!(store.reclaim(Lane::Channel(Channel::Sms), "other", Duration::ZERO, 100).await.unwrap().is_empty());
-    let s = store.lane_stats(Lane::Channel(Channel::Sms), now_ms()).await.unwrap();
+    assert!(store
+        .reclaim(Lane::Channel(Channel::Sms), "other", Duration::ZERO, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let s = store
+        .lane_stats(Lane::Channel(Channel::Sms), now_ms())
+        .await
+        .unwrap();
     assert_eq!(s.depth, 0);
 }
 
@@ -154,14 +256,22 @@ async fn retry_and_promote(store: &dyn Store) {
     let at = now_ms() + 60_000;
     store.retry(&l, at).await.unwrap();
     assert_eq!(store.lane_stats(lane, now_ms()).await.unwrap().scheduled, 1);
-    assert_eq!(store.promote_due(lane, now_ms(), 100).await.unwrap(), 0, "not due yet");
+    assert_eq!(
+        store.promote_due(lane, now_ms(), 100).await.unwrap(),
+        0,
+        "not due yet"
+    );
     assert!(drain(store, lane).await.is_empty());
     assert_eq!(store.promote_due(lane, at, 100).await.unwrap(), 1);
     let l2 = drain(store, lane).await.pop().expect("promoted");
     assert_eq!(l2.job.id, m.id);
     assert_eq!(l2.job.attempt, 1);
     store.complete(&l2, None, None).await.unwrap();
-    assert_eq!(store.get(&m.id).await.unwrap().unwrap().status, Status::Queued, "retry keeps status");
+    assert_eq!(
+        store.get(&m.id).await.unwrap().unwrap().status,
+        Status::Queued,
+        "retry keeps status"
+    );
 }
 
 async fn bury_dead_letters(store: &dyn Store) {
@@ -170,10 +280,19 @@ async fn bury_dead_letters(store: &dyn Store) {
     let lane = Lane::Channel(Channel::Sms);
     let l = drain(store, lane).await.pop().unwrap();
     let ch = Change::new(Status::Failed, now_ms(), Some("max_attempts".into()), None);
-    assert!(store.bury(&l, "max_attempts", Some(&ch)).await.unwrap().applied());
+    assert!(store
+        .bury(&l, "max_attempts", Some(&ch))
+        .await
+        .unwrap()
+        .applied());
     let dead = store.dead_letters(lane, 1000).await.unwrap();
-    assert!(dead.iter().any(|(j, r)| j.id == m.id && r == "max_attempts"));
-    assert_eq!(store.get(&m.id).await.unwrap().unwrap().status, Status::Failed);
+    assert!(dead
+        .iter()
+        .any(|(j, r)| j.id == m.id && r == "max_attempts"));
+    assert_eq!(
+        store.get(&m.id).await.unwrap().unwrap().status,
+        Status::Failed
+    );
     assert!(drain(store, lane).await.is_empty());
 }
 
@@ -183,14 +302,25 @@ async fn reclaim_abandoned(store: &dyn Store) {
     let lane = Lane::Channel(Channel::Sms);
     let l = drain(store, lane).await.pop().unwrap();
     // A live holder keeps it while it is younger than min_idle.
-    assert!(store.reclaim(lane, "rescuer", Duration::from_secs(3600), 10).await.unwrap().is_empty());
+    assert!(store
+        .reclaim(lane, "rescuer", Duration::from_secs(3600), 10)
+        .await
+        .unwrap()
+        .is_empty());
     tokio::time::sleep(Duration::from_millis(30)).await;
-    let back = store.reclaim(lane, "rescuer", Duration::from_millis(10), 10).await.unwrap();
+    let back = store
+        .reclaim(lane, "rescuer", Duration::from_millis(10), 10)
+        .await
+        .unwrap();
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].job, l.job);
     assert!(back[0].reclaimed);
     store.complete(&back[0], None, None).await.unwrap();
-    assert!(store.reclaim(lane, "rescuer", Duration::ZERO, 10).await.unwrap().is_empty());
+    assert!(store
+        .reclaim(lane, "rescuer", Duration::ZERO, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn scheduled_messages(store: &dyn Store) {
@@ -198,7 +328,10 @@ async fn scheduled_messages(store: &dyn Store) {
     let m = message("t-sched", "+48500000500", None, false, Some(due));
     store.accept(std::slice::from_ref(&m), None).await.unwrap();
     let lane = Lane::Channel(Channel::Sms);
-    assert_eq!(store.get(&m.id).await.unwrap().unwrap().status, Status::Scheduled);
+    assert_eq!(
+        store.get(&m.id).await.unwrap().unwrap().status,
+        Status::Scheduled
+    );
     assert_eq!(store.promote_due(lane, now_ms(), 10).await.unwrap(), 0);
     assert!(drain(store, lane).await.is_empty());
     assert_eq!(store.promote_due(lane, due, 10).await.unwrap(), 1);
@@ -213,49 +346,98 @@ async fn scheduled_messages(store: &dyn Store) {
 async fn history_newest_first_with_cursor(store: &dyn Store) {
     let mut ids = Vec::new();
     for i in 0..5 {
-        let m = message("t-hist", "+48500000600", Some(if i % 2 == 0 { "even" } else { "odd" }), false, None);
+        let m = message(
+            "t-hist",
+            "+48500000600",
+            Some(if i % 2 == 0 { "even" } else { "odd" }),
+            false,
+            None,
+        );
         store.accept(std::slice::from_ref(&m), None).await.unwrap();
         ids.push(m.id.clone());
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let other = message("t-hist-other", "+48500000600", None, false, None);
-    store.accept(std::slice::from_ref(&other), None).await.unwrap();
+    store
+        .accept(std::slice::from_ref(&other), None)
+        .await
+        .unwrap();
     let to = HistoryKey::To("+48500000600".into());
     let page1 = store.history("t-hist", &to, None, 3).await.unwrap();
     assert_eq!(page1, vec![ids[4].clone(), ids[3].clone(), ids[2].clone()]);
-    let page2 = store.history("t-hist", &to, Some(&page1[2]), 3).await.unwrap();
+    let page2 = store
+        .history("t-hist", &to, Some(&page1[2]), 3)
+        .await
+        .unwrap();
     assert_eq!(page2, vec![ids[1].clone(), ids[0].clone()]);
-    let evens = store.history("t-hist", &HistoryKey::ClientRef("even".into()), None, 10).await.unwrap();
+    let evens = store
+        .history("t-hist", &HistoryKey::ClientRef("even".into()), None, 10)
+        .await
+        .unwrap();
     assert_eq!(evens, vec![ids[4].clone(), ids[2].clone(), ids[0].clone()]);
     // Another tenant's messages to the same number stay invisible.
-    assert_eq!(store.history("t-hist-other", &to, None, 10).await.unwrap(), vec![other.id.clone()]);
-    assert!(store.history("t-nobody", &to, None, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.history("t-hist-other", &to, None, 10).await.unwrap(),
+        vec![other.id.clone()]
+    );
+    assert!(store
+        .history("t-nobody", &to, None, 10)
+        .await
+        .unwrap()
+        .is_empty());
     for l in drain(store, Lane::Channel(Channel::Sms)).await {
         store.complete(&l, None, None).await.unwrap();
     }
 }
 
 async fn idempotency(store: &dyn Store) {
-    assert_eq!(store.idem_begin("t-idem", "k1", "fp1").await.unwrap(), IdemBegin::New);
     assert_eq!(
         store.idem_begin("t-idem", "k1", "fp1").await.unwrap(),
-        IdemBegin::InProgress { fingerprint: "fp1".into() }
+        IdemBegin::New
+    );
+    assert_eq!(
+        store.idem_begin("t-idem", "k1", "fp1").await.unwrap(),
+        IdemBegin::InProgress {
+            fingerprint: "fp1".into()
+        }
     );
     // Same key, another tenant: independent.
-    assert_eq!(store.idem_begin("t-idem-2", "k1", "fpX").await.unwrap(), IdemBegin::New);
+    assert_eq!(
+        store.idem_begin("t-idem-2", "k1", "fpX").await.unwrap(),
+        IdemBegin::New
+    );
     let m = message("t-idem", "+48500000700", None, false, None);
     let body = r#"{"id":"x|y"}"#;
-    let w = IdemWrite { tenant: "t-idem", key: "k1", fingerprint: "fp1", status: 202, body };
-    store.accept(std::slice::from_ref(&m), Some(w)).await.unwrap();
+    let w = IdemWrite {
+        tenant: "t-idem",
+        key: "k1",
+        fingerprint: "fp1",
+        status: 202,
+        body,
+    };
+    store
+        .accept(std::slice::from_ref(&m), Some(w))
+        .await
+        .unwrap();
     assert_eq!(
         store.idem_begin("t-idem", "k1", "other").await.unwrap(),
-        IdemBegin::Done { fingerprint: "fp1".into(), status: 202, body: body.into() }
+        IdemBegin::Done {
+            fingerprint: "fp1".into(),
+            status: 202,
+            body: body.into()
+        }
     );
     // Abort drops a reservation but never a completed response.
     store.idem_abort("t-idem", "k1").await.unwrap();
-    assert!(matches!(store.idem_begin("t-idem", "k1", "fp1").await.unwrap(), IdemBegin::Done { .. }));
+    assert!(matches!(
+        store.idem_begin("t-idem", "k1", "fp1").await.unwrap(),
+        IdemBegin::Done { .. }
+    ));
     store.idem_abort("t-idem-2", "k1").await.unwrap();
-    assert_eq!(store.idem_begin("t-idem-2", "k1", "fpY").await.unwrap(), IdemBegin::New);
+    assert_eq!(
+        store.idem_begin("t-idem-2", "k1", "fpY").await.unwrap(),
+        IdemBegin::New
+    );
     for l in drain(store, Lane::Channel(Channel::Sms)).await {
         store.complete(&l, None, None).await.unwrap();
     }

@@ -5,6 +5,7 @@
 //! with a printed reason; under CI (`CI=true`) it fails the test instead.
 
 pub mod conformance;
+pub mod gateway;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -34,7 +35,12 @@ impl RedisServer {
     /// Start one, or return `None` (after printing why) when `redis-server` is not
     /// installed and we are not under CI.
     pub fn spawn() -> Option<RedisServer> {
-        if Command::new("redis-server").arg("--version").stdout(Stdio::null()).status().is_err() {
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
             if services_required() {
                 panic!("redis-server is not installed, and CI=true requires it (apt-get install redis-server)");
             }
@@ -44,7 +50,11 @@ impl RedisServer {
         let dir = std::env::temp_dir().join(format!("goniec-redis-{}", ulid::Ulid::new()));
         std::fs::create_dir_all(&dir).expect("create redis dir");
         for _ in 0..5 {
-            let mut s = RedisServer { child: None, port: free_port(), dir: dir.clone() };
+            let mut s = RedisServer {
+                child: None,
+                port: free_port(),
+                dir: dir.clone(),
+            };
             if s.start() {
                 return Some(s);
             }
@@ -56,7 +66,15 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+            ])
             .arg(&self.dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -78,7 +96,9 @@ impl RedisServer {
 
     fn ping(&self) -> bool {
         use std::io::{Read, Write};
-        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
         if s.write_all(b"PING\r\n").is_err() {
             return false;
