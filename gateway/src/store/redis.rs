@@ -108,9 +108,9 @@ return #due
 pub struct RedisStore {
     /// Multiplexed connection for everything that does not block.
     conn: ConnectionManager,
-    /// Separate connections for `XREADGROUP … BLOCK`, which would stall the
-    /// multiplexed one for everyone else.
-    blocking: ConnectionManager,
+    /// One connection per lane for `XREADGROUP … BLOCK`: a blocked read holds its
+    /// connection, so sharing one would make every lane wait for the others' blocks.
+    blocking: Vec<(Lane, ConnectionManager)>,
     prefix: String,
     retention_s: u64,
     idem_ttl_s: u64,
@@ -147,11 +147,15 @@ impl RedisStore {
         )
         .map_err(unavailable)?;
         // Blocking reads wait up to one second, so their timeout must be longer.
-        let blocking = ConnectionManager::new_lazy_with_config(
-            client,
-            base.set_response_timeout(Some(cfg.timeout + Duration::from_secs(2))),
-        )
-        .map_err(unavailable)?;
+        let blocking_cfg = base.set_response_timeout(Some(cfg.timeout + Duration::from_secs(2)));
+        let blocking = Lane::ALL
+            .into_iter()
+            .map(|lane| {
+                ConnectionManager::new_lazy_with_config(client.clone(), blocking_cfg.clone())
+                    .map(|c| (lane, c))
+                    .map_err(unavailable)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(RedisStore {
             conn,
             blocking,
@@ -608,7 +612,10 @@ impl Store for RedisStore {
         max: usize,
         block: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
-        let mut c = self.blocking.clone();
+        let mut c = match self.blocking.iter().find(|(l, _)| *l == lane) {
+            Some((_, c)) => c.clone(),
+            None => self.conn.clone(),
+        };
         for _ in 0..2 {
             let r: Result<Option<StreamReadReply>, RedisError> = redis::cmd("XREADGROUP")
                 .arg("GROUP")
