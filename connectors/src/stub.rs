@@ -90,12 +90,12 @@ impl Connector for StubConnector {
             tokio::time::sleep(self.latency).await;
         }
         let n = self.count.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.transient_every > 0 && n % self.transient_every == 0 {
+        if self.transient_every > 0 && n.is_multiple_of(self.transient_every) {
             return Err(DeliveryError::Transient {
                 reason: format!("stub transient failure #{n}"),
             });
         }
-        if self.permanent_every > 0 && n % self.permanent_every == 0 {
+        if self.permanent_every > 0 && n.is_multiple_of(self.permanent_every) {
             return Err(DeliveryError::Permanent {
                 code: "stub_rejected".into(),
                 reason: format!("stub permanent failure #{n}"),

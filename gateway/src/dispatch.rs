@@ -6,8 +6,9 @@
 //! or it reached a final state; the store writes the new status, the provider-id
 //! mapping and the acknowledgement in one atomic step.
 
+use std::collections::HashSet;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use goniec_config::Channel;
@@ -55,22 +56,60 @@ where
     }
 }
 
+/// What a lane's loops share: the in-flight cap and the entries being worked on.
+#[derive(Clone)]
+struct LaneCtx {
+    lane: Lane,
+    sem: Arc<Semaphore>,
+    /// Entry ids this process holds; the heartbeat keeps them from being reclaimed.
+    inflight: Arc<Mutex<HashSet<String>>>,
+}
+
+impl LaneCtx {
+    fn new(lane: Lane, concurrency: usize) -> Self {
+        LaneCtx {
+            lane,
+            sem: Arc::new(Semaphore::new(concurrency)),
+            inflight: Default::default(),
+        }
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Start every lane's workers and background loops on the app's tracker.
 pub fn spawn_all(app: &Arc<App>) {
-    for channel in app.router.channels() {
-        let lane = Lane::Channel(channel);
-        let sem = Arc::new(Semaphore::new(app.cfg.workers.concurrency));
-        app.tracker
-            .spawn(claim_loop(app.clone(), lane, sem.clone()));
-        app.tracker.spawn(reclaim_loop(app.clone(), lane, sem));
-        app.tracker.spawn(promote_loop(app.clone(), lane));
+    let mut lanes: Vec<LaneCtx> = app
+        .router
+        .channels()
+        .into_iter()
+        .map(|c| LaneCtx::new(Lane::Channel(c), app.cfg.workers.concurrency))
+        .collect();
+    lanes.push(LaneCtx::new(Lane::Webhook, app.cfg.webhooks.concurrency));
+    for cx in lanes {
+        app.tracker.spawn(claim_loop(app.clone(), cx.clone()));
+        app.tracker.spawn(reclaim_loop(app.clone(), cx.clone()));
+        app.tracker.spawn(heartbeat_loop(app.clone(), cx.clone()));
+        app.tracker.spawn(promote_loop(app.clone(), cx.lane));
     }
-    let sem = Arc::new(Semaphore::new(app.cfg.webhooks.concurrency));
-    app.tracker
-        .spawn(claim_loop(app.clone(), Lane::Webhook, sem.clone()));
-    app.tracker
-        .spawn(reclaim_loop(app.clone(), Lane::Webhook, sem));
-    app.tracker.spawn(promote_loop(app.clone(), Lane::Webhook));
+}
+
+/// Keeps this process's in-flight entries fresh, so a slow submit (or one waiting for
+/// the connector's rate limit) is never mistaken for a dead worker's and sent twice.
+async fn heartbeat_loop(app: Arc<App>, cx: LaneCtx) {
+    let every = (app.cfg.workers.claim_idle / 3).max(Duration::from_millis(100));
+    while pause(&app, every).await {
+        let held: Vec<String> = cx.held().iter().cloned().collect();
+        for chunk in held.chunks(500) {
+            if let Err(e) = app.store.touch(cx.lane, &app.consumer, chunk).await {
+                app.metrics.store_errors.with_label_values(&["touch"]).inc();
+                tracing::warn!(lane = %cx.lane, error = %e, "Lease heartbeat failed.");
+                break;
+            }
+        }
+    }
 }
 
 /// Take as many permits as are free now (at least one, waiting for it), up to `max`.
@@ -96,10 +135,11 @@ async fn pause(app: &App, d: Duration) -> bool {
     }
 }
 
-async fn claim_loop(app: Arc<App>, lane: Lane, sem: Arc<Semaphore>) {
+async fn claim_loop(app: Arc<App>, cx: LaneCtx) {
+    let (lane, sem) = (cx.lane, &cx.sem);
     let batch = app.cfg.workers.claim_batch.max(1);
     loop {
-        let Some(mut held) = permits(&app, &sem, batch).await else {
+        let Some(mut held) = permits(&app, sem, batch).await else {
             return;
         };
         let claimed = tokio::select! {
@@ -109,7 +149,7 @@ async fn claim_loop(app: Arc<App>, lane: Lane, sem: Arc<Semaphore>) {
         match claimed {
             Ok(leases) => {
                 held.truncate(leases.len());
-                start(&app, leases, held).await;
+                start(&app, &cx, leases, held).await;
             }
             Err(e) => {
                 app.metrics.store_errors.with_label_values(&["claim"]).inc();
@@ -124,13 +164,14 @@ async fn claim_loop(app: Arc<App>, lane: Lane, sem: Arc<Semaphore>) {
 }
 
 /// Takes over entries whose holder stopped answering (crashed gateway) after `claim_idle`.
-async fn reclaim_loop(app: Arc<App>, lane: Lane, sem: Arc<Semaphore>) {
+async fn reclaim_loop(app: Arc<App>, cx: LaneCtx) {
+    let (lane, sem) = (cx.lane, &cx.sem);
     let idle = app.cfg.workers.claim_idle;
     let every = (idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
     let batch = app.cfg.workers.claim_batch.max(1);
     while pause(&app, every).await {
         loop {
-            let Some(mut held) = permits(&app, &sem, batch).await else {
+            let Some(mut held) = permits(&app, sem, batch).await else {
                 return;
             };
             match app
@@ -146,7 +187,7 @@ async fn reclaim_loop(app: Arc<App>, lane: Lane, sem: Arc<Semaphore>) {
                         .with_label_values(&[lane.as_str()])
                         .inc_by(leases.len() as u64);
                     held.truncate(leases.len());
-                    start(&app, leases, held).await;
+                    start(&app, &cx, leases, held).await;
                 }
                 Err(e) => {
                     app.metrics
@@ -167,7 +208,7 @@ async fn promote_loop(app: Arc<App>, lane: Lane) {
     while pause(&app, every).await {
         loop {
             match app.store.promote_due(lane, now_ms(), 1000).await {
-                Ok(n) if n == 1000 => continue,
+                Ok(1000) => continue,
                 Ok(_) => break,
                 Err(e) => {
                     app.metrics
@@ -183,44 +224,52 @@ async fn promote_loop(app: Arc<App>, lane: Lane) {
 }
 
 /// Hand claimed leases to tasks, one permit each.
-async fn start(app: &Arc<App>, leases: Vec<Lease>, permits: Vec<OwnedSemaphorePermit>) {
+async fn start(
+    app: &Arc<App>,
+    cx: &LaneCtx,
+    leases: Vec<Lease>,
+    permits: Vec<OwnedSemaphorePermit>,
+) {
     if leases.is_empty() {
         return;
     }
-    match leases[0].lane {
-        Lane::Webhook => {
-            for (lease, permit) in leases.into_iter().zip(permits) {
-                let app2 = app.clone();
-                app.tracker.spawn(async move {
-                    crate::webhooks::handle(app2, lease).await;
-                    drop(permit);
-                });
-            }
-        }
-        Lane::Channel(channel) => {
-            // One round trip for the whole batch's records.
+    cx.held().extend(leases.iter().map(|l| l.entry.clone()));
+    let records: Vec<Option<Record>> = match cx.lane {
+        Lane::Webhook => vec![None; leases.len()],
+        Lane::Channel(_) => {
+            // One round trip for the whole batch: load, and mark in flight.
             let ids: Vec<String> = leases.iter().map(|l| l.job.id.clone()).collect();
-            let records = loop {
-                match app.store.get_many(&ids).await {
+            loop {
+                match app.store.begin_delivery(&ids).await {
                     Ok(r) => break r,
                     Err(e) => {
                         app.metrics.store_errors.with_label_values(&["load"]).inc();
                         tracing::warn!(error = %e, "Loading claimed messages failed; retrying.");
                         if !pause(app, Duration::from_millis(500)).await {
                             // Leases stay pending and are reclaimed after claim_idle.
+                            let mut held = cx.held();
+                            for l in &leases {
+                                held.remove(&l.entry);
+                            }
                             return;
                         }
                     }
                 }
-            };
-            for ((lease, rec), permit) in leases.into_iter().zip(records).zip(permits) {
-                let app2 = app.clone();
-                app.tracker.spawn(async move {
-                    deliver(&app2, channel, lease, rec).await;
-                    drop(permit);
-                });
             }
         }
+    };
+    for ((lease, rec), permit) in leases.into_iter().zip(records).zip(permits) {
+        let app2 = app.clone();
+        let cx2 = cx.clone();
+        app.tracker.spawn(async move {
+            let entry = lease.entry.clone();
+            match lease.lane {
+                Lane::Webhook => crate::webhooks::handle(app2, lease).await,
+                Lane::Channel(channel) => deliver(&app2, channel, lease, rec).await,
+            }
+            cx2.held().remove(&entry);
+            drop(permit);
+        });
     }
 }
 

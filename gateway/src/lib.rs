@@ -95,7 +95,10 @@ pub async fn run(
         metrics: Metrics::new(),
         tenants: Tenants::new(&cfg.tenants),
         router: Router::new(&cfg, &connectors),
-        rules: validate::Rules::new(&cfg.server),
+        rules: validate::Rules {
+            max_schedule_ms: cfg.store.retention.as_millis().min(i64::MAX as u128) as i64,
+            ..validate::Rules::new(&cfg.server)
+        },
         flags: Default::default(),
         stop_work: CancellationToken::new(),
         tracker: TaskTracker::new(),
@@ -128,7 +131,12 @@ pub async fn run(
     background.spawn(stats_loop(app.clone()));
     background.close();
     dispatch::spawn_all(&app);
-    let receipts_task = tokio::spawn(receipts::run(app.clone(), receipts_rx));
+    let receipts_stop = CancellationToken::new();
+    let receipts_task = tokio::spawn(receipts::run(
+        app.clone(),
+        receipts_rx,
+        receipts_stop.clone(),
+    ));
 
     let http_stop = CancellationToken::new();
     let server = {
@@ -158,7 +166,16 @@ pub async fn run(
         c.close().await;
     }
     connector_shutdown.cancel();
-    receipts_task.abort();
+    // Apply the receipts still buffered; bounded so a dead store cannot hold shutdown.
+    receipts_stop.cancel();
+    if tokio::time::timeout(Duration::from_secs(5), receipts_task)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "Receipts still unapplied at shutdown; the carrier will resend unacknowledged ones."
+        );
+    }
     background.wait().await;
     http_stop.cancel();
     match server.await {

@@ -11,9 +11,16 @@ use std::str::FromStr;
 use goniec_config::Channel;
 use serde::{Deserialize, Serialize};
 
-/// A sortable message id (ULID, 26 characters, Crockford base32).
+/// A sortable message id (ULID, 26 characters, Crockford base32), strictly
+/// increasing within this process even inside one millisecond, so history pages
+/// ordered by id are ordered by acceptance. (A process-wide generator is harmless to
+/// share between gateways in one process: ids stay unique and ordered.)
 pub fn new_message_id() -> String {
-    ulid::Ulid::new().to_string()
+    use std::sync::{Mutex, OnceLock};
+    static GENERATOR: OnceLock<Mutex<ulid::Generator>> = OnceLock::new();
+    let g = GENERATOR.get_or_init(|| Mutex::new(ulid::Generator::new()));
+    let mut g = g.lock().unwrap_or_else(|p| p.into_inner());
+    g.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
 }
 
 /// True when `s` has the shape of a message id (so a bad path segment is a clean 404).
@@ -265,6 +272,12 @@ mod tests {
             assert_eq!(serde_json::to_string(&st).unwrap(), format!("\"{st}\""));
         }
         assert!("bogus".parse::<Status>().is_err());
+    }
+
+    #[test]
+    fn message_ids_increase_within_a_millisecond() {
+        let ids: Vec<String> = (0..1000).map(|_| new_message_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
     }
 
     #[test]

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use goniec_connectors::{Receipt, ReceiptState};
 use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::app::App;
 use crate::model::{now_ms, Status};
@@ -27,29 +29,46 @@ pub fn status_for(state: ReceiptState) -> Option<Status> {
     }
 }
 
-/// Consume receipts until the channel closes.
-pub async fn run(app: Arc<App>, mut rx: mpsc::Receiver<Receipt>) {
+/// Consume receipts until `stop`; then apply what is still buffered (the connectors
+/// are closed by then, so nothing new arrives) and wait for the applications.
+pub async fn run(app: Arc<App>, mut rx: mpsc::Receiver<Receipt>, stop: CancellationToken) {
     let sem = Arc::new(Semaphore::new(512));
-    while let Some(r) = rx.recv().await {
+    let tasks = TaskTracker::new();
+    loop {
+        let r = tokio::select! {
+            r = rx.recv() => r,
+            _ = stop.cancelled() => break,
+        };
+        let Some(r) = r else { break };
         let Ok(permit) = sem.clone().acquire_owned().await else {
-            return;
+            break;
         };
         let app2 = app.clone();
-        app.tracker.spawn(async move {
+        tasks.spawn(async move {
             apply(&app2, r).await;
             drop(permit);
         });
     }
+    while let Ok(r) = rx.try_recv() {
+        let app2 = app.clone();
+        tasks.spawn(async move { apply(&app2, r).await });
+    }
+    tasks.close();
+    tasks.wait().await;
 }
 
 async fn apply(app: &App, r: Receipt) {
     let m = &app.metrics;
     let mut waited = Duration::ZERO;
     let mut delay = Duration::from_millis(50);
+    // Only time spent finding nothing counts toward the parking limit: during a store
+    // outage the mapping may simply not be readable yet. Store errors are retried for
+    // as long as the gateway runs (and, at shutdown, for the drain timeout).
     let id = loop {
-        match app.store.correlate(&r.connector, &r.provider_id).await {
+        let found = app.store.correlate(&r.connector, &r.provider_id).await;
+        match found {
             Ok(Some(id)) => break id,
-            Ok(None) if waited < PARK_FOR && !app.flags.shutting_down() => {}
+            Ok(None) if waited < PARK_FOR => waited += delay,
             Ok(None) => {
                 m.receipts
                     .with_label_values(&[&r.connector, "unknown_id"])
@@ -63,7 +82,6 @@ async fn apply(app: &App, r: Receipt) {
             }
         }
         tokio::time::sleep(delay).await;
-        waited += delay;
         delay = (delay * 2).min(Duration::from_secs(1));
     };
     m.receipts

@@ -117,6 +117,8 @@ pub struct Rules {
     pub region: Option<phonenumber::country::Id>,
     pub max_segments: u32,
     pub max_text_chars: usize,
+    /// How far ahead `send_at` may be (the store's retention).
+    pub max_schedule_ms: i64,
 }
 
 impl Rules {
@@ -125,6 +127,7 @@ impl Rules {
             region: phonenumber::country::Id::from_str(&server.default_region).ok(),
             max_segments: server.max_segments,
             max_text_chars: server.max_text_chars,
+            max_schedule_ms: i64::MAX,
         }
     }
 }
@@ -350,6 +353,17 @@ pub fn validate(
             )
             .field("valid_until"));
         }
+    }
+    if send_at.is_some_and(|s| s.saturating_sub(now) > rules.max_schedule_ms) {
+        return Err(ApiError::new(
+            422,
+            "invalid-value",
+            format!(
+                "`send_at` is more than {} days ahead; messages are kept no longer",
+                rules.max_schedule_ms / 86_400_000
+            ),
+        )
+        .field("send_at"));
     }
     // A past send_at means "now".
     let send_at = send_at.filter(|&s| s > now);
@@ -646,6 +660,7 @@ mod tests {
             region: phonenumber::country::Id::from_str("PL").ok(),
             max_segments: 3,
             max_text_chars: 1000,
+            max_schedule_ms: 365 * 86_400_000,
         }
     }
 
@@ -780,8 +795,14 @@ mod tests {
 
     #[test]
     fn times() {
-        let v = check(r#"{"channel":"sms","to":"+48501234567","text":"x","send_at":"2099-01-01T10:00:00+01:00"}"#).unwrap();
-        assert_eq!(v.data.send_at, Some(4070941200000));
+        // `now` is 1970-01-01T00:00:01Z in these tests; retention allows a year ahead.
+        let v = check(r#"{"channel":"sms","to":"+48501234567","text":"x","send_at":"1970-06-01T10:00:00+01:00"}"#).unwrap();
+        assert_eq!(v.data.send_at, Some(13078800000));
+        let e = check(r#"{"channel":"sms","to":"+48501234567","text":"x","send_at":"2099-01-01T10:00:00+01:00"}"#).unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid-value", Some("send_at"))
+        );
         let e = check(r#"{"channel":"sms","to":"+48501234567","text":"x","send_at":"tomorrow"}"#)
             .unwrap_err();
         assert_eq!(

@@ -394,11 +394,12 @@ async fn batch_history_idempotency_cancel_and_health() {
     let gw = start(&redis).await;
 
     // A batch: one bad item does not sink the others; results in request order.
+    let tomorrow = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
     let batch = json!({"messages": [
         {"channel":"sms","to":"+48501000001","text":"a","client_ref":"case-7"},
         {"channel":"sms","to":"+48 22 654 32 10","text":"landline"},
         {"channel":"sms","to":"+48501000001","text":"b","client_ref":"case-7"},
-        {"channel":"sms","to":"+48501000001","text":"c","send_at":"2099-01-01T09:00:00+01:00"},
+        {"channel":"sms","to":"+48501000001","text":"c","send_at":tomorrow},
     ]});
     let (code, body) = gw.post("/v1/messages/batch", &batch).await;
     assert_eq!(code, 207, "{body}");
@@ -503,6 +504,24 @@ async fn batch_history_idempotency_cancel_and_health() {
         1,
         "replay stored nothing new"
     );
+
+    // A refused request frees its Idempotency-Key: the corrected retry is accepted.
+    let bad = gw
+        .req(Method::POST, "/v1/messages", ACME_KEY)
+        .header("Idempotency-Key", "k-43")
+        .json(&sms("+48 22 654 32 10"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 422);
+    let good = gw
+        .req(Method::POST, "/v1/messages", ACME_KEY)
+        .header("Idempotency-Key", "k-43")
+        .json(&sms("+48501000003"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(good.status(), 202);
 
     // Health endpoints and metrics.
     assert_eq!(

@@ -75,20 +75,29 @@ fn new_message(v: &Valid, now: i64) -> Result<(NewMessage, Status), ApiError> {
     ))
 }
 
-/// Parse, validate and route one message.
+/// Parse, validate and route one message. A refusal is counted with the message's
+/// channel when the request got far enough to name one.
 fn prepare(app: &App, tenant: &TenantCtx, json: &str, now: i64) -> Result<Valid, ApiError> {
-    let req = parse_request(json)?;
-    let channel = req.channel;
-    let v = validate(req, &tenant.cfg, &app.rules, new_message_id(), now)?;
-    if app.router.route(channel, &v.data.to).is_none() {
-        return Err(ApiError::new(
-            422,
-            "no-route",
-            format!("no connector is configured for {channel} messages to this destination"),
-        )
-        .field("channel"));
+    let mut channel = "-";
+    let result = (|| {
+        let req = parse_request(json)?;
+        let ch = req.channel;
+        channel = ch.as_str();
+        let v = validate(req, &tenant.cfg, &app.rules, new_message_id(), now)?;
+        if app.router.route(ch, &v.data.to).is_none() {
+            return Err(ApiError::new(
+                422,
+                "no-route",
+                format!("no connector is configured for {ch} messages to this destination"),
+            )
+            .field("channel"));
+        }
+        Ok(v)
+    })();
+    if let Err(e) = &result {
+        refuse(app, &tenant.cfg.name, channel, e);
     }
-    Ok(v)
+    result
 }
 
 fn refuse(app: &App, tenant: &str, channel: &str, e: &ApiError) {
@@ -226,17 +235,40 @@ async fn create_inner(
     let now = now_ms();
     let json = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
-    let v =
-        prepare(app, &tenant, json, now).inspect_err(|e| refuse(app, &tenant.cfg.name, "-", e))?;
-    rate_limit(&tenant, 1)?;
+    // A replay answers before anything else is checked: the first answer stands even
+    // if the request would now be refused (rate limit, valid_until passed).
     let idem = match idem_start(app, &tenant, headers, &body).await? {
         Ok(i) => i,
         Err(replay) => return Ok(replay),
     };
+    let result = accept_one(app, &tenant, json, &idem, now).await;
+    if result.is_err() {
+        release(app, &tenant, &idem).await;
+    }
+    result
+}
+
+/// Free an idempotency reservation whose request was refused, so a corrected retry
+/// with the same key is not told "in progress".
+async fn release(app: &App, tenant: &TenantCtx, idem: &Idem) {
+    if let Idem::Fresh { key, .. } = idem {
+        let _ = app.store.idem_abort(&tenant.cfg.name, key).await;
+    }
+}
+
+async fn accept_one(
+    app: &App,
+    tenant: &TenantCtx,
+    json: &str,
+    idem: &Idem,
+    now: i64,
+) -> Result<Response, ApiError> {
+    let v = prepare(app, tenant, json, now)?;
+    rate_limit(tenant, 1)?;
     let (msg, status) = new_message(&v, now)?;
     let resp_body = serde_json::to_string(&accepted_body(&v, status))
         .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
-    let write = match &idem {
+    let write = match idem {
         Idem::Fresh { key, fingerprint } => Some(IdemWrite {
             tenant: &tenant.cfg.name,
             key,
@@ -253,9 +285,6 @@ async fn create_inner(
             .with_label_values(&["accept"])
             .inc();
         tracing::warn!(error = %e, "Could not store a message; answering 503.");
-        if let Idem::Fresh { key, .. } = &idem {
-            let _ = app.store.idem_abort(&tenant.cfg.name, key).await;
-        }
         return Err(ApiError::store_unavailable());
     }
     let ch = v.data.channel.as_str();
@@ -305,6 +334,23 @@ async fn batch_inner(
     let body = check_body(app, headers, body)?;
     let json = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
+    let idem = match idem_start(app, &tenant, headers, &body).await? {
+        Ok(i) => i,
+        Err(replay) => return Ok(replay),
+    };
+    let result = accept_batch(app, &tenant, json, &idem).await;
+    if result.is_err() {
+        release(app, &tenant, &idem).await;
+    }
+    result
+}
+
+async fn accept_batch(
+    app: &App,
+    tenant: &TenantCtx,
+    json: &str,
+    idem: &Idem,
+) -> Result<Response, ApiError> {
     let de = &mut serde_json::Deserializer::from_str(json);
     let batch: BatchRequest<'_> =
         serde_path_to_error::deserialize(de).map_err(|e| crate::validate::json_error(&e))?;
@@ -327,14 +373,10 @@ async fn batch_inner(
     let prepared: Vec<Result<Valid, ApiError>> = batch
         .messages
         .iter()
-        .map(|raw| prepare(app, &tenant, raw.get(), now))
+        .map(|raw| prepare(app, tenant, raw.get(), now))
         .collect();
     let n_valid = prepared.iter().filter(|r| r.is_ok()).count();
-    rate_limit(&tenant, n_valid as u32)?;
-    let idem = match idem_start(app, &tenant, headers, &body).await? {
-        Ok(i) => i,
-        Err(replay) => return Ok(replay),
-    };
+    rate_limit(tenant, n_valid as u32)?;
 
     let mut msgs = Vec::with_capacity(n_valid);
     let mut out = String::with_capacity(prepared.len() * 96 + 64);
@@ -352,16 +394,13 @@ async fn batch_inner(
                 msgs.push(msg);
                 serde_json::to_string(&accepted_body(v, status))
             }
-            Err(e) => {
-                refuse(app, &tenant.cfg.name, "-", e);
-                serde_json::to_string(&serde_json::json!({ "error": e.body() }))
-            }
+            Err(e) => serde_json::to_string(&serde_json::json!({ "error": e.body() })),
         };
         out.push_str(&item.map_err(|e| ApiError::new(500, "internal", e.to_string()))?);
     }
     out.push_str("]}");
     let status = if n_valid == prepared.len() { 202 } else { 207 };
-    let write = match &idem {
+    let write = match idem {
         Idem::Fresh { key, fingerprint } => Some(IdemWrite {
             tenant: &tenant.cfg.name,
             key,
@@ -379,9 +418,6 @@ async fn batch_inner(
                 .with_label_values(&["accept"])
                 .inc();
             tracing::warn!(error = %e, count = msgs.len(), "Could not store a batch; answering 503.");
-            if let Idem::Fresh { key, .. } = &idem {
-                let _ = app.store.idem_abort(&tenant.cfg.name, key).await;
-            }
             return Err(ApiError::store_unavailable());
         }
         app.metrics
@@ -389,11 +425,15 @@ async fn batch_inner(
             .with_label_values(&["store_accept", "batch"])
             .observe(t0.elapsed().as_secs_f64());
     }
-    for m in &msgs {
-        app.metrics
-            .accepted
-            .with_label_values(&[&tenant.cfg.name, m.channel.as_str()])
-            .inc();
+    // One counter update per channel, not per message.
+    for ch in goniec_config::Channel::ALL {
+        let n = msgs.iter().filter(|m| m.channel == ch).count() as u64;
+        if n > 0 {
+            app.metrics
+                .accepted
+                .with_label_values(&[&tenant.cfg.name, ch.as_str()])
+                .inc_by(n);
+        }
     }
     Ok(json_response(status, out))
 }
@@ -512,6 +552,11 @@ pub async fn cancel(
                 409,
                 "not-cancellable",
                 format!("the message is already `{current}`; only messages not yet submitted can be cancelled"),
+            )),
+            Ok(Transition::InFlight) => Err(ApiError::new(
+                409,
+                "not-cancellable",
+                "the message is being submitted to the carrier right now and can no longer be cancelled",
             )),
             Ok(Transition::Missing) => Err(ApiError::not_found("message")),
             Err(_) => Err(ApiError::store_unavailable()),

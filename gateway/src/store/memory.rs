@@ -23,6 +23,8 @@ struct Rec {
     status: Status,
     events: Vec<Event>,
     notify: bool,
+    /// A worker is submitting it: it cannot be cancelled.
+    in_flight: bool,
 }
 
 struct Pending {
@@ -82,6 +84,9 @@ impl Inner {
             return Transition::Refused {
                 current: rec.status,
             };
+        }
+        if change.to == Status::Cancelled && rec.in_flight {
+            return Transition::InFlight;
         }
         let from = rec.status;
         rec.status = change.to;
@@ -213,6 +218,7 @@ impl Store for MemoryStore {
                         status: m.status,
                         events: m.events.clone(),
                         notify: m.notify,
+                        in_flight: false,
                     },
                 );
                 let lane = Lane::Channel(m.channel);
@@ -274,6 +280,37 @@ impl Store for MemoryStore {
             out.push(self.get(id).await?);
         }
         Ok(out)
+    }
+
+    async fn begin_delivery(&self, ids: &[String]) -> Result<Vec<Option<Record>>, StoreError> {
+        {
+            let mut g = self.lock();
+            for id in ids {
+                if let Some(r) = g.records.get_mut(id) {
+                    if r.status == Status::Queued {
+                        r.in_flight = true;
+                    }
+                }
+            }
+        }
+        self.get_many(ids).await
+    }
+
+    async fn touch(
+        &self,
+        lane: Lane,
+        _consumer: &str,
+        entries: &[String],
+    ) -> Result<(), StoreError> {
+        let mut g = self.lock();
+        let st = g.lanes.entry(lane).or_default();
+        let now = Instant::now();
+        for e in entries {
+            if let Some(p) = st.pending.get_mut(e) {
+                p.since = now;
+            }
+        }
+        Ok(())
     }
 
     async fn transition(&self, id: &str, change: &Change) -> Result<Transition, StoreError> {
@@ -424,6 +461,9 @@ impl Store for MemoryStore {
     async fn retry(&self, lease: &Lease, at_ms: i64) -> Result<(), StoreError> {
         let mut g = self.lock();
         if g.ack(lease) {
+            if let Some(r) = g.records.get_mut(&lease.job.id) {
+                r.in_flight = false;
+            }
             let job = Job {
                 attempt: lease.job.attempt + 1,
                 ..lease.job.clone()

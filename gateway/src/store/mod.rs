@@ -129,6 +129,8 @@ pub enum Transition {
     Refused { current: Status },
     /// No such message (never existed or past retention).
     Missing,
+    /// Refused: a cancel while a worker is submitting the message.
+    InFlight,
 }
 
 impl Transition {
@@ -216,6 +218,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Load several messages in one round trip, in order.
     async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Record>>, StoreError>;
+
+    /// Load claimed messages for delivery and mark those in `queued` as in flight, so
+    /// a cancel cannot race the submit (it gets [`Transition::InFlight`]). The mark is
+    /// cleared when the message is given back for a retry. One round trip.
+    async fn begin_delivery(&self, ids: &[String]) -> Result<Vec<Option<Record>>, StoreError>;
+
+    /// Tell the store this consumer is still working on these entries, so they are not
+    /// reclaimed as abandoned while a slow submit or an egress limit holds them.
+    async fn touch(&self, lane: Lane, consumer: &str, entries: &[String])
+        -> Result<(), StoreError>;
 
     /// Apply a status change if the transition table allows it; queue a callback when
     /// the message has one.

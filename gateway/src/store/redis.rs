@@ -35,13 +35,16 @@ use crate::model::{Event, MessageData, Record, Status};
 
 const GROUP: &str = "workers";
 
-/// Applies a transition if allowed and queues a callback.
-/// Returns {code, current}: 0 missing, 1 applied (current = previous), 2 refused.
+/// Applies a transition if allowed and queues a callback. Field `x` marks a message a
+/// worker is submitting: it cannot be cancelled then.
+/// Returns {code, current}: 0 missing, 1 applied (current = previous), 2 refused,
+/// 4 in flight.
 const TRANSITION_LUA: &str = r#"
 local function transition(rec, hook, to, allowed, event, cbpayload, cbjob)
   local cur = redis.call('HGET', rec, 's')
   if not cur then return {0, ''} end
   if not string.find(allowed, ',' .. cur .. ',', 1, true) then return {2, cur} end
+  if to == 'cancelled' and redis.call('HEXISTS', rec, 'x') == 1 then return {4, cur} end
   local ev = redis.call('HGET', rec, 'e') or ''
   redis.call('HSET', rec, 's', to, 'e', ev .. '\n' .. event)
   if redis.call('HGET', rec, 'cb') == '1' then
@@ -61,6 +64,10 @@ return transition(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 ///       corr value ('' = none), corr ttl s, retry member ('' = none), retry score,
 ///       dlq reason ('' = none), job id, attempt, payload.
 const FINISH_MAIN: &str = r#"
+-- Only the lease's current holder finishes it: if another worker already acked the
+-- entry (a reclaimed duplicate), do not schedule or bury it a second time.
+local acked = redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[3], ARGV[2])
 local res = {3, ''}
 if ARGV[3] ~= '' then
   res = transition(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
@@ -68,15 +75,28 @@ end
 if ARGV[8] ~= '' then
   redis.call('SET', KEYS[4], ARGV[8], 'EX', tonumber(ARGV[9]))
 end
-if ARGV[10] ~= '' then
+if acked == 1 and ARGV[10] ~= '' then
+  redis.call('HDEL', KEYS[1], 'x')
   redis.call('ZADD', KEYS[5], tonumber(ARGV[11]), ARGV[10])
 end
-if ARGV[12] ~= '' then
+if acked == 1 and ARGV[12] ~= '' then
   redis.call('XADD', KEYS[6], '*', 'j', ARGV[13], 'n', ARGV[14], 'p', ARGV[15], 'reason', ARGV[12])
 end
-redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[3], ARGV[2])
 return res
+"#;
+
+/// Loads records for delivery and marks the queued ones in flight.
+/// KEYS: record keys. Returns d, s, e for each ('' when absent).
+const BEGIN: &str = r#"
+local out = {}
+for _, k in ipairs(KEYS) do
+  local v = redis.call('HMGET', k, 'd', 's', 'e')
+  if v[2] == 'queued' then redis.call('HSET', k, 'x', '1') end
+  out[#out + 1] = v[1] or ''
+  out[#out + 1] = v[2] or ''
+  out[#out + 1] = v[3] or ''
+end
+return out
 "#;
 
 /// Moves due jobs from the scheduled set to the stream; `scheduled` messages become
@@ -103,6 +123,13 @@ end
 return #due
 "#;
 
+/// Drops a pending idempotency reservation, never a completed response. KEYS: the key.
+const IDEM_ABORT: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, 2) == 'P|' then redis.call('DEL', KEYS[1]) end
+return 1
+"#;
+
 /// The Redis backend. Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
@@ -118,6 +145,11 @@ pub struct RedisStore {
     transition: Script,
     finish: Script,
     promote: Script,
+    idem_abort: Script,
+    begin: Script,
+    /// Where the last `XAUTOCLAIM` of each lane stopped, so scans cover the whole
+    /// pending list instead of its first page over and over.
+    reclaim_cursor: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Lane, String>>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -166,6 +198,9 @@ impl RedisStore {
             transition: Script::new(&format!("{TRANSITION_LUA}{TRANSITION_MAIN}")),
             finish: Script::new(&format!("{TRANSITION_LUA}{FINISH_MAIN}")),
             promote: Script::new(PROMOTE),
+            idem_abort: Script::new(IDEM_ABORT),
+            begin: Script::new(BEGIN),
+            reclaim_cursor: Default::default(),
         })
     }
 
@@ -295,18 +330,40 @@ impl RedisStore {
         transition_result(code, &cur)
     }
 
-    fn leases(&self, lane: Lane, ids: Vec<StreamId>, reclaimed: bool) -> Vec<Lease> {
-        ids.into_iter()
-            .filter_map(|e| {
-                let job = job_from_fields(&e)?;
-                Some(Lease {
+    /// Turn stream entries into leases. An entry this version cannot read would stay
+    /// pending for ever and be reclaimed again and again: drop it loudly instead.
+    async fn leases(
+        &self,
+        lane: Lane,
+        ids: Vec<StreamId>,
+        reclaimed: bool,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut bad = Vec::new();
+        for e in ids {
+            match job_from_fields(&e) {
+                Some(job) => out.push(Lease {
                     lane,
                     entry: e.id,
                     job,
                     reclaimed,
-                })
-            })
-            .collect()
+                }),
+                None => bad.push(e.id),
+            }
+        }
+        if !bad.is_empty() {
+            tracing::error!(%lane, entries = ?bad, "Dropping unreadable queue entries.");
+            let mut p = redis::pipe();
+            p.cmd("XACK")
+                .arg(self.queue_key(lane))
+                .arg(GROUP)
+                .arg(&bad)
+                .ignore();
+            p.cmd("XDEL").arg(self.queue_key(lane)).arg(&bad).ignore();
+            let mut c = self.conn.clone();
+            let _: () = p.query_async(&mut c).await.map_err(unavailable)?;
+        }
+        Ok(out)
     }
 
     /// Remove everything under this store's prefix (tests only).
@@ -335,6 +392,7 @@ fn transition_result(code: i64, cur: &str) -> Result<Transition, StoreError> {
         0 => Transition::Missing,
         1 => Transition::Applied { from: status()? },
         2 => Transition::Refused { current: status()? },
+        4 => Transition::InFlight,
         // No change was requested: report the lease as finished.
         _ => Transition::Applied {
             from: Status::Queued,
@@ -384,6 +442,15 @@ fn parse_record(
     }))
 }
 
+/// A record that does not parse (written by a newer version, or damaged) must not stall
+/// a whole batch: it is reported and treated as absent.
+fn parse_or_log(d: Option<String>, s: Option<String>, e: Option<String>) -> Option<Record> {
+    parse_record(d, s, e).unwrap_or_else(|err| {
+        tracing::error!(error = %err, "Unreadable message record; skipping it.");
+        None
+    })
+}
+
 fn stream_age_ms(entry_id: &str, now_ms: i64) -> u64 {
     let ms: i64 = entry_id
         .split('-')
@@ -415,8 +482,11 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let mut p = redis::pipe();
         p.atomic();
+        let now = crate::model::now_ms();
         for m in msgs {
             let rec = self.rec_key(&m.id);
+            // A scheduled message is kept for the retention period after it is due.
+            let ttl = self.retention_s + m.due_ms.map_or(0, |d| ((d - now).max(0) / 1000) as u64);
             let mut events = String::new();
             for (i, ev) in m.events.iter().enumerate() {
                 if i > 0 {
@@ -439,7 +509,7 @@ impl Store for RedisStore {
                 .arg("cb")
                 .arg(if m.notify { "1" } else { "0" })
                 .ignore();
-            p.cmd("EXPIRE").arg(&rec).arg(self.retention_s).ignore();
+            p.cmd("EXPIRE").arg(&rec).arg(ttl).ignore();
             let lane = Lane::Channel(m.channel);
             match (m.status, m.due_ms) {
                 (Status::Scheduled, Some(due)) => {
@@ -469,7 +539,7 @@ impl Store for RedisStore {
             }
             let mut index = |key: String| {
                 p.cmd("ZADD").arg(&key).arg(0).arg(&m.id).ignore();
-                p.cmd("EXPIRE").arg(&key).arg(self.retention_s).ignore();
+                p.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
             };
             index(self.history_key(&m.tenant, &HistoryKey::To(m.to.clone())));
             if let Some(r) = &m.client_ref {
@@ -508,9 +578,51 @@ impl Store for RedisStore {
         let mut c = self.conn.clone();
         let rows: Vec<(Option<String>, Option<String>, Option<String>)> =
             p.query_async(&mut c).await.map_err(unavailable)?;
-        rows.into_iter()
-            .map(|(d, s, e)| parse_record(d, s, e))
-            .collect()
+        Ok(rows
+            .into_iter()
+            .map(|(d, s, e)| parse_or_log(d, s, e))
+            .collect())
+    }
+
+    async fn begin_delivery(&self, ids: &[String]) -> Result<Vec<Option<Record>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut inv = self.begin.prepare_invoke();
+        for id in ids {
+            inv.key(self.rec_key(id));
+        }
+        let mut c = self.conn.clone();
+        let flat: Vec<String> = inv.invoke_async(&mut c).await.map_err(unavailable)?;
+        let some = |v: &String| (!v.is_empty()).then(|| v.clone());
+        Ok(flat
+            .chunks_exact(3)
+            .map(|r| parse_or_log(some(&r[0]), some(&r[1]), some(&r[2])))
+            .collect())
+    }
+
+    async fn touch(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        entries: &[String],
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // XCLAIM with min-idle 0 to ourselves resets the entries' idle time.
+        let mut c = self.conn.clone();
+        let _: redis::Value = redis::cmd("XCLAIM")
+            .arg(self.queue_key(lane))
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(entries)
+            .arg("JUSTID")
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     async fn transition(&self, id: &str, change: &Change) -> Result<Transition, StoreError> {
@@ -539,19 +651,29 @@ impl Store for RedisStore {
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
         let max = before.map_or_else(|| "+".to_string(), |b| format!("({b}"));
-        let mut c = self.conn.clone();
-        redis::cmd("ZRANGE")
-            .arg(self.history_key(tenant, key))
+        let key = self.history_key(tenant, key);
+        // Drop ids of records past retention first (ULIDs sort by time), so the set
+        // of a frequently contacted recipient does not grow for ever.
+        let cutoff_ms = (crate::model::now_ms() as u64).saturating_sub(self.retention_s * 1000);
+        let cutoff = ulid::Ulid::from_parts(cutoff_ms, 0).to_string();
+        let mut p = redis::pipe();
+        p.cmd("ZREMRANGEBYLEX")
+            .arg(&key)
+            .arg("-")
+            .arg(format!("({cutoff}"))
+            .ignore();
+        p.cmd("ZRANGE")
+            .arg(&key)
             .arg(max)
             .arg("-")
             .arg("BYLEX")
             .arg("REV")
             .arg("LIMIT")
             .arg(0)
-            .arg(limit)
-            .query_async(&mut c)
-            .await
-            .map_err(unavailable)
+            .arg(limit);
+        let mut c = self.conn.clone();
+        let (ids,): (Vec<String>,) = p.query_async(&mut c).await.map_err(unavailable)?;
+        Ok(ids)
     }
 
     async fn idem_begin(
@@ -593,11 +715,8 @@ impl Store for RedisStore {
     async fn idem_abort(&self, tenant: &str, key: &str) -> Result<(), StoreError> {
         let k = self.idem_key(tenant, key);
         let mut c = self.conn.clone();
-        // Only drop a pending reservation, never a completed response.
-        let script = Script::new(
-            "local v = redis.call('GET', KEYS[1]) if v and string.sub(v, 1, 2) == 'P|' then redis.call('DEL', KEYS[1]) end return 1",
-        );
-        let _: i64 = script
+        let _: i64 = self
+            .idem_abort
             .key(k)
             .invoke_async(&mut c)
             .await
@@ -635,7 +754,7 @@ impl Store for RedisStore {
                     let ids = reply
                         .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
                         .unwrap_or_default();
-                    return Ok(self.leases(lane, ids, false));
+                    return self.leases(lane, ids, false).await;
                 }
                 // The stream or group vanished (Redis restarted without data): recreate.
                 Err(e) if e.code() == Some("NOGROUP") => self.ensure_groups().await?,
@@ -652,19 +771,32 @@ impl Store for RedisStore {
         min_idle: Duration,
         max: usize,
     ) -> Result<Vec<Lease>, StoreError> {
+        let start = {
+            let g = self
+                .reclaim_cursor
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            g.get(&lane).cloned().unwrap_or_else(|| "0-0".to_string())
+        };
         let mut c = self.conn.clone();
         let r: Result<StreamAutoClaimReply, RedisError> = redis::cmd("XAUTOCLAIM")
             .arg(self.queue_key(lane))
             .arg(GROUP)
             .arg(consumer)
             .arg(min_idle.as_millis() as u64)
-            .arg("0-0")
+            .arg(start)
             .arg("COUNT")
             .arg(max)
             .query_async(&mut c)
             .await;
         match r {
-            Ok(reply) => Ok(self.leases(lane, reply.claimed, true)),
+            Ok(reply) => {
+                self.reclaim_cursor
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(lane, reply.next_stream_id.clone());
+                self.leases(lane, reply.claimed, true).await
+            }
             Err(e) if e.code() == Some("NOGROUP") => {
                 self.ensure_groups().await?;
                 Ok(Vec::new())

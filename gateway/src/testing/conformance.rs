@@ -108,6 +108,76 @@ pub async fn run(store: &dyn Store) {
     scheduled_messages(store).await;
     history_newest_first_with_cursor(store).await;
     idempotency(store).await;
+    in_flight_messages_cannot_be_cancelled(store).await;
+    heartbeat_keeps_leases(store).await;
+    stale_lease_cannot_retry_or_bury(store).await;
+}
+
+async fn in_flight_messages_cannot_be_cancelled(store: &dyn Store) {
+    let m = message("t-inflight", "+48500000800", None, false, None);
+    store.accept(std::slice::from_ref(&m), None).await.unwrap();
+    let lane = Lane::Channel(Channel::Sms);
+    let l = drain(store, lane).await.pop().unwrap();
+    let recs = store
+        .begin_delivery(std::slice::from_ref(&l.job.id))
+        .await
+        .unwrap();
+    assert_eq!(recs[0].as_ref().unwrap().status, Status::Queued);
+    let cancel = Change::new(Status::Cancelled, now_ms(), None, None);
+    assert_eq!(
+        store.transition(&m.id, &cancel).await.unwrap(),
+        Transition::InFlight
+    );
+    // Given back for a retry, it may be cancelled again.
+    store.retry(&l, now_ms()).await.unwrap();
+    assert!(store.transition(&m.id, &cancel).await.unwrap().applied());
+    assert_eq!(
+        store.begin_delivery(&[new_message_id()]).await.unwrap(),
+        vec![None]
+    );
+    store.promote_due(lane, now_ms() + 1, 100).await.unwrap();
+    for l in drain(store, lane).await {
+        store.complete(&l, None, None).await.unwrap();
+    }
+}
+
+async fn heartbeat_keeps_leases(store: &dyn Store) {
+    let m = message("t-touch", "+48500000900", None, false, None);
+    store.accept(std::slice::from_ref(&m), None).await.unwrap();
+    let lane = Lane::Channel(Channel::Sms);
+    let l = drain(store, lane).await.pop().unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    store
+        .touch(lane, "conformance", std::slice::from_ref(&l.entry))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .reclaim(lane, "rescuer", Duration::from_millis(40), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a touched lease is not abandoned"
+    );
+    store.complete(&l, None, None).await.unwrap();
+}
+
+async fn stale_lease_cannot_retry_or_bury(store: &dyn Store) {
+    let m = message("t-stale", "+48500001000", None, false, None);
+    store.accept(std::slice::from_ref(&m), None).await.unwrap();
+    let lane = Lane::Channel(Channel::Sms);
+    let l = drain(store, lane).await.pop().unwrap();
+    store.complete(&l, None, None).await.unwrap();
+    // A second holder of the same (already finished) lease must not requeue or bury it.
+    store.retry(&l, now_ms()).await.unwrap();
+    assert_eq!(store.promote_due(lane, now_ms() + 1, 100).await.unwrap(), 0);
+    let before = store.dead_letters(lane, 10_000).await.unwrap().len();
+    store.bury(&l, "dup", None).await.unwrap();
+    assert_eq!(
+        store.dead_letters(lane, 10_000).await.unwrap().len(),
+        before
+    );
+    assert!(drain(store, lane).await.is_empty());
 }
 
 async fn accept_get_and_transitions(store: &dyn Store) {
