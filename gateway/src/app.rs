@@ -177,6 +177,8 @@ impl Flags {
 pub struct App {
     pub cfg: Arc<Config>,
     pub store: Arc<dyn Store>,
+    /// Group commit for single submissions without an idempotency key.
+    pub batcher: crate::store::batcher::Batcher,
     pub metrics: Metrics,
     pub tenants: Tenants,
     pub router: Router,

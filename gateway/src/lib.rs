@@ -92,6 +92,7 @@ pub async fn run(
 
     let (webhook_client, webhook_client_private) = webhooks::clients(cfg.webhooks.timeout);
     let app = Arc::new(App {
+        batcher: store::batcher::Batcher::start(store.clone()),
         metrics: Metrics::new(),
         tenants: Tenants::new(&cfg.tenants),
         router: Router::new(&cfg, &connectors),

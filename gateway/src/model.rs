@@ -20,7 +20,9 @@ pub fn new_message_id() -> String {
     static GENERATOR: OnceLock<Mutex<ulid::Generator>> = OnceLock::new();
     let g = GENERATOR.get_or_init(|| Mutex::new(ulid::Generator::new()));
     let mut g = g.lock().unwrap_or_else(|p| p.into_inner());
-    g.generate().unwrap_or_else(|_| ulid::Ulid::new()).to_string()
+    g.generate()
+        .unwrap_or_else(|_| ulid::Ulid::new())
+        .to_string()
 }
 
 /// True when `s` has the shape of a message id (so a bad path segment is a clean 404).

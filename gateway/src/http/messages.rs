@@ -279,7 +279,12 @@ async fn accept_one(
         Idem::None => None,
     };
     let t0 = Instant::now();
-    if let Err(e) = app.store.accept(std::slice::from_ref(&msg), write).await {
+    let stored = match write {
+        // With an idempotency key the response is written in the same transaction.
+        Some(w) => app.store.accept(std::slice::from_ref(&msg), Some(w)).await,
+        None => app.batcher.accept(msg).await,
+    };
+    if let Err(e) = stored {
         app.metrics
             .store_errors
             .with_label_values(&["accept"])

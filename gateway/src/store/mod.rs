@@ -15,6 +15,7 @@
 //! only through [`Store::complete`], [`Store::retry`] or [`Store::bury`], each of
 //! which writes the message's new state in the same atomic step.
 
+pub mod batcher;
 pub mod memory;
 pub mod redis;
 

@@ -2,7 +2,8 @@
 //!
 //! Keys (all under the configured prefix `P`):
 //! * `P:m:{id}` hash: `d` message data (JSON), `s` status, `e` events (JSON lines),
-//!   `t` tenant, `cb` 1 when status changes are posted back; expires after retention.
+//!   `cb` 1 when status changes are posted back, `x` while a worker submits it;
+//!   expires after retention.
 //! * `P:h:{tenant}:to:{to}` / `P:h:{tenant}:ref:{ref}` sorted sets of message ids
 //!   (score 0, so ULIDs sort by time lexicographically) for contact history.
 //! * `P:q:{lane}` stream with consumer group `workers`; entries carry `j` job id,
@@ -504,8 +505,6 @@ impl Store for RedisStore {
                 .arg(m.status.as_str())
                 .arg("e")
                 .arg(events)
-                .arg("t")
-                .arg(&m.tenant)
                 .arg("cb")
                 .arg(if m.notify { "1" } else { "0" })
                 .ignore();
