@@ -246,7 +246,7 @@ impl Store for MemoryStore {
                 }
             }
             if let Some(w) = idem {
-                let v = format!("D|{}|{}|{}", w.fingerprint, w.status, w.body);
+                let v = super::encode_idem_done(&w);
                 g.idem.insert(
                     format!("{}\0{}", w.tenant, w.key),
                     (v, Instant::now() + self.idem_ttl),
@@ -348,20 +348,7 @@ impl Store for MemoryStore {
         let now = Instant::now();
         if let Some((v, exp)) = g.idem.get(&k) {
             if *exp > now {
-                if let Some(fp) = v.strip_prefix("P|") {
-                    return Ok(IdemBegin::InProgress {
-                        fingerprint: fp.to_string(),
-                    });
-                }
-                let mut it = v.strip_prefix("D|").unwrap_or_default().splitn(3, '|');
-                let fingerprint = it.next().unwrap_or_default().to_string();
-                let status = it.next().and_then(|s| s.parse().ok()).unwrap_or(500);
-                let body = it.next().unwrap_or_default().to_string();
-                return Ok(IdemBegin::Done {
-                    fingerprint,
-                    status,
-                    body,
-                });
+                return super::parse_idem(v);
             }
         }
         g.idem.insert(

@@ -346,6 +346,31 @@ impl CallbackPayload {
     }
 }
 
+/// Encode an idempotency record: `P|fp` while in progress, `D|fp|status|body` when done.
+pub(crate) fn encode_idem_done(w: &IdemWrite<'_>) -> String {
+    format!("D|{}|{}|{}", w.fingerprint, w.status, w.body)
+}
+
+/// Parse an idempotency record written by [`encode_idem_done`] or a reservation.
+pub(crate) fn parse_idem(v: &str) -> Result<IdemBegin, StoreError> {
+    let corrupt = || StoreError::Corrupt("idempotency record".into());
+    if let Some(fp) = v.strip_prefix("P|") {
+        return Ok(IdemBegin::InProgress {
+            fingerprint: fp.to_string(),
+        });
+    }
+    let rest = v.strip_prefix("D|").ok_or_else(corrupt)?;
+    let mut it = rest.splitn(3, '|');
+    let fingerprint = it.next().ok_or_else(corrupt)?.to_string();
+    let status = it.next().and_then(|s| s.parse().ok()).ok_or_else(corrupt)?;
+    let body = it.next().ok_or_else(corrupt)?.to_string();
+    Ok(IdemBegin::Done {
+        fingerprint,
+        status,
+        body,
+    })
+}
+
 /// Encode a job as a scheduled-set member: `attempt|id|payload`.
 pub(crate) fn encode_member(job: &Job) -> String {
     format!("{}|{}|{}", job.attempt, job.id, job.payload)

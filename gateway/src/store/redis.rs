@@ -29,8 +29,8 @@ use redis::{RedisError, Script, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    encode_member, CallbackPayload, Change, HistoryKey, IdemBegin, IdemWrite, Job, Lane, LaneStats,
-    Lease, NewMessage, Store, StoreError, Transition,
+    encode_member, parse_idem, CallbackPayload, Change, HistoryKey, IdemBegin, IdemWrite, Job,
+    Lane, LaneStats, Lease, NewMessage, Store, StoreError, Transition,
 };
 use crate::model::{Event, MessageData, Record, Status};
 
@@ -548,7 +548,7 @@ impl Store for RedisStore {
         if let Some(w) = idem {
             p.cmd("SET")
                 .arg(self.idem_key(w.tenant, w.key))
-                .arg(format!("D|{}|{}|{}", w.fingerprint, w.status, w.body))
+                .arg(super::encode_idem_done(&w))
                 .arg("EX")
                 .arg(self.idem_ttl_s)
                 .ignore();
@@ -922,25 +922,6 @@ impl Store for RedisStore {
             })
             .collect())
     }
-}
-
-fn parse_idem(v: &str) -> Result<IdemBegin, StoreError> {
-    let corrupt = || StoreError::Corrupt("idempotency record".into());
-    if let Some(fp) = v.strip_prefix("P|") {
-        return Ok(IdemBegin::InProgress {
-            fingerprint: fp.to_string(),
-        });
-    }
-    let rest = v.strip_prefix("D|").ok_or_else(corrupt)?;
-    let mut it = rest.splitn(3, '|');
-    let fingerprint = it.next().ok_or_else(corrupt)?.to_string();
-    let status = it.next().and_then(|s| s.parse().ok()).ok_or_else(corrupt)?;
-    let body = it.next().ok_or_else(corrupt)?.to_string();
-    Ok(IdemBegin::Done {
-        fingerprint,
-        status,
-        body,
-    })
 }
 
 impl RedisStore {
