@@ -33,6 +33,7 @@ pub struct Config {
     pub store: Store,
     pub workers: Workers,
     pub webhooks: Webhooks,
+    pub admin: Admin,
     pub tenants: Vec<Tenant>,
     pub connectors: Vec<ConnectorConfig>,
     pub routes: Vec<Route>,
@@ -151,6 +152,15 @@ pub struct Webhooks {
     pub retry_max: Duration,
     /// Callbacks in flight at once. Default 64.
     pub concurrency: usize,
+}
+
+/// `[admin]`: the operator's access to `/v1/admin/*` (dead letters).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Admin {
+    /// SHA-256 hashes of operator keys, `sha256:<64 hex>` (`goniec hash-key KEY`).
+    /// Empty (the default) turns the admin endpoints off.
+    pub api_keys: Vec<String>,
 }
 
 /// `[[tenants]]`: one API client (a collection firm).

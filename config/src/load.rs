@@ -19,8 +19,8 @@ use toml::{Table, Value};
 
 use crate::validate::{self, Layout};
 use crate::{
-    Config, ConnectorConfig, ConnectorKind, Log, Rate, Route, Server, Store, StubConnector, Tenant,
-    Webhooks, Workers,
+    Admin, Config, ConnectorConfig, ConnectorKind, Log, Rate, Route, Server, Store, StubConnector,
+    Tenant, Webhooks, Workers,
 };
 
 /// Only variables with this prefix are read…
@@ -36,6 +36,7 @@ const SECTIONS: &[&str] = &[
     "store",
     "workers",
     "webhooks",
+    "admin",
     "tenants",
     "connectors",
     "routes",
@@ -395,6 +396,7 @@ impl Reader {
             store: self.table_section::<Store>(root, "store"),
             workers: self.table_section::<Workers>(root, "workers"),
             webhooks: self.table_section::<Webhooks>(root, "webhooks"),
+            admin: self.table_section::<Admin>(root, "admin"),
             ..Config::default()
         };
         for (i, item) in self.array_items(root, "tenants") {

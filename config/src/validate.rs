@@ -60,6 +60,7 @@ pub(crate) fn check(config: &Config, layout: &Layout) -> Vec<ConfigError> {
     out.workers(config);
     out.webhooks(config);
     out.tenants(config, layout);
+    out.admin(config);
     out.connectors(config, layout);
     out.routes(config, layout);
     out.errors
@@ -169,6 +170,24 @@ impl Checks {
         self.at_least_one("webhooks.concurrency", webhooks.concurrency as u64);
         self.backoff("webhooks", webhooks.retry_base, webhooks.retry_max);
         self.positive("webhooks.timeout", webhooks.timeout);
+    }
+
+    fn admin(&mut self, config: &Config) {
+        for (k, hash) in config.admin.api_keys.iter().enumerate() {
+            let path = format!("admin.api_keys[{k}]");
+            if !is_key_hash(hash) {
+                self.error(
+                    path,
+                    "must be the key's hash, \"sha256:\" followed by 64 lowercase hex digits; \
+                     run `goniec hash-key KEY` and paste its output, never the key",
+                );
+            } else if config.tenants.iter().any(|t| t.api_keys.contains(hash)) {
+                self.error(
+                    path,
+                    "is also a tenant's API key; the operator key must be its own",
+                );
+            }
+        }
     }
 
     fn tenants(&mut self, config: &Config, layout: &Layout) {

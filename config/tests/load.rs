@@ -484,3 +484,26 @@ fn env_cannot_descend_into_a_value() {
 fn default_config_round_trips_through_validate() {
     assert!(Config::default().validate().is_ok());
 }
+
+#[test]
+fn admin_keys_must_be_hashes_of_their_own() {
+    let text = format!(
+        r#"
+[admin]
+api_keys = ["{HASH_A}", "operator-key", "{HASH_B}"]
+
+[[tenants]]
+name = "acme"
+api_keys = ["{HASH_A}"]
+webhook_secret = "0123456789abcdef"
+"#
+    );
+    let e = errors(&text, no_env());
+    assert_eq!(keys(&e), ["admin.api_keys[0]", "admin.api_keys[1]"]);
+    assert!(message(&e, "admin.api_keys[0]").contains("tenant"));
+    assert!(message(&e, "admin.api_keys[1]").contains("hash-key"));
+    assert!(
+        !e.to_string().contains("operator-key"),
+        "a pasted key is never echoed"
+    );
+}

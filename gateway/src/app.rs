@@ -39,6 +39,14 @@ pub struct TenantCtx {
 pub struct Tenants {
     keys: Vec<([u8; 32], usize)>,
     list: Vec<Arc<TenantCtx>>,
+    /// Operator key hashes (`[admin]`).
+    admin: Vec<[u8; 32]>,
+}
+
+fn parse_hash(k: &str) -> Option<[u8; 32]> {
+    let mut h = [0u8; 32];
+    hex::decode_to_slice(k.strip_prefix("sha256:")?, &mut h).ok()?;
+    Some(h)
 }
 
 /// `sha256:<hex>` as stored in config, for `goniec hash-key`.
@@ -47,24 +55,40 @@ pub fn hash_key(key: &str) -> String {
 }
 
 impl Tenants {
-    pub fn new(cfg: &[Tenant]) -> Self {
+    pub fn new(cfg: &[Tenant], admin: &goniec_config::Admin) -> Self {
         let mut keys = Vec::new();
         let mut list = Vec::new();
         for (i, t) in cfg.iter().enumerate() {
-            for k in &t.api_keys {
-                let mut h = [0u8; 32];
-                if let Some(hexs) = k.strip_prefix("sha256:") {
-                    if hex::decode_to_slice(hexs, &mut h).is_ok() {
-                        keys.push((h, i));
-                    }
-                }
-            }
+            keys.extend(
+                t.api_keys
+                    .iter()
+                    .filter_map(|k| parse_hash(k))
+                    .map(|h| (h, i)),
+            );
             list.push(Arc::new(TenantCtx {
                 cfg: t.clone(),
                 limiter: t.rate.as_ref().map(limiter),
             }));
         }
-        Tenants { keys, list }
+        let admin = admin
+            .api_keys
+            .iter()
+            .filter_map(|k| parse_hash(k))
+            .collect();
+        Tenants { keys, list, admin }
+    }
+
+    /// Whether admin endpoints are configured at all.
+    pub fn admin_enabled(&self) -> bool {
+        !self.admin.is_empty()
+    }
+
+    /// Whether a bearer token is an operator key (constant-time, every key compared).
+    pub fn is_admin(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.admin
+            .iter()
+            .fold(false, |found, h| found | bool::from(h.ct_eq(&digest)))
     }
 
     /// The tenant owning a bearer token. Compares hashes in constant time and looks at

@@ -94,7 +94,7 @@ pub async fn run(
     let app = Arc::new(App {
         batcher: store::batcher::Batcher::start(store.clone()),
         metrics: Metrics::new(),
-        tenants: Tenants::new(&cfg.tenants),
+        tenants: Tenants::new(&cfg.tenants, &cfg.admin),
         router: Router::new(&cfg, &connectors),
         rules: validate::Rules {
             max_schedule_ms: cfg.store.retention.as_millis().min(i64::MAX as u128) as i64,

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use goniec_gateway::testing::gateway::{
-    config_toml, metric_sum, parse, TestGateway, ACME_KEY, OTHER_KEY, SECRET,
+    config_toml, metric_sum, parse, TestGateway, ACME_KEY, ADMIN_KEY, OTHER_KEY, SECRET,
 };
 use goniec_gateway::testing::RedisServer;
 use hmac::{Hmac, Mac};
@@ -691,6 +691,43 @@ async fn callbacks_are_signed_retried_and_dead_lettered() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The operator sees them; a tenant key does not open the admin view.
+    let r = gw
+        .req(
+            Method::GET,
+            "/v1/admin/dead-letters?lane=webhook",
+            ADMIN_KEY,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let entries = body["entries"].as_array().unwrap();
+    assert!(entries.len() >= 2, "{body}");
+    assert!(entries
+        .iter()
+        .all(|e| e["attempts"] == 3 && e["reason"].as_str().unwrap().starts_with("max_attempts")));
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert!(
+        statuses.contains(&"submitted") && statuses.contains(&"delivered"),
+        "{body}"
+    );
+    let r = gw
+        .req(Method::GET, "/v1/admin/dead-letters?lane=webhook", ACME_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = gw
+        .req(Method::GET, "/v1/admin/dead-letters?lane=fax", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
     gw.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, authentication, body limits, health and metrics.
 
+pub mod admin;
 pub mod error;
 pub mod messages;
 
@@ -31,6 +32,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
             "/v1/messages/{id}",
             get(messages::show).delete(messages::cancel),
         )
+        .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

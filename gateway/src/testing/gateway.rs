@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 pub const ACME_KEY: &str = "acme-test-key";
 /// The API key of the `other` tenant in [`config_toml`].
 pub const OTHER_KEY: &str = "other-test-key";
+/// The operator key (`[admin]`).
+pub const ADMIN_KEY: &str = "admin-test-key";
 /// Both tenants' webhook secret.
 pub const SECRET: &str = "test-webhook-secret-0123456789";
 
@@ -49,6 +51,9 @@ max_attempts = 3
 retry_base = "50ms"
 retry_max = "200ms"
 
+[admin]
+api_keys = ["{admin}"]
+
 [[tenants]]
 name = "acme"
 api_keys = ["{acme}"]
@@ -64,6 +69,7 @@ webhook_secret = "{SECRET}"
 "#,
         acme = crate::app::hash_key(ACME_KEY),
         other = crate::app::hash_key(OTHER_KEY),
+        admin = crate::app::hash_key(ADMIN_KEY),
     )
 }
 
