@@ -8,6 +8,7 @@
 //! acceptance) and the SMPP connector (the actual split), so both agree.
 
 pub mod model;
+pub mod smpp;
 #[cfg(feature = "stub")]
 pub mod stub;
 pub mod text;

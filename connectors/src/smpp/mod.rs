@@ -1,0 +1,14 @@
+//! SMPP 3.4: our own framing and session layer on the `rusmpp` PDU codec (see
+//! `shared/research/smpp-crates.md` for why not `rusmppc` or `smpp-codec`).
+//!
+//! Built bottom-up; today this module holds the pieces that take bytes from the
+//! network, each bounded and panic-free:
+//! * [`frame`]: splits a TCP byte stream into exactly one PDU per frame
+//!   (16 ≤ command_length ≤ a configured maximum) and decodes only that frame.
+//! * [`receipt`]: the lenient delivery-receipt text parser and id normalisation.
+//!
+//! The session (bind, window, enquire_link, reconnect), the connector and the
+//! SMSC simulator build on these.
+
+pub mod frame;
+pub mod receipt;
