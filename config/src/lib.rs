@@ -250,12 +250,15 @@ pub enum ConnectorKind {
     /// A test double: accepts every message after `latency` and reports receipts.
     /// Only builds that include the `stub` feature can run it.
     Stub(StubConnector),
+    /// SMPP 3.4 to an SMSC.
+    Smpp(SmppConnector),
 }
 
 impl ConnectorKind {
     pub fn kind_name(&self) -> &'static str {
         match self {
             ConnectorKind::Stub(_) => "stub",
+            ConnectorKind::Smpp(_) => "smpp",
         }
     }
 
@@ -263,6 +266,62 @@ impl ConnectorKind {
     pub fn channels(&self) -> &[Channel] {
         match self {
             ConnectorKind::Stub(stub) => &stub.channels,
+            ConnectorKind::Smpp(_) => &[Channel::Sms],
+        }
+    }
+}
+
+/// `kind = "smpp"`: an SMPP 3.4 link to a carrier's SMSC.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmppConnector {
+    /// SMSC host (IP or name). Default `127.0.0.1`.
+    pub host: String,
+    /// SMSC port. Default 2775.
+    pub port: u16,
+    /// Bind credentials. `system_id` default `goniec`; `password` required.
+    pub system_id: String,
+    pub password: String,
+    /// Default empty.
+    pub system_type: String,
+    /// Parallel transceiver binds; messages spread over the ready ones. Default 1.
+    pub binds: usize,
+    /// Most requests outstanding per bind. Default 100.
+    pub window: usize,
+    /// Longest wait for a response. Default `10s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub response_timeout: Duration,
+    /// Idle time before an enquire_link. Default `30s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub enquire_link: Duration,
+    /// data_coding for GSM-7 text: 0 (SMSC default alphabet, unpacked septets) or
+    /// 3 (Latin-1, when the SMSC's default is not GSM-7). UCS-2 text always uses 8.
+    /// Default 0.
+    pub data_coding: u8,
+    /// Long messages: `udh8` (default), `udh16`, `sar` or `payload`.
+    pub concat: String,
+    /// Source TON/NPI override, e.g. `[5, 0]`; default derived from the sender.
+    pub source_ton_npi: Option<[u8; 2]>,
+    /// Default sender when a message has none. Default `Goniec`.
+    pub default_sender: String,
+}
+
+impl Default for SmppConnector {
+    fn default() -> Self {
+        SmppConnector {
+            host: "127.0.0.1".into(),
+            port: 2775,
+            system_id: "goniec".into(),
+            password: String::new(),
+            system_type: String::new(),
+            binds: 1,
+            window: 100,
+            response_timeout: Duration::from_secs(10),
+            enquire_link: Duration::from_secs(30),
+            data_coding: 0,
+            concat: "udh8".into(),
+            source_ton_npi: None,
+            default_sender: "Goniec".into(),
         }
     }
 }

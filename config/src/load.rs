@@ -19,8 +19,8 @@ use toml::{Table, Value};
 
 use crate::validate::{self, Layout};
 use crate::{
-    Admin, Config, ConnectorConfig, ConnectorKind, Log, Rate, Route, Server, Store, StubConnector,
-    Tenant, Webhooks, Workers,
+    Admin, Config, ConnectorConfig, ConnectorKind, Log, Rate, Route, Server, SmppConnector, Store,
+    StubConnector, Tenant, Webhooks, Workers,
 };
 
 /// Only variables with this prefix are read…
@@ -235,10 +235,16 @@ type KindReader = fn(&mut Reader, &Table, &str) -> Option<ConnectorKind>;
 
 /// Every connector kind the file may name. Adding a kind: a
 /// [`ConnectorKind`] variant with a `Deserialize` struct, and a line here.
-const KINDS: &[(&str, KindReader)] = &[("stub", |r, table, path| {
-    r.kind_section::<StubConnector>("stub", table, path)
-        .map(ConnectorKind::Stub)
-})];
+const KINDS: &[(&str, KindReader)] = &[
+    ("stub", |r, table, path| {
+        r.kind_section::<StubConnector>("stub", table, path)
+            .map(ConnectorKind::Stub)
+    }),
+    ("smpp", |r, table, path| {
+        r.kind_section::<SmppConnector>("smpp", table, path)
+            .map(ConnectorKind::Smpp)
+    }),
+];
 
 fn kind_names() -> String {
     KINDS

@@ -296,6 +296,55 @@ impl Checks {
                         );
                     }
                 }
+                ConnectorKind::Smpp(smpp) => {
+                    if smpp.host.trim().is_empty() {
+                        self.error(
+                            format!("{path}.host"),
+                            "missing; the SMSC's host name or IP",
+                        );
+                    }
+                    if smpp.port == 0 {
+                        self.error(format!("{path}.port"), "must be 1..=65535");
+                    }
+                    if smpp.system_id.is_empty() || smpp.system_id.len() > 15 {
+                        self.error(
+                            format!("{path}.system_id"),
+                            "must be 1 to 15 characters (SMPP 3.4)",
+                        );
+                    }
+                    if smpp.password.len() > 8 {
+                        self.error(
+                            format!("{path}.password"),
+                            "must be at most 8 characters (SMPP 3.4)",
+                        );
+                    }
+                    if smpp.system_type.len() > 12 {
+                        self.error(
+                            format!("{path}.system_type"),
+                            "must be at most 12 characters (SMPP 3.4)",
+                        );
+                    }
+                    if !(1..=64).contains(&smpp.binds) {
+                        self.error(format!("{path}.binds"), "must be 1..=64");
+                    }
+                    if !(1..=10_000).contains(&smpp.window) {
+                        self.error(format!("{path}.window"), "must be 1..=10000");
+                    }
+                    if ![0u8, 3].contains(&smpp.data_coding) {
+                        self.error(
+                            format!("{path}.data_coding"),
+                            "must be 0 (SMSC default alphabet, GSM-7) or 3 (Latin-1); UCS-2 text always goes as 8",
+                        );
+                    }
+                    if !["udh8", "udh16", "sar", "payload"].contains(&smpp.concat.as_str()) {
+                        self.error(
+                            format!("{path}.concat"),
+                            "must be udh8, udh16, sar or payload",
+                        );
+                    }
+                    self.positive(&format!("{path}.response_timeout"), smpp.response_timeout);
+                    self.positive(&format!("{path}.enquire_link"), smpp.enquire_link);
+                }
             }
         }
     }

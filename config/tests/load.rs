@@ -269,7 +269,7 @@ fn connector_kinds() {
     let text = r#"
 [[connectors]]
 name = "a"
-kind = "smpp"
+kind = "smtp"
 host = "127.0.0.1"
 
 [[connectors]]
@@ -303,7 +303,7 @@ connector = "a"
     );
     assert_eq!(
         message(&e, "connectors[0].kind"),
-        "unknown connector kind `smpp`; known kinds: stub"
+        "unknown connector kind `smtp` (did you mean `smpp`?); known kinds: stub, smpp"
     );
     assert!(
         message(&e, "connectors[1].kind").contains("did you mean `stub`?"),
@@ -505,5 +505,65 @@ webhook_secret = "0123456789abcdef"
     assert!(
         !e.to_string().contains("operator-key"),
         "a pasted key is never echoed"
+    );
+}
+
+#[test]
+fn smpp_connectors_are_checked_field_by_field() {
+    let text = r#"
+[[connectors]]
+name = "smsc-a"
+kind = "smpp"
+host = "127.0.0.1"
+port = 2775
+system_id = "goniec"
+password = "secret"
+binds = 4
+window = 100
+tps = "500/s"
+
+[[connectors]]
+name = "smsc-b"
+kind = "smpp"
+system_id = "a-system-id-that-is-far-too-long"
+password = "toolongpassword"
+binds = 0
+data_coding = 8
+concat = "udh7"
+
+[[routes]]
+channel = "sms"
+connector = "smsc-a"
+
+[[routes]]
+channel = "email"
+connector = "smsc-a"
+"#;
+    let e = errors(text, no_env());
+    assert_eq!(
+        keys(&e),
+        [
+            "connectors[1].system_id",
+            "connectors[1].password",
+            "connectors[1].binds",
+            "connectors[1].data_coding",
+            "connectors[1].concat",
+            "routes[1].channel",
+        ],
+        "{e}"
+    );
+    let ok = text
+        .split("[[connectors]]\nname = \"smsc-b\"")
+        .next()
+        .unwrap()
+        .to_string()
+        + "[[routes]]\nchannel = \"sms\"\nconnector = \"smsc-a\"\n";
+    let cfg = load_from_str(&ok, no_env()).unwrap_or_else(|e| panic!("{e}"));
+    let goniec_config::ConnectorKind::Smpp(smpp) = &cfg.connectors[0].kind else {
+        panic!("not smpp")
+    };
+    assert_eq!(
+        (smpp.port, smpp.binds, smpp.window, smpp.concat.as_str()),
+        (2775, 4, 100, "udh8")
     );
 }

@@ -82,5 +82,8 @@ pub fn build(cfg: &ConnectorConfig, cx: BuildContext) -> Result<Arc<dyn Connecto
                 })
             }
         }
+        ConnectorKind::Smpp(smpp_cfg) => Ok(Arc::new(smpp::connector::SmppConnector::new(
+            &cfg.name, smpp_cfg, cx,
+        )?)),
     }
 }

@@ -34,10 +34,24 @@ pub struct EmailContent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submitted {
     /// The provider's id for it (SMSC message id, RBM message name, SMTP queue id);
-    /// receipts are matched on it.
+    /// receipts are matched on it. For a multipart SMS, the first part's id.
     pub provider_id: String,
+    /// Every id receipts may carry for this message (one per SMS part), normalised
+    /// the way the connector normalises receipt ids; includes `provider_id`.
+    pub provider_ids: Vec<String>,
     /// Parts the provider was handed (SMS segments), 1 otherwise.
     pub parts: u32,
+}
+
+impl Submitted {
+    /// A single-part submission.
+    pub fn single(provider_id: String) -> Self {
+        Submitted {
+            provider_ids: vec![provider_id.clone()],
+            provider_id,
+            parts: 1,
+        }
+    }
 }
 
 /// Why a submit did not succeed. Each protocol maps its codes here, once.
@@ -71,16 +85,23 @@ impl DeliveryError {
 }
 
 /// A delivery report from a provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Receipt {
     /// The connector that received it.
     pub connector: String,
     /// The provider id from [`Submitted`].
     pub provider_id: String,
+    /// Other spellings of the id to try when `provider_id` matches nothing (some
+    /// SMSCs answer submits in hex and report receipts in decimal).
+    pub alternatives: Vec<String>,
     pub state: ReceiptState,
     pub at: SystemTime,
     /// The provider's error code/text, kept for the sender.
     pub error: Option<String>,
+    /// Signalled once the receipt is stored; a connector whose protocol acknowledges
+    /// receipts (SMPP `deliver_sm_resp`) waits for it, so a crash in between makes
+    /// the provider send the receipt again. Dropped unsignalled = not stored.
+    pub stored: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -112,6 +112,8 @@ impl Connector for StubConnector {
             let receipt = Receipt {
                 connector: self.name.clone(),
                 provider_id: provider_id.clone(),
+                alternatives: Vec::new(),
+                stored: None,
                 state,
                 at: SystemTime::now(),
                 error: (state != ReceiptState::Delivered)
@@ -127,10 +129,7 @@ impl Connector for StubConnector {
                 }
             });
         }
-        Ok(Submitted {
-            provider_id,
-            parts: 1,
-        })
+        Ok(Submitted::single(provider_id))
     }
 
     fn health(&self) -> Health {

@@ -288,7 +288,7 @@ async fn finish(
     channel: Channel,
     lease: &Lease,
     change: Change,
-    corr: Option<(&str, &str)>,
+    corr: Option<(&str, &[String])>,
 ) {
     let to = change.to;
     let t = finish_with_retries(app, "complete", || {
@@ -382,7 +382,7 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
                     sub.provider_id, sub.parts
                 )),
             );
-            finish(app, channel, &lease, ch, Some((name, &sub.provider_id))).await;
+            finish(app, channel, &lease, ch, Some((name, &sub.provider_ids))).await;
         }
         Err(e) => {
             m.submits.with_label_values(&[name, e.kind()]).inc();

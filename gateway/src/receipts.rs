@@ -57,7 +57,7 @@ pub async fn run(app: Arc<App>, mut rx: mpsc::Receiver<Receipt>, stop: Cancellat
     tasks.wait().await;
 }
 
-async fn apply(app: &App, r: Receipt) {
+async fn apply(app: &App, mut r: Receipt) {
     let m = &app.metrics;
     let mut waited = Duration::ZERO;
     let mut delay = Duration::from_millis(50);
@@ -65,7 +65,12 @@ async fn apply(app: &App, r: Receipt) {
     // outage the mapping may simply not be readable yet. Store errors are retried for
     // as long as the gateway runs (and, at shutdown, for the drain timeout).
     let id = loop {
-        let found = app.store.correlate(&r.connector, &r.provider_id).await;
+        let mut found = app.store.correlate(&r.connector, &r.provider_id).await;
+        for alt in &r.alternatives {
+            if matches!(found, Ok(None)) {
+                found = app.store.correlate(&r.connector, alt).await;
+            }
+        }
         match found {
             Ok(Some(id)) => break id,
             Ok(None) if waited < PARK_FOR => waited += delay,
@@ -74,6 +79,10 @@ async fn apply(app: &App, r: Receipt) {
                     .with_label_values(&[&r.connector, "unknown_id"])
                     .inc();
                 tracing::info!(connector = %r.connector, provider_id = %r.provider_id, "Receipt for an unknown message id.");
+                // Nothing to store, ever: acknowledge so the provider stops resending.
+                if let Some(s) = r.stored.take() {
+                    let _ = s.send(());
+                }
                 return;
             }
             Err(e) => {
@@ -87,7 +96,15 @@ async fn apply(app: &App, r: Receipt) {
     m.receipts
         .with_label_values(&[&r.connector, r.state.as_str()])
         .inc();
+    let stored = r.stored.take();
+    let ack = move || {
+        if let Some(s) = stored {
+            let _ = s.send(());
+        }
+    };
     let Some(status) = status_for(r.state) else {
+        // An intermediate state (ENROUTE, ACCEPTD) changes nothing: counted, acknowledged.
+        ack();
         return;
     };
     let at =
@@ -103,12 +120,14 @@ async fn apply(app: &App, r: Receipt) {
         crate::dispatch::finish_with_retries(app, "receipt", || app.store.transition(&id, &change))
             .await;
     match t {
-        Some(Transition::Applied { .. }) => {
-            // Counted by connector and state above; no extra store read on this path.
-        }
+        // Stored (or already final): the provider may forget it.
+        Some(Transition::Applied { .. }) => ack(),
         Some(Transition::Refused { current }) => {
             tracing::debug!(message_id = %id, %current, receipt = %status, "Late or repeated receipt ignored.");
+            ack();
         }
-        _ => {}
+        Some(Transition::Missing | Transition::InFlight) => ack(),
+        // The store never answered (shutdown): no ack, so the provider resends it.
+        None => {}
     }
 }

@@ -6,10 +6,14 @@
 //! * [`frame`]: splits a TCP byte stream into exactly one PDU per frame
 //!   (16 ≤ command_length ≤ a configured maximum) and decodes only that frame.
 //! * [`receipt`]: the lenient delivery-receipt text parser and id normalisation.
+//! * [`sim`]: the SMSC simulator, a real SMPP 3.4 server (binds, submit_sm_resp,
+//!   delivery receipts with re-sends, throttling) for `goniec demo`, tests and benches.
 //!
 //! The session (bind, window, enquire_link, reconnect), the connector and the
 //! SMSC simulator build on these.
 
+pub mod connector;
 pub mod frame;
 pub mod receipt;
 pub mod session;
+pub mod sim;

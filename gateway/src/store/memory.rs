@@ -422,7 +422,7 @@ impl Store for MemoryStore {
         &self,
         lease: &Lease,
         change: Option<&Change>,
-        correlation: Option<(&str, &str)>,
+        correlation: Option<(&str, &[String])>,
     ) -> Result<Transition, StoreError> {
         let t = {
             let mut g = self.lock();
@@ -432,11 +432,13 @@ impl Store for MemoryStore {
                     from: Status::Queued,
                 },
             };
-            if let Some((connector, pid)) = correlation {
-                g.corr.insert(
-                    format!("{connector}\0{pid}"),
-                    (lease.job.id.clone(), Instant::now() + self.corr_ttl),
-                );
+            if let Some((connector, ids)) = correlation {
+                for pid in ids {
+                    g.corr.insert(
+                        format!("{connector}\0{pid}"),
+                        (lease.job.id.clone(), Instant::now() + self.corr_ttl),
+                    );
+                }
             }
             g.ack(lease);
             t

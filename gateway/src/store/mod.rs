@@ -274,12 +274,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Lease>, StoreError>;
 
     /// Finish a lease: apply `change` (if any), record `correlation`
-    /// (connector, provider id → message id) and acknowledge, atomically.
+    /// (connector, provider ids → message id; several for a multipart SMS) and
+    /// acknowledge, atomically.
     async fn complete(
         &self,
         lease: &Lease,
         change: Option<&Change>,
-        correlation: Option<(&str, &str)>,
+        correlation: Option<(&str, &[String])>,
     ) -> Result<Transition, StoreError>;
 
     /// Give the job back to be tried again at `at_ms` with its attempt count raised.

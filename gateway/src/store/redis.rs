@@ -60,7 +60,8 @@ const TRANSITION_MAIN: &str = r#"
 return transition(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
 "#;
 
-/// Finishes a lease. KEYS: record, webhook stream, queue stream, corr key, sched zset, dlq.
+/// Finishes a lease. KEYS: record, webhook stream, queue stream, (unused), sched zset, dlq,
+/// then one correlation key per provider id.
 /// ARGV: group, entry, to ('' = none), allowed, event, cbpayload, cbjob,
 ///       corr value ('' = none), corr ttl s, retry member ('' = none), retry score,
 ///       dlq reason ('' = none), job id, attempt, payload.
@@ -74,7 +75,9 @@ if ARGV[3] ~= '' then
   res = transition(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 end
 if ARGV[8] ~= '' then
-  redis.call('SET', KEYS[4], ARGV[8], 'EX', tonumber(ARGV[9]))
+  for i = 7, #KEYS do
+    redis.call('SET', KEYS[i], ARGV[8], 'EX', tonumber(ARGV[9]))
+  end
 end
 if acked == 1 and ARGV[10] ~= '' then
   redis.call('HDEL', KEYS[1], 'x')
@@ -287,23 +290,28 @@ impl RedisStore {
         &self,
         lease: &Lease,
         change: Option<&Change>,
-        correlation: Option<(&str, &str)>,
+        correlation: Option<(&str, &[String])>,
         retry: Option<(String, i64)>,
         dlq_reason: Option<&str>,
     ) -> Result<Transition, StoreError> {
-        let (corr_key, corr_val) = match correlation {
-            Some((connector, pid)) => (self.corr_key(connector, pid), lease.job.id.clone()),
-            None => (format!("{}:c:-", self.prefix), String::new()),
+        let corr_val = match correlation {
+            Some((_, ids)) if !ids.is_empty() => lease.job.id.clone(),
+            _ => String::new(),
         };
         let mut inv = self.finish.prepare_invoke();
         inv.key(self.rec_key(&lease.job.id))
             .key(self.queue_key(Lane::Webhook))
             .key(self.queue_key(lease.lane))
-            .key(corr_key)
+            .key(format!("{}:c:-", self.prefix))
             .key(self.sched_key(lease.lane))
-            .key(self.dlq_key(lease.lane))
-            .arg(GROUP)
-            .arg(&lease.entry);
+            .key(self.dlq_key(lease.lane));
+        // Correlation keys follow the fixed ones: KEYS[7..].
+        if let Some((connector, ids)) = correlation {
+            for id in ids {
+                inv.key(self.corr_key(connector, id));
+            }
+        }
+        inv.arg(GROUP).arg(&lease.entry);
         match change {
             Some(ch) => {
                 let (allowed, event, payload, cbjob) = self.transition_args(&lease.job.id, ch)?;
@@ -808,7 +816,7 @@ impl Store for RedisStore {
         &self,
         lease: &Lease,
         change: Option<&Change>,
-        correlation: Option<(&str, &str)>,
+        correlation: Option<(&str, &[String])>,
     ) -> Result<Transition, StoreError> {
         self.finish(lease, change, correlation, None, None).await
     }

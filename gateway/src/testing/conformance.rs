@@ -285,7 +285,11 @@ async fn claim_complete_correlate(store: &dyn Store) {
     for (i, l) in leases.iter().enumerate() {
         let ch = Change::new(Status::Submitted, now_ms(), None, Some(format!("pid-{i}")));
         let t = store
-            .complete(l, Some(&ch), Some(("smsc-a", &format!("PID{i}"))))
+            .complete(
+                l,
+                Some(&ch),
+                Some(("smsc-a", &[format!("PID{i}"), format!("PART{i}")])),
+            )
             .await
             .unwrap();
         assert_eq!(
@@ -300,6 +304,11 @@ async fn claim_complete_correlate(store: &dyn Store) {
         Some(msgs[3].id.as_str())
     );
     assert_eq!(store.correlate("smsc-b", "PID3").await.unwrap(), None);
+    assert_eq!(
+        store.correlate("smsc-a", "PART3").await.unwrap().as_deref(),
+        Some(msgs[3].id.as_str()),
+        "every part's provider id maps to the message"
+    );
     assert_eq!(
         store.get(&msgs[0].id).await.unwrap().unwrap().status,
         Status::Submitted

@@ -1,0 +1,469 @@
+//! The SMPP [`Connector`]: several transceiver binds to one SMSC, messages spread
+//! over the bound ones, text encoded and split the way the API counted it
+//! ([`crate::text`]), SMPP statuses classified once into [`DeliveryError`], and
+//! `deliver_sm` receipts turned into [`Receipt`]s whose `deliver_sm_resp` waits until
+//! the gateway stored them.
+
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use goniec_config::{Channel, SmppConnector as SmppConfig};
+use rusmpp::pdus::{DeliverSm, SubmitSm};
+use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvValue};
+use rusmpp::types::{AnyOctetString, COctetString, OctetString};
+use rusmpp::values::{DataCoding, EsmClass, MessagePayload, Npi, RegisteredDelivery, Ton};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::receipt::{self, Stat};
+use super::session::{status, status_name, Inbound, Session, SessionConfig, SubmitError};
+use crate::text::{self, Concat, Encoding};
+use crate::{
+    BuildContext, BuildError, Connector, DeliveryError, Health, Outbound, Receipt, ReceiptState,
+    Submitted,
+};
+
+const CHANNELS: [Channel; 1] = [Channel::Sms];
+
+/// An SMPP connector.
+pub struct SmppConnector {
+    name: String,
+    cfg: SmppConfig,
+    concat: Concat,
+    sessions: Vec<Session>,
+    next: AtomicUsize,
+    /// Concatenation reference numbers (8-bit UDH uses the low byte).
+    reference: AtomicU16,
+    stop: CancellationToken,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SmppConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmppConnector")
+            .field("name", &self.name)
+            .field("binds", &self.sessions.len())
+            .finish()
+    }
+}
+
+impl SmppConnector {
+    pub fn new(name: &str, cfg: &SmppConfig, cx: BuildContext) -> Result<Self, BuildError> {
+        let invalid = |reason: String| BuildError::Invalid {
+            name: name.into(),
+            reason,
+        };
+        let concat = match cfg.concat.as_str() {
+            "udh8" => Concat::Udh8,
+            "udh16" => Concat::Udh16,
+            "sar" => Concat::Sar,
+            "payload" => Concat::Payload,
+            other => return Err(invalid(format!("unknown concat `{other}`"))),
+        };
+        let stop = cx.shutdown.child_token();
+        let (inbound_tx, inbound_rx) = mpsc::channel(cfg.window.max(1) * cfg.binds.max(1));
+        let session_cfg = SessionConfig {
+            addr: format!("{}:{}", cfg.host, cfg.port),
+            system_id: cfg.system_id.clone(),
+            password: cfg.password.clone(),
+            system_type: cfg.system_type.clone(),
+            window: cfg.window,
+            response_timeout: cfg.response_timeout,
+            enquire_link: cfg.enquire_link,
+            ..SessionConfig::default()
+        };
+        let mut sessions = Vec::new();
+        let mut tasks = Vec::new();
+        for _ in 0..cfg.binds.max(1) {
+            let (s, t) = Session::spawn(session_cfg.clone(), inbound_tx.clone(), stop.clone());
+            sessions.push(s);
+            tasks.push(t);
+        }
+        tasks.push(tokio::spawn(receipts(
+            name.to_string(),
+            inbound_rx,
+            cx.receipts,
+            cfg.window.max(1) * 4,
+        )));
+        Ok(SmppConnector {
+            name: name.into(),
+            cfg: cfg.clone(),
+            concat,
+            sessions,
+            next: AtomicUsize::new(0),
+            reference: AtomicU16::new(1),
+            stop,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// A bound session, round robin; `None` when no bind is up.
+    fn session(&self) -> Option<&Session> {
+        let n = self.sessions.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &self.sessions[(start + i) % n])
+            .find(|s| s.is_bound())
+    }
+}
+
+/// TON/NPI for a sender: alphanumeric 5/0, short code 3/0, international 1/1.
+pub fn sender_ton_npi(sender: &str) -> (u8, u8) {
+    let digits = sender.trim_start_matches('+');
+    if digits.is_empty() || !digits.chars().all(|c| c.is_ascii_digit()) {
+        (5, 0)
+    } else if digits.len() <= 8 && !sender.starts_with('+') {
+        (3, 0)
+    } else {
+        (1, 1)
+    }
+}
+
+/// Classify a failed submit, once.
+pub fn classify(e: SubmitError) -> DeliveryError {
+    match e {
+        SubmitError::Throttled { .. } => DeliveryError::Throttled {
+            retry_after: Some(Duration::from_secs(1)),
+        },
+        SubmitError::Rejected { status: s } => match s {
+            // System errors and a full queue are the SMSC's trouble, not the message's.
+            status::ESME_RSYSERR | status::ESME_RMSGQFUL => DeliveryError::Transient {
+                reason: format!("{} ({s:#010x})", status_name(s)),
+            },
+            s => DeliveryError::Permanent {
+                code: format!("{} ({s:#010x})", status_name(s)),
+                reason: status_name(s).into(),
+            },
+        },
+        SubmitError::Timeout(d) => DeliveryError::Transient {
+            reason: format!("no submit_sm_resp within {d:?} (possible duplicate on retry)"),
+        },
+        SubmitError::Disconnected | SubmitError::Stopped => DeliveryError::Transient {
+            reason: "SMPP bind dropped".into(),
+        },
+    }
+}
+
+fn bad(reason: String) -> DeliveryError {
+    DeliveryError::Permanent {
+        code: "invalid_message".into(),
+        reason,
+    }
+}
+
+/// One encoded part and its concatenation header.
+struct Part {
+    short_message: Vec<u8>,
+    udh: bool,
+    sar: Option<(u16, u8, u8)>,
+    payload: bool,
+}
+
+impl SmppConnector {
+    /// Encode and split a text into submit_sm bodies, with the data_coding to use.
+    fn parts(&self, body: &str) -> Result<(u8, Vec<Part>), DeliveryError> {
+        let info = text::analyze(body);
+        let (coding, enc) = match info.encoding {
+            Encoding::Gsm7 => match self.cfg.data_coding {
+                3 if text::encode_latin1(body).is_some() => (3u8, Encoding::Gsm7),
+                3 => (8, Encoding::Ucs2),
+                _ => (0, Encoding::Gsm7),
+            },
+            Encoding::Ucs2 => (8, Encoding::Ucs2),
+        };
+        let encode = |t: &str| -> Result<Vec<u8>, DeliveryError> {
+            match (coding, enc) {
+                (3, _) => text::encode_latin1(t).ok_or_else(|| bad("text is not Latin-1".into())),
+                (0, _) => {
+                    text::encode_gsm7_unpacked(t).ok_or_else(|| bad("text is not GSM-7".into()))
+                }
+                _ => Ok(text::encode_ucs2(t)),
+            }
+        };
+        let single = match enc {
+            Encoding::Gsm7 => info.units <= 160,
+            Encoding::Ucs2 => info.units <= 70,
+        };
+        if single || self.concat == Concat::Payload {
+            let bytes = encode(body)?;
+            let payload = bytes.len() > 254;
+            return Ok((
+                coding,
+                vec![Part {
+                    short_message: bytes,
+                    udh: false,
+                    sar: None,
+                    payload,
+                }],
+            ));
+        }
+        let chunks = text::split(body, enc, self.concat);
+        let total = u8::try_from(chunks.len())
+            .map_err(|_| bad(format!("{} parts is more than 255", chunks.len())))?;
+        let reference = self.reference.fetch_add(1, Ordering::Relaxed);
+        let mut parts = Vec::with_capacity(chunks.len());
+        for (i, chunk) in chunks.iter().enumerate() {
+            let seq = (i + 1) as u8;
+            let mut bytes = encode(chunk)?;
+            match self.concat {
+                Concat::Sar => parts.push(Part {
+                    short_message: bytes,
+                    udh: false,
+                    sar: Some((reference, total, seq)),
+                    payload: false,
+                }),
+                _ => {
+                    let mut sm = match self.concat {
+                        Concat::Udh16 => vec![
+                            0x06,
+                            0x08,
+                            0x04,
+                            (reference >> 8) as u8,
+                            reference as u8,
+                            total,
+                            seq,
+                        ],
+                        _ => vec![0x05, 0x00, 0x03, reference as u8, total, seq],
+                    };
+                    sm.append(&mut bytes);
+                    parts.push(Part {
+                        short_message: sm,
+                        udh: true,
+                        sar: None,
+                        payload: false,
+                    });
+                }
+            }
+        }
+        Ok((coding, parts))
+    }
+
+    fn submit_sm(&self, msg: &Outbound, coding: u8, part: Part) -> Result<SubmitSm, DeliveryError> {
+        let sender = msg.from.as_deref().unwrap_or(&self.cfg.default_sender);
+        let (ton, npi) = self
+            .cfg
+            .source_ton_npi
+            .map_or_else(|| sender_ton_npi(sender), |[t, n]| (t, n));
+        let source = sender.trim_start_matches('+');
+        let dest = msg.to.trim_start_matches('+');
+        let source: COctetString<1, 21> = source
+            .parse()
+            .map_err(|_| bad(format!("sender `{source}` does not fit SMPP")))?;
+        let dest: COctetString<1, 21> = dest
+            .parse()
+            .map_err(|_| bad("destination does not fit SMPP".into()))?;
+        let mut b = SubmitSm::builder()
+            .source_addr_ton(Ton::from(ton))
+            .source_addr_npi(Npi::from(npi))
+            .source_addr(source)
+            .dest_addr_ton(Ton::International)
+            .dest_addr_npi(Npi::Isdn)
+            .destination_addr(dest)
+            .esm_class(EsmClass::from(if part.udh { 0x40 } else { 0x00 }))
+            .registered_delivery(RegisteredDelivery::from(0x01))
+            .data_coding(DataCoding::from(coding));
+        if part.payload {
+            b = b.push_tlv(MessageSubmissionRequestTlvValue::MessagePayload(
+                MessagePayload::new(AnyOctetString::from_vec(part.short_message.clone())),
+            ));
+        } else {
+            let sm = OctetString::from_vec(part.short_message)
+                .map_err(|_| bad("part longer than 254 octets".into()))?;
+            b = b.short_message(sm);
+        }
+        if let Some((reference, total, seq)) = part.sar {
+            b = b
+                .push_tlv(MessageSubmissionRequestTlvValue::SarMsgRefNum(reference))
+                .push_tlv(MessageSubmissionRequestTlvValue::SarTotalSegments(total))
+                .push_tlv(MessageSubmissionRequestTlvValue::SarSegmentSeqnum(seq));
+        }
+        Ok(b.build())
+    }
+}
+
+#[async_trait]
+impl Connector for SmppConnector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn channels(&self) -> &[Channel] {
+        &CHANNELS
+    }
+
+    async fn submit(&self, msg: &Outbound) -> Result<Submitted, DeliveryError> {
+        let body = msg.text.as_deref().unwrap_or("");
+        let (coding, parts) = self.parts(body)?;
+        let count = parts.len() as u32;
+        let mut ids = Vec::with_capacity(parts.len());
+        for part in parts {
+            let pdu = self.submit_sm(msg, coding, part)?;
+            let session = self.session().ok_or_else(|| DeliveryError::Transient {
+                reason: "no SMPP bind is up".into(),
+            })?;
+            let id = session.submit(pdu).await.map_err(classify)?;
+            ids.push(receipt::normalize_id(&id));
+        }
+        let provider_id = ids.first().cloned().unwrap_or_default();
+        Ok(Submitted {
+            provider_id,
+            provider_ids: ids,
+            parts: count,
+        })
+    }
+
+    fn health(&self) -> Health {
+        let up = self.sessions.iter().filter(|s| s.is_bound()).count();
+        if up == self.sessions.len() {
+            Health::Up
+        } else if up > 0 {
+            Health::Degraded(format!("{up} of {} binds up", self.sessions.len()))
+        } else {
+            let why = self
+                .sessions
+                .iter()
+                .find_map(Session::last_error)
+                .unwrap_or_else(|| "not bound yet".into());
+            Health::Down(why)
+        }
+    }
+
+    async fn close(&self) {
+        self.stop.cancel();
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+    }
+}
+
+/// What a deliver_sm says: the receipted id, its state and the carrier's error.
+pub fn read_receipt(d: &DeliverSm) -> Option<(String, ReceiptState, Option<String>)> {
+    // Receipts have the MC delivery receipt bit in esm_class (0x04); others are MO messages.
+    if u8::from(d.esm_class) & 0x3C == 0 {
+        return None;
+    }
+    let text = receipt::parse(d.short_message().as_ref());
+    let mut id = None;
+    let mut state = None;
+    let mut net_err = None;
+    for tlv in d.tlvs() {
+        match tlv.value() {
+            Some(TlvValue::ReceiptedMessageId(v)) => id = Some(v.as_str().to_string()),
+            Some(TlvValue::MessageState(s)) => {
+                state = receipt::stat_from_message_state(u8::from(*s))
+            }
+            Some(TlvValue::NetworkErrorCode(e)) => {
+                net_err = Some(format!("network error {}", e.error_code))
+            }
+            _ => {}
+        }
+    }
+    let id = id.or_else(|| text.as_ref().and_then(|t| t.id.clone()))?;
+    let stat = state
+        .or_else(|| text.as_ref().and_then(|t| t.stat))
+        .unwrap_or(Stat::Unknown);
+    let st = stat.receipt_state();
+    let error = match st {
+        ReceiptState::Delivered | ReceiptState::Pending => None,
+        _ => Some(
+            net_err
+                .or_else(|| {
+                    text.as_ref()
+                        .and_then(|t| t.err.clone())
+                        .map(|e| format!("stat:{} err:{e}", stat.as_str()))
+                })
+                .unwrap_or_else(|| format!("stat:{}", stat.as_str())),
+        ),
+    };
+    Some((id, st, error))
+}
+
+/// Turns deliver_sm into receipts; answers each only after the gateway stored it.
+async fn receipts(
+    connector: String,
+    mut rx: mpsc::Receiver<Inbound>,
+    out: mpsc::Sender<Receipt>,
+    max: usize,
+) {
+    let sem = Arc::new(Semaphore::new(max));
+    while let Some(Inbound { pdu, ack }) = rx.recv().await {
+        let Some((id, state, error)) = read_receipt(&pdu) else {
+            // Mobile-originated messages are not handled yet: accept them so the SMSC
+            // does not resend for ever.
+            tracing::debug!(connector = %connector, "Ignoring a deliver_sm that is not a receipt.");
+            let _ = ack.send(status::ESME_ROK);
+            continue;
+        };
+        let mut ids = receipt::id_candidates(&id);
+        if ids.is_empty() {
+            let _ = ack.send(status::ESME_ROK);
+            continue;
+        }
+        let provider_id = ids.remove(0);
+        let (stored_tx, stored_rx) = oneshot::channel();
+        let r = Receipt {
+            connector: connector.clone(),
+            provider_id,
+            alternatives: ids,
+            state,
+            at: SystemTime::now(),
+            error,
+            stored: Some(stored_tx),
+        };
+        if out.send(r).await.is_err() {
+            return; // gateway gone; dropping `ack` answers an error, the SMSC resends
+        }
+        let Ok(permit) = sem.clone().acquire_owned().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let st = if stored_rx.await.is_ok() {
+                status::ESME_ROK
+            } else {
+                status::ESME_RSYSERR
+            };
+            let _ = ack.send(st);
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sender_ton_npi_follows_the_sender_kind() {
+        assert_eq!(sender_ton_npi("ACME"), (5, 0));
+        assert_eq!(sender_ton_npi("Windykacja1"), (5, 0));
+        assert_eq!(sender_ton_npi("8088"), (3, 0));
+        assert_eq!(sender_ton_npi("+48500100200"), (1, 1));
+        assert_eq!(sender_ton_npi("48500100200"), (1, 1));
+    }
+
+    #[test]
+    fn smpp_statuses_map_to_delivery_errors() {
+        let cases = [
+            (SubmitError::Throttled { status: 0x58 }, "throttled"),
+            (SubmitError::Throttled { status: 0x14 }, "throttled"),
+            (SubmitError::Rejected { status: 0x08 }, "transient"),
+            (SubmitError::Rejected { status: 0x0B }, "permanent"),
+            (SubmitError::Rejected { status: 0x45 }, "permanent"),
+            (SubmitError::Timeout(Duration::from_secs(10)), "transient"),
+            (SubmitError::Disconnected, "transient"),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(classify(e.clone()).kind(), kind, "{e:?}");
+        }
+        match classify(SubmitError::Rejected { status: 0x0B }) {
+            DeliveryError::Permanent { code, .. } => {
+                assert_eq!(code, "ESME_RINVDSTADR (0x0000000b)")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
