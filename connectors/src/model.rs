@@ -61,6 +61,10 @@ pub enum DeliveryError {
     /// The provider asked us to slow down; retry later, never fail for this.
     #[error("throttled by provider")]
     Throttled { retry_after: Option<Duration> },
+    /// The connector cannot take messages right now (no bind/connection is up);
+    /// retry later without counting an attempt against the message.
+    #[error("connector unavailable: {reason}")]
+    Unavailable { reason: String },
     /// A fault that may pass (connection lost, timeout, 4xx SMTP, 5xx HTTP); retry.
     #[error("transient failure: {reason}")]
     Transient { reason: String },
@@ -74,10 +78,20 @@ impl DeliveryError {
         !matches!(self, DeliveryError::Permanent { .. })
     }
 
+    /// Whether this failure counts against the message's attempts. Throttling and a
+    /// connector outage say nothing about the message: they never make it fail.
+    pub fn counts_as_attempt(&self) -> bool {
+        !matches!(
+            self,
+            DeliveryError::Throttled { .. } | DeliveryError::Unavailable { .. }
+        )
+    }
+
     /// A short bounded label for metrics.
     pub fn kind(&self) -> &'static str {
         match self {
             DeliveryError::Throttled { .. } => "throttled",
+            DeliveryError::Unavailable { .. } => "unavailable",
             DeliveryError::Transient { .. } => "transient",
             DeliveryError::Permanent { .. } => "permanent",
         }

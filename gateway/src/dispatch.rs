@@ -409,8 +409,10 @@ async fn handle_failure(
             finish(app, channel, lease, ch, None).await;
         }
         e => {
-            let attempts = lease.job.attempt + 1;
-            if attempts >= w.max_attempts {
+            // Throttling and connector outages wait without using up the message's tries.
+            let counted = e.counts_as_attempt();
+            let attempts = lease.job.attempt + u32::from(counted);
+            if counted && attempts >= w.max_attempts {
                 tracing::warn!(message_id = %id, connector, attempts, error = %e, "Message dead-lettered after its last attempt.");
                 app.metrics
                     .dead_letters
@@ -433,6 +435,8 @@ async fn handle_failure(
                 DeliveryError::Throttled {
                     retry_after: Some(d),
                 } => *d,
+                // An outage: try again soon, but not in a tight loop.
+                DeliveryError::Unavailable { .. } => backoff(2, w.retry_base, w.retry_max),
                 _ => backoff(lease.job.attempt, w.retry_base, w.retry_max),
             };
             let at = now + wait.as_millis() as i64;
@@ -448,7 +452,7 @@ async fn handle_failure(
             tracing::debug!(message_id = %id, connector, attempt = attempts, error = %e, "Submit failed; retrying later.");
             finish_with_retries(app, "retry", || async {
                 app.store
-                    .retry(lease, at)
+                    .retry(lease, at, attempts)
                     .await
                     .map(|_| Transition::Missing)
             })

@@ -127,7 +127,7 @@ pub async fn handle(app: Arc<App>, lease: Lease) {
                 + backoff(lease.job.attempt, wh.retry_base, wh.retry_max).as_millis() as i64;
             finish_with_retries(&app, "webhook_retry", || async {
                 app.store
-                    .retry(&lease, at)
+                    .retry(&lease, at, lease.job.attempt + 1)
                     .await
                     .map(|_| crate::store::Transition::Missing)
             })

@@ -447,14 +447,14 @@ impl Store for MemoryStore {
         Ok(t)
     }
 
-    async fn retry(&self, lease: &Lease, at_ms: i64) -> Result<(), StoreError> {
+    async fn retry(&self, lease: &Lease, at_ms: i64, attempt: u32) -> Result<(), StoreError> {
         let mut g = self.lock();
         if g.ack(lease) {
             if let Some(r) = g.records.get_mut(&lease.job.id) {
                 r.in_flight = false;
             }
             let job = Job {
-                attempt: lease.job.attempt + 1,
+                attempt,
                 ..lease.job.clone()
             };
             g.schedule(lease.lane, at_ms, job);

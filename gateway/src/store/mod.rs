@@ -283,8 +283,9 @@ pub trait Store: Send + Sync + 'static {
         correlation: Option<(&str, &[String])>,
     ) -> Result<Transition, StoreError>;
 
-    /// Give the job back to be tried again at `at_ms` with its attempt count raised.
-    async fn retry(&self, lease: &Lease, at_ms: i64) -> Result<(), StoreError>;
+    /// Give the job back to be tried again at `at_ms`, with `attempt` as its new
+    /// attempt count (raised for a failed try, kept for throttling or an outage).
+    async fn retry(&self, lease: &Lease, at_ms: i64, attempt: u32) -> Result<(), StoreError>;
 
     /// Move the job to the lane's dead-letter queue, applying `change` (if any).
     async fn bury(

@@ -821,9 +821,9 @@ impl Store for RedisStore {
         self.finish(lease, change, correlation, None, None).await
     }
 
-    async fn retry(&self, lease: &Lease, at_ms: i64) -> Result<(), StoreError> {
+    async fn retry(&self, lease: &Lease, at_ms: i64, attempt: u32) -> Result<(), StoreError> {
         let next = Job {
-            attempt: lease.job.attempt + 1,
+            attempt,
             ..lease.job.clone()
         };
         self.finish(lease, None, None, Some((encode_member(&next), at_ms)), None)

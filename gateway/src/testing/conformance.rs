@@ -129,7 +129,7 @@ async fn in_flight_messages_cannot_be_cancelled(store: &dyn Store) {
         Transition::InFlight
     );
     // Given back for a retry, it may be cancelled again.
-    store.retry(&l, now_ms()).await.unwrap();
+    store.retry(&l, now_ms(), l.job.attempt + 1).await.unwrap();
     assert!(store.transition(&m.id, &cancel).await.unwrap().applied());
     assert_eq!(
         store.begin_delivery(&[new_message_id()]).await.unwrap(),
@@ -169,7 +169,7 @@ async fn stale_lease_cannot_retry_or_bury(store: &dyn Store) {
     let l = drain(store, lane).await.pop().unwrap();
     store.complete(&l, None, None).await.unwrap();
     // A second holder of the same (already finished) lease must not requeue or bury it.
-    store.retry(&l, now_ms()).await.unwrap();
+    store.retry(&l, now_ms(), l.job.attempt + 1).await.unwrap();
     assert_eq!(store.promote_due(lane, now_ms() + 1, 100).await.unwrap(), 0);
     let before = store.dead_letters(lane, 10_000).await.unwrap().len();
     store.bury(&l, "dup", None).await.unwrap();
@@ -333,7 +333,7 @@ async fn retry_and_promote(store: &dyn Store) {
     let lane = Lane::Channel(Channel::Sms);
     let l = drain(store, lane).await.pop().unwrap();
     let at = now_ms() + 60_000;
-    store.retry(&l, at).await.unwrap();
+    store.retry(&l, at, l.job.attempt + 1).await.unwrap();
     assert_eq!(store.lane_stats(lane, now_ms()).await.unwrap().scheduled, 1);
     assert_eq!(
         store.promote_due(lane, now_ms(), 100).await.unwrap(),

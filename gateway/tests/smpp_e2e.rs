@@ -1,0 +1,231 @@
+//! The first vertical slice end to end on the real wire: HTTP API → Redis queue →
+//! SMPP connector → SMSC simulator (SMPP 3.4 over TCP) → deliver_sm receipt →
+//! status. Each test spawns its own redis-server and simulator on free ports.
+
+use std::time::Duration;
+
+use goniec_connectors::smpp::sim::{SimConfig, SmscSim};
+use goniec_gateway::testing::gateway::{config_toml, metric_sum, parse, TestGateway};
+use goniec_gateway::testing::RedisServer;
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+async fn start(
+    redis: &RedisServer,
+    sim: SimConfig,
+    extra: &str,
+) -> (TestGateway, SmscSim, CancellationToken) {
+    let stop = CancellationToken::new();
+    let s = SmscSim::start("127.0.0.1:0".parse().unwrap(), sim.clone(), stop.clone())
+        .await
+        .unwrap();
+    let connectors = format!(
+        r#"
+[[connectors]]
+name = "smsc"
+kind = "smpp"
+port = {port}
+system_id = "{sid}"
+password = "{pw}"
+binds = 2
+window = 50
+response_timeout = "2s"
+{extra}
+
+[[routes]]
+channel = "sms"
+connector = "smsc"
+"#,
+        port = s.local_addr().port(),
+        sid = sim.system_id,
+        pw = sim.password,
+    );
+    let gw = TestGateway::start(parse(&config_toml(Some(&redis.url()), &connectors))).await;
+    gw.wait_ready(200, Duration::from_secs(10)).await;
+    (gw, s, stop)
+}
+
+fn sms(to: &str, text: &str) -> Value {
+    json!({"channel": "sms", "to": to, "text": text})
+}
+
+async fn send(gw: &TestGateway, body: Value) -> String {
+    let (code, r) = gw.post("/v1/messages", &body).await;
+    assert_eq!(code, 202, "{r}");
+    r["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn sms_single_and_multipart_are_delivered_with_receipts() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let (gw, sim, stop) = start(
+        &redis,
+        SimConfig {
+            receipt_delay: Duration::from_millis(20),
+            ..Default::default()
+        },
+        "",
+    )
+    .await;
+    let gsm = send(
+        &gw,
+        sms(
+            "+48501234567",
+            "Przypomnienie: zaleglosc 120,50 PLN. Zaplac: https://pay.example/abc €",
+        ),
+    )
+    .await;
+    let ucs2 = send(&gw, sms("+48501234568", "Dzień dobry, zaległość 120,50 zł")).await;
+    let long = "Zażółć gęślą jaźń. ".repeat(10); // 190 UCS-2 units: 3 parts
+    let (code, r) = gw.post("/v1/messages", &sms("+48501234569", &long)).await;
+    assert_eq!((code, r["segments"].as_u64()), (202, Some(3)), "{r}");
+    let multi = r["id"].as_str().unwrap().to_string();
+
+    for id in [&gsm, &ucs2, &multi] {
+        let m = gw
+            .wait_status(id, Duration::from_secs(15), |s| s == "delivered")
+            .await;
+        let ev = m["events"].as_array().unwrap();
+        assert!(
+            ev.iter().any(|e| e["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains("connector=smsc"))),
+            "{m}"
+        );
+    }
+    let m = gw
+        .wait_status(&multi, Duration::from_secs(1), |s| s == "delivered")
+        .await;
+    let submitted = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["status"] == "submitted")
+        .unwrap()
+        .clone();
+    assert!(
+        submitted["detail"].as_str().unwrap().contains("parts=3"),
+        "{submitted}"
+    );
+    // The SMSC saw 1 + 1 + 3 submit_sm and every receipt was acknowledged after storage.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while sim.stats().receipts_acked < 5 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = sim.stats();
+    assert_eq!(st.submits, 5, "{st:?}");
+    assert_eq!(st.receipts_acked, 5, "{st:?}");
+    let metrics = gw.metrics().await;
+    assert_eq!(
+        metric_sum(&metrics, "goniec_receipts_total", &[("state", "delivered")]),
+        5.0
+    );
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "goniec_receipts_total",
+            &[("state", "unknown_id")]
+        ),
+        0.0,
+        "ids matched"
+    );
+    gw.stop().await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn undeliverable_receipts_keep_the_carrier_error() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let sim = SimConfig {
+        undeliverable_every: 1,
+        receipt_delay: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let (gw, _sim, stop) = start(&redis, sim, "").await;
+    let id = send(&gw, sms("+48501234567", "hej")).await;
+    let m = gw
+        .wait_status(&id, Duration::from_secs(15), |s| s == "undeliverable")
+        .await;
+    let last = m["events"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        last["reason"].as_str().unwrap().contains("UNDELIV"),
+        "{last}"
+    );
+    gw.stop().await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn throttled_submits_are_retried_never_failed() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let sim = SimConfig {
+        throttle_every: 2,
+        receipt_delay: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let (gw, sim, stop) = start(&redis, sim, "").await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(send(&gw, sms(&format!("+4850123450{i}"), "hej")).await);
+    }
+    for id in &ids {
+        gw.wait_status(id, Duration::from_secs(30), |s| s == "delivered")
+            .await;
+    }
+    assert!(sim.stats().throttled >= 3, "{:?}", sim.stats());
+    let m = gw.metrics().await;
+    assert!(
+        metric_sum(
+            &m,
+            "goniec_connector_submits_total",
+            &[("connector", "smsc"), ("outcome", "throttled")]
+        ) >= 3.0
+    );
+    gw.stop().await;
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_dropped_smsc_loses_nothing() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let sim_cfg = SimConfig {
+        response_delay: Duration::from_millis(200),
+        receipt_delay: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let (gw, sim, stop) = start(&redis, sim_cfg.clone(), "").await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(send(&gw, sms(&format!("+485012346{i:02}"), "hej")).await);
+    }
+    // Drop the SMSC with submits in flight (response_delay keeps the window full),
+    // then bring one back on the same port.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stop2 = CancellationToken::new();
+    let _sim2 = SmscSim::start(
+        sim.local_addr(),
+        SimConfig {
+            response_delay: Duration::ZERO,
+            ..sim_cfg
+        },
+        stop2.clone(),
+    )
+    .await
+    .unwrap();
+    for id in &ids {
+        gw.wait_status(id, Duration::from_secs(30), |s| s == "delivered")
+            .await;
+    }
+    gw.stop().await;
+    stop2.cancel();
+}
