@@ -304,6 +304,11 @@ pub struct SmppConnector {
     pub source_ton_npi: Option<[u8; 2]>,
     /// Default sender when a message has none. Default `Goniec`.
     pub default_sender: String,
+    /// How receipt ids relate to submit_sm_resp ids: `same` (default; compared after
+    /// trimming, lower-casing and dropping leading zeros), `hex_to_decimal` (the SMSC
+    /// answers submits in hex and reports receipts in decimal) or `decimal_to_hex`.
+    /// Declared, never guessed: guessing matches receipts to the wrong message.
+    pub receipt_ids: String,
 }
 
 impl Default for SmppConnector {
@@ -322,6 +327,7 @@ impl Default for SmppConnector {
             concat: "udh8".into(),
             source_ton_npi: None,
             default_sender: "Goniec".into(),
+            receipt_ids: "same".into(),
         }
     }
 }

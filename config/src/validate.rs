@@ -336,6 +336,14 @@ impl Checks {
                             "must be 0 (SMSC default alphabet, GSM-7) or 3 (Latin-1); UCS-2 text always goes as 8",
                         );
                     }
+                    if !["same", "hex_to_decimal", "decimal_to_hex"]
+                        .contains(&smpp.receipt_ids.as_str())
+                    {
+                        self.error(
+                            format!("{path}.receipt_ids"),
+                            "must be same, hex_to_decimal or decimal_to_hex",
+                        );
+                    }
                     if !["udh8", "udh16", "sar", "payload"].contains(&smpp.concat.as_str()) {
                         self.error(
                             format!("{path}.concat"),

@@ -105,9 +105,6 @@ pub struct Receipt {
     pub connector: String,
     /// The provider id from [`Submitted`].
     pub provider_id: String,
-    /// Other spellings of the id to try when `provider_id` matches nothing (some
-    /// SMSCs answer submits in hex and report receipts in decimal).
-    pub alternatives: Vec<String>,
     pub state: ReceiptState,
     pub at: SystemTime,
     /// The provider's error code/text, kept for the sender.
@@ -156,5 +153,28 @@ pub enum Health {
 impl Health {
     pub fn is_up(&self) -> bool {
         !matches!(self, Health::Down(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_real_failures_use_up_attempts() {
+        let throttled = DeliveryError::Throttled { retry_after: None };
+        let down = DeliveryError::Unavailable {
+            reason: "no bind".into(),
+        };
+        let flaky = DeliveryError::Transient {
+            reason: "timeout".into(),
+        };
+        let refused = DeliveryError::Permanent {
+            code: "x".into(),
+            reason: "y".into(),
+        };
+        assert!(!throttled.counts_as_attempt() && !down.counts_as_attempt());
+        assert!(flaky.counts_as_attempt() && refused.counts_as_attempt());
+        assert!(down.is_retryable() && !refused.is_retryable());
     }
 }

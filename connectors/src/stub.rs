@@ -112,7 +112,6 @@ impl Connector for StubConnector {
             let receipt = Receipt {
                 connector: self.name.clone(),
                 provider_id: provider_id.clone(),
-                alternatives: Vec::new(),
                 stored: None,
                 state,
                 at: SystemTime::now(),

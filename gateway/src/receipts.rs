@@ -65,13 +65,7 @@ async fn apply(app: &App, mut r: Receipt) {
     // outage the mapping may simply not be readable yet. Store errors are retried for
     // as long as the gateway runs (and, at shutdown, for the drain timeout).
     let id = loop {
-        let mut found = app.store.correlate(&r.connector, &r.provider_id).await;
-        for alt in &r.alternatives {
-            if matches!(found, Ok(None)) {
-                found = app.store.correlate(&r.connector, alt).await;
-            }
-        }
-        match found {
+        match app.store.correlate(&r.connector, &r.provider_id).await {
             Ok(Some(id)) => break id,
             Ok(None) if waited < PARK_FOR => waited += delay,
             Ok(None) => {

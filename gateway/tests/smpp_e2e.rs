@@ -229,3 +229,38 @@ async fn a_dropped_smsc_loses_nothing() {
     gw.stop().await;
     stop2.cancel();
 }
+
+/// Receipts sent at once often arrive before the submit's correlation is stored;
+/// each must wait for its own message, never land on another whose id looks alike
+/// in another base (0x14 vs 14).
+#[tokio::test]
+async fn immediate_receipts_each_find_their_own_message() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let sim = SimConfig {
+        receipt_delay: Duration::ZERO,
+        ..Default::default()
+    };
+    let (gw, sim, stop) = start(&redis, sim, "").await;
+    let messages: Vec<Value> = (0..300)
+        .map(|i| sms(&format!("+48501{i:06}"), "hej"))
+        .collect();
+    let (code, r) = gw
+        .post("/v1/messages/batch", &json!({ "messages": messages }))
+        .await;
+    assert_eq!(code, 202, "{r}");
+    let ids: Vec<String> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_str().unwrap().to_string())
+        .collect();
+    for id in &ids {
+        gw.wait_status(id, Duration::from_secs(30), |s| s == "delivered")
+            .await;
+    }
+    assert_eq!(sim.stats().receipts_acked, 300);
+    gw.stop().await;
+    stop.cancel();
+}

@@ -81,8 +81,15 @@ impl SmppConnector {
             sessions.push(s);
             tasks.push(t);
         }
+        let ids = match cfg.receipt_ids.as_str() {
+            "same" => IdFormat::Same,
+            "hex_to_decimal" => IdFormat::HexToDecimal,
+            "decimal_to_hex" => IdFormat::DecimalToHex,
+            other => return Err(invalid(format!("unknown receipt_ids `{other}`"))),
+        };
         tasks.push(tokio::spawn(receipts(
             name.to_string(),
+            ids,
             inbound_rx,
             cx.receipts,
             cfg.window.max(1) * 4,
@@ -300,7 +307,7 @@ impl Connector for SmppConnector {
         let mut ids = Vec::with_capacity(parts.len());
         for part in parts {
             let pdu = self.submit_sm(msg, coding, part)?;
-            let session = self.session().ok_or_else(|| DeliveryError::Transient {
+            let session = self.session().ok_or_else(|| DeliveryError::Unavailable {
                 reason: "no SMPP bind is up".into(),
             })?;
             let id = session.submit(pdu).await.map_err(classify)?;
@@ -382,9 +389,34 @@ pub fn read_receipt(d: &DeliverSm) -> Option<(String, ReceiptState, Option<Strin
     Some((id, st, error))
 }
 
+/// How an SMSC writes the id in receipts relative to its submit_sm_resp ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdFormat {
+    Same,
+    HexToDecimal,
+    DecimalToHex,
+}
+
+/// The receipt id in the form submit ids are stored in (normalised), or `None` when
+/// it cannot be converted.
+pub fn receipt_key(id: &str, format: IdFormat) -> Option<String> {
+    let id = receipt::normalize_id(id);
+    if id.is_empty() {
+        return None;
+    }
+    match format {
+        IdFormat::Same => Some(id),
+        // Receipt in decimal, stored (submit) id in hex.
+        IdFormat::HexToDecimal => id.parse::<u64>().ok().map(|n| format!("{n:x}")),
+        // Receipt in hex, stored id in decimal.
+        IdFormat::DecimalToHex => u64::from_str_radix(&id, 16).ok().map(|n| n.to_string()),
+    }
+}
+
 /// Turns deliver_sm into receipts; answers each only after the gateway stored it.
 async fn receipts(
     connector: String,
+    ids: IdFormat,
     mut rx: mpsc::Receiver<Inbound>,
     out: mpsc::Sender<Receipt>,
     max: usize,
@@ -398,17 +430,15 @@ async fn receipts(
             let _ = ack.send(status::ESME_ROK);
             continue;
         };
-        let mut ids = receipt::id_candidates(&id);
-        if ids.is_empty() {
+        let Some(provider_id) = receipt_key(&id, ids) else {
+            tracing::info!(connector = %connector, receipt_id = %id, "Receipt id unusable; acknowledged and dropped.");
             let _ = ack.send(status::ESME_ROK);
             continue;
-        }
-        let provider_id = ids.remove(0);
+        };
         let (stored_tx, stored_rx) = oneshot::channel();
         let r = Receipt {
             connector: connector.clone(),
             provider_id,
-            alternatives: ids,
             state,
             at: SystemTime::now(),
             error,
@@ -435,6 +465,28 @@ async fn receipts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receipt_ids_are_converted_only_as_declared() {
+        assert_eq!(
+            receipt_key("0000000014", IdFormat::Same).as_deref(),
+            Some("14")
+        );
+        assert_eq!(
+            receipt_key(" 1A2B ", IdFormat::Same).as_deref(),
+            Some("1a2b")
+        );
+        assert_eq!(
+            receipt_key("20", IdFormat::HexToDecimal).as_deref(),
+            Some("14")
+        );
+        assert_eq!(
+            receipt_key("14", IdFormat::DecimalToHex).as_deref(),
+            Some("20")
+        );
+        assert_eq!(receipt_key("zz", IdFormat::HexToDecimal), None);
+        assert_eq!(receipt_key("", IdFormat::Same), None);
+    }
 
     #[test]
     fn sender_ton_npi_follows_the_sender_kind() {

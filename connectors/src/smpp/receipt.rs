@@ -437,6 +437,10 @@ pub fn normalize_id(id: &str) -> String {
 /// and `597`: the caller matches the candidates in order, so an exact match
 /// always wins. Ids beyond u64 get only the as-is form. An empty id yields no
 /// candidates: it must not match anything.
+///
+/// Never match a receipt against *all* candidates: while the receipt's own id is not
+/// yet stored, another message's id can equal a candidate and take the receipt. The
+/// SMPP connector converts ids only as its `receipt_ids` setting declares.
 pub fn id_candidates(id: &str) -> Vec<String> {
     let n = normalize_id(id);
     if n.is_empty() {
