@@ -77,3 +77,24 @@ fn sample_stub_connector_example_loads_when_uncommented() {
     assert_eq!(config.connectors[0].kind.kind_name(), "stub");
     assert_eq!(config.routes.len(), 1);
 }
+
+#[test]
+fn sample_smpp_connector_example_loads_when_uncommented() {
+    let text = std::fs::read_to_string(sample_path()).expect("sample config is readable");
+    let start = text
+        .find("# [[connectors]]\n# name = \"smsc-a\"")
+        .expect("smpp example present");
+    let block: String = text[start..]
+        .lines()
+        .take_while(|line| line.starts_with("# ") && !line.starts_with("# `kind"))
+        .map(|line| line.trim_start_matches('#').trim_start())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let full = format!("{text}\n{block}\n[[routes]]\nchannel = \"sms\"\nconnector = \"smsc-a\"\n");
+    let cfg = goniec_config::load_from_str(&full, std::iter::empty())
+        .unwrap_or_else(|e| panic!("{e}\n{full}"));
+    let goniec_config::ConnectorKind::Smpp(smpp) = &cfg.connectors[0].kind else {
+        panic!("not smpp")
+    };
+    assert_eq!((smpp.binds, smpp.source_ton_npi), (4, Some([5, 0])));
+}
