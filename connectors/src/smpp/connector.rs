@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::receipt::{self, Stat};
-use super::session::{status, status_name, Inbound, Session, SessionConfig, SubmitError};
+use super::session::{Inbound, Session, SessionConfig, SubmitError};
+use super::status;
 use crate::text::{self, Concat, Encoding};
 use crate::{
     BuildContext, BuildError, Connector, DeliveryError, Health, Outbound, Receipt, ReceiptState,
@@ -137,11 +138,11 @@ pub fn classify(e: SubmitError) -> DeliveryError {
         SubmitError::Rejected { status: s } => match s {
             // System errors and a full queue are the SMSC's trouble, not the message's.
             status::ESME_RSYSERR | status::ESME_RMSGQFUL => DeliveryError::Transient {
-                reason: format!("{} ({s:#010x})", status_name(s)),
+                reason: format!("{} ({s:#010x})", status::name(s)),
             },
             s => DeliveryError::Permanent {
-                code: format!("{} ({s:#010x})", status_name(s)),
-                reason: status_name(s).into(),
+                code: format!("{} ({s:#010x})", status::name(s)),
+                reason: status::name(s).into(),
             },
         },
         SubmitError::Timeout(d) => DeliveryError::Transient {

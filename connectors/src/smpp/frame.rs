@@ -43,14 +43,8 @@ pub const DEFAULT_MAX_LEN: u32 = 4096;
 
 /// command_id of `generic_nack`.
 pub const GENERIC_NACK: u32 = 0x8000_0000;
-/// No error.
-pub const ESME_ROK: u32 = 0x0000_0000;
-/// Message length is invalid (also: command_length does not match the body).
-pub const ESME_RINVCMDLEN: u32 = 0x0000_0002;
-/// Invalid command ID.
-pub const ESME_RINVCMDID: u32 = 0x0000_0003;
-/// System error.
-pub const ESME_RSYSERR: u32 = 0x0000_0008;
+// The statuses the framer answers with (defined once, in `status`).
+pub use super::status::{ESME_RINVCMDID, ESME_RINVCMDLEN, ESME_ROK, ESME_RSYSERR};
 
 /// Limits for one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

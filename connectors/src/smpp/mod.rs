@@ -17,3 +17,4 @@ pub mod frame;
 pub mod receipt;
 pub mod session;
 pub mod sim;
+pub mod status;

@@ -25,17 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, FrameLimits};
-
-/// SMPP command_status values the session reacts to.
-pub mod status {
-    pub const ESME_ROK: u32 = 0x00;
-    pub const ESME_RMSGQFUL: u32 = 0x14;
-    pub const ESME_RTHROTTLED: u32 = 0x58;
-    pub const ESME_RBINDFAIL: u32 = 0x0D;
-    pub const ESME_RINVPASWD: u32 = 0x0E;
-    pub const ESME_RINVSYSID: u32 = 0x0F;
-    pub const ESME_RSYSERR: u32 = 0x08;
-}
+use super::status;
 
 /// How to reach and bind to one SMSC.
 #[derive(Debug, Clone)]
@@ -317,7 +307,7 @@ async fn connect_and_bind(
             if h.sequence_number == bind_seq && h.command_id == 0x8000_0009 {
                 return match h.command_status {
                     status::ESME_ROK => Ok((stream, buf)),
-                    s => Err(format!("bind refused: {} ({s:#x})", status_name(s))),
+                    s => Err(format!("bind refused: {} ({s:#x})", status::name(s))),
                 };
             }
             if h.command_id == 0x8000_0000 && h.sequence_number == bind_seq {
@@ -343,30 +333,6 @@ async fn connect_and_bind(
             return Err("SMSC closed the connection during bind".into());
         }
         buf.extend_from_slice(&chunk[..n]);
-    }
-}
-
-/// Readable names of the statuses operators meet most.
-pub fn status_name(s: u32) -> &'static str {
-    match s {
-        0x00 => "ESME_ROK",
-        0x01 => "ESME_RINVMSGLEN",
-        0x02 => "ESME_RINVCMDLEN",
-        0x03 => "ESME_RINVCMDID",
-        0x04 => "ESME_RINVBNDSTS",
-        0x05 => "ESME_RALYBND",
-        0x08 => "ESME_RSYSERR",
-        0x0A => "ESME_RINVSRCADR",
-        0x0B => "ESME_RINVDSTADR",
-        0x0D => "ESME_RBINDFAIL",
-        0x0E => "ESME_RINVPASWD",
-        0x0F => "ESME_RINVSYSID",
-        0x14 => "ESME_RMSGQFUL",
-        0x45 => "ESME_RSUBMITFAIL",
-        0x58 => "ESME_RTHROTTLED",
-        0x61 => "ESME_RINVSCHED",
-        0x62 => "ESME_RINVEXPIRY",
-        _ => "SMPP error",
     }
 }
 

@@ -76,16 +76,9 @@ pub const SIM_SYSTEM_ID: &str = "goniec-sim";
 /// Most connections served at once; more are accepted and closed at once.
 pub const MAX_SESSIONS: usize = 1024;
 
-/// Incorrect BIND status for the given command.
-pub const ESME_RINVBNDSTS: u32 = 0x0000_0004;
-/// ESME already in bound state.
-pub const ESME_RALYBND: u32 = 0x0000_0005;
-/// Bind failed.
-pub const ESME_RBINDFAIL: u32 = 0x0000_000D;
-/// Invalid password.
-pub const ESME_RINVPASWD: u32 = 0x0000_000E;
-/// Throttling error (the ESME exceeded its allowed message limits).
-pub const ESME_RTHROTTLED: u32 = 0x0000_0058;
+pub use super::status::{
+    ESME_RALYBND, ESME_RBINDFAIL, ESME_RINVBNDSTS, ESME_RINVPASWD, ESME_RTHROTTLED,
+};
 
 const SUBMIT_SM_RESP: u32 = 0x8000_0004;
 /// Delayed `submit_sm_resp`s waiting at once per session; the reader stops
