@@ -11,6 +11,8 @@ pub mod model;
 pub mod smpp;
 #[cfg(feature = "stub")]
 pub mod stub;
+#[cfg(test)]
+mod test_rng;
 pub mod text;
 
 use std::fmt;

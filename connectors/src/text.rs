@@ -898,27 +898,7 @@ mod tests {
         // Not everything becomes GSM-7.
         assert!(!is_gsm7(&transliterate("ł 中").unwrap()));
     }
-
-    /// SplitMix64: deterministic, so failures reproduce.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn pick(&mut self, pool: &[char]) -> char {
-            pool[self.below(pool.len())]
-        }
-    }
+    use crate::test_rng::TestRng as Rng;
 
     const GSM_POOL: &[char] = &[
         'a', 'b', 'z', 'A', 'Z', '0', '9', ' ', '.', ',', '\n', '@', 'é', 'Δ', '§', '€', '[', ']',

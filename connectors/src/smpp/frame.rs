@@ -624,23 +624,7 @@ mod tests {
         assert!(decode(&[enquire_link(1), vec![0]].concat()).is_err());
         assert!(decode(&[]).is_err());
     }
-
-    /// Deterministic xorshift64*, so the test needs no new dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
-        fn byte(&mut self) -> u8 {
-            self.next() as u8
-        }
-    }
+    use crate::test_rng::TestRng as Rng;
 
     #[test]
     fn randomized_buffers_never_panic_or_grow() {

@@ -836,23 +836,7 @@ mod tests {
         assert!(id_candidates("255").contains(&"ff".to_owned()));
         assert!(id_candidates("ff").contains(&"255".to_owned()));
     }
-
-    /// Deterministic xorshift64 so the no-panic test is reproducible.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::test_rng::TestRng as XorShift;
 
     #[test]
     fn random_input_never_panics() {

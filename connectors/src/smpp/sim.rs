@@ -1681,20 +1681,7 @@ mod tests {
             .build();
         assert_eq!(excerpt(&sm), "Part one?");
     }
-
-    /// Deterministic xorshift64 so the no-panic test is reproducible.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            let mut x = self.0;
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            self.0 = x;
-            x
-        }
-    }
+    use crate::test_rng::TestRng as XorShift;
 
     #[tokio::test]
     async fn random_frames_never_kill_the_session() {
