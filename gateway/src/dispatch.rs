@@ -373,7 +373,7 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
         Ok(sub) => {
             m.submits.with_label_values(&[name, "ok"]).inc();
             tracing::debug!(message_id = %id, connector = name, to = %mask(&rec.data.to), "Message submitted.");
-            let ch = Change::new(
+            let mut ch = Change::new(
                 Status::Submitted,
                 now_ms(),
                 None,
@@ -382,6 +382,7 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
                     sub.provider_id, sub.parts
                 )),
             );
+            ch.parts = Some(sub.parts);
             finish(app, channel, &lease, ch, Some((name, &sub.provider_ids))).await;
         }
         Err(e) => {

@@ -104,12 +104,13 @@ async fn apply(app: &App, mut r: Receipt) {
     let at =
         r.at.duration_since(std::time::UNIX_EPOCH)
             .map_or_else(|_| now_ms(), |d| d.as_millis() as i64);
-    let change = Change::new(
+    let mut change = Change::new(
         status,
         at,
         r.error.clone(),
         Some(format!("receipt from {}", r.connector)),
     );
+    change.part = Some(r.provider_id.clone());
     let t =
         crate::dispatch::finish_with_retries(app, "receipt", || app.store.transition(&id, &change))
             .await;
@@ -120,7 +121,7 @@ async fn apply(app: &App, mut r: Receipt) {
             tracing::debug!(message_id = %id, %current, receipt = %status, "Late or repeated receipt ignored.");
             ack();
         }
-        Some(Transition::Missing | Transition::InFlight) => ack(),
+        Some(Transition::Partial | Transition::Missing | Transition::InFlight) => ack(),
         // The store never answered (shutdown): no ack, so the provider resends it.
         None => {}
     }

@@ -109,6 +109,14 @@ async fn sms_single_and_multipart_are_delivered_with_receipts() {
         submitted["detail"].as_str().unwrap().contains("parts=3"),
         "{submitted}"
     );
+    // Delivered only once all three parts were: two part events, then the final one.
+    let part_events = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["detail"].as_str().is_some_and(|d| d.starts_with("part ")))
+        .count();
+    assert_eq!(part_events, 2, "{m}");
     // The SMSC saw 1 + 1 + 3 submit_sm and every receipt was acknowledged after storage.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while sim.stats().receipts_acked < 5 && std::time::Instant::now() < deadline {

@@ -564,6 +564,8 @@ pub async fn cancel(
                 "the message is being submitted to the carrier right now and can no longer be cancelled",
             )),
             Ok(Transition::Missing) => Err(ApiError::not_found("message")),
+            // Only receipts produce Partial; a cancel never does.
+            Ok(Transition::Partial) => Err(ApiError::new(409, "not-cancellable", "the message was already submitted")),
             Err(_) => Err(ApiError::store_unavailable()),
         }
     }

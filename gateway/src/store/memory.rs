@@ -25,6 +25,9 @@ struct Rec {
     notify: bool,
     /// A worker is submitting it: it cannot be cancelled.
     in_flight: bool,
+    /// Parts it was sent in, and the parts reported delivered so far.
+    parts: u32,
+    parts_delivered: std::collections::HashSet<String>,
 }
 
 struct Pending {
@@ -88,8 +91,29 @@ impl Inner {
         if change.to == Status::Cancelled && rec.in_flight {
             return Transition::InFlight;
         }
+        if let (Some(part), Status::Delivered) = (&change.part, change.to) {
+            if rec.parts > 1 {
+                if !rec.parts_delivered.insert(part.clone()) {
+                    return Transition::Refused {
+                        current: rec.status,
+                    };
+                }
+                if (rec.parts_delivered.len() as u32) < rec.parts {
+                    rec.events.push(Event {
+                        status: Status::Submitted,
+                        at: change.event.at,
+                        reason: None,
+                        detail: Some(format!("part {part} delivered")),
+                    });
+                    return Transition::Partial;
+                }
+            }
+        }
         let from = rec.status;
         rec.status = change.to;
+        if let Some(n) = change.parts {
+            rec.parts = n.max(1);
+        }
         rec.events.push(change.event.clone());
         if rec.notify {
             let payload = CallbackPayload {
@@ -219,6 +243,8 @@ impl Store for MemoryStore {
                         events: m.events.clone(),
                         notify: m.notify,
                         in_flight: false,
+                        parts: 1,
+                        parts_delivered: Default::default(),
                     },
                 );
                 let lane = Lane::Channel(m.channel);

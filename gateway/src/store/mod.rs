@@ -105,18 +105,26 @@ pub struct NewMessage {
 pub struct Change {
     pub to: Status,
     pub event: Event,
+    /// On `submitted`: how many parts the message went out in (multipart SMS).
+    pub parts: Option<u32>,
+    /// On a receipt: the provider id of the part it reports. A multipart message
+    /// becomes `delivered` only when every part is; each part counts once.
+    pub part: Option<String>,
 }
 
 impl Change {
     pub fn new(to: Status, at: i64, reason: Option<String>, detail: Option<String>) -> Self {
+        let event = Event {
+            status: to,
+            at,
+            reason,
+            detail,
+        };
         Change {
             to,
-            event: Event {
-                status: to,
-                at,
-                reason,
-                detail,
-            },
+            event,
+            parts: None,
+            part: None,
         }
     }
 }
@@ -132,6 +140,9 @@ pub enum Transition {
     Missing,
     /// Refused: a cancel while a worker is submitting the message.
     InFlight,
+    /// One part of a multipart message was delivered and recorded as an event; the
+    /// message waits for its other parts.
+    Partial,
 }
 
 impl Transition {

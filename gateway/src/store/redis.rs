@@ -41,12 +41,24 @@ const GROUP: &str = "workers";
 /// Returns {code, current}: 0 missing, 1 applied (current = previous), 2 refused,
 /// 4 in flight.
 const TRANSITION_LUA: &str = r#"
-local function transition(rec, hook, to, allowed, event, cbpayload, cbjob)
+local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part, partevent)
   local cur = redis.call('HGET', rec, 's')
   if not cur then return {0, ''} end
   if not string.find(allowed, ',' .. cur .. ',', 1, true) then return {2, cur} end
   if to == 'cancelled' and redis.call('HEXISTS', rec, 'x') == 1 then return {4, cur} end
   local ev = redis.call('HGET', rec, 'e') or ''
+  -- A multipart message is delivered when every part is; each part counts once
+  -- (an SMSC may send the same receipt again).
+  if part ~= '' and to == 'delivered' then
+    local total = tonumber(redis.call('HGET', rec, 'pt') or '1') or 1
+    if total > 1 then
+      if redis.call('HSETNX', rec, 'p:' .. part, '1') == 0 then return {2, cur} end
+      if redis.call('HINCRBY', rec, 'pd', 1) < total then
+        redis.call('HSET', rec, 'e', ev .. '\n' .. partevent)
+        return {5, cur}
+      end
+    end
+  end
   redis.call('HSET', rec, 's', to, 'e', ev .. '\n' .. event)
   if redis.call('HGET', rec, 'cb') == '1' then
     redis.call('XADD', hook, '*', 'j', cbjob, 'n', '0', 'p', cbpayload)
@@ -55,16 +67,16 @@ local function transition(rec, hook, to, allowed, event, cbpayload, cbjob)
 end
 "#;
 
-/// KEYS: record, webhook stream. ARGV: to, allowed, event, cbpayload, cbjob.
+/// KEYS: record, webhook stream. ARGV: to, allowed, event, cbpayload, cbjob, part, part event.
 const TRANSITION_MAIN: &str = r#"
-return transition(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+return transition(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
 "#;
 
 /// Finishes a lease. KEYS: record, webhook stream, queue stream, (unused), sched zset, dlq,
 /// then one correlation key per provider id.
 /// ARGV: group, entry, to ('' = none), allowed, event, cbpayload, cbjob,
 ///       corr value ('' = none), corr ttl s, retry member ('' = none), retry score,
-///       dlq reason ('' = none), job id, attempt, payload.
+///       dlq reason ('' = none), job id, attempt, payload, part count ('' = single).
 const FINISH_MAIN: &str = r#"
 -- Only the lease's current holder finishes it: if another worker already acked the
 -- entry (a reclaimed duplicate), do not schedule or bury it a second time.
@@ -72,7 +84,10 @@ local acked = redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[3], ARGV[2])
 local res = {3, ''}
 if ARGV[3] ~= '' then
-  res = transition(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+  res = transition(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '', '')
+  if res[1] == 1 and ARGV[16] ~= '' then
+    redis.call('HSET', KEYS[1], 'pt', ARGV[16])
+  end
 end
 if ARGV[8] ~= '' then
   for i = 7, #KEYS do
@@ -330,10 +345,15 @@ impl RedisStore {
             Some((member, score)) => inv.arg(member).arg(score),
             None => inv.arg("").arg(0),
         };
+        let parts = change
+            .and_then(|c| c.parts)
+            .filter(|&n| n > 1)
+            .map_or_else(String::new, |n| n.to_string());
         inv.arg(dlq_reason.unwrap_or(""))
             .arg(&lease.job.id)
             .arg(lease.job.attempt)
-            .arg(&lease.job.payload);
+            .arg(&lease.job.payload)
+            .arg(parts);
         let mut c = self.conn.clone();
         let (code, cur): (i64, String) = inv.invoke_async(&mut c).await.map_err(unavailable)?;
         transition_result(code, &cur)
@@ -395,6 +415,21 @@ impl RedisStore {
     }
 }
 
+/// The event recorded when one part of a multipart message is delivered: the message
+/// stays `submitted` until all are.
+fn part_event(change: &Change) -> Result<String, StoreError> {
+    let Some(part) = &change.part else {
+        return Ok(String::new());
+    };
+    let ev = Event {
+        status: Status::Submitted,
+        at: change.event.at,
+        reason: None,
+        detail: Some(format!("part {part} delivered")),
+    };
+    serde_json::to_string(&ev).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
 fn transition_result(code: i64, cur: &str) -> Result<Transition, StoreError> {
     let status = || cur.parse::<Status>().map_err(StoreError::Corrupt);
     Ok(match code {
@@ -402,6 +437,7 @@ fn transition_result(code: i64, cur: &str) -> Result<Transition, StoreError> {
         1 => Transition::Applied { from: status()? },
         2 => Transition::Refused { current: status()? },
         4 => Transition::InFlight,
+        5 => Transition::Partial,
         // No change was requested: report the lease as finished.
         _ => Transition::Applied {
             from: Status::Queued,
@@ -644,6 +680,8 @@ impl Store for RedisStore {
             .arg(event)
             .arg(payload)
             .arg(cbjob)
+            .arg(change.part.as_deref().unwrap_or(""))
+            .arg(part_event(change)?)
             .invoke_async(&mut c)
             .await
             .map_err(unavailable)?;

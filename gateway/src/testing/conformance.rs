@@ -111,6 +111,100 @@ pub async fn run(store: &dyn Store) {
     in_flight_messages_cannot_be_cancelled(store).await;
     heartbeat_keeps_leases(store).await;
     stale_lease_cannot_retry_or_bury(store).await;
+    multipart_is_delivered_when_every_part_is(store).await;
+}
+
+async fn multipart_is_delivered_when_every_part_is(store: &dyn Store) {
+    let lane = Lane::Channel(Channel::Sms);
+    let msgs: Vec<_> = (0..2)
+        .map(|i| message("t-parts", &format!("+4850000110{i}"), None, false, None))
+        .collect();
+    store.accept(&msgs, None).await.unwrap();
+    let parts = [
+        vec!["a1".to_string(), "a2".into(), "a3".into()],
+        vec!["b1".to_string(), "b2".into()],
+    ];
+    for (l, ids) in drain(store, lane).await.iter().zip(&parts) {
+        let mut ch = Change::new(Status::Submitted, now_ms(), None, None);
+        ch.parts = Some(ids.len() as u32);
+        assert!(store
+            .complete(l, Some(&ch), Some(("smsc", ids)))
+            .await
+            .unwrap()
+            .applied());
+    }
+    let receipt = |to: Status, part: &str| {
+        let mut ch = Change::new(to, now_ms(), None, None);
+        ch.part = Some(part.to_string());
+        ch
+    };
+    let a = &msgs[0].id;
+    assert_eq!(
+        store
+            .transition(a, &receipt(Status::Delivered, "a1"))
+            .await
+            .unwrap(),
+        Transition::Partial
+    );
+    // The same part reported again counts once.
+    assert_eq!(
+        store
+            .transition(a, &receipt(Status::Delivered, "a1"))
+            .await
+            .unwrap(),
+        Transition::Refused {
+            current: Status::Submitted
+        }
+    );
+    assert_eq!(
+        store
+            .transition(a, &receipt(Status::Delivered, "a2"))
+            .await
+            .unwrap(),
+        Transition::Partial
+    );
+    assert_eq!(
+        store.get(a).await.unwrap().unwrap().status,
+        Status::Submitted
+    );
+    assert_eq!(
+        store
+            .transition(a, &receipt(Status::Delivered, "a3"))
+            .await
+            .unwrap(),
+        Transition::Applied {
+            from: Status::Submitted
+        }
+    );
+    let r = store.get(a).await.unwrap().unwrap();
+    assert_eq!(r.status, Status::Delivered);
+    let part_events = r
+        .events
+        .iter()
+        .filter(|e| e.detail.as_deref().is_some_and(|d| d.starts_with("part ")))
+        .count();
+    assert_eq!(
+        part_events, 2,
+        "each part before the last shows in the history"
+    );
+    // Any undeliverable part makes the message undeliverable at once.
+    let b = &msgs[1].id;
+    assert_eq!(
+        store
+            .transition(b, &receipt(Status::Delivered, "b1"))
+            .await
+            .unwrap(),
+        Transition::Partial
+    );
+    assert!(store
+        .transition(b, &receipt(Status::Undeliverable, "b2"))
+        .await
+        .unwrap()
+        .applied());
+    assert_eq!(
+        store.get(b).await.unwrap().unwrap().status,
+        Status::Undeliverable
+    );
 }
 
 async fn in_flight_messages_cannot_be_cancelled(store: &dyn Store) {
