@@ -272,3 +272,46 @@ async fn immediate_receipts_each_find_their_own_message() {
     gw.stop().await;
     stop.cancel();
 }
+
+/// Every concatenation mode reaches the SMSC and comes back delivered with the part
+/// count the API promised (message_payload sends the whole text in one submit_sm).
+#[tokio::test]
+async fn every_concatenation_mode_delivers_long_messages() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    for (concat, parts) in [("udh16", 3), ("sar", 3), ("payload", 1)] {
+        let sim = SimConfig {
+            receipt_delay: Duration::from_millis(5),
+            ..Default::default()
+        };
+        let (gw, s, stop) = start(&redis, sim, &format!("concat = \"{concat}\"")).await;
+        let long = "Zażółć gęślą jaźń. ".repeat(10); // 190 UCS-2 units
+        let (code, r) = gw.post("/v1/messages", &sms("+48501234569", &long)).await;
+        assert_eq!(
+            (code, r["segments"].as_u64()),
+            (202, Some(3)),
+            "{concat}: {r}"
+        );
+        let id = r["id"].as_str().unwrap().to_string();
+        let m = gw
+            .wait_status(&id, Duration::from_secs(15), |st| st == "delivered")
+            .await;
+        let detail = m["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["status"] == "submitted")
+            .unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            detail.contains(&format!("parts={parts}")),
+            "{concat}: {detail}"
+        );
+        assert_eq!(s.stats().submits, parts, "{concat}");
+        gw.stop().await;
+        stop.cancel();
+    }
+}
