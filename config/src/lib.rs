@@ -284,6 +284,8 @@ pub struct SmppConnector {
     pub password: String,
     /// Default empty.
     pub system_type: String,
+    /// interface_version sent in the bind: 0x34 (52, SMPP 3.4, default), 0x33 or 0x50.
+    pub interface_version: u8,
     /// Parallel transceiver binds; messages spread over the ready ones. Default 1.
     pub binds: usize,
     /// Most requests outstanding per bind. Default 100.
@@ -319,6 +321,7 @@ impl Default for SmppConnector {
             system_id: "goniec".into(),
             password: String::new(),
             system_type: String::new(),
+            interface_version: 0x34,
             binds: 1,
             window: 100,
             response_timeout: Duration::from_secs(10),

@@ -324,6 +324,12 @@ impl Checks {
                             "must be at most 12 characters (SMPP 3.4)",
                         );
                     }
+                    if ![0x33u8, 0x34, 0x50].contains(&smpp.interface_version) {
+                        self.error(
+                            format!("{path}.interface_version"),
+                            "must be 0x33 (51), 0x34 (52) or 0x50 (80)",
+                        );
+                    }
                     if !(1..=64).contains(&smpp.binds) {
                         self.error(format!("{path}.binds"), "must be 1..=64");
                     }

@@ -65,6 +65,10 @@ pub enum DeliveryError {
     /// retry later without counting an attempt against the message.
     #[error("connector unavailable: {reason}")]
     Unavailable { reason: String },
+    /// No answer in time: the provider may or may not have the message. Retried;
+    /// counted apart because a retry may deliver it twice.
+    #[error("no answer in time (possible duplicate on retry): {reason}")]
+    Uncertain { reason: String },
     /// A fault that may pass (connection lost, timeout, 4xx SMTP, 5xx HTTP); retry.
     #[error("transient failure: {reason}")]
     Transient { reason: String },
@@ -92,6 +96,7 @@ impl DeliveryError {
         match self {
             DeliveryError::Throttled { .. } => "throttled",
             DeliveryError::Unavailable { .. } => "unavailable",
+            DeliveryError::Uncertain { .. } => "uncertain",
             DeliveryError::Transient { .. } => "transient",
             DeliveryError::Permanent { .. } => "permanent",
         }

@@ -73,6 +73,7 @@ impl SmppConnector {
             window: cfg.window,
             response_timeout: cfg.response_timeout,
             enquire_link: cfg.enquire_link,
+            interface_version: cfg.interface_version,
             ..SessionConfig::default()
         };
         let mut sessions = Vec::new();
@@ -145,8 +146,8 @@ pub fn classify(e: SubmitError) -> DeliveryError {
                 reason: status::name(s).into(),
             },
         },
-        SubmitError::Timeout(d) => DeliveryError::Transient {
-            reason: format!("no submit_sm_resp within {d:?} (possible duplicate on retry)"),
+        SubmitError::Timeout(d) => DeliveryError::Uncertain {
+            reason: format!("no submit_sm_resp within {d:?}"),
         },
         SubmitError::Disconnected | SubmitError::Stopped => DeliveryError::Transient {
             reason: "SMPP bind dropped".into(),
@@ -506,7 +507,7 @@ mod tests {
             (SubmitError::Rejected { status: 0x08 }, "transient"),
             (SubmitError::Rejected { status: 0x0B }, "permanent"),
             (SubmitError::Rejected { status: 0x45 }, "permanent"),
-            (SubmitError::Timeout(Duration::from_secs(10)), "transient"),
+            (SubmitError::Timeout(Duration::from_secs(10)), "uncertain"),
             (SubmitError::Disconnected, "transient"),
         ];
         for (e, kind) in cases {
