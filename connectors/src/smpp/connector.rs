@@ -273,16 +273,17 @@ impl SmppConnector {
             .esm_class(EsmClass::from(if part.udh { 0x40 } else { 0x00 }))
             .registered_delivery(RegisteredDelivery::from(0x01))
             .data_coding(DataCoding::from(coding));
+        let sar = part.sar;
         if part.payload {
             b = b.push_tlv(MessageSubmissionRequestTlvValue::MessagePayload(
-                MessagePayload::new(AnyOctetString::from_vec(part.short_message.clone())),
+                MessagePayload::new(AnyOctetString::from_vec(part.short_message)),
             ));
         } else {
             let sm = OctetString::from_vec(part.short_message)
                 .map_err(|_| bad("part longer than 254 octets".into()))?;
             b = b.short_message(sm);
         }
-        if let Some((reference, total, seq)) = part.sar {
+        if let Some((reference, total, seq)) = sar {
             b = b
                 .push_tlv(MessageSubmissionRequestTlvValue::SarMsgRefNum(reference))
                 .push_tlv(MessageSubmissionRequestTlvValue::SarTotalSegments(total))

@@ -274,10 +274,16 @@ pub fn encode(cmd: &Command) -> Vec<u8> {
 /// A `generic_nack` for a sequence number with a status (e.g. `ESME_RINVCMDID`
 /// 0x03, `ESME_RINVCMDLEN` 0x02, `ESME_RSYSERR` 0x08).
 pub fn generic_nack(sequence_number: u32, command_status: u32) -> Vec<u8> {
+    header_only(GENERIC_NACK, command_status, sequence_number)
+}
+
+/// A PDU that is just the 16-byte header: SMPP 3.4 sends no body with a
+/// response carrying a non-zero command_status, nor with generic_nack.
+pub fn header_only(command_id: u32, command_status: u32, sequence_number: u32) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN);
     for word in [
         HEADER_LEN as u32,
-        GENERIC_NACK,
+        command_id,
         command_status,
         sequence_number,
     ] {

@@ -806,7 +806,7 @@ impl Session {
                     self.on_submit(seq, sm, system_id).await
                 }
                 _ => {
-                    self.send(header_only(SUBMIT_SM_RESP, ESME_RINVBNDSTS, seq))
+                    self.send(frame::header_only(SUBMIT_SM_RESP, ESME_RINVBNDSTS, seq))
                         .await
                 }
             },
@@ -841,7 +841,10 @@ impl Session {
                 };
                 match id.matching_response() {
                     CommandId::Other(_) => self.nack(seq, status).await,
-                    resp => self.send(header_only(u32::from(resp), status, seq)).await,
+                    resp => {
+                        self.send(frame::header_only(u32::from(resp), status, seq))
+                            .await
+                    }
                 }
             }
         }
@@ -861,7 +864,7 @@ impl Session {
         };
         if self.bound.is_some() {
             return self
-                .send(header_only(u32::from(resp_id), ESME_RALYBND, seq))
+                .send(frame::header_only(u32::from(resp_id), ESME_RALYBND, seq))
                 .await;
         }
         let cfg = &self.inner.cfg;
@@ -881,7 +884,7 @@ impl Session {
             );
             bump(&self.inner.counters.bind_failures);
             let _ = self
-                .send(header_only(u32::from(resp_id), status, seq))
+                .send(frame::header_only(u32::from(resp_id), status, seq))
                 .await;
             return Flow::Close;
         }
@@ -930,7 +933,7 @@ impl Session {
         let n = self.inner.submits_seen.fetch_add(1, Ordering::Relaxed) + 1;
         let resp = if cfg.throttle_every > 0 && n.is_multiple_of(cfg.throttle_every) {
             bump(&self.inner.counters.throttled);
-            header_only(SUBMIT_SM_RESP, ESME_RTHROTTLED, seq)
+            frame::header_only(SUBMIT_SM_RESP, ESME_RTHROTTLED, seq)
         } else {
             let number = self.inner.next_message.fetch_add(1, Ordering::Relaxed) + 1;
             bump(&self.inner.counters.submits);
@@ -976,24 +979,6 @@ impl Session {
         });
         Flow::Continue
     }
-}
-
-/// A response (or generic_nack) that is just the header: SMPP 3.4 sends no
-/// body with a non-zero command_status.
-fn header_only(command_id: u32, command_status: u32, sequence_number: u32) -> Vec<u8> {
-    if command_id == GENERIC_NACK {
-        return frame::generic_nack(sequence_number, command_status);
-    }
-    let mut out = Vec::with_capacity(HEADER_LEN);
-    for word in [
-        HEADER_LEN as u32,
-        command_id,
-        command_status,
-        sequence_number,
-    ] {
-        out.extend_from_slice(&word.to_be_bytes());
-    }
-    out
 }
 
 fn receipt_for(
@@ -1603,14 +1588,14 @@ mod tests {
         c.enquire_link_ok().await;
 
         // Unknown command_id.
-        c.send_raw(&header_only(0x0000_0777, 0, 8)).await;
+        c.send_raw(&frame::header_only(0x0000_0777, 0, 8)).await;
         let nack = c.recv().await;
         assert_eq!(nack.id(), CommandId::GenericNack);
         assert_eq!(u32::from(nack.status()), ESME_RINVCMDID);
         c.enquire_link_ok().await;
 
         // A known request we do not implement gets its resp with an error.
-        c.send_raw(&header_only(0x0000_0003, 0, 9)).await; // query_sm, no body
+        c.send_raw(&frame::header_only(0x0000_0003, 0, 9)).await; // query_sm, no body
         let resp = c.recv().await;
         assert_eq!(resp.sequence_number(), 9);
         c.enquire_link_ok().await;
