@@ -69,7 +69,7 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{self, FrameLimits, ESME_RINVCMDID, ESME_ROK, GENERIC_NACK, HEADER_LEN};
+use super::frame::{self, FrameLimits, ESME_RINVCMDID, ESME_ROK, GENERIC_NACK};
 
 /// system_id the simulator answers binds with.
 pub const SIM_SYSTEM_ID: &str = "goniec-sim";
@@ -1094,6 +1094,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::smpp::frame::HEADER_LEN;
     use crate::smpp::frame::{split_frame, ESME_RINVCMDLEN};
     use crate::smpp::receipt::{self, normalize_id, Stat};
     use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp};
