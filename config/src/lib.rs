@@ -284,6 +284,13 @@ pub struct SmppConnector {
     pub password: String,
     /// Default empty.
     pub system_type: String,
+    /// How to bind: `transceiver` (default; one connection both ways) or
+    /// `transmitter_receiver` (each of the `binds` is a transmitter for submits
+    /// plus a receiver for receipts, for SMSCs without transceiver support).
+    pub bind_type: String,
+    /// address_range sent in the bind (which MO/receipt addresses this ESME
+    /// serves; at most 40 characters). Default empty.
+    pub address_range: String,
     /// interface_version sent in the bind: 0x34 (52, SMPP 3.4, default), 0x33 or 0x50.
     pub interface_version: u8,
     /// Parallel transceiver binds; messages spread over the ready ones. Default 1.
@@ -321,6 +328,8 @@ impl Default for SmppConnector {
             system_id: "goniec".into(),
             password: String::new(),
             system_type: String::new(),
+            bind_type: "transceiver".into(),
+            address_range: String::new(),
             interface_version: 0x34,
             binds: 1,
             window: 100,

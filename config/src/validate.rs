@@ -324,6 +324,18 @@ impl Checks {
                             "must be at most 12 characters (SMPP 3.4)",
                         );
                     }
+                    if !["transceiver", "transmitter_receiver"].contains(&smpp.bind_type.as_str()) {
+                        self.error(
+                            format!("{path}.bind_type"),
+                            "must be transceiver or transmitter_receiver",
+                        );
+                    }
+                    if smpp.address_range.len() > 40 {
+                        self.error(
+                            format!("{path}.address_range"),
+                            "must be at most 40 characters (SMPP 3.4)",
+                        );
+                    }
                     if ![0x33u8, 0x34, 0x50].contains(&smpp.interface_version) {
                         self.error(
                             format!("{path}.interface_version"),

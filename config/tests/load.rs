@@ -527,6 +527,8 @@ name = "smsc-b"
 kind = "smpp"
 system_id = "a-system-id-that-is-far-too-long"
 password = "toolongpassword"
+bind_type = "receiver"
+address_range = "a-range-of-addresses-longer-than-forty-characters"
 binds = 0
 data_coding = 8
 concat = "udh7"
@@ -545,6 +547,8 @@ connector = "smsc-a"
         [
             "connectors[1].system_id",
             "connectors[1].password",
+            "connectors[1].bind_type",
+            "connectors[1].address_range",
             "connectors[1].binds",
             "connectors[1].data_coding",
             "connectors[1].concat",
@@ -563,7 +567,13 @@ connector = "smsc-a"
         panic!("not smpp")
     };
     assert_eq!(
-        (smpp.port, smpp.binds, smpp.window, smpp.concat.as_str()),
-        (2775, 4, 100, "udh8")
+        (
+            smpp.port,
+            smpp.binds,
+            smpp.window,
+            smpp.concat.as_str(),
+            smpp.bind_type.as_str()
+        ),
+        (2775, 4, 100, "udh8", "transceiver")
     );
 }

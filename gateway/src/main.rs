@@ -72,6 +72,9 @@ enum Cmd {
         /// Every n-th submit_sm is answered ESME_RTHROTTLED (0 = never).
         #[arg(long, default_value_t = 0)]
         throttle_every: u64,
+        /// Send delivery receipts as data_sm instead of deliver_sm.
+        #[arg(long)]
+        receipts_as_data_sm: bool,
     },
 }
 
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
             response_delay,
             undeliverable_every,
             throttle_every,
+            receipts_as_data_sm,
         } => {
             let cfg = SimConfig {
                 system_id,
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
                 response_delay,
                 undeliverable_every,
                 throttle_every,
+                receipts_as_data_sm,
                 ..SimConfig::default()
             };
             run_sim(listen, cfg)

@@ -167,6 +167,43 @@ async fn undeliverable_receipts_keep_the_carrier_error() {
     stop.cancel();
 }
 
+/// SMSCs without transceiver support: transmitters submit, receivers hear the
+/// receipts, which this SMSC sends as data_sm.
+#[tokio::test]
+async fn transmitter_receiver_pairs_with_data_sm_receipts() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let sim = SimConfig {
+        receipts_as_data_sm: true,
+        receipt_delay: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let extra = "bind_type = \"transmitter_receiver\"\naddress_range = \"^48\"";
+    let (gw, sim, stop) = start(&redis, sim, extra).await;
+    for _ in 0..100 {
+        if sim.stats().binds == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sim.stats().binds, 4, "two transmitter + receiver pairs");
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(send(&gw, sms(&format!("+4850123451{i}"), "hej")).await);
+    }
+    let long = "Przypominamy o zaległej płatności. ".repeat(4);
+    ids.push(send(&gw, sms("+48501234520", &long)).await);
+    for id in &ids {
+        gw.wait_status(id, Duration::from_secs(15), |s| s == "delivered")
+            .await;
+    }
+    let s = sim.stats();
+    assert_eq!((s.submits, s.receipts_acked), (8, 8), "{s:?}");
+    gw.stop().await;
+    stop.cancel();
+}
+
 #[tokio::test]
 async fn throttled_submits_are_retried_never_failed() {
     let Some(redis) = RedisServer::spawn() else {

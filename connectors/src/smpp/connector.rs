@@ -1,5 +1,5 @@
-//! The SMPP [`Connector`]: several transceiver binds to one SMSC, messages spread
-//! over the bound ones, text encoded and split the way the API counted it
+//! The SMPP [`Connector`]: several binds to one SMSC (transceivers, or transmitter +
+//! receiver pairs), messages spread over the bound ones that are not throttled, text encoded and split the way the API counted it
 //! ([`crate::text`]), SMPP statuses classified once into [`DeliveryError`], and
 //! `deliver_sm` receipts turned into [`Receipt`]s whose `deliver_sm_resp` waits until
 //! the gateway stored them.
@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use goniec_config::{Channel, SmppConnector as SmppConfig};
-use rusmpp::pdus::{DeliverSm, SubmitSm};
+use rusmpp::pdus::SubmitSm;
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, MessagePayload, Npi, RegisteredDelivery, Ton};
@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::receipt::{self, Stat};
-use super::session::{Inbound, Session, SessionConfig, SubmitError};
+use super::session::{BindType, Inbound, InboundPdu, Session, SessionConfig, SubmitError};
 use super::status;
 use crate::text::{self, Concat, Encoding};
 use crate::{
@@ -33,7 +33,10 @@ pub struct SmppConnector {
     name: String,
     cfg: SmppConfig,
     concat: Concat,
+    /// Binds that submit (transceivers or transmitters).
     sessions: Vec<Session>,
+    /// Receiver binds of transmitter + receiver pairs (empty for transceivers).
+    receivers: Vec<Session>,
     next: AtomicUsize,
     /// Concatenation reference numbers (8-bit UDH uses the low byte).
     reference: AtomicU16,
@@ -46,6 +49,7 @@ impl std::fmt::Debug for SmppConnector {
         f.debug_struct("SmppConnector")
             .field("name", &self.name)
             .field("binds", &self.sessions.len())
+            .field("receivers", &self.receivers.len())
             .finish()
     }
 }
@@ -70,18 +74,35 @@ impl SmppConnector {
             system_id: cfg.system_id.clone(),
             password: cfg.password.clone(),
             system_type: cfg.system_type.clone(),
+            address_range: cfg.address_range.clone(),
             window: cfg.window,
             response_timeout: cfg.response_timeout,
             enquire_link: cfg.enquire_link,
             interface_version: cfg.interface_version,
             ..SessionConfig::default()
         };
-        let mut sessions = Vec::new();
-        let mut tasks = Vec::new();
-        for _ in 0..cfg.binds.max(1) {
-            let (s, t) = Session::spawn(session_cfg.clone(), inbound_tx.clone(), stop.clone());
-            sessions.push(s);
+        let pair = match cfg.bind_type.as_str() {
+            "transceiver" => false,
+            "transmitter_receiver" => true,
+            other => return Err(invalid(format!("unknown bind_type `{other}`"))),
+        };
+        let (mut sessions, mut receivers, mut tasks) = (Vec::new(), Vec::new(), Vec::new());
+        let mut spawn = |bind_type| {
+            let cfg = SessionConfig {
+                bind_type,
+                ..session_cfg.clone()
+            };
+            let (s, t) = Session::spawn(cfg, inbound_tx.clone(), stop.clone());
             tasks.push(t);
+            s
+        };
+        for _ in 0..cfg.binds.max(1) {
+            if pair {
+                sessions.push(spawn(BindType::Transmitter));
+                receivers.push(spawn(BindType::Receiver));
+            } else {
+                sessions.push(spawn(BindType::Transceiver));
+            }
         }
         let ids = match cfg.receipt_ids.as_str() {
             "same" => IdFormat::Same,
@@ -101,6 +122,7 @@ impl SmppConnector {
             cfg: cfg.clone(),
             concat,
             sessions,
+            receivers,
             next: AtomicUsize::new(0),
             reference: AtomicU16::new(1),
             stop,
@@ -108,13 +130,19 @@ impl SmppConnector {
         })
     }
 
-    /// A bound session, round robin; `None` when no bind is up.
+    /// A bound session, round robin, preferring one the SMSC is not throttling (a
+    /// throttled one holds its submits until its pause ends); `None` when no bind is up.
     fn session(&self) -> Option<&Session> {
         let n = self.sessions.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
+        let mut bound = (0..n)
             .map(|i| &self.sessions[(start + i) % n])
-            .find(|s| s.is_bound())
+            .filter(|s| s.is_bound());
+        let first = bound.next()?;
+        if !first.is_throttled() {
+            return Some(first);
+        }
+        Some(bound.find(|s| !s.is_throttled()).unwrap_or(first))
     }
 }
 
@@ -325,15 +353,17 @@ impl Connector for SmppConnector {
     }
 
     fn health(&self) -> Health {
-        let up = self.sessions.iter().filter(|s| s.is_bound()).count();
-        if up == self.sessions.len() {
+        let all = || self.sessions.iter().chain(&self.receivers);
+        let total = self.sessions.len() + self.receivers.len();
+        let up = all().filter(|s| s.is_bound()).count();
+        if up == total {
             Health::Up
-        } else if up > 0 {
-            Health::Degraded(format!("{up} of {} binds up", self.sessions.len()))
+        } else if self.sessions.iter().any(Session::is_bound) {
+            // Submits flow; receipts for a missing receiver wait at the SMSC.
+            Health::Degraded(format!("{up} of {total} binds up"))
         } else {
-            let why = self
-                .sessions
-                .iter()
+            let why = all()
+                .filter(|s| !s.is_bound())
                 .find_map(Session::last_error)
                 .unwrap_or_else(|| "not bound yet".into());
             Health::Down(why)
@@ -350,17 +380,30 @@ impl Connector for SmppConnector {
     }
 }
 
-/// What a deliver_sm says: the receipted id, its state and the carrier's error.
-pub fn read_receipt(d: &DeliverSm) -> Option<(String, ReceiptState, Option<String>)> {
+/// What a deliver_sm or data_sm receipt says: the receipted id, its state and the
+/// carrier's error. `None` for anything that is not a receipt (MO messages).
+pub fn read_receipt(pdu: &InboundPdu) -> Option<(String, ReceiptState, Option<String>)> {
+    let (esm_class, short_message, tlvs) = match pdu {
+        InboundPdu::Deliver(d) => (d.esm_class, d.short_message().as_ref(), d.tlvs()),
+        // data_sm has no short_message; its text, if any, is in message_payload.
+        InboundPdu::Data(d) => (d.esm_class, &[][..], d.tlvs()),
+    };
     // Receipts have the MC delivery receipt bit in esm_class (0x04); others are MO messages.
-    if u8::from(d.esm_class) & 0x3C == 0 {
+    if u8::from(esm_class) & 0x3C == 0 {
         return None;
     }
-    let text = receipt::parse(d.short_message().as_ref());
+    let payload = tlvs.iter().find_map(|t| match t.value() {
+        Some(TlvValue::MessagePayload(p)) => Some(p.value.as_ref()),
+        _ => None,
+    });
+    let text = receipt::parse(match payload {
+        Some(p) if short_message.is_empty() => p,
+        _ => short_message,
+    });
     let mut id = None;
     let mut state = None;
     let mut net_err = None;
-    for tlv in d.tlvs() {
+    for tlv in tlvs {
         match tlv.value() {
             Some(TlvValue::ReceiptedMessageId(v)) => id = Some(v.as_str().to_string()),
             Some(TlvValue::MessageState(s)) => {

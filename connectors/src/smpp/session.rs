@@ -1,11 +1,17 @@
-//! One SMPP bind, kept alive: connect, bind (transceiver), a window of outstanding
-//! requests matched by sequence number with response timeouts, `enquire_link`
-//! keepalive (a link that stops answering is torn down), reconnect with exponential
-//! backoff and jitter, and a clean `unbind` on shutdown once the window drained.
+//! One SMPP bind, kept alive: connect, bind (transceiver, transmitter or receiver),
+//! a window of outstanding requests matched by sequence number with response
+//! timeouts, `enquire_link` keepalive (a link that stops answering is torn down),
+//! reconnect with exponential backoff and jitter, and a clean `unbind` on shutdown
+//! once the window drained.
 //!
-//! Inbound `deliver_sm` (receipts) is handed to the consumer with an acknowledgement
-//! channel; `deliver_sm_resp` goes back only when the consumer says the receipt is
-//! stored, so a crash in between makes the SMSC send it again instead of losing it.
+//! ESME_RTHROTTLED / ESME_RMSGQFUL pause this bind: no new submit goes out until the
+//! pause ends (100 ms, doubling while the SMSC keeps throttling, at most 5 s, reset
+//! by the next accepted submit).
+//!
+//! Inbound `deliver_sm` and `data_sm` (receipts) are handed to the consumer with an
+//! acknowledgement channel; the response goes back only when the consumer says the
+//! receipt is stored, so a crash in between makes the SMSC send it again instead of
+//! losing it.
 //!
 //! Requests in flight when a bind drops fail with [`SubmitError::Disconnected`]; the
 //! caller retries them (the gateway's queue does), so nothing is lost.
@@ -15,7 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusmpp::pdus::{BindTransceiver, DeliverSm, DeliverSmResp, SubmitSm};
+use rusmpp::pdus::{
+    BindReceiver, BindTransceiver, BindTransmitter, DataSm, DataSmResp, DeliverSm, DeliverSmResp,
+    SubmitSm,
+};
 use rusmpp::types::COctetString;
 use rusmpp::values::{InterfaceVersion, Npi, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
@@ -27,6 +36,37 @@ use tokio_util::sync::CancellationToken;
 use super::frame::{self, FrameLimits};
 use super::status;
 
+/// The kind of bind, SMPP 3.4 §4.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BindType {
+    /// Submits and receipts on one connection.
+    #[default]
+    Transceiver,
+    /// Submits only.
+    Transmitter,
+    /// Receipts (and MO messages) only.
+    Receiver,
+}
+
+impl BindType {
+    /// The bind request's command_id; its response is this | 0x8000_0000.
+    fn command_id(self) -> u32 {
+        match self {
+            BindType::Receiver => 0x0000_0001,
+            BindType::Transmitter => 0x0000_0002,
+            BindType::Transceiver => 0x0000_0009,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BindType::Receiver => "bind_receiver",
+            BindType::Transmitter => "bind_transmitter",
+            BindType::Transceiver => "bind_transceiver",
+        }
+    }
+}
+
 /// How to reach and bind to one SMSC.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -35,6 +75,9 @@ pub struct SessionConfig {
     pub system_id: String,
     pub password: String,
     pub system_type: String,
+    pub bind_type: BindType,
+    /// address_range in the bind (at most 40 characters).
+    pub address_range: String,
     /// 0x34 by default.
     pub interface_version: u8,
     /// Most requests outstanding at once on this bind.
@@ -57,6 +100,8 @@ impl Default for SessionConfig {
             system_id: "goniec".into(),
             password: String::new(),
             system_type: String::new(),
+            bind_type: BindType::Transceiver,
+            address_range: String::new(),
             interface_version: 0x34,
             window: 100,
             response_timeout: Duration::from_secs(10),
@@ -90,13 +135,20 @@ pub enum SubmitError {
     Stopped,
 }
 
-/// A `deliver_sm` from the SMSC. Send the command_status to answer with on `ack`
-/// (0 once the receipt is stored); dropping `ack` answers ESME_RSYSERR so the SMSC
-/// redelivers.
+/// A `deliver_sm` or `data_sm` from the SMSC. Send the command_status to answer with
+/// on `ack` (0 once the receipt is stored); dropping `ack` answers ESME_RSYSERR so
+/// the SMSC redelivers.
 #[derive(Debug)]
 pub struct Inbound {
-    pub pdu: DeliverSm,
+    pub pdu: InboundPdu,
     pub ack: oneshot::Sender<u32>,
+}
+
+/// The two PDUs an SMSC delivers receipts and MO messages with.
+#[derive(Debug, Clone)]
+pub enum InboundPdu {
+    Deliver(DeliverSm),
+    Data(DataSm),
 }
 
 struct Request {
@@ -108,6 +160,8 @@ struct Request {
 #[derive(Default)]
 struct Shared {
     bound: AtomicBool,
+    /// The SMSC asked this bind to slow down and the pause has not ended.
+    throttled: AtomicBool,
     last_error: Mutex<Option<String>>,
     /// Binds lost after being established (dead links, SMSC unbinds, resets).
     drops: std::sync::atomic::AtomicU64,
@@ -151,6 +205,11 @@ impl Session {
     /// True while bound and able to submit.
     pub fn is_bound(&self) -> bool {
         self.shared.bound.load(Ordering::Relaxed)
+    }
+
+    /// True while the SMSC's last throttle response pauses this bind.
+    pub fn is_throttled(&self) -> bool {
+        self.shared.throttled.load(Ordering::Relaxed)
     }
 
     /// How many times an established bind was lost (for metrics).
@@ -225,10 +284,12 @@ async fn run(
                     &mut seq,
                     &mut requests,
                     &inbound,
+                    &shared,
                     &shutdown,
                 )
                 .await;
                 shared.bound.store(false, Ordering::Relaxed);
+                shared.throttled.store(false, Ordering::Relaxed);
                 match end {
                     End::Shutdown => break,
                     End::Lost(why) => {
@@ -284,17 +345,31 @@ async fn connect_and_bind(
         .map_err(|_| format!("connect timed out after {:?}", cfg.connect_timeout))?
         .map_err(|e| format!("connect failed: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let bind = BindTransceiver::builder()
-        .system_id(cstr(&cfg.system_id, "system_id")?)
-        .password(cstr(&cfg.password, "password")?)
-        .system_type(cstr(&cfg.system_type, "system_type")?)
-        .interface_version(InterfaceVersion::from(cfg.interface_version))
-        .addr_ton(Ton::Unknown)
-        .addr_npi(Npi::Unknown)
-        .address_range(COctetString::empty())
-        .build();
+    // The three bind PDUs have the same body; rusmpp gives each its own builder.
+    macro_rules! bind {
+        ($pdu:ident) => {
+            Pdu::from(
+                $pdu::builder()
+                    .system_id(cstr(&cfg.system_id, "system_id")?)
+                    .password(cstr(&cfg.password, "password")?)
+                    .system_type(cstr(&cfg.system_type, "system_type")?)
+                    .interface_version(InterfaceVersion::from(cfg.interface_version))
+                    .addr_ton(Ton::Unknown)
+                    .addr_npi(Npi::Unknown)
+                    .address_range(cstr(&cfg.address_range, "address_range")?)
+                    .build(),
+            )
+        };
+    }
+    let bind = match cfg.bind_type {
+        BindType::Transceiver => bind!(BindTransceiver),
+        BindType::Transmitter => bind!(BindTransmitter),
+        BindType::Receiver => bind!(BindReceiver),
+    };
     let bind_seq = seq.next();
     let bytes = frame::encode(&Command::new(CommandStatus::EsmeRok, bind_seq, bind));
+    let resp_id = cfg.bind_type.command_id() | 0x8000_0000;
+    let what = cfg.bind_type.as_str();
     stream
         .write_all(&bytes)
         .await
@@ -304,10 +379,10 @@ async fn connect_and_bind(
     loop {
         while let Some(f) = frame::split_frame(&mut buf, &cfg.limits).map_err(|e| e.to_string())? {
             let Some(h) = frame::header(&f) else { continue };
-            if h.sequence_number == bind_seq && h.command_id == 0x8000_0009 {
+            if h.sequence_number == bind_seq && h.command_id == resp_id {
                 return match h.command_status {
                     status::ESME_ROK => Ok((stream, buf)),
-                    s => Err(format!("bind refused: {} ({s:#x})", status::name(s))),
+                    s => Err(format!("{what} refused: {} ({s:#x})", status::name(s))),
                 };
             }
             if h.command_id == 0x8000_0000 && h.sequence_number == bind_seq {
@@ -319,15 +394,12 @@ async fn connect_and_bind(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!(
-                "no bind_transceiver_resp within {:?}",
-                cfg.response_timeout
-            ));
+            return Err(format!("no {what}_resp within {:?}", cfg.response_timeout));
         }
         let mut chunk = [0u8; 4096];
         let n = tokio::time::timeout(left, stream.read(&mut chunk))
             .await
-            .map_err(|_| format!("no bind_transceiver_resp within {:?}", cfg.response_timeout))?
+            .map_err(|_| format!("no {what}_resp within {:?}", cfg.response_timeout))?
             .map_err(|e| format!("read failed: {e}"))?;
         if n == 0 {
             return Err("SMSC closed the connection during bind".into());
@@ -343,6 +415,10 @@ enum End {
 
 type Pending = HashMap<u32, (oneshot::Sender<Result<String, SubmitError>>, Instant)>;
 
+/// Shortest and longest pause of a bind the SMSC throttled.
+const THROTTLE_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     cfg: &SessionConfig,
     stream: TcpStream,
@@ -350,6 +426,7 @@ async fn serve(
     seq: &mut Sequence,
     requests: &mut mpsc::Receiver<Request>,
     inbound: &mpsc::Sender<Inbound>,
+    shared: &Shared,
     shutdown: &CancellationToken,
 ) -> End {
     let (mut rd, mut wr) = stream.into_split();
@@ -367,6 +444,9 @@ async fn serve(
     let mut last_rx = Instant::now();
     let mut enquire_sent: Option<(u32, Instant)> = None;
     let mut unbind_seq: Option<(u32, Instant)> = None;
+    // Throttling: no new submits before `paused_until`; the step doubles per throttle.
+    let mut paused_until: Option<Instant> = None;
+    let mut pause_step = THROTTLE_PAUSE.0;
     let mut tick = tokio::time::interval(Duration::from_millis(100).min(cfg.response_timeout / 2));
     let mut chunk = vec![0u8; 16 * 1024];
     let fail_all = |pending: &mut Pending, e: SubmitError| {
@@ -416,6 +496,19 @@ async fn serve(
                                 s @ (status::ESME_RTHROTTLED | status::ESME_RMSGQFUL) => Err(SubmitError::Throttled { status: s }),
                                 s => Err(SubmitError::Rejected { status: s }),
                             };
+                            match result {
+                                Err(SubmitError::Throttled { status: s }) => {
+                                    let until = Instant::now() + pause_step;
+                                    if paused_until.is_none_or(|p| p < until) {
+                                        paused_until = Some(until);
+                                    }
+                                    tracing::debug!(addr = %cfg.addr, status = %status::name(s), pause = ?pause_step, "SMSC throttles; pausing this bind.");
+                                    pause_step = (pause_step * 2).min(THROTTLE_PAUSE.1);
+                                    shared.throttled.store(true, Ordering::Relaxed);
+                                }
+                                Ok(_) => pause_step = THROTTLE_PAUSE.0,
+                                Err(_) => {}
+                            }
                             let _ = reply.send(result);
                         }
                         // enquire_link_resp
@@ -435,29 +528,32 @@ async fn serve(
                         0x8000_0006 if unbind_seq.is_some_and(|(s, _)| s == h.sequence_number) => {
                             break 'outer End::Shutdown;
                         }
-                        // deliver_sm: hand over, answer when the consumer has stored it.
-                        0x0000_0005 => match frame::decode(&f) {
-                            Ok(cmd) => match cmd.pdu() {
-                                Some(Pdu::DeliverSm(d)) => {
-                                    let (ack, ack_rx) = oneshot::channel();
-                                    let seq_no = h.sequence_number;
-                                    let out = out_tx.clone();
-                                    if inbound.send(Inbound { pdu: d.clone(), ack }).await.is_err() {
-                                        let _ = out.send(resp_deliver(seq_no, status::ESME_RSYSERR)).await;
+                        // deliver_sm / data_sm: hand over, answer when the consumer has stored it.
+                        DELIVER_SM | DATA_SM => match frame::decode(&f) {
+                            Ok(cmd) => {
+                                let pdu = match cmd.pdu() {
+                                    Some(Pdu::DeliverSm(d)) => InboundPdu::Deliver(d.clone()),
+                                    Some(Pdu::DataSm(d)) => InboundPdu::Data(d.clone()),
+                                    _ => {
+                                        let _ = out_tx.send(frame::generic_nack(h.sequence_number, status::ESME_RSYSERR)).await;
                                         continue;
                                     }
-                                    tokio::spawn(async move {
-                                        let st = ack_rx.await.unwrap_or(status::ESME_RSYSERR);
-                                        let _ = out.send(resp_deliver(seq_no, st)).await;
-                                    });
+                                };
+                                let (ack, ack_rx) = oneshot::channel();
+                                let (id, seq_no) = (h.command_id, h.sequence_number);
+                                let out = out_tx.clone();
+                                if inbound.send(Inbound { pdu, ack }).await.is_err() {
+                                    let _ = out.send(resp_inbound(id, seq_no, status::ESME_RSYSERR)).await;
+                                    continue;
                                 }
-                                _ => {
-                                    let _ = out_tx.send(frame::generic_nack(h.sequence_number, status::ESME_RSYSERR)).await;
-                                }
-                            },
+                                tokio::spawn(async move {
+                                    let st = ack_rx.await.unwrap_or(status::ESME_RSYSERR);
+                                    let _ = out.send(resp_inbound(id, seq_no, st)).await;
+                                });
+                            }
                             Err(u) => {
-                                tracing::warn!(reason = %u.reason, "Undecodable deliver_sm; answering with an error so the SMSC retries.");
-                                let _ = out_tx.send(resp_deliver(h.sequence_number, u.status)).await;
+                                tracing::warn!(reason = %u.reason, "Undecodable deliver_sm/data_sm; answering with an error so the SMSC retries.");
+                                let _ = out_tx.send(resp_inbound(h.command_id, h.sequence_number, u.status)).await;
                             }
                         },
                         id if id & 0x8000_0000 == 0 => {
@@ -468,7 +564,7 @@ async fn serve(
                     }
                 }
             }
-            r = requests.recv(), if !draining && pending.len() < cfg.window => {
+            r = requests.recv(), if !draining && paused_until.is_none() && pending.len() < cfg.window => {
                 let Some(Request { pdu, reply }) = r else { break End::Shutdown };
                 let s = seq.next();
                 let bytes = frame::encode(&Command::new(CommandStatus::EsmeRok, s, pdu));
@@ -480,6 +576,10 @@ async fn serve(
             }
             _ = tick.tick() => {
                 let now = Instant::now();
+                if paused_until.is_some_and(|p| p <= now) {
+                    paused_until = None;
+                    shared.throttled.store(false, Ordering::Relaxed);
+                }
                 let expired: Vec<u32> = pending.iter().filter(|(_, (_, d))| *d <= now).map(|(s, _)| *s).collect();
                 for s in expired {
                     if let Some((reply, _)) = pending.remove(&s) {
@@ -512,9 +612,17 @@ async fn serve(
     end
 }
 
-fn resp_deliver(seq: u32, st: u32) -> Vec<u8> {
+const DELIVER_SM: u32 = 0x0000_0005;
+const DATA_SM: u32 = 0x0000_0103;
+
+/// deliver_sm_resp or data_sm_resp (by the request's command_id) with `st`.
+fn resp_inbound(command_id: u32, seq: u32, st: u32) -> Vec<u8> {
     let status = CommandStatus::from(st);
-    frame::encode(&Command::new(status, seq, DeliverSmResp::builder().build()))
+    if command_id == DATA_SM {
+        frame::encode(&Command::new(status, seq, DataSmResp::builder().build()))
+    } else {
+        frame::encode(&Command::new(status, seq, DeliverSmResp::builder().build()))
+    }
 }
 
 #[cfg(test)]
@@ -554,6 +662,8 @@ mod tests {
         answer: bool,
         /// Delay before each submit_sm_resp.
         delay: Duration,
+        /// Answer the first this many submits of a connection ESME_RTHROTTLED.
+        throttle_first: usize,
     }
 
     /// Serve connections with `fake`; count binds and the most submits seen in flight.
@@ -579,6 +689,7 @@ mod tests {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         let mut bound = false;
+        let mut submits = 0usize;
         loop {
             let Ok(n) = rd.read(&mut chunk).await else {
                 return;
@@ -602,7 +713,16 @@ mod tests {
                             resp,
                         )))
                     }
+                    0x0000_0004 if bound && fake.answer && submits < fake.throttle_first => {
+                        submits += 1;
+                        Some(frame::header_only(
+                            0x8000_0004,
+                            status::ESME_RTHROTTLED,
+                            h.sequence_number,
+                        ))
+                    }
                     0x0000_0004 if bound && fake.answer => {
+                        submits += 1;
                         let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
                         max.fetch_max(now, Ordering::SeqCst);
                         let (wr, in_flight, seq) =
@@ -662,6 +782,7 @@ mod tests {
             bind_status: 0,
             answer: true,
             delay: Duration::from_millis(30),
+            throttle_first: 0,
         };
         let (addr, _, max) = fake_smsc(fake).await;
         let (inbound, _rx) = mpsc::channel(8);
@@ -710,6 +831,7 @@ mod tests {
             bind_status: status::ESME_RINVPASWD,
             answer: true,
             delay: Duration::ZERO,
+            throttle_first: 0,
         };
         let (addr, binds, _) = fake_smsc(fake).await;
         let (inbound, _rx) = mpsc::channel(8);
@@ -736,6 +858,7 @@ mod tests {
             bind_status: 0,
             answer: false,
             delay: Duration::ZERO,
+            throttle_first: 0,
         };
         let (addr, binds, _) = fake_smsc(fake).await;
         let (inbound, _rx) = mpsc::channel(8);
@@ -753,6 +876,38 @@ mod tests {
             "reconnected after the dead link"
         );
         assert!(s.drops() >= 1, "the dead link was torn down");
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_throttle_pauses_the_bind_before_the_next_submit() {
+        let fake = Fake {
+            bind_status: 0,
+            answer: true,
+            delay: Duration::ZERO,
+            throttle_first: 1,
+        };
+        let (addr, _, _) = fake_smsc(fake).await;
+        let (inbound, _rx) = mpsc::channel(8);
+        let stop = CancellationToken::new();
+        let (s, _task) = Session::spawn(cfg(addr), inbound, stop.clone());
+        wait_bound(&s).await;
+        let throttled_at = Instant::now();
+        assert_eq!(
+            s.submit(submit("48500000001")).await,
+            Err(SubmitError::Throttled {
+                status: status::ESME_RTHROTTLED
+            })
+        );
+        assert!(s.is_throttled(), "the bind reports its pause");
+        // The next submit is held for the pause (at least 100 ms), then goes out.
+        let id = s.submit(submit("48500000002")).await.unwrap();
+        assert!(id.starts_with("ID"), "{id}");
+        assert!(
+            throttled_at.elapsed() >= THROTTLE_PAUSE.0,
+            "submitted {:?} after the throttle",
+            throttled_at.elapsed()
+        );
         stop.cancel();
     }
 

@@ -26,7 +26,9 @@
 //!   (`id:00000001A3 sub:001 dlvrd:001 submit date:… done date:… stat:DELIVRD err:000 text:…`)
 //!   and the TLVs `receipted_message_id` (deliberately *lowercase without
 //!   leading zeros*, `1a3`, so the gateway has to normalise ids) and
-//!   `message_state`. Every [`SimConfig::undeliverable_every`]-th message is
+//!   `message_state`; with [`SimConfig::receipts_as_data_sm`] the receipt is a
+//!   `data_sm` instead (same TLVs, the text in `message_payload`), as some
+//!   SMSCs send. Every [`SimConfig::undeliverable_every`]-th message is
 //!   `UNDELIV`. Receipts go to a receiver/transceiver bound with the
 //!   submitter's system_id (the submitting session first if it is a
 //!   transceiver); with none bound they wait until one binds. At most
@@ -117,6 +119,8 @@ pub struct SimConfig {
     pub window: usize,
     /// A receipt not acknowledged within this time is sent again.
     pub resend_after: Duration,
+    /// Send receipts as `data_sm` rather than `deliver_sm`.
+    pub receipts_as_data_sm: bool,
 }
 
 impl Default for SimConfig {
@@ -131,6 +135,7 @@ impl Default for SimConfig {
             max_frame: frame::DEFAULT_MAX_LEN,
             window: 64,
             resend_after: Duration::from_secs(10),
+            receipts_as_data_sm: false,
         }
     }
 }
@@ -278,7 +283,10 @@ struct Receipt {
 }
 
 impl Receipt {
-    fn command(&self, sequence_number: u32) -> Vec<u8> {
+    fn command(&self, sequence_number: u32, as_data_sm: bool) -> Vec<u8> {
+        if as_data_sm {
+            return self.data_sm(sequence_number);
+        }
         let pdu = DeliverSm::builder()
             .source_addr_ton(self.source_ton)
             .source_addr_npi(self.source_npi)
@@ -296,6 +304,41 @@ impl Receipt {
         frame::encode(&Command::new(CommandStatus::EsmeRok, sequence_number, pdu))
     }
 }
+
+impl Receipt {
+    /// The receipt as a `data_sm`, encoded here: rusmpp's typed `DataSm` only takes
+    /// submission TLVs, and a receipt needs `receipted_message_id`/`message_state`.
+    fn data_sm(&self, sequence_number: u32) -> Vec<u8> {
+        fn tlv(out: &mut Vec<u8>, tag: u16, value: &[u8]) {
+            out.extend_from_slice(&tag.to_be_bytes());
+            out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+            out.extend_from_slice(value);
+        }
+        let mut b = vec![0u8; 16];
+        b.push(0); // service_type ""
+        for (ton, npi, addr) in [
+            (self.source_ton, self.source_npi, &self.source_addr),
+            (self.dest_ton, self.dest_npi, &self.dest_addr),
+        ] {
+            b.extend_from_slice(&[u8::from(ton), u8::from(npi)]);
+            b.extend_from_slice(addr.as_str().as_bytes());
+            b.push(0);
+        }
+        b.extend_from_slice(&[0x04, 0x00, 0x00]); // esm_class, registered_delivery, data_coding
+        let mut id = self.receipted_id.as_str().as_bytes().to_vec();
+        id.push(0);
+        tlv(&mut b, 0x001E, &id); // receipted_message_id
+        tlv(&mut b, 0x0427, &[u8::from(self.state)]); // message_state
+        tlv(&mut b, 0x0424, self.text.as_ref()); // message_payload
+        let len = b.len() as u32;
+        b[0..4].copy_from_slice(&len.to_be_bytes());
+        b[4..8].copy_from_slice(&DATA_SM.to_be_bytes());
+        b[12..16].copy_from_slice(&sequence_number.to_be_bytes());
+        b
+    }
+}
+
+const DATA_SM: u32 = 0x0000_0103;
 
 struct Timed {
     due: Instant,
@@ -506,7 +549,8 @@ impl Inner {
                     break;
                 };
                 let seq = session.next_seq();
-                match session.tx.try_send(Out::Frame(receipt.command(seq))) {
+                let frame = receipt.command(seq, self.cfg.receipts_as_data_sm);
+                match session.tx.try_send(Out::Frame(frame)) {
                     Ok(()) => {
                         bump(&self.counters.receipts_sent);
                         if receipt.attempts > 0 {
@@ -748,7 +792,9 @@ impl Session {
             Ok(cmd) => cmd,
             Err(u) => {
                 let h = u.header;
-                if h.command_id == u32::from(CommandId::DeliverSmResp) {
+                if h.command_id == u32::from(CommandId::DeliverSmResp)
+                    || h.command_id == u32::from(CommandId::DataSmResp)
+                {
                     // Only the header matters for an ack; be lenient.
                     self.inner.ack(self.id, h.sequence_number, h.command_status);
                     return Flow::Continue;
@@ -810,7 +856,7 @@ impl Session {
                         .await
                 }
             },
-            _ if id == CommandId::DeliverSmResp => {
+            _ if id == CommandId::DeliverSmResp || id == CommandId::DataSmResp => {
                 self.inner.ack(self.id, seq, u32::from(cmd.status()));
                 Flow::Continue
             }
@@ -1637,6 +1683,51 @@ mod tests {
         wait_stats(&sim, "sessions closed", |s| s.sessions == 0).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(TcpStream::connect(sim.local_addr()).await.is_err());
+    }
+
+    /// Both receipt PDUs decode and read the same: id, state and text.
+    #[test]
+    fn receipts_as_deliver_sm_and_data_sm_read_alike() {
+        use crate::smpp::connector::read_receipt;
+        use crate::smpp::session::InboundPdu;
+        use crate::ReceiptState;
+        let sm = SubmitSm::builder()
+            .source_addr(cstr("Goniec"))
+            .destination_addr(cstr("48600100200"))
+            .short_message(OctetString::from_slice(b"Hello").unwrap())
+            .build();
+        for undeliverable in [false, true] {
+            let r = receipt_for(
+                &sm,
+                "00000001A3",
+                0x1a3,
+                undeliverable,
+                "goniec".into(),
+                1,
+                Duration::ZERO,
+            );
+            let want = if undeliverable {
+                ReceiptState::Undeliverable
+            } else {
+                ReceiptState::Delivered
+            };
+            for as_data_sm in [false, true] {
+                let bytes = r.command(9, as_data_sm);
+                let cmd = frame::decode(&bytes).unwrap_or_else(|u| panic!("{}", u.reason));
+                assert_eq!(cmd.sequence_number(), 9);
+                let pdu = match cmd.pdu() {
+                    Some(Pdu::DeliverSm(d)) if !as_data_sm => InboundPdu::Deliver(d.clone()),
+                    Some(Pdu::DataSm(d)) if as_data_sm => {
+                        assert_eq!(d.source_addr.as_str(), "48600100200");
+                        InboundPdu::Data(d.clone())
+                    }
+                    other => panic!("data_sm={as_data_sm}: {other:?}"),
+                };
+                let (id, state, error) = read_receipt(&pdu).expect("a receipt");
+                assert_eq!((id.as_str(), state), ("1a3", want), "data_sm={as_data_sm}");
+                assert_eq!(error.is_some(), undeliverable, "{error:?}");
+            }
+        }
     }
 
     #[test]
