@@ -1782,7 +1782,10 @@ mod tests {
             0x03, 0x04, 0x05, 0x07, 0x08, 0x0B, 0x15, 0x21, 0x102, 0x103, 0x111, 0x80000000,
             0x80000004, 0x80000005, 0x80000015, 0x4242,
         ];
-        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut rng = XorShift::seeded(
+            0x9E37_79B9_7F4A_7C15,
+            "random_frames_never_kill_the_session",
+        );
         let mut stream = Vec::new();
         for round in 0..2000u32 {
             let mut f = if round % 2 == 0 {
