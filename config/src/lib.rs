@@ -34,6 +34,7 @@ pub struct Config {
     pub workers: Workers,
     pub webhooks: Webhooks,
     pub admin: Admin,
+    pub antifraud: Antifraud,
     pub tenants: Vec<Tenant>,
     pub connectors: Vec<ConnectorConfig>,
     pub routes: Vec<Route>,
@@ -163,6 +164,39 @@ pub struct Admin {
     pub api_keys: Vec<String>,
 }
 
+/// `[antifraud]`: screening of every message before it is queued.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Antifraud {
+    /// Screen messages (rules, contact policy, counters). Default true.
+    pub enabled: bool,
+    /// Phishing blocklist in CERT Polska's `domains.txt` format (one domain per
+    /// line). Reloaded when the file changes and on SIGHUP. Default none.
+    pub blocklist: Option<String>,
+    /// How often the blocklist file is checked for changes. Default `10s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub reload_every: Duration,
+    /// Secret mixed into the hashed counter keys, so stored keys cannot be
+    /// reversed by enumerating phone numbers; the same on every instance sharing a
+    /// store. Default empty (set it in production).
+    pub key_salt: String,
+    /// Every tenant's policy starts from these; `[tenants.antifraud]` overrides
+    /// key by key. `policy` and `senders` are set on the tenant itself.
+    pub defaults: goniec_antifraud::TenantPolicy,
+}
+
+impl Default for Antifraud {
+    fn default() -> Self {
+        Antifraud {
+            enabled: true,
+            blocklist: None,
+            reload_every: Duration::from_secs(10),
+            key_salt: String::new(),
+            defaults: goniec_antifraud::TenantPolicy::default(),
+        }
+    }
+}
+
 /// `[[tenants]]`: one API client (a collection firm).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -183,6 +217,9 @@ pub struct Tenant {
     pub policy: Policy,
     /// Messages per second this tenant may submit (e.g. `"1000/s"`); none = unlimited.
     pub rate: Option<Rate>,
+    /// Anti-fraud and contact policy: `[antifraud.defaults]` with this table's keys
+    /// laid over it, and the tenant's `policy` and `senders`.
+    pub antifraud: goniec_antifraud::TenantPolicy,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]

@@ -19,8 +19,8 @@ use toml::{Table, Value};
 
 use crate::validate::{self, Layout};
 use crate::{
-    Admin, Config, ConnectorConfig, ConnectorKind, Log, Rate, Route, Server, SmppConnector, Store,
-    StubConnector, Tenant, Webhooks, Workers,
+    Admin, Antifraud, Config, ConnectorConfig, ConnectorKind, Log, Rate, Route, Server,
+    SmppConnector, Store, StubConnector, Tenant, Webhooks, Workers,
 };
 
 /// Only variables with this prefix are read…
@@ -37,6 +37,7 @@ const SECTIONS: &[&str] = &[
     "workers",
     "webhooks",
     "admin",
+    "antifraud",
     "tenants",
     "connectors",
     "routes",
@@ -147,6 +148,19 @@ pub fn load_from_str(
         Ok(config)
     } else {
         Err(fail(errors))
+    }
+}
+
+/// Lay `over` onto `base`, key by key; tables merge recursively, anything else
+/// (lists included) replaces.
+fn merge_tables(base: &mut Table, over: &Table) {
+    for (key, value) in over {
+        match (base.get_mut(key), value) {
+            (Some(Value::Table(b)), Value::Table(o)) => merge_tables(b, o),
+            _ => {
+                base.insert(key.clone(), value.clone());
+            }
+        }
     }
 }
 
@@ -403,10 +417,29 @@ impl Reader {
             workers: self.table_section::<Workers>(root, "workers"),
             webhooks: self.table_section::<Webhooks>(root, "webhooks"),
             admin: self.table_section::<Admin>(root, "admin"),
+            antifraud: self.table_section::<Antifraud>(root, "antifraud"),
             ..Config::default()
         };
+        self.normalize_policy(&mut config.antifraud.defaults, "antifraud.defaults");
+        let defaults = match root.get("antifraud").and_then(|a| a.get("defaults")) {
+            Some(Value::Table(t)) => t.clone(),
+            _ => Table::new(),
+        };
+        for key in ["policy", "senders"] {
+            if defaults.contains_key(key) {
+                self.error(
+                    format!("antifraud.defaults.{key}"),
+                    format!(
+                        "`{key}` is set per tenant ([[tenants]] {key} = ...), not as a default"
+                    ),
+                );
+            }
+        }
         for (i, item) in self.array_items(root, "tenants") {
-            if let Some(tenant) = self.section::<Tenant>(item, &format!("tenants[{i}]"), &[]) {
+            let path = format!("tenants[{i}]");
+            let item = self.with_policy_defaults(item, &defaults, &path);
+            if let Some(mut tenant) = self.section::<Tenant>(&item, &path, &[]) {
+                self.normalize_policy(&mut tenant.antifraud, &format!("{path}.antifraud"));
                 config.tenants.push(tenant);
                 layout.tenants.push(i);
             }
@@ -426,6 +459,57 @@ impl Reader {
         }
         layout.unusable_connectors = std::mem::take(&mut self.unusable_connectors);
         (config, layout)
+    }
+
+    /// A tenant's table with `antifraud` = the defaults, its own `antifraud` keys
+    /// laid over them, and its `policy` and `senders`.
+    fn with_policy_defaults(&mut self, item: &Table, defaults: &Table, path: &str) -> Table {
+        let mut policy = defaults.clone();
+        match item.get("antifraud") {
+            None => {}
+            Some(Value::Table(own)) => {
+                for key in ["policy", "senders"] {
+                    if own.contains_key(key) {
+                        self.error(
+                            format!("{path}.antifraud.{key}"),
+                            format!("set `{key}` on the tenant itself, not in its antifraud table"),
+                        );
+                    }
+                }
+                merge_tables(&mut policy, own);
+            }
+            Some(other) => {
+                let found = type_name(other);
+                self.error(
+                    format!("{path}.antifraud"),
+                    format!("expected a table, found {found}"),
+                );
+            }
+        }
+        for key in ["policy", "senders"] {
+            match item.get(key) {
+                // Env values that looked like numbers (a sender `+48…`) as text.
+                Some(v) => {
+                    let v = self
+                        .env_as_text(v, &format!("{path}.{key}"))
+                        .unwrap_or_else(|| v.clone());
+                    policy.insert(key.into(), v)
+                }
+                None => policy.remove(key),
+            };
+        }
+        let mut item = item.clone();
+        item.insert("antifraud".into(), Value::Table(policy));
+        item
+    }
+
+    /// Normalise a policy's lists and report what is wrong with it, by key path.
+    fn normalize_policy(&mut self, policy: &mut goniec_antifraud::TenantPolicy, path: &str) {
+        if let Err(errors) = policy.normalize() {
+            for e in errors {
+                self.error(child(path, &e.path), e.message);
+            }
+        }
     }
 
     /// `[name]`: a single table; absent means all defaults.
@@ -587,6 +671,21 @@ impl Reader {
             }
             if self.errors.len() > before {
                 return None;
+            }
+        }
+        // Nested tables (the anti-fraud policy): name the inner key that is wrong.
+        if let Value::Table(_) = value {
+            let one = Table::from_iter([(key.to_owned(), value.clone())]);
+            if let Err(e) = serde_path_to_error::deserialize::<_, T>(Value::Table(one)) {
+                let inner = e.path().to_string();
+                let rest = inner
+                    .strip_prefix(key)
+                    .unwrap_or("")
+                    .trim_start_matches('.');
+                if !rest.is_empty() && rest != "?" {
+                    self.error(child(path, rest), e.into_inner().message().to_owned());
+                    return None;
+                }
             }
         }
         self.error(path, error);
@@ -861,9 +960,18 @@ mod tests {
         let written: BTreeSet<&str> = sample
             .lines()
             .map(|line| line.trim_start_matches('#').trim_start())
-            .filter_map(|line| line.split_once(" = ").map(|(key, _)| key.trim()))
+            .filter_map(|line| match line.strip_prefix('[') {
+                // A table header documents its last key: [tenants.antifraud].
+                Some(header) => header
+                    .trim_end_matches(']')
+                    .rsplit('.')
+                    .next()
+                    .filter(|k| !k.is_empty()),
+                None => line.split_once(" = ").map(|(key, _)| key.trim()),
+            })
             .collect();
-        let sections: [(&str, &[&str]); 8] = [
+        let sections: [(&str, &[&str]); 9] = [
+            ("antifraud", fields_of::<Antifraud>()),
             ("server", fields_of::<Server>()),
             ("log", fields_of::<Log>()),
             ("store", fields_of::<Store>()),

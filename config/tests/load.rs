@@ -577,3 +577,58 @@ connector = "smsc-a"
         (2775, 4, 100, "udh8", "transceiver")
     );
 }
+
+#[test]
+fn tenant_antifraud_policies_lay_over_the_defaults() {
+    let tenant = |name: &str, extra: &str| {
+        format!(
+            "[[tenants]]\nname = \"{name}\"\napi_keys = [\"sha256:{h}\"]\nwebhook_secret = \"1234567890123456\"\n{extra}\n",
+            h = &name.repeat(64)[..64]
+        )
+    };
+    let text = format!(
+        "[antifraud.defaults.duplicates]\nwindow = \"2h\"\n[antifraud.defaults.contact]\nmax_per_day = 2\n\n{}{}",
+        tenant(
+            "a",
+            "policy = \"transactional\"\nsenders = [\"ACME\"]\n[tenants.antifraud.contact]\nmax_per_day = 5\n[tenants.antifraud.links]\npayment_domains = [\"Pay.ACME.example.\"]"
+        ),
+        tenant("b", ""),
+    );
+    let cfg = load_from_str(&text, no_env()).unwrap_or_else(|e| panic!("{e}"));
+    let (a, b) = (&cfg.tenants[0].antifraud, &cfg.tenants[1].antifraud);
+    assert_eq!(a.contact.max_per_day, Some(5), "the tenant's own key wins");
+    assert_eq!(b.contact.max_per_day, Some(2), "the default applies");
+    assert_eq!(
+        a.contact.max_per_week, b.contact.max_per_week,
+        "untouched keys stay"
+    );
+    assert_eq!(a.duplicates.window, std::time::Duration::from_secs(7200));
+    assert_eq!(a.links.payment_domains, ["pay.acme.example"], "normalised");
+    assert_eq!(a.policy, goniec_antifraud::PolicyKind::Transactional);
+    assert_eq!(a.senders, ["ACME"]);
+    assert_eq!(b.policy, goniec_antifraud::PolicyKind::Collection);
+
+    let bad = format!(
+        "[antifraud.defaults.contact]\nweekdays = \"25:00-20:00\"\n\n{}",
+        tenant("c", "[tenants.antifraud]\npolicy = \"transactional\""),
+    );
+    let e = errors(&bad, no_env());
+    let k = keys(&e);
+    assert!(k.contains(&"antifraud.defaults.contact.weekdays"), "{e}");
+    assert!(k.contains(&"tenants[0].antifraud.policy"), "{e}");
+    assert!(
+        !e.to_string().contains("\nin `"),
+        "one line per problem: {e}"
+    );
+    let bad = tenant(
+        "d",
+        "[tenants.antifraud.recipients]\nallowed_countries = [\"XX\"]",
+    );
+    let e = errors(&bad, no_env());
+    let k = keys(&e);
+    assert!(
+        k.iter()
+            .any(|k| k.starts_with("tenants[0].antifraud.recipients.allowed_countries")),
+        "{e}"
+    );
+}

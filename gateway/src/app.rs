@@ -208,6 +208,8 @@ pub struct App {
     pub router: Router,
     pub connectors: Vec<Arc<dyn Connector>>,
     pub rules: Rules,
+    /// Anti-fraud screening and its blocklist.
+    pub screener: Arc<crate::screen::Screener>,
     pub flags: Flags,
     /// Cancelled when workers must stop taking new work.
     pub stop_work: CancellationToken,

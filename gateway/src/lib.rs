@@ -3,6 +3,7 @@
 //! Module map, in the direction data moves:
 //! * [`http`]: the REST API (auth, validation, idempotency, rate limits → store).
 //! * [`validate`]: request → message (E.164, encoding, segments, templates).
+//! * [`screen`]: anti-fraud and contact-policy verdicts before a message is stored.
 //! * [`store`]: records, indexes and work queues (Redis or memory).
 //! * [`dispatch`]: per-channel workers handing messages to connectors.
 //! * [`receipts`]: delivery reports → status changes.
@@ -16,6 +17,7 @@ pub mod dispatch;
 pub mod http;
 pub mod model;
 pub mod receipts;
+pub mod screen;
 pub mod store;
 pub mod telemetry;
 #[doc(hidden)]
@@ -54,6 +56,9 @@ pub enum Error {
     /// The store could not be set up.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// The anti-fraud blocklist could not be loaded.
+    #[error(transparent)]
+    Blocklist(#[from] screen::BlocklistError),
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -78,6 +83,7 @@ pub async fn run(
         }
     };
 
+    let screener = Arc::new(screen::Screener::new(&cfg.antifraud)?);
     let (receipts_tx, receipts_rx) = mpsc::channel(10_000);
     let connector_shutdown = CancellationToken::new();
     let mut connectors: Vec<Arc<dyn Connector>> = Vec::new();
@@ -98,8 +104,11 @@ pub async fn run(
         router: Router::new(&cfg, &connectors),
         rules: validate::Rules {
             max_schedule_ms: cfg.store.retention.as_millis().min(i64::MAX as u128) as i64,
+            // Anti-fraud rejects unregistered senders itself (and knows sender pools).
+            check_senders: !cfg.antifraud.enabled,
             ..validate::Rules::new(&cfg.server)
         },
+        screener,
         flags: Default::default(),
         stop_work: CancellationToken::new(),
         tracker: TaskTracker::new(),
@@ -129,6 +138,7 @@ pub async fn run(
     // Background work that stops with the workers.
     let background = TaskTracker::new();
     background.spawn(health_loop(app.clone()));
+    background.spawn(app.screener.clone().watch(app.stop_work.clone()));
     background.spawn(stats_loop(app.clone()));
     background.close();
     dispatch::spawn_all(&app);

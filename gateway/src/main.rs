@@ -155,6 +155,13 @@ fn main() -> ExitCode {
                 api_keys: vec![hash_key(&key)],
                 webhook_secret: "demo-webhook-secret-change-me".into(),
                 allow_private_callbacks: true,
+                // Fraud rules on; contact hours and caps off, so the demo delivers
+                // at any hour.
+                policy: goniec_config::Policy::Transactional,
+                antifraud: goniec_antifraud::TenantPolicy {
+                    policy: goniec_antifraud::PolicyKind::Transactional,
+                    ..Default::default()
+                },
                 ..Default::default()
             });
             run_daemon(cfg, Some(key))

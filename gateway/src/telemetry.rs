@@ -18,6 +18,10 @@ pub struct Metrics {
     pub accepted: IntCounterVec,
     /// Messages refused at the API, by tenant, channel and reason code.
     pub refused: IntCounterVec,
+    /// Anti-fraud verdicts by tenant and decision (`allow`, `hold`, `reject`).
+    pub verdicts: IntCounterVec,
+    /// Anti-fraud rules that fired, by reason code (`prefix_pumping` etc. alert).
+    pub verdict_reasons: IntCounterVec,
     /// API requests by endpoint and HTTP status.
     pub http_requests: IntCounterVec,
     /// API latency by endpoint.
@@ -102,6 +106,18 @@ impl Metrics {
                 "goniec_messages_refused_total",
                 "Messages refused at the API",
                 &["tenant", "channel", "reason"],
+            ),
+            verdicts: counter(
+                &r,
+                "goniec_antifraud_verdicts_total",
+                "Anti-fraud verdicts",
+                &["tenant", "decision"],
+            ),
+            verdict_reasons: counter(
+                &r,
+                "goniec_antifraud_reasons_total",
+                "Anti-fraud rules that fired",
+                &["reason"],
             ),
             http_requests: counter(
                 &r,

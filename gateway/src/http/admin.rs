@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::observe;
 use crate::app::App;
-use crate::store::{CallbackPayload, Lane};
+use crate::model::{format_ms, now_ms, Status};
+use crate::store::{CallbackPayload, Change, Lane, Transition};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -109,5 +110,141 @@ pub async fn dead_letters(
     .await
     .unwrap_or_else(IntoResponse::into_response);
     observe(&app, "admin_dead_letters", start, &resp);
+    resp
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldQuery {
+    limit: Option<usize>,
+}
+
+/// A held message as the operator sees it: enough to decide, including the text.
+#[derive(Serialize)]
+struct HeldView {
+    id: String,
+    tenant: String,
+    channel: &'static str,
+    to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    /// The anti-fraud reason codes.
+    reasons: Vec<String>,
+    held_at: String,
+}
+
+/// `GET /v1/admin/held?limit=100`: held messages, oldest first.
+pub async fn held(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    q: Result<Query<HeldQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let start = Instant::now();
+    let resp = async {
+        authorize(&app, &headers)?;
+        let Query(q) = q.map_err(|e| ApiError::new(422, "invalid-query", e.body_text()))?;
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=1000).contains(&limit) {
+            return Err(
+                ApiError::new(422, "invalid-query", "`limit` must be 1 to 1000").field("limit"),
+            );
+        }
+        let unavailable = |_| ApiError::store_unavailable();
+        let ids = app.store.held(limit).await.map_err(unavailable)?;
+        let records = app.store.get_many(&ids).await.map_err(unavailable)?;
+        let entries: Vec<HeldView> = records
+            .into_iter()
+            .flatten()
+            .filter(|r| r.status == Status::Held)
+            .map(|r| {
+                let held = r.events.iter().rev().find(|e| e.status == Status::Held);
+                HeldView {
+                    reasons: held
+                        .and_then(|e| e.reason.as_deref())
+                        .map(|s| s.split(',').map(str::to_string).collect())
+                        .unwrap_or_default(),
+                    held_at: held.map(|e| format_ms(e.at)).unwrap_or_default(),
+                    id: r.data.id,
+                    tenant: r.data.tenant,
+                    channel: r.data.channel.as_str(),
+                    to: r.data.to,
+                    from: r.data.from,
+                    text: r.data.text,
+                }
+            })
+            .collect();
+        Ok::<_, ApiError>(axum::Json(serde_json::json!({ "entries": entries })).into_response())
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "admin_held", start, &resp);
+    resp
+}
+
+/// `POST /v1/admin/held/{id}/release` and `…/drop`: the operator's decision.
+/// Released messages go out at once (or at their `send_at`); dropped ones become
+/// `rejected` with reason `dropped_by_operator`. Only a message still held changes.
+pub async fn decide(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let start = Instant::now();
+    let resp = async {
+        authorize(&app, &headers)?;
+        let unavailable = |_| ApiError::store_unavailable();
+        let rec = app
+            .store
+            .get(&id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(|| ApiError::not_found("message"))?;
+        let now = now_ms();
+        let change = match action.as_str() {
+            "release" => Change::new(Status::Scheduled, now, Some("released_by_operator".into()), None),
+            "drop" => Change::new(Status::Rejected, now, Some("dropped_by_operator".into()), None),
+            _ => {
+                return Err(ApiError::new(
+                    404,
+                    "not-found",
+                    "no such action; use release or drop",
+                ))
+            }
+        };
+        let due = rec.data.send_at.unwrap_or(now).max(now);
+        match app
+            .store
+            .decide_held(&id, &change, due, rec.data.channel)
+            .await
+            .map_err(unavailable)?
+        {
+            Transition::Applied { .. } => {
+                tracing::info!(message_id = %id, action = %action, "Held message decided by an operator.");
+                Ok(axum::Json(serde_json::json!({
+                    "id": id,
+                    "status": change.to,
+                }))
+                .into_response())
+            }
+            Transition::Missing => Err(ApiError::not_found("message")),
+            Transition::Refused { current } => {
+                Err(ApiError::new(
+                    409,
+                    "not-held",
+                    format!("the message is {current}, not held; nothing changed"),
+                ))
+            }
+            Transition::InFlight | Transition::Partial => Err(ApiError::new(
+                409,
+                "not-held",
+                "the message is not held; nothing changed",
+            )),
+        }
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "admin_decide_held", start, &resp);
     resp
 }

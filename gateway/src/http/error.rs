@@ -17,6 +17,16 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Seconds to wait before retrying (429/503).
     pub retry_after: Option<u64>,
+    /// An anti-fraud rejection: the stored message and its reason codes (boxed: rare,
+    /// and errors travel in every `Result` of the API).
+    pub rejection: Option<Box<Rejection>>,
+}
+
+/// The message anti-fraud refused (stored as `rejected`) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub id: String,
+    pub reasons: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -29,6 +39,12 @@ pub struct ProblemBody<'a> {
     pub detail: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_status: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub reasons: &'a [&'static str],
 }
 
 impl ApiError {
@@ -39,7 +55,25 @@ impl ApiError {
             detail: detail.into(),
             field: None,
             retry_after: None,
+            rejection: None,
         }
+    }
+
+    /// Anti-fraud refused the message, stored as `rejected` under `id`.
+    pub fn rejected(id: &str, reasons: Vec<&'static str>) -> Self {
+        let mut e = ApiError::new(
+            422,
+            "rejected",
+            format!(
+                "refused by the anti-fraud and contact policy: {}",
+                reasons.join(", ")
+            ),
+        );
+        e.rejection = Some(Box::new(Rejection {
+            id: id.to_string(),
+            reasons,
+        }));
+        e
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
@@ -91,6 +125,9 @@ impl ApiError {
             code: self.code,
             detail: &self.detail,
             field: self.field.as_deref(),
+            id: self.rejection.as_ref().map(|r| r.id.as_str()),
+            message_status: self.rejection.as_ref().map(|_| "rejected"),
+            reasons: self.rejection.as_ref().map_or(&[], |r| &r.reasons),
         }
     }
 }

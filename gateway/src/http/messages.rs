@@ -17,6 +17,7 @@ use crate::app::{App, TenantCtx};
 use crate::model::{format_ms, is_message_id, new_message_id, now_ms, Event, Record, Status};
 use crate::store::{Change, HistoryKey, IdemBegin, IdemWrite, NewMessage, Transition};
 use crate::validate::{normalize_email, normalize_msisdn, parse_request, validate, Valid};
+use goniec_antifraud::{Decision, Verdict};
 
 /// The answer for one accepted message.
 #[derive(Debug, Serialize)]
@@ -30,9 +31,12 @@ struct Accepted<'a> {
     transliterated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     send_at: Option<String>,
+    /// Anti-fraud reasons: why it is held or scheduled.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    reasons: Vec<&'static str>,
 }
 
-fn accepted_body(v: &Valid, status: Status) -> Accepted<'_> {
+fn accepted_body<'a>(v: &'a Valid, status: Status, verdict: Option<&Verdict>) -> Accepted<'a> {
     Accepted {
         id: &v.data.id,
         status,
@@ -40,22 +44,48 @@ fn accepted_body(v: &Valid, status: Status) -> Accepted<'_> {
         encoding: v.data.encoding.as_deref(),
         transliterated: v.data.transliterated,
         send_at: v.data.send_at.map(format_ms),
+        reasons: reason_codes(verdict),
     }
 }
 
-/// The stored form of a valid message.
-fn new_message(v: &Valid, now: i64) -> Result<(NewMessage, Status), ApiError> {
-    let status = if v.data.send_at.is_some() {
-        Status::Scheduled
-    } else {
-        Status::Queued
+fn reason_codes(verdict: Option<&Verdict>) -> Vec<&'static str> {
+    verdict.map_or_else(Vec::new, |v| v.reasons.iter().map(|r| r.as_str()).collect())
+}
+
+/// Apply what a verdict decided to the message itself: the sender picked from a
+/// pool, and the next allowed contact time.
+fn apply_verdict(v: &mut Valid, verdict: &Verdict) {
+    if let Some(sender) = &verdict.sender {
+        v.data.from = Some(sender.clone());
+    }
+    if let Some(at) = verdict.schedule_at {
+        let at = at.as_millisecond();
+        if v.data.send_at.is_none_or(|s| s < at) {
+            v.data.send_at = Some(at);
+        }
+    }
+}
+
+/// The stored form of a valid message (and its verdict, when screened).
+fn new_message(
+    v: &Valid,
+    now: i64,
+    verdict: Option<&Verdict>,
+) -> Result<(NewMessage, Status), ApiError> {
+    let decision = verdict.map(|v| v.decision);
+    let status = match decision {
+        Some(Decision::Reject) => Status::Rejected,
+        Some(Decision::Hold) => Status::Held,
+        _ if v.data.send_at.is_some() => Status::Scheduled,
+        _ => Status::Queued,
     };
     let data_json = serde_json::to_string(&v.data)
         .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let reasons = reason_codes(verdict).join(",");
     let ev = |status| Event {
         status,
         at: now,
-        reason: None,
+        reason: (status != Status::Accepted && !reasons.is_empty()).then(|| reasons.clone()),
         detail: None,
     };
     Ok((
@@ -256,6 +286,81 @@ async fn release(app: &App, tenant: &TenantCtx, idem: &Idem) {
     }
 }
 
+/// Screen valid messages (when anti-fraud is on) and apply each verdict to its
+/// message. One store round trip for all of them.
+async fn screen(
+    app: &App,
+    tenant: &TenantCtx,
+    valid: &mut [&mut Valid],
+    now: i64,
+) -> Result<Vec<Option<Verdict>>, ApiError> {
+    if !app.screener.enabled || valid.is_empty() {
+        return Ok(valid.iter().map(|_| None).collect());
+    }
+    let t0 = Instant::now();
+    let data: Vec<&crate::model::MessageData> = valid.iter().map(|v| &v.data).collect();
+    let verdicts = app
+        .screener
+        .screen(app.store.as_ref(), tenant, &data, now)
+        .await
+        .map_err(|e| {
+            app.metrics
+                .store_errors
+                .with_label_values(&["screen"])
+                .inc();
+            tracing::warn!(error = %e, "Could not read anti-fraud counters; answering 503.");
+            ApiError::store_unavailable()
+        })?;
+    app.metrics
+        .stage_duration
+        .with_label_values(&["screen", valid[0].data.channel.as_str()])
+        .observe(t0.elapsed().as_secs_f64());
+    for (v, verdict) in valid.iter_mut().zip(&verdicts) {
+        apply_verdict(v, verdict);
+        app.metrics
+            .verdicts
+            .with_label_values(&[&tenant.cfg.name, verdict.decision.as_str()])
+            .inc();
+        for r in &verdict.reasons {
+            app.metrics
+                .verdict_reasons
+                .with_label_values(&[r.as_str()])
+                .inc();
+        }
+        if verdict.decision != Decision::Allow {
+            tracing::info!(message_id = %v.data.id, tenant = %tenant.cfg.name, decision = verdict.decision.as_str(), reasons = %reason_codes(Some(verdict)).join(","), "Anti-fraud verdict.");
+        }
+    }
+    Ok(verdicts.into_iter().map(Some).collect())
+}
+
+/// Count stored messages in the anti-fraud counters. A failure here is logged: the
+/// messages are stored, and the counters only err towards allowing a few more.
+async fn record(app: &App, verdicts: &[Option<Verdict>]) {
+    let incs: Vec<goniec_antifraud::Increment> = verdicts
+        .iter()
+        .flatten()
+        .filter(|v| v.decision != Decision::Reject)
+        .flat_map(|v| v.record.iter().cloned())
+        .collect();
+    if let Err(e) = app.store.count(&incs).await {
+        app.metrics.store_errors.with_label_values(&["count"]).inc();
+        tracing::warn!(error = %e, "Could not record anti-fraud counters.");
+    }
+}
+
+/// The answer for one screened message: 202 with its status, or 422 (problem) when
+/// anti-fraud rejected it.
+fn answer(v: &Valid, status: Status, verdict: Option<&Verdict>) -> Result<(u16, String), ApiError> {
+    let body = if status == Status::Rejected {
+        serde_json::to_string(&ApiError::rejected(&v.data.id, reason_codes(verdict)).body())
+    } else {
+        serde_json::to_string(&accepted_body(v, status, verdict))
+    };
+    let body = body.map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    Ok((if status == Status::Rejected { 422 } else { 202 }, body))
+}
+
 async fn accept_one(
     app: &App,
     tenant: &TenantCtx,
@@ -263,17 +368,18 @@ async fn accept_one(
     idem: &Idem,
     now: i64,
 ) -> Result<Response, ApiError> {
-    let v = prepare(app, tenant, json, now)?;
+    let mut v = prepare(app, tenant, json, now)?;
     rate_limit(tenant, 1)?;
-    let (msg, status) = new_message(&v, now)?;
-    let resp_body = serde_json::to_string(&accepted_body(&v, status))
-        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let verdicts = screen(app, tenant, &mut [&mut v], now).await?;
+    let verdict = verdicts[0].as_ref();
+    let (msg, status) = new_message(&v, now, verdict)?;
+    let (code, resp_body) = answer(&v, status, verdict)?;
     let write = match idem {
         Idem::Fresh { key, fingerprint } => Some(IdemWrite {
             tenant: &tenant.cfg.name,
             key,
             fingerprint,
-            status: 202,
+            status: code,
             body: &resp_body,
         }),
         Idem::None => None,
@@ -297,12 +403,31 @@ async fn accept_one(
         .stage_duration
         .with_label_values(&["store_accept", ch])
         .observe(t0.elapsed().as_secs_f64());
+    record(app, &verdicts).await;
+    if status == Status::Rejected {
+        refuse(
+            app,
+            &tenant.cfg.name,
+            ch,
+            &ApiError::rejected(&v.data.id, Vec::new()),
+        );
+        return Ok(problem_response(code, resp_body));
+    }
     app.metrics
         .accepted
         .with_label_values(&[&tenant.cfg.name, ch])
         .inc();
     tracing::debug!(message_id = %v.data.id, tenant = %tenant.cfg.name, channel = ch, to = %crate::telemetry::mask(&v.data.to), "Message accepted.");
-    Ok(json_response(202, resp_body))
+    Ok(json_response(code, resp_body))
+}
+
+fn problem_response(status: u16, body: String) -> Response {
+    let mut r = json_response(status, body);
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    r
 }
 
 #[derive(Deserialize)]
@@ -375,36 +500,55 @@ async fn accept_batch(
         .field("messages"));
     }
     let now = now_ms();
-    let prepared: Vec<Result<Valid, ApiError>> = batch
+    let mut prepared: Vec<Result<Valid, ApiError>> = batch
         .messages
         .iter()
         .map(|raw| prepare(app, tenant, raw.get(), now))
         .collect();
     let n_valid = prepared.iter().filter(|r| r.is_ok()).count();
     rate_limit(tenant, n_valid as u32)?;
+    let mut valid: Vec<&mut Valid> = prepared
+        .iter_mut()
+        .filter_map(|r| r.as_mut().ok())
+        .collect();
+    let mut verdicts = screen(app, tenant, &mut valid, now).await?.into_iter();
 
     let mut msgs = Vec::with_capacity(n_valid);
-    let mut out = String::with_capacity(prepared.len() * 96 + 64);
-    out.push_str(&format!(
-        "{{\"accepted\":{n_valid},\"rejected\":{},\"results\":[",
-        prepared.len() - n_valid
-    ));
-    for (i, r) in prepared.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
+    let mut screened = Vec::with_capacity(n_valid);
+    let mut items = Vec::with_capacity(prepared.len());
+    let mut n_accepted = 0;
+    for r in &prepared {
         let item = match r {
             Ok(v) => {
-                let (msg, status) = new_message(v, now)?;
+                let verdict = verdicts.next().flatten();
+                let (msg, status) = new_message(v, now, verdict.as_ref())?;
                 msgs.push(msg);
-                serde_json::to_string(&accepted_body(v, status))
+                let (code, body) = answer(v, status, verdict.as_ref())?;
+                screened.push(verdict);
+                if code == 422 {
+                    format!("{{\"error\":{body}}}")
+                } else {
+                    n_accepted += 1;
+                    body
+                }
             }
-            Err(e) => serde_json::to_string(&serde_json::json!({ "error": e.body() })),
+            Err(e) => serde_json::to_string(&serde_json::json!({ "error": e.body() }))
+                .map_err(|e| ApiError::new(500, "internal", e.to_string()))?,
         };
-        out.push_str(&item.map_err(|e| ApiError::new(500, "internal", e.to_string()))?);
+        items.push(item);
     }
+    let mut out = String::with_capacity(prepared.len() * 96 + 64);
+    out.push_str(&format!(
+        "{{\"accepted\":{n_accepted},\"rejected\":{},\"results\":[",
+        prepared.len() - n_accepted
+    ));
+    out.push_str(&items.join(","));
     out.push_str("]}");
-    let status = if n_valid == prepared.len() { 202 } else { 207 };
+    let status = if n_accepted == prepared.len() {
+        202
+    } else {
+        207
+    };
     let write = match idem {
         Idem::Fresh { key, fingerprint } => Some(IdemWrite {
             tenant: &tenant.cfg.name,
@@ -430,9 +574,13 @@ async fn accept_batch(
             .with_label_values(&["store_accept", "batch"])
             .observe(t0.elapsed().as_secs_f64());
     }
+    record(app, &screened).await;
     // One counter update per channel, not per message.
     for ch in goniec_config::Channel::ALL {
-        let n = msgs.iter().filter(|m| m.channel == ch).count() as u64;
+        let n = msgs
+            .iter()
+            .filter(|m| m.channel == ch && m.status != Status::Rejected)
+            .count() as u64;
         if n > 0 {
             app.metrics
                 .accepted
@@ -534,6 +682,78 @@ pub async fn show(
     .await
     .unwrap_or_else(IntoResponse::into_response);
     observe(&app, "show", start, &resp);
+    resp
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptOutRequest {
+    to: String,
+}
+
+/// A phone number (E.164 or national) or an e-mail address, normalised as messages
+/// are, with the channel its opt-out key is computed for.
+fn recipient(app: &App, raw: &str) -> Result<(goniec_config::Channel, String), ApiError> {
+    use goniec_config::Channel;
+    let r = if raw.contains('@') {
+        normalize_email(raw).map(|to| (Channel::Email, to))
+    } else {
+        normalize_msisdn(raw, app.rules.region, false).map(|to| (Channel::Sms, to))
+    };
+    r.map_err(|e| e.field("to"))
+}
+
+/// `POST /v1/opt-outs` `{"to": "+48…"}`: this tenant may no longer message the
+/// recipient; later submissions are rejected with `opted_out`.
+pub async fn opt_out(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let start = Instant::now();
+    let resp = async {
+        let tenant = authenticate(&app, &headers)?;
+        let body = check_body(&app, &headers, body)?;
+        let de = &mut serde_json::Deserializer::from_slice(&body);
+        let req: OptOutRequest =
+            serde_path_to_error::deserialize(de).map_err(|e| crate::validate::json_error(&e))?;
+        let (channel, to) = recipient(&app, &req.to)?;
+        let key = app.screener.opt_out_key(&tenant, channel, &to);
+        app.store
+            .set_opt_out(&key, true)
+            .await
+            .map_err(|_| ApiError::store_unavailable())?;
+        tracing::info!(tenant = %tenant.cfg.name, to = %crate::telemetry::mask(&to), "Recipient opted out.");
+        Ok::<_, ApiError>(axum::Json(serde_json::json!({"to": to, "opted_out": true})).into_response())
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "opt_out", start, &resp);
+    resp
+}
+
+/// `DELETE /v1/opt-outs/{to}`: the recipient may be messaged again (they opted in).
+pub async fn opt_in(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Response {
+    let start = Instant::now();
+    let resp = async {
+        let tenant = authenticate(&app, &headers)?;
+        let (channel, to) = recipient(&app, &raw)?;
+        let key = app.screener.opt_out_key(&tenant, channel, &to);
+        app.store
+            .set_opt_out(&key, false)
+            .await
+            .map_err(|_| ApiError::store_unavailable())?;
+        Ok::<_, ApiError>(
+            axum::Json(serde_json::json!({"to": to, "opted_out": false})).into_response(),
+        )
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "opt_in", start, &resp);
     resp
 }
 

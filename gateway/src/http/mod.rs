@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Json;
 
 use crate::app::{App, TenantCtx};
@@ -33,6 +33,10 @@ pub fn router(app: Arc<App>) -> axum::Router {
             get(messages::show).delete(messages::cancel),
         )
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
+        .route("/v1/admin/held", get(admin::held))
+        .route("/v1/admin/held/{id}/{action}", post(admin::decide))
+        .route("/v1/opt-outs", post(messages::opt_out))
+        .route("/v1/opt-outs/{to}", delete(messages::opt_in))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -10,6 +10,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use goniec_antifraud::{Counters, Increment, Needs};
+use goniec_config::Channel;
 use tokio::sync::Notify;
 
 use super::{
@@ -52,6 +54,10 @@ struct Inner {
     corr: HashMap<String, (String, Instant)>,
     lanes: HashMap<Lane, LaneState>,
     seq: u64,
+    /// Anti-fraud counters and opt-outs.
+    counters: goniec_antifraud::MemoryCounters,
+    /// Held messages: (accepted ms, id).
+    held: BTreeSet<(i64, String)>,
 }
 
 impl Inner {
@@ -255,6 +261,11 @@ impl Store for MemoryStore {
                 };
                 match (m.status, m.due_ms) {
                     (Status::Scheduled, Some(due)) => g.schedule(lane, due, job),
+                    (Status::Held, _) => {
+                        g.held.insert((now_ms(), m.id.clone()));
+                    }
+                    // Refused before queueing: kept for status and history only.
+                    (Status::Rejected, _) => {}
                     _ => {
                         g.push(lane, job);
                         lanes.push(lane);
@@ -593,5 +604,58 @@ impl Store for MemoryStore {
             .get(&lane)
             .map(|st| st.dead.iter().take(max).cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn counters(&self, needs: Vec<Needs>) -> Result<Vec<Counters>, StoreError> {
+        let g = self.lock();
+        Ok(needs.into_iter().map(|n| g.counters.snapshot(n)).collect())
+    }
+
+    async fn count(&self, record: &[Increment]) -> Result<(), StoreError> {
+        self.lock().counters.apply(record, jiff::Timestamp::now());
+        Ok(())
+    }
+
+    async fn set_opt_out(&self, key: &str, opted_out: bool) -> Result<(), StoreError> {
+        self.lock().counters.set_opted_out(key, opted_out);
+        Ok(())
+    }
+
+    async fn held(&self, max: usize) -> Result<Vec<String>, StoreError> {
+        let g = self.lock();
+        Ok(g.held.iter().take(max).map(|(_, id)| id.clone()).collect())
+    }
+
+    async fn decide_held(
+        &self,
+        id: &str,
+        change: &Change,
+        due_ms: i64,
+        channel: Channel,
+    ) -> Result<Transition, StoreError> {
+        let t = {
+            let mut g = self.lock();
+            let current = g.records.get(id).map(|r| r.status);
+            let t = match current {
+                None => Transition::Missing,
+                Some(Status::Held) => g.transition(id, change),
+                Some(current) => Transition::Refused { current },
+            };
+            if matches!(t, Transition::Applied { .. } | Transition::Missing) {
+                g.held.retain(|(_, h)| h != id);
+            }
+            if t.applied() && change.to == Status::Scheduled {
+                let job = Job {
+                    id: id.to_string(),
+                    attempt: 0,
+                    payload: String::new(),
+                };
+                g.schedule(Lane::Channel(channel), due_ms, job);
+            }
+            t
+        };
+        self.wake(Lane::Webhook);
+        self.wake(Lane::Channel(channel));
+        Ok(t)
     }
 }

@@ -23,6 +23,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use goniec_antifraud::{Counters, Increment, Needs};
 use goniec_config::Channel;
 
 use crate::model::{Event, Record, Status};
@@ -322,6 +323,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Dead-lettered jobs of a lane, oldest first (operator view).
     async fn dead_letters(&self, lane: Lane, max: usize) -> Result<Vec<(Job, String)>, StoreError>;
+
+    /// Anti-fraud counters and opt-out state for each screening, in order: one
+    /// round trip for all of them (a batch is screened at once).
+    async fn counters(&self, needs: Vec<Needs>) -> Result<Vec<Counters>, StoreError>;
+
+    /// Apply the counter increments of stored messages: one round trip.
+    async fn count(&self, record: &[Increment]) -> Result<(), StoreError>;
+
+    /// Record (`true`) or clear an opt-out under its key
+    /// ([`goniec_antifraud::Needs::opt_out_key`] form).
+    async fn set_opt_out(&self, key: &str, opted_out: bool) -> Result<(), StoreError>;
+
+    /// Held message ids, oldest first, at most `max`.
+    async fn held(&self, max: usize) -> Result<Vec<String>, StoreError>;
+
+    /// Decide a held message atomically: `change.to` is `scheduled` (released: it is
+    /// enqueued at `due_ms`, at once when that is past) or `rejected`/`cancelled`
+    /// (dropped). Only a message still `held` changes.
+    async fn decide_held(
+        &self,
+        id: &str,
+        change: &Change,
+        due_ms: i64,
+        channel: Channel,
+    ) -> Result<Transition, StoreError>;
 }
 
 /// The webhook lane's payload: which status change to report.

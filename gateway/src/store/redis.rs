@@ -12,6 +12,9 @@
 //! * `P:dlq:{lane}` stream of dead-lettered jobs.
 //! * `P:c:{connector}:{provider id}` → message id, for receipts.
 //! * `P:i:{tenant}:{sha256(key)}` idempotency record.
+//! * `P:held` sorted set of held message ids (score: accepted ms).
+//! * `P:af:{key}` anti-fraud counters (hash of time buckets, see
+//!   [`goniec_antifraud::counters`]) and opt-outs (plain keys, no expiry).
 //!
 //! Every write that touches several keys is atomic: `MULTI`/`EXEC` for acceptance,
 //! a Lua script for anything that reads before it writes (transitions, finishing a
@@ -33,6 +36,8 @@ use super::{
     Lane, LaneStats, Lease, NewMessage, Store, StoreError, Transition,
 };
 use crate::model::{Event, MessageData, Record, Status};
+use goniec_antifraud::{Counters, Increment, Needs};
+use goniec_config::Channel;
 
 const GROUP: &str = "workers";
 
@@ -142,6 +147,19 @@ end
 return #due
 "#;
 
+/// Decides a held message. KEYS: record, webhook stream, sched zset, held zset.
+/// ARGV: to, allowed, event, cbpayload, cbjob, id, due score, sched member.
+const DECIDE_HELD_MAIN: &str = r#"
+local cur = redis.call('HGET', KEYS[1], 's')
+if cur and cur ~= 'held' then return {2, cur} end
+local res = transition(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], '', '')
+if res[1] == 0 or res[1] == 1 then redis.call('ZREM', KEYS[4], ARGV[6]) end
+if res[1] == 1 and ARGV[1] == 'scheduled' then
+  redis.call('ZADD', KEYS[3], tonumber(ARGV[7]), ARGV[8])
+end
+return res
+"#;
+
 /// Drops a pending idempotency reservation, never a completed response. KEYS: the key.
 const IDEM_ABORT: &str = r#"
 local v = redis.call('GET', KEYS[1])
@@ -166,6 +184,7 @@ pub struct RedisStore {
     promote: Script,
     idem_abort: Script,
     begin: Script,
+    decide_held: Script,
     /// Where the last `XAUTOCLAIM` of each lane stopped, so scans cover the whole
     /// pending list instead of its first page over and over.
     reclaim_cursor: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<Lane, String>>>,
@@ -219,10 +238,17 @@ impl RedisStore {
             promote: Script::new(PROMOTE),
             idem_abort: Script::new(IDEM_ABORT),
             begin: Script::new(BEGIN),
+            decide_held: Script::new(&format!("{TRANSITION_LUA}{DECIDE_HELD_MAIN}")),
             reclaim_cursor: Default::default(),
         })
     }
 
+    fn af_key(&self, key: &str) -> String {
+        format!("{}:af:{key}", self.prefix)
+    }
+    fn held_key(&self) -> String {
+        format!("{}:held", self.prefix)
+    }
     fn rec_key(&self, id: &str) -> String {
         format!("{}:m:{id}", self.prefix)
     }
@@ -567,6 +593,15 @@ impl Store for RedisStore {
                         .arg(member)
                         .ignore();
                 }
+                (Status::Held, _) => {
+                    p.cmd("ZADD")
+                        .arg(self.held_key())
+                        .arg(now)
+                        .arg(&m.id)
+                        .ignore();
+                }
+                // Refused before queueing: kept for status and history only.
+                (Status::Rejected, _) => {}
                 _ => {
                     p.cmd("XADD")
                         .arg(self.queue_key(lane))
@@ -967,6 +1002,128 @@ impl Store for RedisStore {
                 ))
             })
             .collect())
+    }
+
+    async fn counters(&self, needs: Vec<Needs>) -> Result<Vec<Counters>, StoreError> {
+        if needs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = redis::pipe();
+        for n in &needs {
+            for r in n.reads() {
+                let mut cmd = redis::cmd("HMGET");
+                cmd.arg(self.af_key(&r.key));
+                for f in r.field_names() {
+                    cmd.arg(f);
+                }
+                p.add_command(cmd);
+            }
+            p.cmd("EXISTS").arg(self.af_key(n.opt_out_key()));
+        }
+        let mut c = self.conn.clone();
+        let replies: Vec<Value> = p.query_async(&mut c).await.map_err(unavailable)?;
+        let mut replies = replies.into_iter();
+        let mut out = Vec::with_capacity(needs.len());
+        let corrupt = |what: &str| StoreError::Corrupt(format!("anti-fraud counters: {what}"));
+        for n in needs {
+            let mut values = Vec::with_capacity(n.reads().len());
+            for r in n.reads() {
+                let fields: Vec<Option<u64>> =
+                    redis::from_redis_value(replies.next().ok_or_else(|| corrupt("short reply"))?)
+                        .map_err(|e| corrupt(&e.to_string()))?;
+                values.push(r.sum(fields));
+            }
+            let opted_out: bool =
+                redis::from_redis_value(replies.next().ok_or_else(|| corrupt("short reply"))?)
+                    .map_err(|e| corrupt(&e.to_string()))?;
+            out.push(Counters::new(n, values, opted_out).map_err(|e| corrupt(&e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    async fn count(&self, record: &[Increment]) -> Result<(), StoreError> {
+        if record.is_empty() {
+            return Ok(());
+        }
+        let mut p = redis::pipe();
+        for inc in record {
+            let key = self.af_key(&inc.key);
+            p.cmd("HINCRBY")
+                .arg(&key)
+                .arg(inc.field_name())
+                .arg(inc.by)
+                .ignore();
+            p.cmd("EXPIRE")
+                .arg(&key)
+                .arg(inc.ttl.as_secs().max(1))
+                .ignore();
+            let stale: Vec<String> = inc.stale_field_names().collect();
+            if !stale.is_empty() {
+                p.cmd("HDEL").arg(&key).arg(stale).ignore();
+            }
+        }
+        let mut c = self.conn.clone();
+        p.query_async::<()>(&mut c).await.map_err(unavailable)
+    }
+
+    async fn set_opt_out(&self, key: &str, opted_out: bool) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        let key = self.af_key(key);
+        let cmd = if opted_out {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(crate::model::now_ms());
+            cmd
+        } else {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(key);
+            cmd
+        };
+        cmd.query_async::<()>(&mut c).await.map_err(unavailable)
+    }
+
+    async fn held(&self, max: usize) -> Result<Vec<String>, StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("ZRANGE")
+            .arg(self.held_key())
+            .arg(0)
+            .arg(max.max(1) as i64 - 1)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn decide_held(
+        &self,
+        id: &str,
+        change: &Change,
+        due_ms: i64,
+        channel: Channel,
+    ) -> Result<Transition, StoreError> {
+        let (allowed, event, payload, cbjob) = self.transition_args(id, change)?;
+        let member = encode_member(&Job {
+            id: id.to_string(),
+            attempt: 0,
+            payload: String::new(),
+        });
+        let mut c = self.conn.clone();
+        let (code, cur): (i64, String) = self
+            .decide_held
+            .key(self.rec_key(id))
+            .key(self.queue_key(Lane::Webhook))
+            .key(self.sched_key(Lane::Channel(channel)))
+            .key(self.held_key())
+            .arg(change.to.as_str())
+            .arg(allowed)
+            .arg(event)
+            .arg(payload)
+            .arg(cbjob)
+            .arg(id)
+            .arg(due_ms)
+            .arg(member)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        transition_result(code, &cur)
     }
 }
 

@@ -112,6 +112,127 @@ pub async fn run(store: &dyn Store) {
     heartbeat_keeps_leases(store).await;
     stale_lease_cannot_retry_or_bury(store).await;
     multipart_is_delivered_when_every_part_is(store).await;
+    held_messages_are_released_or_dropped(store).await;
+    antifraud_counters_and_opt_outs(store).await;
+}
+
+/// A message in `status`, as the API stores it after an anti-fraud verdict.
+fn message_in(status: Status, to: &str) -> NewMessage {
+    let mut m = message("t-held", to, None, false, None);
+    m.status = status;
+    m.events[1].status = status;
+    m
+}
+
+async fn held_messages_are_released_or_dropped(store: &dyn Store) {
+    let lane = Lane::Channel(Channel::Sms);
+    let release = message_in(Status::Held, "+48500000701");
+    let dropped = message_in(Status::Held, "+48500000702");
+    let rejected = message_in(Status::Rejected, "+48500000703");
+    store
+        .accept(&[release.clone(), dropped.clone(), rejected.clone()], None)
+        .await
+        .unwrap();
+    // Neither held nor rejected messages are queued.
+    assert_eq!(store.promote_due(lane, now_ms(), 10).await.unwrap(), 0);
+    assert!(drain(store, lane).await.is_empty());
+    assert_eq!(
+        store.held(100).await.unwrap(),
+        vec![release.id.clone(), dropped.id.clone()],
+        "held, oldest first; the rejected one is not"
+    );
+    let now = now_ms();
+    let released = Change::new(Status::Scheduled, now, Some("released".into()), None);
+    assert_eq!(
+        store
+            .decide_held(&release.id, &released, now, Channel::Sms)
+            .await
+            .unwrap(),
+        Transition::Applied { from: Status::Held }
+    );
+    let drop = Change::new(Status::Rejected, now, Some("dropped".into()), None);
+    assert_eq!(
+        store
+            .decide_held(&dropped.id, &drop, now, Channel::Sms)
+            .await
+            .unwrap(),
+        Transition::Applied { from: Status::Held }
+    );
+    assert!(store.held(100).await.unwrap().is_empty());
+    // Decided once: a second decision changes nothing.
+    assert_eq!(
+        store
+            .decide_held(&release.id, &drop, now, Channel::Sms)
+            .await
+            .unwrap(),
+        Transition::Refused {
+            current: Status::Scheduled
+        }
+    );
+    assert_eq!(
+        store
+            .decide_held(&rejected.id, &released, now, Channel::Sms)
+            .await
+            .unwrap(),
+        Transition::Refused {
+            current: Status::Rejected
+        }
+    );
+    // The released message goes out; the dropped one never does.
+    assert_eq!(store.promote_due(lane, now, 10).await.unwrap(), 1);
+    let l = drain(store, lane).await;
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].job.id, release.id);
+    store.complete(&l[0], None, None).await.unwrap();
+    let r = store.get(&release.id).await.unwrap().unwrap();
+    let trail: Vec<Status> = r.events.iter().map(|e| e.status).collect();
+    assert_eq!(
+        trail,
+        [
+            Status::Accepted,
+            Status::Held,
+            Status::Scheduled,
+            Status::Queued
+        ]
+    );
+    assert_eq!(
+        store.get(&dropped.id).await.unwrap().unwrap().status,
+        Status::Rejected
+    );
+}
+
+async fn antifraud_counters_and_opt_outs(store: &dyn Store) {
+    use goniec_antifraud::{check, needs, Decision, ReasonCode, Screening, TenantPolicy};
+    let policy = TenantPolicy::default();
+    let now = jiff::Timestamp::now();
+    let tenant = format!("t-af-{}", new_message_id());
+    let msg = Screening::new(
+        &tenant,
+        goniec_antifraud::Channel::Sms,
+        "+48601234567",
+        "Przypomnienie o płatności",
+        now,
+    );
+    let first = store.counters(vec![needs(&msg, &policy)]).await.unwrap();
+    let v = check(&msg, &policy, &first[0]);
+    assert_eq!(v.decision, Decision::Allow, "{:?}", v.reasons);
+    assert!(!v.record.is_empty(), "an accepted message is counted");
+    store.count(&v.record).await.unwrap();
+    // The same text to the same number again: the shared counters say duplicate.
+    let again = store.counters(vec![needs(&msg, &policy)]).await.unwrap();
+    let v = check(&msg, &policy, &again[0]);
+    assert!(v.has(ReasonCode::Duplicate), "{:?}", v.reasons);
+    // Opt-outs are per tenant and recipient, and can be cleared.
+    let n = needs(&msg, &policy);
+    let key = n.opt_out_key().to_string();
+    store.set_opt_out(&key, true).await.unwrap();
+    let c = store.counters(vec![n]).await.unwrap();
+    assert!(c[0].opted_out());
+    assert!(check(&msg, &policy, &c[0]).has(ReasonCode::OptedOut));
+    store.set_opt_out(&key, false).await.unwrap();
+    let c = store.counters(vec![needs(&msg, &policy)]).await.unwrap();
+    assert!(!c[0].opted_out());
+    assert!(store.counters(vec![]).await.unwrap().is_empty());
 }
 
 async fn multipart_is_delivered_when_every_part_is(store: &dyn Store) {

@@ -18,6 +18,13 @@ pub const SECRET: &str = "test-webhook-secret-0123456789";
 /// A test configuration: Redis at `redis_url` (memory when `None`), two tenants,
 /// short timers, and `extra` TOML appended (connectors, routes).
 pub fn config_toml(redis_url: Option<&str>, extra: &str) -> String {
+    // Pipeline tests send many similar messages to neighbouring numbers at any hour:
+    // exactly what anti-fraud holds. Its own tests turn it on.
+    config_toml_with(redis_url, "[antifraud]\nenabled = false", extra)
+}
+
+/// [`config_toml`] with an `[antifraud]` section (and its subtables) of the test's own.
+pub fn config_toml_with(redis_url: Option<&str>, antifraud: &str, extra: &str) -> String {
     let store = match redis_url {
         Some(u) => format!(
             "backend = \"redis\"\nurl = \"{u}\"\nprefix = \"t{}\"",
@@ -53,6 +60,8 @@ retry_max = "200ms"
 
 [admin]
 api_keys = ["{admin}"]
+
+{antifraud}
 
 [[tenants]]
 name = "acme"

@@ -1,0 +1,218 @@
+//! Anti-fraud screening on the accept path: every valid message gets a
+//! [`Verdict`] from [`goniec_antifraud`] before it is stored.
+//!
+//! One store round trip reads the counters of a whole request (a batch is screened
+//! at once); after the messages are stored, a second one records them
+//! ([`Store::count`]). The phishing blocklist is held here and reloaded while
+//! running ([`Screener::watch`]): when its file changes and on SIGHUP.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use goniec_antifraud::{check, needs, Blocklist, BlocklistHandle, Screening, Verdict};
+use goniec_config::Channel;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::TenantCtx;
+use crate::model::MessageData;
+use crate::store::{Store, StoreError};
+
+/// The blocklist file could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read the blocklist {path}: {source}")]
+pub struct BlocklistError {
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// Screening state shared by the API handlers.
+pub struct Screener {
+    pub enabled: bool,
+    blocklist: BlocklistHandle,
+    file: Option<PathBuf>,
+    reload_every: Duration,
+    salt: Vec<u8>,
+}
+
+impl Screener {
+    /// Load the blocklist file, if one is configured: a missing or unreadable file
+    /// is an error at start, not an empty list.
+    pub fn new(cfg: &goniec_config::Antifraud) -> Result<Self, BlocklistError> {
+        let file = cfg.blocklist.as_ref().map(PathBuf::from);
+        let list = match &file {
+            Some(path) => read_blocklist(path)?,
+            None => Blocklist::default(),
+        };
+        if let Some(path) = &file {
+            log_loaded(path, &list);
+        }
+        Ok(Screener {
+            enabled: cfg.enabled,
+            blocklist: BlocklistHandle::new(list),
+            file,
+            reload_every: cfg.reload_every,
+            salt: cfg.key_salt.as_bytes().to_vec(),
+        })
+    }
+
+    /// Domains on the current blocklist.
+    pub fn blocklist_len(&self) -> usize {
+        self.blocklist.get().len()
+    }
+
+    /// Read the blocklist file again; on failure the old list stays.
+    pub fn reload(&self) -> Result<usize, BlocklistError> {
+        let Some(path) = &self.file else {
+            return Ok(0);
+        };
+        let list = read_blocklist(path)?;
+        log_loaded(path, &list);
+        let n = list.len();
+        self.blocklist.replace(list);
+        Ok(n)
+    }
+
+    /// Reload the blocklist when its file changes (checked every `reload_every`)
+    /// and on SIGHUP, until `shutdown`.
+    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+        let Some(path) = self.file.clone() else {
+            return;
+        };
+        let modified = |p: &PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+        let mut seen: Option<SystemTime> = modified(&path);
+        let mut tick = tokio::time::interval(self.reload_every.max(Duration::from_millis(100)));
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<()>();
+            let forced = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => false,
+                _ = hangup => true,
+            };
+            let now = modified(&path);
+            if !forced && now == seen {
+                continue;
+            }
+            seen = now;
+            if let Err(e) = self.reload() {
+                tracing::warn!(error = %e, "Blocklist reload failed; keeping the previous list.");
+            }
+        }
+    }
+
+    /// Screen messages of one tenant: one store round trip for all their counters.
+    /// Verdicts come back in order.
+    pub async fn screen(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantCtx,
+        messages: &[&MessageData],
+        now_ms: i64,
+    ) -> Result<Vec<Verdict>, StoreError> {
+        let now =
+            jiff::Timestamp::from_millisecond(now_ms).unwrap_or_else(|_| jiff::Timestamp::now());
+        let blocklist = self.blocklist.get();
+        let texts: Vec<String> = messages.iter().map(|m| scanned_text(m)).collect();
+        let policy = &tenant.cfg.antifraud;
+        let screenings: Vec<Screening<'_>> = messages
+            .iter()
+            .zip(&texts)
+            .map(|(m, text)| {
+                let mut s = Screening::new(&tenant.cfg.name, channel(m.channel), &m.to, text, now);
+                s.sender = m.from.as_deref();
+                s.send_at = m
+                    .send_at
+                    .filter(|&t| t > now_ms)
+                    .and_then(|t| jiff::Timestamp::from_millisecond(t).ok());
+                s.seed = rand::random();
+                s.blocklist = &blocklist;
+                s.key_salt = &self.salt;
+                s
+            })
+            .collect();
+        let wanted = screenings.iter().map(|s| needs(s, policy)).collect();
+        let counters = store.counters(wanted).await?;
+        Ok(screenings
+            .iter()
+            .zip(&counters)
+            .map(|(s, c)| check(s, policy, c))
+            .collect())
+    }
+
+    /// The store key of a recipient's opt-out for a tenant.
+    pub fn opt_out_key(&self, tenant: &TenantCtx, channel_: Channel, to: &str) -> String {
+        let mut s = Screening::new(
+            &tenant.cfg.name,
+            channel(channel_),
+            to,
+            "",
+            jiff::Timestamp::now(),
+        );
+        s.key_salt = &self.salt;
+        needs(&s, &tenant.cfg.antifraud).opt_out_key().to_string()
+    }
+}
+
+fn read_blocklist(path: &PathBuf) -> Result<Blocklist, BlocklistError> {
+    std::fs::read_to_string(path)
+        .map(|text| Blocklist::parse(&text))
+        .map_err(|source| BlocklistError {
+            path: path.clone(),
+            source,
+        })
+}
+
+fn log_loaded(path: &std::path::Path, list: &Blocklist) {
+    tracing::info!(
+        path = %path.display(),
+        domains = list.len(),
+        invalid_lines = list.invalid_lines(),
+        "Blocklist loaded."
+    );
+}
+
+fn channel(c: Channel) -> goniec_antifraud::Channel {
+    match c {
+        Channel::Sms => goniec_antifraud::Channel::Sms,
+        Channel::Rcs => goniec_antifraud::Channel::Rcs,
+        Channel::Email => goniec_antifraud::Channel::Email,
+    }
+}
+
+/// Everything a recipient reads, where links can hide: the text, an e-mail's
+/// subject and HTML, an RCS message's cards and suggestions, the fallback text.
+fn scanned_text(m: &MessageData) -> String {
+    let mut out = String::new();
+    let mut add = |s: &str| {
+        if !s.is_empty() {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(s);
+        }
+    };
+    if let Some(e) = &m.email {
+        add(&e.subject);
+    }
+    add(m.text.as_deref().unwrap_or(""));
+    if let Some(e) = &m.email {
+        add(e.html.as_deref().unwrap_or(""));
+    }
+    if let Some(rcs) = &m.rcs {
+        add(&rcs.to_string());
+    }
+    add(m.fallback_text.as_deref().unwrap_or(""));
+    out
+}

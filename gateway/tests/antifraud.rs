@@ -1,0 +1,444 @@
+//! Anti-fraud and contact policy in the pipeline, on a real Redis: verdicts at the
+//! API, held messages released by an operator and delivered, the blocklist reloaded
+//! while running, caps shared by two gateway instances, opt-outs, sender pools.
+
+use std::time::Duration;
+
+use goniec_gateway::testing::gateway::{
+    config_toml_with, parse, TestGateway, ACME_KEY, ADMIN_KEY, OTHER_KEY,
+};
+use goniec_gateway::testing::RedisServer;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const CONNECTORS: &str = r#"
+[[connectors]]
+name = "ok"
+kind = "stub"
+channels = ["sms"]
+receipt_delay = "10ms"
+
+[[routes]]
+channel = "sms"
+connector = "ok"
+"#;
+
+/// Anti-fraud on, contact hours open around the clock (the hours themselves are
+/// tested below and in the crate), plus the test's own keys.
+fn antifraud(blocklist: &std::path::Path, extra: &str) -> String {
+    format!(
+        r#"[antifraud]
+blocklist = "{}"
+reload_every = "100ms"
+key_salt = "test-salt"
+
+[antifraud.defaults]
+sender_pools = [{{ name = "pool", numbers = ["+48500100201", "+48500100202", "+48500100203"], strategy = "sticky" }}]
+
+[antifraud.defaults.contact]
+weekdays = "00:00-24:00"
+saturday = "00:00-24:00"
+sunday = "00:00-24:00"
+holidays = "none"
+max_per_day = 3
+{extra}
+"#,
+        blocklist.display()
+    )
+}
+
+fn blocklist_file(domains: &str) -> tempfile::NamedTempFile {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), domains).unwrap();
+    f
+}
+
+async fn start(redis: &RedisServer, af: &str) -> TestGateway {
+    let gw = TestGateway::start(parse(&config_toml_with(Some(&redis.url()), af, CONNECTORS))).await;
+    gw.wait_ready(200, Duration::from_secs(10)).await;
+    gw
+}
+
+fn sms(to: &str, text: &str) -> Value {
+    json!({"channel": "sms", "to": to, "text": text})
+}
+
+fn reasons(body: &Value) -> Vec<String> {
+    body["reasons"]
+        .as_array()
+        .map(|a| a.iter().map(|r| r.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+async fn admin(gw: &TestGateway, method: Method, path: &str) -> (u16, Value) {
+    let r = gw.req(method, path, ADMIN_KEY).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn phishing_links_are_rejected_shorteners_held_and_released_by_an_operator() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let list = blocklist_file("# CERT Polska\nfake-bank.pl\n");
+    let gw = start(&redis, &antifraud(list.path(), "")).await;
+
+    // A link to a subdomain of a listed domain: rejected, stored as such, never sent.
+    let (code, r) = gw
+        .post(
+            "/v1/messages",
+            &sms(
+                "+48601000001",
+                "Zaległość 120 zł, zapłać: https://login.fake-bank.pl/x",
+            ),
+        )
+        .await;
+    assert_eq!(code, 422, "{r}");
+    assert_eq!(r["code"], "rejected", "{r}");
+    assert_eq!(reasons(&r), ["blocklisted_domain"]);
+    let id = r["id"].as_str().unwrap().to_string();
+    let (_, m) = gw.get(&format!("/v1/messages/{id}")).await;
+    assert_eq!(m["status"], "rejected", "{m}");
+
+    // Near miss: a different domain that merely ends the same way is fine.
+    let (code, r) = gw
+        .post(
+            "/v1/messages",
+            &sms("+48601000002", "Zapłać: https://notfake-bank.pl/x"),
+        )
+        .await;
+    assert_eq!(code, 202, "{r}");
+    assert_eq!(r["status"], "queued", "{r}");
+
+    // A public shortener: held for an operator, not sent.
+    let (code, r) = gw
+        .post(
+            "/v1/messages",
+            &sms("+48601000003", "Zapłać tutaj: bit.ly/3abc"),
+        )
+        .await;
+    assert_eq!((code, r["status"].as_str()), (202, Some("held")), "{r}");
+    assert_eq!(reasons(&r), ["url_shortener"]);
+    let held_id = r["id"].as_str().unwrap().to_string();
+    let (code, r) = gw
+        .post(
+            "/v1/messages",
+            &sms("+48601000004", "Inny link: tinyurl.com/xyz"),
+        )
+        .await;
+    assert_eq!(code, 202, "{r}");
+    let dropped_id = r["id"].as_str().unwrap().to_string();
+
+    let (code, list) = admin(&gw, Method::GET, "/v1/admin/held").await;
+    assert_eq!(code, 200, "{list}");
+    let ids: Vec<&str> = list["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [held_id.as_str(), dropped_id.as_str()]);
+    assert_eq!(list["entries"][0]["reasons"], json!(["url_shortener"]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, m) = gw.get(&format!("/v1/messages/{held_id}")).await;
+    assert_eq!(m["status"], "held", "a held message is not sent: {m}");
+
+    // The operator releases one (delivered) and drops the other (rejected).
+    let (code, r) = admin(
+        &gw,
+        Method::POST,
+        &format!("/v1/admin/held/{held_id}/release"),
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    let m = gw
+        .wait_status(&held_id, Duration::from_secs(10), |s| s == "delivered")
+        .await;
+    let trail: Vec<&str> = m["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(trail[..3], ["accepted", "held", "scheduled"], "{m}");
+    let (code, _) = admin(
+        &gw,
+        Method::POST,
+        &format!("/v1/admin/held/{dropped_id}/drop"),
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (_, m) = gw.get(&format!("/v1/messages/{dropped_id}")).await;
+    assert_eq!(m["status"], "rejected");
+    // Decided once: a second decision is refused and changes nothing.
+    let (code, r) = admin(
+        &gw,
+        Method::POST,
+        &format!("/v1/admin/held/{dropped_id}/release"),
+    )
+    .await;
+    assert_eq!((code, r["code"].as_str()), (409, Some("not-held")), "{r}");
+    let (code, _) = admin(
+        &gw,
+        Method::POST,
+        &format!("/v1/admin/held/{held_id}/launch"),
+    )
+    .await;
+    assert_eq!(code, 404);
+    // Tenants cannot decide.
+    let r = gw
+        .req(
+            Method::POST,
+            &format!("/v1/admin/held/{dropped_id}/release"),
+            ACME_KEY,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_blocklist_is_reloaded_while_running() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let list = blocklist_file("fake-bank.pl\n");
+    let gw = start(&redis, &antifraud(list.path(), "")).await;
+    let (code, _) = gw
+        .post(
+            "/v1/messages",
+            &sms("+48601000010", "Zapłać: nowy-phishing.pl/a"),
+        )
+        .await;
+    assert_eq!(code, 202);
+    // The file changes: the new domain is refused without a restart.
+    std::fs::write(list.path(), "fake-bank.pl\nnowy-phishing.pl\n").unwrap();
+    let mut code = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (c, _) = gw
+            .post(
+                "/v1/messages",
+                &sms("+48601000011", &format!("Zapłać: nowy-phishing.pl/{code}")),
+            )
+            .await;
+        code = c;
+        if c == 422 {
+            break;
+        }
+    }
+    assert_eq!(code, 422, "the changed blocklist was not picked up");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_blocklist() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let list = blocklist_file("fake-bank.pl\n");
+    // No polling to speak of: only the signal can reload it.
+    let af =
+        antifraud(list.path(), "").replace("reload_every = \"100ms\"", "reload_every = \"1h\"");
+    let gw = start(&redis, &af).await;
+    std::fs::write(list.path(), "inny-phishing.pl\n").unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &std::process::id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let mut code = 0;
+    for i in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (c, _) = gw
+            .post(
+                "/v1/messages",
+                &sms("+48601000020", &format!("Zapłać: inny-phishing.pl/{i}")),
+            )
+            .await;
+        code = c;
+        if c == 422 {
+            break;
+        }
+    }
+    assert_eq!(code, 422, "SIGHUP did not reload the blocklist");
+    gw.stop().await;
+}
+
+/// Two gateways on one Redis share the frequency caps: 3 a day, wherever sent.
+#[tokio::test]
+async fn frequency_caps_are_shared_by_two_instances() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let list = blocklist_file("");
+    let af = antifraud(list.path(), "");
+    let cfg = parse(&config_toml_with(Some(&redis.url()), &af, CONNECTORS));
+    let a = TestGateway::start(cfg.clone()).await;
+    let b = TestGateway::start(cfg).await;
+    a.wait_ready(200, Duration::from_secs(10)).await;
+    b.wait_ready(200, Duration::from_secs(10)).await;
+    let to = "+48601000030";
+    for (i, gw) in [&a, &b, &a].into_iter().enumerate() {
+        let (code, r) = gw
+            .post("/v1/messages", &sms(to, &format!("Przypomnienie {i}")))
+            .await;
+        assert_eq!(code, 202, "message {i}: {r}");
+    }
+    let (code, r) = b.post("/v1/messages", &sms(to, "Przypomnienie 3")).await;
+    assert_eq!(code, 422, "{r}");
+    assert_eq!(reasons(&r), ["frequency_cap"]);
+    // Another recipient is not affected; the same text twice is a duplicate.
+    let (code, _) = b
+        .post("/v1/messages", &sms("+48601000031", "Przypomnienie 0"))
+        .await;
+    assert_eq!(code, 202);
+    let (code, r) = a
+        .post("/v1/messages", &sms("+48601000031", "Przypomnienie 0"))
+        .await;
+    assert_eq!(
+        (code, reasons(&r)),
+        (422, vec!["duplicate".to_string()]),
+        "{r}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn opted_out_recipients_are_rejected_until_they_opt_in() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let list = blocklist_file("");
+    let gw = start(&redis, &antifraud(list.path(), "")).await;
+    let (code, r) = gw.post("/v1/opt-outs", &json!({"to": "601 000 040"})).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["to"], "+48601000040", "normalised like messages");
+    let (code, r) = gw
+        .post("/v1/messages", &sms("+48601000040", "Dzień dobry"))
+        .await;
+    assert_eq!(
+        (code, reasons(&r)),
+        (422, vec!["opted_out".to_string()]),
+        "{r}"
+    );
+    // Bad input is refused and changes nothing.
+    let (code, r) = gw
+        .post("/v1/opt-outs", &json!({"to": "not a number"}))
+        .await;
+    assert_eq!((code, r["field"].as_str()), (422, Some("to")), "{r}");
+    let r = gw
+        .req(Method::DELETE, "/v1/opt-outs/+48601000040", ACME_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (code, r) = gw
+        .post("/v1/messages", &sms("+48601000040", "Dzień dobry"))
+        .await;
+    assert_eq!(code, 202, "{r}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn pools_pick_a_sticky_sender_and_unregistered_senders_are_rejected() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let list = blocklist_file("");
+    let gw = start(&redis, &antifraud(list.path(), "")).await;
+    let mut senders = Vec::new();
+    for i in 0..2 {
+        let mut body = sms("+48601000050", &format!("Wiadomość {i}"));
+        body["from"] = json!("pool");
+        let (code, r) = gw.post("/v1/messages", &body).await;
+        assert_eq!(code, 202, "{r}");
+        let (_, m) = gw
+            .get(&format!("/v1/messages/{}", r["id"].as_str().unwrap()))
+            .await;
+        senders.push(m["from"].as_str().unwrap().to_string());
+    }
+    assert!(senders[0].starts_with("+4850010020"), "{senders:?}");
+    assert_eq!(
+        senders[0], senders[1],
+        "sticky: the same recipient sees the same number"
+    );
+
+    gw.stop().await;
+
+    // Tenant `other` registers ACME (written after its table in the test config).
+    let extra = format!("senders = [\"ACME\"]\n{CONNECTORS}");
+    let gw = TestGateway::start(parse(&config_toml_with(
+        Some(&redis.url()),
+        &antifraud(list.path(), ""),
+        &extra,
+    )))
+    .await;
+    let send = |from: &'static str| {
+        let gw = &gw;
+        async move {
+            let mut body = sms("+48601000051", &format!("Od {from}"));
+            body["from"] = json!(from);
+            let r = gw
+                .req(Method::POST, "/v1/messages", OTHER_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (code, r) = send("NotOurs").await;
+    assert_eq!(
+        (code, reasons(&r)),
+        (422, vec!["sender_not_registered".to_string()]),
+        "{r}"
+    );
+    let (code, r) = send("acme").await;
+    assert_eq!(code, 202, "registered (case-insensitive): {r}");
+    let (code, r) = send("pool").await;
+    assert_eq!(code, 202, "a pool counts as registered: {r}");
+    gw.stop().await;
+}
+
+/// Outside the contact hours a collection message is scheduled, not refused.
+#[tokio::test]
+async fn outside_contact_hours_messages_are_scheduled_for_the_next_window() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let list = blocklist_file("");
+    // A one-hour window that is surely not now in Warsaw.
+    let hour = jiff::Timestamp::now()
+        .in_tz("Europe/Warsaw")
+        .unwrap()
+        .hour();
+    let window = if (2..=5).contains(&hour) {
+        "15:00-16:00"
+    } else {
+        "03:00-04:00"
+    };
+    let af = antifraud(list.path(), "").replace("\"00:00-24:00\"", &format!("\"{window}\""));
+    let gw = start(&redis, &af).await;
+    let (code, r) = gw
+        .post("/v1/messages", &sms("+48601000060", "Dzień dobry"))
+        .await;
+    assert_eq!(
+        (code, r["status"].as_str()),
+        (202, Some("scheduled")),
+        "{r}"
+    );
+    assert_eq!(reasons(&r), ["outside_contact_hours"]);
+    let send_at: jiff::Timestamp = r["send_at"].as_str().unwrap().parse().unwrap();
+    let local = send_at.in_tz("Europe/Warsaw").unwrap();
+    assert_eq!(
+        (local.hour(), local.minute()),
+        (window[..2].parse().unwrap(), 0),
+        "the start of the next window: {local}"
+    );
+    assert!(send_at > jiff::Timestamp::now());
+    gw.stop().await;
+}
