@@ -217,6 +217,9 @@ pub struct Tenant {
     pub policy: Policy,
     /// Messages per second this tenant may submit (e.g. `"1000/s"`); none = unlimited.
     pub rate: Option<Rate>,
+    /// API requests per second this tenant may make (any endpoint, e.g. `"50/s"`);
+    /// none = unlimited. Above it: 429 with `Retry-After`.
+    pub request_rate: Option<Rate>,
     /// Anti-fraud and contact policy: `[antifraud.defaults]` with this table's keys
     /// laid over it, and the tenant's `policy` and `senders`.
     pub antifraud: goniec_antifraud::TenantPolicy,

@@ -201,6 +201,16 @@ impl Checks {
                     format!("{path}.name"),
                     "missing; every tenant needs a unique name",
                 );
+            } else if !tenant
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                // It is part of store keys and metric labels.
+                self.error(
+                    format!("{path}.name"),
+                    "may contain only letters, digits, `-`, `_` and `.`",
+                );
             } else if let Some(first) = names.get(tenant.name.as_str()) {
                 let message = format!("duplicate tenant name `{}` (also {first})", tenant.name);
                 self.error(format!("{path}.name"), message);

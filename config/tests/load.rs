@@ -632,3 +632,16 @@ fn tenant_antifraud_policies_lay_over_the_defaults() {
         "{e}"
     );
 }
+
+#[test]
+fn tenant_names_are_safe_for_store_keys_and_labels() {
+    let text = |name: &str| {
+        format!(
+            "[[tenants]]\nname = \"{name}\"\napi_keys = [\"{HASH_A}\"]\nwebhook_secret = \"1234567890123456\"\n"
+        )
+    };
+    assert!(load_from_str(&text("acme-windykacja_2.pl"), no_env()).is_ok());
+    let e = errors(&text("acme:prod"), no_env());
+    assert_eq!(keys(&e), ["tenants[0].name"], "{e}");
+    assert!(e.to_string().contains("only letters, digits"), "{e}");
+}

@@ -33,6 +33,8 @@ pub struct TenantCtx {
     pub cfg: Tenant,
     /// Messages per second it may submit.
     pub limiter: Option<DefaultDirectRateLimiter>,
+    /// API requests per second it may make.
+    pub request_limiter: Option<DefaultDirectRateLimiter>,
 }
 
 /// Tenants and their API key hashes.
@@ -68,6 +70,7 @@ impl Tenants {
             list.push(Arc::new(TenantCtx {
                 cfg: t.clone(),
                 limiter: t.rate.as_ref().map(limiter),
+                request_limiter: t.request_rate.as_ref().map(limiter),
             }));
         }
         let admin = admin

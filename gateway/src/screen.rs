@@ -61,13 +61,24 @@ impl Screener {
         self.blocklist.get().len()
     }
 
-    /// Read the blocklist file again; on failure the old list stays.
-    pub fn reload(&self) -> Result<usize, BlocklistError> {
-        let Some(path) = &self.file else {
+    /// Read the blocklist file again; on failure the old list stays. Parsing a
+    /// large list takes tens of milliseconds, so it runs off the async threads.
+    pub async fn reload(&self) -> Result<usize, BlocklistError> {
+        let Some(path) = self.file.clone() else {
             return Ok(0);
         };
-        let list = read_blocklist(path)?;
-        log_loaded(path, &list);
+        let list = tokio::task::spawn_blocking(move || {
+            let list = read_blocklist(&path)?;
+            log_loaded(&path, &list);
+            Ok(list)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(BlocklistError {
+                path: self.file.clone().unwrap_or_default(),
+                source: std::io::Error::other(e),
+            })
+        })?;
         let n = list.len();
         self.blocklist.replace(list);
         Ok(n)
@@ -106,7 +117,7 @@ impl Screener {
                 continue;
             }
             seen = now;
-            if let Err(e) = self.reload() {
+            if let Err(e) = self.reload().await {
                 tracing::warn!(error = %e, "Blocklist reload failed; keeping the previous list.");
             }
         }

@@ -404,6 +404,69 @@ async fn pools_pick_a_sticky_sender_and_unregistered_senders_are_rejected() {
     gw.stop().await;
 }
 
+/// Over a tenant's message or request rate: 429 with Retry-After, nothing stored.
+#[tokio::test]
+async fn over_the_tenant_rates_the_answer_is_429_with_retry_after() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let list = blocklist_file("");
+    // Tenant `other` (its keys come right after its table in the test config).
+    let extra = format!("rate = \"2/min\"\nrequest_rate = \"4/min\"\n{CONNECTORS}");
+    let gw = TestGateway::start(parse(&config_toml_with(
+        Some(&redis.url()),
+        &antifraud(list.path(), ""),
+        &extra,
+    )))
+    .await;
+    let post = |i: u32| {
+        let gw = &gw;
+        async move {
+            gw.req(Method::POST, "/v1/messages", OTHER_KEY)
+                .json(&sms(&format!("+4860100007{i}"), "Dzień dobry"))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for i in 0..2 {
+        assert_eq!(post(i).await.status().as_u16(), 202);
+    }
+    let r = post(2).await;
+    assert_eq!(r.status().as_u16(), 429);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After {wait}");
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("message rate"),
+        "{body}"
+    );
+    // The request rate counts every call: the 4th request of the minute is refused.
+    let r = gw
+        .req(Method::GET, "/v1/messages?to=%2B48601000070", OTHER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = gw
+        .req(Method::GET, "/v1/messages?to=%2B48601000070", OTHER_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["detail"].as_str().unwrap().contains("request rate"),
+        "{body}"
+    );
+    gw.stop().await;
+}
+
 /// Outside the contact hours a collection message is scheduled, not refused.
 #[tokio::test]
 async fn outside_contact_hours_messages_are_scheduled_for_the_next_window() {

@@ -57,9 +57,27 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<TenantCtx>, Ap
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(ApiError::unauthorized)?;
-    app.tenants
+    let tenant = app
+        .tenants
         .authenticate(token)
-        .ok_or_else(ApiError::unauthorized)
+        .ok_or_else(ApiError::unauthorized)?;
+    if let Some(l) = &tenant.request_limiter {
+        if let Err(not_until) = l.check() {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            return Err(ApiError::new(
+                429,
+                "rate-limited",
+                format!(
+                    "over this tenant's request rate; retry in {} ms",
+                    wait.as_millis()
+                ),
+            )
+            .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64));
+        }
+    }
+    Ok(tenant)
 }
 
 /// Refuse bodies over the limit (by Content-Length, before reading) and non-JSON
