@@ -220,6 +220,10 @@ pub struct Tenant {
     /// API requests per second this tenant may make (any endpoint, e.g. `"50/s"`);
     /// none = unlimited. Above it: 429 with `Retry-After`.
     pub request_rate: Option<Rate>,
+    /// A reply (SMS to one of this tenant's senders) that is just one of these words
+    /// opts the recipient out; compared ignoring case and diacritics. Default
+    /// `["STOP", "NIE"]`; `[]` turns it off.
+    pub stop_keywords: Option<Vec<String>>,
     /// Anti-fraud and contact policy: `[antifraud.defaults]` with this table's keys
     /// laid over it, and the tenant's `policy` and `senders`.
     pub antifraud: goniec_antifraud::TenantPolicy,

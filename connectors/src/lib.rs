@@ -24,7 +24,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use goniec_config::Channel;
-pub use model::{DeliveryError, EmailContent, Health, Outbound, Receipt, ReceiptState, Submitted};
+pub use model::{
+    DeliveryError, EmailContent, Health, InboundMessage, Outbound, Receipt, ReceiptState, Submitted,
+};
 
 /// One way out: an SMPP link, an RCS platform, an SMTP relay.
 #[async_trait]
@@ -46,6 +48,8 @@ pub trait Connector: Send + Sync + fmt::Debug {
 pub struct BuildContext {
     /// Where receipts (delivery reports) go; the gateway correlates and applies them.
     pub receipts: mpsc::Sender<Receipt>,
+    /// Where messages from recipients (replies, `STOP`) go.
+    pub inbound: mpsc::Sender<InboundMessage>,
     /// Cancelled when the gateway shuts down.
     pub shutdown: CancellationToken,
 }

@@ -120,6 +120,21 @@ pub struct Receipt {
     pub stored: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// A message from a recipient (an SMS reply, mobile originated).
+#[derive(Debug)]
+pub struct InboundMessage {
+    /// The connector that received it.
+    pub connector: String,
+    /// The sender: E.164 with `+` for international numbers, else as received.
+    pub from: String,
+    /// The address it was sent to (one of the tenant's numbers or short codes).
+    pub to: String,
+    pub text: String,
+    pub at: SystemTime,
+    /// Signalled once it is handled; as with [`Receipt::stored`].
+    pub stored: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReceiptState {
     Delivered,

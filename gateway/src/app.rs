@@ -107,6 +107,11 @@ impl Tenants {
         self.list.get(found).cloned()
     }
 
+    /// Every tenant.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<TenantCtx>> {
+        self.list.iter()
+    }
+
     pub fn by_name(&self, name: &str) -> Option<&Arc<TenantCtx>> {
         self.list.iter().find(|t| t.cfg.name == name)
     }

@@ -7,6 +7,7 @@
 //! * [`store`]: records, indexes and work queues (Redis or memory).
 //! * [`dispatch`]: per-channel workers handing messages to connectors.
 //! * [`receipts`]: delivery reports → status changes.
+//! * [`inbound`]: replies from recipients (`STOP` → opt-out).
 //! * [`webhooks`]: status changes → signed customer callbacks.
 //! * [`model`]: ids, statuses and the transition table.
 //! * [`telemetry`]: metrics, logging, masking.
@@ -15,6 +16,7 @@
 pub mod app;
 pub mod dispatch;
 pub mod http;
+pub mod inbound;
 pub mod model;
 pub mod receipts;
 pub mod screen;
@@ -85,16 +87,19 @@ pub async fn run(
 
     let screener = Arc::new(screen::Screener::new(&cfg.antifraud)?);
     let (receipts_tx, receipts_rx) = mpsc::channel(10_000);
+    let (inbound_tx, inbound_rx) = mpsc::channel(1_000);
     let connector_shutdown = CancellationToken::new();
     let mut connectors: Vec<Arc<dyn Connector>> = Vec::new();
     for c in &cfg.connectors {
         let cx = BuildContext {
             receipts: receipts_tx.clone(),
+            inbound: inbound_tx.clone(),
             shutdown: connector_shutdown.clone(),
         };
         connectors.push(goniec_connectors::build(c, cx)?);
     }
     drop(receipts_tx);
+    drop(inbound_tx);
 
     let (webhook_client, webhook_client_private) = webhooks::clients(cfg.webhooks.timeout);
     let app = Arc::new(App {
@@ -148,6 +153,8 @@ pub async fn run(
         receipts_rx,
         receipts_stop.clone(),
     ));
+
+    tokio::spawn(inbound::run(app.clone(), inbound_rx, receipts_stop.clone()));
 
     let http_stop = CancellationToken::new();
     let server = {

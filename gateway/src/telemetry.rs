@@ -22,6 +22,9 @@ pub struct Metrics {
     pub verdicts: IntCounterVec,
     /// Anti-fraud rules that fired, by reason code (`prefix_pumping` etc. alert).
     pub verdict_reasons: IntCounterVec,
+    /// Replies from recipients by connector and outcome (`opt_out`, `ignored`,
+    /// `unknown_recipient`, `bad_sender`, `store_error`).
+    pub inbound: IntCounterVec,
     /// API requests by endpoint and HTTP status.
     pub http_requests: IntCounterVec,
     /// API latency by endpoint.
@@ -118,6 +121,12 @@ impl Metrics {
                 "goniec_antifraud_reasons_total",
                 "Anti-fraud rules that fired",
                 &["reason"],
+            ),
+            inbound: counter(
+                &r,
+                "goniec_inbound_messages_total",
+                "Replies from recipients",
+                &["connector", "outcome"],
             ),
             http_requests: counter(
                 &r,

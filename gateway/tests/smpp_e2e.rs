@@ -352,3 +352,111 @@ async fn every_concatenation_mode_delivers_long_messages() {
         stop.cancel();
     }
 }
+
+/// A recipient replies `STOP` to the tenant's number: the SMSC delivers it as a
+/// mobile-originated deliver_sm, the recipient is opted out for that tenant (the
+/// reply is acknowledged only after that is stored), and the next message to them
+/// is rejected. Any other reply changes nothing.
+#[tokio::test]
+async fn a_stop_reply_opts_the_recipient_out() {
+    use goniec_gateway::testing::gateway::{config_toml_with, OTHER_KEY};
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let sim_cfg = SimConfig::default();
+    let sim = SmscSim::start(
+        "127.0.0.1:0".parse().unwrap(),
+        sim_cfg.clone(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let antifraud = r#"[antifraud]
+[antifraud.defaults.contact]
+weekdays = "00:00-24:00"
+saturday = "00:00-24:00"
+sunday = "00:00-24:00"
+holidays = "none"
+"#;
+    // Tenant `other` sends from +48500100200 (its keys follow its table).
+    let extra = format!(
+        r#"senders = ["+48500100200"]
+
+[[connectors]]
+name = "smsc"
+kind = "smpp"
+port = {port}
+password = "{pw}"
+
+[[routes]]
+channel = "sms"
+connector = "smsc"
+"#,
+        port = sim.local_addr().port(),
+        pw = sim_cfg.password,
+    );
+    let gw = TestGateway::start(parse(&config_toml_with(
+        Some(&redis.url()),
+        antifraud,
+        &extra,
+    )))
+    .await;
+    gw.wait_ready(200, Duration::from_secs(10)).await;
+    let post = |to: &'static str| {
+        let gw = &gw;
+        async move {
+            let body = json!({"channel": "sms", "to": to, "text": "Przypomnienie o płatności", "from": "+48500100200"});
+            let r = gw
+                .req(reqwest::Method::POST, "/v1/messages", OTHER_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    sim.send_mo("goniec", "+48601000099", "+48500100200", " Stop ")
+        .unwrap();
+    sim.send_mo("goniec", "+48601000098", "48500100200", "Zapłacę jutro")
+        .unwrap();
+    sim.send_mo("goniec", "+48601000097", "+48999999999", "STOP")
+        .unwrap();
+    let mut m = String::new();
+    for _ in 0..200 {
+        m = gw.metrics().await;
+        let done = |o| metric_sum(&m, "goniec_inbound_messages_total", &[("outcome", o)]);
+        if done("opt_out") + done("ignored") + done("unknown_recipient") >= 3.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for outcome in ["opt_out", "ignored", "unknown_recipient"] {
+        assert_eq!(
+            metric_sum(&m, "goniec_inbound_messages_total", &[("outcome", outcome)]),
+            1.0,
+            "{outcome}"
+        );
+    }
+    let (code, r) = post("+48601000099").await;
+    assert_eq!(
+        (code, r["reasons"][0].as_str()),
+        (422, Some("opted_out")),
+        "{r}"
+    );
+    let (code, r) = post("+48601000098").await;
+    assert_eq!(
+        code, 202,
+        "a reply that is not a keyword changes nothing: {r}"
+    );
+    // Every reply was acknowledged to the SMSC (after it was handled).
+    for _ in 0..100 {
+        if sim.stats().receipts_acked >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sim.stats().receipts_acked >= 3, "{:?}", sim.stats());
+    gw.stop().await;
+    stop.cancel();
+}

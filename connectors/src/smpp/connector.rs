@@ -22,8 +22,8 @@ use super::session::{BindType, Inbound, InboundPdu, Session, SessionConfig, Subm
 use super::status;
 use crate::text::{self, Concat, Encoding};
 use crate::{
-    BuildContext, BuildError, Connector, DeliveryError, Health, Outbound, Receipt, ReceiptState,
-    Submitted,
+    BuildContext, BuildError, Connector, DeliveryError, Health, InboundMessage, Outbound, Receipt,
+    ReceiptState, Submitted,
 };
 
 const CHANNELS: [Channel; 1] = [Channel::Sms];
@@ -114,7 +114,7 @@ impl SmppConnector {
             name.to_string(),
             ids,
             inbound_rx,
-            cx.receipts,
+            (cx.receipts, cx.inbound),
             cfg.window.max(1) * 4,
         )));
         Ok(SmppConnector {
@@ -459,21 +459,108 @@ pub fn receipt_key(id: &str, format: IdFormat) -> Option<String> {
     }
 }
 
-/// Turns deliver_sm into receipts; answers each only after the gateway stored it.
+/// A mobile-originated message (`deliver_sm`/`data_sm` without the receipt bits):
+/// sender (`+` for international numbers), destination and text decoded by its
+/// data_coding.
+pub fn read_mo(pdu: &InboundPdu) -> Option<(String, String, String)> {
+    let (esm_class, coding, src, src_ton, dst, short_message, tlvs) = match pdu {
+        InboundPdu::Deliver(d) => (
+            d.esm_class,
+            d.data_coding,
+            d.source_addr.as_str(),
+            d.source_addr_ton,
+            d.destination_addr.as_str(),
+            d.short_message().as_ref(),
+            d.tlvs(),
+        ),
+        InboundPdu::Data(d) => (
+            d.esm_class,
+            d.data_coding,
+            d.source_addr.as_str(),
+            d.source_addr_ton,
+            d.destination_addr.as_str(),
+            &[][..],
+            d.tlvs(),
+        ),
+    };
+    let esm = u8::from(esm_class);
+    if esm & 0x3C != 0 {
+        return None;
+    }
+    let payload = tlvs.iter().find_map(|t| match t.value() {
+        Some(TlvValue::MessagePayload(p)) => Some(p.value.as_ref()),
+        _ => None,
+    });
+    let mut bytes = match payload {
+        Some(p) if short_message.is_empty() => p,
+        _ => short_message,
+    };
+    // A user data header (a long reply's part): skip it, keep the text.
+    if esm & 0x40 != 0 {
+        let udhl = usize::from(*bytes.first()?);
+        bytes = bytes.get(udhl + 1..)?;
+    }
+    let text = match u8::from(coding) {
+        8 => text::decode_ucs2(bytes),
+        3 => bytes.iter().map(|&b| char::from(b)).collect(),
+        _ => text::decode_gsm7_unpacked(bytes),
+    };
+    let from = if u8::from(src_ton) == 1 && !src.starts_with('+') {
+        format!("+{src}")
+    } else {
+        src.to_string()
+    };
+    Some((from, dst.to_string(), text))
+}
+
+/// Turns deliver_sm into receipts and inbound messages; answers each only after the
+/// gateway stored it.
 async fn receipts(
     connector: String,
     ids: IdFormat,
     mut rx: mpsc::Receiver<Inbound>,
-    out: mpsc::Sender<Receipt>,
+    (out, inbound): (mpsc::Sender<Receipt>, mpsc::Sender<InboundMessage>),
     max: usize,
 ) {
     let sem = Arc::new(Semaphore::new(max));
+    // Answer the SMSC once the gateway has handled it (or with an error if not).
+    let answer_when_stored =
+        |sem: &Arc<Semaphore>, stored_rx: oneshot::Receiver<()>, ack: oneshot::Sender<u32>| {
+            let sem = sem.clone();
+            async move {
+                let Ok(permit) = sem.acquire_owned().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let st = if stored_rx.await.is_ok() {
+                        status::ESME_ROK
+                    } else {
+                        status::ESME_RSYSERR
+                    };
+                    let _ = ack.send(st);
+                    drop(permit);
+                });
+            }
+        };
     while let Some(Inbound { pdu, ack }) = rx.recv().await {
         let Some((id, state, error)) = read_receipt(&pdu) else {
-            // Mobile-originated messages are not handled yet: accept them so the SMSC
-            // does not resend for ever.
-            tracing::debug!(connector = %connector, "Ignoring a deliver_sm that is not a receipt.");
-            let _ = ack.send(status::ESME_ROK);
+            let Some((from, to, text)) = read_mo(&pdu) else {
+                let _ = ack.send(status::ESME_ROK);
+                continue;
+            };
+            let (stored_tx, stored_rx) = oneshot::channel();
+            let m = InboundMessage {
+                connector: connector.clone(),
+                from,
+                to,
+                text,
+                at: SystemTime::now(),
+                stored: Some(stored_tx),
+            };
+            if inbound.send(m).await.is_err() {
+                return;
+            }
+            answer_when_stored(&sem, stored_rx, ack).await;
             continue;
         };
         let Some(provider_id) = receipt_key(&id, ids) else {
@@ -493,18 +580,7 @@ async fn receipts(
         if out.send(r).await.is_err() {
             return; // gateway gone; dropping `ack` answers an error, the SMSC resends
         }
-        let Ok(permit) = sem.clone().acquire_owned().await else {
-            return;
-        };
-        tokio::spawn(async move {
-            let st = if stored_rx.await.is_ok() {
-                status::ESME_ROK
-            } else {
-                status::ESME_RSYSERR
-            };
-            let _ = ack.send(st);
-            drop(permit);
-        });
+        answer_when_stored(&sem, stored_rx, ack).await;
     }
 }
 

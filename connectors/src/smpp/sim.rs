@@ -230,6 +230,51 @@ impl SmscSim {
         self.local_addr
     }
 
+    /// A recipient's reply (mobile originated) from `from` (E.164) to `to`, delivered
+    /// as a `deliver_sm` to a receiver or transceiver bound as `system_id`, resent
+    /// until acknowledged like a receipt. GSM-7 text goes as data_coding 0, other
+    /// text as UCS-2.
+    pub fn send_mo(&self, system_id: &str, from: &str, to: &str, text: &str) -> Result<(), String> {
+        let addr = |a: &str| {
+            COctetString::<1, 21>::from_str(a.trim_start_matches('+'))
+                .map_err(|e| format!("address `{a}`: {e:?}"))
+        };
+        let (coding, bytes) = match crate::text::encode_gsm7_unpacked(text) {
+            Some(b) => (0u8, b),
+            None => (8u8, crate::text::encode_ucs2(text)),
+        };
+        let text = OctetString::from_slice(&bytes).map_err(|e| format!("text: {e:?}"))?;
+        let (dest_ton, dest_npi) = match crate::smpp::connector::sender_ton_npi(to) {
+            (5, _) => (Ton::Alphanumeric, Npi::Unknown),
+            (3, _) => (Ton::NetworkSpecific, Npi::Unknown),
+            _ => (Ton::International, Npi::Isdn),
+        };
+        let mo = Receipt {
+            system_id: system_id.to_string(),
+            origin: u64::MAX,
+            source_ton: Ton::International,
+            source_npi: Npi::Isdn,
+            source_addr: addr(from)?,
+            dest_ton,
+            dest_npi,
+            dest_addr: addr(to)?,
+            text,
+            receipted_id: COctetString::default(),
+            state: MessageState::Delivered,
+            attempts: 0,
+            mo: Some(coding),
+        };
+        bump(&self.inner.counters.receipts_pending);
+        self.inner
+            .hub()
+            .ready
+            .entry(system_id.to_string())
+            .or_default()
+            .push_back(mo);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> SimStats {
         let c = &self.inner.counters;
@@ -280,10 +325,26 @@ struct Receipt {
     state: MessageState,
     /// Times written to a session so far.
     attempts: u32,
+    /// A mobile-originated message with this data_coding, not a receipt.
+    mo: Option<u8>,
 }
 
 impl Receipt {
     fn command(&self, sequence_number: u32, as_data_sm: bool) -> Vec<u8> {
+        if let Some(coding) = self.mo {
+            let pdu = DeliverSm::builder()
+                .source_addr_ton(self.source_ton)
+                .source_addr_npi(self.source_npi)
+                .source_addr(self.source_addr.clone())
+                .dest_addr_ton(self.dest_ton)
+                .dest_addr_npi(self.dest_npi)
+                .destination_addr(self.dest_addr.clone())
+                .esm_class(EsmClass::from(0x00))
+                .data_coding(rusmpp::values::DataCoding::from(coding))
+                .short_message(self.text.clone())
+                .build();
+            return frame::encode(&Command::new(CommandStatus::EsmeRok, sequence_number, pdu));
+        }
         if as_data_sm {
             return self.data_sm(sequence_number);
         }
@@ -1062,6 +1123,7 @@ fn receipt_for(
         receipted_id: COctetString::from_str(&format!("{number:x}")).unwrap_or_default(),
         state,
         attempts: 0,
+        mo: None,
     }
 }
 
@@ -1728,6 +1790,27 @@ mod tests {
                 assert_eq!(error.is_some(), undeliverable, "{error:?}");
             }
         }
+    }
+
+    /// A reply from the simulator reads back as sender, destination and text.
+    #[tokio::test]
+    async fn mobile_originated_replies_reach_a_receiver() {
+        use crate::smpp::connector::read_mo;
+        use crate::smpp::session::InboundPdu;
+        let (sim, token) = sim(quick()).await;
+        let mut c = Client::bind(&sim, Kind::Rx).await;
+        sim.send_mo("goniec", "+48601000099", "+48500100200", "Nie, dziękuję")
+            .unwrap();
+        let (seq, d) = c.recv_receipt().await;
+        assert_eq!(u8::from(d.esm_class), 0, "not a receipt");
+        let (from, to, text) = read_mo(&InboundPdu::Deliver(d)).expect("an MO message");
+        assert_eq!(
+            (from.as_str(), to.as_str(), text.as_str()),
+            ("+48601000099", "48500100200", "Nie, dziękuję")
+        );
+        c.ack(seq).await;
+        wait_stats(&sim, "ack", |s| s.receipts_acked == 1).await;
+        token.cancel();
     }
 
     #[test]

@@ -1,0 +1,84 @@
+//! Replies from recipients (SMS mobile-originated messages): a reply to one of a
+//! tenant's senders that is just a stop keyword (`STOP`, `NIE`, per tenant) opts the
+//! recipient out for that tenant. The connector acknowledges the reply to the
+//! carrier only after the opt-out is stored.
+
+use std::sync::Arc;
+
+use goniec_antifraud::{is_stop_keyword, DEFAULT_STOP_KEYWORDS};
+use goniec_config::Channel;
+use goniec_connectors::InboundMessage;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, TenantCtx};
+use crate::telemetry::mask;
+
+/// Handle inbound messages until the connectors close or `stop`.
+pub async fn run(app: Arc<App>, mut rx: mpsc::Receiver<InboundMessage>, stop: CancellationToken) {
+    loop {
+        let m = tokio::select! {
+            _ = stop.cancelled() => return,
+            m = rx.recv() => match m {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let outcome = handle(&app, &m).await;
+        app.metrics
+            .inbound
+            .with_label_values(&[&m.connector, outcome])
+            .inc();
+        if outcome != "store_error" {
+            if let Some(stored) = m.stored {
+                let _ = stored.send(());
+            }
+        }
+    }
+}
+
+/// Digits of an address, for comparing `+48500100200` with `48500100200`.
+fn digits(a: &str) -> &str {
+    a.trim_start_matches('+')
+}
+
+/// Whether `to` is one of the tenant's senders or pool numbers.
+fn owns(t: &TenantCtx, to: &str) -> bool {
+    let p = &t.cfg.antifraud;
+    let same = |s: &String| digits(s).eq_ignore_ascii_case(digits(to));
+    t.cfg.senders.iter().any(same)
+        || p.senders.iter().any(same)
+        || p.sender_pools
+            .iter()
+            .any(|pool| pool.numbers.iter().any(same))
+}
+
+async fn handle(app: &App, m: &InboundMessage) -> &'static str {
+    let owners: Vec<&Arc<TenantCtx>> = app.tenants.all().filter(|t| owns(t, &m.to)).collect();
+    if owners.is_empty() {
+        tracing::info!(connector = %m.connector, to = %mask(&m.to), "Reply to an address no tenant sends from; ignored.");
+        return "unknown_recipient";
+    }
+    let Ok(from) = crate::validate::normalize_msisdn(&m.from, app.rules.region, false) else {
+        tracing::info!(connector = %m.connector, from = %mask(&m.from), "Reply from an unusable number; ignored.");
+        return "bad_sender";
+    };
+    let mut outcome = "ignored";
+    for t in owners {
+        let stop = match &t.cfg.stop_keywords {
+            Some(words) => is_stop_keyword(&m.text, words),
+            None => is_stop_keyword(&m.text, DEFAULT_STOP_KEYWORDS),
+        };
+        if !stop {
+            continue;
+        }
+        let key = app.screener.opt_out_key(t, Channel::Sms, &from);
+        if let Err(e) = app.store.set_opt_out(&key, true).await {
+            tracing::warn!(error = %e, "Could not store an opt-out; the carrier will resend the reply.");
+            return "store_error";
+        }
+        tracing::info!(tenant = %t.cfg.name, from = %mask(&from), "Recipient opted out by reply.");
+        outcome = "opt_out";
+    }
+    outcome
+}
