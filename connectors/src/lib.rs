@@ -39,6 +39,11 @@ pub trait Connector: Send + Sync + fmt::Debug {
     async fn submit(&self, msg: &Outbound) -> Result<Submitted, DeliveryError>;
     /// Current health. Must be cheap: no I/O, no awaits.
     fn health(&self) -> Health;
+    /// How this connector splits long SMS, when it does, so the API reports the
+    /// segment count the carrier will see. `None`: the API's default (`udh8`) rule.
+    fn concat(&self) -> Option<text::Concat> {
+        None
+    }
     /// Stop: drain in-flight requests, unbind, close connections.
     async fn close(&self);
 }

@@ -110,8 +110,10 @@ impl Concat {
             (Concat::Udh8, Encoding::Ucs2) => Some(67),
             (Concat::Udh16, Encoding::Gsm7) => Some(152),
             (Concat::Udh16, Encoding::Ucs2) => Some(66),
-            (Concat::Sar, Encoding::Gsm7) => Some(160),
-            (Concat::Sar, Encoding::Ucs2) => Some(70),
+            // The SMSC turns the SAR TLVs into a 6-byte UDH on the air interface, so
+            // a part must leave room for it, as with `udh8`.
+            (Concat::Sar, Encoding::Gsm7) => Some(153),
+            (Concat::Sar, Encoding::Ucs2) => Some(67),
             (Concat::Payload, _) => None,
         }
     }
@@ -708,7 +710,7 @@ mod tests {
             vec![rep("a", 152), format!("€{}", rep("a", 151)), "a".to_owned()]
         );
         assert_eq!(split(&text, Encoding::Gsm7, Concat::Udh16).len(), 3);
-        assert_eq!(split(&text, Encoding::Gsm7, Concat::Sar).len(), 2);
+        assert_eq!(split(&text, Encoding::Gsm7, Concat::Sar).len(), 3);
         assert_eq!(
             split(&text, Encoding::Gsm7, Concat::Payload),
             vec![text.clone()]
@@ -746,10 +748,11 @@ mod tests {
             split(&rep("ł", 133), Encoding::Ucs2, Concat::Udh16).len(),
             3
         );
-        assert_eq!(split(&rep("a", 320), Encoding::Gsm7, Concat::Sar).len(), 2);
-        assert_eq!(split(&rep("a", 321), Encoding::Gsm7, Concat::Sar).len(), 3);
-        assert_eq!(split(&rep("ł", 140), Encoding::Ucs2, Concat::Sar).len(), 2);
-        assert_eq!(split(&rep("ł", 141), Encoding::Ucs2, Concat::Sar).len(), 3);
+        // SAR parts leave room for the UDH the SMSC adds: the same count as udh8.
+        assert_eq!(split(&rep("a", 306), Encoding::Gsm7, Concat::Sar).len(), 2);
+        assert_eq!(split(&rep("a", 307), Encoding::Gsm7, Concat::Sar).len(), 3);
+        assert_eq!(split(&rep("ł", 134), Encoding::Ucs2, Concat::Sar).len(), 2);
+        assert_eq!(split(&rep("ł", 135), Encoding::Ucs2, Concat::Sar).len(), 3);
 
         // GSM-7 forced on a non-GSM text: the stranger counts one septet.
         assert_eq!(units("ałb", Encoding::Gsm7), 3);

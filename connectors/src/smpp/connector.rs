@@ -124,7 +124,9 @@ impl SmppConnector {
             sessions,
             receivers,
             next: AtomicUsize::new(0),
-            reference: AtomicU16::new(1),
+            // Random start: restarts and other instances must not reuse the
+            // references of long messages still being reassembled on phones.
+            reference: AtomicU16::new(rand_u16()),
             stop,
             tasks: Mutex::new(tasks),
         })
@@ -144,6 +146,17 @@ impl SmppConnector {
         }
         Some(bound.find(|s| !s.is_throttled()).unwrap_or(first))
     }
+}
+
+/// A start value for concatenation references, without a RNG dependency: the
+/// clock's nanoseconds mixed with the process id.
+fn rand_u16() -> u16 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let x = u64::from(nanos) ^ (u64::from(std::process::id()) << 20);
+    let x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    (x >> 48) as u16
 }
 
 /// TON/NPI for a sender: alphanumeric 5/0, short code 3/0, international 1/1.
@@ -350,6 +363,10 @@ impl Connector for SmppConnector {
             provider_ids: ids,
             parts: count,
         })
+    }
+
+    fn concat(&self) -> Option<Concat> {
+        Some(self.concat)
     }
 
     fn health(&self) -> Health {

@@ -113,14 +113,22 @@ fn prepare(app: &App, tenant: &TenantCtx, json: &str, now: i64) -> Result<Valid,
         let req = parse_request(json)?;
         let ch = req.channel;
         channel = ch.as_str();
-        let v = validate(req, &tenant.cfg, &app.rules, new_message_id(), now)?;
-        if app.router.route(ch, &v.data.to).is_none() {
+        let mut v = validate(req, &tenant.cfg, &app.rules, new_message_id(), now)?;
+        let Some(lane) = app.router.route(ch, &v.data.to) else {
             return Err(ApiError::new(
                 422,
                 "no-route",
                 format!("no connector is configured for {ch} messages to this destination"),
             )
             .field("channel"));
+        };
+        // 16-bit UDH leaves one character less per part: count as it will be sent.
+        use goniec_connectors::text::{self, Concat};
+        if let (Some(Concat::Udh16), Some(body)) = (lane.connector.concat(), &v.data.text) {
+            if v.data.segments > 1 {
+                let enc = text::analyze(body).encoding;
+                v.data.segments = text::split(body, enc, Concat::Udh16).len() as u32;
+            }
         }
         Ok(v)
     })();

@@ -1005,59 +1005,125 @@ impl Store for RedisStore {
     }
 
     async fn counters(&self, needs: Vec<Needs>) -> Result<Vec<Counters>, StoreError> {
+        use std::collections::HashMap;
         if needs.is_empty() {
             return Ok(Vec::new());
         }
+        // A batch shares many counters (its country, prefixes, number blocks): each
+        // distinct read goes to Redis once. Reads happen before any increment of the
+        // request, so sharing changes no answer.
+        let mut slot: HashMap<(&str, i64, i64), usize> = HashMap::new();
+        let mut opt: HashMap<&str, usize> = HashMap::new();
         let mut p = redis::pipe();
+        let mut n_cmds = 0usize;
         for n in &needs {
             for r in n.reads() {
-                let mut cmd = redis::cmd("HMGET");
-                cmd.arg(self.af_key(&r.key));
-                for f in r.field_names() {
-                    cmd.arg(f);
-                }
-                p.add_command(cmd);
+                let id = (r.key.as_str(), *r.fields.start(), *r.fields.end());
+                slot.entry(id).or_insert_with(|| {
+                    let mut cmd = redis::cmd("HMGET");
+                    cmd.arg(self.af_key(&r.key));
+                    for f in r.field_names() {
+                        cmd.arg(f);
+                    }
+                    p.add_command(cmd);
+                    n_cmds += 1;
+                    n_cmds - 1
+                });
             }
-            p.cmd("EXISTS").arg(self.af_key(n.opt_out_key()));
+            opt.entry(n.opt_out_key()).or_insert_with(|| {
+                p.cmd("EXISTS").arg(self.af_key(n.opt_out_key()));
+                n_cmds += 1;
+                n_cmds - 1
+            });
         }
         let mut c = self.conn.clone();
-        let replies: Vec<Value> = p.query_async(&mut c).await.map_err(unavailable)?;
-        let mut replies = replies.into_iter();
-        let mut out = Vec::with_capacity(needs.len());
+        let mut replies: Vec<Value> = p.query_async(&mut c).await.map_err(unavailable)?;
         let corrupt = |what: &str| StoreError::Corrupt(format!("anti-fraud counters: {what}"));
-        for n in needs {
-            let mut values = Vec::with_capacity(n.reads().len());
+        if replies.len() != n_cmds {
+            return Err(corrupt("short reply"));
+        }
+        let mut out = Vec::with_capacity(needs.len());
+        let mut values_of: HashMap<usize, Vec<Option<u64>>> = HashMap::new();
+        for n in &needs {
             for r in n.reads() {
-                let fields: Vec<Option<u64>> =
-                    redis::from_redis_value(replies.next().ok_or_else(|| corrupt("short reply"))?)
-                        .map_err(|e| corrupt(&e.to_string()))?;
-                values.push(r.sum(fields));
+                let i = slot[&(r.key.as_str(), *r.fields.start(), *r.fields.end())];
+                if let std::collections::hash_map::Entry::Vacant(e) = values_of.entry(i) {
+                    // Each reply is read once: take it rather than copy it.
+                    let reply = std::mem::replace(&mut replies[i], Value::Nil);
+                    e.insert(redis::from_redis_value(reply).map_err(|e| corrupt(&e.to_string()))?);
+                }
             }
-            let opted_out: bool =
-                redis::from_redis_value(replies.next().ok_or_else(|| corrupt("short reply"))?)
-                    .map_err(|e| corrupt(&e.to_string()))?;
+        }
+        let opted: Vec<bool> = needs
+            .iter()
+            .map(|n| {
+                redis::from_redis_value::<bool>(replies[opt[n.opt_out_key()]].clone())
+                    .map_err(|e| corrupt(&e.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
+        let sums: Vec<Vec<u64>> = needs
+            .iter()
+            .map(|n| {
+                n.reads()
+                    .iter()
+                    .map(|r| {
+                        let i = slot[&(r.key.as_str(), *r.fields.start(), *r.fields.end())];
+                        r.sum(values_of[&i].iter().copied())
+                    })
+                    .collect()
+            })
+            .collect();
+        drop((slot, opt));
+        for ((n, values), opted_out) in needs.into_iter().zip(sums).zip(opted) {
             out.push(Counters::new(n, values, opted_out).map_err(|e| corrupt(&e.to_string()))?);
         }
         Ok(out)
     }
 
     async fn count(&self, record: &[Increment]) -> Result<(), StoreError> {
+        use std::collections::{BTreeSet, HashMap};
         if record.is_empty() {
             return Ok(());
         }
-        let mut p = redis::pipe();
+        // Merge per key: one HINCRBY per (key, bucket) with the summed amount, one
+        // EXPIRE with the longest TTL, one HDEL of the stale buckets.
+        struct PerKey {
+            fields: Vec<(i64, u64)>,
+            ttl: u64,
+            stale: BTreeSet<i64>,
+        }
+        let mut keys: HashMap<&str, PerKey> = HashMap::new();
+        let mut order: Vec<&str> = Vec::new();
         for inc in record {
-            let key = self.af_key(&inc.key);
-            p.cmd("HINCRBY")
-                .arg(&key)
-                .arg(inc.field_name())
-                .arg(inc.by)
-                .ignore();
-            p.cmd("EXPIRE")
-                .arg(&key)
-                .arg(inc.ttl.as_secs().max(1))
-                .ignore();
-            let stale: Vec<String> = inc.stale_field_names().collect();
+            let k = keys.entry(inc.key.as_str()).or_insert_with(|| {
+                order.push(inc.key.as_str());
+                PerKey {
+                    fields: Vec::new(),
+                    ttl: 0,
+                    stale: BTreeSet::new(),
+                }
+            });
+            match k.fields.iter_mut().find(|(f, _)| *f == inc.field) {
+                Some((_, by)) => *by += inc.by,
+                None => k.fields.push((inc.field, inc.by)),
+            }
+            k.ttl = k.ttl.max(inc.ttl.as_secs().max(1));
+            k.stale.extend(inc.stale.clone());
+        }
+        let mut p = redis::pipe();
+        for name in order {
+            let k = &keys[name];
+            let key = self.af_key(name);
+            for (field, by) in &k.fields {
+                p.cmd("HINCRBY").arg(&key).arg(field).arg(by).ignore();
+            }
+            p.cmd("EXPIRE").arg(&key).arg(k.ttl).ignore();
+            let stale: Vec<i64> = k
+                .stale
+                .iter()
+                .copied()
+                .filter(|s| !k.fields.iter().any(|(f, _)| f == s))
+                .collect();
             if !stale.is_empty() {
                 p.cmd("HDEL").arg(&key).arg(stale).ignore();
             }
