@@ -209,6 +209,9 @@ pub struct Tenant {
     pub webhook_secret: String,
     /// Callback URL used when a message has none.
     pub callback_url: Option<String>,
+    /// Where replies from recipients (SMS to this tenant's senders) are posted,
+    /// signed like callbacks. Default: none (replies are not forwarded).
+    pub inbound_url: Option<String>,
     /// Allow callback URLs on loopback/private addresses (off: the gateway is no SSRF proxy).
     pub allow_private_callbacks: bool,
     /// Sender ids and numbers this tenant may use in `from`; empty = any.

@@ -262,12 +262,17 @@ impl Checks {
                 );
             }
 
-            if let Some(url) = &tenant.callback_url {
-                if !is_http_url(url) {
-                    self.error(
-                        format!("{path}.callback_url"),
-                        format!("must be an http:// or https:// URL with a host, got {url:?}"),
-                    );
+            for (key, url) in [
+                ("callback_url", &tenant.callback_url),
+                ("inbound_url", &tenant.inbound_url),
+            ] {
+                if let Some(url) = url {
+                    if !is_http_url(url) {
+                        self.error(
+                            format!("{path}.{key}"),
+                            format!("must be an http:// or https:// URL with a host, got {url:?}"),
+                        );
+                    }
                 }
             }
         }

@@ -1,7 +1,9 @@
-//! Replies from recipients (SMS mobile-originated messages): a reply to one of a
-//! tenant's senders that is just a stop keyword (`STOP`, `NIE`, per tenant) opts the
-//! recipient out for that tenant. The connector acknowledges the reply to the
-//! carrier only after the opt-out is stored.
+//! Replies from recipients (SMS mobile-originated messages) to one of a tenant's
+//! senders: a reply that is just a stop keyword (`STOP`, `NIE`, per tenant) opts the
+//! recipient out for that tenant, and every reply is forwarded, signed, to the
+//! tenant's `inbound_url` through the webhook lane (so it is retried and
+//! dead-lettered like callbacks). The connector acknowledges the reply to the
+//! carrier only after both are stored.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, TenantCtx};
+use crate::store::{Job, Lane};
 use crate::telemetry::mask;
 
 /// Handle inbound messages until the connectors close or `stop`.
@@ -64,7 +67,31 @@ async fn handle(app: &App, m: &InboundMessage) -> &'static str {
         return "bad_sender";
     };
     let mut outcome = "ignored";
+    let at = crate::model::format_ms(crate::model::now_ms());
     for t in owners {
+        if t.cfg.inbound_url.is_some() {
+            let id = crate::model::new_message_id();
+            let body = serde_json::json!({
+                "type": "inbound",
+                "id": id,
+                "channel": "sms",
+                "from": from,
+                "to": m.to,
+                "text": m.text,
+                "connector": m.connector,
+                "at": at,
+            });
+            let job = Job {
+                id,
+                attempt: 0,
+                payload: crate::webhooks::inbound_payload(&t.cfg.name, &body.to_string()),
+            };
+            if let Err(e) = app.store.enqueue(Lane::Webhook, job).await {
+                tracing::warn!(error = %e, "Could not store a reply; the carrier will resend it.");
+                return "store_error";
+            }
+            outcome = "forwarded";
+        }
         let stop = match &t.cfg.stop_keywords {
             Some(words) => is_stop_keyword(&m.text, words),
             None => is_stop_keyword(&m.text, DEFAULT_STOP_KEYWORDS),

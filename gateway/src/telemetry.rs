@@ -22,7 +22,7 @@ pub struct Metrics {
     pub verdicts: IntCounterVec,
     /// Anti-fraud rules that fired, by reason code (`prefix_pumping` etc. alert).
     pub verdict_reasons: IntCounterVec,
-    /// Replies from recipients by connector and outcome (`opt_out`, `ignored`,
+    /// Replies from recipients by connector and outcome (`opt_out`, `forwarded`, `ignored`,
     /// `unknown_recipient`, `bad_sender`, `store_error`).
     pub inbound: IntCounterVec,
     /// API requests by endpoint and HTTP status.

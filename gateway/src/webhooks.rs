@@ -137,7 +137,58 @@ pub async fn handle(app: Arc<App>, lease: Lease) {
     let _ = result;
 }
 
+/// Webhook-lane payload of a recipient's reply: `in\t<tenant>\t<JSON body>`.
+pub fn inbound_payload(tenant: &str, body: &str) -> String {
+    format!("{INBOUND}{tenant}\t{body}")
+}
+
+const INBOUND: &str = "in\t";
+
+/// Sign and post `body` to `url` for `tenant`.
+async fn post(app: &App, tenant: &crate::app::TenantCtx, url: &str, body: Vec<u8>) -> Outcome {
+    let allow_private = tenant.cfg.allow_private_callbacks;
+    if let Err(e) = check_callback_url(url, allow_private) {
+        return Outcome::Failed(e.detail);
+    }
+    let t = now_ms() / 1000;
+    let signature = sign(&tenant.cfg.webhook_secret, t, &body);
+    let client = if allow_private {
+        &app.webhook_client_private
+    } else {
+        &app.webhook_client
+    };
+    let res = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("goniec-signature", signature)
+        .body(body)
+        .send()
+        .await;
+    match res {
+        Ok(r) if r.status().is_success() => Outcome::Delivered,
+        Ok(r) => Outcome::Failed(format!("HTTP {}", r.status().as_u16())),
+        Err(e) => Outcome::Failed(format!("request failed: {e}")),
+    }
+}
+
+/// Forward a recipient's reply to the tenant's `inbound_url`.
+async fn deliver_inbound(app: &App, rest: &str) -> Outcome {
+    let Some((tenant, body)) = rest.split_once('\t') else {
+        return Outcome::Drop("bad payload");
+    };
+    let Some(tenant) = app.tenants.by_name(tenant) else {
+        return Outcome::Drop("tenant gone");
+    };
+    let Some(url) = tenant.cfg.inbound_url.as_deref() else {
+        return Outcome::Drop("no inbound url");
+    };
+    post(app, tenant, url, body.as_bytes().to_vec()).await
+}
+
 async fn deliver(app: &App, lease: &Lease) -> Outcome {
+    if let Some(rest) = lease.job.payload.strip_prefix(INBOUND) {
+        return deliver_inbound(app, rest).await;
+    }
     let Some(p) = CallbackPayload::decode(&lease.job.payload) else {
         return Outcome::Drop("bad payload");
     };
@@ -157,10 +208,6 @@ async fn deliver(app: &App, lease: &Lease) -> Outcome {
     else {
         return Outcome::Drop("no callback url");
     };
-    let allow_private = tenant.cfg.allow_private_callbacks;
-    if let Err(e) = check_callback_url(url, allow_private) {
-        return Outcome::Failed(e.detail);
-    }
     let body = CallbackBody {
         id: &rec.data.id,
         status: p.status.as_str(),
@@ -173,28 +220,11 @@ async fn deliver(app: &App, lease: &Lease) -> Outcome {
     let Ok(bytes) = serde_json::to_vec(&body) else {
         return Outcome::Drop("unserializable");
     };
-    let t = now_ms() / 1000;
-    let signature = sign(&tenant.cfg.webhook_secret, t, &bytes);
-    let client = if allow_private {
-        &app.webhook_client_private
-    } else {
-        &app.webhook_client
-    };
-    let res = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header("goniec-signature", signature)
-        .body(bytes)
-        .send()
-        .await;
-    match res {
-        Ok(r) if r.status().is_success() => {
-            tracing::debug!(message_id = %rec.data.id, to = %mask(&rec.data.to), status = %p.status, "Callback delivered.");
-            Outcome::Delivered
-        }
-        Ok(r) => Outcome::Failed(format!("HTTP {}", r.status().as_u16())),
-        Err(e) => Outcome::Failed(format!("request failed: {e}")),
+    let outcome = post(app, tenant, url, bytes).await;
+    if let Outcome::Delivered = outcome {
+        tracing::debug!(message_id = %rec.data.id, to = %mask(&rec.data.to), status = %p.status, "Callback delivered.");
     }
+    outcome
 }
 
 #[cfg(test)]

@@ -606,6 +606,12 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
+    async fn enqueue(&self, lane: Lane, job: Job) -> Result<(), StoreError> {
+        self.lock().push(lane, job);
+        self.wake(lane);
+        Ok(())
+    }
+
     async fn counters(&self, needs: Vec<Needs>) -> Result<Vec<Counters>, StoreError> {
         let g = self.lock();
         Ok(needs.into_iter().map(|n| g.counters.snapshot(n)).collect())

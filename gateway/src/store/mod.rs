@@ -324,6 +324,9 @@ pub trait Store: Send + Sync + 'static {
     /// Dead-lettered jobs of a lane, oldest first (operator view).
     async fn dead_letters(&self, lane: Lane, max: usize) -> Result<Vec<(Job, String)>, StoreError>;
 
+    /// Put a job on a lane (inbound replies to forward on the webhook lane).
+    async fn enqueue(&self, lane: Lane, job: Job) -> Result<(), StoreError>;
+
     /// Anti-fraud counters and opt-out state for each screening, in order: one
     /// round trip for all of them (a batch is screened at once).
     async fn counters(&self, needs: Vec<Needs>) -> Result<Vec<Counters>, StoreError>;

@@ -1004,6 +1004,22 @@ impl Store for RedisStore {
             .collect())
     }
 
+    async fn enqueue(&self, lane: Lane, job: Job) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("XADD")
+            .arg(self.queue_key(lane))
+            .arg("*")
+            .arg("j")
+            .arg(&job.id)
+            .arg("n")
+            .arg(job.attempt)
+            .arg("p")
+            .arg(&job.payload)
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn counters(&self, needs: Vec<Needs>) -> Result<Vec<Counters>, StoreError> {
         use std::collections::HashMap;
         if needs.is_empty() {
