@@ -9,10 +9,8 @@ use goniec_gateway::testing::gateway::{
     config_toml, metric_sum, parse, TestGateway, ACME_KEY, ADMIN_KEY, OTHER_KEY, SECRET,
 };
 use goniec_gateway::testing::RedisServer;
-use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 /// Stub connectors: `ok` delivers SMS after a short receipt delay, `flaky` fails
 /// every e-mail transiently, `broken` refuses every RCS message.
@@ -591,22 +589,7 @@ async fn spawn_receiver(r: Receiver) -> String {
 
 /// Verify a `Goniec-Signature` written from the documented formula.
 fn verify(sig: &str, body: &str) -> bool {
-    let mut t = None;
-    let mut v1 = None;
-    for part in sig.split(',') {
-        match part.split_once('=') {
-            Some(("t", x)) => t = Some(x.to_string()),
-            Some(("v1", x)) => v1 = Some(x.to_string()),
-            _ => {}
-        }
-    }
-    let (Some(t), Some(v1)) = (t, v1) else {
-        return false;
-    };
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
-    mac.update(format!("{t}.{body}").as_bytes());
-    mac.verify_slice(&hex::decode(v1).unwrap_or_default())
-        .is_ok()
+    goniec_gateway::testing::gateway::verify_signature(SECRET, sig, body)
 }
 
 #[tokio::test]

@@ -214,3 +214,26 @@ pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+
+/// Whether `sig` is a valid `Goniec-Signature` (`t=<unix>,v1=<hex>`) of `body` under
+/// `secret`, recomputed from the documented formula: HMAC-SHA256 of `"<t>.<body>"`.
+pub fn verify_signature(secret: &str, sig: &str, body: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let (mut t, mut v1) = (None, None);
+    for part in sig.split(',') {
+        match part.split_once('=') {
+            Some(("t", x)) => t = Some(x),
+            Some(("v1", x)) => v1 = Some(x),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(v1)) = (t, v1) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(format!("{t}.{body}").as_bytes());
+    mac.verify_slice(&hex::decode(v1).unwrap_or_default())
+        .is_ok()
+}
