@@ -75,6 +75,35 @@ enum Cmd {
         /// Send delivery receipts as data_sm instead of deliver_sm.
         #[arg(long)]
         receipts_as_data_sm: bool,
+        /// Every n-th message (not UNDELIV) is reported EXPIRED (0 = never).
+        #[arg(long, default_value_t = 0)]
+        expired_every: u64,
+        /// Every n-th message (not UNDELIV or EXPIRED) is reported REJECTD (0 = never).
+        #[arg(long, default_value_t = 0)]
+        rejected_every: u64,
+        /// Every n-th submit_sm past throttling is refused with --reject-status (0 = never).
+        #[arg(long, default_value_t = 0)]
+        reject_every: u64,
+        /// command_status for --reject-every: a number (0x0B, 11) or a name (ESME_RINVDSTADR).
+        #[arg(long, default_value = "ESME_RINVDSTADR", value_parser = parse_status)]
+        reject_status: u32,
+        /// Answer ESME_RTHROTTLED above this many submit_sm per second, all binds
+        /// together (0 = no limit).
+        #[arg(long, default_value_t = 0)]
+        max_tps: u32,
+        /// Fault: close a connection abruptly when a PDU arrives after this many (0 = never).
+        #[arg(long, default_value_t = 0)]
+        drop_after: u64,
+        /// Fault: stop answering on a connection after this many PDUs, keeping it open (0 = never).
+        #[arg(long, default_value_t = 0)]
+        silent_after: u64,
+        /// Fault: write garbage to the ESME before every n-th PDU of a connection (0 = never).
+        #[arg(long, default_value_t = 0)]
+        garbage_every: u64,
+        /// Serve `GET /stats`, `POST /mo` and `POST /receipts/unknown` over HTTP on this
+        /// loopback address (e.g. 127.0.0.1:2776; no authentication).
+        #[arg(long, value_parser = parse_loopback)]
+        http: Option<SocketAddr>,
     },
 }
 
@@ -120,6 +149,15 @@ fn main() -> ExitCode {
             undeliverable_every,
             throttle_every,
             receipts_as_data_sm,
+            expired_every,
+            rejected_every,
+            reject_every,
+            reject_status,
+            max_tps,
+            drop_after,
+            silent_after,
+            garbage_every,
+            http,
         } => {
             let cfg = SimConfig {
                 system_id,
@@ -129,9 +167,17 @@ fn main() -> ExitCode {
                 undeliverable_every,
                 throttle_every,
                 receipts_as_data_sm,
+                expired_every,
+                rejected_every,
+                reject_every,
+                reject_status,
+                max_tps,
+                drop_after,
+                silent_after,
+                garbage_every,
                 ..SimConfig::default()
             };
-            run_sim(listen, cfg)
+            run_sim(listen, cfg, http)
         }
         Cmd::Demo {
             listen,
@@ -182,13 +228,14 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
     }
 }
 
-fn run_sim(listen: SocketAddr, cfg: SimConfig) -> ExitCode {
+fn run_sim(listen: SocketAddr, cfg: SimConfig, http: Option<SocketAddr>) -> ExitCode {
     goniec_gateway::telemetry::init_logging(&goniec_config::Log::default());
     let Some(rt) = runtime() else {
         return ExitCode::FAILURE;
     };
     rt.block_on(async {
         let stop = CancellationToken::new();
+        let system_id = cfg.system_id.clone();
         let sim = match SmscSim::start(listen, cfg, stop.clone()).await {
             Ok(s) => s,
             Err(e) => {
@@ -200,11 +247,152 @@ fn run_sim(listen: SocketAddr, cfg: SimConfig) -> ExitCode {
             "SMSC simulator listening on {} (SMPP 3.4). Stop with Ctrl-C.",
             sim.local_addr()
         );
+        if let Some(addr) = http {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("goniec smsc-sim: cannot listen on {addr} for HTTP: {e}");
+                    stop.cancel();
+                    return ExitCode::FAILURE;
+                }
+            };
+            let local = listener.local_addr().unwrap_or(addr);
+            println!(
+                "SMSC simulator HTTP on http://{local} (GET /stats, POST /mo, POST /receipts/unknown)."
+            );
+            let app = sim_http::router(sim.clone(), system_id);
+            let stopped = stop.clone();
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stopped.cancelled().await });
+                if let Err(e) = serve.await {
+                    tracing::warn!(error = %e, "SMSC simulator HTTP server failed.");
+                }
+            });
+        }
         wait_for_signal().await;
         stop.cancel();
         println!("{:?}", sim.stats());
         ExitCode::SUCCESS
     })
+}
+
+/// An SMPP command_status: `0x0B`, `11` or a name such as `ESME_RINVDSTADR`.
+fn parse_status(s: &str) -> Result<u32, String> {
+    let s = s.trim();
+    let number = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    };
+    number
+        .or_else(|| {
+            let name = s.to_ascii_uppercase();
+            (0u32..0x100).find(|&v| goniec_connectors::smpp::status::name(v) == name)
+        })
+        .ok_or_else(|| format!("`{s}` is not a command_status (0x0B, 11 or ESME_RINVDSTADR)"))
+}
+
+/// A loopback socket address (the simulator's HTTP endpoint has no authentication).
+fn parse_loopback(s: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s
+        .parse()
+        .map_err(|e| format!("`{s}` is not an address like 127.0.0.1:2776: {e}"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address: the endpoint has no authentication"
+        ));
+    }
+    Ok(addr)
+}
+
+/// The simulator's HTTP side: counters, and messages injected on request.
+mod sim_http {
+    use axum::body::Bytes;
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use axum::routing::{get, post};
+    use axum::{Json, Router};
+    use goniec_connectors::smpp::sim::{SimStats, SmscSim};
+    use serde::Deserialize;
+    use serde_json::{json, Value};
+
+    #[derive(Clone)]
+    struct Sim {
+        sim: SmscSim,
+        /// For requests that name no system_id.
+        system_id: String,
+    }
+
+    /// `GET /stats` (the [`SimStats`] JSON), `POST /mo`
+    /// (`{"system_id":"goniec","from":"+48...","to":"...","text":"..."}`, system_id
+    /// optional) and `POST /receipts/unknown` (`{"system_id":"goniec"}` or no body).
+    pub fn router(sim: SmscSim, system_id: String) -> Router {
+        Router::new()
+            .route("/stats", get(stats))
+            .route("/mo", post(mo))
+            .route("/receipts/unknown", post(unknown_receipt))
+            .with_state(Sim { sim, system_id })
+    }
+
+    async fn stats(State(s): State<Sim>) -> Json<SimStats> {
+        Json(s.sim.stats())
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Mo {
+        system_id: Option<String>,
+        from: String,
+        to: String,
+        text: String,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Target {
+        system_id: Option<String>,
+    }
+
+    type Answer = (StatusCode, Json<Value>);
+
+    fn bad(e: impl std::fmt::Display) -> Answer {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": e.to_string() })),
+        )
+    }
+
+    async fn mo(State(s): State<Sim>, body: Bytes) -> Answer {
+        let m: Mo = match serde_json::from_slice(&body) {
+            Ok(m) => m,
+            Err(e) => return bad(e),
+        };
+        let system_id = m.system_id.unwrap_or(s.system_id);
+        match s.sim.send_mo(&system_id, &m.from, &m.to, &m.text) {
+            Ok(()) => (
+                StatusCode::ACCEPTED,
+                Json(json!({ "queued": true, "system_id": system_id })),
+            ),
+            Err(e) => bad(e),
+        }
+    }
+
+    async fn unknown_receipt(State(s): State<Sim>, body: Bytes) -> Answer {
+        let t: Target = if body.iter().all(u8::is_ascii_whitespace) {
+            Target::default()
+        } else {
+            match serde_json::from_slice(&body) {
+                Ok(t) => t,
+                Err(e) => return bad(e),
+            }
+        };
+        let system_id = t.system_id.unwrap_or(s.system_id);
+        let id = s.sim.send_receipt_for_unknown_id(&system_id);
+        (
+            StatusCode::ACCEPTED,
+            Json(json!({ "queued": true, "system_id": system_id, "message_id": id })),
+        )
+    }
 }
 
 fn run_daemon(cfg: Config, demo_key: Option<String>) -> ExitCode {
@@ -313,5 +501,28 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_loopback, parse_status};
+
+    #[test]
+    fn smsc_sim_statuses_parse_as_numbers_or_names() {
+        assert_eq!(parse_status("0x0B"), Ok(0x0B));
+        assert_eq!(parse_status("11"), Ok(0x0B));
+        assert_eq!(parse_status("esme_rinvdstadr"), Ok(0x0B));
+        assert_eq!(parse_status("ESME_RTHROTTLED"), Ok(0x58));
+        assert!(parse_status("SMPP error").is_err());
+        assert!(parse_status("0xZZ").is_err());
+    }
+
+    #[test]
+    fn smsc_sim_http_binds_loopback_only() {
+        assert!(parse_loopback("127.0.0.1:2776").is_ok());
+        assert!(parse_loopback("[::1]:2776").is_ok());
+        assert!(parse_loopback("0.0.0.0:2776").is_err());
+        assert!(parse_loopback("2776").is_err());
     }
 }

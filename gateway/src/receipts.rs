@@ -15,8 +15,11 @@ use crate::app::App;
 use crate::model::{now_ms, Status};
 use crate::store::{Change, Transition};
 
-/// How long an unmatched receipt is kept trying before it counts as unknown.
-const PARK_FOR: Duration = Duration::from_secs(10);
+/// How long an unmatched receipt is kept trying before it counts as unknown. The
+/// race it covers (a receipt before our submit was recorded) lasts milliseconds;
+/// holding the acknowledgement longer than an SMSC's resend timer (often 10 s)
+/// would make it resend the same unknown receipt for ever.
+const PARK_FOR: Duration = Duration::from_secs(4);
 
 /// Our status for a receipt state; `None` for intermediate states (event only).
 pub fn status_for(state: ReceiptState) -> Option<Status> {
@@ -116,7 +119,18 @@ async fn apply(app: &App, mut r: Receipt) {
             .await;
     match t {
         // Stored (or already final): the provider may forget it.
-        Some(Transition::Applied { .. }) => ack(),
+        Some(Transition::Applied { .. }) => {
+            let channel = app
+                .connectors
+                .iter()
+                .find(|c| c.name() == r.connector)
+                .and_then(|c| c.channels().first())
+                .map_or("-", |c| c.as_str());
+            m.transitions
+                .with_label_values(&[channel, status.as_str()])
+                .inc();
+            ack();
+        }
         Some(Transition::Refused { current }) => {
             tracing::debug!(message_id = %id, %current, receipt = %status, "Late or repeated receipt ignored.");
             ack();

@@ -2,10 +2,11 @@
 //! SMPP connector → SMSC simulator (SMPP 3.4 over TCP) → deliver_sm receipt →
 //! status. Each test spawns its own redis-server and simulator on free ports.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use goniec_connectors::smpp::sim::{SimConfig, SmscSim};
-use goniec_gateway::testing::gateway::{config_toml, metric_sum, parse, TestGateway};
+use goniec_gateway::testing::gateway::{config_toml, metric_sum, parse, TestGateway, ACME_KEY};
 use goniec_gateway::testing::RedisServer;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -15,10 +16,32 @@ async fn start(
     sim: SimConfig,
     extra: &str,
 ) -> (TestGateway, SmscSim, CancellationToken) {
+    start_binds(redis, sim, 2, extra).await
+}
+
+/// [`start`] with `binds` binds.
+async fn start_binds(
+    redis: &RedisServer,
+    sim: SimConfig,
+    binds: usize,
+    extra: &str,
+) -> (TestGateway, SmscSim, CancellationToken) {
     let stop = CancellationToken::new();
     let s = SmscSim::start("127.0.0.1:0".parse().unwrap(), sim.clone(), stop.clone())
         .await
         .unwrap();
+    let gw = gateway_for(redis, s.local_addr().port(), &sim, binds, extra).await;
+    (gw, s, stop)
+}
+
+/// A gateway with one SMPP connector to the SMSC on `port`.
+async fn gateway_for(
+    redis: &RedisServer,
+    port: u16,
+    sim: &SimConfig,
+    binds: usize,
+    extra: &str,
+) -> TestGateway {
     let connectors = format!(
         r#"
 [[connectors]]
@@ -27,7 +50,7 @@ kind = "smpp"
 port = {port}
 system_id = "{sid}"
 password = "{pw}"
-binds = 2
+binds = {binds}
 window = 50
 response_timeout = "2s"
 {extra}
@@ -36,13 +59,12 @@ response_timeout = "2s"
 channel = "sms"
 connector = "smsc"
 "#,
-        port = s.local_addr().port(),
         sid = sim.system_id,
         pw = sim.password,
     );
     let gw = TestGateway::start(parse(&config_toml(Some(&redis.url()), &connectors))).await;
     gw.wait_ready(200, Duration::from_secs(10)).await;
-    (gw, s, stop)
+    gw
 }
 
 fn sms(to: &str, text: &str) -> Value {
@@ -459,4 +481,510 @@ connector = "smsc"
     assert!(sim.stats().receipts_acked >= 3, "{:?}", sim.stats());
     gw.stop().await;
     stop.cancel();
+}
+
+const FINAL: [&str; 7] = [
+    "delivered",
+    "undeliverable",
+    "expired",
+    "failed",
+    "read",
+    "rejected",
+    "cancelled",
+];
+
+/// Accept `n` SMS through `POST /v1/messages/batch`, 500 per request, each to its
+/// own number; returns the ids in order.
+async fn send_batch(gw: &TestGateway, n: usize, text: &str) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    let all: Vec<usize> = (0..n).collect();
+    for chunk in all.chunks(500) {
+        let messages: Vec<Value> = chunk
+            .iter()
+            .map(|i| sms(&format!("+48501{i:06}"), text))
+            .collect();
+        let (code, r) = gw
+            .post("/v1/messages/batch", &json!({ "messages": messages }))
+            .await;
+        assert_eq!(code, 202, "{r}");
+        let results = r["results"].as_array().unwrap();
+        assert_eq!(results.len(), chunk.len(), "{r}");
+        ids.extend(
+            results
+                .iter()
+                .map(|x| x["id"].as_str().expect("accepted").to_string()),
+        );
+    }
+    ids
+}
+
+/// `GET /v1/messages/{id}` for every id, 32 requests at a time.
+async fn fetch_all(gw: &TestGateway, ids: &[String]) -> Vec<(String, Value)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let per_task = ids.len().div_ceil(32).max(1);
+    for chunk in ids.chunks(per_task) {
+        let chunk = chunk.to_vec();
+        let http = gw.http.clone();
+        let base = gw.url("/v1/messages/");
+        tasks.spawn(async move {
+            let mut out = Vec::with_capacity(chunk.len());
+            for id in chunk {
+                let r = http
+                    .get(format!("{base}{id}"))
+                    .bearer_auth(ACME_KEY)
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(r.status().as_u16(), 200, "{id}");
+                out.push((id, r.json::<Value>().await.expect("json")));
+            }
+            out
+        });
+    }
+    let mut all = Vec::with_capacity(ids.len());
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.expect("fetch task"));
+    }
+    all
+}
+
+/// Poll until every message is in a final status, or panic after `within` with a
+/// count of the statuses still seen. Returns each message as last read.
+async fn wait_final(gw: &TestGateway, ids: &[String], within: Duration) -> HashMap<String, Value> {
+    let deadline = Instant::now() + within;
+    let mut done = HashMap::new();
+    let mut pending: Vec<String> = ids.to_vec();
+    loop {
+        let mut still = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for (id, m) in fetch_all(gw, &pending).await {
+            let status = m["status"].as_str().unwrap_or("?").to_string();
+            if FINAL.contains(&status.as_str()) {
+                done.insert(id, m);
+            } else {
+                *seen.entry(status).or_default() += 1;
+                still.push(id);
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            return done;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} messages not final after {within:?}: {seen:?}; e.g. {}",
+            pending.len(),
+            ids.len(),
+            fetch_all(gw, &pending[..1]).await[0].1
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// How many messages are in each status.
+fn count_statuses(msgs: &HashMap<String, Value>) -> HashMap<String, usize> {
+    let mut n = HashMap::new();
+    for m in msgs.values() {
+        *n.entry(m["status"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
+    }
+    n
+}
+
+/// Wait until the gateway's `metric` with `labels` adds up to `want`.
+async fn wait_metric(
+    gw: &TestGateway,
+    metric: &str,
+    labels: &[(&str, &str)],
+    want: f64,
+    within: Duration,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = metric_sum(&gw.metrics().await, metric, labels);
+        if got >= want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{metric}{labels:?} is {got}, not {want}, after {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Wait until the simulator's counters satisfy `ok`.
+async fn wait_sim(
+    sim: &SmscSim,
+    within: Duration,
+    ok: impl Fn(&goniec_connectors::smpp::sim::SimStats) -> bool,
+) {
+    let deadline = Instant::now() + within;
+    while !ok(&sim.stats()) {
+        assert!(Instant::now() < deadline, "{:?}", sim.stats());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// 10,000 messages through four binds, every one delivered with its receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_messages_over_four_binds_are_all_delivered() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let sim = SimConfig {
+        receipt_delay: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let (gw, sim, stop) = start_binds(&redis, sim, 4, "").await;
+    wait_sim(&sim, Duration::from_secs(5), |s| s.binds == 4).await;
+    let started = Instant::now();
+    let ids = send_batch(&gw, 10_000, "Przypomnienie o platnosci").await;
+    let accepted = started.elapsed();
+    // Receipt transitions are not in goniec_status_transitions_total; receipts are.
+    wait_metric(
+        &gw,
+        "goniec_receipts_total",
+        &[("state", "delivered")],
+        10_000.0,
+        Duration::from_secs(60),
+    )
+    .await;
+    let delivered = started.elapsed();
+    let msgs = wait_final(&gw, &ids, Duration::from_secs(10)).await;
+    let counts = count_statuses(&msgs);
+    assert_eq!(counts.get("delivered"), Some(&10_000), "{counts:?}");
+    eprintln!("10,000 messages: accepted in {accepted:?}, all delivered after {delivered:?}");
+    wait_sim(&sim, Duration::from_secs(5), |s| s.receipts_acked == 10_000).await;
+    let s = sim.stats();
+    assert_eq!((s.submits, s.binds, s.sessions), (10_000, 4, 4), "{s:?}");
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_sum(&m, "goniec_receipts_total", &[("state", "delivered")]),
+        10_000.0
+    );
+    gw.stop().await;
+    stop.cancel();
+}
+
+/// An SMSC that allows 200 submit_sm per second gets 600 at once: it throttles
+/// many times, the gateway slows down and retries, nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_max_tps_storm_is_throttled_never_failed() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let sim = SimConfig {
+        max_tps: 200,
+        receipt_delay: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let (gw, sim, stop) = start(&redis, sim, "").await;
+    let started = Instant::now();
+    let ids = send_batch(&gw, 600, "hej").await;
+    let msgs = wait_final(&gw, &ids, Duration::from_secs(40)).await;
+    let counts = count_statuses(&msgs);
+    assert_eq!(counts.get("delivered"), Some(&600), "{counts:?}");
+    let s = sim.stats();
+    eprintln!("max_tps storm: {:?}, {s:?}", started.elapsed());
+    assert!(s.throttled_tps >= 20, "throttled many times: {s:?}");
+    assert_eq!(s.throttled, s.throttled_tps, "{s:?}");
+    assert_eq!(s.submits, 600, "{s:?}");
+    let m = gw.metrics().await;
+    let outcome = |o| {
+        metric_sum(
+            &m,
+            "goniec_connector_submits_total",
+            &[("connector", "smsc"), ("outcome", o)],
+        )
+    };
+    assert!(outcome("throttled") >= 20.0);
+    assert_eq!(outcome("permanent") + outcome("transient"), 0.0);
+    assert_eq!(
+        metric_sum(
+            &m,
+            "goniec_status_transitions_total",
+            &[("status", "failed")]
+        ),
+        0.0
+    );
+    gw.stop().await;
+    stop.cancel();
+}
+
+/// The SMSC drops each connection abruptly after 150 PDUs, with submits in flight
+/// (response_delay keeps the window busy) and their responses possibly lost: the
+/// binds reconnect, every message still reaches a final state and none is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_dropped_mid_window_lose_nothing() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let sim = SimConfig {
+        drop_after: 150,
+        response_delay: Duration::from_millis(20),
+        receipt_delay: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let (gw, sim, stop) = start(&redis, sim, "").await;
+    let ids = send_batch(&gw, 1_000, "hej").await;
+    let msgs = wait_final(&gw, &ids, Duration::from_secs(60)).await;
+    let counts = count_statuses(&msgs);
+    let s = sim.stats();
+    eprintln!("drop_after: {counts:?}, {s:?}");
+    assert!(s.faults_dropped >= 5, "dropped repeatedly: {s:?}");
+    // Every message is delivered: a dropped bind is the connection's fault and
+    // never uses up a message's attempts.
+    assert_eq!(counts.get("delivered"), Some(&1_000), "{counts:?}");
+    gw.stop().await;
+    stop.cancel();
+}
+
+/// Garbage from the SMSC (unknown commands, responses to nothing, impossible
+/// command_lengths): the gateway nacks or reconnects, never panics, and every
+/// message is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_from_the_smsc_is_survived() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let sim = SimConfig {
+        garbage_every: 40,
+        receipt_delay: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let (gw, sim, stop) = start(&redis, sim, "").await;
+    let ids = send_batch(&gw, 500, "hej").await;
+    let msgs = wait_final(&gw, &ids, Duration::from_secs(60)).await;
+    let counts = count_statuses(&msgs);
+    let s = sim.stats();
+    eprintln!("garbage_every: {counts:?}, {s:?}");
+    assert_eq!(counts.get("delivered"), Some(&500), "{counts:?}");
+    assert!(s.faults_garbage >= 6, "{s:?}");
+    assert!(
+        s.binds > 2,
+        "impossible lengths made the binds reconnect: {s:?}"
+    );
+    // Bound again after all that.
+    assert!(gw
+        .http
+        .get(gw.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    gw.stop().await;
+    stop.cancel();
+}
+
+/// Every 5th submit_sm is refused with ESME_RINVDSTADR: those messages fail with
+/// that reason at once (no retry), the rest are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_submits_fail_with_the_smpp_status() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let sim = SimConfig {
+        reject_every: 5,
+        reject_status: 0x0B,
+        receipt_delay: Duration::from_millis(10),
+        ..Default::default()
+    };
+    let (gw, sim, stop) = start(&redis, sim, "").await;
+    let ids = send_batch(&gw, 100, "hej").await;
+    let msgs = wait_final(&gw, &ids, Duration::from_secs(30)).await;
+    let counts = count_statuses(&msgs);
+    assert_eq!(
+        (counts.get("failed"), counts.get("delivered")),
+        (Some(&20), Some(&80)),
+        "{counts:?}"
+    );
+    for m in msgs.values().filter(|m| m["status"] == "failed") {
+        let last = m["events"].as_array().unwrap().last().unwrap();
+        assert!(
+            last["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("ESME_RINVDSTADR")),
+            "{m}"
+        );
+    }
+    let s = sim.stats();
+    assert_eq!((s.submits_rejected, s.submits), (20, 80), "{s:?}");
+    let m = gw.metrics().await;
+    assert_eq!(
+        metric_sum(
+            &m,
+            "goniec_connector_submits_total",
+            &[("connector", "smsc"), ("outcome", "permanent")]
+        ),
+        20.0
+    );
+    gw.stop().await;
+    stop.cancel();
+}
+
+/// A receipt for an id the gateway never submitted is counted as `unknown_id` (after
+/// it waited in case the submit was still being recorded) and acknowledged.
+///
+/// The gateway holds the deliver_sm_resp of such a receipt for its whole parking
+/// time (~10 s); an SMSC that resends unanswered receipts after 10 s (the
+/// simulator's default) resends it first, and the late answer to the first copy
+/// does not stop that. So this SMSC waits 30 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_for_an_unknown_id_is_counted() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let sim = SimConfig {
+        receipt_delay: Duration::from_millis(10),
+        resend_after: Duration::from_secs(30),
+        ..Default::default()
+    };
+    let (gw, sim, stop) = start(&redis, sim, "").await;
+    let unknown = |m: &str| {
+        metric_sum(
+            m,
+            "goniec_receipts_total",
+            &[("connector", "smsc"), ("state", "unknown_id")],
+        )
+    };
+    assert_eq!(unknown(&gw.metrics().await), 0.0);
+    sim.send_receipt_for_unknown_id("goniec");
+    sim.send_receipt_for_unknown_id("goniec");
+    // Known messages go on meanwhile.
+    let id = send(&gw, sms("+48501234567", "hej")).await;
+    gw.wait_status(&id, Duration::from_secs(10), |s| s == "delivered")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(25);
+    loop {
+        let got = unknown(&gw.metrics().await);
+        if got >= 2.0 {
+            assert_eq!(got, 2.0);
+            break;
+        }
+        assert!(Instant::now() < deadline, "unknown_id receipts: {got}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Acknowledged, so the SMSC stops resending them.
+    wait_sim(&sim, Duration::from_secs(5), |s| {
+        s.receipts_acked == 3 && s.receipts_pending == 0
+    })
+    .await;
+    assert_eq!(sim.stats().unknown_receipts_queued, 2);
+    gw.stop().await;
+    stop.cancel();
+}
+
+/// `goniec smsc-sim` as a process: its flags reach the simulator, and `--http`
+/// serves the counters and injects replies and unknown receipts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smsc_sim_command_serves_stats_and_mo_over_http() {
+    use tokio::io::AsyncBufReadExt;
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_goniec"))
+        .args([
+            "smsc-sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--receipt-delay",
+            "10ms",
+            "--reject-every",
+            "2",
+            "--reject-status",
+            "ESME_RINVDSTADR",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn goniec smsc-sim");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut smpp, mut http) = (None, None);
+    while smpp.is_none() || http.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the simulator's banner")
+            .unwrap()
+            .expect("more output");
+        let after = |marker: &str| {
+            line.split_once(marker)
+                .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+        };
+        if let Some(a) = after("SMSC simulator listening on ") {
+            smpp = Some(a.parse::<std::net::SocketAddr>().unwrap());
+        }
+        if let Some(a) = after("SMSC simulator HTTP on ") {
+            http = Some(a);
+        }
+    }
+    let (smpp, http) = (smpp.unwrap(), http.unwrap());
+    let gw = gateway_for(&redis, smpp.port(), &SimConfig::default(), 1, "").await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let stats = || async {
+        let r = client.get(format!("{http}/stats")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    assert_eq!(stats().await["binds"], 1);
+
+    // --reject-every 2: the first message goes through, the second is refused.
+    let a = send(&gw, sms("+48501234567", "hej")).await;
+    gw.wait_status(&a, Duration::from_secs(10), |s| s == "delivered")
+        .await;
+    let b = send(&gw, sms("+48501234568", "hej")).await;
+    let m = gw
+        .wait_status(&b, Duration::from_secs(10), |s| s == "failed")
+        .await;
+    assert!(m.to_string().contains("ESME_RINVDSTADR"), "{m}");
+
+    // A reply, injected over HTTP, reaches the gateway.
+    let r = client
+        .post(format!("{http}/mo"))
+        .json(&json!({"system_id": "goniec", "from": "+48601000098", "to": "48500100200", "text": "Zapłacę jutro"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let r = client
+        .post(format!("{http}/mo"))
+        .json(&json!({"from": "+48601000098", "text": "no destination"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r = client
+        .post(format!("{http}/receipts/unknown"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(r.json::<Value>().await.unwrap()["message_id"], "F000000001");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = gw.metrics().await;
+        if metric_sum(&m, "goniec_inbound_messages_total", &[]) >= 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reply never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let s = stats().await;
+    assert_eq!(
+        (
+            &s["submits"],
+            &s["submits_rejected"],
+            &s["mo_queued"],
+            &s["unknown_receipts_queued"]
+        ),
+        (&json!(1), &json!(1), &json!(1), &json!(1)),
+        "{s}"
+    );
+    gw.stop().await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
 }

@@ -190,7 +190,9 @@ pub fn classify(e: SubmitError) -> DeliveryError {
         SubmitError::Timeout(d) => DeliveryError::Uncertain {
             reason: format!("no submit_sm_resp within {d:?}"),
         },
-        SubmitError::Disconnected | SubmitError::Stopped => DeliveryError::Transient {
+        // The connection's fault, not the message's: retried without using up its
+        // attempts, or a flapping SMSC would fail messages that did nothing wrong.
+        SubmitError::Disconnected | SubmitError::Stopped => DeliveryError::Unavailable {
             reason: "SMPP bind dropped".into(),
         },
     }
@@ -645,7 +647,7 @@ mod tests {
             (SubmitError::Rejected { status: 0x0B }, "permanent"),
             (SubmitError::Rejected { status: 0x45 }, "permanent"),
             (SubmitError::Timeout(Duration::from_secs(10)), "uncertain"),
-            (SubmitError::Disconnected, "transient"),
+            (SubmitError::Disconnected, "unavailable"),
         ];
         for (e, kind) in cases {
             assert_eq!(classify(e.clone()).kind(), kind, "{e:?}");

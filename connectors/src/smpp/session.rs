@@ -497,11 +497,10 @@ async fn serve(
                                 s => Err(SubmitError::Rejected { status: s }),
                             };
                             match result {
-                                Err(SubmitError::Throttled { status: s }) => {
-                                    let until = Instant::now() + pause_step;
-                                    if paused_until.is_none_or(|p| p < until) {
-                                        paused_until = Some(until);
-                                    }
+                                // One pause per throttle burst: the window's other answers
+                                // (sent before the pause) must not escalate it again.
+                                Err(SubmitError::Throttled { status: s }) if paused_until.is_none() => {
+                                    paused_until = Some(Instant::now() + pause_step);
                                     tracing::debug!(addr = %cfg.addr, status = %status::name(s), pause = ?pause_step, "SMSC throttles; pausing this bind.");
                                     pause_step = (pause_step * 2).min(THROTTLE_PAUSE.1);
                                     shared.throttled.store(true, Ordering::Relaxed);
@@ -608,7 +607,15 @@ async fn serve(
     };
     fail_all(&mut pending, SubmitError::Disconnected);
     drop(out_tx);
-    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    // Receipt acknowledgements still in progress hold senders of the writer; do not
+    // let them keep a lost connection open (the SMSC would go on sending into it).
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
     end
 }
 

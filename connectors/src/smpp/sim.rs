@@ -18,8 +18,12 @@
 //!   in 10-digit zero-padded *uppercase* hex (`00000001A3`). The
 //!   `submit_sm_resp` goes out after [`SimConfig::response_delay`] from a
 //!   task of its own, so latency never blocks the other PDUs of the session.
-//!   Every [`SimConfig::throttle_every`]-th `submit_sm` is answered
-//!   `ESME_RTHROTTLED` instead.
+//!   Instead of an id, a `submit_sm` gets a body-less `submit_sm_resp` with:
+//!   `ESME_RTHROTTLED` when it goes over [`SimConfig::max_tps`] (a token bucket
+//!   shared by all sessions, refilled at `max_tps` per second, holding at most one
+//!   second's worth), or when it is the [`SimConfig::throttle_every`]-th
+//!   `submit_sm`; [`SimConfig::reject_status`] (e.g. `ESME_RINVDSTADR`) for every
+//!   [`SimConfig::reject_every`]-th of those that got past throttling.
 //! * **Receipts**: when `registered_delivery` asks for one, a `deliver_sm`
 //!   with esm_class 0x04 follows after [`SimConfig::receipt_delay`]:
 //!   addresses swapped, the standard text
@@ -28,10 +32,14 @@
 //!   leading zeros*, `1a3`, so the gateway has to normalise ids) and
 //!   `message_state`; with [`SimConfig::receipts_as_data_sm`] the receipt is a
 //!   `data_sm` instead (same TLVs, the text in `message_payload`), as some
-//!   SMSCs send. Every [`SimConfig::undeliverable_every`]-th message is
-//!   `UNDELIV`. Receipts go to a receiver/transceiver bound with the
-//!   submitter's system_id (the submitting session first if it is a
-//!   transceiver); with none bound they wait until one binds. At most
+//!   SMSCs send. Final states mix by message number (the id's counter):
+//!   every [`SimConfig::undeliverable_every`]-th message is `UNDELIV`, else every
+//!   [`SimConfig::expired_every`]-th `EXPIRED`, else every
+//!   [`SimConfig::rejected_every`]-th `REJECTD` (with the matching
+//!   `message_state`), the rest `DELIVRD`. Receipts go to a
+//!   receiver/transceiver bound with the submitter's system_id (the
+//!   submitting session first if it is a transceiver); with none bound they
+//!   wait until one binds. At most
 //!   [`SimConfig::window`] receipts per session await their `deliver_sm_resp`;
 //!   one not acknowledged within [`SimConfig::resend_after`], or whose session
 //!   drops, is sent again, like a real SMSC does. A `deliver_sm_resp` with an
@@ -45,7 +53,23 @@
 //!   gets `generic_nack ESME_RINVCMDLEN` and the connection is closed; an
 //!   unknown command_id gets `generic_nack ESME_RINVCMDID`. Nothing here
 //!   panics on input from the network.
-//! * **Counters**: [`SmscSim::stats`] returns a [`SimStats`] snapshot.
+//! * **Fault injection**, counted per connection over the PDUs received on it
+//!   (the bind included): with [`SimConfig::drop_after`] = n, the first n are
+//!   served and the next one closes the connection abruptly (no unbind, that PDU
+//!   unanswered, whatever was queued for writing lost, delayed responses never
+//!   sent); with [`SimConfig::silent_after`] = n, everything after the first n is
+//!   read and ignored (no answers, no receipts: they go to other binds) while the
+//!   connection stays open; with [`SimConfig::garbage_every`] = n, every n-th
+//!   PDU is preceded by garbage written to the ESME, in turn a frame with an
+//!   unknown request command_id and a random body, a response to nothing
+//!   (unknown response command_id, random body), and a header with an impossible
+//!   `command_length` followed by random bytes (which desynchronises the
+//!   stream: the ESME is expected to nack and reconnect).
+//! * **Injection on request**: [`SmscSim::send_mo`] queues a mobile-originated
+//!   message, [`SmscSim::send_receipt_for_unknown_id`] a `DELIVRD` receipt for a
+//!   message id never handed out (`F000000001`, ...), both to binds of a given
+//!   system_id. `goniec smsc-sim --http` serves these and the counters over HTTP.
+//! * **Counters**: [`SmscSim::stats`] returns a [`SimStats`] snapshot (serialisable).
 //!
 //! Error responses carry no body (SMPP 3.4 §4: "the body is not returned if
 //! the command_status field contains a non-zero value").
@@ -81,6 +105,19 @@ pub const MAX_SESSIONS: usize = 1024;
 pub use super::status::{
     ESME_RALYBND, ESME_RBINDFAIL, ESME_RINVBNDSTS, ESME_RINVPASWD, ESME_RTHROTTLED,
 };
+
+/// Invalid destination address: [`SimConfig::reject_status`]'s default.
+pub const ESME_RINVDSTADR: u32 = 0x0000_000B;
+/// submit_sm failed: what a [`SimConfig::reject_status`] of 0 is sent as.
+pub const ESME_RSUBMITFAIL: u32 = 0x0000_0045;
+/// First message id number [`SmscSim::send_receipt_for_unknown_id`] uses (ids
+/// `F000000001`, ...): far above anything handed out to a submit.
+const UNKNOWN_ID_BASE: u64 = 0xF0_0000_0000;
+/// Sequence numbers of garbage frames: far above those of the receipts.
+const GARBAGE_SEQ_BASE: u32 = 0x7FFF_0000;
+/// Command ids no SMPP version assigns, for garbage frames.
+const GARBAGE_REQUEST_ID: u32 = 0x0000_0777;
+const GARBAGE_RESPONSE_ID: u32 = 0x8000_0777;
 
 const SUBMIT_SM_RESP: u32 = 0x8000_0004;
 /// Delayed `submit_sm_resp`s waiting at once per session; the reader stops
@@ -121,6 +158,25 @@ pub struct SimConfig {
     pub resend_after: Duration,
     /// Send receipts as `data_sm` rather than `deliver_sm`.
     pub receipts_as_data_sm: bool,
+    /// Every n-th accepted message (not already `UNDELIV`) ends `EXPIRED` (0 = never).
+    pub expired_every: u64,
+    /// Every n-th accepted message (not already `UNDELIV`/`EXPIRED`) ends
+    /// `REJECTD` (0 = never).
+    pub rejected_every: u64,
+    /// Every n-th submit_sm that got past throttling is refused with
+    /// [`Self::reject_status`] instead of an id (0 = never).
+    pub reject_every: u64,
+    /// The command_status of those refusals (0 is sent as `ESME_RSUBMITFAIL`).
+    pub reject_status: u32,
+    /// submit_sm per second over all sessions above which the answer is
+    /// `ESME_RTHROTTLED` (0 = no limit).
+    pub max_tps: u32,
+    /// Close a connection abruptly when a PDU arrives after this many (0 = never).
+    pub drop_after: u64,
+    /// Ignore every PDU on a connection after this many, keeping it open (0 = never).
+    pub silent_after: u64,
+    /// Write garbage to the ESME before every n-th PDU of a connection (0 = never).
+    pub garbage_every: u64,
 }
 
 impl Default for SimConfig {
@@ -136,6 +192,14 @@ impl Default for SimConfig {
             window: 64,
             resend_after: Duration::from_secs(10),
             receipts_as_data_sm: false,
+            expired_every: 0,
+            rejected_every: 0,
+            reject_every: 0,
+            reject_status: ESME_RINVDSTADR,
+            max_tps: 0,
+            drop_after: 0,
+            silent_after: 0,
+            garbage_every: 0,
         }
     }
 }
@@ -151,8 +215,30 @@ pub struct SimStats {
     pub sessions: u64,
     /// submit_sm accepted (given a message id).
     pub submits: u64,
-    /// submit_sm answered `ESME_RTHROTTLED`.
+    /// submit_sm answered `ESME_RTHROTTLED` (both reasons).
     pub throttled: u64,
+    /// Of those, for going over `max_tps`.
+    pub throttled_tps: u64,
+    /// submit_sm refused with `reject_status` (`reject_every`).
+    pub submits_rejected: u64,
+    /// Accepted messages given the final state `UNDELIV`.
+    pub undeliverable: u64,
+    /// Accepted messages given the final state `EXPIRED`.
+    pub expired: u64,
+    /// Accepted messages given the final state `REJECTD`.
+    pub rejected: u64,
+    /// Mobile-originated messages queued ([`SmscSim::send_mo`]).
+    pub mo_queued: u64,
+    /// Receipts for unknown ids queued ([`SmscSim::send_receipt_for_unknown_id`]).
+    pub unknown_receipts_queued: u64,
+    /// Connections closed by `drop_after`.
+    pub faults_dropped: u64,
+    /// Connections gone silent by `silent_after`.
+    pub faults_silenced: u64,
+    /// PDUs read and ignored on silent connections.
+    pub faults_ignored_pdus: u64,
+    /// Garbage writes (`garbage_every`).
+    pub faults_garbage: u64,
     /// Receipt deliver_sm written, re-sends included.
     pub receipts_sent: u64,
     /// Of those, re-sends of a receipt sent before.
@@ -172,6 +258,17 @@ struct Counters {
     sessions: AtomicU64,
     submits: AtomicU64,
     throttled: AtomicU64,
+    throttled_tps: AtomicU64,
+    submits_rejected: AtomicU64,
+    undeliverable: AtomicU64,
+    expired: AtomicU64,
+    rejected: AtomicU64,
+    mo_queued: AtomicU64,
+    unknown_receipts_queued: AtomicU64,
+    faults_dropped: AtomicU64,
+    faults_silenced: AtomicU64,
+    faults_ignored_pdus: AtomicU64,
+    faults_garbage: AtomicU64,
     receipts_sent: AtomicU64,
     receipts_resent: AtomicU64,
     receipts_acked: AtomicU64,
@@ -210,11 +307,19 @@ impl SmscSim {
     ) -> std::io::Result<SmscSim> {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
+        let cfg_max_tps = cfg.max_tps;
         let inner = Arc::new(Inner {
             cfg,
             counters: Counters::default(),
             next_message: AtomicU64::new(0),
             submits_seen: AtomicU64::new(0),
+            past_throttle: AtomicU64::new(0),
+            unknown_ids: AtomicU64::new(0),
+            garbage: AtomicU64::new(0),
+            bucket: Mutex::new(Bucket {
+                tokens: f64::from(cfg_max_tps),
+                last: Instant::now(),
+            }),
             next_session: AtomicU64::new(0),
             hub: Mutex::new(Hub::default()),
             wake: Notify::new(),
@@ -264,15 +369,39 @@ impl SmscSim {
             attempts: 0,
             mo: Some(coding),
         };
-        bump(&self.inner.counters.receipts_pending);
-        self.inner
-            .hub()
-            .ready
-            .entry(system_id.to_string())
-            .or_default()
-            .push_back(mo);
-        self.inner.wake.notify_one();
+        bump(&self.inner.counters.mo_queued);
+        self.inner.queue_now(mo);
         Ok(())
+    }
+
+    /// A `DELIVRD` receipt for a message id this simulator never handed out, to a
+    /// receiver or transceiver bound as `system_id` (resent until acknowledged like
+    /// any receipt). Returns the id, in the submit_sm_resp form (`F000000001`, ...);
+    /// the `receipted_message_id` TLV carries it lowercase without leading zeros,
+    /// like real receipts.
+    pub fn send_receipt_for_unknown_id(&self, system_id: &str) -> String {
+        let number = UNKNOWN_ID_BASE + self.inner.unknown_ids.fetch_add(1, Ordering::Relaxed) + 1;
+        let message_id = format!("{number:010X}");
+        let sm = SubmitSm::builder()
+            .source_addr_ton(Ton::Alphanumeric)
+            .source_addr(COctetString::from_str("Goniec").unwrap_or_default())
+            .dest_addr_ton(Ton::International)
+            .dest_addr_npi(Npi::Isdn)
+            .destination_addr(COctetString::from_str("48600000000").unwrap_or_default())
+            .short_message(OctetString::from_slice(b"never submitted").unwrap_or_default())
+            .build();
+        let receipt = receipt_for(
+            &sm,
+            &message_id,
+            number,
+            MessageState::Delivered,
+            system_id.to_string(),
+            u64::MAX,
+            Duration::ZERO,
+        );
+        bump(&self.inner.counters.unknown_receipts_queued);
+        self.inner.queue_now(receipt);
+        message_id
     }
 
     /// A snapshot of the counters.
@@ -285,6 +414,17 @@ impl SmscSim {
             sessions: get(&c.sessions),
             submits: get(&c.submits),
             throttled: get(&c.throttled),
+            throttled_tps: get(&c.throttled_tps),
+            submits_rejected: get(&c.submits_rejected),
+            undeliverable: get(&c.undeliverable),
+            expired: get(&c.expired),
+            rejected: get(&c.rejected),
+            mo_queued: get(&c.mo_queued),
+            unknown_receipts_queued: get(&c.unknown_receipts_queued),
+            faults_dropped: get(&c.faults_dropped),
+            faults_silenced: get(&c.faults_silenced),
+            faults_ignored_pdus: get(&c.faults_ignored_pdus),
+            faults_garbage: get(&c.faults_garbage),
             receipts_sent: get(&c.receipts_sent),
             receipts_resent: get(&c.receipts_resent),
             receipts_acked: get(&c.receipts_acked),
@@ -301,6 +441,14 @@ struct Inner {
     next_message: AtomicU64,
     /// submit_sm seen (for throttle_every).
     submits_seen: AtomicU64,
+    /// submit_sm that got past throttling (for reject_every).
+    past_throttle: AtomicU64,
+    /// Ids used by send_receipt_for_unknown_id.
+    unknown_ids: AtomicU64,
+    /// Garbage writes so far (picks the kind, seeds the bytes).
+    garbage: AtomicU64,
+    /// max_tps token bucket.
+    bucket: Mutex<Bucket>,
     next_session: AtomicU64,
     hub: Mutex<Hub>,
     /// Wakes the receipt dispatcher.
@@ -455,9 +603,80 @@ struct Hub {
     ready: HashMap<String, VecDeque<Receipt>>,
 }
 
+/// Tokens for `max_tps`: refilled at `max_tps` per second, at most `max_tps`.
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
 impl Inner {
     fn hub(&self) -> MutexGuard<'_, Hub> {
         self.hub.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a token for one submit_sm; false when over `max_tps`.
+    fn take_tps_token(&self) -> bool {
+        let rate = self.cfg.max_tps;
+        if rate == 0 {
+            return true;
+        }
+        let rate = f64::from(rate);
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = now.saturating_duration_since(b.last).as_secs_f64() * rate;
+        b.tokens = (b.tokens + refill).min(rate.max(1.0));
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Queue a receipt or MO message for sending now (no receipt_delay).
+    fn queue_now(&self, receipt: Receipt) {
+        bump(&self.counters.receipts_pending);
+        self.hub()
+            .ready
+            .entry(receipt.system_id.clone())
+            .or_default()
+            .push_back(receipt);
+        self.wake.notify_one();
+    }
+
+    /// One garbage write: the kinds in turn, random bytes (SplitMix64).
+    fn garbage(&self) -> Vec<u8> {
+        let n = self.garbage.fetch_add(1, Ordering::Relaxed);
+        let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos().into()),
+        );
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let seq = GARBAGE_SEQ_BASE | (n as u32 & 0xFFFF);
+        let (id, declared, extra) = match n % 3 {
+            // A request nobody defined, with a random body.
+            0 => (GARBAGE_REQUEST_ID, None, next() % 64),
+            // A response to nothing (unknown command_id), with a random body.
+            1 => (GARBAGE_RESPONSE_ID, None, next() % 64),
+            // A command_length no frame can have, then random bytes.
+            _ => {
+                let len: u32 = if next() % 2 == 0 { 8 } else { 0xFFFF_FFF0 };
+                (GARBAGE_REQUEST_ID, Some(len), 16 + next() % 32)
+            }
+        };
+        let mut f = frame::header_only(id, ESME_ROK, seq);
+        f.extend((0..extra).map(|_| next() as u8));
+        let len = declared.unwrap_or(f.len() as u32);
+        f[..4].copy_from_slice(&len.to_be_bytes());
+        f
     }
 
     fn window(&self) -> usize {
@@ -770,20 +989,29 @@ async fn run_session(
         tx: tx.clone(),
         bound: None,
         responders: Arc::new(Semaphore::new(MAX_DELAYED_RESPONSES)),
+        received: 0,
+        silent: false,
     };
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = session.read_loop(rd) => {}
-    }
+    let end = tokio::select! {
+        _ = shutdown.cancelled() => End::Close,
+        end = session.read_loop(rd) => end,
+    };
     drop(session);
     inner.unregister(id);
-    let _ = tx.try_send(Out::Close);
-    drop(tx);
-    if tokio::time::timeout(FLUSH_TIMEOUT, &mut writer_task)
-        .await
-        .is_err()
-    {
+    if end == End::Abrupt {
+        // Whatever is queued is lost; dropping both halves closes the socket
+        // (with a reset when unread input is left).
         writer_task.abort();
+        let _ = writer_task.await;
+    } else {
+        let _ = tx.try_send(Out::Close);
+        drop(tx);
+        if tokio::time::timeout(FLUSH_TIMEOUT, &mut writer_task)
+            .await
+            .is_err()
+        {
+            writer_task.abort();
+        }
     }
     inner.counters.sessions.fetch_sub(1, Ordering::Relaxed);
     tracing::debug!(session = id, "SMSC simulator: connection closed");
@@ -795,16 +1023,41 @@ enum Flow {
     Close,
 }
 
+/// How a session's read loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// Flush what is queued, then close.
+    Close,
+    /// Close at once (`drop_after`).
+    Abrupt,
+}
+
+/// What fault injection does with a received PDU.
+enum Fault {
+    /// Handle it.
+    None,
+    /// Write garbage, then handle it.
+    Garbage,
+    /// Read and ignore it (silent connection).
+    Ignore,
+    /// Close the connection abruptly, unanswered.
+    Drop,
+}
+
 struct Session {
     inner: Arc<Inner>,
     id: u64,
     tx: mpsc::Sender<Out>,
     bound: Option<(BindMode, String)>,
     responders: Arc<Semaphore>,
+    /// PDUs received on this connection.
+    received: u64,
+    /// `silent_after` passed: everything is read and ignored.
+    silent: bool,
 }
 
 impl Session {
-    async fn read_loop(&mut self, mut rd: OwnedReadHalf) {
+    async fn read_loop(&mut self, mut rd: OwnedReadHalf) -> End {
         let limits = FrameLimits {
             max_len: self.inner.cfg.max_frame,
         };
@@ -815,25 +1068,82 @@ impl Session {
         loop {
             loop {
                 match frame::split_frame(&mut buf, &limits) {
-                    Ok(Some(f)) => {
-                        if self.on_frame(&f).await == Flow::Close {
-                            return;
+                    Ok(Some(f)) => match self.fault() {
+                        Fault::None => {
+                            if self.on_frame(&f).await == Flow::Close {
+                                return End::Close;
+                            }
                         }
-                    }
+                        Fault::Garbage => {
+                            let garbage = self.inner.garbage();
+                            bump(&self.inner.counters.faults_garbage);
+                            tracing::debug!(session = self.id, "SMSC simulator: writing garbage");
+                            if self.send(garbage).await == Flow::Close
+                                || self.on_frame(&f).await == Flow::Close
+                            {
+                                return End::Close;
+                            }
+                        }
+                        Fault::Ignore => {}
+                        Fault::Drop => return End::Abrupt,
+                    },
                     Ok(None) => break,
+                    Err(_) if self.silent => {
+                        // Cannot be framed, and nobody answers anyway.
+                        buf.clear();
+                        break;
+                    }
                     Err(err) => {
                         tracing::debug!(session = self.id, %err, "closing: unframeable input");
                         bump(&self.inner.counters.generic_nacks);
                         let _ = self.send(err.generic_nack()).await;
-                        return;
+                        return End::Close;
                     }
                 }
             }
             match rd.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return End::Close,
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
+    }
+
+    /// Counts a received PDU and says which fault, if any, it meets.
+    fn fault(&mut self) -> Fault {
+        let cfg = &self.inner.cfg;
+        let c = &self.inner.counters;
+        self.received = self.received.saturating_add(1);
+        let n = self.received;
+        if self.silent {
+            bump(&c.faults_ignored_pdus);
+            return Fault::Ignore;
+        }
+        if cfg.drop_after > 0 && n > cfg.drop_after {
+            tracing::info!(
+                session = self.id,
+                pdus = n - 1,
+                "SMSC simulator: dropping the connection (drop_after)"
+            );
+            bump(&c.faults_dropped);
+            return Fault::Drop;
+        }
+        if cfg.silent_after > 0 && n > cfg.silent_after {
+            tracing::info!(
+                session = self.id,
+                pdus = n - 1,
+                "SMSC simulator: going silent (silent_after)"
+            );
+            self.silent = true;
+            bump(&c.faults_silenced);
+            bump(&c.faults_ignored_pdus);
+            // Its receipts in flight, and the ones to come, go to other binds.
+            self.inner.unregister(self.id);
+            return Fault::Ignore;
+        }
+        if every(n, cfg.garbage_every) {
+            return Fault::Garbage;
+        }
+        Fault::None
     }
 
     async fn send(&self, bytes: Vec<u8>) -> Flow {
@@ -1037,21 +1347,46 @@ impl Session {
 
     async fn on_submit(&self, seq: u32, sm: &SubmitSm, system_id: String) -> Flow {
         let cfg = &self.inner.cfg;
+        let c = &self.inner.counters;
         let n = self.inner.submits_seen.fetch_add(1, Ordering::Relaxed) + 1;
-        let resp = if cfg.throttle_every > 0 && n.is_multiple_of(cfg.throttle_every) {
-            bump(&self.inner.counters.throttled);
+        let resp = if !self.inner.take_tps_token() {
+            bump(&c.throttled);
+            bump(&c.throttled_tps);
             frame::header_only(SUBMIT_SM_RESP, ESME_RTHROTTLED, seq)
+        } else if every(n, cfg.throttle_every) {
+            bump(&c.throttled);
+            frame::header_only(SUBMIT_SM_RESP, ESME_RTHROTTLED, seq)
+        } else if every(
+            self.inner.past_throttle.fetch_add(1, Ordering::Relaxed) + 1,
+            cfg.reject_every,
+        ) {
+            bump(&c.submits_rejected);
+            let status = match cfg.reject_status {
+                ESME_ROK => ESME_RSUBMITFAIL,
+                s => s,
+            };
+            frame::header_only(SUBMIT_SM_RESP, status, seq)
         } else {
             let number = self.inner.next_message.fetch_add(1, Ordering::Relaxed) + 1;
-            bump(&self.inner.counters.submits);
+            bump(&c.submits);
             let message_id = format!("{number:010X}");
-            let undeliverable =
-                cfg.undeliverable_every > 0 && number.is_multiple_of(cfg.undeliverable_every);
+            let state = if every(number, cfg.undeliverable_every) {
+                bump(&c.undeliverable);
+                MessageState::Undeliverable
+            } else if every(number, cfg.expired_every) {
+                bump(&c.expired);
+                MessageState::Expired
+            } else if every(number, cfg.rejected_every) {
+                bump(&c.rejected);
+                MessageState::Rejected
+            } else {
+                MessageState::Delivered
+            };
             // registered_delivery bits 0-1: 1 = receipt on any outcome,
             // 2 = on failure only (3 is reserved: treated as 1).
             let wanted = match u8::from(sm.registered_delivery) & 0x03 {
                 1 | 3 => true,
-                2 => undeliverable,
+                2 => state != MessageState::Delivered,
                 _ => false,
             };
             if wanted {
@@ -1059,7 +1394,7 @@ impl Session {
                     sm,
                     &message_id,
                     number,
-                    undeliverable,
+                    state,
                     system_id,
                     self.id,
                     cfg.receipt_delay,
@@ -1088,20 +1423,27 @@ impl Session {
     }
 }
 
+/// Every n-th (`k` = 0: never).
+fn every(n: u64, k: u64) -> bool {
+    k > 0 && n.is_multiple_of(k)
+}
+
+/// A receipt ending in `state` (Delivered, Undeliverable, Expired or Rejected).
 fn receipt_for(
     sm: &SubmitSm,
     message_id: &str,
     number: u64,
-    undeliverable: bool,
+    state: MessageState,
     system_id: String,
     origin: u64,
     receipt_delay: Duration,
 ) -> Receipt {
     let now = SystemTime::now();
-    let (stat, dlvrd, err, state) = if undeliverable {
-        ("UNDELIV", "000", "001", MessageState::Undeliverable)
-    } else {
-        ("DELIVRD", "001", "000", MessageState::Delivered)
+    let (stat, dlvrd, err) = match state {
+        MessageState::Delivered => ("DELIVRD", "001", "000"),
+        MessageState::Expired => ("EXPIRED", "000", "000"),
+        MessageState::Rejected => ("REJECTD", "000", "002"),
+        _ => ("UNDELIV", "000", "001"),
     };
     let text = format!(
         "id:{message_id} sub:001 dlvrd:{dlvrd} submit date:{} done date:{} stat:{stat} err:{err} text:{}",
@@ -1405,6 +1747,43 @@ mod tests {
             let resp = self.recv_not_deliver().await;
             assert_eq!(resp.id(), CommandId::EnquireLinkResp);
             assert_eq!(resp.sequence_number(), seq);
+        }
+
+        /// The next frame, undecoded (garbage included).
+        async fn recv_frame(&mut self) -> Vec<u8> {
+            let limits = FrameLimits::default();
+            loop {
+                if let Some(f) = split_frame(&mut self.buf, &limits).unwrap() {
+                    return f;
+                }
+                let mut chunk = [0u8; 4096];
+                let n = timeout(WAIT, self.stream.read(&mut chunk))
+                    .await
+                    .expect("a frame in time")
+                    .unwrap();
+                assert!(n > 0, "connection closed");
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+
+        /// At least `n` raw bytes, unframed.
+        async fn recv_bytes(&mut self, n: usize) -> Vec<u8> {
+            while self.buf.len() < n {
+                let mut chunk = [0u8; 4096];
+                let got = timeout(WAIT, self.stream.read(&mut chunk))
+                    .await
+                    .expect("bytes in time")
+                    .unwrap();
+                assert!(got > 0, "connection closed");
+                self.buf.extend_from_slice(&chunk[..got]);
+            }
+            std::mem::take(&mut self.buf)
+        }
+
+        /// True when nothing arrives within `wait` and the connection stays open.
+        async fn quiet_and_open(&mut self, wait: Duration) -> bool {
+            let mut chunk = [0u8; 256];
+            self.buf.is_empty() && timeout(wait, self.stream.read(&mut chunk)).await.is_err()
         }
     }
 
@@ -1758,21 +2137,22 @@ mod tests {
             .destination_addr(cstr("48600100200"))
             .short_message(OctetString::from_slice(b"Hello").unwrap())
             .build();
-        for undeliverable in [false, true] {
+        for (message_state, want) in [
+            (MessageState::Delivered, ReceiptState::Delivered),
+            (MessageState::Undeliverable, ReceiptState::Undeliverable),
+            (MessageState::Expired, ReceiptState::Expired),
+            (MessageState::Rejected, ReceiptState::Rejected),
+        ] {
+            let failed = message_state != MessageState::Delivered;
             let r = receipt_for(
                 &sm,
                 "00000001A3",
                 0x1a3,
-                undeliverable,
+                message_state,
                 "goniec".into(),
                 1,
                 Duration::ZERO,
             );
-            let want = if undeliverable {
-                ReceiptState::Undeliverable
-            } else {
-                ReceiptState::Delivered
-            };
             for as_data_sm in [false, true] {
                 let bytes = r.command(9, as_data_sm);
                 let cmd = frame::decode(&bytes).unwrap_or_else(|u| panic!("{}", u.reason));
@@ -1787,7 +2167,7 @@ mod tests {
                 };
                 let (id, state, error) = read_receipt(&pdu).expect("a receipt");
                 assert_eq!((id.as_str(), state), ("1a3", want), "data_sm={as_data_sm}");
-                assert_eq!(error.is_some(), undeliverable, "{error:?}");
+                assert_eq!(error.is_some(), failed, "{error:?}");
             }
         }
     }
@@ -1809,7 +2189,284 @@ mod tests {
             ("+48601000099", "48500100200", "Nie, dziękuję")
         );
         c.ack(seq).await;
-        wait_stats(&sim, "ack", |s| s.receipts_acked == 1).await;
+        let s = wait_stats(&sim, "ack", |s| s.receipts_acked == 1).await;
+        assert_eq!((s.mo_queued, s.receipts_pending), (1, 0));
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn final_states_mix_by_message_number() {
+        let cfg = SimConfig {
+            undeliverable_every: 5,
+            expired_every: 2,
+            rejected_every: 3,
+            ..quick()
+        };
+        let (sim, token) = sim(cfg).await;
+        let mut c = Client::bind(&sim, Kind::Trx).await;
+        let mut ids = Vec::new();
+        for i in 1..=6 {
+            ids.push(normalize_id(&c.submit_ok(&format!("m{i}"), true).await));
+        }
+        let mut got = HashMap::new();
+        for _ in 0..6 {
+            let (seq, d) = c.recv_receipt().await;
+            let parsed = receipt::parse(d.short_message().as_ref()).unwrap();
+            let id = normalize_id(&parsed.id.unwrap());
+            assert_eq!(receipted_id(&d).as_deref(), Some(id.as_str()));
+            got.insert(id, (parsed.stat, message_state(&d), parsed.dlvrd));
+            c.ack(seq).await;
+        }
+        let delivered = (
+            Some(Stat::Delivered),
+            Some(MessageState::Delivered),
+            Some(1),
+        );
+        let expired = (Some(Stat::Expired), Some(MessageState::Expired), Some(0));
+        let rejected = (Some(Stat::Rejected), Some(MessageState::Rejected), Some(0));
+        let undeliv = (
+            Some(Stat::Undeliverable),
+            Some(MessageState::Undeliverable),
+            Some(0),
+        );
+        // Message numbers 1..=6: undeliverable first, then expired, then rejected.
+        let want = [delivered, expired, rejected, expired, undeliv, expired];
+        for (id, want) in ids.iter().zip(want) {
+            assert_eq!(got[id], want, "{id}");
+        }
+        let s = wait_stats(&sim, "acks", |s| s.receipts_acked == 6).await;
+        assert_eq!((s.undeliverable, s.expired, s.rejected), (1, 3, 1));
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn every_nth_submit_is_rejected_with_the_chosen_status() {
+        let cfg = SimConfig {
+            reject_every: 3,
+            reject_status: ESME_RINVDSTADR,
+            throttle_every: 4,
+            ..quick()
+        };
+        let (sim, token) = sim(cfg).await;
+        let mut c = Client::bind(&sim, Kind::Trx).await;
+        // submit_sm 1..=7; the 4th is throttled and does not count toward
+        // reject_every: the 3rd and the 7th (6th past throttling) are refused.
+        let mut statuses = Vec::new();
+        for i in 1..=7 {
+            let seq = c.submit(&format!("m{i}"), true).await;
+            let f = loop {
+                let f = c.recv_frame().await;
+                if frame::header(&f).unwrap().command_id != 0x0000_0005 {
+                    break f;
+                }
+            };
+            let h = frame::header(&f).unwrap();
+            assert_eq!((h.command_id, h.sequence_number), (SUBMIT_SM_RESP, seq));
+            if h.command_status != ESME_ROK {
+                assert_eq!(f.len(), HEADER_LEN, "an error response has no body");
+            }
+            statuses.push(h.command_status);
+        }
+        assert_eq!(
+            statuses,
+            [
+                ESME_ROK,
+                ESME_ROK,
+                ESME_RINVDSTADR,
+                ESME_RTHROTTLED,
+                ESME_ROK,
+                ESME_ROK,
+                ESME_RINVDSTADR
+            ]
+        );
+        let s = sim.stats();
+        assert_eq!((s.submits, s.submits_rejected, s.throttled), (4, 2, 1));
+        token.cancel();
+
+        // A status of 0 cannot refuse anything: it goes as ESME_RSUBMITFAIL.
+        let cfg = SimConfig {
+            reject_every: 1,
+            reject_status: 0,
+            ..quick()
+        };
+        let (sim2, token) = super::tests::sim(cfg).await;
+        let mut c = Client::bind(&sim2, Kind::Tx).await;
+        c.submit("x", true).await;
+        assert_eq!(u32::from(c.recv().await.status()), ESME_RSUBMITFAIL);
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn max_tps_throttles_across_sessions() {
+        let cfg = SimConfig {
+            max_tps: 5,
+            ..quick()
+        };
+        let (sim, token) = sim(cfg).await;
+        let mut a = Client::bind(&sim, Kind::Tx).await;
+        let mut b = Client::bind(&sim, Kind::Tx).await;
+        for i in 0..4 {
+            a.submit(&format!("a{i}"), false).await;
+            b.submit(&format!("b{i}"), false).await;
+        }
+        let mut ok = 0;
+        for c in [&mut a, &mut b] {
+            for _ in 0..4 {
+                match u32::from(c.recv().await.status()) {
+                    ESME_ROK => ok += 1,
+                    st => assert_eq!(st, ESME_RTHROTTLED),
+                }
+            }
+        }
+        // A full bucket holds 5; at most one more token refills meanwhile.
+        assert!((5..=6).contains(&ok), "{ok} accepted");
+        let s = sim.stats();
+        assert_eq!(
+            (s.submits, s.throttled, s.throttled_tps),
+            (ok, 8 - ok, 8 - ok)
+        );
+        // 5 per second: one token every 200 ms.
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        a.submit_ok("later", false).await;
+        b.submit_ok("later", false).await;
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn drop_after_closes_the_connection_abruptly() {
+        let cfg = SimConfig {
+            drop_after: 3,
+            ..quick()
+        };
+        let (sim, token) = sim(cfg).await;
+        let mut c = Client::bind(&sim, Kind::Trx).await; // PDU 1
+        c.enquire_link_ok().await; // 2
+        c.submit_ok("accepted", false).await; // 3
+        let started = Instant::now();
+        c.submit("never answered", false).await; // 4: dropped
+        assert!(c.recv_within(WAIT).await.is_none(), "no answer, no unbind");
+        assert!(started.elapsed() < WAIT / 2, "closed, not just silent");
+        let s = wait_stats(&sim, "session gone", |s| s.sessions == 0).await;
+        assert_eq!((s.faults_dropped, s.submits), (1, 1));
+        // Counted per connection: a new one is served again.
+        let mut c = Client::bind(&sim, Kind::Trx).await;
+        c.enquire_link_ok().await;
+        c.submit_ok("again", false).await;
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn silent_after_stops_answering_and_keeps_the_connection() {
+        let cfg = SimConfig {
+            silent_after: 3,
+            ..quick()
+        };
+        let (sim, token) = sim(cfg).await;
+        let mut c = Client::bind(&sim, Kind::Trx).await; // PDU 1
+        let id = c.submit_ok("receipt in flight", true).await; // 2
+        let (_, first) = c.recv_receipt().await; // not acknowledged
+        assert_eq!(receipted_id(&first), Some(normalize_id(&id)));
+        c.enquire_link_ok().await; // 3
+        c.send(Pdu::EnquireLink).await; // 4: ignored from here on
+        c.submit("ignored", true).await;
+        // Even what cannot be framed gets no answer and does not close it.
+        c.send_raw(&[0, 0, 0, 4, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 99])
+            .await;
+        assert!(c.quiet_and_open(Duration::from_millis(200)).await);
+        // The receipt it held goes to another bind.
+        let mut rx = Client::bind(&sim, Kind::Rx).await;
+        let (seq, d) = rx.recv_receipt().await;
+        assert_eq!(receipted_id(&d), Some(normalize_id(&id)));
+        rx.ack(seq).await;
+        let s = wait_stats(&sim, "ack", |s| s.receipts_acked == 1).await;
+        assert_eq!(
+            (
+                s.faults_silenced,
+                s.faults_ignored_pdus,
+                s.submits,
+                s.sessions
+            ),
+            (1, 2, 1, 2)
+        );
+        assert!(c.quiet_and_open(Duration::from_millis(50)).await);
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn garbage_every_writes_each_kind_of_garbage() {
+        let cfg = SimConfig {
+            garbage_every: 2,
+            ..quick()
+        };
+        let (sim, token) = sim(cfg).await;
+        let mut c = Client::bind(&sim, Kind::Trx).await; // PDU 1
+        let mut kinds = Vec::new();
+        for _ in 0..2 {
+            // PDU 2k: garbage first, then the answer.
+            let seq = c.send(Pdu::EnquireLink).await;
+            let g = c.recv_frame().await;
+            let h = frame::header(&g).unwrap();
+            assert!(h.sequence_number >= GARBAGE_SEQ_BASE, "{h:?}");
+            kinds.push(h.command_id);
+            let resp = frame::decode(&c.recv_frame().await).unwrap();
+            assert_eq!(
+                (resp.id(), resp.sequence_number()),
+                (CommandId::EnquireLinkResp, seq)
+            );
+            c.enquire_link_ok().await; // PDU 2k+1: clean
+        }
+        assert_eq!(kinds, [GARBAGE_REQUEST_ID, GARBAGE_RESPONSE_ID]);
+        // The third kind: a command_length no frame can have.
+        c.send(Pdu::EnquireLink).await;
+        let bytes = c.recv_bytes(HEADER_LEN).await;
+        let len = u32::from_be_bytes(bytes[..4].try_into().unwrap());
+        assert!(!(16..=frame::DEFAULT_MAX_LEN).contains(&len), "{len:#x}");
+        assert!(split_frame(&mut bytes.clone(), &FrameLimits::default()).is_err());
+        assert_eq!(sim.stats().faults_garbage, 3);
+        // The simulator takes the ESME's nack for the garbage in its stride.
+        c.send_raw(&frame::generic_nack(GARBAGE_SEQ_BASE, ESME_RINVCMDID))
+            .await;
+        c.send_raw(&frame::encode(&Command::new(
+            CommandStatus::EsmeRok,
+            500,
+            Pdu::EnquireLink,
+        )))
+        .await;
+        // ... and still answers (the garbage desynchronised only the ESME's side).
+        let want = frame::encode(&Command::new(
+            CommandStatus::EsmeRok,
+            500,
+            Pdu::EnquireLinkResp,
+        ));
+        let mut all = bytes;
+        while !all.ends_with(&want) {
+            all.extend(c.recv_bytes(1).await);
+        }
+        assert_eq!(sim.stats().sessions, 1);
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn receipts_for_unknown_ids_reach_a_receiver() {
+        let (sim, token) = sim(quick()).await;
+        let mut c = Client::bind(&sim, Kind::Rx).await;
+        let id = sim.send_receipt_for_unknown_id("goniec");
+        assert_eq!(id, "F000000001");
+        assert_eq!(sim.send_receipt_for_unknown_id("goniec"), "F000000002");
+        for want in ["f000000001", "f000000002"] {
+            let (seq, d) = c.recv_receipt().await;
+            assert_eq!(u8::from(d.esm_class), 0x04);
+            assert_eq!(receipted_id(&d).as_deref(), Some(want));
+            let parsed = receipt::parse(d.short_message().as_ref()).unwrap();
+            assert_eq!(parsed.stat, Some(Stat::Delivered));
+            assert_eq!(normalize_id(&parsed.id.unwrap()), want);
+            c.ack(seq).await;
+        }
+        let s = wait_stats(&sim, "acks", |s| s.receipts_acked == 2).await;
+        assert_eq!(
+            (s.unknown_receipts_queued, s.receipts_pending, s.submits),
+            (2, 0, 0)
+        );
         token.cancel();
     }
 
