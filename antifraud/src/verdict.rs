@@ -85,11 +85,15 @@ pub enum ReasonCode {
     FrequencyCap,
     /// `opted_out` (reject): the recipient asked this tenant to stop.
     OptedOut,
+    /// `suppressed` (reject): the e-mail address bounced hard before and is on
+    /// the tenant's suppression list. Set by the gateway from its store, not by
+    /// [`check`](crate::check).
+    Suppressed,
 }
 
 impl ReasonCode {
     /// Every code, in the order rules report them.
-    pub const ALL: [ReasonCode; 14] = [
+    pub const ALL: [ReasonCode; 15] = [
         ReasonCode::BlocklistedDomain,
         ReasonCode::UrlShortener,
         ReasonCode::SenderNotRegistered,
@@ -104,6 +108,7 @@ impl ReasonCode {
         ReasonCode::OutsideContactHours,
         ReasonCode::FrequencyCap,
         ReasonCode::OptedOut,
+        ReasonCode::Suppressed,
     ];
 
     /// The stable snake_case code.
@@ -123,6 +128,7 @@ impl ReasonCode {
             ReasonCode::OutsideContactHours => "outside_contact_hours",
             ReasonCode::FrequencyCap => "frequency_cap",
             ReasonCode::OptedOut => "opted_out",
+            ReasonCode::Suppressed => "suppressed",
         }
     }
 
@@ -142,7 +148,8 @@ impl ReasonCode {
             | ReasonCode::NotMobile
             | ReasonCode::Duplicate
             | ReasonCode::FrequencyCap
-            | ReasonCode::OptedOut => Decision::Reject,
+            | ReasonCode::OptedOut
+            | ReasonCode::Suppressed => Decision::Reject,
         }
     }
 }
@@ -255,6 +262,7 @@ mod tests {
                 "outside_contact_hours",
                 "frequency_cap",
                 "opted_out",
+                "suppressed",
             ]
         );
         for r in ReasonCode::ALL {

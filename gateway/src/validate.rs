@@ -477,6 +477,12 @@ pub fn normalize_msisdn(
 }
 
 /// Check an e-mail address (RFC 5321 shape: local part, domain of dotted labels).
+/// The form an address has on suppression lists: case-insensitive as a whole (a
+/// mailbox that bounced as `Jan@…` bounces as `jan@…` on any real server).
+pub fn suppression_key(address: &str) -> String {
+    address.trim().to_lowercase()
+}
+
 pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     let bad = |why: &str| {
         ApiError::new(

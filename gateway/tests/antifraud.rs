@@ -505,3 +505,92 @@ async fn outside_contact_hours_messages_are_scheduled_for_the_next_window() {
     assert!(send_at > jiff::Timestamp::now());
     gw.stop().await;
 }
+
+/// The e-mail suppression list: an operator adds an address, the next e-mail to it
+/// is rejected as `suppressed`, and after removal it goes out again.
+#[tokio::test]
+async fn suppressed_addresses_are_rejected_until_an_operator_removes_them() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let list = blocklist_file("");
+    let connectors = format!(
+        "{CONNECTORS}\n[[connectors]]\nname = \"mail\"\nkind = \"stub\"\nchannels = [\"email\"]\n\n[[routes]]\nchannel = \"email\"\nconnector = \"mail\"\n"
+    );
+    let gw = TestGateway::start(parse(&config_toml_with(
+        Some(&redis.url()),
+        &antifraud(list.path(), ""),
+        &connectors,
+    )))
+    .await;
+    gw.wait_ready(200, Duration::from_secs(10)).await;
+    let email = |n: u32| {
+        json!({"channel": "email", "to": "Jan.Kowalski@Example.com", "text": format!("Wyciąg {n}"),
+               "email": {"subject": format!("Wyciąg nr {n}")}})
+    };
+    let admin_json = |method: Method, path: &'static str, body: Value| {
+        let gw = &gw;
+        async move {
+            let r = gw
+                .req(method, path, ADMIN_KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let (code, r) = gw.post("/v1/messages", &email(1)).await;
+    assert_eq!(code, 202, "{r}");
+
+    let (code, r) = admin_json(
+        Method::POST,
+        "/v1/admin/suppressions",
+        json!({"tenant": "acme", "address": "jan.kowalski@example.com", "reason": "5.1.1 user unknown"}),
+    )
+    .await;
+    assert_eq!(code, 200, "{r}");
+    let (code, r) = gw.post("/v1/messages", &email(2)).await;
+    assert_eq!(
+        (code, reasons(&r)),
+        (422, vec!["suppressed".to_string()]),
+        "{r}"
+    );
+    let (_, m) = gw
+        .get(&format!("/v1/messages/{}", r["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(m["status"], "rejected");
+
+    let (code, r) = admin(&gw, Method::GET, "/v1/admin/suppressions?tenant=acme").await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(
+        r["entries"][0]["address"], "jan.kowalski@example.com",
+        "{r}"
+    );
+    assert_eq!(r["entries"][0]["reason"], "5.1.1 user unknown");
+    // Bad input is refused and changes nothing.
+    let (code, r) = admin_json(
+        Method::POST,
+        "/v1/admin/suppressions",
+        json!({"tenant": "acme", "address": "not an address"}),
+    )
+    .await;
+    assert_eq!((code, r["field"].as_str()), (422, Some("address")), "{r}");
+    let (code, _) = admin_json(
+        Method::POST,
+        "/v1/admin/suppressions",
+        json!({"tenant": "nobody", "address": "x@example.com"}),
+    )
+    .await;
+    assert_eq!(code, 404);
+
+    let path = "/v1/admin/suppressions/acme/jan.kowalski@example.com";
+    assert_eq!(admin(&gw, Method::DELETE, path).await.0, 200);
+    assert_eq!(admin(&gw, Method::DELETE, path).await.0, 404);
+    let (code, r) = gw.post("/v1/messages", &email(3)).await;
+    assert_eq!(code, 202, "{r}");
+    gw.stop().await;
+}

@@ -248,3 +248,128 @@ pub async fn decide(
     observe(&app, "admin_decide_held", start, &resp);
     resp
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressionQuery {
+    tenant: String,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/admin/suppressions?tenant=acme&limit=100`: a tenant's suppressed e-mail
+/// addresses (hard bounces) with the reason each was added.
+pub async fn suppressions(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    q: Result<Query<SuppressionQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let start = Instant::now();
+    let resp = async {
+        authorize(&app, &headers)?;
+        let Query(q) = q.map_err(|e| ApiError::new(422, "invalid-query", e.body_text()))?;
+        if app.tenants.by_name(&q.tenant).is_none() {
+            return Err(ApiError::not_found("tenant").field("tenant"));
+        }
+        let limit = q.limit.unwrap_or(100);
+        if !(1..=10_000).contains(&limit) {
+            return Err(
+                ApiError::new(422, "invalid-query", "`limit` must be 1 to 10000").field("limit"),
+            );
+        }
+        let list = app
+            .store
+            .suppressions(&q.tenant, limit)
+            .await
+            .map_err(|_| ApiError::store_unavailable())?;
+        let entries: Vec<serde_json::Value> = list
+            .into_iter()
+            .map(|(address, reason)| serde_json::json!({"address": address, "reason": reason}))
+            .collect();
+        Ok::<_, ApiError>(
+            axum::Json(serde_json::json!({"tenant": q.tenant, "entries": entries})).into_response(),
+        )
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "admin_suppressions", start, &resp);
+    resp
+}
+
+/// `DELETE /v1/admin/suppressions/{tenant}/{address}`: mail may go to it again.
+pub async fn unsuppress(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((tenant, address)): Path<(String, String)>,
+) -> Response {
+    let start = Instant::now();
+    let resp = async {
+        authorize(&app, &headers)?;
+        if app.tenants.by_name(&tenant).is_none() {
+            return Err(ApiError::not_found("tenant"));
+        }
+        let address = crate::validate::suppression_key(&crate::validate::normalize_email(&address)?);
+        let removed = app
+            .store
+            .unsuppress(&tenant, &address)
+            .await
+            .map_err(|_| ApiError::store_unavailable())?;
+        if !removed {
+            return Err(ApiError::not_found("suppressed address"));
+        }
+        tracing::info!(tenant = %tenant, address = %crate::telemetry::mask(&address), "Suppression removed by an operator.");
+        Ok::<_, ApiError>(
+            axum::Json(serde_json::json!({"tenant": tenant, "address": address, "suppressed": false}))
+                .into_response(),
+        )
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "admin_unsuppress", start, &resp);
+    resp
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuppressRequest {
+    tenant: String,
+    address: String,
+    reason: Option<String>,
+}
+
+/// `POST /v1/admin/suppressions` `{"tenant","address","reason"?}`: suppress an
+/// address by hand (a complaint, a known-dead mailbox).
+pub async fn suppress(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let start = Instant::now();
+    let resp = async {
+        authorize(&app, &headers)?;
+        let body = super::check_body(&app, &headers, body)?;
+        let de = &mut serde_json::Deserializer::from_slice(&body);
+        let req: SuppressRequest =
+            serde_path_to_error::deserialize(de).map_err(|e| crate::validate::json_error(&e))?;
+        if app.tenants.by_name(&req.tenant).is_none() {
+            return Err(ApiError::not_found("tenant").field("tenant"));
+        }
+        let address = crate::validate::normalize_email(&req.address)
+            .map(|a| crate::validate::suppression_key(&a))
+            .map_err(|e| e.field("address"))?;
+        let reason = req.reason.unwrap_or_else(|| "added by an operator".into());
+        app.store
+            .suppress(&req.tenant, &address, &reason)
+            .await
+            .map_err(|_| ApiError::store_unavailable())?;
+        Ok::<_, ApiError>(
+            axum::Json(
+                serde_json::json!({"tenant": req.tenant, "address": address, "suppressed": true}),
+            )
+            .into_response(),
+        )
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "admin_suppress", start, &resp);
+    resp
+}

@@ -302,28 +302,63 @@ async fn screen(
     valid: &mut [&mut Valid],
     now: i64,
 ) -> Result<Vec<Option<Verdict>>, ApiError> {
-    if !app.screener.enabled || valid.is_empty() {
-        return Ok(valid.iter().map(|_| None).collect());
+    let unavailable = |e: crate::store::StoreError| {
+        app.metrics
+            .store_errors
+            .with_label_values(&["screen"])
+            .inc();
+        tracing::warn!(error = %e, "Could not read anti-fraud state; answering 503.");
+        ApiError::store_unavailable()
+    };
+    let mut verdicts: Vec<Option<Verdict>> = if app.screener.enabled && !valid.is_empty() {
+        let t0 = Instant::now();
+        let data: Vec<&crate::model::MessageData> = valid.iter().map(|v| &v.data).collect();
+        let v = app
+            .screener
+            .screen(app.store.as_ref(), tenant, &data, now)
+            .await
+            .map_err(unavailable)?;
+        app.metrics
+            .stage_duration
+            .with_label_values(&["screen", valid[0].data.channel.as_str()])
+            .observe(t0.elapsed().as_secs_f64());
+        v.into_iter().map(Some).collect()
+    } else {
+        valid.iter().map(|_| None).collect()
+    };
+    // The e-mail suppression list (hard bounces) applies with or without anti-fraud.
+    let emails: Vec<(usize, String)> = valid
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.data.channel == goniec_config::Channel::Email)
+        .map(|(i, v)| (i, crate::validate::suppression_key(&v.data.to)))
+        .collect();
+    if !emails.is_empty() {
+        let addresses: Vec<&str> = emails.iter().map(|(_, a)| a.as_str()).collect();
+        let found = app
+            .store
+            .suppressed(&tenant.cfg.name, &addresses)
+            .await
+            .map_err(unavailable)?;
+        for ((i, _), reason) in emails.iter().zip(found) {
+            if reason.is_none() {
+                continue;
+            }
+            let v = verdicts[*i].get_or_insert_with(|| Verdict {
+                decision: Decision::Allow,
+                reasons: Vec::new(),
+                schedule_at: None,
+                sender: None,
+                record: Vec::new(),
+            });
+            v.decision = Decision::Reject;
+            v.reasons.push(goniec_antifraud::ReasonCode::Suppressed);
+            v.schedule_at = None;
+            v.record.clear();
+        }
     }
-    let t0 = Instant::now();
-    let data: Vec<&crate::model::MessageData> = valid.iter().map(|v| &v.data).collect();
-    let verdicts = app
-        .screener
-        .screen(app.store.as_ref(), tenant, &data, now)
-        .await
-        .map_err(|e| {
-            app.metrics
-                .store_errors
-                .with_label_values(&["screen"])
-                .inc();
-            tracing::warn!(error = %e, "Could not read anti-fraud counters; answering 503.");
-            ApiError::store_unavailable()
-        })?;
-    app.metrics
-        .stage_duration
-        .with_label_values(&["screen", valid[0].data.channel.as_str()])
-        .observe(t0.elapsed().as_secs_f64());
     for (v, verdict) in valid.iter_mut().zip(&verdicts) {
+        let Some(verdict) = verdict else { continue };
         apply_verdict(v, verdict);
         app.metrics
             .verdicts
@@ -339,7 +374,7 @@ async fn screen(
             tracing::info!(message_id = %v.data.id, tenant = %tenant.cfg.name, decision = verdict.decision.as_str(), reasons = %reason_codes(Some(verdict)).join(","), "Anti-fraud verdict.");
         }
     }
-    Ok(verdicts.into_iter().map(Some).collect())
+    Ok(verdicts)
 }
 
 /// Count stored messages in the anti-fraud counters. A failure here is logged: the

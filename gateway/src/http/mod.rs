@@ -34,6 +34,14 @@ pub fn router(app: Arc<App>) -> axum::Router {
         )
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route("/v1/admin/held", get(admin::held))
+        .route(
+            "/v1/admin/suppressions",
+            get(admin::suppressions).post(admin::suppress),
+        )
+        .route(
+            "/v1/admin/suppressions/{tenant}/{address}",
+            delete(admin::unsuppress),
+        )
         .route("/v1/admin/held/{id}/{action}", post(admin::decide))
         .route("/v1/opt-outs", post(messages::opt_out))
         .route("/v1/opt-outs/{to}", delete(messages::opt_in))

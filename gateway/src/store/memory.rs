@@ -58,6 +58,8 @@ struct Inner {
     counters: goniec_antifraud::MemoryCounters,
     /// Held messages: (accepted ms, id).
     held: BTreeSet<(i64, String)>,
+    /// E-mail suppression lists: tenant → address → reason.
+    suppressed: HashMap<String, BTreeMap<String, String>>,
 }
 
 impl Inner {
@@ -603,6 +605,53 @@ impl Store for MemoryStore {
         Ok(g.lanes
             .get(&lane)
             .map(|st| st.dead.iter().take(max).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn suppress(&self, tenant: &str, address: &str, reason: &str) -> Result<(), StoreError> {
+        self.lock()
+            .suppressed
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(address.to_string(), reason.to_string());
+        Ok(())
+    }
+
+    async fn unsuppress(&self, tenant: &str, address: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .lock()
+            .suppressed
+            .get_mut(tenant)
+            .is_some_and(|m| m.remove(address).is_some()))
+    }
+
+    async fn suppressed(
+        &self,
+        tenant: &str,
+        addresses: &[&str],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let g = self.lock();
+        let list = g.suppressed.get(tenant);
+        Ok(addresses
+            .iter()
+            .map(|a| list.and_then(|m| m.get(*a).cloned()))
+            .collect())
+    }
+
+    async fn suppressions(
+        &self,
+        tenant: &str,
+        max: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let g = self.lock();
+        Ok(g.suppressed
+            .get(tenant)
+            .map(|m| {
+                m.iter()
+                    .take(max)
+                    .map(|(a, r)| (a.clone(), r.clone()))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 

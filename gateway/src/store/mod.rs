@@ -324,6 +324,28 @@ pub trait Store: Send + Sync + 'static {
     /// Dead-lettered jobs of a lane, oldest first (operator view).
     async fn dead_letters(&self, lane: Lane, max: usize) -> Result<Vec<(Job, String)>, StoreError>;
 
+    /// Put an e-mail address on a tenant's suppression list (a hard bounce), with
+    /// the reason (the status and diagnostic).
+    async fn suppress(&self, tenant: &str, address: &str, reason: &str) -> Result<(), StoreError>;
+
+    /// Take an address off the list; whether it was on it.
+    async fn unsuppress(&self, tenant: &str, address: &str) -> Result<bool, StoreError>;
+
+    /// For each address, the reason it is suppressed, if it is: one round trip.
+    async fn suppressed(
+        &self,
+        tenant: &str,
+        addresses: &[&str],
+    ) -> Result<Vec<Option<String>>, StoreError>;
+
+    /// A tenant's suppressed addresses with their reasons, at most `max`, sorted by
+    /// address (with more than `max`, not necessarily the first `max` of them).
+    async fn suppressions(
+        &self,
+        tenant: &str,
+        max: usize,
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
     /// Put a job on a lane (inbound replies to forward on the webhook lane).
     async fn enqueue(&self, lane: Lane, job: Job) -> Result<(), StoreError>;
 

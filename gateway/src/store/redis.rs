@@ -13,6 +13,7 @@
 //! * `P:c:{connector}:{provider id}` → message id, for receipts.
 //! * `P:i:{tenant}:{sha256(key)}` idempotency record.
 //! * `P:held` sorted set of held message ids (score: accepted ms).
+//! * `P:sup:{tenant}` hash: suppressed e-mail address → reason (hard bounces).
 //! * `P:af:{key}` anti-fraud counters (hash of time buckets, see
 //!   [`goniec_antifraud::counters`]) and opt-outs (plain keys, no expiry).
 //!
@@ -245,6 +246,9 @@ impl RedisStore {
 
     fn af_key(&self, key: &str) -> String {
         format!("{}:af:{key}", self.prefix)
+    }
+    fn sup_key(&self, tenant: &str) -> String {
+        format!("{}:sup:{tenant}", self.prefix)
     }
     fn held_key(&self) -> String {
         format!("{}:held", self.prefix)
@@ -1002,6 +1006,74 @@ impl Store for RedisStore {
                 ))
             })
             .collect())
+    }
+
+    async fn suppress(&self, tenant: &str, address: &str, reason: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("HSET")
+            .arg(self.sup_key(tenant))
+            .arg(address)
+            .arg(reason)
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn unsuppress(&self, tenant: &str, address: &str) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let n: i64 = redis::cmd("HDEL")
+            .arg(self.sup_key(tenant))
+            .arg(address)
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    async fn suppressed(
+        &self,
+        tenant: &str,
+        addresses: &[&str],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        if addresses.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.conn.clone();
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(self.sup_key(tenant));
+        for a in addresses {
+            cmd.arg(*a);
+        }
+        // HMGET with one field answers a one-element array too.
+        cmd.query_async(&mut c).await.map_err(unavailable)
+    }
+
+    async fn suppressions(
+        &self,
+        tenant: &str,
+        max: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut c = self.conn.clone();
+        let mut out: Vec<(String, String)> = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, page): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(self.sup_key(tenant))
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            out.extend(page);
+            cursor = next;
+            if cursor == 0 || out.len() >= max {
+                break;
+            }
+        }
+        out.sort();
+        out.truncate(max);
+        Ok(out)
     }
 
     async fn enqueue(&self, lane: Lane, job: Job) -> Result<(), StoreError> {

@@ -114,6 +114,47 @@ pub async fn run(store: &dyn Store) {
     multipart_is_delivered_when_every_part_is(store).await;
     held_messages_are_released_or_dropped(store).await;
     antifraud_counters_and_opt_outs(store).await;
+    suppression_lists(store).await;
+}
+
+async fn suppression_lists(store: &dyn Store) {
+    let t = format!("t-sup-{}", new_message_id());
+    store
+        .suppress(&t, "gone@example.com", "5.1.1 user unknown")
+        .await
+        .unwrap();
+    store
+        .suppress(&t, "a@example.com", "added by an operator")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .suppressed(&t, &["ok@example.com", "gone@example.com"])
+            .await
+            .unwrap(),
+        vec![None, Some("5.1.1 user unknown".to_string())]
+    );
+    assert_eq!(
+        store
+            .suppressed("another-tenant", &["gone@example.com"])
+            .await
+            .unwrap(),
+        vec![None],
+        "per tenant"
+    );
+    assert!(store.suppressed(&t, &[]).await.unwrap().is_empty());
+    let list = store.suppressions(&t, 10).await.unwrap();
+    assert_eq!(
+        list.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),
+        ["a@example.com", "gone@example.com"]
+    );
+    assert_eq!(store.suppressions(&t, 1).await.unwrap().len(), 1);
+    assert!(store.unsuppress(&t, "gone@example.com").await.unwrap());
+    assert!(!store.unsuppress(&t, "gone@example.com").await.unwrap());
+    assert_eq!(
+        store.suppressed(&t, &["gone@example.com"]).await.unwrap(),
+        vec![None]
+    );
 }
 
 /// A message in `status`, as the API stores it after an anti-fraud verdict.
