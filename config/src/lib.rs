@@ -299,6 +299,8 @@ pub enum ConnectorKind {
     Stub(StubConnector),
     /// SMPP 3.4 to an SMSC.
     Smpp(SmppConnector),
+    /// SMTP to a relay.
+    Smtp(SmtpConnector),
 }
 
 impl ConnectorKind {
@@ -306,6 +308,7 @@ impl ConnectorKind {
         match self {
             ConnectorKind::Stub(_) => "stub",
             ConnectorKind::Smpp(_) => "smpp",
+            ConnectorKind::Smtp(_) => "smtp",
         }
     }
 
@@ -314,6 +317,52 @@ impl ConnectorKind {
         match self {
             ConnectorKind::Stub(stub) => &stub.channels,
             ConnectorKind::Smpp(_) => &[Channel::Sms],
+            ConnectorKind::Smtp(_) => &[Channel::Email],
+        }
+    }
+}
+
+/// `kind = "smtp"`: e-mail through an SMTP relay (pooled connections).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConnector {
+    /// Relay host. Default `127.0.0.1`.
+    pub host: String,
+    /// Relay port. Default 25.
+    pub port: u16,
+    /// `none`, `starttls` (required, default) or `tls` (implicit TLS, port 465).
+    pub tls: String,
+    /// Accept a self-signed or otherwise invalid certificate (test relays only).
+    /// Default false.
+    pub tls_accept_invalid_certs: bool,
+    /// AUTH PLAIN/LOGIN credentials; both or neither. Default none.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Connections kept open to the relay. Default 8.
+    pub pool_size: u32,
+    /// Longest wait for the relay per command. Default `30s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Sender when a message has none, e.g. `ACME <noreply@acme.example>`. Required.
+    pub from: String,
+    /// Domain of the `Message-ID`s (`<id@domain>`), so bounces can be matched.
+    /// Default: the domain of `from`.
+    pub message_id_domain: Option<String>,
+}
+
+impl Default for SmtpConnector {
+    fn default() -> Self {
+        SmtpConnector {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: "starttls".into(),
+            tls_accept_invalid_certs: false,
+            username: None,
+            password: None,
+            pool_size: 8,
+            timeout: Duration::from_secs(30),
+            from: String::new(),
+            message_id_domain: None,
         }
     }
 }

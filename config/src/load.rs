@@ -20,7 +20,7 @@ use toml::{Table, Value};
 use crate::validate::{self, Layout};
 use crate::{
     Admin, Antifraud, Config, ConnectorConfig, ConnectorKind, Log, Rate, Route, Server,
-    SmppConnector, Store, StubConnector, Tenant, Webhooks, Workers,
+    SmppConnector, SmtpConnector, Store, StubConnector, Tenant, Webhooks, Workers,
 };
 
 /// Only variables with this prefix are read…
@@ -257,6 +257,10 @@ const KINDS: &[(&str, KindReader)] = &[
     ("smpp", |r, table, path| {
         r.kind_section::<SmppConnector>("smpp", table, path)
             .map(ConnectorKind::Smpp)
+    }),
+    ("smtp", |r, table, path| {
+        r.kind_section::<SmtpConnector>("smtp", table, path)
+            .map(ConnectorKind::Smtp)
     }),
 ];
 

@@ -386,6 +386,37 @@ impl Checks {
                     self.positive(&format!("{path}.response_timeout"), smpp.response_timeout);
                     self.positive(&format!("{path}.enquire_link"), smpp.enquire_link);
                 }
+                ConnectorKind::Smtp(smtp) => {
+                    if smtp.host.trim().is_empty() {
+                        self.error(
+                            format!("{path}.host"),
+                            "missing; the relay's host name or IP",
+                        );
+                    }
+                    if smtp.port == 0 {
+                        self.error(format!("{path}.port"), "must be 1..=65535");
+                    }
+                    if !["none", "starttls", "tls"].contains(&smtp.tls.as_str()) {
+                        self.error(format!("{path}.tls"), "must be none, starttls or tls");
+                    }
+                    if smtp.username.is_some() != smtp.password.is_some() {
+                        self.error(
+                            format!("{path}.password"),
+                            "username and password go together: set both or neither",
+                        );
+                    }
+                    if !(1..=1000).contains(&smtp.pool_size) {
+                        self.error(format!("{path}.pool_size"), "must be 1..=1000");
+                    }
+                    let at = smtp.from.rfind('@');
+                    if smtp.from.trim().is_empty() || at.is_none() {
+                        self.error(
+                            format!("{path}.from"),
+                            "missing or not an address; e.g. \"ACME <noreply@acme.example>\"",
+                        );
+                    }
+                    self.positive(&format!("{path}.timeout"), smtp.timeout);
+                }
             }
         }
     }

@@ -269,7 +269,7 @@ fn connector_kinds() {
     let text = r#"
 [[connectors]]
 name = "a"
-kind = "smtp"
+kind = "smtq"
 host = "127.0.0.1"
 
 [[connectors]]
@@ -303,7 +303,7 @@ connector = "a"
     );
     assert_eq!(
         message(&e, "connectors[0].kind"),
-        "unknown connector kind `smtp` (did you mean `smpp`?); known kinds: stub, smpp"
+        "unknown connector kind `smtq` (did you mean `smtp`?); known kinds: stub, smpp, smtp"
     );
     assert!(
         message(&e, "connectors[1].kind").contains("did you mean `stub`?"),

@@ -7,8 +7,10 @@
 //! [`text`] holds the SMS encoding rules shared by the API (segment counts at
 //! acceptance) and the SMPP connector (the actual split), so both agree.
 
+pub mod bounce;
 pub mod model;
 pub mod smpp;
+pub mod smtp;
 #[cfg(feature = "stub")]
 pub mod stub;
 #[cfg(test)]
@@ -95,6 +97,9 @@ pub fn build(cfg: &ConnectorConfig, cx: BuildContext) -> Result<Arc<dyn Connecto
         }
         ConnectorKind::Smpp(smpp_cfg) => Ok(Arc::new(smpp::connector::SmppConnector::new(
             &cfg.name, smpp_cfg, cx,
+        )?)),
+        ConnectorKind::Smtp(smtp_cfg) => Ok(Arc::new(smtp::connector::SmtpConnector::new(
+            &cfg.name, smtp_cfg, cx,
         )?)),
     }
 }

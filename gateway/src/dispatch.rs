@@ -406,6 +406,21 @@ async fn handle_failure(
     match e {
         DeliveryError::Permanent { code, reason } => {
             tracing::info!(message_id = %id, connector, %code, "Message failed permanently.");
+            // A hard bounce: the address is bad, later mail to it is refused at the API.
+            // Suppressed before the message is finished, so a crash in between only
+            // repeats the (idempotent) suppression.
+            if channel == Channel::Email && code.ends_with(" hard_bounce") {
+                let key = crate::validate::suppression_key(&rec.data.to);
+                let why = format!("{code}: {reason}");
+                finish_with_retries(app, "suppress", || async {
+                    app.store
+                        .suppress(&rec.data.tenant, &key, &why)
+                        .await
+                        .map(|_| Transition::Missing)
+                })
+                .await;
+                tracing::info!(message_id = %id, to = %crate::telemetry::mask(&rec.data.to), "Address suppressed after a hard bounce.");
+            }
             let ch = Change::new(Status::Failed, now, Some(code), Some(reason));
             finish(app, channel, lease, ch, None).await;
         }

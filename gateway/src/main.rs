@@ -105,6 +105,54 @@ enum Cmd {
         #[arg(long, value_parser = parse_loopback)]
         http: Option<SocketAddr>,
     },
+    /// Run the SMTP sink alone: a real ESMTP server that accepts mail, fails a
+    /// share of it on request and counts it (for benches and your own tests).
+    SmtpSink {
+        #[arg(long, default_value = "127.0.0.1:2525")]
+        listen: SocketAddr,
+        /// Name in the greeting, the EHLO reply and the self-signed certificate.
+        #[arg(long, default_value = "localhost")]
+        hostname: String,
+        /// Every n-th message (or recipient, see --fail-at) gets 451 4.3.0 (0 = never).
+        #[arg(long, default_value_t = 0)]
+        temp_fail_every: u64,
+        /// Every n-th message (or recipient) gets 550 5.1.1 (0 = never).
+        #[arg(long, default_value_t = 0)]
+        perm_fail_every: u64,
+        /// Where the failure shares apply: at the end of DATA (counting messages)
+        /// or at RCPT TO (counting recipients).
+        #[arg(long, default_value = "data", value_parser = ["data", "rcpt"])]
+        fail_at: String,
+        /// Recipients whose local part starts with this always get 550 5.1.1
+        /// (repeatable; `--bounce-prefix ''` for none).
+        #[arg(long = "bounce-prefix", default_value = "bounce")]
+        bounce_prefixes: Vec<String>,
+        /// Require AUTH (PLAIN or LOGIN) with these credentials before MAIL.
+        #[arg(long, value_name = "USER:PASS", value_parser = parse_user_pass)]
+        auth: Option<(String, String)>,
+        /// Offer STARTTLS with a self-signed certificate made at start.
+        #[arg(long)]
+        starttls: bool,
+        /// Refuse mail before STARTTLS (implies --starttls).
+        #[arg(long)]
+        require_starttls: bool,
+        /// Largest message in octets (552 above).
+        #[arg(long, default_value_t = 10 * 1024 * 1024)]
+        max_size: usize,
+        /// Accepted messages kept for GET /messages.
+        #[arg(long, default_value_t = 100)]
+        keep: usize,
+        /// Most connections at once (421 above).
+        #[arg(long, default_value_t = 256)]
+        max_connections: usize,
+        /// Close a session idle this long with 421, e.g. 60s.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        idle_timeout: std::time::Duration,
+        /// Serve `GET /stats` and `GET /messages` over HTTP on this loopback
+        /// address (e.g. 127.0.0.1:2526; no authentication).
+        #[arg(long, value_parser = parse_loopback)]
+        http: Option<SocketAddr>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -211,6 +259,44 @@ fn main() -> ExitCode {
                 ..Default::default()
             });
             run_daemon(cfg, Some(key))
+        }
+        Cmd::SmtpSink {
+            listen,
+            hostname,
+            temp_fail_every,
+            perm_fail_every,
+            fail_at,
+            bounce_prefixes,
+            auth,
+            starttls,
+            require_starttls,
+            max_size,
+            keep,
+            max_connections,
+            idle_timeout,
+            http,
+        } => {
+            use goniec_connectors::smtp::sink::{FailAt, SinkConfig};
+            let cfg = SinkConfig {
+                hostname,
+                temp_fail_every,
+                perm_fail_every,
+                fail_at: if fail_at == "rcpt" {
+                    FailAt::Rcpt
+                } else {
+                    FailAt::Data
+                },
+                bounce_prefixes,
+                require_auth: auth,
+                starttls,
+                require_starttls,
+                max_size,
+                keep,
+                max_connections,
+                idle_timeout,
+                ..SinkConfig::default()
+            };
+            run_smtp_sink(listen, cfg, http)
         }
     }
 }
@@ -395,6 +481,119 @@ mod sim_http {
     }
 }
 
+fn run_smtp_sink(
+    listen: SocketAddr,
+    cfg: goniec_connectors::smtp::sink::SinkConfig,
+    http: Option<SocketAddr>,
+) -> ExitCode {
+    use goniec_connectors::smtp::sink::SmtpSink;
+    goniec_gateway::telemetry::init_logging(&goniec_config::Log::default());
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    rt.block_on(async {
+        let stop = CancellationToken::new();
+        let tls = if cfg.require_starttls {
+            "STARTTLS required"
+        } else if cfg.starttls {
+            "STARTTLS offered"
+        } else {
+            "no TLS"
+        };
+        let auth = if cfg.require_auth.is_some() {
+            "AUTH required"
+        } else {
+            "AUTH optional"
+        };
+        let sink = match SmtpSink::start(listen, cfg, stop.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("goniec smtp-sink: cannot start on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!(
+            "SMTP sink listening on {} (ESMTP, {tls}, {auth}). Stop with Ctrl-C.",
+            sink.local_addr()
+        );
+        if let Some(addr) = http {
+            let listener = match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("goniec smtp-sink: cannot listen on {addr} for HTTP: {e}");
+                    stop.cancel();
+                    return ExitCode::FAILURE;
+                }
+            };
+            let local = listener.local_addr().unwrap_or(addr);
+            println!("SMTP sink HTTP on http://{local} (GET /stats, GET /messages).");
+            let app = smtp_sink_http::router(sink.clone());
+            let stopped = stop.clone();
+            tokio::spawn(async move {
+                let serve = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stopped.cancelled().await });
+                if let Err(e) = serve.await {
+                    tracing::warn!(error = %e, "SMTP sink HTTP server failed.");
+                }
+            });
+        }
+        wait_for_signal().await;
+        stop.cancel();
+        println!("{:?}", sink.stats());
+        ExitCode::SUCCESS
+    })
+}
+
+/// `USER:PASS` for `goniec smtp-sink --auth` (the password may contain `:`).
+fn parse_user_pass(s: &str) -> Result<(String, String), String> {
+    match s.split_once(':') {
+        Some((user, pass)) if !user.is_empty() => Ok((user.to_string(), pass.to_string())),
+        _ => Err(format!("`{s}` is not USER:PASS")),
+    }
+}
+
+/// The SMTP sink's HTTP side: counters and the kept messages.
+mod smtp_sink_http {
+    use axum::extract::State;
+    use axum::routing::get;
+    use axum::{Json, Router};
+    use goniec_connectors::smtp::sink::{SinkStats, SmtpSink};
+    use serde_json::{json, Value};
+
+    /// `GET /stats` (the [`SinkStats`] JSON) and `GET /messages` (the kept
+    /// messages, oldest first, data as text with invalid UTF-8 replaced).
+    pub fn router(sink: SmtpSink) -> Router {
+        Router::new()
+            .route("/stats", get(stats))
+            .route("/messages", get(messages))
+            .with_state(sink)
+    }
+
+    async fn stats(State(sink): State<SmtpSink>) -> Json<SinkStats> {
+        Json(sink.stats())
+    }
+
+    async fn messages(State(sink): State<SmtpSink>) -> Json<Value> {
+        let mails: Vec<Value> = sink
+            .messages()
+            .into_iter()
+            .map(|m| {
+                json!({
+                    "id": m.id,
+                    "helo": m.helo,
+                    "from": m.from,
+                    "rcpts": m.rcpts,
+                    "size": m.data.len(),
+                    "tls": m.tls,
+                    "auth_user": m.auth_user,
+                    "data": String::from_utf8_lossy(&m.data),
+                })
+            })
+            .collect();
+        Json(json!({ "messages": mails }))
+    }
+}
+
 fn run_daemon(cfg: Config, demo_key: Option<String>) -> ExitCode {
     goniec_gateway::telemetry::init_logging(&cfg.log);
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -418,10 +617,14 @@ fn run_daemon(cfg: Config, demo_key: Option<String>) -> ExitCode {
 
 async fn serve(mut cfg: Config, demo_key: Option<String>) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
+    // The demo's simulators outlive the gateway's drain (its SMPP unbind, last mail),
+    // so they stop only after it returned.
+    let sims_stop = CancellationToken::new();
+    let _stop_sims = sims_stop.clone().drop_guard();
     // The demo brings its own SMSC: the simulator, reached over real SMPP.
     let _sim = if demo_key.is_some() {
         let sim_cfg = SimConfig::default();
-        let sim = SmscSim::start("127.0.0.1:0".parse()?, sim_cfg.clone(), shutdown.clone())
+        let sim = SmscSim::start("127.0.0.1:0".parse()?, sim_cfg.clone(), sims_stop.clone())
             .await
             .context("cannot start the SMSC simulator")?;
         cfg.connectors.push(ConnectorConfig {
@@ -440,7 +643,34 @@ async fn serve(mut cfg: Config, demo_key: Option<String>) -> anyhow::Result<()> 
             prefix: None,
             connector: "smsc-sim".into(),
         });
-        Some(sim)
+        // And its own mail relay: the SMTP sink, reached over real SMTP (STARTTLS
+        // with its self-signed certificate).
+        let sink = goniec_connectors::smtp::sink::SmtpSink::start(
+            "127.0.0.1:0".parse()?,
+            goniec_connectors::smtp::sink::SinkConfig {
+                starttls: true,
+                ..Default::default()
+            },
+            sims_stop.clone(),
+        )
+        .await
+        .context("cannot start the SMTP sink")?;
+        cfg.connectors.push(ConnectorConfig {
+            name: "smtp-sink".into(),
+            tps: None,
+            kind: ConnectorKind::Smtp(goniec_config::SmtpConnector {
+                port: sink.local_addr().port(),
+                tls_accept_invalid_certs: true,
+                from: "Goniec demo <demo@goniec.localhost>".into(),
+                ..Default::default()
+            }),
+        });
+        cfg.routes.push(Route {
+            channel: Channel::Email,
+            prefix: None,
+            connector: "smtp-sink".into(),
+        });
+        Some((sim, sink))
     } else {
         None
     };
@@ -477,8 +707,9 @@ fn print_demo_banner(addr: SocketAddr, key: &str) {
          \x20   -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n\
          \x20   -d '{{\"channel\":\"sms\",\"to\":\"+48501234567\",\"text\":\"Dzień dobry! Przypominamy o płatności.\"}}'\n\n\
          SMS go over SMPP to the built-in SMSC simulator, which returns delivery receipts;\n\
-         follow one with:  curl -s http://{addr}/v1/messages/<id> -H 'Authorization: Bearer {key}'\n\
-         (RCS and e-mail arrive with their connectors.) Stop with Ctrl-C.\n"
+         e-mail (\"channel\":\"email\") goes over SMTP with STARTTLS to the built-in SMTP sink.\n\
+         Follow one with:  curl -s http://{addr}/v1/messages/<id> -H 'Authorization: Bearer {key}'\n\
+         (RCS arrives with its connector.) Stop with Ctrl-C.\n"
     );
 }
 
@@ -516,6 +747,16 @@ mod tests {
         assert_eq!(parse_status("ESME_RTHROTTLED"), Ok(0x58));
         assert!(parse_status("SMPP error").is_err());
         assert!(parse_status("0xZZ").is_err());
+    }
+
+    #[test]
+    fn smtp_sink_auth_is_user_colon_pass() {
+        assert_eq!(
+            super::parse_user_pass("goniec:se:cret"),
+            Ok(("goniec".to_string(), "se:cret".to_string()))
+        );
+        assert!(super::parse_user_pass("goniec").is_err());
+        assert!(super::parse_user_pass(":pass").is_err());
     }
 
     #[test]

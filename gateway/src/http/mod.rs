@@ -1,6 +1,7 @@
 //! The HTTP API: routes, authentication, body limits, health and metrics.
 
 pub mod admin;
+pub mod bounce;
 pub mod error;
 pub mod messages;
 
@@ -44,6 +45,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
         )
         .route("/v1/admin/held/{id}/{action}", post(admin::decide))
         .route("/v1/opt-outs", post(messages::opt_out))
+        .route("/v1/webhooks/email-bounce", post(bounce::email_bounce))
         .route("/v1/opt-outs/{to}", delete(messages::opt_in))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

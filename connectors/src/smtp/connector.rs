@@ -1,0 +1,196 @@
+//! The SMTP [`Connector`], on lettre's pooled async transport (rustls, no OpenSSL):
+//! builds the MIME message (plain + HTML alternatives, UTF-8 headers), gives it a
+//! `Message-ID` made from the Goniec id so bounces can be matched, and classifies
+//! the relay's answer once: 250 → submitted, 4xx → transient, 5xx → permanent (a
+//! hard bounce, by [`crate::bounce::from_smtp_reply`], says so in its code: `smtp
+//! 550 hard_bounce`), no answer → the relay is unavailable (retried without using
+//! up attempts).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use goniec_config::{Channel, SmtpConnector as SmtpConfig};
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::PoolConfig;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::bounce::{from_smtp_reply, BounceKind};
+use crate::{BuildContext, BuildError, Connector, DeliveryError, Health, Outbound, Submitted};
+
+const CHANNELS: [Channel; 1] = [Channel::Email];
+
+/// An SMTP connector.
+pub struct SmtpConnector {
+    name: String,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    message_id_domain: String,
+    /// The last send failed to reach the relay, and why (for readiness).
+    down: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for SmtpConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConnector")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl SmtpConnector {
+    pub fn new(name: &str, cfg: &SmtpConfig, _cx: BuildContext) -> Result<Self, BuildError> {
+        let invalid = |reason: String| BuildError::Invalid {
+            name: name.into(),
+            reason,
+        };
+        let from: Mailbox = cfg
+            .from
+            .parse()
+            .map_err(|e| invalid(format!("`from` {:?} is not an address: {e}", cfg.from)))?;
+        let message_id_domain = cfg
+            .message_id_domain
+            .clone()
+            .unwrap_or_else(|| from.email.domain().to_string());
+        let tls = || {
+            TlsParameters::builder(cfg.host.clone())
+                .dangerous_accept_invalid_certs(cfg.tls_accept_invalid_certs)
+                .build_rustls()
+                .map_err(|e| invalid(format!("TLS setup: {e}")))
+        };
+        let tls = match cfg.tls.as_str() {
+            "none" => Tls::None,
+            "starttls" => Tls::Required(tls()?),
+            "tls" => Tls::Wrapper(tls()?),
+            other => return Err(invalid(format!("unknown tls `{other}`"))),
+        };
+        let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.as_str())
+            .port(cfg.port)
+            .tls(tls)
+            .timeout(Some(cfg.timeout))
+            .pool_config(PoolConfig::new().max_size(cfg.pool_size));
+        if let (Some(user), Some(pass)) = (&cfg.username, &cfg.password) {
+            b = b.credentials(Credentials::new(user.clone(), pass.clone()));
+        }
+        Ok(SmtpConnector {
+            name: name.into(),
+            transport: b.build(),
+            from,
+            message_id_domain,
+            down: AtomicBool::new(false),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    /// The `Message-ID` value (without angle brackets) for a Goniec message id; the
+    /// provider id bounces are matched on.
+    pub fn message_id(&self, id: &str) -> String {
+        format!("{}@{}", id.to_ascii_lowercase(), self.message_id_domain)
+    }
+
+    fn build(&self, msg: &Outbound) -> Result<Message, DeliveryError> {
+        let bad = |reason: String| DeliveryError::Permanent {
+            code: "invalid_message".into(),
+            reason,
+        };
+        let from = match &msg.from {
+            Some(f) => f
+                .parse::<Mailbox>()
+                .map_err(|e| bad(format!("`from` is not an address: {e}")))?,
+            None => self.from.clone(),
+        };
+        let to: Mailbox = msg
+            .to
+            .parse()
+            .map_err(|e| bad(format!("recipient is not an address: {e}")))?;
+        let subject = msg.email.as_ref().map_or("", |e| e.subject.as_str());
+        let builder = Message::builder()
+            .from(from)
+            .to(to)
+            .subject(subject)
+            .message_id(Some(format!("<{}>", self.message_id(&msg.message_id))));
+        let text = msg.text.clone();
+        let html = msg.email.as_ref().and_then(|e| e.html.clone());
+        let built = match (text, html) {
+            (Some(t), Some(h)) => builder.multipart(MultiPart::alternative_plain_html(t, h)),
+            (None, Some(h)) => builder.singlepart(SinglePart::html(h)),
+            (Some(t), None) => builder.singlepart(SinglePart::plain(t)),
+            (None, None) => builder.header(ContentType::TEXT_PLAIN).body(String::new()),
+        };
+        built.map_err(|e| bad(format!("cannot build the message: {e}")))
+    }
+
+    fn set_down(&self, why: Option<String>) {
+        self.down.store(why.is_some(), Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+}
+
+/// Classify a failed send, once.
+fn classify(e: &lettre::transport::smtp::Error) -> DeliveryError {
+    let text = e.to_string();
+    match e.status() {
+        Some(code) if e.is_permanent() => {
+            let n: u16 = code.to_string().parse().unwrap_or(550);
+            // Bad mailbox or domain (5.1.x, a disabled account): the address goes
+            // on the suppression list. Full mailboxes and policy blocks do not.
+            let hard = from_smtp_reply(n, None, &text) == BounceKind::Hard;
+            DeliveryError::Permanent {
+                code: format!("smtp {n}{}", if hard { " hard_bounce" } else { "" }),
+                reason: text,
+            }
+        }
+        Some(_) => DeliveryError::Transient { reason: text },
+        // No answer from the relay: connection, TLS or timeout trouble.
+        None => DeliveryError::Unavailable { reason: text },
+    }
+}
+
+#[async_trait]
+impl Connector for SmtpConnector {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn channels(&self) -> &[Channel] {
+        &CHANNELS
+    }
+
+    async fn submit(&self, msg: &Outbound) -> Result<Submitted, DeliveryError> {
+        let message = self.build(msg)?;
+        match self.transport.send(message).await {
+            Ok(_) => {
+                self.set_down(None);
+                Ok(Submitted::single(self.message_id(&msg.message_id)))
+            }
+            Err(e) => {
+                let err = classify(&e);
+                if matches!(err, DeliveryError::Unavailable { .. }) {
+                    self.set_down(Some(format!("relay unreachable: {e}")));
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn health(&self) -> Health {
+        if self.down.load(Ordering::Relaxed) {
+            let why = self
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default();
+            Health::Degraded(why)
+        } else {
+            Health::Up
+        }
+    }
+
+    async fn close(&self) {
+        self.transport.shutdown().await;
+    }
+}

@@ -1,0 +1,123 @@
+//! `POST /v1/webhooks/email-bounce`: an asynchronous bounce (a DSN, RFC 3464) as a
+//! mailbox-to-HTTP hook posts it, raw. The original message is found by its
+//! `Message-ID` (ours: `<ulid@domain>`), becomes `undeliverable` with the
+//! diagnostic, and hard-bounced addresses go on the tenant's suppression list.
+//! Anything that is not a DSN gets a 400 and changes nothing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use goniec_connectors::bounce::{self, Action};
+
+use super::error::ApiError;
+use super::{authenticate, observe};
+use crate::app::App;
+use crate::model::{is_message_id, now_ms, Status};
+use crate::store::{Change, Transition};
+
+/// Largest bounce accepted (a DSN quoting a whole statement with attachments).
+const MAX_BOUNCE: usize = 2 * 1024 * 1024;
+
+pub async fn email_bounce(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let start = Instant::now();
+    let resp = handle(&app, &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    observe(&app, "email_bounce", start, &resp);
+    resp
+}
+
+async fn handle(
+    app: &App,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Response, ApiError> {
+    let tenant = authenticate(app, headers)?;
+    let body =
+        body.map_err(|_| ApiError::new(413, "payload-too-large", "the bounce is too large"))?;
+    if body.len() > MAX_BOUNCE {
+        return Err(ApiError::new(
+            413,
+            "payload-too-large",
+            format!("a bounce may be at most {MAX_BOUNCE} bytes"),
+        ));
+    }
+    let dsn = bounce::parse(&body)
+        .map_err(|e| ApiError::new(400, "invalid-bounce", format!("not a usable DSN: {e}")))?;
+    // Our Message-IDs are `<ulid@domain>`; the ULID is the message id.
+    let id = dsn
+        .ids()
+        .filter_map(|v| v.trim_matches(['<', '>']).split('@').next())
+        .map(str::to_ascii_uppercase)
+        .find(|v| is_message_id(v))
+        .ok_or_else(|| {
+            ApiError::new(
+                422,
+                "unknown-message",
+                "the bounce names no Goniec message (no matching Message-ID)",
+            )
+        })?;
+    let rec = match app.store.get(&id).await {
+        Ok(Some(r)) if r.data.tenant == tenant.cfg.name => r,
+        Ok(_) => return Err(ApiError::not_found("message")),
+        Err(_) => return Err(ApiError::store_unavailable()),
+    };
+    let failed: Vec<&bounce::RecipientStatus> = dsn
+        .recipients
+        .iter()
+        .filter(|r| r.action == Action::Failed)
+        .collect();
+    let mut suppressed = Vec::new();
+    for r in failed.iter().filter(|r| r.suppress()) {
+        let key = crate::validate::suppression_key(&r.final_recipient);
+        let why = format!(
+            "bounce {}: {}",
+            r.status,
+            r.diagnostic.as_deref().unwrap_or("")
+        );
+        app.store
+            .suppress(&tenant.cfg.name, &key, &why)
+            .await
+            .map_err(|_| ApiError::store_unavailable())?;
+        suppressed.push(key);
+    }
+    let mut status = rec.status;
+    if let Some(first) = failed.first() {
+        let change = Change::new(
+            Status::Undeliverable,
+            now_ms(),
+            Some(format!("bounce {}", first.status)),
+            first.diagnostic.clone(),
+        );
+        match app.store.transition(&id, &change).await {
+            Ok(Transition::Applied { .. }) => {
+                status = Status::Undeliverable;
+                app.metrics
+                    .transitions
+                    .with_label_values(&[rec.data.channel.as_str(), "undeliverable"])
+                    .inc();
+            }
+            Ok(_) => {}
+            Err(_) => return Err(ApiError::store_unavailable()),
+        }
+    }
+    tracing::info!(message_id = %id, recipients = dsn.recipients.len(), suppressed = suppressed.len(), "Bounce applied.");
+    Ok(axum::Json(serde_json::json!({
+        "id": id,
+        "status": status,
+        "recipients": dsn.recipients.iter().map(|r| serde_json::json!({
+            "action": r.action.as_str(),
+            "status": r.status,
+        })).collect::<Vec<_>>(),
+        "suppressed": suppressed,
+    }))
+    .into_response())
+}
