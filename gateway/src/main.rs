@@ -334,27 +334,14 @@ fn run_sim(listen: SocketAddr, cfg: SimConfig, http: Option<SocketAddr>) -> Exit
             sim.local_addr()
         );
         if let Some(addr) = http {
-            let listener = match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("goniec smsc-sim: cannot listen on {addr} for HTTP: {e}");
-                    stop.cancel();
-                    return ExitCode::FAILURE;
-                }
-            };
-            let local = listener.local_addr().unwrap_or(addr);
-            println!(
-                "SMSC simulator HTTP on http://{local} (GET /stats, POST /mo, POST /receipts/unknown)."
-            );
             let app = sim_http::router(sim.clone(), system_id);
-            let stopped = stop.clone();
-            tokio::spawn(async move {
-                let serve = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stopped.cancelled().await });
-                if let Err(e) = serve.await {
-                    tracing::warn!(error = %e, "SMSC simulator HTTP server failed.");
-                }
-            });
+            let what = (
+                "SMSC simulator",
+                "GET /stats, POST /mo, POST /receipts/unknown",
+            );
+            if !serve_sim_http("smsc-sim", what, addr, app, &stop).await {
+                return ExitCode::FAILURE;
+            }
         }
         wait_for_signal().await;
         stop.cancel();
@@ -517,31 +504,48 @@ fn run_smtp_sink(
             sink.local_addr()
         );
         if let Some(addr) = http {
-            let listener = match tokio::net::TcpListener::bind(addr).await {
-                Ok(l) => l,
-                Err(e) => {
-                    eprintln!("goniec smtp-sink: cannot listen on {addr} for HTTP: {e}");
-                    stop.cancel();
-                    return ExitCode::FAILURE;
-                }
-            };
-            let local = listener.local_addr().unwrap_or(addr);
-            println!("SMTP sink HTTP on http://{local} (GET /stats, GET /messages).");
             let app = smtp_sink_http::router(sink.clone());
-            let stopped = stop.clone();
-            tokio::spawn(async move {
-                let serve = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stopped.cancelled().await });
-                if let Err(e) = serve.await {
-                    tracing::warn!(error = %e, "SMTP sink HTTP server failed.");
-                }
-            });
+            let what = ("SMTP sink", "GET /stats, GET /messages");
+            if !serve_sim_http("smtp-sink", what, addr, app, &stop).await {
+                return ExitCode::FAILURE;
+            }
         }
         wait_for_signal().await;
         stop.cancel();
         println!("{:?}", sink.stats());
         ExitCode::SUCCESS
     })
+}
+
+/// Serve a simulator's HTTP side on `addr` until `stop`; false (and `stop`
+/// cancelled) when the address cannot be bound.
+async fn serve_sim_http(
+    cmd: &str,
+    (name, endpoints): (&str, &str),
+    addr: SocketAddr,
+    app: axum::Router,
+    stop: &CancellationToken,
+) -> bool {
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("goniec {cmd}: cannot listen on {addr} for HTTP: {e}");
+            stop.cancel();
+            return false;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    println!("{name} HTTP on http://{local} ({endpoints}).");
+    let stopped = stop.clone();
+    let cmd = cmd.to_string();
+    tokio::spawn(async move {
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stopped.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::warn!(error = %e, cmd, "Simulator HTTP server failed.");
+        }
+    });
+    true
 }
 
 /// `USER:PASS` for `goniec smtp-sink --auth` (the password may contain `:`).
