@@ -55,6 +55,8 @@ pub struct Server {
     pub default_region: String,
     /// Most SMS segments one message may take. Default 10.
     pub max_segments: u32,
+    /// Most bytes of e-mail attachments in one message, decoded. Default `10MiB`.
+    pub max_attachments: ByteSize,
     /// Most characters in one e-mail body / text. Default 100000.
     pub max_text_chars: usize,
     /// Time in-flight work gets to finish after SIGTERM. Default `30s`.
@@ -197,6 +199,23 @@ impl Default for Antifraud {
     }
 }
 
+/// `[tenants.email]`: how a tenant's e-mail is signed and how recipients leave.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantEmail {
+    /// DKIM: the signing domain (`d=`), selector (`s=`) and the RSA private key
+    /// (PKCS#1 PEM file). All three or none; a key that cannot be read or parsed
+    /// stops the gateway at start.
+    pub dkim_domain: Option<String>,
+    pub dkim_selector: Option<String>,
+    pub dkim_private_key: Option<String>,
+    /// One-click unsubscribe URL: `List-Unsubscribe: <url>` and
+    /// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058).
+    pub unsubscribe_url: Option<String>,
+    /// Unsubscribe address: `List-Unsubscribe: <mailto:address>`.
+    pub unsubscribe_mailto: Option<String>,
+}
+
 /// `[[tenants]]`: one API client (a collection firm).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -227,6 +246,8 @@ pub struct Tenant {
     /// opts the recipient out; compared ignoring case and diacritics. Default
     /// `["STOP", "NIE"]`; `[]` turns it off.
     pub stop_keywords: Option<Vec<String>>,
+    /// E-mail settings: DKIM signing and List-Unsubscribe.
+    pub email: TenantEmail,
     /// Anti-fraud and contact policy: `[antifraud.defaults]` with this table's keys
     /// laid over it, and the tenant's `policy` and `senders`.
     pub antifraud: goniec_antifraud::TenantPolicy,
@@ -487,6 +508,7 @@ impl Default for Server {
             max_batch: 10_000,
             default_region: "PL".to_owned(),
             max_segments: 10,
+            max_attachments: ByteSize::new(10 * MIB),
             max_text_chars: 100_000,
             shutdown_grace: Duration::from_secs(30),
         }

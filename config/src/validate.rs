@@ -262,9 +262,26 @@ impl Checks {
                 );
             }
 
+            let e = &tenant.email;
+            let dkim = [&e.dkim_domain, &e.dkim_selector, &e.dkim_private_key];
+            if dkim.iter().any(|v| v.is_some()) && !dkim.iter().all(|v| v.is_some()) {
+                self.error(
+                    format!("{path}.email"),
+                    "dkim_domain, dkim_selector and dkim_private_key go together: set all three or none",
+                );
+            }
+            if let Some(m) = &e.unsubscribe_mailto {
+                if !m.contains('@') || m.contains(['<', '>', ' ', ',']) {
+                    self.error(
+                        format!("{path}.email.unsubscribe_mailto"),
+                        "must be a plain e-mail address",
+                    );
+                }
+            }
             for (key, url) in [
                 ("callback_url", &tenant.callback_url),
                 ("inbound_url", &tenant.inbound_url),
+                ("email.unsubscribe_url", &e.unsubscribe_url),
             ] {
                 if let Some(url) = url {
                     if !is_http_url(url) {

@@ -437,7 +437,7 @@ fn env_errors_name_the_variable() {
         ],
         "{e}"
     );
-    assert_eq!(message(&e, "env GONIEC_SERVER__PORTT"), "server.portt: unknown key `portt`; expected one of: listen, max_body, max_batch, default_region, max_segments, max_text_chars, shutdown_grace");
+    assert_eq!(message(&e, "env GONIEC_SERVER__PORTT"), "server.portt: unknown key `portt`; expected one of: listen, max_body, max_batch, default_region, max_segments, max_attachments, max_text_chars, shutdown_grace");
     assert!(
         message(&e, "env GONIEC_SERVR__LISTEN").contains("did you mean `server`?"),
         "{e}"

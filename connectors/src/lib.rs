@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use goniec_config::Channel;
 pub use model::{
-    DeliveryError, EmailContent, Health, InboundMessage, Outbound, Receipt, ReceiptState, Submitted,
+    Attachment, DeliveryError, EmailContent, Health, InboundMessage, Outbound, Receipt,
+    ReceiptState, Submitted,
 };
 
 /// One way out: an SMPP link, an RCS platform, an SMTP relay.

@@ -24,10 +24,25 @@ pub struct Outbound {
     pub attempt: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct EmailContent {
     pub subject: String,
     pub html: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// The `List-Unsubscribe` value (`<mailto:…>, <https://…>`), if the tenant
+    /// has one, and whether the URL takes RFC 8058 one-click posts.
+    pub list_unsubscribe: Option<String>,
+    pub one_click: bool,
+    /// The tenant's DKIM signer.
+    pub dkim: Option<std::sync::Arc<lettre::message::dkim::DkimConfig>>,
+}
+
+/// A file attached to an e-mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
 }
 
 /// The provider accepted the message.

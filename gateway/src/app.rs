@@ -35,6 +35,52 @@ pub struct TenantCtx {
     pub limiter: Option<DefaultDirectRateLimiter>,
     /// API requests per second it may make.
     pub request_limiter: Option<DefaultDirectRateLimiter>,
+    /// E-mail signing and unsubscribe headers, prepared once.
+    pub mail: MailSettings,
+}
+
+/// A tenant's e-mail settings, ready for the SMTP connector.
+#[derive(Debug, Clone, Default)]
+pub struct MailSettings {
+    pub dkim: Option<Arc<lettre::message::dkim::DkimConfig>>,
+    /// `List-Unsubscribe` value, and whether the URL takes one-click posts.
+    pub list_unsubscribe: Option<String>,
+    pub one_click: bool,
+}
+
+impl MailSettings {
+    /// Read and check the DKIM key (a bad one is an error at start, not at send).
+    pub fn new(t: &Tenant) -> Result<Self, String> {
+        use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+        let e = &t.email;
+        let dkim = match (&e.dkim_domain, &e.dkim_selector, &e.dkim_private_key) {
+            (Some(domain), Some(selector), Some(path)) => {
+                let pem = std::fs::read_to_string(path)
+                    .map_err(|err| format!("cannot read the DKIM key {path}: {err}"))?;
+                let key = DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa).map_err(|err| {
+                    format!("the DKIM key {path} is not an RSA private key (PKCS#1 PEM): {err}")
+                })?;
+                Some(Arc::new(DkimConfig::default_config(
+                    selector.clone(),
+                    domain.clone(),
+                    key,
+                )))
+            }
+            _ => None,
+        };
+        let mut targets = Vec::new();
+        if let Some(m) = &e.unsubscribe_mailto {
+            targets.push(format!("<mailto:{m}>"));
+        }
+        if let Some(u) = &e.unsubscribe_url {
+            targets.push(format!("<{u}>"));
+        }
+        Ok(MailSettings {
+            dkim,
+            list_unsubscribe: (!targets.is_empty()).then(|| targets.join(", ")),
+            one_click: e.unsubscribe_url.is_some(),
+        })
+    }
 }
 
 /// Tenants and their API key hashes.
@@ -57,7 +103,8 @@ pub fn hash_key(key: &str) -> String {
 }
 
 impl Tenants {
-    pub fn new(cfg: &[Tenant], admin: &goniec_config::Admin) -> Self {
+    /// Fails, naming the tenant, when its e-mail settings cannot be prepared.
+    pub fn new(cfg: &[Tenant], admin: &goniec_config::Admin) -> Result<Self, String> {
         let mut keys = Vec::new();
         let mut list = Vec::new();
         for (i, t) in cfg.iter().enumerate() {
@@ -67,10 +114,12 @@ impl Tenants {
                     .filter_map(|k| parse_hash(k))
                     .map(|h| (h, i)),
             );
+            let mail = MailSettings::new(t).map_err(|e| format!("tenant `{}`: {e}", t.name))?;
             list.push(Arc::new(TenantCtx {
                 cfg: t.clone(),
                 limiter: t.rate.as_ref().map(limiter),
                 request_limiter: t.request_rate.as_ref().map(limiter),
+                mail,
             }));
         }
         let admin = admin
@@ -78,7 +127,7 @@ impl Tenants {
             .iter()
             .filter_map(|k| parse_hash(k))
             .collect();
-        Tenants { keys, list, admin }
+        Ok(Tenants { keys, list, admin })
     }
 
     /// Whether admin endpoints are configured at all.
@@ -228,4 +277,56 @@ pub struct App {
     /// Callback clients: one refusing private addresses, one allowing them.
     pub webhook_client: reqwest::Client,
     pub webhook_client_private: reqwest::Client,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(key: &str) -> Tenant {
+        let mut t = Tenant {
+            name: "acme".into(),
+            ..Default::default()
+        };
+        t.email.dkim_domain = Some("acme.example".into());
+        t.email.dkim_selector = Some("goniec".into());
+        t.email.dkim_private_key = Some(key.into());
+        t
+    }
+
+    #[test]
+    fn a_bad_dkim_key_is_an_error_at_start() {
+        let e = MailSettings::new(&tenant("/nonexistent/dkim.pem")).unwrap_err();
+        assert!(e.contains("cannot read the DKIM key"), "{e}");
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            f.path(),
+            "-----BEGIN RSA PRIVATE KEY-----\nnot a key\n-----END RSA PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let e = MailSettings::new(&tenant(f.path().to_str().unwrap())).unwrap_err();
+        assert!(e.contains("is not an RSA private key"), "{e}");
+        let cfg = [tenant("/nonexistent/dkim.pem")];
+        let e = Tenants::new(&cfg, &Default::default()).err().unwrap();
+        assert!(e.starts_with("tenant `acme`:"), "{e}");
+    }
+
+    #[test]
+    fn list_unsubscribe_lists_mailto_then_url() {
+        let mut t = Tenant::default();
+        t.email.unsubscribe_mailto = Some("u@acme.example".into());
+        let m = MailSettings::new(&t).unwrap();
+        assert_eq!(
+            m.list_unsubscribe.as_deref(),
+            Some("<mailto:u@acme.example>")
+        );
+        assert!(!m.one_click, "one-click needs a URL");
+        t.email.unsubscribe_url = Some("https://acme.example/u".into());
+        let m = MailSettings::new(&t).unwrap();
+        assert_eq!(
+            m.list_unsubscribe.as_deref(),
+            Some("<mailto:u@acme.example>, <https://acme.example/u>")
+        );
+        assert!(m.one_click);
+    }
 }

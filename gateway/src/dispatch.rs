@@ -346,14 +346,21 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
         to: rec.data.to.clone(),
         from: rec.data.from.clone(),
         text: rec.data.text.clone(),
-        email: rec
-            .data
-            .email
-            .as_ref()
-            .map(|e| goniec_connectors::EmailContent {
+        email: rec.data.email.as_ref().map(|e| {
+            let mail = app
+                .tenants
+                .by_name(&rec.data.tenant)
+                .map(|t| t.mail.clone())
+                .unwrap_or_default();
+            goniec_connectors::EmailContent {
                 subject: e.subject.clone(),
                 html: e.html.clone(),
-            }),
+                attachments: e.attachments.iter().filter_map(decode_attachment).collect(),
+                list_unsubscribe: mail.list_unsubscribe,
+                one_click: mail.one_click,
+                dkim: mail.dkim,
+            }
+        }),
         rcs: rec.data.rcs.clone(),
         attempt: lease.job.attempt,
     };
@@ -390,6 +397,19 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
             handle_failure(app, channel, &lease, &rec, name, e).await;
         }
     }
+}
+
+/// An attachment as the API validated it (base64 checked there).
+fn decode_attachment(a: &crate::model::AttachmentData) -> Option<goniec_connectors::Attachment> {
+    use base64::Engine;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(a.content.trim())
+        .ok()?;
+    Some(goniec_connectors::Attachment {
+        filename: a.filename.clone(),
+        content_type: a.content_type.clone(),
+        data,
+    })
 }
 
 async fn handle_failure(

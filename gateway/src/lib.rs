@@ -61,6 +61,9 @@ pub enum Error {
     /// The anti-fraud blocklist could not be loaded.
     #[error(transparent)]
     Blocklist(#[from] screen::BlocklistError),
+    /// A tenant's settings could not be prepared (e.g. an unreadable DKIM key).
+    #[error("{0}")]
+    Tenant(String),
     /// The HTTP server failed.
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
@@ -105,7 +108,7 @@ pub async fn run(
     let app = Arc::new(App {
         batcher: store::batcher::Batcher::start(store.clone()),
         metrics: Metrics::new(),
-        tenants: Tenants::new(&cfg.tenants, &cfg.admin),
+        tenants: Tenants::new(&cfg.tenants, &cfg.admin).map_err(Error::Tenant)?,
         router: Router::new(&cfg, &connectors),
         rules: validate::Rules {
             max_schedule_ms: cfg.store.retention.as_millis().min(i64::MAX as u128) as i64,

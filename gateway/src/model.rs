@@ -191,6 +191,17 @@ pub struct EmailData {
     pub subject: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentData>,
+}
+
+/// An e-mail attachment as the API took it (content kept base64, as sent).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentData {
+    pub filename: String,
+    pub content_type: String,
+    /// Base64 (standard alphabet).
+    pub content: String,
 }
 
 /// A stored message: its data, current status and history.

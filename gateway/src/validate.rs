@@ -13,7 +13,7 @@ use goniec_connectors::text;
 use serde::Deserialize;
 
 use crate::http::error::ApiError;
-use crate::model::{EmailData, MessageData};
+use crate::model::{AttachmentData, EmailData, MessageData};
 
 /// The body of `POST /v1/messages` (and each item of a batch).
 #[derive(Debug, Deserialize)]
@@ -57,6 +57,8 @@ pub struct EmailRequest {
     pub html: Option<String>,
     #[serde(default)]
     pub text: Option<String>,
+    #[serde(default)]
+    pub attachments: Vec<AttachmentData>,
 }
 
 /// Parse one JSON message, mapping serde's errors to specific problems.
@@ -122,6 +124,8 @@ pub struct Rules {
     /// Refuse a `from` not in the tenant's `senders` (off when anti-fraud screens
     /// senders, which also knows sender pools).
     pub check_senders: bool,
+    /// Most bytes of e-mail attachments per message, decoded.
+    pub max_attachments_bytes: u64,
 }
 
 impl Rules {
@@ -132,6 +136,7 @@ impl Rules {
             max_text_chars: server.max_text_chars,
             max_schedule_ms: i64::MAX,
             check_senders: true,
+            max_attachments_bytes: server.max_attachments.bytes(),
         }
     }
 }
@@ -318,9 +323,11 @@ pub fn validate(
                     .field("email.html"));
                 }
             }
+            check_attachments(&e.attachments, rules.max_attachments_bytes)?;
             email = Some(EmailData {
                 subject: e.subject,
                 html: e.html,
+                attachments: e.attachments,
             });
         }
     }
@@ -477,6 +484,66 @@ pub fn normalize_msisdn(
 }
 
 /// Check an e-mail address (RFC 5321 shape: local part, domain of dotted labels).
+/// Attachments: a safe file name, a `type/subtype` content type, base64 content,
+/// all of them together at most `max` bytes decoded.
+fn check_attachments(list: &[AttachmentData], max: u64) -> Result<(), ApiError> {
+    use base64::Engine;
+    let mut total = 0u64;
+    for (i, a) in list.iter().enumerate() {
+        let field = |k: &str| format!("email.attachments[{i}].{k}");
+        let name_ok = !a.filename.trim().is_empty()
+            && a.filename.len() <= 255
+            && !a.filename.contains(['/', '\\', '\r', '\n', '\0', '"']);
+        if !name_ok {
+            return Err(ApiError::new(
+                422,
+                "invalid-attachment",
+                "`filename` must be 1 to 255 characters without path separators, quotes or line breaks",
+            )
+            .field(field("filename")));
+        }
+        let ct_ok = a.content_type.split_once('/').is_some_and(|(t, s)| {
+            let token = |x: &str| {
+                !x.is_empty()
+                    && x.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+            };
+            token(t) && token(s)
+        });
+        if !ct_ok {
+            return Err(ApiError::new(
+                422,
+                "invalid-attachment",
+                format!(
+                    "`content_type` {:?} is not a media type like application/pdf",
+                    a.content_type
+                ),
+            )
+            .field(field("content_type")));
+        }
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(a.content.trim())
+            .map_err(|e| {
+                ApiError::new(
+                    422,
+                    "invalid-attachment",
+                    format!("`content` is not valid base64: {e}"),
+                )
+                .field(field("content"))
+            })?;
+        total += bytes.len() as u64;
+        if total > max {
+            return Err(ApiError::new(
+                422,
+                "attachments-too-large",
+                format!("attachments may be at most {max} bytes together (decoded)"),
+            )
+            .field(field("content")));
+        }
+    }
+    Ok(())
+}
+
 /// The form an address has on suppression lists: case-insensitive as a whole (a
 /// mailbox that bounced as `Jan@…` bounces as `jan@…` on any real server).
 pub fn suppression_key(address: &str) -> String {
@@ -675,6 +742,7 @@ mod tests {
             max_text_chars: 1000,
             max_schedule_ms: 365 * 86_400_000,
             check_senders: true,
+            max_attachments_bytes: 1000,
         }
     }
 

@@ -303,3 +303,113 @@ Message-ID: <{message_id}>\r\n\
     gw.stop().await;
     stop.cancel();
 }
+
+/// Attachments and List-Unsubscribe (tenant `other`, whose keys follow its table),
+/// and a bad attachment refused at the API.
+#[tokio::test]
+async fn attachments_and_list_unsubscribe_arrive() {
+    use goniec_gateway::testing::gateway::OTHER_KEY;
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let sink = SmtpSink::start("127.0.0.1:0".parse().unwrap(), sink_cfg(), stop.clone())
+        .await
+        .unwrap();
+    let extra = format!(
+        "[tenants.email]\nunsubscribe_url = \"https://acme.example/unsubscribe\"\nunsubscribe_mailto = \"unsubscribe@acme.example\"\n{}",
+        relay(sink.local_addr().port())
+    );
+    let gw = TestGateway::start(parse(&config_toml(Some(&redis.url()), &extra))).await;
+    gw.wait_ready(200, Duration::from_secs(10)).await;
+    let pdf = b"%PDF-1.4\n% Wyciag\n1 0 obj\n<<>>\nendobj\n%%EOF\n";
+    use base64::Engine;
+    let mut body = email("jan@example.com", 7);
+    body["email"]["attachments"] = json!([{
+        "filename": "wyciąg-listopad.pdf",
+        "content_type": "application/pdf",
+        "content": base64::engine::general_purpose::STANDARD.encode(pdf),
+    }]);
+    let post = |b: Value| {
+        let gw = &gw;
+        async move {
+            let r = gw
+                .req(reqwest::Method::POST, "/v1/messages", OTHER_KEY)
+                .json(&b)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (code, r) = post(body.clone()).await;
+    assert_eq!(code, 202, "{r}");
+    let id = r["id"].as_str().unwrap().to_string();
+    let r = gw
+        .req(
+            reqwest::Method::GET,
+            &format!("/v1/messages/{id}"),
+            OTHER_KEY,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    for _ in 0..200 {
+        if !sink.messages().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let got = sink.messages();
+    assert_eq!(got.len(), 1);
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&got[0].data)
+        .unwrap();
+    use mail_parser::MimeHeaders;
+    let a = parsed.attachment(0).expect("an attachment");
+    assert_eq!(a.attachment_name(), Some("wyciąg-listopad.pdf"));
+    assert_eq!(a.contents(), pdf);
+    assert_eq!(
+        parsed.body_text(0).as_deref().map(str::trim),
+        Some("Dzień dobry, zaległość 7,50 zł. Zażółć gęślą jaźń.")
+    );
+    let header = |name: &str| {
+        parsed
+            .header_raw(name)
+            // Unfolded (a long header may be folded onto several lines).
+            .map(|v| v.replace("\r\n", "").trim().to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        header("List-Unsubscribe"),
+        "<mailto:unsubscribe@acme.example>, <https://acme.example/unsubscribe>"
+    );
+    assert_eq!(
+        header("List-Unsubscribe-Post"),
+        "List-Unsubscribe=One-Click"
+    );
+
+    // Bad attachments are refused and change nothing.
+    for (attachment, field) in [
+        (
+            json!({"filename": "a.pdf", "content_type": "application/pdf", "content": "not base64!"}),
+            "email.attachments[0].content",
+        ),
+        (
+            json!({"filename": "../etc/passwd", "content_type": "text/plain", "content": ""}),
+            "email.attachments[0].filename",
+        ),
+        (
+            json!({"filename": "a.pdf", "content_type": "pdf", "content": ""}),
+            "email.attachments[0].content_type",
+        ),
+    ] {
+        let mut b = email("jan@example.com", 8);
+        b["email"]["attachments"] = json!([attachment]);
+        let (code, r) = post(b).await;
+        assert_eq!((code, r["field"].as_str()), (422, Some(field)), "{r}");
+    }
+    gw.stop().await;
+    stop.cancel();
+}

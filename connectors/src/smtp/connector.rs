@@ -11,7 +11,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use goniec_config::{Channel, SmtpConnector as SmtpConfig};
-use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
@@ -106,21 +107,59 @@ impl SmtpConnector {
             .to
             .parse()
             .map_err(|e| bad(format!("recipient is not an address: {e}")))?;
-        let subject = msg.email.as_ref().map_or("", |e| e.subject.as_str());
-        let builder = Message::builder()
+        let email = msg.email.as_ref();
+        let subject = email.map_or("", |e| e.subject.as_str());
+        let mut builder = Message::builder()
             .from(from)
             .to(to)
             .subject(subject)
             .message_id(Some(format!("<{}>", self.message_id(&msg.message_id))));
+        if let Some(value) = email.and_then(|e| e.list_unsubscribe.clone()) {
+            builder = builder.raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                value,
+            ));
+            if email.is_some_and(|e| e.one_click) {
+                builder = builder.raw_header(HeaderValue::new(
+                    HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                    "List-Unsubscribe=One-Click".into(),
+                ));
+            }
+        }
         let text = msg.text.clone();
-        let html = msg.email.as_ref().and_then(|e| e.html.clone());
-        let built = match (text, html) {
-            (Some(t), Some(h)) => builder.multipart(MultiPart::alternative_plain_html(t, h)),
-            (None, Some(h)) => builder.singlepart(SinglePart::html(h)),
-            (Some(t), None) => builder.singlepart(SinglePart::plain(t)),
-            (None, None) => builder.header(ContentType::TEXT_PLAIN).body(String::new()),
+        let html = email.and_then(|e| e.html.clone());
+        let attachments = email.map_or(&[][..], |e| e.attachments.as_slice());
+        let built = if attachments.is_empty() {
+            match (text, html) {
+                (Some(t), Some(h)) => builder.multipart(MultiPart::alternative_plain_html(t, h)),
+                (None, Some(h)) => builder.singlepart(SinglePart::html(h)),
+                (t, None) => builder.singlepart(SinglePart::plain(t.unwrap_or_default())),
+            }
+        } else {
+            // multipart/mixed: the body (alternatives or one part), then the files.
+            let mut mixed = match (text, html) {
+                (Some(t), Some(h)) => {
+                    MultiPart::mixed().multipart(MultiPart::alternative_plain_html(t, h))
+                }
+                (None, Some(h)) => MultiPart::mixed().singlepart(SinglePart::html(h)),
+                (t, None) => {
+                    MultiPart::mixed().singlepart(SinglePart::plain(t.unwrap_or_default()))
+                }
+            };
+            for a in attachments {
+                let ct = ContentType::parse(&a.content_type).map_err(|e| {
+                    bad(format!("attachment content type {:?}: {e}", a.content_type))
+                })?;
+                mixed = mixed
+                    .singlepart(LettreAttachment::new(a.filename.clone()).body(a.data.clone(), ct));
+            }
+            builder.multipart(mixed)
         };
-        built.map_err(|e| bad(format!("cannot build the message: {e}")))
+        let mut message = built.map_err(|e| bad(format!("cannot build the message: {e}")))?;
+        if let Some(dkim) = email.and_then(|e| e.dkim.as_deref()) {
+            message.sign(dkim);
+        }
+        Ok(message)
     }
 
     fn set_down(&self, why: Option<String>) {
