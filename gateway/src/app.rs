@@ -51,7 +51,11 @@ pub struct MailSettings {
 impl MailSettings {
     /// Read and check the DKIM key (a bad one is an error at start, not at send).
     pub fn new(t: &Tenant) -> Result<Self, String> {
-        use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+        use lettre::message::dkim::{
+            DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+            DkimSigningKey,
+        };
+        use lettre::message::header::HeaderName;
         let e = &t.email;
         let dkim = match (&e.dkim_domain, &e.dkim_selector, &e.dkim_private_key) {
             (Some(domain), Some(selector), Some(path)) => {
@@ -60,10 +64,33 @@ impl MailSettings {
                 let key = DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa).map_err(|err| {
                     format!("the DKIM key {path} is not an RSA private key (PKCS#1 PEM): {err}")
                 })?;
-                Some(Arc::new(DkimConfig::default_config(
+                // relaxed/relaxed: relays may refold long (encoded) headers, which
+                // breaks `simple` header signatures; RFC 8058 wants the
+                // List-Unsubscribe pair signed.
+                let headers = [
+                    "From",
+                    "To",
+                    "Subject",
+                    "Date",
+                    "Message-ID",
+                    "MIME-Version",
+                    "Content-Type",
+                    "List-Unsubscribe",
+                    "List-Unsubscribe-Post",
+                ]
+                .into_iter()
+                .map(HeaderName::new_from_ascii_str)
+                .collect();
+                let canon = DkimCanonicalization {
+                    header: DkimCanonicalizationType::Relaxed,
+                    body: DkimCanonicalizationType::Relaxed,
+                };
+                Some(Arc::new(DkimConfig::new(
                     selector.clone(),
                     domain.clone(),
                     key,
+                    headers,
+                    canon,
                 )))
             }
             _ => None,
