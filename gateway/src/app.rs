@@ -74,7 +74,8 @@ impl MailSettings {
                     "Date",
                     "Message-ID",
                     "MIME-Version",
-                    "Content-Type",
+                    // Not Content-Type: lettre keeps it on the MIME part, so it
+                    // would be named in h= but missing from the signed hash.
                     "List-Unsubscribe",
                     "List-Unsubscribe-Post",
                 ]

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use goniec_config::{Channel, SmtpConnector as SmtpConfig};
-use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-use lettre::message::{Attachment as LettreAttachment, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Attachment as LettreAttachment, Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
@@ -150,8 +150,11 @@ impl SmtpConnector {
                 let ct = ContentType::parse(&a.content_type).map_err(|e| {
                     bad(format!("attachment content type {:?}: {e}", a.content_type))
                 })?;
-                mixed = mixed
-                    .singlepart(LettreAttachment::new(a.filename.clone()).body(a.data.clone(), ct));
+                // Always base64: lettre would send ASCII bytes as 7bit with bare
+                // LFs, which breaks RFC 5322, DKIM body hashes and strict relays.
+                let body = Body::new_with_encoding(a.data.clone(), ContentTransferEncoding::Base64)
+                    .map_err(|_| bad(format!("attachment {:?} cannot be encoded", a.filename)))?;
+                mixed = mixed.singlepart(LettreAttachment::new(a.filename.clone()).body(body, ct));
             }
             builder.multipart(mixed)
         };
