@@ -8,13 +8,12 @@
 //! them the test prints SKIPPED locally and fails under `CI=true`, like redis-server.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use goniec_gateway::testing::gateway::{config_toml, metric_sum, parse, TestGateway};
+use goniec_gateway::testing::peer::Peer;
 use goniec_gateway::testing::{services_required, RedisServer};
 use serde_json::{json, Value};
 
@@ -35,60 +34,19 @@ fn available(ok: bool, what: &str) -> bool {
 }
 
 /// `tests/interop/smsc.js` running under node, stopped (by PID) on drop.
-struct NodeSmsc {
-    child: Child,
-    /// Held open: the script exits when its stdin closes, even if we are killed.
-    _stdin: ChildStdin,
-    port: u16,
-    /// Every JSON line it printed after the port.
-    events: Arc<Mutex<Vec<Value>>>,
-}
+struct NodeSmsc(Peer);
 
 impl NodeSmsc {
     fn spawn() -> NodeSmsc {
-        let mut child = Command::new("node")
-            .arg("smsc.js")
-            .current_dir(interop_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node smsc.js");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let (port_tx, port_rx) = mpsc::channel();
-        let sink = events.clone();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next().and_then(Result::ok).unwrap_or_default();
-            let _ = port_tx.send(first);
-            for line in lines.map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("smsc.js printed `{line}`: {e}"));
-                sink.lock().unwrap().push(v);
-            }
-        });
-        let first = port_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("smsc.js did not print its port");
-        let port = serde_json::from_str::<Value>(&first)
-            .ok()
-            .and_then(|v| v["port"].as_u64())
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or_else(|| panic!("smsc.js first line is not {{\"port\":N}}: `{first}`"));
-        NodeSmsc {
-            child,
-            _stdin: stdin,
-            port,
-            events,
-        }
+        let mut cmd = Command::new("node");
+        cmd.arg("smsc.js").current_dir(interop_dir());
+        NodeSmsc(Peer::spawn(cmd, "smsc.js"))
     }
 
     /// The events named `name` so far.
     fn events(&self, name: &str) -> Vec<Value> {
-        let all = self.events.lock().unwrap();
-        all.iter().filter(|e| e["event"] == name).cloned().collect()
+        let all = self.0.events();
+        all.into_iter().filter(|e| e["event"] == name).collect()
     }
 
     /// Wait until there are at least `n` events named `name`; return them.
@@ -107,14 +65,7 @@ impl NodeSmsc {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NodeSmsc {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.kill();
     }
 }
 
@@ -166,7 +117,7 @@ concat = "udh8"
 channel = "sms"
 connector = "node"
 "#,
-        port = smsc.port,
+        port = smsc.0.port,
     );
     let gw = TestGateway::start(parse(&config_toml(Some(&redis.url()), &connectors))).await;
     gw.wait_ready(200, Duration::from_secs(15)).await;

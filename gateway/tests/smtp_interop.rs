@@ -11,14 +11,13 @@
 //! (which `.ci/run` does); without them the test prints SKIPPED locally and fails
 //! under `CI=true`, like redis-server.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use goniec_gateway::testing::gateway::{config_toml, parse, TestGateway, OTHER_KEY};
+use goniec_gateway::testing::peer::Peer;
 use goniec_gateway::testing::{services_required, RedisServer};
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use reqwest::Method;
@@ -50,61 +49,20 @@ fn python_ok(args: &[&str]) -> bool {
 }
 
 /// `tests/interop/smtp_peer.py` running under python3, stopped (by PID) on drop.
-struct PyPeer {
-    child: Child,
-    /// Held open: the script exits when its stdin closes, even if we are killed.
-    _stdin: ChildStdin,
-    port: u16,
-    /// Every JSON line it printed after the port (one per message saved).
-    events: Arc<Mutex<Vec<Value>>>,
-}
+struct PyPeer(Peer);
 
 impl PyPeer {
     fn spawn(out_dir: &Path) -> PyPeer {
-        let mut child = Command::new("python3")
-            .arg(interop_dir().join("smtp_peer.py"))
-            .arg(out_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn python3 smtp_peer.py");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let (port_tx, port_rx) = mpsc::channel();
-        let sink = events.clone();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let first = lines.next().and_then(Result::ok).unwrap_or_default();
-            let _ = port_tx.send(first);
-            for line in lines.map_while(Result::ok) {
-                let v: Value = serde_json::from_str(&line)
-                    .unwrap_or_else(|e| panic!("smtp_peer.py printed `{line}`: {e}"));
-                sink.lock().unwrap().push(v);
-            }
-        });
-        let first = port_rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("smtp_peer.py did not print its port");
-        let port = serde_json::from_str::<Value>(&first)
-            .ok()
-            .and_then(|v| v["port"].as_u64())
-            .and_then(|p| u16::try_from(p).ok())
-            .unwrap_or_else(|| panic!("smtp_peer.py first line is not {{\"port\":N}}: `{first}`"));
-        PyPeer {
-            child,
-            _stdin: stdin,
-            port,
-            events,
-        }
+        let mut cmd = Command::new("python3");
+        cmd.arg(interop_dir().join("smtp_peer.py")).arg(out_dir);
+        PyPeer(Peer::spawn(cmd, "smtp_peer.py"))
     }
 
     /// Wait until at least `n` messages were saved; return their events.
     async fn wait_messages(&self, n: usize, within: Duration) -> Vec<Value> {
         let deadline = Instant::now() + within;
         loop {
-            let got = self.events.lock().unwrap().clone();
+            let got = self.0.events();
             if got.len() >= n {
                 return got;
             }
@@ -116,14 +74,7 @@ impl PyPeer {
     }
 
     fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PyPeer {
-    fn drop(&mut self) {
-        self.kill();
+        self.0.kill();
     }
 }
 
@@ -246,7 +197,7 @@ async fn aiosmtpd_receives_a_dkim_signed_mail_with_attachments_and_one_click_uns
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let mut peer = PyPeer::spawn(dir.path());
-    let gw = TestGateway::start(parse(&config_toml(Some(&redis.url()), &extra(peer.port)))).await;
+    let gw = TestGateway::start(parse(&config_toml(Some(&redis.url()), &extra(peer.0.port)))).await;
     gw.wait_ready(200, Duration::from_secs(15)).await;
 
     let subject = "Wyciąg nr 7 — październik: zażółć gęślą jaźń, ZAŻÓŁĆ GĘŚLĄ JAŹŃ";

@@ -6,6 +6,7 @@
 
 pub mod conformance;
 pub mod gateway;
+pub mod peer;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
