@@ -47,6 +47,15 @@ pub trait Connector: Send + Sync + fmt::Debug {
     fn concat(&self) -> Option<text::Concat> {
         None
     }
+    /// Withdraw a message the provider accepted but has not delivered (RCS revoke),
+    /// so a fallback can be sent without the recipient getting both. `Ok(true)`:
+    /// withdrawn, it will never be delivered; `Ok(false)`: too late (delivered, or
+    /// the provider does not know it) or not supported; `Err`: could not tell, try
+    /// again later.
+    async fn revoke(&self, msg: &Outbound) -> Result<bool, DeliveryError> {
+        let _ = msg;
+        Ok(false)
+    }
     /// Stop: drain in-flight requests, unbind, close connections.
     async fn close(&self);
 }

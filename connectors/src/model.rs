@@ -22,6 +22,8 @@ pub struct Outbound {
     pub rcs: Option<serde_json::Value>,
     /// How many attempts came before this one (0 on the first).
     pub attempt: u32,
+    /// When the message stops being worth delivering (RCS `expireTime`).
+    pub valid_until: Option<SystemTime>,
 }
 
 #[derive(Debug, Clone)]

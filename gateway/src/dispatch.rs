@@ -363,6 +363,10 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
         }),
         rcs: rec.data.rcs.clone(),
         attempt: lease.job.attempt,
+        valid_until: rec
+            .data
+            .valid_until
+            .map(|ms| std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)),
     };
     let t0 = Instant::now();
     let result = match tokio::time::timeout(Duration::from_secs(60), connector.submit(&out)).await {
