@@ -216,6 +216,18 @@ pub struct TenantEmail {
     pub unsubscribe_mailto: Option<String>,
 }
 
+/// `[tenants.rcs]`: how a tenant's RCS messages fall back to SMS.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantRcs {
+    /// A message with `fallback: ["sms"]` that has no DELIVERED event this long
+    /// after the platform took it is revoked and, only if the revoke succeeded,
+    /// sent by SMS, so the recipient never gets both. Default: none (fall back
+    /// only when the number is not reachable over RCS at all).
+    #[serde(with = "humantime_serde_compat::option")]
+    pub fallback_after: Option<Duration>,
+}
+
 /// `[[tenants]]`: one API client (a collection firm).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -248,6 +260,8 @@ pub struct Tenant {
     pub stop_keywords: Option<Vec<String>>,
     /// E-mail settings: DKIM signing and List-Unsubscribe.
     pub email: TenantEmail,
+    /// RCS settings: the delivery-based SMS fallback.
+    pub rcs: TenantRcs,
     /// Anti-fraud and contact policy: `[antifraud.defaults]` with this table's keys
     /// laid over it, and the tenant's `policy` and `senders`.
     pub antifraud: goniec_antifraud::TenantPolicy,
@@ -322,6 +336,8 @@ pub enum ConnectorKind {
     Smpp(SmppConnector),
     /// SMTP to a relay.
     Smtp(SmtpConnector),
+    /// Google RCS Business Messaging over its REST API.
+    Rcs(RcsConnector),
 }
 
 impl ConnectorKind {
@@ -330,6 +346,7 @@ impl ConnectorKind {
             ConnectorKind::Stub(_) => "stub",
             ConnectorKind::Smpp(_) => "smpp",
             ConnectorKind::Smtp(_) => "smtp",
+            ConnectorKind::Rcs(_) => "rcs",
         }
     }
 
@@ -339,6 +356,7 @@ impl ConnectorKind {
             ConnectorKind::Stub(stub) => &stub.channels,
             ConnectorKind::Smpp(_) => &[Channel::Sms],
             ConnectorKind::Smtp(_) => &[Channel::Email],
+            ConnectorKind::Rcs(_) => &[Channel::Rcs],
         }
     }
 }
@@ -369,6 +387,23 @@ pub struct SmtpConnector {
     /// Domain of the `Message-ID`s (`<id@domain>`), so bounces can be matched.
     /// Default: the domain of `from`.
     pub message_id_domain: Option<String>,
+    /// Deliveries in flight at once to one recipient domain (`gmail.com`), so one
+    /// large mailbox provider is not flooded. Default: unlimited (leave out).
+    pub domain_concurrency: Option<u32>,
+    /// Messages per period to one recipient domain, e.g. `"50/s"`. Default: unlimited.
+    pub domain_rate: Option<Rate>,
+    /// Per-domain overrides of the two limits above, keyed by the lowercase domain:
+    /// `[connectors.domain_limits."gmail.com"]` with `concurrency` and/or `rate`.
+    pub domain_limits: std::collections::BTreeMap<String, DomainLimit>,
+}
+
+/// Limits for one recipient domain; a key left out falls back to the connector's
+/// `domain_concurrency` / `domain_rate`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DomainLimit {
+    pub concurrency: Option<u32>,
+    pub rate: Option<Rate>,
 }
 
 impl Default for SmtpConnector {
@@ -384,6 +419,59 @@ impl Default for SmtpConnector {
             timeout: Duration::from_secs(30),
             from: String::new(),
             message_id_domain: None,
+            domain_concurrency: None,
+            domain_rate: None,
+            domain_limits: Default::default(),
+        }
+    }
+}
+
+/// `kind = "rcs"`: Google RCS Business Messaging (RBM) over its REST API,
+/// authenticated with an OAuth2 service account.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RcsConnector {
+    /// The RBM API root. Default `https://rcsbusinessmessaging.googleapis.com`.
+    pub base_url: String,
+    /// The RBM agent id. Required.
+    pub agent_id: String,
+    /// Google service-account key file (JSON with `client_email`, `private_key`,
+    /// `private_key_id`, `token_uri`). Required; a key that cannot be read or
+    /// parsed stops the gateway at start.
+    pub service_account_key: PathBuf,
+    /// OAuth2 token endpoint; overrides the key file's `token_uri`. Default none.
+    pub token_uri: Option<String>,
+    /// OAuth2 scope asked for. Default `https://www.googleapis.com/auth/rcsbusinessmessaging`.
+    pub scope: String,
+    /// The agent's client token: the HMAC secret of `X-Goog-Signature` on the
+    /// platform's webhook posts. Required, at least 16 characters.
+    pub client_token: String,
+    /// Ask the platform whether a number is RCS-capable before the first send to
+    /// it (answers cached for `capability_ttl`). Default false.
+    pub check_capabilities: bool,
+    /// How long a reachable/unreachable answer is remembered per number. Default `1h`.
+    #[serde(with = "humantime_serde_compat")]
+    pub capability_ttl: Duration,
+    /// Longest wait for one API request. Default `10s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Idle connections kept open to the platform. Default 64.
+    pub max_connections: u32,
+}
+
+impl Default for RcsConnector {
+    fn default() -> Self {
+        RcsConnector {
+            base_url: "https://rcsbusinessmessaging.googleapis.com".into(),
+            agent_id: String::new(),
+            service_account_key: PathBuf::new(),
+            token_uri: None,
+            scope: "https://www.googleapis.com/auth/rcsbusinessmessaging".into(),
+            client_token: String::new(),
+            check_capabilities: false,
+            capability_ttl: Duration::from_secs(HOUR),
+            timeout: Duration::from_secs(10),
+            max_connections: 64,
         }
     }
 }
@@ -492,6 +580,10 @@ pub struct Route {
     /// E.164 prefix such as `+4850`, or for e-mail a domain suffix such as `@example.com`.
     #[serde(default)]
     pub prefix: Option<String>,
+    /// Only this tenant's messages take the route (its own relay or SMSC account);
+    /// a tenant's route wins over the shared ones. Default: every tenant.
+    #[serde(default)]
+    pub tenant: Option<String>,
     pub connector: String,
 }
 
@@ -618,5 +710,15 @@ pub mod humantime_serde_compat {
             }
         }
         d.deserialize_str(DurationVisitor)
+    }
+
+    /// For `Option<Duration>` fields (with `#[serde(default)]` on the struct).
+    pub mod option {
+        use serde::Deserializer;
+        use std::time::Duration;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
     }
 }

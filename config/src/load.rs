@@ -19,8 +19,8 @@ use toml::{Table, Value};
 
 use crate::validate::{self, Layout};
 use crate::{
-    Admin, Antifraud, Config, ConnectorConfig, ConnectorKind, Log, Rate, Route, Server,
-    SmppConnector, SmtpConnector, Store, StubConnector, Tenant, Webhooks, Workers,
+    Admin, Antifraud, Config, ConnectorConfig, ConnectorKind, Log, Rate, RcsConnector, Route,
+    Server, SmppConnector, SmtpConnector, Store, StubConnector, Tenant, Webhooks, Workers,
 };
 
 /// Only variables with this prefix are read…
@@ -261,6 +261,10 @@ const KINDS: &[(&str, KindReader)] = &[
     ("smtp", |r, table, path| {
         r.kind_section::<SmtpConnector>("smtp", table, path)
             .map(ConnectorKind::Smtp)
+    }),
+    ("rcs", |r, table, path| {
+        r.kind_section::<RcsConnector>("rcs", table, path)
+            .map(ConnectorKind::Rcs)
     }),
 ];
 

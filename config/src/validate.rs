@@ -278,6 +278,9 @@ impl Checks {
                     );
                 }
             }
+            if let Some(d) = tenant.rcs.fallback_after {
+                self.positive(&format!("{path}.rcs.fallback_after"), d);
+            }
             for (key, url) in [
                 ("callback_url", &tenant.callback_url),
                 ("inbound_url", &tenant.inbound_url),
@@ -403,6 +406,45 @@ impl Checks {
                     self.positive(&format!("{path}.response_timeout"), smpp.response_timeout);
                     self.positive(&format!("{path}.enquire_link"), smpp.enquire_link);
                 }
+                ConnectorKind::Rcs(rcs) => {
+                    for (key, url) in [
+                        ("base_url", Some(&rcs.base_url)),
+                        ("token_uri", rcs.token_uri.as_ref()),
+                    ] {
+                        if let Some(url) = url {
+                            if !is_http_url(url) {
+                                self.error(
+                                    format!("{path}.{key}"),
+                                    format!("must be an http:// or https:// URL with a host, got {url:?}"),
+                                );
+                            }
+                        }
+                    }
+                    if rcs.agent_id.trim().is_empty() {
+                        self.error(format!("{path}.agent_id"), "missing; the RBM agent id");
+                    }
+                    if rcs.service_account_key.as_os_str().is_empty() {
+                        self.error(
+                            format!("{path}.service_account_key"),
+                            "missing; the path of the agent's service-account JSON key file",
+                        );
+                    }
+                    if rcs.scope.trim().is_empty() {
+                        self.error(format!("{path}.scope"), "must not be empty");
+                    }
+                    if rcs.client_token.chars().count() < 16 {
+                        self.error(
+                            format!("{path}.client_token"),
+                            "missing or shorter than 16 characters; the agent's client token, which signs the platform's webhook posts",
+                        );
+                    }
+                    self.positive(&format!("{path}.capability_ttl"), rcs.capability_ttl);
+                    self.positive(&format!("{path}.timeout"), rcs.timeout);
+                    self.at_least_one(
+                        &format!("{path}.max_connections"),
+                        rcs.max_connections.into(),
+                    );
+                }
                 ConnectorKind::Smtp(smtp) => {
                     if smtp.host.trim().is_empty() {
                         self.error(
@@ -433,13 +475,41 @@ impl Checks {
                         );
                     }
                     self.positive(&format!("{path}.timeout"), smtp.timeout);
+                    if smtp.domain_concurrency == Some(0) {
+                        self.error(
+                            format!("{path}.domain_concurrency"),
+                            "must be at least 1; leave it out for no limit",
+                        );
+                    }
+                    for (domain, limit) in &smtp.domain_limits {
+                        let at = format!("{path}.domain_limits.{domain}");
+                        let valid = !domain.is_empty()
+                            && domain == &domain.to_ascii_lowercase()
+                            && !domain.contains(['@', ' '])
+                            && domain.contains('.');
+                        if !valid {
+                            self.error(
+                                at.clone(),
+                                "must be a lowercase domain such as \"gmail.com\"",
+                            );
+                        }
+                        if limit.concurrency == Some(0) {
+                            self.error(
+                                format!("{at}.concurrency"),
+                                "must be at least 1; leave it out for no limit",
+                            );
+                        }
+                        if limit.concurrency.is_none() && limit.rate.is_none() {
+                            self.error(at, "sets neither `concurrency` nor `rate`");
+                        }
+                    }
                 }
             }
         }
     }
 
     fn routes(&mut self, config: &Config, layout: &Layout) {
-        let mut seen: BTreeMap<(Channel, Option<&str>), String> = BTreeMap::new();
+        let mut seen: BTreeMap<(Channel, Option<&str>, Option<&str>), String> = BTreeMap::new();
         for (i, route) in config.routes.iter().enumerate() {
             let path = layout.route(i);
             match config.connectors.iter().find(|c| c.name == route.connector) {
@@ -503,12 +573,28 @@ impl Checks {
                 }
             }
 
-            let key = (route.channel, route.prefix.as_deref());
+            if let Some(tenant) = &route.tenant {
+                if !config.tenants.iter().any(|t| &t.name == tenant) {
+                    self.error(
+                        format!("{path}.tenant"),
+                        format!("no tenant named `{tenant}`"),
+                    );
+                }
+            }
+
+            let key = (
+                route.channel,
+                route.prefix.as_deref(),
+                route.tenant.as_deref(),
+            );
             if let Some(first) = seen.get(&key) {
-                let what = match &route.prefix {
+                let mut what = match &route.prefix {
                     Some(prefix) => format!("{} prefix {prefix:?}", route.channel),
                     None => format!("{} without prefix", route.channel),
                 };
+                if let Some(tenant) = &route.tenant {
+                    what.push_str(&format!(" of tenant `{tenant}`"));
+                }
                 self.error(path, format!("duplicate route for {what} (also {first})"));
             } else {
                 seen.insert(key, path);
@@ -684,6 +770,7 @@ mod tests {
         Route {
             channel,
             prefix: prefix.map(Into::into),
+            tenant: None,
             connector: connector.into(),
         }
     }

@@ -9,6 +9,7 @@
 
 pub mod bounce;
 pub mod model;
+pub mod rcs;
 pub mod smpp;
 pub mod smtp;
 #[cfg(feature = "stub")]
@@ -110,6 +111,9 @@ pub fn build(cfg: &ConnectorConfig, cx: BuildContext) -> Result<Arc<dyn Connecto
         )?)),
         ConnectorKind::Smtp(smtp_cfg) => Ok(Arc::new(smtp::connector::SmtpConnector::new(
             &cfg.name, smtp_cfg, cx,
+        )?)),
+        ConnectorKind::Rcs(rcs_cfg) => Ok(Arc::new(rcs::connector::RcsConnector::new(
+            &cfg.name, rcs_cfg, cx,
         )?)),
     }
 }

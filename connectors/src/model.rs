@@ -137,16 +137,21 @@ pub struct Receipt {
     pub stored: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// A message from a recipient (an SMS reply, mobile originated).
+/// A message from a recipient (an SMS reply, mobile originated; an RCS user message).
 #[derive(Debug)]
 pub struct InboundMessage {
     /// The connector that received it.
     pub connector: String,
+    /// `sms`, or `rcs` for a message to an RCS agent.
+    pub channel: Channel,
     /// The sender: E.164 with `+` for international numbers, else as received.
     pub from: String,
-    /// The address it was sent to (one of the tenant's numbers or short codes).
+    /// The address it was sent to (one of the tenant's numbers or short codes; the
+    /// agent id for RCS).
     pub to: String,
     pub text: String,
+    /// The postback data of the suggestion the user tapped (RCS).
+    pub postback: Option<String>,
     pub at: SystemTime,
     /// Signalled once it is handled; as with [`Receipt::stored`].
     pub stored: Option<tokio::sync::oneshot::Sender<()>>,

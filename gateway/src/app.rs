@@ -1,13 +1,12 @@
 //! `App`: everything built once from config and passed explicitly (no globals), so
 //! two gateways can run in one test process.
 
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use goniec_config::{Channel, Config, Rate, Tenant};
 use goniec_connectors::Connector;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
@@ -19,13 +18,7 @@ use crate::validate::Rules;
 
 /// A governor limiter for a readable rate; the burst is one period's worth.
 pub fn limiter(rate: &Rate) -> DefaultDirectRateLimiter {
-    let per_cell = rate.period().div_f64(rate.count().max(1) as f64);
-    let burst =
-        NonZeroU32::new(rate.count().clamp(1, u32::MAX as u64) as u32).unwrap_or(NonZeroU32::MIN);
-    let quota = Quota::with_period(per_cell.max(std::time::Duration::from_nanos(1)))
-        .map(|q| q.allow_burst(burst))
-        .unwrap_or_else(|| Quota::per_second(burst));
-    RateLimiter::direct(quota)
+    RateLimiter::direct(goniec_connectors::smtp::throttle::quota(rate))
 }
 
 /// One tenant with its runtime state.
@@ -200,9 +193,17 @@ pub struct Lane {
     pub limiter: Option<DefaultDirectRateLimiter>,
 }
 
-/// Routes (channel, destination prefix) → connector.
+/// One configured route.
+struct RouteEntry {
+    channel: Channel,
+    prefix: Option<String>,
+    tenant: Option<String>,
+    lane: Arc<Lane>,
+}
+
+/// Routes (channel, tenant, destination prefix) → connector.
 pub struct Router {
-    routes: Vec<(Channel, Option<String>, Arc<Lane>)>,
+    routes: Vec<RouteEntry>,
 }
 
 impl Router {
@@ -226,32 +227,47 @@ impl Router {
             .iter()
             .filter_map(|r| {
                 let lane = lanes.iter().find(|l| l.connector.name() == r.connector)?;
-                Some((r.channel, r.prefix.clone(), lane.clone()))
+                Some(RouteEntry {
+                    channel: r.channel,
+                    prefix: r.prefix.as_ref().map(|p| match r.channel {
+                        Channel::Email => p.to_ascii_lowercase(),
+                        _ => p.clone(),
+                    }),
+                    tenant: r.tenant.clone(),
+                    lane: lane.clone(),
+                })
             })
             .collect();
         Router { routes }
     }
 
-    /// The connector for a message: the longest matching prefix of its channel wins.
-    pub fn route(&self, channel: Channel, to: &str) -> Option<&Arc<Lane>> {
+    /// The connector for a tenant's message: routes of that tenant win over shared
+    /// ones, then the longest matching prefix of its channel.
+    pub fn route(&self, channel: Channel, tenant: &str, to: &str) -> Option<&Arc<Lane>> {
+        let to_lower;
+        let to = if channel == Channel::Email {
+            to_lower = to.to_ascii_lowercase();
+            to_lower.as_str()
+        } else {
+            to
+        };
         self.routes
             .iter()
-            .filter(|(c, prefix, _)| {
-                *c == channel
-                    && prefix.as_deref().is_none_or(|p| match channel {
-                        Channel::Email => {
-                            to.to_ascii_lowercase().ends_with(&p.to_ascii_lowercase())
-                        }
+            .filter(|r| {
+                r.channel == channel
+                    && r.tenant.as_deref().is_none_or(|t| t == tenant)
+                    && r.prefix.as_deref().is_none_or(|p| match channel {
+                        Channel::Email => to.ends_with(p),
                         _ => to.starts_with(p),
                     })
             })
-            .max_by_key(|(_, p, _)| p.as_ref().map_or(0, String::len))
-            .map(|(_, _, l)| l)
+            .max_by_key(|r| (r.tenant.is_some(), r.prefix.as_ref().map_or(0, String::len)))
+            .map(|r| &r.lane)
     }
 
     /// Channels that have at least one route.
     pub fn channels(&self) -> Vec<Channel> {
-        let mut v: Vec<Channel> = self.routes.iter().map(|r| r.0).collect();
+        let mut v: Vec<Channel> = self.routes.iter().map(|r| r.channel).collect();
         v.sort();
         v.dedup();
         v
@@ -261,8 +277,8 @@ impl Router {
     pub fn connectors_for(&self, channel: Channel) -> impl Iterator<Item = &Arc<dyn Connector>> {
         self.routes
             .iter()
-            .filter(move |r| r.0 == channel)
-            .map(|r| &r.2.connector)
+            .filter(move |r| r.channel == channel)
+            .map(|r| &r.lane.connector)
     }
 }
 
@@ -305,6 +321,10 @@ pub struct App {
     /// Callback clients: one refusing private addresses, one allowing them.
     pub webhook_client: reqwest::Client,
     pub webhook_client_private: reqwest::Client,
+    /// Where events that arrive over HTTP (RCS webhooks) go: the same receipt and
+    /// inbound paths the connectors feed.
+    pub receipts: tokio::sync::mpsc::Sender<goniec_connectors::Receipt>,
+    pub inbound: tokio::sync::mpsc::Sender<goniec_connectors::InboundMessage>,
 }
 
 #[cfg(test)]

@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use goniec_config::Channel;
-use goniec_connectors::{DeliveryError, Outbound};
+use goniec_connectors::{rcs, DeliveryError, Outbound};
 use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::app::App;
-use crate::model::{now_ms, Record, Status};
-use crate::store::{Change, Lane, Lease, StoreError, Transition};
+use crate::model::{now_ms, Event, MessageData, Record, Status};
+use crate::store::{Change, Handover, Job, Lane, Lease, StoreError, Transition};
 use crate::telemetry::mask;
 
 /// Exponential backoff with jitter: `base · 2^attempt`, capped, then scaled by a
@@ -305,6 +305,15 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
         finish_with_retries(app, "complete", || app.store.complete(&lease, None, None)).await;
         return;
     };
+    let mut rec = rec;
+    // An RCS message on another channel's lane: its fallback.
+    let fallback = Lane::Channel(rec.data.channel) != lease.lane;
+    if fallback && rec.status == Status::Submitted && lease.job.payload == RCS_CHECK {
+        match revoke_for_fallback(app, channel, &lease, &rec).await {
+            Some(now_queued) => rec.status = now_queued,
+            None => return,
+        }
+    }
     let id = rec.data.id.as_str();
     if rec.status != Status::Queued {
         // Cancelled, expired, or already submitted before a crash: do not send again.
@@ -326,7 +335,7 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
         );
         return finish(app, channel, &lease, ch, None).await;
     }
-    let Some(route) = app.router.route(channel, &rec.data.to) else {
+    let Some(route) = app.router.route(channel, &rec.data.tenant, &rec.data.to) else {
         let ch = Change::new(
             Status::Failed,
             now,
@@ -345,7 +354,11 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
         channel,
         to: rec.data.to.clone(),
         from: rec.data.from.clone(),
-        text: rec.data.text.clone(),
+        text: if fallback {
+            Some(fallback_text(&rec.data))
+        } else {
+            rec.data.text.clone()
+        },
         email: rec.data.email.as_ref().map(|e| {
             let mail = app
                 .tenants
@@ -361,7 +374,7 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
                 dkim: mail.dkim,
             }
         }),
-        rcs: rec.data.rcs.clone(),
+        rcs: if fallback { None } else { rec.data.rcs.clone() },
         attempt: lease.job.attempt,
         valid_until: rec
             .data
@@ -394,12 +407,184 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
                 )),
             );
             ch.parts = Some(sub.parts);
-            finish(app, channel, &lease, ch, Some((name, &sub.provider_ids))).await;
+            let corr = Some((name, &sub.provider_ids[..]));
+            match fallback_check(app, channel, &rec) {
+                // Revoke and fall back unless DELIVERED comes in time.
+                Some(next) => {
+                    let t = finish_with_retries(app, "complete", || {
+                        app.store
+                            .complete_handover(&lease, Some(&ch), corr, &next)
+                    })
+                    .await;
+                    record_transition(app, channel, Status::Submitted, t);
+                }
+                None => finish(app, channel, &lease, ch, corr).await,
+            }
         }
         Err(e) => {
             m.submits.with_label_values(&[name, e.kind()]).inc();
             handle_failure(app, channel, &lease, &rec, name, e).await;
         }
+    }
+}
+
+/// Job payload on the SMS lane: send this RCS message by SMS now.
+pub const RCS_FALLBACK: &str = "rcs-fallback";
+/// Job payload on the SMS lane: unless this RCS message was delivered by now,
+/// revoke it and send it by SMS.
+pub const RCS_CHECK: &str = "rcs-check";
+
+/// Whether an RCS message can fall back to SMS: it asks for it and SMS has a route.
+fn sms_fallback(app: &App, rec: &Record) -> bool {
+    rec.data.channel == Channel::Rcs
+        && rec.data.fallback.contains(&Channel::Sms)
+        && app
+            .router
+            .route(Channel::Sms, &rec.data.tenant, &rec.data.to)
+            .is_some()
+}
+
+/// The delivery check to schedule when an RCS message is submitted, if its
+/// tenant has a `fallback_after`.
+fn fallback_check(app: &App, channel: Channel, rec: &Record) -> Option<Handover> {
+    if channel != Channel::Rcs || !sms_fallback(app, rec) {
+        return None;
+    }
+    let after = app.tenants.by_name(&rec.data.tenant)?.cfg.rcs.fallback_after?;
+    Some(Handover {
+        lane: Lane::Channel(Channel::Sms),
+        job: Job {
+            id: rec.data.id.clone(),
+            attempt: 0,
+            payload: RCS_CHECK.into(),
+        },
+        at_ms: Some(now_ms() + after.as_millis() as i64),
+        note: None,
+    })
+}
+
+/// No DELIVERED by the deadline: withdraw the RCS message and, only if the platform
+/// confirms it will never be delivered, move the message back to `queued` for SMS.
+/// `Some(Queued)` to go on and send it; `None` when the lease is finished here.
+async fn revoke_for_fallback(
+    app: &App,
+    channel: Channel,
+    lease: &Lease,
+    rec: &Record,
+) -> Option<Status> {
+    let id = rec.data.id.as_str();
+    let ack = || async {
+        finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
+    };
+    let Some(route) = app
+        .router
+        .route(Channel::Rcs, &rec.data.tenant, &rec.data.to)
+    else {
+        tracing::warn!(message_id = %id, "No RCS route left to revoke through; no fallback.");
+        ack().await;
+        return None;
+    };
+    let out = Outbound {
+        message_id: rec.data.id.clone(),
+        channel: Channel::Rcs,
+        to: rec.data.to.clone(),
+        from: rec.data.from.clone(),
+        text: None,
+        email: None,
+        rcs: None,
+        attempt: 0,
+        valid_until: None,
+    };
+    match route.connector.revoke(&out).await {
+        Ok(true) => {
+            let after = app
+                .tenants
+                .by_name(&rec.data.tenant)
+                .and_then(|t| t.cfg.rcs.fallback_after)
+                .map_or_else(String::new, |d| humantime::format_duration(d).to_string());
+            let ch = Change::new(
+                Status::Queued,
+                now_ms(),
+                Some("rcs_fallback".into()),
+                Some(format!(
+                    "no DELIVERED within {after}; the RCS message was revoked, sending by sms"
+                )),
+            );
+            let t = finish_with_retries(app, "transition", || app.store.transition(id, &ch)).await;
+            match t {
+                Some(Transition::Applied { .. }) => {
+                    record_transition(app, channel, Status::Queued, t);
+                    tracing::info!(message_id = %id, "RCS message revoked after no delivery; falling back to SMS.");
+                    Some(Status::Queued)
+                }
+                // Delivered, read or failed in the meantime: nothing to fall back for.
+                _ => {
+                    ack().await;
+                    None
+                }
+            }
+        }
+        Ok(false) => {
+            tracing::debug!(message_id = %id, "Too late to revoke the RCS message; it stands.");
+            ack().await;
+            None
+        }
+        Err(e) => {
+            let w = &app.cfg.workers;
+            let attempts = lease.job.attempt + 1;
+            if attempts >= w.max_attempts {
+                tracing::warn!(message_id = %id, error = %e, "Could not revoke the RCS message; no fallback.");
+                ack().await;
+            } else {
+                let at = now_ms() + backoff(lease.job.attempt, w.retry_base, w.retry_max).as_millis() as i64;
+                finish_with_retries(app, "retry", || async {
+                    app.store
+                        .retry(lease, at, attempts)
+                        .await
+                        .map(|_| Transition::Missing)
+                })
+                .await;
+            }
+            None
+        }
+    }
+}
+
+/// The SMS text of a fallen-back RCS message: its `fallback_text`, else its text
+/// followed by the first link of its cards and suggestions (the payment link).
+pub fn fallback_text(data: &MessageData) -> String {
+    if let Some(t) = &data.fallback_text {
+        return t.clone();
+    }
+    let text = data.text.clone().unwrap_or_default();
+    match data.rcs.as_ref().and_then(first_url) {
+        Some(url) if !text.contains(url) => {
+            if text.is_empty() {
+                url.to_owned()
+            } else {
+                format!("{text} {url}")
+            }
+        }
+        _ => text,
+    }
+}
+
+/// The first `openUrlAction.url` found (keys are visited in sorted order: a card
+/// before the message-level suggestions).
+fn first_url(v: &serde_json::Value) -> Option<&str> {
+    match v {
+        serde_json::Value::Object(m) => {
+            if let Some(url) = m
+                .get("openUrlAction")
+                .and_then(|o| o.get("url"))
+                .and_then(|u| u.as_str())
+            {
+                return Some(url);
+            }
+            m.values().find_map(first_url)
+        }
+        serde_json::Value::Array(a) => a.iter().find_map(first_url),
+        _ => None,
     }
 }
 
@@ -429,6 +614,29 @@ async fn handle_failure(
     let now = now_ms();
     match e {
         DeliveryError::Permanent { code, reason } => {
+            if code == rcs::UNREACHABLE && sms_fallback(app, rec) {
+                tracing::info!(message_id = %id, connector, "Not reachable over RCS; falling back to SMS.");
+                let next = Handover {
+                    lane: Lane::Channel(Channel::Sms),
+                    job: Job {
+                        id: id.to_owned(),
+                        attempt: 0,
+                        payload: RCS_FALLBACK.into(),
+                    },
+                    at_ms: None,
+                    note: Some(Event {
+                        status: Status::Queued,
+                        at: now,
+                        reason: Some(code),
+                        detail: Some(format!("{reason}; falling back to sms")),
+                    }),
+                };
+                finish_with_retries(app, "handover", || {
+                    app.store.complete_handover(lease, None, None, &next)
+                })
+                .await;
+                return;
+            }
             tracing::info!(message_id = %id, connector, %code, "Message failed permanently.");
             // A hard bounce: the address is bad, later mail to it is refused at the API.
             // Suppressed before the message is finished, so a crash in between only

@@ -1,5 +1,5 @@
-//! Replies from recipients (SMS mobile-originated messages) to one of a tenant's
-//! senders: a reply that is just a stop keyword (`STOP`, `NIE`, per tenant) opts the
+//! Replies from recipients (SMS mobile-originated messages to one of a tenant's
+//! senders, RCS user messages to a tenant's agent): a reply that is just a stop keyword (`STOP`, `NIE`, per tenant) opts the
 //! recipient out for that tenant, and every reply is forwarded, signed, to the
 //! tenant's `inbound_url` through the webhook lane (so it is retried and
 //! dead-lettered like callbacks). The connector acknowledges the reply to the
@@ -57,15 +57,27 @@ fn owns(t: &TenantCtx, to: &str) -> bool {
 }
 
 async fn handle(app: &App, m: &InboundMessage) -> &'static str {
-    let owners: Vec<&Arc<TenantCtx>> = app.tenants.all().filter(|t| owns(t, &m.to)).collect();
-    if owners.is_empty() {
-        tracing::info!(connector = %m.connector, to = %mask(&m.to), "Reply to an address no tenant sends from; ignored.");
-        return "unknown_recipient";
-    }
     let Ok(from) = crate::validate::normalize_msisdn(&m.from, app.rules.region, false) else {
         tracing::info!(connector = %m.connector, from = %mask(&m.from), "Reply from an unusable number; ignored.");
         return "bad_sender";
     };
+    // An SMS reply belongs to whoever sends from the number it went to; a message to
+    // an RCS agent to the tenants whose RCS messages reach the user through it.
+    let owners: Vec<&Arc<TenantCtx>> = app
+        .tenants
+        .all()
+        .filter(|t| match m.channel {
+            Channel::Rcs => app
+                .router
+                .route(Channel::Rcs, &t.cfg.name, &from)
+                .is_some_and(|l| l.connector.name() == m.connector),
+            _ => owns(t, &m.to),
+        })
+        .collect();
+    if owners.is_empty() {
+        tracing::info!(connector = %m.connector, to = %mask(&m.to), "Reply to an address no tenant sends from; ignored.");
+        return "unknown_recipient";
+    }
     let mut outcome = "ignored";
     let at = crate::model::format_ms(crate::model::now_ms());
     for t in owners {
@@ -74,10 +86,11 @@ async fn handle(app: &App, m: &InboundMessage) -> &'static str {
             let body = serde_json::json!({
                 "type": "inbound",
                 "id": id,
-                "channel": "sms",
+                "channel": m.channel.as_str(),
                 "from": from,
                 "to": m.to,
                 "text": m.text,
+                "postback": m.postback,
                 "connector": m.connector,
                 "at": at,
             });
@@ -99,7 +112,7 @@ async fn handle(app: &App, m: &InboundMessage) -> &'static str {
         if !stop {
             continue;
         }
-        let key = app.screener.opt_out_key(t, Channel::Sms, &from);
+        let key = app.screener.opt_out_key(t, m.channel, &from);
         if let Err(e) = app.store.set_opt_out(&key, true).await {
             tracing::warn!(error = %e, "Could not store an opt-out; the carrier will resend the reply.");
             return "store_error";

@@ -101,8 +101,6 @@ pub async fn run(
         };
         connectors.push(goniec_connectors::build(c, cx)?);
     }
-    drop(receipts_tx);
-    drop(inbound_tx);
 
     let (webhook_client, webhook_client_private) = webhooks::clients(cfg.webhooks.timeout);
     let app = Arc::new(App {
@@ -125,6 +123,8 @@ pub async fn run(
         connectors,
         webhook_client,
         webhook_client_private,
+        receipts: receipts_tx,
+        inbound: inbound_tx,
         cfg: cfg.clone(),
     });
     app.flags

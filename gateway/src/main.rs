@@ -645,6 +645,7 @@ async fn serve(mut cfg: Config, demo_key: Option<String>) -> anyhow::Result<()> 
         cfg.routes.push(Route {
             channel: Channel::Sms,
             prefix: None,
+            tenant: None,
             connector: "smsc-sim".into(),
         });
         // And its own mail relay: the SMTP sink, reached over real SMTP (STARTTLS
@@ -672,6 +673,7 @@ async fn serve(mut cfg: Config, demo_key: Option<String>) -> anyhow::Result<()> 
         cfg.routes.push(Route {
             channel: Channel::Email,
             prefix: None,
+            tenant: None,
             connector: "smtp-sink".into(),
         });
         Some((sim, sink))

@@ -3,7 +3,8 @@
 //! `accepted → scheduled? → queued → submitted → delivered | undeliverable | expired | failed`,
 //! plus `read` (RCS, also after `delivered`), `rejected` and `held` (before queueing) and
 //! `cancelled` (before submission). Final states never change, except that a delivered
-//! RCS message may still be read.
+//! RCS message may still be read. `submitted → queued` is the SMS fallback of an RCS
+//! message the platform withdrew (revoked) before it was delivered.
 
 use std::fmt;
 use std::str::FromStr;
@@ -100,7 +101,9 @@ impl Status {
         match self {
             Accepted => &[],
             Scheduled => &[Accepted, Held],
-            Queued => &[Accepted, Scheduled, Held],
+            // From `submitted` only to fall back: an RCS message the platform
+            // withdrew (revoked) goes out again by SMS.
+            Queued => &[Accepted, Scheduled, Held, Submitted],
             Submitted => &[Queued],
             Delivered | Undeliverable => &[Submitted],
             Expired => &[Scheduled, Queued, Submitted, Held],
@@ -240,7 +243,7 @@ mod tests {
             (Queued, &[Submitted, Expired, Failed, Cancelled]),
             (
                 Submitted,
-                &[Delivered, Undeliverable, Expired, Failed, Read],
+                &[Queued, Delivered, Undeliverable, Expired, Failed, Read],
             ),
             (Delivered, &[Read]),
             (Held, &[Scheduled, Queued, Expired, Rejected, Cancelled]),

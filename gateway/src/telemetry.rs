@@ -25,6 +25,9 @@ pub struct Metrics {
     /// Replies from recipients by connector and outcome (`opt_out`, `forwarded`, `ignored`,
     /// `unknown_recipient`, `bad_sender`, `store_error`).
     pub inbound: IntCounterVec,
+    /// RCS platform events by connector and kind (`delivered`, `read`, `is_typing`,
+    /// `unsubscribe`, `user_message`, `replayed`, `other`).
+    pub rcs_events: IntCounterVec,
     /// API requests by endpoint and HTTP status.
     pub http_requests: IntCounterVec,
     /// API latency by endpoint.
@@ -127,6 +130,12 @@ impl Metrics {
                 "goniec_inbound_messages_total",
                 "Replies from recipients",
                 &["connector", "outcome"],
+            ),
+            rcs_events: counter(
+                &r,
+                "goniec_rcs_events_total",
+                "RCS platform events received",
+                &["connector", "kind"],
             ),
             http_requests: counter(
                 &r,

@@ -272,6 +272,8 @@ pub fn validate(
                     );
                 }
             }
+            goniec_connectors::rcs::content::validate(text.as_deref(), req.rcs.as_ref())
+                .map_err(|e| ApiError::new(422, "invalid-rcs", e.reason).field(&e.field))?;
         }
         Channel::Email => {
             let Some(e) = req.email else {
@@ -407,6 +409,43 @@ pub fn validate(
             "`fallback` cannot name the message's own channel",
         )
         .field("fallback"));
+    }
+    if !fallback.is_empty() && (req.channel != Channel::Rcs || fallback != [Channel::Sms]) {
+        return Err(ApiError::new(
+            422,
+            "invalid-value",
+            "`fallback` is supported from rcs to sms only: `\"fallback\": [\"sms\"]` on an RCS message",
+        )
+        .field("fallback"));
+    }
+    if let Some(ft) = &req.fallback_text {
+        if fallback.is_empty() {
+            return Err(ApiError::new(
+                422,
+                "conflicting-fields",
+                "`fallback_text` needs `\"fallback\": [\"sms\"]`",
+            )
+            .field("fallback_text"));
+        }
+        if ft.trim().is_empty() || ft.chars().count() > 1600 {
+            return Err(ApiError::new(
+                422,
+                "invalid-value",
+                "`fallback_text` must be 1 to 1600 characters of SMS text",
+            )
+            .field("fallback_text"));
+        }
+    }
+    if !fallback.is_empty()
+        && req.fallback_text.is_none()
+        && text.as_deref().is_none_or(|t| t.trim().is_empty())
+    {
+        return Err(ApiError::new(
+            422,
+            "missing-field",
+            "an SMS fallback needs `fallback_text` (or the message's `text`)",
+        )
+        .field("fallback_text"));
     }
     let notify = callback_url.is_some() || tenant.callback_url.is_some();
 

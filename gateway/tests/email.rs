@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use goniec_connectors::smtp::sink::{SinkConfig, SmtpSink};
-use goniec_gateway::testing::gateway::{config_toml, parse, TestGateway};
+use goniec_gateway::testing::gateway::{config_toml, parse, TestGateway, OTHER_KEY};
 use goniec_gateway::testing::RedisServer;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -410,6 +410,108 @@ async fn attachments_and_list_unsubscribe_arrive() {
         let (code, r) = post(b).await;
         assert_eq!((code, r["field"].as_str()), (422, Some(field)), "{r}");
     }
+    gw.stop().await;
+    stop.cancel();
+}
+
+/// A domain at its limit is throttled on its own: mail to other domains keeps
+/// flowing past it, and the throttled mail still goes out, once, at its pace.
+#[tokio::test]
+async fn a_busy_domain_is_throttled_while_the_rest_flow() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let sink = SmtpSink::start("127.0.0.1:0".parse().unwrap(), sink_cfg(), stop.clone())
+        .await
+        .unwrap();
+    let limits = r#"
+[connectors.domain_limits."big.example"]
+concurrency = 1
+rate = "1/s"
+"#;
+    let extra = format!("{}{limits}", relay(sink.local_addr().port()));
+    // `[connectors.domain_limits]` must follow its connector, before `[[routes]]`.
+    let extra = extra.replacen(
+        "[[routes]]\nchannel = \"email\"\nconnector = \"relay\"\n",
+        "",
+        1,
+    ) + "\n[[routes]]\nchannel = \"email\"\nconnector = \"relay\"\n";
+    let gw = TestGateway::start(parse(&config_toml(Some(&redis.url()), &extra))).await;
+    gw.wait_ready(200, Duration::from_secs(10)).await;
+
+    let mut big = Vec::new();
+    for n in 0..4 {
+        big.push(send(&gw, &email(&format!("klient{n}@Big.Example"), n)).await);
+    }
+    let mut small = Vec::new();
+    for n in 0..20 {
+        small.push(send(&gw, &email(&format!("klient{n}@small.example"), n)).await);
+    }
+    for id in &small {
+        gw.wait_status(id, Duration::from_secs(15), |s| s == "submitted")
+            .await;
+    }
+    // One per second to big.example: four take at least three seconds, so the
+    // other domain's twenty were not queued behind them.
+    let to_big = |msgs: &[goniec_connectors::smtp::sink::ReceivedMail]| {
+        msgs.iter()
+            .filter(|m| m.rcpts[0].to_ascii_lowercase().ends_with("@big.example"))
+            .count()
+    };
+    let early = to_big(&sink.messages());
+    assert!(early < 4, "big.example was not throttled: {early} already out");
+    for id in &big {
+        gw.wait_status(id, Duration::from_secs(20), |s| s == "submitted")
+            .await;
+    }
+    let msgs = sink.messages();
+    assert_eq!(to_big(&msgs), 4, "each once");
+    assert_eq!(msgs.len(), 24);
+    gw.stop().await;
+    stop.cancel();
+}
+
+/// A tenant with its own relay: its mail goes there, everyone else's to the
+/// shared one.
+#[tokio::test]
+async fn a_tenant_route_takes_its_own_relay() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let stop = CancellationToken::new();
+    let start_sink = || SmtpSink::start("127.0.0.1:0".parse().unwrap(), sink_cfg(), stop.clone());
+    let (shared, own) = (start_sink().await.unwrap(), start_sink().await.unwrap());
+    let own_relay = relay(own.local_addr().port())
+        .replace("name = \"relay\"", "name = \"acme-relay\"")
+        .replace(
+            "connector = \"relay\"",
+            "connector = \"acme-relay\"\ntenant = \"acme\"",
+        );
+    let extra = format!("{}{own_relay}", relay(shared.local_addr().port()));
+    let gw = TestGateway::start(parse(&config_toml(Some(&redis.url()), &extra))).await;
+    gw.wait_ready(200, Duration::from_secs(10)).await;
+
+    // The test client is tenant `acme`.
+    let id = send(&gw, &email("jan@example.com", 1)).await;
+    gw.wait_status(&id, Duration::from_secs(15), |s| s == "submitted")
+        .await;
+    assert_eq!(own.messages().len(), 1);
+    assert!(shared.messages().is_empty());
+
+    let r = gw
+        .req(reqwest::Method::POST, "/v1/messages", OTHER_KEY)
+        .json(&email("anna@example.com", 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while shared.messages().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(shared.messages().len(), 1, "the other tenant uses the shared relay");
+    assert_eq!(own.messages().len(), 1);
     gw.stop().await;
     stop.cancel();
 }

@@ -570,9 +570,11 @@ async fn receipts(
             let (stored_tx, stored_rx) = oneshot::channel();
             let m = InboundMessage {
                 connector: connector.clone(),
+                channel: Channel::Sms,
                 from,
                 to,
                 text,
+                postback: None,
                 at: SystemTime::now(),
                 stored: Some(stored_tx),
             };

@@ -18,6 +18,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::throttle::{domain_of, DomainThrottle};
 use crate::bounce::{from_smtp_reply, BounceKind};
 use crate::{BuildContext, BuildError, Connector, DeliveryError, Health, Outbound, Submitted};
 
@@ -29,6 +30,8 @@ pub struct SmtpConnector {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     message_id_domain: String,
+    /// Per-recipient-domain limits, when any are configured.
+    throttle: Option<DomainThrottle>,
     /// The last send failed to reach the relay, and why (for readiness).
     down: AtomicBool,
     last_error: Mutex<Option<String>>,
@@ -81,6 +84,11 @@ impl SmtpConnector {
             transport: b.build(),
             from,
             message_id_domain,
+            throttle: DomainThrottle::new(
+                cfg.domain_concurrency,
+                cfg.domain_rate,
+                &cfg.domain_limits,
+            ),
             down: AtomicBool::new(false),
             last_error: Mutex::new(None),
         })
@@ -203,6 +211,11 @@ impl Connector for SmtpConnector {
 
     async fn submit(&self, msg: &Outbound) -> Result<Submitted, DeliveryError> {
         let message = self.build(msg)?;
+        // Held until the relay answers: the domain's slot covers the whole send.
+        let _slot = match &self.throttle {
+            Some(t) => Some(t.acquire(&domain_of(&msg.to)).await?),
+            None => None,
+        };
         match self.transport.send(message).await {
             Ok(_) => {
                 self.set_down(None);

@@ -114,7 +114,7 @@ fn prepare(app: &App, tenant: &TenantCtx, json: &str, now: i64) -> Result<Valid,
         let ch = req.channel;
         channel = ch.as_str();
         let mut v = validate(req, &tenant.cfg, &app.rules, new_message_id(), now)?;
-        let Some(lane) = app.router.route(ch, &v.data.to) else {
+        let Some(lane) = app.router.route(ch, &v.data.tenant, &v.data.to) else {
             return Err(ApiError::new(
                 422,
                 "no-route",

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod bounce;
 pub mod error;
 pub mod messages;
+pub mod rcs;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,6 +47,7 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .route("/v1/admin/held/{id}/{action}", post(admin::decide))
         .route("/v1/opt-outs", post(messages::opt_out))
         .route("/v1/webhooks/email-bounce", post(bounce::email_bounce))
+        .route("/v1/webhooks/rcs", post(rcs::event))
         .route("/v1/opt-outs/{to}", delete(messages::opt_in))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -15,7 +15,7 @@ use goniec_config::Channel;
 use tokio::sync::Notify;
 
 use super::{
-    CallbackPayload, Change, HistoryKey, IdemBegin, IdemWrite, Job, Lane, LaneStats, Lease,
+    CallbackPayload, Change, Handover, HistoryKey, IdemBegin, IdemWrite, Job, Lane, LaneStats, Lease,
     NewMessage, Store, StoreError, Transition,
 };
 use crate::model::{new_message_id, now_ms, Event, MessageData, Record, Status};
@@ -60,6 +60,8 @@ struct Inner {
     held: BTreeSet<(i64, String)>,
     /// E-mail suppression lists: tenant → address → reason.
     suppressed: HashMap<String, BTreeMap<String, String>>,
+    /// Keys seen by `first_seen`, until when.
+    seen: HashMap<String, Instant>,
 }
 
 impl Inner {
@@ -484,6 +486,69 @@ impl Store for MemoryStore {
         };
         self.wake(Lane::Webhook);
         Ok(t)
+    }
+
+    async fn complete_handover(
+        &self,
+        lease: &Lease,
+        change: Option<&Change>,
+        correlation: Option<(&str, &[String])>,
+        next: &Handover,
+    ) -> Result<Transition, StoreError> {
+        let t = {
+            let mut g = self.lock();
+            let t = match change {
+                Some(ch) => g.transition(&lease.job.id, ch),
+                None => Transition::Applied {
+                    from: Status::Queued,
+                },
+            };
+            if let Some((connector, ids)) = correlation {
+                for pid in ids {
+                    g.corr.insert(
+                        format!("{connector}\0{pid}"),
+                        (lease.job.id.clone(), Instant::now() + self.corr_ttl),
+                    );
+                }
+            }
+            if g.ack(lease) {
+                match next.at_ms {
+                    None => g.push(next.lane, next.job.clone()),
+                    Some(at) => {
+                        // As in Redis (a sorted set): the same job scheduled twice is one.
+                        let st = g.lanes.entry(next.lane).or_default();
+                        st.sched.retain(|_, j| j != &next.job);
+                        g.schedule(next.lane, at, next.job.clone());
+                    }
+                }
+                if let Some(ev) = &next.note {
+                    if let Some(r) = g.records.get_mut(&lease.job.id) {
+                        r.events.push(ev.clone());
+                    }
+                }
+            }
+            t
+        };
+        self.wake(Lane::Webhook);
+        if next.at_ms.is_none() {
+            self.wake(next.lane);
+        }
+        Ok(t)
+    }
+
+    async fn first_seen(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let now = Instant::now();
+        if g.seen.len() > 100_000 {
+            g.seen.retain(|_, until| *until > now);
+        }
+        match g.seen.get(key) {
+            Some(until) if *until > now => Ok(false),
+            _ => {
+                g.seen.insert(key.to_owned(), now + ttl);
+                Ok(true)
+            }
+        }
     }
 
     async fn retry(&self, lease: &Lease, at_ms: i64, attempt: u32) -> Result<(), StoreError> {

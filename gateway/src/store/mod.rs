@@ -130,6 +130,19 @@ impl Change {
     }
 }
 
+/// Work handed to another lane when a lease finishes (an RCS message falling back
+/// to SMS), written in the same atomic step.
+#[derive(Debug, Clone)]
+pub struct Handover {
+    pub lane: Lane,
+    pub job: Job,
+    /// Unix ms when it is due; `None` = at once. The same job scheduled twice is
+    /// one job.
+    pub at_ms: Option<i64>,
+    /// An event for the message's history that changes no status.
+    pub note: Option<Event>,
+}
+
 /// What became of a requested status change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transition {
@@ -294,6 +307,20 @@ pub trait Store: Send + Sync + 'static {
         change: Option<&Change>,
         correlation: Option<(&str, &[String])>,
     ) -> Result<Transition, StoreError>;
+
+    /// [`Store::complete`], and put `next` on its lane, atomically; `next` and its
+    /// note are written only by the lease's current holder.
+    async fn complete_handover(
+        &self,
+        lease: &Lease,
+        change: Option<&Change>,
+        correlation: Option<(&str, &[String])>,
+        next: &Handover,
+    ) -> Result<Transition, StoreError>;
+
+    /// True the first time `key` is seen within `ttl`; false for a replay (an
+    /// inbound event the platform sent again).
+    async fn first_seen(&self, key: &str, ttl: std::time::Duration) -> Result<bool, StoreError>;
 
     /// Give the job back to be tried again at `at_ms`, with `attempt` as its new
     /// attempt count (raised for a failed try, kept for throttling or an outage).

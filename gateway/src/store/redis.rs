@@ -33,7 +33,8 @@ use redis::{RedisError, Script, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    encode_member, parse_idem, CallbackPayload, Change, HistoryKey, IdemBegin, IdemWrite, Job,
+    encode_member, parse_idem, CallbackPayload, Change, Handover, HistoryKey, IdemBegin,
+    IdemWrite, Job,
     Lane, LaneStats, Lease, NewMessage, Store, StoreError, Transition,
 };
 use crate::model::{Event, MessageData, Record, Status};
@@ -79,10 +80,12 @@ return transition(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5],
 "#;
 
 /// Finishes a lease. KEYS: record, webhook stream, queue stream, (unused), sched zset, dlq,
-/// then one correlation key per provider id.
+/// handover queue stream, handover sched zset, then one correlation key per provider id.
 /// ARGV: group, entry, to ('' = none), allowed, event, cbpayload, cbjob,
 ///       corr value ('' = none), corr ttl s, retry member ('' = none), retry score,
-///       dlq reason ('' = none), job id, attempt, payload, part count ('' = single).
+///       dlq reason ('' = none), job id, attempt, payload, part count ('' = single),
+///       handover member ('' = none), handover score ('' = at once), handover job id,
+///       attempt, payload, note event ('' = none).
 const FINISH_MAIN: &str = r#"
 -- Only the lease's current holder finishes it: if another worker already acked the
 -- entry (a reclaimed duplicate), do not schedule or bury it a second time.
@@ -96,7 +99,7 @@ if ARGV[3] ~= '' then
   end
 end
 if ARGV[8] ~= '' then
-  for i = 7, #KEYS do
+  for i = 9, #KEYS do
     redis.call('SET', KEYS[i], ARGV[8], 'EX', tonumber(ARGV[9]))
   end
 end
@@ -106,6 +109,17 @@ if acked == 1 and ARGV[10] ~= '' then
 end
 if acked == 1 and ARGV[12] ~= '' then
   redis.call('XADD', KEYS[6], '*', 'j', ARGV[13], 'n', ARGV[14], 'p', ARGV[15], 'reason', ARGV[12])
+end
+if acked == 1 and ARGV[17] ~= '' then
+  if ARGV[18] == '' then
+    redis.call('XADD', KEYS[7], '*', 'j', ARGV[19], 'n', ARGV[20], 'p', ARGV[21])
+  else
+    redis.call('ZADD', KEYS[8], tonumber(ARGV[18]), ARGV[17])
+  end
+end
+if acked == 1 and ARGV[22] ~= '' then
+  local ev = redis.call('HGET', KEYS[1], 'e')
+  if ev then redis.call('HSET', KEYS[1], 'e', ev .. '\n' .. ARGV[22]) end
 end
 return res
 "#;
@@ -338,6 +352,7 @@ impl RedisStore {
         correlation: Option<(&str, &[String])>,
         retry: Option<(String, i64)>,
         dlq_reason: Option<&str>,
+        handover: Option<&Handover>,
     ) -> Result<Transition, StoreError> {
         let corr_val = match correlation {
             Some((_, ids)) if !ids.is_empty() => lease.job.id.clone(),
@@ -350,7 +365,10 @@ impl RedisStore {
             .key(format!("{}:c:-", self.prefix))
             .key(self.sched_key(lease.lane))
             .key(self.dlq_key(lease.lane));
-        // Correlation keys follow the fixed ones: KEYS[7..].
+        let next_lane = handover.map_or(lease.lane, |h| h.lane);
+        inv.key(self.queue_key(next_lane))
+            .key(self.sched_key(next_lane));
+        // Correlation keys follow the fixed ones: KEYS[9..].
         if let Some((connector, ids)) = correlation {
             for id in ids {
                 inv.key(self.corr_key(connector, id));
@@ -384,6 +402,25 @@ impl RedisStore {
             .arg(lease.job.attempt)
             .arg(&lease.job.payload)
             .arg(parts);
+        match handover {
+            Some(h) => {
+                let note = match &h.note {
+                    Some(ev) => {
+                        serde_json::to_string(ev).map_err(|e| StoreError::Corrupt(e.to_string()))?
+                    }
+                    None => String::new(),
+                };
+                inv.arg(encode_member(&h.job))
+                    .arg(h.at_ms.map_or_else(String::new, |t| t.to_string()))
+                    .arg(&h.job.id)
+                    .arg(h.job.attempt)
+                    .arg(&h.job.payload)
+                    .arg(note);
+            }
+            None => {
+                inv.arg("").arg("").arg("").arg(0).arg("").arg("");
+            }
+        }
         let mut c = self.conn.clone();
         let (code, cur): (i64, String) = inv.invoke_async(&mut c).await.map_err(unavailable)?;
         transition_result(code, &cur)
@@ -895,7 +932,33 @@ impl Store for RedisStore {
         change: Option<&Change>,
         correlation: Option<(&str, &[String])>,
     ) -> Result<Transition, StoreError> {
-        self.finish(lease, change, correlation, None, None).await
+        self.finish(lease, change, correlation, None, None, None)
+            .await
+    }
+
+    async fn complete_handover(
+        &self,
+        lease: &Lease,
+        change: Option<&Change>,
+        correlation: Option<(&str, &[String])>,
+        next: &Handover,
+    ) -> Result<Transition, StoreError> {
+        self.finish(lease, change, correlation, None, None, Some(next))
+            .await
+    }
+
+    async fn first_seen(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut c = self.conn.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("{}:once:{key}", self.prefix))
+            .arg("1")
+            .arg("NX")
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(set.is_some())
     }
 
     async fn retry(&self, lease: &Lease, at_ms: i64, attempt: u32) -> Result<(), StoreError> {
@@ -903,8 +966,15 @@ impl Store for RedisStore {
             attempt,
             ..lease.job.clone()
         };
-        self.finish(lease, None, None, Some((encode_member(&next), at_ms)), None)
-            .await?;
+        self.finish(
+            lease,
+            None,
+            None,
+            Some((encode_member(&next), at_ms)),
+            None,
+            None,
+        )
+        .await?;
         Ok(())
     }
 
@@ -915,7 +985,8 @@ impl Store for RedisStore {
         change: Option<&Change>,
     ) -> Result<Transition, StoreError> {
         let reason = if reason.is_empty() { "dead" } else { reason };
-        self.finish(lease, change, None, None, Some(reason)).await
+        self.finish(lease, change, None, None, Some(reason), None)
+            .await
     }
 
     async fn promote_due(&self, lane: Lane, now_ms: i64, max: usize) -> Result<usize, StoreError> {
