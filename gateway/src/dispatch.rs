@@ -713,6 +713,51 @@ async fn handle_failure(
 mod tests {
     use super::*;
 
+    fn rcs_data(text: Option<&str>, rcs: serde_json::Value, fallback_text: Option<&str>) -> MessageData {
+        MessageData {
+            id: "01J00000000000000000000000".into(),
+            tenant: "t".into(),
+            channel: Channel::Rcs,
+            to: "+48601000001".into(),
+            from: None,
+            text: text.map(Into::into),
+            email: None,
+            rcs: Some(rcs),
+            send_at: None,
+            valid_until: None,
+            callback_url: None,
+            client_ref: None,
+            fallback: vec![Channel::Sms],
+            fallback_text: fallback_text.map(Into::into),
+            segments: 1,
+            encoding: None,
+            transliterated: false,
+            created_at: 0,
+        }
+    }
+
+    #[test]
+    fn the_sms_fallback_text_is_the_fallback_text_or_text_and_first_link() {
+        let pay = serde_json::json!({"suggestions": [
+            {"reply": {"text": "Later", "postbackData": "later"}},
+            {"action": {"text": "Pay", "postbackData": "pay",
+                        "openUrlAction": {"url": "https://pay.example/1"}}},
+            {"action": {"text": "Other", "postbackData": "x",
+                        "openUrlAction": {"url": "https://other.example/"}}}
+        ]});
+        let d = rcs_data(Some("Zaległość 10 zł."), pay.clone(), None);
+        assert_eq!(fallback_text(&d), "Zaległość 10 zł. https://pay.example/1");
+        let d = rcs_data(Some("Zaległość 10 zł."), pay.clone(), Some("Zapłać: pay.example/1"));
+        assert_eq!(fallback_text(&d), "Zapłać: pay.example/1");
+        // The link is not repeated when the text has it; a card's link counts too.
+        let d = rcs_data(Some("Zapłać https://pay.example/1"), pay, None);
+        assert_eq!(fallback_text(&d), "Zapłać https://pay.example/1");
+        let card = serde_json::json!({"richCard": {"standaloneCard": {"cardContent": {
+            "title": "Wyciąg", "suggestions": [{"action": {"text": "Pay", "postbackData": "p",
+            "openUrlAction": {"url": "https://pay.example/card"}}}]}}}});
+        assert_eq!(fallback_text(&rcs_data(None, card, None)), "https://pay.example/card");
+    }
+
     #[test]
     fn backoff_grows_caps_and_jitters() {
         let base = Duration::from_secs(1);

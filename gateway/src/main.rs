@@ -153,6 +153,50 @@ enum Cmd {
         #[arg(long, value_parser = parse_loopback)]
         http: Option<SocketAddr>,
     },
+    /// Run the RCS simulator alone: Google's RBM REST API (OAuth2 token endpoint,
+    /// send, capabilities, revoke) on loopback HTTP, posting signed DELIVERED and
+    /// READ events to a webhook (for benches and your own tests).
+    RcsSim {
+        #[arg(long, default_value = "127.0.0.1:8091", value_parser = parse_loopback)]
+        listen: SocketAddr,
+        /// The one agent id served (others get 403).
+        #[arg(long, default_value = "goniec-demo-agent")]
+        agent_id: String,
+        /// The agent's client token: signs webhook posts (X-Goog-Signature).
+        #[arg(long, default_value = "goniec-demo-client-token")]
+        client_token: String,
+        /// Where events are posted, e.g. http://127.0.0.1:8080/v1/webhooks/rcs.
+        #[arg(long, value_parser = parse_http_url)]
+        webhook: Option<String>,
+        /// Check token requests' JWT signatures against this service-account key
+        /// file (unchecked when omitted).
+        #[arg(long)]
+        service_account_key: Option<PathBuf>,
+        /// Lifetime of issued access tokens (whole seconds), e.g. 1h.
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        token_ttl: std::time::Duration,
+        /// Share of numbers (0.0-1.0, by a stable hash) that cannot get RCS (404).
+        #[arg(long, default_value_t = 0.0, value_parser = parse_share)]
+        unreachable_share: f64,
+        /// Numbers starting with this cannot get RCS (repeatable).
+        #[arg(long = "unreachable-prefix")]
+        unreachable_prefixes: Vec<String>,
+        /// Numbers starting with this accept messages that are never delivered (repeatable).
+        #[arg(long = "silent-prefix")]
+        silent_prefixes: Vec<String>,
+        /// Delay from an accepted send to its DELIVERED event.
+        #[arg(long, default_value = "200ms", value_parser = humantime::parse_duration)]
+        delivered_after: std::time::Duration,
+        /// Delay from DELIVERED to READ, or `never`.
+        #[arg(long, default_value = "1s", value_parser = parse_optional_duration)]
+        read_after: OptionalDuration,
+        /// Added to every API answer (emulated platform latency).
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        latency: std::time::Duration,
+        /// Sends per second accepted before 429 with Retry-After (0 = no limit).
+        #[arg(long, default_value_t = 0)]
+        max_tps: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -297,6 +341,37 @@ fn main() -> ExitCode {
                 ..SinkConfig::default()
             };
             run_smtp_sink(listen, cfg, http)
+        }
+        Cmd::RcsSim {
+            listen,
+            agent_id,
+            client_token,
+            webhook,
+            service_account_key,
+            token_ttl,
+            unreachable_share,
+            unreachable_prefixes,
+            silent_prefixes,
+            delivered_after,
+            read_after,
+            latency,
+            max_tps,
+        } => {
+            let cfg = goniec_connectors::rcs::sim::RcsSimConfig {
+                agent_id,
+                client_token,
+                webhook_url: webhook,
+                service_account_key,
+                token_ttl,
+                unreachable_share,
+                unreachable_prefixes,
+                silent_prefixes,
+                delivered_after,
+                read_after: read_after.0,
+                latency,
+                max_tps,
+            };
+            run_rcs_sim(listen, cfg)
         }
     }
 }
@@ -738,6 +813,74 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn run_rcs_sim(listen: SocketAddr, cfg: goniec_connectors::rcs::sim::RcsSimConfig) -> ExitCode {
+    use goniec_connectors::rcs::sim::RcsSim;
+    goniec_gateway::telemetry::init_logging(&goniec_config::Log::default());
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    rt.block_on(async {
+        let stop = CancellationToken::new();
+        let webhook = cfg.webhook_url.clone();
+        let sim = match RcsSim::start(listen, cfg, stop.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("goniec rcs-sim: cannot start on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        println!(
+            "RCS simulator listening on {} (RBM REST API: POST /token, /v1/phones/..., GET /stats).",
+            sim.base_url()
+        );
+        println!(
+            "Connector settings: base_url = \"{}\", token_uri = \"{}\".",
+            sim.base_url(),
+            sim.token_uri()
+        );
+        match webhook {
+            Some(url) => println!("Events go to {url}. Stop with Ctrl-C."),
+            None => println!("No --webhook: events are not posted. Stop with Ctrl-C."),
+        }
+        wait_for_signal().await;
+        stop.cancel();
+        println!("{:?}", sim.stats());
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--read-after`: a duration, or none.
+#[derive(Debug, Clone, Copy)]
+struct OptionalDuration(Option<std::time::Duration>);
+
+/// A duration such as `1s`, or `never`/`none`/`off`.
+fn parse_optional_duration(s: &str) -> Result<OptionalDuration, String> {
+    match s.trim() {
+        "never" | "none" | "off" => Ok(OptionalDuration(None)),
+        other => humantime::parse_duration(other)
+            .map(|d| OptionalDuration(Some(d)))
+            .map_err(|e| format!("`{s}` is not a duration such as 1s, or `never`: {e}")),
+    }
+}
+
+/// A share within 0.0..=1.0.
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}` is not a share between 0.0 and 1.0")),
+    }
+}
+
+/// An http:// or https:// URL.
+fn parse_http_url(s: &str) -> Result<String, String> {
+    match url::Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Ok(s.to_string())
+        }
+        _ => Err(format!("`{s}` is not an http:// or https:// URL")),
     }
 }
 

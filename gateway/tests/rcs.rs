@@ -387,7 +387,10 @@ async fn user_messages_are_forwarded_once_and_unsubscribe_opts_out() {
     let Some(hook) = Hook::start().await else {
         return;
     };
-    let tenant = format!("inbound_url = \"{}\"", hook.url);
+    let tenant = format!(
+        "inbound_url = \"{}\"\nallow_private_callbacks = true",
+        hook.url
+    );
     let Some(rig) = Rig::start_with(RcsSimConfig::default(), &tenant, ANTIFRAUD).await else {
         return;
     };
@@ -416,7 +419,9 @@ async fn user_messages_are_forwarded_once_and_unsubscribe_opts_out() {
     loop {
         let (code, r) = rig.post(&rcs_msg("+48605000002")).await;
         if code == 422 {
-            assert_eq!(r["reasons"], json!(["opted_out"]), "{r}");
+            // (Earlier tries may have gone through: then it is a duplicate too.)
+            let reasons = r["reasons"].as_array().unwrap();
+            assert!(reasons.contains(&json!("opted_out")), "{r}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "never opted out: {r}");

@@ -115,6 +115,86 @@ pub async fn run(store: &dyn Store) {
     held_messages_are_released_or_dropped(store).await;
     antifraud_counters_and_opt_outs(store).await;
     suppression_lists(store).await;
+    handover_to_another_lane(store).await;
+    first_seen_recognises_replays(store).await;
+}
+
+/// An RCS lease finishing with work for the SMS lane: at once (with a note in the
+/// history), or scheduled (the same job twice is one); only the lease's holder
+/// hands over.
+async fn handover_to_another_lane(store: &dyn Store) {
+    use crate::store::{Handover, Job};
+    let mut m = message("t-hand", "+48500000900", None, false, None);
+    m.channel = Channel::Rcs;
+    store.accept(std::slice::from_ref(&m), None).await.unwrap();
+    let (rcs, sms) = (Lane::Channel(Channel::Rcs), Lane::Channel(Channel::Sms));
+    let l = drain(store, rcs).await.pop().unwrap();
+    let job = |payload: &str| Job {
+        id: m.id.clone(),
+        attempt: 0,
+        payload: payload.into(),
+    };
+    let note = Event {
+        status: Status::Queued,
+        at: now_ms(),
+        reason: Some("rcs_unreachable".into()),
+        detail: Some("falling back to sms".into()),
+    };
+    let now = Handover {
+        lane: sms,
+        job: job("rcs-fallback"),
+        at_ms: None,
+        note: Some(note.clone()),
+    };
+    store
+        .complete_handover(&l, None, None, &now)
+        .await
+        .unwrap();
+    // A stale holder of the same lease hands over nothing.
+    store
+        .complete_handover(&l, None, None, &now)
+        .await
+        .unwrap();
+    let got = drain(store, sms).await;
+    assert_eq!(got.len(), 1, "handed over once");
+    assert_eq!((got[0].job.id.as_str(), got[0].job.payload.as_str()), (m.id.as_str(), "rcs-fallback"));
+    assert!(drain(store, rcs).await.is_empty(), "the RCS lease is done");
+    let rec = store.get(&m.id).await.unwrap().unwrap();
+    assert_eq!(rec.status, Status::Queued);
+    assert_eq!(rec.events.last(), Some(&note));
+
+    // Submitted over SMS, with a check scheduled on the lane twice: one job.
+    let ch = Change::new(Status::Submitted, now_ms(), None, None);
+    let at = now_ms() + 60_000;
+    let later = Handover {
+        lane: sms,
+        job: job("rcs-check"),
+        at_ms: Some(at),
+        note: None,
+    };
+    let before = store.lane_stats(sms, now_ms()).await.unwrap().scheduled;
+    store
+        .complete_handover(&got[0], Some(&ch), None, &later)
+        .await
+        .unwrap();
+    assert_eq!(store.get(&m.id).await.unwrap().unwrap().status, Status::Submitted);
+    assert_eq!(store.lane_stats(sms, now_ms()).await.unwrap().scheduled, before + 1);
+    assert_eq!(store.promote_due(sms, at, 100).await.unwrap(), 1);
+    let check = drain(store, sms).await;
+    assert_eq!(check.len(), 1);
+    assert_eq!(check[0].job.payload, "rcs-check");
+    // The fallback: submitted → queued is allowed (and nothing else from there).
+    let back = Change::new(Status::Queued, now_ms(), Some("rcs_fallback".into()), None);
+    assert!(store.transition(&m.id, &back).await.unwrap().applied());
+    store.complete(&check[0], None, None).await.unwrap();
+}
+
+async fn first_seen_recognises_replays(store: &dyn Store) {
+    let key = format!("conf:{}", new_message_id());
+    let ttl = Duration::from_secs(60);
+    assert!(store.first_seen(&key, ttl).await.unwrap());
+    assert!(!store.first_seen(&key, ttl).await.unwrap(), "a replay");
+    assert!(store.first_seen(&format!("{key}-other"), ttl).await.unwrap());
 }
 
 async fn suppression_lists(store: &dyn Store) {
