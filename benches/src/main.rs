@@ -70,6 +70,12 @@ struct Args {
     #[arg(long)]
     wait_final: bool,
 
+    /// With --wait-final: count `submitted` as the end too. E-mail has no delivery
+    /// receipt (it stays `submitted` unless it bounces), so this measures the
+    /// pipeline up to the relay's 250.
+    #[arg(long)]
+    until_submitted: bool,
+
     /// Give up waiting for final statuses after this long (e.g. 300s, 5m).
     #[arg(long, default_value = "300s", value_parser = parse_duration)]
     wait_timeout: Duration,
@@ -226,6 +232,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             api_key: args.api_key.clone(),
             concurrency,
             timeout: args.wait_timeout,
+            until_submitted: args.until_submitted,
         });
         let report = wait::wait_final(wait_plan, ids).await;
         eprintln!(

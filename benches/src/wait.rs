@@ -40,6 +40,8 @@ pub struct WaitPlan {
     pub api_key: String,
     pub concurrency: usize,
     pub timeout: Duration,
+    /// `submitted` counts as done (`--until-submitted`).
+    pub until_submitted: bool,
 }
 
 #[derive(Debug, Default)]
@@ -156,7 +158,9 @@ async fn poller(
         let seen = Instant::now();
         match (status.is_success(), body) {
             (true, Ok(body)) => match serde_json::from_slice::<StatusView>(&body) {
-                Ok(v) if is_final(&v.status) => part.finals.push((idx, v.status, seen)),
+                Ok(v) if is_final(&v.status) || (plan.until_submitted && v.status == "submitted") => {
+                    part.finals.push((idx, v.status, seen))
+                }
                 Ok(_) => {}
                 Err(_) => *part.errors.entry("bad_response".to_owned()).or_default() += 1,
             },
