@@ -158,7 +158,9 @@ async fn poller(
         let seen = Instant::now();
         match (status.is_success(), body) {
             (true, Ok(body)) => match serde_json::from_slice::<StatusView>(&body) {
-                Ok(v) if is_final(&v.status) || (plan.until_submitted && v.status == "submitted") => {
+                Ok(v)
+                    if is_final(&v.status) || (plan.until_submitted && v.status == "submitted") =>
+                {
                     part.finals.push((idx, v.status, seen))
                 }
                 Ok(_) => {}

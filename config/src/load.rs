@@ -957,7 +957,10 @@ mod tests {
     #[test]
     fn field_lists_come_from_the_structs() {
         assert!(fields_of::<Server>().contains(&"max_batch"));
-        assert_eq!(fields_of::<Route>(), ["channel", "prefix", "connector"]);
+        assert_eq!(
+            fields_of::<Route>(),
+            ["channel", "prefix", "tenant", "connector"]
+        );
         assert_eq!(fields_of::<ConnectorHead>(), ["name", "kind", "tps"]);
     }
 
@@ -989,8 +992,13 @@ mod tests {
             ("connectors", fields_of::<ConnectorHead>()),
             ("routes", fields_of::<Route>()),
         ];
-        let stub = ("stub connector", fields_of::<StubConnector>());
-        for (section, fields) in sections.into_iter().chain([stub]) {
+        let kinds = [
+            ("stub connector", fields_of::<StubConnector>()),
+            ("smpp connector", fields_of::<SmppConnector>()),
+            ("smtp connector", fields_of::<SmtpConnector>()),
+            ("rcs connector", fields_of::<RcsConnector>()),
+        ];
+        for (section, fields) in sections.into_iter().chain(kinds) {
             for field in fields {
                 assert!(
                     written.contains(field),

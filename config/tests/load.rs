@@ -303,7 +303,7 @@ connector = "a"
     );
     assert_eq!(
         message(&e, "connectors[0].kind"),
-        "unknown connector kind `smtq` (did you mean `smtp`?); known kinds: stub, smpp, smtp"
+        "unknown connector kind `smtq` (did you mean `smtp`?); known kinds: stub, smpp, smtp, rcs"
     );
     assert!(
         message(&e, "connectors[1].kind").contains("did you mean `stub`?"),

@@ -412,8 +412,7 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
                 // Revoke and fall back unless DELIVERED comes in time.
                 Some(next) => {
                     let t = finish_with_retries(app, "complete", || {
-                        app.store
-                            .complete_handover(&lease, Some(&ch), corr, &next)
+                        app.store.complete_handover(&lease, Some(&ch), corr, &next)
                     })
                     .await;
                     record_transition(app, channel, Status::Submitted, t);
@@ -450,7 +449,12 @@ fn fallback_check(app: &App, channel: Channel, rec: &Record) -> Option<Handover>
     if channel != Channel::Rcs || !sms_fallback(app, rec) {
         return None;
     }
-    let after = app.tenants.by_name(&rec.data.tenant)?.cfg.rcs.fallback_after?;
+    let after = app
+        .tenants
+        .by_name(&rec.data.tenant)?
+        .cfg
+        .rcs
+        .fallback_after?;
     Some(Handover {
         lane: Lane::Channel(Channel::Sms),
         job: Job {
@@ -536,7 +540,8 @@ async fn revoke_for_fallback(
                 tracing::warn!(message_id = %id, error = %e, "Could not revoke the RCS message; no fallback.");
                 ack().await;
             } else {
-                let at = now_ms() + backoff(lease.job.attempt, w.retry_base, w.retry_max).as_millis() as i64;
+                let at = now_ms()
+                    + backoff(lease.job.attempt, w.retry_base, w.retry_max).as_millis() as i64;
                 finish_with_retries(app, "retry", || async {
                     app.store
                         .retry(lease, at, attempts)
@@ -713,7 +718,11 @@ async fn handle_failure(
 mod tests {
     use super::*;
 
-    fn rcs_data(text: Option<&str>, rcs: serde_json::Value, fallback_text: Option<&str>) -> MessageData {
+    fn rcs_data(
+        text: Option<&str>,
+        rcs: serde_json::Value,
+        fallback_text: Option<&str>,
+    ) -> MessageData {
         MessageData {
             id: "01J00000000000000000000000".into(),
             tenant: "t".into(),
@@ -747,7 +756,11 @@ mod tests {
         ]});
         let d = rcs_data(Some("Zaległość 10 zł."), pay.clone(), None);
         assert_eq!(fallback_text(&d), "Zaległość 10 zł. https://pay.example/1");
-        let d = rcs_data(Some("Zaległość 10 zł."), pay.clone(), Some("Zapłać: pay.example/1"));
+        let d = rcs_data(
+            Some("Zaległość 10 zł."),
+            pay.clone(),
+            Some("Zapłać: pay.example/1"),
+        );
         assert_eq!(fallback_text(&d), "Zapłać: pay.example/1");
         // The link is not repeated when the text has it; a card's link counts too.
         let d = rcs_data(Some("Zapłać https://pay.example/1"), pay, None);
@@ -755,7 +768,10 @@ mod tests {
         let card = serde_json::json!({"richCard": {"standaloneCard": {"cardContent": {
             "title": "Wyciąg", "suggestions": [{"action": {"text": "Pay", "postbackData": "p",
             "openUrlAction": {"url": "https://pay.example/card"}}}]}}}});
-        assert_eq!(fallback_text(&rcs_data(None, card, None)), "https://pay.example/card");
+        assert_eq!(
+            fallback_text(&rcs_data(None, card, None)),
+            "https://pay.example/card"
+        );
     }
 
     #[test]

@@ -460,7 +460,10 @@ rate = "1/s"
             .count()
     };
     let early = to_big(&sink.messages());
-    assert!(early < 4, "big.example was not throttled: {early} already out");
+    assert!(
+        early < 4,
+        "big.example was not throttled: {early} already out"
+    );
     for id in &big {
         gw.wait_status(id, Duration::from_secs(20), |s| s == "submitted")
             .await;
@@ -510,7 +513,11 @@ async fn a_tenant_route_takes_its_own_relay() {
     while shared.messages().is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(shared.messages().len(), 1, "the other tenant uses the shared relay");
+    assert_eq!(
+        shared.messages().len(),
+        1,
+        "the other tenant uses the shared relay"
+    );
     assert_eq!(own.messages().len(), 1);
     gw.stop().await;
     stop.cancel();

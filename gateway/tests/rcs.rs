@@ -43,7 +43,11 @@ impl Rig {
         let redis = RedisServer::spawn()?;
         let stop = CancellationToken::new();
         let key = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(key.path(), goniec_connectors::rcs::sim::DEMO_SERVICE_ACCOUNT).unwrap();
+        std::fs::write(
+            key.path(),
+            goniec_connectors::rcs::sim::DEMO_SERVICE_ACCOUNT,
+        )
+        .unwrap();
         let sim = RcsSimConfig {
             agent_id: AGENT.into(),
             client_token: CLIENT_TOKEN.into(),
@@ -100,9 +104,12 @@ connector = "smsc"
         );
         // The tenant keys (`[tenants.rcs]`) must follow `[[tenants]]` "other", which
         // `config_toml_with` puts last, so they belong to it: tests post as `other`.
-        let gw =
-            TestGateway::start(parse(&config_toml_with(Some(&redis.url()), antifraud, &extra)))
-                .await;
+        let gw = TestGateway::start(parse(&config_toml_with(
+            Some(&redis.url()),
+            antifraud,
+            &extra,
+        )))
+        .await;
         gw.wait_ready(200, Duration::from_secs(10)).await;
         rcs.set_webhook(Some(gw.url("/v1/webhooks/rcs")));
         Some(Rig {
@@ -232,7 +239,10 @@ async fn a_capable_number_gets_delivered_then_read() {
     );
     let sent = rig.rcs.messages();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].message_id, id, "the messageId is ours (idempotent retries)");
+    assert_eq!(
+        sent[0].message_id, id,
+        "the messageId is ours (idempotent retries)"
+    );
     let content = &sent[0].content;
     assert_eq!(content["text"], "Dzień dobry, zaległość 120,50 zł.");
     assert_eq!(
@@ -276,7 +286,9 @@ async fn an_unreachable_number_falls_back_to_sms_with_both_attempts_in_its_event
     let mut body = rcs_msg("+48602000002");
     body.as_object_mut().unwrap().remove("fallback");
     let id = rig.send(&body).await;
-    let m = rig.wait_status(&id, "failed", Duration::from_secs(15)).await;
+    let m = rig
+        .wait_status(&id, "failed", Duration::from_secs(15))
+        .await;
     let last = m["events"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["reason"], "rcs_unreachable", "{m}");
     rig.stop().await;
@@ -312,15 +324,28 @@ async fn no_delivered_in_time_revokes_then_falls_back_never_both() {
     let st = statuses(&m);
     assert_eq!(
         st,
-        ["accepted", "queued", "submitted", "queued", "submitted", "delivered"],
+        [
+            "accepted",
+            "queued",
+            "submitted",
+            "queued",
+            "submitted",
+            "delivered"
+        ],
         "RCS submitted, revoked, SMS submitted and delivered: {m}"
     );
-    let revoked: Vec<_> = rig.rcs.messages().into_iter().filter(|m| m.revoked).collect();
+    let revoked: Vec<_> = rig
+        .rcs
+        .messages()
+        .into_iter()
+        .filter(|m| m.revoked)
+        .collect();
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0].message_id, silent);
     assert_eq!(rig.smsc.stats().submits, 1);
 
-    rig.wait_status(&fine, "read", Duration::from_secs(10)).await;
+    rig.wait_status(&fine, "read", Duration::from_secs(10))
+        .await;
     // Past its deadline too: the check found it delivered and did nothing.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let m = rig.message(&fine).await;
@@ -348,7 +373,10 @@ async fn a_bad_signature_is_refused_and_changes_nothing_and_replays_change_nothi
         "agentId": AGENT,
     });
     // Wrong token, garbage signature, no signature: 401, still submitted.
-    assert_eq!(rig.push(&delivered, "not-the-client-token-at-all").await, 401);
+    assert_eq!(
+        rig.push(&delivered, "not-the-client-token-at-all").await,
+        401
+    );
     let data = serde_json::to_vec(&delivered).unwrap();
     let r = reqwest::Client::new()
         .post(rig.gw.url("/v1/webhooks/rcs"))
@@ -511,7 +539,11 @@ impl Hook {
             if v.len() >= n {
                 return v;
             }
-            assert!(std::time::Instant::now() < deadline, "only {} posts", v.len());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "only {} posts",
+                v.len()
+            );
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
     }

@@ -46,7 +46,7 @@ pub struct DomainThrottle {
     rate: Option<DefaultKeyedRateLimiter<String>>,
     overrides: HashMap<String, Override>,
     /// In-flight slots of the domains that have deliveries running.
-    inflight: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    inflight: Inflight,
     acquisitions: AtomicU64,
 }
 
@@ -55,9 +55,12 @@ struct Override {
     rate: Option<DefaultDirectRateLimiter>,
 }
 
+/// The in-flight slots of each domain with deliveries running.
+type Inflight = Arc<Mutex<HashMap<String, Arc<Semaphore>>>>;
+
 /// A held slot; dropping it frees the slot.
 pub struct DomainPermit {
-    slot: Option<(OwnedSemaphorePermit, String, Arc<Mutex<HashMap<String, Arc<Semaphore>>>>)>,
+    slot: Option<(OwnedSemaphorePermit, String, Inflight)>,
 }
 
 impl Drop for DomainPermit {
@@ -150,7 +153,11 @@ impl DomainThrottle {
                 },
                 None => match &self.rate {
                     Some(l) => {
-                        if self.acquisitions.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0 {
+                        if self
+                            .acquisitions
+                            .fetch_add(1, Ordering::Relaxed)
+                            .is_multiple_of(PRUNE_EVERY)
+                        {
                             l.retain_recent();
                             l.shrink_to_fit();
                         }
@@ -214,12 +221,17 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_domain_throttles_only_itself() {
-        let t = DomainThrottle::new(Some(2), None, &limits(&[("big.example", Some(1), None)]))
-            .unwrap();
+        let t =
+            DomainThrottle::new(Some(2), None, &limits(&[("big.example", Some(1), None)])).unwrap();
         let a = t.acquire("big.example").await.unwrap();
         // The override allows one: the second waits MAX_WAIT, then is handed back.
         let err = t.acquire("big.example").await.err().unwrap();
-        assert!(matches!(err, DeliveryError::Throttled { retry_after: Some(_) }));
+        assert!(matches!(
+            err,
+            DeliveryError::Throttled {
+                retry_after: Some(_)
+            }
+        ));
         // Other domains have their own slots.
         let _b1 = t.acquire("small.example").await.unwrap();
         let _b2 = t.acquire("small.example").await.unwrap();
@@ -239,13 +251,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_rate_past_its_burst_is_handed_back() {
-        let t = DomainThrottle::new(None, Some("2/min".parse().unwrap()), &BTreeMap::new())
-            .unwrap();
+        let t =
+            DomainThrottle::new(None, Some("2/min".parse().unwrap()), &BTreeMap::new()).unwrap();
         t.acquire("r.example").await.unwrap();
         t.acquire("r.example").await.unwrap();
         // The next cell is 30 s away: far past MAX_WAIT, so no waiting at all.
         match t.acquire("r.example").await.err().unwrap() {
-            DeliveryError::Throttled { retry_after: Some(d) } => {
+            DeliveryError::Throttled {
+                retry_after: Some(d),
+            } => {
                 assert!(d > Duration::from_secs(20), "{d:?}")
             }
             e => panic!("{e:?}"),

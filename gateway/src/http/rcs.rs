@@ -69,7 +69,8 @@ fn handle(app: &Arc<App>, headers: &HeaderMap, body: Bytes) -> Result<Response, 
         })
         .ok_or_else(unsigned)?;
     let app2 = app.clone();
-    app.tracker.spawn(async move { apply(&app2, &connector, event).await });
+    app.tracker
+        .spawn(async move { apply(&app2, &connector, event).await });
     Ok(StatusCode::OK.into_response())
 }
 
@@ -103,7 +104,9 @@ async fn apply(app: &App, connector: &str, event: Event) {
                 Ok(false) => return count("replayed"),
                 Ok(true) => {}
                 // Better twice than never: the tenant's endpoint sees the id.
-                Err(e) => tracing::warn!(error = %e, "Could not check a user message for a replay."),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Could not check a user message for a replay.")
+                }
             }
             count("user_message");
             let agent = app.cfg.connectors.iter().find_map(|c| match &c.kind {

@@ -15,8 +15,8 @@ use goniec_config::Channel;
 use tokio::sync::Notify;
 
 use super::{
-    CallbackPayload, Change, Handover, HistoryKey, IdemBegin, IdemWrite, Job, Lane, LaneStats, Lease,
-    NewMessage, Store, StoreError, Transition,
+    CallbackPayload, Change, Handover, HistoryKey, IdemBegin, IdemWrite, Job, Lane, LaneStats,
+    Lease, NewMessage, Store, StoreError, Transition,
 };
 use crate::model::{new_message_id, now_ms, Event, MessageData, Record, Status};
 

@@ -33,9 +33,8 @@ use redis::{RedisError, Script, Value};
 use sha2::{Digest, Sha256};
 
 use super::{
-    encode_member, parse_idem, CallbackPayload, Change, Handover, HistoryKey, IdemBegin,
-    IdemWrite, Job,
-    Lane, LaneStats, Lease, NewMessage, Store, StoreError, Transition,
+    encode_member, parse_idem, CallbackPayload, Change, Handover, HistoryKey, IdemBegin, IdemWrite,
+    Job, Lane, LaneStats, Lease, NewMessage, Store, StoreError, Transition,
 };
 use crate::model::{Event, MessageData, Record, Status};
 use goniec_antifraud::{Counters, Increment, Needs};

@@ -146,18 +146,15 @@ async fn handover_to_another_lane(store: &dyn Store) {
         at_ms: None,
         note: Some(note.clone()),
     };
-    store
-        .complete_handover(&l, None, None, &now)
-        .await
-        .unwrap();
+    store.complete_handover(&l, None, None, &now).await.unwrap();
     // A stale holder of the same lease hands over nothing.
-    store
-        .complete_handover(&l, None, None, &now)
-        .await
-        .unwrap();
+    store.complete_handover(&l, None, None, &now).await.unwrap();
     let got = drain(store, sms).await;
     assert_eq!(got.len(), 1, "handed over once");
-    assert_eq!((got[0].job.id.as_str(), got[0].job.payload.as_str()), (m.id.as_str(), "rcs-fallback"));
+    assert_eq!(
+        (got[0].job.id.as_str(), got[0].job.payload.as_str()),
+        (m.id.as_str(), "rcs-fallback")
+    );
     assert!(drain(store, rcs).await.is_empty(), "the RCS lease is done");
     let rec = store.get(&m.id).await.unwrap().unwrap();
     assert_eq!(rec.status, Status::Queued);
@@ -177,8 +174,14 @@ async fn handover_to_another_lane(store: &dyn Store) {
         .complete_handover(&got[0], Some(&ch), None, &later)
         .await
         .unwrap();
-    assert_eq!(store.get(&m.id).await.unwrap().unwrap().status, Status::Submitted);
-    assert_eq!(store.lane_stats(sms, now_ms()).await.unwrap().scheduled, before + 1);
+    assert_eq!(
+        store.get(&m.id).await.unwrap().unwrap().status,
+        Status::Submitted
+    );
+    assert_eq!(
+        store.lane_stats(sms, now_ms()).await.unwrap().scheduled,
+        before + 1
+    );
     assert_eq!(store.promote_due(sms, at, 100).await.unwrap(), 1);
     let check = drain(store, sms).await;
     assert_eq!(check.len(), 1);
@@ -194,7 +197,10 @@ async fn first_seen_recognises_replays(store: &dyn Store) {
     let ttl = Duration::from_secs(60);
     assert!(store.first_seen(&key, ttl).await.unwrap());
     assert!(!store.first_seen(&key, ttl).await.unwrap(), "a replay");
-    assert!(store.first_seen(&format!("{key}-other"), ttl).await.unwrap());
+    assert!(store
+        .first_seen(&format!("{key}-other"), ttl)
+        .await
+        .unwrap());
 }
 
 async fn suppression_lists(store: &dyn Store) {
