@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use goniec_config::{
     Channel, Config, ConnectorConfig, ConnectorKind, Route, SmppConnector, StoreBackend, Tenant,
 };
+use goniec_connectors::rcs::sim::{RcsSim, RcsSimConfig};
 use goniec_connectors::smpp::sim::{SimConfig, SmscSim};
 use goniec_gateway::app::hash_key;
 use tokio_util::sync::CancellationToken;
@@ -299,6 +300,10 @@ fn main() -> ExitCode {
                 antifraud: goniec_antifraud::TenantPolicy {
                     policy: goniec_antifraud::PolicyKind::Transactional,
                     ..Default::default()
+                },
+                // RCS not delivered within 30 s is revoked and sent by SMS.
+                rcs: goniec_config::TenantRcs {
+                    fallback_after: Some(std::time::Duration::from_secs(30)),
                 },
                 ..Default::default()
             });
@@ -701,7 +706,7 @@ async fn serve(mut cfg: Config, demo_key: Option<String>) -> anyhow::Result<()> 
     let sims_stop = CancellationToken::new();
     let _stop_sims = sims_stop.clone().drop_guard();
     // The demo brings its own SMSC: the simulator, reached over real SMPP.
-    let _sim = if demo_key.is_some() {
+    let demo = if demo_key.is_some() {
         let sim_cfg = SimConfig::default();
         let sim = SmscSim::start("127.0.0.1:0".parse()?, sim_cfg.clone(), sims_stop.clone())
             .await
@@ -751,7 +756,39 @@ async fn serve(mut cfg: Config, demo_key: Option<String>) -> anyhow::Result<()> 
             tenant: None,
             connector: "smtp-sink".into(),
         });
-        Some((sim, sink))
+        // And its RCS platform: the RBM simulator over HTTP, with the demo service
+        // account; its signed events come back to the gateway's webhook.
+        let rcs_cfg = RcsSimConfig {
+            unreachable_prefixes: vec![DEMO_NO_RCS.into()],
+            silent_prefixes: vec![DEMO_RCS_SILENT.into()],
+            ..RcsSimConfig::default()
+        };
+        let key_dir = std::env::temp_dir().join(format!("goniec-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&key_dir).context("cannot create the demo key directory")?;
+        let key_path = goniec_connectors::rcs::sim::write_demo_service_account(&key_dir)
+            .context("cannot write the demo service account")?;
+        let rcs = RcsSim::start("127.0.0.1:0".parse()?, rcs_cfg.clone(), sims_stop.clone())
+            .await
+            .context("cannot start the RCS simulator")?;
+        cfg.connectors.push(ConnectorConfig {
+            name: "rcs-sim".into(),
+            tps: None,
+            kind: ConnectorKind::Rcs(goniec_config::RcsConnector {
+                base_url: rcs.base_url(),
+                token_uri: Some(rcs.token_uri()),
+                agent_id: rcs_cfg.agent_id.clone(),
+                service_account_key: key_path,
+                client_token: rcs_cfg.client_token.clone(),
+                ..Default::default()
+            }),
+        });
+        cfg.routes.push(Route {
+            channel: Channel::Rcs,
+            prefix: None,
+            tenant: None,
+            connector: "rcs-sim".into(),
+        });
+        Some((sim, sink, rcs, key_dir))
     } else {
         None
     };
@@ -762,20 +799,32 @@ async fn serve(mut cfg: Config, demo_key: Option<String>) -> anyhow::Result<()> 
         token.cancel();
     });
     if let Some(key) = demo_key {
+        let rcs = demo.as_ref().map(|d| d.2.clone());
         tokio::spawn(async move {
             if let Ok(addr) = rx.await {
+                if let Some(rcs) = rcs {
+                    rcs.set_webhook(Some(format!("http://{addr}/v1/webhooks/rcs")));
+                }
                 print_demo_banner(addr, &key);
             }
         });
-        goniec_gateway::run(cfg, shutdown, Some(tx))
+        let result = goniec_gateway::run(cfg, shutdown, Some(tx))
             .await
-            .context("gateway failed")
+            .context("gateway failed");
+        if let Some((_, _, _, key_dir)) = &demo {
+            let _ = std::fs::remove_dir_all(key_dir);
+        }
+        result
     } else {
         goniec_gateway::run(cfg, shutdown, None)
             .await
             .context("gateway failed")
     }
 }
+
+/// Demo numbers that cannot get RCS, and that never confirm delivery.
+const DEMO_NO_RCS: &str = "+48690";
+const DEMO_RCS_SILENT: &str = "+48691";
 
 fn print_demo_banner(addr: SocketAddr, key: &str) {
     println!(
@@ -788,9 +837,13 @@ fn print_demo_banner(addr: SocketAddr, key: &str) {
          \x20   -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n\
          \x20   -d '{{\"channel\":\"sms\",\"to\":\"+48501234567\",\"text\":\"Dzień dobry! Przypominamy o płatności.\"}}'\n\n\
          SMS go over SMPP to the built-in SMSC simulator, which returns delivery receipts;\n\
-         e-mail (\"channel\":\"email\") goes over SMTP with STARTTLS to the built-in SMTP sink.\n\
+         e-mail (\"channel\":\"email\") goes over SMTP with STARTTLS to the built-in SMTP sink;\n\
+         RCS (\"channel\":\"rcs\", \"fallback\":[\"sms\"]) goes to the built-in RBM simulator,\n\
+         which posts signed DELIVERED and READ events back. Numbers starting {DEMO_NO_RCS}\n\
+         cannot get RCS (sent by SMS at once); those starting {DEMO_RCS_SILENT} never confirm\n\
+         delivery (revoked and sent by SMS after 30 s).\n\
          Follow one with:  curl -s http://{addr}/v1/messages/<id> -H 'Authorization: Bearer {key}'\n\
-         (RCS arrives with its connector.) Stop with Ctrl-C.\n"
+         Stop with Ctrl-C.\n"
     );
 }
 
