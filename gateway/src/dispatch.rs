@@ -308,10 +308,21 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
     let mut rec = rec;
     // An RCS message on another channel's lane: its fallback.
     let fallback = Lane::Channel(rec.data.channel) != lease.lane;
-    if fallback && rec.status == Status::Submitted && lease.job.payload == RCS_CHECK {
-        match revoke_for_fallback(app, channel, &lease, &rec).await {
-            Some(now_queued) => rec.status = now_queued,
-            None => return,
+    if fallback && rec.status == Status::Submitted {
+        let step = match lease.job.payload.as_str() {
+            RCS_CHECK => Some(revoke_for_fallback(app, channel, &lease, &rec).await),
+            RCS_UNSURE => {
+                let why = "a revoke's answer was lost and the platform no longer has the \
+                           message, with no DELIVERED since"
+                    .to_string();
+                Some(fall_back(app, channel, &lease, &rec, why).await)
+            }
+            _ => None,
+        };
+        match step {
+            Some(Some(now_queued)) => rec.status = now_queued,
+            Some(None) => return,
+            None => {}
         }
     }
     let id = rec.data.id.as_str();
@@ -432,6 +443,20 @@ pub const RCS_FALLBACK: &str = "rcs-fallback";
 /// Job payload on the SMS lane: unless this RCS message was delivered by now,
 /// revoke it and send it by SMS.
 pub const RCS_CHECK: &str = "rcs-check";
+/// Job payload on the SMS lane: an earlier revoke's answer was lost and the platform
+/// no longer knows the message; unless DELIVERED came meanwhile, send it by SMS.
+pub const RCS_UNSURE: &str = "rcs-unsure";
+/// How long a DELIVERED event may take to follow a platform's "not found": the
+/// tenant's `fallback_after` again, at most 30 s.
+fn unsure_grace(app: &App, rec: &Record) -> Duration {
+    app.tenants
+        .by_name(&rec.data.tenant)
+        .and_then(|t| t.cfg.rcs.fallback_after)
+        .unwrap_or(Duration::MAX)
+        .min(Duration::from_secs(30))
+}
+/// The event reason of a fallback after the RCS message was withdrawn.
+const RCS_FALLBACK_REASON: &str = "rcs_fallback";
 
 /// Whether an RCS message can fall back to SMS: it asks for it and SMS has a route.
 fn sms_fallback(app: &App, rec: &Record) -> bool {
@@ -480,6 +505,11 @@ async fn revoke_for_fallback(
     let ack = || async {
         finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
     };
+    if fell_back(rec) {
+        // Fallen back already (this is a stale copy of the check): never twice.
+        ack().await;
+        return None;
+    }
     let Some(route) = app
         .router
         .route(Channel::Rcs, &rec.data.tenant, &rec.data.to)
@@ -506,27 +536,28 @@ async fn revoke_for_fallback(
                 .by_name(&rec.data.tenant)
                 .and_then(|t| t.cfg.rcs.fallback_after)
                 .map_or_else(String::new, |d| humantime::format_duration(d).to_string());
-            let ch = Change::new(
-                Status::Queued,
-                now_ms(),
-                Some("rcs_fallback".into()),
-                Some(format!(
-                    "no DELIVERED within {after}; the RCS message was revoked, sending by sms"
-                )),
-            );
-            let t = finish_with_retries(app, "transition", || app.store.transition(id, &ch)).await;
-            match t {
-                Some(Transition::Applied { .. }) => {
-                    record_transition(app, channel, Status::Queued, t);
-                    tracing::info!(message_id = %id, "RCS message revoked after no delivery; falling back to SMS.");
-                    Some(Status::Queued)
-                }
-                // Delivered, read or failed in the meantime: nothing to fall back for.
-                _ => {
-                    ack().await;
-                    None
-                }
-            }
+            let why = format!("no DELIVERED within {after}; the RCS message was revoked");
+            fall_back(app, channel, lease, rec, why).await
+        }
+        // A revoke that failed before may have worked without our hearing: then the
+        // platform no longer knows the message either. A delivery would show as a
+        // DELIVERED event within moments; without one, it was withdrawn.
+        Ok(false) if lease.job.attempt > 0 => {
+            let next = Handover {
+                lane: lease.lane,
+                job: Job {
+                    id: id.to_owned(),
+                    attempt: 0,
+                    payload: RCS_UNSURE.into(),
+                },
+                at_ms: Some(now_ms() + unsure_grace(app, rec).as_millis() as i64),
+                note: None,
+            };
+            finish_with_retries(app, "handover", || {
+                app.store.complete_handover(lease, None, None, &next)
+            })
+            .await;
+            None
         }
         Ok(false) => {
             tracing::debug!(message_id = %id, "Too late to revoke the RCS message; it stands.");
@@ -542,17 +573,60 @@ async fn revoke_for_fallback(
             } else {
                 let at = now_ms()
                     + backoff(lease.job.attempt, w.retry_base, w.retry_max).as_millis() as i64;
-                finish_with_retries(app, "retry", || async {
-                    app.store
-                        .retry(lease, at, attempts)
-                        .await
-                        .map(|_| Transition::Missing)
-                })
-                .await;
+                retry_later(app, lease, at, attempts).await;
             }
             None
         }
     }
+}
+
+/// Whether the message already went back to `queued` for its SMS fallback (its
+/// `submitted` is then the SMS's).
+fn fell_back(rec: &Record) -> bool {
+    rec.events
+        .iter()
+        .any(|e| e.reason.as_deref() == Some(RCS_FALLBACK_REASON))
+}
+
+/// Move a submitted RCS message back to `queued` to go out by SMS, once.
+async fn fall_back(
+    app: &App,
+    channel: Channel,
+    lease: &Lease,
+    rec: &Record,
+    why: String,
+) -> Option<Status> {
+    let id = rec.data.id.as_str();
+    if fell_back(rec) {
+        finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
+        return None;
+    }
+    let ch = Change::new(
+        Status::Queued,
+        now_ms(),
+        Some(RCS_FALLBACK_REASON.into()),
+        Some(format!("{why}; sending by sms")),
+    );
+    let t = finish_with_retries(app, "transition", || app.store.transition(id, &ch)).await;
+    if let Some(Transition::Applied { .. }) = t {
+        record_transition(app, channel, Status::Queued, t);
+        tracing::info!(message_id = %id, "RCS message withdrawn; falling back to SMS.");
+        return Some(Status::Queued);
+    }
+    // Delivered, read or failed in the meantime: nothing to fall back for.
+    finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
+    None
+}
+
+/// Give a lease back to be tried at `at` with `attempts` counted.
+async fn retry_later(app: &App, lease: &Lease, at: i64, attempts: u32) {
+    finish_with_retries(app, "retry", || async {
+        app.store
+            .retry(lease, at, attempts)
+            .await
+            .map(|_| Transition::Missing)
+    })
+    .await;
 }
 
 /// The SMS text of a fallen-back RCS message: its `fallback_text`, else its text
@@ -703,13 +777,7 @@ async fn handle_failure(
                 return finish(app, channel, lease, ch, None).await;
             }
             tracing::debug!(message_id = %id, connector, attempt = attempts, error = %e, "Submit failed; retrying later.");
-            finish_with_retries(app, "retry", || async {
-                app.store
-                    .retry(lease, at, attempts)
-                    .await
-                    .map(|_| Transition::Missing)
-            })
-            .await;
+            retry_later(app, lease, at, attempts).await;
         }
     }
 }

@@ -56,24 +56,59 @@ fn owns(t: &TenantCtx, to: &str) -> bool {
             .any(|pool| pool.numbers.iter().any(same))
 }
 
+/// The tenants an RCS user's message or UNSUBSCRIBE belongs to: those whose RCS
+/// route to the user goes through `connector` and who have messaged the user
+/// (within the store's retention). A shared agent never hands one tenant's
+/// debtor's reply, or opt-out, to another.
+pub async fn rcs_owners(
+    app: &App,
+    connector: &str,
+    phone: &str,
+) -> Result<Vec<Arc<TenantCtx>>, crate::store::StoreError> {
+    let mut out = Vec::new();
+    for t in app.tenants.all() {
+        let routed = app
+            .router
+            .route(Channel::Rcs, &t.cfg.name, phone)
+            .is_some_and(|l| l.connector.name() == connector);
+        if !routed {
+            continue;
+        }
+        let key = crate::store::HistoryKey::To(phone.to_owned());
+        if !app
+            .store
+            .history(&t.cfg.name, &key, None, 1)
+            .await?
+            .is_empty()
+        {
+            out.push(t.clone());
+        }
+    }
+    Ok(out)
+}
+
 async fn handle(app: &App, m: &InboundMessage) -> &'static str {
     let Ok(from) = crate::validate::normalize_msisdn(&m.from, app.rules.region, false) else {
         tracing::info!(connector = %m.connector, from = %mask(&m.from), "Reply from an unusable number; ignored.");
         return "bad_sender";
     };
     // An SMS reply belongs to whoever sends from the number it went to; a message to
-    // an RCS agent to the tenants whose RCS messages reach the user through it.
-    let owners: Vec<&Arc<TenantCtx>> = app
-        .tenants
-        .all()
-        .filter(|t| match m.channel {
-            Channel::Rcs => app
-                .router
-                .route(Channel::Rcs, &t.cfg.name, &from)
-                .is_some_and(|l| l.connector.name() == m.connector),
-            _ => owns(t, &m.to),
-        })
-        .collect();
+    // an RCS agent to the tenants that message the user through it.
+    let owners: Vec<Arc<TenantCtx>> = match m.channel {
+        Channel::Rcs => match rcs_owners(app, &m.connector, &from).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "Could not look up who messaged the sender; the platform will resend.");
+                return "store_error";
+            }
+        },
+        _ => app
+            .tenants
+            .all()
+            .filter(|t| owns(t, &m.to))
+            .cloned()
+            .collect(),
+    };
     if owners.is_empty() {
         tracing::info!(connector = %m.connector, to = %mask(&m.to), "Reply to an address no tenant sends from; ignored.");
         return "unknown_recipient";
@@ -112,7 +147,7 @@ async fn handle(app: &App, m: &InboundMessage) -> &'static str {
         if !stop {
             continue;
         }
-        let key = app.screener.opt_out_key(t, m.channel, &from);
+        let key = app.screener.opt_out_key(&t, m.channel, &from);
         if let Err(e) = app.store.set_opt_out(&key, true).await {
             tracing::warn!(error = %e, "Could not store an opt-out; the carrier will resend the reply.");
             return "store_error";

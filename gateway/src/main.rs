@@ -375,6 +375,7 @@ fn main() -> ExitCode {
                 read_after: read_after.0,
                 latency,
                 max_tps,
+                revoke_answer_lost: false,
             };
             run_rcs_sim(listen, cfg)
         }

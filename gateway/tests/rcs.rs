@@ -355,6 +355,42 @@ async fn no_delivered_in_time_revokes_then_falls_back_never_both() {
     rig.stop().await;
 }
 
+/// The revoke worked but its answer was lost: the retry hears 404 ("not found",
+/// which also means "delivered"). No DELIVERED follows, so after a grace period
+/// the message goes by SMS, once.
+#[tokio::test]
+async fn a_lost_revoke_answer_still_falls_back_once() {
+    let sim = RcsSimConfig {
+        silent_prefixes: vec!["+48607".into()],
+        revoke_answer_lost: true,
+        ..Default::default()
+    };
+    let Some(rig) = Rig::start(sim, "[tenants.rcs]\nfallback_after = \"1s\"").await else {
+        return;
+    };
+    let id = rig.send(&rcs_msg("+48607000001")).await;
+    let m = rig
+        .wait_status(&id, "delivered", Duration::from_secs(20))
+        .await;
+    let st = statuses(&m);
+    assert_eq!(
+        st,
+        [
+            "accepted",
+            "queued",
+            "submitted",
+            "queued",
+            "submitted",
+            "delivered"
+        ],
+        "{m}"
+    );
+    let s = rig.rcs.stats();
+    assert_eq!((s.revoked, s.revoke_too_late), (1, 1), "{s:?}");
+    assert_eq!(rig.smsc.stats().submits, 1);
+    rig.stop().await;
+}
+
 #[tokio::test]
 async fn a_bad_signature_is_refused_and_changes_nothing_and_replays_change_nothing() {
     let sim = RcsSimConfig {
@@ -422,6 +458,16 @@ async fn user_messages_are_forwarded_once_and_unsubscribe_opts_out() {
     let Some(rig) = Rig::start_with(RcsSimConfig::default(), &tenant, ANTIFRAUD).await else {
         return;
     };
+    // Replies and opt-outs belong to the tenants that messaged the user.
+    for to in ["+48605000001", "+48605000002"] {
+        let id = rig.send(&rcs_msg(to)).await;
+        rig.wait_status(&id, "read", Duration::from_secs(15)).await;
+    }
+    let stranger = json!({
+        "senderPhoneNumber": "+48605000009", "messageId": "user-msg-0",
+        "sendTime": "2026-11-22T10:00:00.000Z", "agentId": AGENT, "text": "Kto to?",
+    });
+    assert_eq!(rig.push(&stranger, CLIENT_TOKEN).await, 200);
     let reply = json!({
         "senderPhoneNumber": "+48605000001", "messageId": "user-msg-1",
         "sendTime": "2026-11-22T10:00:00.000Z", "agentId": AGENT,
@@ -436,7 +482,11 @@ async fn user_messages_are_forwarded_once_and_unsubscribe_opts_out() {
     assert_eq!(got[0]["postback"], "pay");
     assert_eq!(got[0]["text"], "Zapłać teraz");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(hook.received().len(), 1, "forwarded once");
+    assert_eq!(
+        hook.received().len(),
+        1,
+        "forwarded once, and nothing from a number the tenant never messaged"
+    );
 
     let unsub = json!({
         "senderPhoneNumber": "+48605000002", "eventType": "UNSUBSCRIBE",

@@ -368,6 +368,9 @@ impl TokenSource {
         match self.request().await {
             Ok((value, lifetime)) => {
                 let value: Arc<str> = value.into();
+                // A token endpoint's word is not trusted past a day (and a huge
+                // `expires_in` must not overflow the clock).
+                let lifetime = lifetime.min(Duration::from_secs(24 * 3600));
                 // Refresh when less than min(60 s, a tenth of the lifetime) is left.
                 let margin = (lifetime / 10).min(Duration::from_secs(60));
                 let token = CachedToken {

@@ -21,8 +21,8 @@
 //! * `GET /v1/phones/{E.164}/capabilities?requestId=…&agentId=…`: 200 with
 //!   features, or 404 for unreachable numbers.
 //! * `DELETE /v1/phones/{E.164}/agentMessages/{id}?agentId=…`: revoke; 200
-//!   while the message is known and not delivered (its events are cancelled),
-//!   404 once delivered or when unknown.
+//!   while the message is known and neither delivered nor revoked (its events
+//!   are cancelled), 404 once delivered, revoked or when unknown.
 //! * `GET /stats`: the [`RcsSimStats`] JSON.
 //!
 //! **Events**: [`RcsSimConfig::delivered_after`] after an accepted send (unless
@@ -126,6 +126,9 @@ pub struct RcsSimConfig {
     pub latency: Duration,
     /// Sends per second accepted before 429 (0 = no limit). Default 0.
     pub max_tps: u32,
+    /// Withdraw a revoked message but answer its first revoke 503, as if the
+    /// answer were lost on the way (the caller's retry then gets 404). Default off.
+    pub revoke_answer_lost: bool,
 }
 
 impl Default for RcsSimConfig {
@@ -143,6 +146,7 @@ impl Default for RcsSimConfig {
             read_after: Some(Duration::from_secs(1)),
             latency: Duration::ZERO,
             max_tps: 0,
+            revoke_answer_lost: false,
         }
     }
 }
@@ -956,7 +960,9 @@ async fn revoke(
     let withdrawn = {
         let mut state = shared.state();
         match state.messages.get_mut(id.as_str()) {
-            Some(m) if *m.phone == *phone && !m.delivered => {
+            // Withdrawn once: the platform no longer has it, so a second revoke
+            // is a 404 like any unknown message.
+            Some(m) if *m.phone == *phone && !m.delivered && !m.revoked => {
                 m.revoked = true;
                 true
             }
@@ -965,6 +971,13 @@ async fn revoke(
     };
     if withdrawn {
         bump(&shared.counters.revoked);
+        if shared.cfg.revoke_answer_lost {
+            return rbm_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "UNAVAILABLE",
+                "The service is currently unavailable.",
+            );
+        }
         Json(json!({})).into_response()
     } else {
         bump(&shared.counters.revoke_too_late);

@@ -1,11 +1,14 @@
 //! `POST /v1/webhooks/rcs`: events from the RCS platform (a Pub/Sub push). The
-//! `X-Goog-Signature` header must be the HMAC-SHA512 of the decoded data under an
-//! RCS connector's client token, or the answer is 401 and nothing changes. A
-//! verified event is answered 200 at once (the platform retries anything else for
-//! days) and applied asynchronously: DELIVERED and READ go the way of every
-//! receipt (so a repeat changes nothing), UNSUBSCRIBE opts the user out for the
-//! tenants that reach them through that connector, and user messages go the way
-//! of SMS replies (each once: a replayed one is recognised by its id).
+//! `X-Goog-Signature` header must be the HMAC-SHA512 of the decoded data under the
+//! client token of the RCS connector serving the event's agent, or the answer is
+//! 401 and nothing changes.
+//!
+//! A verified event is answered 200 only once it is stored, which takes one store
+//! write: DELIVERED and READ go the way of every receipt (so a repeat changes
+//! nothing), UNSUBSCRIBE opts the user out, and user messages go the way of SMS
+//! replies (each once: a replayed one is recognised by its id). Anything that could
+//! not be stored gets 503, and the platform sends it again; nothing is acknowledged
+//! and then lost.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,6 +20,7 @@ use axum::response::{IntoResponse, Response};
 use goniec_config::{Channel, ConnectorKind};
 use goniec_connectors::rcs::events::{self, Event};
 use goniec_connectors::InboundMessage;
+use tokio::sync::oneshot;
 
 use super::error::ApiError;
 use super::observe;
@@ -29,23 +33,29 @@ const REPLAY_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Largest event accepted (events are small JSON documents).
 const MAX_EVENT: usize = 256 * 1024;
 
+/// The longest an event waits to be stored before the platform is told to resend
+/// it. Longer than a receipt is parked while its submit is being recorded.
+const STORE_WITHIN: Duration = Duration::from_secs(8);
+
 pub async fn event(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
     let start = Instant::now();
-    let resp = handle(&app, &headers, body).unwrap_or_else(IntoResponse::into_response);
+    let resp = handle(&app, &headers, body)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
     observe(&app, "rcs_event", start, &resp);
     resp
 }
 
-fn handle(app: &Arc<App>, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn handle(app: &App, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let unsigned = || {
         ApiError::new(
             401,
             "bad-signature",
-            "X-Goog-Signature does not match the event under any RCS client token",
+            "X-Goog-Signature does not match the event under the agent's client token",
         )
     };
     let signature = headers
-        .get("x-goog-signature")
+        .get(events::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(unsigned)?;
     if body.len() > MAX_EVENT {
@@ -57,40 +67,66 @@ fn handle(app: &Arc<App>, headers: &HeaderMap, body: Bytes) -> Result<Response, 
     }
     let (data, event) = events::parse_push(&body)
         .map_err(|e| ApiError::new(400, "invalid-event", format!("not an RCS event: {e}")))?;
-    let connector = app
-        .cfg
-        .connectors
-        .iter()
-        .find_map(|c| match &c.kind {
-            ConnectorKind::Rcs(r) if events::verify(&r.client_token, &data, signature) => {
-                Some(c.name.clone())
-            }
-            _ => None,
-        })
-        .ok_or_else(unsigned)?;
-    let app2 = app.clone();
-    app.tracker
-        .spawn(async move { apply(&app2, &connector, event).await });
+    let connector = signer(app, &data, signature).ok_or_else(unsigned)?;
+    apply(app, &connector, event).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-async fn apply(app: &App, connector: &str, event: Event) {
+/// The RCS connector the event is for: the one serving its `agentId` (any RCS
+/// connector when the event names none) whose client token signed it.
+fn signer(app: &App, data: &[u8], signature: &str) -> Option<String> {
+    let agent = serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| v.get("agentId")?.as_str().map(str::to_owned));
+    app.cfg.connectors.iter().find_map(|c| match &c.kind {
+        ConnectorKind::Rcs(r)
+            if agent.as_deref().is_none_or(|a| a == r.agent_id)
+                && events::verify(&r.client_token, data, signature) =>
+        {
+            Some(c.name.clone())
+        }
+        _ => None,
+    })
+}
+
+fn resend_later(what: &str) -> ApiError {
+    ApiError::new(
+        503,
+        "unavailable",
+        format!("the {what} could not be stored now; send it again"),
+    )
+}
+
+/// Wait until the handler that took it says it is stored.
+async fn stored(rx: oneshot::Receiver<()>, what: &str) -> Result<(), ApiError> {
+    match tokio::time::timeout(STORE_WITHIN, rx).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(resend_later(what)),
+    }
+}
+
+async fn apply(app: &App, connector: &str, event: Event) -> Result<(), ApiError> {
     let count = |kind: &str| {
         app.metrics
             .rcs_events
             .with_label_values(&[connector, kind])
             .inc()
     };
-    if let Some(r) = event.receipt(connector) {
+    if let Some(mut r) = event.receipt(connector) {
         count(r.state.as_str());
-        let _ = app.receipts.send(r).await;
-        return;
+        let (tx, rx) = oneshot::channel();
+        r.stored = Some(tx);
+        app.receipts
+            .send(r)
+            .await
+            .map_err(|_| resend_later("event"))?;
+        return stored(rx, "event").await;
     }
     match event {
         Event::IsTyping { .. } => count("is_typing"),
         Event::Unsubscribe { phone, .. } => {
             count("unsubscribe");
-            unsubscribe(app, connector, &phone).await;
+            unsubscribe(app, connector, &phone).await?;
         }
         Event::UserMessage {
             message_id,
@@ -100,19 +136,21 @@ async fn apply(app: &App, connector: &str, event: Event) {
             at,
         } => {
             let key = format!("rcs:{connector}:{message_id}");
-            match app.store.first_seen(&key, REPLAY_WINDOW).await {
-                Ok(false) => return count("replayed"),
-                Ok(true) => {}
-                // Better twice than never: the tenant's endpoint sees the id.
-                Err(e) => {
-                    tracing::warn!(error = %e, "Could not check a user message for a replay.")
-                }
+            let first = app
+                .store
+                .first_seen(&key, REPLAY_WINDOW)
+                .await
+                .map_err(|_| resend_later("message"))?;
+            if !first {
+                count("replayed");
+                return Ok(());
             }
             count("user_message");
             let agent = app.cfg.connectors.iter().find_map(|c| match &c.kind {
                 ConnectorKind::Rcs(r) if c.name == connector => Some(r.agent_id.clone()),
                 _ => None,
             });
+            let (tx, rx) = oneshot::channel();
             let m = InboundMessage {
                 connector: connector.to_owned(),
                 channel: Channel::Rcs,
@@ -121,39 +159,40 @@ async fn apply(app: &App, connector: &str, event: Event) {
                 text: text.unwrap_or_default(),
                 postback,
                 at,
-                stored: None,
+                stored: Some(tx),
             };
-            let _ = app.inbound.send(m).await;
+            let handled = match app.inbound.send(m).await {
+                Ok(()) => stored(rx, "message").await,
+                Err(_) => Err(resend_later("message")),
+            };
+            if handled.is_err() {
+                // Let the platform's resend through.
+                let _ = app.store.forget_seen(&key).await;
+            }
+            handled?;
         }
         _ => count("other"),
     }
+    Ok(())
 }
 
-/// Opt the user out in every tenant whose RCS messages to them go through this
+/// Opt the user out in every tenant that messages them over RCS through this
 /// connector (the agent is the tenant's brand).
-async fn unsubscribe(app: &App, connector: &str, phone: &str) {
+async fn unsubscribe(app: &App, connector: &str, phone: &str) -> Result<(), ApiError> {
     let Ok(phone) = crate::validate::normalize_msisdn(phone, app.rules.region, false) else {
         tracing::info!(connector, from = %mask(phone), "UNSUBSCRIBE from an unusable number; ignored.");
-        return;
+        return Ok(());
     };
-    for t in app.tenants.all() {
-        let routed = app
-            .router
-            .route(Channel::Rcs, &t.cfg.name, &phone)
-            .is_some_and(|l| l.connector.name() == connector);
-        if !routed {
-            continue;
-        }
-        let key = app.screener.opt_out_key(t, Channel::Rcs, &phone);
-        let stored = crate::dispatch::finish_with_retries(app, "opt_out", || async {
-            app.store
-                .set_opt_out(&key, true)
-                .await
-                .map(|_| crate::store::Transition::Missing)
-        })
-        .await;
-        if stored.is_some() {
-            tracing::info!(tenant = %t.cfg.name, from = %mask(&phone), "Recipient unsubscribed from RCS.");
-        }
+    let owners = crate::inbound::rcs_owners(app, connector, &phone)
+        .await
+        .map_err(|_| resend_later("event"))?;
+    for t in owners {
+        let key = app.screener.opt_out_key(&t, Channel::Rcs, &phone);
+        app.store
+            .set_opt_out(&key, true)
+            .await
+            .map_err(|_| resend_later("event"))?;
+        tracing::info!(tenant = %t.cfg.name, from = %mask(&phone), "Recipient unsubscribed from RCS.");
     }
+    Ok(())
 }

@@ -551,6 +551,11 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn forget_seen(&self, key: &str) -> Result<(), StoreError> {
+        self.lock().seen.remove(key);
+        Ok(())
+    }
+
     async fn retry(&self, lease: &Lease, at_ms: i64, attempt: u32) -> Result<(), StoreError> {
         let mut g = self.lock();
         if g.ack(lease) {

@@ -322,6 +322,9 @@ pub trait Store: Send + Sync + 'static {
     /// inbound event the platform sent again).
     async fn first_seen(&self, key: &str, ttl: std::time::Duration) -> Result<bool, StoreError>;
 
+    /// Forget a key `first_seen` recorded (its handling failed: let a resend in).
+    async fn forget_seen(&self, key: &str) -> Result<(), StoreError>;
+
     /// Give the job back to be tried again at `at_ms`, with `attempt` as its new
     /// attempt count (raised for a failed try, kept for throttling or an outage).
     async fn retry(&self, lease: &Lease, at_ms: i64, attempt: u32) -> Result<(), StoreError>;

@@ -960,6 +960,15 @@ impl Store for RedisStore {
         Ok(set.is_some())
     }
 
+    async fn forget_seen(&self, key: &str) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("DEL")
+            .arg(format!("{}:once:{key}", self.prefix))
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn retry(&self, lease: &Lease, at_ms: i64, attempt: u32) -> Result<(), StoreError> {
         let next = Job {
             attempt,

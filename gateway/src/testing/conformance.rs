@@ -201,6 +201,11 @@ async fn first_seen_recognises_replays(store: &dyn Store) {
         .first_seen(&format!("{key}-other"), ttl)
         .await
         .unwrap());
+    store.forget_seen(&key).await.unwrap();
+    assert!(
+        store.first_seen(&key, ttl).await.unwrap(),
+        "seen again after forgetting"
+    );
 }
 
 async fn suppression_lists(store: &dyn Store) {
