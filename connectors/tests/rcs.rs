@@ -521,7 +521,7 @@ async fn a_refused_service_account_takes_the_connector_down() {
 }
 
 #[tokio::test]
-async fn connection_failures_degrade_health() {
+async fn connection_failures_degrade_health_and_cost_no_attempts() {
     let s = setup(quick()).await;
     // A port nothing listens on (bound, then released).
     let dead: SocketAddr = {
@@ -538,7 +538,9 @@ async fn connection_failures_degrade_health() {
             .submit(&message(&id(), "+48500100209"))
             .await
             .unwrap_err();
-        assert!(matches!(err, DeliveryError::Transient { .. }), "{err:?}");
+        // Refused connections: the platform is unreachable, the message is not
+        // at fault (retried without using up attempts).
+        assert!(matches!(err, DeliveryError::Unavailable { .. }), "{err:?}");
     }
     assert!(matches!(rbm.health(), Health::Degraded(why) if why.contains(&dead.to_string())));
 }

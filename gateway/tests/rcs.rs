@@ -27,7 +27,10 @@ holidays = "none"
 
 struct Rig {
     gw: TestGateway,
-    rcs: RcsSim,
+    /// `None` until the platform comes up (see [`Rig::start_platform_later`]).
+    rcs: Option<RcsSim>,
+    rcs_cfg: RcsSimConfig,
+    rcs_addr: std::net::SocketAddr,
     smsc: SmscSim,
     stop: CancellationToken,
     _key: tempfile::NamedTempFile,
@@ -40,6 +43,33 @@ impl Rig {
     }
 
     async fn start_with(sim: RcsSimConfig, tenant_extra: &str, antifraud: &str) -> Option<Rig> {
+        Self::start_full(sim, tenant_extra, antifraud, false).await
+    }
+
+    /// A gateway whose RCS platform is down: nothing listens on its address
+    /// until [`Rig::start_platform`].
+    async fn start_platform_later(sim: RcsSimConfig) -> Option<Rig> {
+        Self::start_full(sim, "", "[antifraud]\nenabled = false", true).await
+    }
+
+    async fn start_platform(&mut self) {
+        let rcs = RcsSim::start(self.rcs_addr, self.rcs_cfg.clone(), self.stop.clone())
+            .await
+            .unwrap();
+        rcs.set_webhook(Some(self.gw.url("/v1/webhooks/rcs")));
+        self.rcs = Some(rcs);
+    }
+
+    fn rcs(&self) -> &RcsSim {
+        self.rcs.as_ref().expect("the platform is up")
+    }
+
+    async fn start_full(
+        sim: RcsSimConfig,
+        tenant_extra: &str,
+        antifraud: &str,
+        late: bool,
+    ) -> Option<Rig> {
         let redis = RedisServer::spawn()?;
         let stop = CancellationToken::new();
         let key = tempfile::NamedTempFile::new().unwrap();
@@ -54,9 +84,22 @@ impl Rig {
             service_account_key: Some(key.path().to_path_buf()),
             ..sim
         };
-        let rcs = RcsSim::start("127.0.0.1:0".parse().unwrap(), sim, stop.clone())
-            .await
-            .unwrap();
+        let rcs = if late {
+            None
+        } else {
+            let s = RcsSim::start("127.0.0.1:0".parse().unwrap(), sim.clone(), stop.clone())
+                .await
+                .unwrap();
+            Some(s)
+        };
+        // A free port for a platform that comes up later (bound, then released).
+        let rcs_addr = match &rcs {
+            Some(r) => r.addr(),
+            None => std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap(),
+        };
         let smsc_cfg = SimConfig {
             receipt_delay: Duration::from_millis(20),
             ..Default::default()
@@ -68,7 +111,7 @@ impl Rig {
         )
         .await
         .unwrap();
-        let base = format!("http://{}", rcs.addr());
+        let base = format!("http://{rcs_addr}");
         let extra = format!(
             r#"{tenant_extra}
 
@@ -111,10 +154,14 @@ connector = "smsc"
         )))
         .await;
         gw.wait_ready(200, Duration::from_secs(10)).await;
-        rcs.set_webhook(Some(gw.url("/v1/webhooks/rcs")));
+        if let Some(rcs) = &rcs {
+            rcs.set_webhook(Some(gw.url("/v1/webhooks/rcs")));
+        }
         Some(Rig {
             gw,
             rcs,
+            rcs_cfg: sim,
+            rcs_addr,
             smsc,
             stop,
             _key: key,
@@ -237,7 +284,7 @@ async fn a_capable_number_gets_delivered_then_read() {
         ["accepted", "queued", "submitted", "delivered", "read"],
         "{m}"
     );
-    let sent = rig.rcs.messages();
+    let sent = rig.rcs().messages();
     assert_eq!(sent.len(), 1);
     assert_eq!(
         sent[0].message_id, id,
@@ -279,7 +326,7 @@ async fn an_unreachable_number_falls_back_to_sms_with_both_attempts_in_its_event
                 .is_some_and(|d| d.contains("connector=smsc"))),
         "the SMS attempt: {m}"
     );
-    assert_eq!(rig.rcs.stats().unreachable, 1);
+    assert_eq!(rig.rcs().stats().unreachable, 1);
     assert_eq!(rig.smsc.stats().submits, 1, "one SMS");
 
     // Without `fallback`, it fails with the reason.
@@ -335,7 +382,7 @@ async fn no_delivered_in_time_revokes_then_falls_back_never_both() {
         "RCS submitted, revoked, SMS submitted and delivered: {m}"
     );
     let revoked: Vec<_> = rig
-        .rcs
+        .rcs()
         .messages()
         .into_iter()
         .filter(|m| m.revoked)
@@ -350,8 +397,33 @@ async fn no_delivered_in_time_revokes_then_falls_back_never_both() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let m = rig.message(&fine).await;
     assert_eq!(m["status"], "read", "{m}");
-    let s = rig.rcs.stats();
+    let s = rig.rcs().stats();
     assert_eq!((s.revoked, rig.smsc.stats().submits), (1, 1), "{s:?}");
+    rig.stop().await;
+}
+
+/// The platform is unreachable for a while: messages wait (without using up their
+/// attempts) and are all delivered once it is back.
+#[tokio::test]
+async fn a_platform_down_for_a_while_loses_nothing() {
+    let Some(mut rig) = Rig::start_platform_later(RcsSimConfig::default()).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(rig.send(&rcs_msg(&format!("+4860800000{i}"))).await);
+    }
+    // Longer than the test config's retries would take to use up every attempt.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for id in &ids {
+        let m = rig.message(id).await;
+        assert_eq!(m["status"], "queued", "{m}");
+    }
+    rig.start_platform().await;
+    for id in &ids {
+        rig.wait_status(id, "read", Duration::from_secs(20)).await;
+    }
+    assert_eq!(rig.rcs().stats().sent, 5);
     rig.stop().await;
 }
 
@@ -385,7 +457,7 @@ async fn a_lost_revoke_answer_still_falls_back_once() {
         ],
         "{m}"
     );
-    let s = rig.rcs.stats();
+    let s = rig.rcs().stats();
     assert_eq!((s.revoked, s.revoke_too_late), (1, 1), "{s:?}");
     assert_eq!(rig.smsc.stats().submits, 1);
     rig.stop().await;
@@ -538,14 +610,14 @@ async fn an_expired_token_is_refreshed_once_under_concurrent_sends() {
         for id in &ids {
             rig.wait_status(id, "read", Duration::from_secs(15)).await;
         }
-        let s = rig.rcs.stats();
+        let s = rig.rcs().stats();
         assert_eq!(s.tokens_issued, round + 1, "{s:?}");
         if round == 0 {
             // Past the token's life.
             tokio::time::sleep(Duration::from_millis(2100)).await;
         }
     }
-    assert_eq!(rig.rcs.stats().unauthorized, 0);
+    assert_eq!(rig.rcs().stats().unauthorized, 0);
     rig.stop().await;
 }
 

@@ -250,7 +250,11 @@ impl RcsConnector {
             .last_connection_error
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-        if e.is_timeout() {
+        if e.is_connect() {
+            // Nothing was sent: the platform is unreachable, no message is at fault
+            // (retried without using up its attempts, like a relay that is down).
+            DeliveryError::Unavailable { reason }
+        } else if e.is_timeout() {
             DeliveryError::Uncertain { reason }
         } else {
             DeliveryError::Transient { reason }
