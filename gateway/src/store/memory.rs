@@ -60,8 +60,11 @@ struct Inner {
     held: BTreeSet<(i64, String)>,
     /// E-mail suppression lists: tenant → address → reason.
     suppressed: HashMap<String, BTreeMap<String, String>>,
-    /// Keys seen by `first_seen`, until when.
+    /// Keys seen by `first_seen`, until when; pruned when it grows past
+    /// `seen_prune_at` (which doubles while the keys are live, so pruning costs
+    /// amortised O(1)).
     seen: HashMap<String, Instant>,
+    seen_prune_at: usize,
 }
 
 impl Inner {
@@ -175,6 +178,59 @@ fn history_key(tenant: &str, key: &HistoryKey) -> String {
 }
 
 impl MemoryStore {
+    /// Finish a lease: the change, the correlation and the ack, and `next` (only
+    /// for the lease's current holder), in one step.
+    fn finish(
+        &self,
+        lease: &Lease,
+        change: Option<&Change>,
+        correlation: Option<(&str, &[String])>,
+        next: Option<&Handover>,
+    ) -> Transition {
+        let t = {
+            let mut g = self.lock();
+            let t = match change {
+                Some(ch) => g.transition(&lease.job.id, ch),
+                None => Transition::Applied {
+                    from: Status::Queued,
+                },
+            };
+            if let Some((connector, ids)) = correlation {
+                for pid in ids {
+                    g.corr.insert(
+                        format!("{connector}\0{pid}"),
+                        (lease.job.id.clone(), Instant::now() + self.corr_ttl),
+                    );
+                }
+            }
+            if let (true, Some(next)) = (g.ack(lease), next) {
+                match next.at_ms {
+                    None => g.push(next.lane, next.job.clone()),
+                    Some(at) => {
+                        // As in Redis (a sorted set): the same job scheduled twice is one.
+                        let st = g.lanes.entry(next.lane).or_default();
+                        st.sched.retain(|_, j| j != &next.job);
+                        g.schedule(next.lane, at, next.job.clone());
+                    }
+                }
+                if let Some(ev) = &next.note {
+                    if let Some(r) = g.records.get_mut(&lease.job.id) {
+                        r.events.push(ev.clone());
+                    }
+                }
+            }
+            t
+        };
+        self.wake(Lane::Webhook);
+        if let Some(Handover {
+            lane, at_ms: None, ..
+        }) = next
+        {
+            self.wake(*lane);
+        }
+        t
+    }
+
     pub fn new(cfg: &goniec_config::Store) -> Self {
         tracing::warn!(
             "Store backend is `memory`: queued messages, statuses and history live in this \
@@ -465,27 +521,7 @@ impl Store for MemoryStore {
         change: Option<&Change>,
         correlation: Option<(&str, &[String])>,
     ) -> Result<Transition, StoreError> {
-        let t = {
-            let mut g = self.lock();
-            let t = match change {
-                Some(ch) => g.transition(&lease.job.id, ch),
-                None => Transition::Applied {
-                    from: Status::Queued,
-                },
-            };
-            if let Some((connector, ids)) = correlation {
-                for pid in ids {
-                    g.corr.insert(
-                        format!("{connector}\0{pid}"),
-                        (lease.job.id.clone(), Instant::now() + self.corr_ttl),
-                    );
-                }
-            }
-            g.ack(lease);
-            t
-        };
-        self.wake(Lane::Webhook);
-        Ok(t)
+        Ok(self.finish(lease, change, correlation, None))
     }
 
     async fn complete_handover(
@@ -495,52 +531,15 @@ impl Store for MemoryStore {
         correlation: Option<(&str, &[String])>,
         next: &Handover,
     ) -> Result<Transition, StoreError> {
-        let t = {
-            let mut g = self.lock();
-            let t = match change {
-                Some(ch) => g.transition(&lease.job.id, ch),
-                None => Transition::Applied {
-                    from: Status::Queued,
-                },
-            };
-            if let Some((connector, ids)) = correlation {
-                for pid in ids {
-                    g.corr.insert(
-                        format!("{connector}\0{pid}"),
-                        (lease.job.id.clone(), Instant::now() + self.corr_ttl),
-                    );
-                }
-            }
-            if g.ack(lease) {
-                match next.at_ms {
-                    None => g.push(next.lane, next.job.clone()),
-                    Some(at) => {
-                        // As in Redis (a sorted set): the same job scheduled twice is one.
-                        let st = g.lanes.entry(next.lane).or_default();
-                        st.sched.retain(|_, j| j != &next.job);
-                        g.schedule(next.lane, at, next.job.clone());
-                    }
-                }
-                if let Some(ev) = &next.note {
-                    if let Some(r) = g.records.get_mut(&lease.job.id) {
-                        r.events.push(ev.clone());
-                    }
-                }
-            }
-            t
-        };
-        self.wake(Lane::Webhook);
-        if next.at_ms.is_none() {
-            self.wake(next.lane);
-        }
-        Ok(t)
+        Ok(self.finish(lease, change, correlation, Some(next)))
     }
 
     async fn first_seen(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
         let mut g = self.lock();
         let now = Instant::now();
-        if g.seen.len() > 100_000 {
+        if g.seen.len() >= g.seen_prune_at.max(100_000) {
             g.seen.retain(|_, until| *until > now);
+            g.seen_prune_at = g.seen.len() * 2;
         }
         match g.seen.get(key) {
             Some(until) if *until > now => Ok(false),
