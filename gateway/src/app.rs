@@ -321,9 +321,8 @@ pub struct App {
     /// Callback clients: one refusing private addresses, one allowing them.
     pub webhook_client: reqwest::Client,
     pub webhook_client_private: reqwest::Client,
-    /// Where events that arrive over HTTP (RCS webhooks) go: the same receipt and
-    /// inbound paths the connectors feed.
-    pub receipts: tokio::sync::mpsc::Sender<goniec_connectors::Receipt>,
+    /// Where user messages that arrive over HTTP (RCS webhooks) go: the inbound
+    /// path the connectors feed.
     pub inbound: tokio::sync::mpsc::Sender<goniec_connectors::InboundMessage>,
 }
 

@@ -102,6 +102,7 @@ pub async fn run(
         connectors.push(goniec_connectors::build(c, cx)?);
     }
 
+    drop(receipts_tx);
     let (webhook_client, webhook_client_private) = webhooks::clients(cfg.webhooks.timeout);
     let app = Arc::new(App {
         batcher: store::batcher::Batcher::start(store.clone()),
@@ -123,7 +124,6 @@ pub async fn run(
         connectors,
         webhook_client,
         webhook_client_private,
-        receipts: receipts_tx,
         inbound: inbound_tx,
         cfg: cfg.clone(),
     });

@@ -60,7 +60,10 @@ pub async fn run(app: Arc<App>, mut rx: mpsc::Receiver<Receipt>, stop: Cancellat
     tasks.wait().await;
 }
 
-async fn apply(app: &App, mut r: Receipt) {
+/// Correlate and apply one receipt; signals `r.stored` once it is stored (or known
+/// to need nothing). Also called directly by the RCS webhook, which has the event
+/// in hand and answers the platform only after this.
+pub(crate) async fn apply(app: &App, mut r: Receipt) {
     let m = &app.metrics;
     let mut waited = Duration::ZERO;
     let mut delay = Duration::from_millis(50);

@@ -68,7 +68,7 @@ pub const DEMO_SERVICE_ACCOUNT: &str = include_str!("demo-service-account.json")
 /// Attempts to post one event to the webhook before it counts as failed.
 pub const POST_ATTEMPTS: u32 = 4;
 /// Event posts in flight at once.
-pub const POST_CONCURRENCY: usize = 64;
+pub const POST_CONCURRENCY: usize = 256;
 /// Messages remembered (for duplicates, revokes and events); the oldest go first.
 pub const MAX_KNOWN: usize = 100_000;
 /// Messages [`RcsSim::messages`] returns at most (the newest).

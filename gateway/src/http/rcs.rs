@@ -116,11 +116,12 @@ async fn apply(app: &App, connector: &str, event: Event) -> Result<(), ApiError>
         count(r.state.as_str());
         let (tx, rx) = oneshot::channel();
         r.stored = Some(tx);
-        app.receipts
-            .send(r)
-            .await
-            .map_err(|_| resend_later("event"))?;
-        return stored(rx, "event").await;
+        // Applied right here (no queue hop): the answer waits for it anyway.
+        let applied = tokio::time::timeout(STORE_WITHIN, crate::receipts::apply(app, r)).await;
+        return match applied {
+            Ok(()) => stored(rx, "event").await,
+            Err(_) => Err(resend_later("event")),
+        };
     }
     match event {
         Event::IsTyping { .. } => count("is_typing"),
