@@ -14,6 +14,8 @@
 //! * `P:i:{tenant}:{sha256(key)}` idempotency record.
 //! * `P:held` sorted set of held message ids (score: accepted ms).
 //! * `P:sup:{tenant}` hash: suppressed e-mail address → reason (hard bounces).
+//! * `P:once:{key}` marks an inbound event already handled (RCS user messages),
+//!   expiring after the replay window.
 //! * `P:af:{key}` anti-fraud counters (hash of time buckets, see
 //!   [`goniec_antifraud::counters`]) and opt-outs (plain keys, no expiry).
 //!
