@@ -310,11 +310,16 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
     let fallback = Lane::Channel(rec.data.channel) != lease.lane;
     if fallback && rec.status == Status::Submitted {
         let step = match lease.job.payload.as_str() {
-            RCS_CHECK => Some(revoke_for_fallback(app, channel, &lease, &rec).await),
-            RCS_UNSURE => {
-                let why = "a revoke's answer was lost and the platform no longer has the \
-                           message, with no DELIVERED since"
-                    .to_string();
+            RCS_CHECK => {
+                revoke_for_fallback(app, &lease, &rec).await;
+                Some(None)
+            }
+            RCS_REVOKED => {
+                let why = format!(
+                    "no DELIVERED within {}, nor in the {} after the RCS message was revoked",
+                    human(fallback_after(app, &rec)),
+                    human(revoke_grace(app, &rec))
+                );
                 Some(fall_back(app, channel, &lease, &rec, why).await)
             }
             _ => None,
@@ -443,17 +448,29 @@ pub const RCS_FALLBACK: &str = "rcs-fallback";
 /// Job payload on the SMS lane: unless this RCS message was delivered by now,
 /// revoke it and send it by SMS.
 pub const RCS_CHECK: &str = "rcs-check";
-/// Job payload on the SMS lane: an earlier revoke's answer was lost and the platform
-/// no longer knows the message; unless DELIVERED came meanwhile, send it by SMS.
-pub const RCS_UNSURE: &str = "rcs-unsure";
-/// How long a DELIVERED event may take to follow a platform's "not found": the
-/// tenant's `fallback_after` again, at most 30 s.
-fn unsure_grace(app: &App, rec: &Record) -> Duration {
+/// Job payload on the SMS lane: the RCS message was revoked (or an earlier revoke's
+/// answer was lost and the platform no longer has it); unless a DELIVERED event
+/// came meanwhile, send it by SMS.
+pub const RCS_REVOKED: &str = "rcs-revoked";
+
+/// The tenant's `fallback_after` (zero when it has none).
+fn fallback_after(app: &App, rec: &Record) -> Duration {
     app.tenants
         .by_name(&rec.data.tenant)
         .and_then(|t| t.cfg.rcs.fallback_after)
-        .unwrap_or(Duration::MAX)
-        .min(Duration::from_secs(30))
+        .unwrap_or_default()
+}
+
+/// How long to wait after a revoke for a DELIVERED event already on its way: the
+/// platform may have been delivering the message while we revoked it (its 200 does
+/// not always prove the withdrawal), and then the recipient must not also get the
+/// SMS. `fallback_after`, at most 10 s.
+fn revoke_grace(app: &App, rec: &Record) -> Duration {
+    fallback_after(app, rec).min(Duration::from_secs(10))
+}
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
 }
 /// The event reason of a fallback after the RCS message was withdrawn.
 const RCS_FALLBACK_REASON: &str = "rcs_fallback";
@@ -492,15 +509,10 @@ fn fallback_check(app: &App, channel: Channel, rec: &Record) -> Option<Handover>
     })
 }
 
-/// No DELIVERED by the deadline: withdraw the RCS message and, only if the platform
-/// confirms it will never be delivered, move the message back to `queued` for SMS.
-/// `Some(Queued)` to go on and send it; `None` when the lease is finished here.
-async fn revoke_for_fallback(
-    app: &App,
-    channel: Channel,
-    lease: &Lease,
-    rec: &Record,
-) -> Option<Status> {
+/// No DELIVERED by the deadline: withdraw the RCS message and, if the platform took
+/// the revoke, hand over an `RCS_REVOKED` job that sends the SMS unless a DELIVERED
+/// still comes. Finishes the lease.
+async fn revoke_for_fallback(app: &App, lease: &Lease, rec: &Record) {
     let id = rec.data.id.as_str();
     let ack = || async {
         finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
@@ -508,7 +520,7 @@ async fn revoke_for_fallback(
     if fell_back(rec) {
         // Fallen back already (this is a stale copy of the check): never twice.
         ack().await;
-        return None;
+        return;
     }
     let Some(route) = app
         .router
@@ -516,7 +528,7 @@ async fn revoke_for_fallback(
     else {
         tracing::warn!(message_id = %id, "No RCS route left to revoke through; no fallback.");
         ack().await;
-        return None;
+        return;
     };
     let out = Outbound {
         message_id: rec.data.id.clone(),
@@ -530,39 +542,29 @@ async fn revoke_for_fallback(
         valid_until: None,
     };
     match route.connector.revoke(&out).await {
-        Ok(true) => {
-            let after = app
-                .tenants
-                .by_name(&rec.data.tenant)
-                .and_then(|t| t.cfg.rcs.fallback_after)
-                .map_or_else(String::new, |d| humantime::format_duration(d).to_string());
-            let why = format!("no DELIVERED within {after}; the RCS message was revoked");
-            fall_back(app, channel, lease, rec, why).await
-        }
-        // A revoke that failed before may have worked without our hearing: then the
-        // platform no longer knows the message either. A delivery would show as a
-        // DELIVERED event within moments; without one, it was withdrawn.
-        Ok(false) if lease.job.attempt > 0 => {
+        // Revoked. A revoke that failed before may also have worked without our
+        // hearing (the platform no longer knows the message). Either way, the SMS
+        // waits a moment for a DELIVERED that was already on its way.
+        Ok(revoked) if revoked || lease.job.attempt > 0 => {
+            tracing::debug!(message_id = %id, "RCS message revoked; SMS after a grace period without DELIVERED.");
             let next = Handover {
                 lane: lease.lane,
                 job: Job {
                     id: id.to_owned(),
                     attempt: 0,
-                    payload: RCS_UNSURE.into(),
+                    payload: RCS_REVOKED.into(),
                 },
-                at_ms: Some(now_ms() + unsure_grace(app, rec).as_millis() as i64),
+                at_ms: Some(now_ms() + revoke_grace(app, rec).as_millis() as i64),
                 note: None,
             };
             finish_with_retries(app, "handover", || {
                 app.store.complete_handover(lease, None, None, &next)
             })
             .await;
-            None
         }
-        Ok(false) => {
+        Ok(_) => {
             tracing::debug!(message_id = %id, "Too late to revoke the RCS message; it stands.");
             ack().await;
-            None
         }
         Err(e) => {
             let w = &app.cfg.workers;
@@ -575,7 +577,6 @@ async fn revoke_for_fallback(
                     + backoff(lease.job.attempt, w.retry_base, w.retry_max).as_millis() as i64;
                 retry_later(app, lease, at, attempts).await;
             }
-            None
         }
     }
 }

@@ -376,6 +376,7 @@ fn main() -> ExitCode {
                 latency,
                 max_tps,
                 revoke_answer_lost: false,
+                revoke_ineffective: false,
             };
             run_rcs_sim(listen, cfg)
         }

@@ -427,6 +427,36 @@ async fn a_platform_down_for_a_while_loses_nothing() {
     rig.stop().await;
 }
 
+/// The platform answers the revoke 200 while it is delivering the message: the
+/// DELIVERED that follows within the grace period keeps the SMS from going out.
+#[tokio::test]
+async fn a_delivered_just_after_the_revoke_stops_the_sms() {
+    let sim = RcsSimConfig {
+        delivered_after: Duration::from_millis(1400),
+        read_after: None,
+        revoke_ineffective: true,
+        ..Default::default()
+    };
+    let Some(rig) = Rig::start(sim, "[tenants.rcs]\nfallback_after = \"1s\"").await else {
+        return;
+    };
+    let id = rig.send(&rcs_msg("+48609000001")).await;
+    rig.wait_status(&id, "delivered", Duration::from_secs(10))
+        .await;
+    // Past the grace period: still delivered over RCS only.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let m = rig.message(&id).await;
+    assert_eq!(m["status"], "delivered", "{m}");
+    assert_eq!(
+        statuses(&m),
+        ["accepted", "queued", "submitted", "delivered"],
+        "{m}"
+    );
+    assert_eq!(rig.rcs().stats().revoked, 1, "the revoke was tried");
+    assert_eq!(rig.smsc.stats().submits, 0, "never both");
+    rig.stop().await;
+}
+
 /// The revoke worked but its answer was lost: the retry hears 404 ("not found",
 /// which also means "delivered"). No DELIVERED follows, so after a grace period
 /// the message goes by SMS, once.

@@ -129,6 +129,10 @@ pub struct RcsSimConfig {
     /// Withdraw a revoked message but answer its first revoke 503, as if the
     /// answer were lost on the way (the caller's retry then gets 404). Default off.
     pub revoke_answer_lost: bool,
+    /// Answer revokes 200 but deliver the message anyway, as when the platform was
+    /// delivering it at that moment (its 200 does not prove the withdrawal).
+    /// Default off.
+    pub revoke_ineffective: bool,
 }
 
 impl Default for RcsSimConfig {
@@ -147,6 +151,7 @@ impl Default for RcsSimConfig {
             latency: Duration::ZERO,
             max_tps: 0,
             revoke_answer_lost: false,
+            revoke_ineffective: false,
         }
     }
 }
@@ -963,7 +968,7 @@ async fn revoke(
             // Withdrawn once: the platform no longer has it, so a second revoke
             // is a 404 like any unknown message.
             Some(m) if *m.phone == *phone && !m.delivered && !m.revoked => {
-                m.revoked = true;
+                m.revoked = !shared.cfg.revoke_ineffective;
                 true
             }
             _ => false,
