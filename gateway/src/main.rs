@@ -843,7 +843,7 @@ fn print_demo_banner(addr: SocketAddr, key: &str) {
          RCS (\"channel\":\"rcs\", \"fallback\":[\"sms\"]) goes to the built-in RBM simulator,\n\
          which posts signed DELIVERED and READ events back. Numbers starting {DEMO_NO_RCS}\n\
          cannot get RCS (sent by SMS at once); those starting {DEMO_RCS_SILENT} never confirm\n\
-         delivery (revoked and sent by SMS after 30 s).\n\
+         delivery (revoked after 30 s, sent by SMS 10 s later).\n\
          Follow one with:  curl -s http://{addr}/v1/messages/<id> -H 'Authorization: Bearer {key}'\n\
          Stop with Ctrl-C.\n"
     );
