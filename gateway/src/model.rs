@@ -102,7 +102,8 @@ impl Status {
             Accepted => &[],
             Scheduled => &[Accepted, Held],
             // From `submitted` only to fall back: an RCS message the platform
-            // withdrew (revoked) goes out again by SMS.
+            // withdrew (revoked) goes out again by SMS. The stores allow it once
+            // per message.
             Queued => &[Accepted, Scheduled, Held, Submitted],
             Submitted => &[Queued],
             Delivered | Undeliverable => &[Submitted],

@@ -30,6 +30,8 @@ struct Rec {
     /// Parts it was sent in, and the parts reported delivered so far.
     parts: u32,
     parts_delivered: std::collections::HashSet<String>,
+    /// It went back from `submitted` to `queued` for its SMS fallback (once only).
+    fell_back: bool,
 }
 
 struct Pending {
@@ -103,6 +105,15 @@ impl Inner {
         }
         if change.to == Status::Cancelled && rec.in_flight {
             return Transition::InFlight;
+        }
+        // submitted → queued is the SMS fallback of an RCS message: once per message.
+        if change.to == Status::Queued && rec.status == Status::Submitted {
+            if rec.fell_back {
+                return Transition::Refused {
+                    current: rec.status,
+                };
+            }
+            rec.fell_back = true;
         }
         if let (Some(part), Status::Delivered) = (&change.part, change.to) {
             if rec.parts > 1 {
@@ -311,6 +322,7 @@ impl Store for MemoryStore {
                         in_flight: false,
                         parts: 1,
                         parts_delivered: Default::default(),
+                        fell_back: false,
                     },
                 );
                 let lane = Lane::Channel(m.channel);

@@ -54,6 +54,11 @@ local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part,
   if not cur then return {0, ''} end
   if not string.find(allowed, ',' .. cur .. ',', 1, true) then return {2, cur} end
   if to == 'cancelled' and redis.call('HEXISTS', rec, 'x') == 1 then return {4, cur} end
+  -- submitted → queued is the SMS fallback of an RCS message: once per message,
+  -- whoever asks (a stale copy of the check must not send a second SMS).
+  if to == 'queued' and cur == 'submitted' and redis.call('HSETNX', rec, 'fb', '1') == 0 then
+    return {2, cur}
+  end
   local ev = redis.call('HGET', rec, 'e') or ''
   -- A multipart message is delivered when every part is; each part counts once
   -- (an SMSC may send the same receipt again).

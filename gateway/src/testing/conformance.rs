@@ -189,6 +189,15 @@ async fn handover_to_another_lane(store: &dyn Store) {
     // The fallback: submitted → queued is allowed (and nothing else from there).
     let back = Change::new(Status::Queued, now_ms(), Some("rcs_fallback".into()), None);
     assert!(store.transition(&m.id, &back).await.unwrap().applied());
+    // Once only: submitted again (the SMS), it never goes back a second time.
+    assert!(store.transition(&m.id, &ch).await.unwrap().applied());
+    assert_eq!(
+        store.transition(&m.id, &back).await.unwrap(),
+        Transition::Refused {
+            current: Status::Submitted
+        },
+        "a message falls back at most once"
+    );
     store.complete(&check[0], None, None).await.unwrap();
 }
 
