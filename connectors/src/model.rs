@@ -54,13 +54,24 @@ pub struct Submitted {
     /// receipts are matched on it. For a multipart SMS, the first part's id.
     pub provider_id: String,
     /// Every id receipts may carry for this message (one per SMS part), normalised
-    /// the way the connector normalises receipt ids; includes `provider_id`.
+    /// the way the connector normalises receipt ids; includes `provider_id`. Empty
+    /// when the provider's events carry our message id itself (RCS): then nothing
+    /// needs to be looked up, so no mapping is stored.
     pub provider_ids: Vec<String>,
     /// Parts the provider was handed (SMS segments), 1 otherwise.
     pub parts: u32,
 }
 
 impl Submitted {
+    /// A submission the provider knows by our message id, which its events carry.
+    pub fn by_message_id(message_id: String) -> Self {
+        Submitted {
+            provider_id: message_id,
+            provider_ids: Vec::new(),
+            parts: 1,
+        }
+    }
+
     /// A single-part submission.
     pub fn single(provider_id: String) -> Self {
         Submitted {

@@ -61,9 +61,8 @@ pub async fn run(app: Arc<App>, mut rx: mpsc::Receiver<Receipt>, stop: Cancellat
 }
 
 /// Correlate and apply one receipt; signals `r.stored` once it is stored (or known
-/// to need nothing). Also called directly by the RCS webhook, which has the event
-/// in hand and answers the platform only after this.
-pub(crate) async fn apply(app: &App, mut r: Receipt) {
+/// to need nothing).
+async fn apply(app: &App, mut r: Receipt) {
     let m = &app.metrics;
     let mut waited = Duration::ZERO;
     let mut delay = Duration::from_millis(50);
@@ -93,6 +92,21 @@ pub(crate) async fn apply(app: &App, mut r: Receipt) {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));
     };
+    apply_to(app, &id, r, false).await;
+}
+
+/// A receipt whose provider id is the message id itself (RCS events carry the id
+/// we sent): no lookup. One that arrives before its submit was recorded (the
+/// message still `queued`) is parked and retried, as an unmatched one is.
+pub(crate) async fn apply_direct(app: &App, r: Receipt) {
+    let id = r.provider_id.clone();
+    apply_to(app, &id, r, true).await;
+}
+
+/// Apply a receipt to message `id`. `park_queued`: a message still `queued` has
+/// not had its submit recorded yet; retry for a while instead of ignoring it.
+async fn apply_to(app: &App, id: &str, mut r: Receipt, park_queued: bool) {
+    let m = &app.metrics;
     m.receipts
         .with_label_values(&[&r.connector, r.state.as_str()])
         .inc();
@@ -117,9 +131,24 @@ pub(crate) async fn apply(app: &App, mut r: Receipt) {
         Some(format!("receipt from {}", r.connector)),
     );
     change.part = Some(r.provider_id.clone());
-    let t =
-        crate::dispatch::finish_with_retries(app, "receipt", || app.store.transition(&id, &change))
-            .await;
+    let mut waited = Duration::ZERO;
+    let mut delay = Duration::from_millis(50);
+    let t = loop {
+        let t = crate::dispatch::finish_with_retries(app, "receipt", || {
+            app.store.transition(id, &change)
+        })
+        .await;
+        match t {
+            Some(Transition::Refused {
+                current: Status::Queued,
+            }) if park_queued && waited < PARK_FOR => {
+                tokio::time::sleep(delay).await;
+                waited += delay;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            t => break t,
+        }
+    };
     match t {
         // Stored (or already final): the provider may forget it.
         Some(Transition::Applied { .. }) => {

@@ -300,6 +300,29 @@ async fn a_capable_number_gets_delivered_then_read() {
     rig.stop().await;
 }
 
+/// DELIVERED can beat the gateway's own record of the submit: such an event waits
+/// for it instead of being dropped.
+#[tokio::test]
+async fn an_event_before_the_submit_is_recorded_is_not_lost() {
+    let sim = RcsSimConfig {
+        delivered_after: Duration::ZERO,
+        read_after: None,
+        ..Default::default()
+    };
+    let Some(rig) = Rig::start(sim, "").await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(rig.send(&rcs_msg(&format!("+486010000{i:02}"))).await);
+    }
+    for id in &ids {
+        rig.wait_status(id, "delivered", Duration::from_secs(15))
+            .await;
+    }
+    rig.stop().await;
+}
+
 #[tokio::test]
 async fn an_unreachable_number_falls_back_to_sms_with_both_attempts_in_its_events() {
     let sim = RcsSimConfig {

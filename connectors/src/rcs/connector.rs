@@ -418,14 +418,14 @@ impl Connector for RcsConnector {
         match answer.status {
             s if s.is_success() => {
                 self.remember(&msg.to, true);
-                Ok(Submitted::single(msg.message_id.clone()))
+                Ok(Submitted::by_message_id(msg.message_id.clone()))
             }
             StatusCode::CONFLICT => {
                 // ALREADY_EXISTS: an earlier attempt of this very message was
                 // accepted (its answer was lost); the platform keeps one copy.
                 tracing::debug!(connector = %self.name, message_id = %msg.message_id,
                     "RBM already has this message; counted as submitted.");
-                Ok(Submitted::single(msg.message_id.clone()))
+                Ok(Submitted::by_message_id(msg.message_id.clone()))
             }
             StatusCode::NOT_FOUND => {
                 self.remember(&msg.to, false);

@@ -117,7 +117,8 @@ async fn apply(app: &App, connector: &str, event: Event) -> Result<(), ApiError>
         let (tx, rx) = oneshot::channel();
         r.stored = Some(tx);
         // Applied right here (no queue hop): the answer waits for it anyway.
-        let applied = tokio::time::timeout(STORE_WITHIN, crate::receipts::apply(app, r)).await;
+        let applied =
+            tokio::time::timeout(STORE_WITHIN, crate::receipts::apply_direct(app, r)).await;
         return match applied {
             Ok(()) => stored(rx, "event").await,
             Err(_) => Err(resend_later("event")),
