@@ -9,31 +9,13 @@
 #   AF=true turns anti-fraud on.
 set -u
 COUNT=${1:-20000}; CONC=${2:-64}; BATCH=${3:-1}; TLS=${4:-none}; POOL=${5:-16}
-cd "$(dirname "$0")/../.."
-port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-RPORT=$(port); SPORT=$(port); GPORT=$(port)
-D=$(mktemp -d)
-redis-server --port $RPORT --bind 127.0.0.1 --save "" --appendonly yes --appendfsync everysec --dir $D --daemonize no > $D/redis.log 2>&1 &
-RPID=$!
-SINKARGS=""
-[ "$TLS" = starttls ] && SINKARGS="--starttls"
-./target/release/goniec smtp-sink --listen 127.0.0.1:$SPORT --keep 0 --bounce-prefix '' $SINKARGS > $D/sink.log 2>&1 &
+. "$(dirname "$0")/common.sh"
+start_redis
+SINKARGS=()
+[ "$TLS" = starttls ] && SINKARGS=(--starttls)
+./target/release/goniec smtp-sink --listen "127.0.0.1:$SPORT" --keep 0 --bounce-prefix '' "${SINKARGS[@]}" > "$D/sink.log" 2>&1 &
 SPID=$!
-cat > $D/g.toml <<EOT
-[server]
-listen = "127.0.0.1:$GPORT"
-[store]
-backend = "redis"
-url = "redis://127.0.0.1:$RPORT"
-[workers]
-concurrency = 256
-[antifraud]
-enabled = ${AF:-false}
-[[tenants]]
-name = "bench"
-api_keys = ["sha256:eef8d74a9e97f0aeea7b748dab525bfabce315a3edb5f74dd4786282d738d3fb"]
-webhook_secret = "bench-webhook-secret-0123456789"
-policy = "transactional"
+{ gateway_head; cat <<EOT
 [[connectors]]
 name = "relay"
 kind = "smtp"
@@ -46,12 +28,7 @@ from = "ACME <noreply@acme.example>"
 channel = "email"
 connector = "relay"
 EOT
-RUST_LOG=warn ./target/release/goniec serve --config $D/g.toml > $D/gw.log 2>&1 &
-GPID=$!
-for i in $(seq 50); do curl -sf http://127.0.0.1:$GPORT/readyz >/dev/null && break; sleep 0.2; done
-./target/release/goniec-load --url http://127.0.0.1:$GPORT --api-key benchkey --channel email \
-  --count $COUNT --concurrency $CONC --batch $BATCH --wait-final --until-submitted --wait-timeout 300s --duration-limit 300s 2>$D/load.err | tail -n1
-grep -E "final statuses|errors" $D/load.err | tail -3
-ps -o pid,time,cmd -p $GPID,$SPID,$RPID | cat
-kill $GPID $SPID; sleep 1; kill $RPID; wait 2>/dev/null
-rm -rf $D
+} > "$D/g.toml"
+start_gateway
+load --channel email --count "$COUNT" --concurrency "$CONC" --batch "$BATCH" --until-submitted
+finish

@@ -300,12 +300,11 @@ async fn finish(
 
 /// Deliver one message.
 async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>) {
-    let Some(rec) = rec else {
+    let Some(mut rec) = rec else {
         // Past retention or never stored: nothing to deliver.
-        finish_with_retries(app, "complete", || app.store.complete(&lease, None, None)).await;
+        drop_lease(app, &lease).await;
         return;
     };
-    let mut rec = rec;
     // An RCS message on another channel's lane: its fallback.
     let fallback = Lane::Channel(rec.data.channel) != lease.lane;
     if fallback && rec.status == Status::Submitted {
@@ -334,7 +333,7 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
     if rec.status != Status::Queued {
         // Cancelled, expired, or already submitted before a crash: do not send again.
         tracing::debug!(message_id = %id, status = %rec.status, "Dropping queue entry of a message not in `queued`.");
-        finish_with_retries(app, "complete", || app.store.complete(&lease, None, None)).await;
+        drop_lease(app, &lease).await;
         return;
     }
     let now = now_ms();
@@ -514,12 +513,9 @@ fn fallback_check(app: &App, channel: Channel, rec: &Record) -> Option<Handover>
 /// still comes. Finishes the lease.
 async fn revoke_for_fallback(app: &App, lease: &Lease, rec: &Record) {
     let id = rec.data.id.as_str();
-    let ack = || async {
-        finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
-    };
     if fell_back(rec) {
         // Fallen back already (this is a stale copy of the check): never twice.
-        ack().await;
+        drop_lease(app, lease).await;
         return;
     }
     let Some(route) = app
@@ -527,7 +523,7 @@ async fn revoke_for_fallback(app: &App, lease: &Lease, rec: &Record) {
         .route(Channel::Rcs, &rec.data.tenant, &rec.data.to)
     else {
         tracing::warn!(message_id = %id, "No RCS route left to revoke through; no fallback.");
-        ack().await;
+        drop_lease(app, lease).await;
         return;
     };
     let out = Outbound {
@@ -564,14 +560,14 @@ async fn revoke_for_fallback(app: &App, lease: &Lease, rec: &Record) {
         }
         Ok(_) => {
             tracing::debug!(message_id = %id, "Too late to revoke the RCS message; it stands.");
-            ack().await;
+            drop_lease(app, lease).await;
         }
         Err(e) => {
             let w = &app.cfg.workers;
             let attempts = lease.job.attempt + 1;
             if attempts >= w.max_attempts {
                 tracing::warn!(message_id = %id, error = %e, "Could not revoke the RCS message; no fallback.");
-                ack().await;
+                drop_lease(app, lease).await;
             } else {
                 let at = now_ms()
                     + backoff(lease.job.attempt, w.retry_base, w.retry_max).as_millis() as i64;
@@ -598,10 +594,7 @@ async fn fall_back(
     why: String,
 ) -> Option<Status> {
     let id = rec.data.id.as_str();
-    if fell_back(rec) {
-        finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
-        return None;
-    }
+    // The store allows this move once per message: a stale copy is refused below.
     let ch = Change::new(
         Status::Queued,
         now_ms(),
@@ -615,8 +608,13 @@ async fn fall_back(
         return Some(Status::Queued);
     }
     // Delivered, read or failed in the meantime: nothing to fall back for.
-    finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
+    drop_lease(app, lease).await;
     None
+}
+
+/// Finish a lease that changes nothing (nothing to send, or sent already).
+async fn drop_lease(app: &App, lease: &Lease) {
+    finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
 }
 
 /// Give a lease back to be tried at `at` with `attempts` counted.

@@ -75,9 +75,15 @@ async fn handle(app: &App, headers: &HeaderMap, body: Bytes) -> Result<Response,
 /// The RCS connector the event is for: the one serving its `agentId` (any RCS
 /// connector when the event names none) whose client token signed it.
 fn signer(app: &App, data: &[u8], signature: &str) -> Option<String> {
-    let agent = serde_json::from_slice::<serde_json::Value>(data)
+    /// Only the field we need; serde skips the rest without building it.
+    #[derive(serde::Deserialize)]
+    struct Agent {
+        #[serde(rename = "agentId")]
+        agent_id: Option<String>,
+    }
+    let agent = serde_json::from_slice::<Agent>(data)
         .ok()
-        .and_then(|v| v.get("agentId")?.as_str().map(str::to_owned));
+        .and_then(|a| a.agent_id);
     app.cfg.connectors.iter().find_map(|c| match &c.kind {
         ConnectorKind::Rcs(r)
             if agent.as_deref().is_none_or(|a| a == r.agent_id)
