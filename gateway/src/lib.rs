@@ -265,6 +265,9 @@ async fn stats_loop(app: Arc<App>) {
                     .set(s.oldest_age_ms as f64 / 1000.0);
             }
         }
+        if let Ok(n) = app.store.held_count().await {
+            app.metrics.held.set(n as i64);
+        }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
             _ = app.stop_work.cancelled() => return,

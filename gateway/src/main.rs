@@ -6,12 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use goniec_config::{
-    Channel, Config, ConnectorConfig, ConnectorKind, Route, SmppConnector, StoreBackend, Tenant,
-};
-use goniec_connectors::rcs::sim::{RcsSim, RcsSimConfig};
+use goniec_config::Config;
 use goniec_connectors::smpp::sim::{SimConfig, SmscSim};
 use goniec_gateway::app::hash_key;
+
+mod demo;
 use tokio_util::sync::CancellationToken;
 
 // glibc malloc was ~12% of the gateway's CPU under load (many small, short-lived
@@ -44,9 +43,15 @@ enum Cmd {
         /// API key for the demo tenant (random when omitted).
         #[arg(long)]
         api_key: Option<String>,
+        /// Operator key for /v1/admin/* (random when omitted).
+        #[arg(long)]
+        admin_key: Option<String>,
         /// Redis URL to run the demo on Redis instead of memory.
         #[arg(long)]
         store: Option<String>,
+        /// Print the demo's configuration (config/demo.toml filled in) and exit.
+        #[arg(long)]
+        print_config: bool,
     },
     /// Validate a config file and print every problem with its key path.
     CheckConfig { path: PathBuf },
@@ -231,7 +236,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            run_daemon(cfg, None)
+            run_daemon(cfg)
         }
         Cmd::SmscSim {
             listen,
@@ -275,39 +280,17 @@ fn main() -> ExitCode {
         Cmd::Demo {
             listen,
             api_key,
+            admin_key,
             store,
+            print_config,
         } => {
-            let key = api_key.unwrap_or_else(|| {
-                format!("demo-{}", ulid::Ulid::new().to_string().to_lowercase())
-            });
-            let mut cfg = Config::default();
-            cfg.server.listen = listen;
-            match store {
-                Some(url) => {
-                    cfg.store.backend = StoreBackend::Redis;
-                    cfg.store.url = url;
-                }
-                None => cfg.store.backend = StoreBackend::Memory,
-            }
-            cfg.tenants.push(Tenant {
-                name: "demo".into(),
-                api_keys: vec![hash_key(&key)],
-                webhook_secret: "demo-webhook-secret-change-me".into(),
-                allow_private_callbacks: true,
-                // Fraud rules on; contact hours and caps off, so the demo delivers
-                // at any hour.
-                policy: goniec_config::Policy::Transactional,
-                antifraud: goniec_antifraud::TenantPolicy {
-                    policy: goniec_antifraud::PolicyKind::Transactional,
-                    ..Default::default()
-                },
-                // RCS not delivered within 30 s is revoked and sent by SMS.
-                rcs: goniec_config::TenantRcs {
-                    fallback_after: Some(std::time::Duration::from_secs(30)),
-                },
-                ..Default::default()
-            });
-            run_daemon(cfg, Some(key))
+            let opts = demo::Options {
+                listen,
+                api_key,
+                admin_key,
+                store,
+            };
+            run_demo(opts, print_config)
         }
         Cmd::SmtpSink {
             listen,
@@ -680,173 +663,71 @@ mod smtp_sink_http {
     }
 }
 
-fn run_daemon(cfg: Config, demo_key: Option<String>) -> ExitCode {
+fn run_daemon(cfg: Config) -> ExitCode {
     goniec_gateway::telemetry::init_logging(&cfg.log);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
     };
-    match rt.block_on(serve(cfg, demo_key)) {
+    let shutdown = CancellationToken::new();
+    rt.block_on(async {
+        stop_on_signal(&shutdown);
+        match goniec_gateway::run(cfg, shutdown, None).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("goniec: gateway failed: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Cancel `token` on SIGTERM or Ctrl-C.
+fn stop_on_signal(token: &CancellationToken) {
+    let token = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        token.cancel();
+    });
+}
+
+fn run_demo(opts: demo::Options, print_config: bool) -> ExitCode {
+    let Some(rt) = runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match rt.block_on(demo_main(opts, print_config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("goniec: {e:#}");
+            eprintln!("goniec demo: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn serve(mut cfg: Config, demo_key: Option<String>) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    // The demo's simulators outlive the gateway's drain (its SMPP unbind, last mail),
-    // so they stop only after it returned.
+async fn demo_main(opts: demo::Options, print_config: bool) -> anyhow::Result<()> {
+    // The simulators outlive the gateway's drain (its SMPP unbind, last mail), so
+    // they stop only after it returned.
     let sims_stop = CancellationToken::new();
     let _stop_sims = sims_stop.clone().drop_guard();
-    // The demo brings its own SMSC: the simulator, reached over real SMPP.
-    let demo = if demo_key.is_some() {
-        let sim_cfg = SimConfig::default();
-        let sim = SmscSim::start("127.0.0.1:0".parse()?, sim_cfg.clone(), sims_stop.clone())
-            .await
-            .context("cannot start the SMSC simulator")?;
-        cfg.connectors.push(ConnectorConfig {
-            name: "smsc-sim".into(),
-            tps: None,
-            kind: ConnectorKind::Smpp(SmppConnector {
-                port: sim.local_addr().port(),
-                system_id: sim_cfg.system_id.clone(),
-                password: sim_cfg.password.clone(),
-                binds: 2,
-                ..SmppConnector::default()
-            }),
-        });
-        cfg.routes.push(Route {
-            channel: Channel::Sms,
-            prefix: None,
-            tenant: None,
-            connector: "smsc-sim".into(),
-        });
-        // And its own mail relay: the SMTP sink, reached over real SMTP (STARTTLS
-        // with its self-signed certificate).
-        let sink = goniec_connectors::smtp::sink::SmtpSink::start(
-            "127.0.0.1:0".parse()?,
-            goniec_connectors::smtp::sink::SinkConfig {
-                starttls: true,
-                ..Default::default()
-            },
-            sims_stop.clone(),
-        )
-        .await
-        .context("cannot start the SMTP sink")?;
-        cfg.connectors.push(ConnectorConfig {
-            name: "smtp-sink".into(),
-            tps: None,
-            kind: ConnectorKind::Smtp(goniec_config::SmtpConnector {
-                port: sink.local_addr().port(),
-                tls_accept_invalid_certs: true,
-                from: "Goniec demo <demo@goniec.localhost>".into(),
-                ..Default::default()
-            }),
-        });
-        cfg.routes.push(Route {
-            channel: Channel::Email,
-            prefix: None,
-            tenant: None,
-            connector: "smtp-sink".into(),
-        });
-        // And its RCS platform: the RBM simulator over HTTP, with the demo service
-        // account; its signed events come back to the gateway's webhook.
-        let rcs_cfg = RcsSimConfig {
-            unreachable_prefixes: vec![DEMO_NO_RCS.into()],
-            silent_prefixes: vec![DEMO_RCS_SILENT.into()],
-            ..RcsSimConfig::default()
-        };
-        let key_dir = std::env::temp_dir().join(format!("goniec-demo-{}", std::process::id()));
-        std::fs::create_dir_all(&key_dir).context("cannot create the demo key directory")?;
-        let key_path = goniec_connectors::rcs::sim::write_demo_service_account(&key_dir)
-            .context("cannot write the demo service account")?;
-        let rcs = RcsSim::start("127.0.0.1:0".parse()?, rcs_cfg.clone(), sims_stop.clone())
-            .await
-            .context("cannot start the RCS simulator")?;
-        cfg.connectors.push(ConnectorConfig {
-            name: "rcs-sim".into(),
-            tps: None,
-            kind: ConnectorKind::Rcs(goniec_config::RcsConnector {
-                base_url: rcs.base_url(),
-                token_uri: Some(rcs.token_uri()),
-                agent_id: rcs_cfg.agent_id.clone(),
-                service_account_key: key_path,
-                client_token: rcs_cfg.client_token.clone(),
-                ..Default::default()
-            }),
-        });
-        cfg.routes.push(Route {
-            channel: Channel::Rcs,
-            prefix: None,
-            tenant: None,
-            connector: "rcs-sim".into(),
-        });
-        Some((sim, sink, rcs, key_dir))
-    } else {
-        None
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let token = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        token.cancel();
-    });
-    if let Some(key) = demo_key {
-        let rcs = demo.as_ref().map(|d| d.2.clone());
-        tokio::spawn(async move {
-            if let Ok(addr) = rx.await {
-                if let Some(rcs) = rcs {
-                    rcs.set_webhook(Some(format!("http://{addr}/v1/webhooks/rcs")));
-                }
-                print_demo_banner(addr, &key);
-            }
-        });
-        let result = goniec_gateway::run(cfg, shutdown, Some(tx))
-            .await
-            .context("gateway failed");
-        if let Some((_, _, _, key_dir)) = &demo {
-            let _ = std::fs::remove_dir_all(key_dir);
-        }
-        result
-    } else {
-        goniec_gateway::run(cfg, shutdown, None)
-            .await
-            .context("gateway failed")
+    let demo = demo::start(opts, &sims_stop).await?;
+    if print_config {
+        print!("{}", demo.text);
+        return Ok(());
     }
-}
-
-/// Demo numbers that cannot get RCS, and that never confirm delivery.
-const DEMO_NO_RCS: &str = "+48690";
-const DEMO_RCS_SILENT: &str = "+48691";
-
-fn print_demo_banner(addr: SocketAddr, key: &str) {
-    println!(
-        "\nGoniec demo is running.\n\
-         \x20 API:      http://{addr}\n\
-         \x20 API key:  {key}\n\
-         \x20 Metrics:  http://{addr}/metrics\n\n\
-         Send a message:\n\
-         \x20 curl -s -X POST http://{addr}/v1/messages \\\n\
-         \x20   -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n\
-         \x20   -d '{{\"channel\":\"sms\",\"to\":\"+48501234567\",\"text\":\"Dzień dobry! Przypominamy o płatności.\"}}'\n\n\
-         SMS go over SMPP to the built-in SMSC simulator, which returns delivery receipts;\n\
-         e-mail (\"channel\":\"email\") goes over SMTP with STARTTLS to the built-in SMTP sink;\n\
-         RCS (\"channel\":\"rcs\", \"fallback\":[\"sms\"]) goes to the built-in RBM simulator,\n\
-         which posts signed DELIVERED and READ events back. Numbers starting {DEMO_NO_RCS}\n\
-         cannot get RCS (sent by SMS at once); those starting {DEMO_RCS_SILENT} never confirm\n\
-         delivery (revoked after 30 s, sent by SMS 10 s later).\n\
-         Follow one with:  curl -s http://{addr}/v1/messages/<id> -H 'Authorization: Bearer {key}'\n\
-         Stop with Ctrl-C.\n"
-    );
+    goniec_gateway::telemetry::init_logging(&demo.config.log);
+    let shutdown = CancellationToken::new();
+    stop_on_signal(&shutdown);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let rcs = demo.rcs.clone();
+    let keys = demo.keys.clone();
+    tokio::spawn(async move {
+        if let Ok(addr) = rx.await {
+            rcs.set_webhook(Some(format!("http://{addr}/v1/webhooks/rcs")));
+            println!("{}", demo::banner(addr, &keys));
+        }
+    });
+    goniec_gateway::run(demo.config.clone(), shutdown, Some(tx))
+        .await
+        .context("gateway failed")
 }
 
 async fn wait_for_signal() {

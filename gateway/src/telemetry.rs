@@ -58,6 +58,8 @@ pub struct Metrics {
     pub queue_oldest_age: prometheus::GaugeVec,
     /// 1 while the store answers.
     pub store_up: prometheus::IntGauge,
+    /// Messages held by anti-fraud, waiting for an operator.
+    pub held: prometheus::IntGauge,
     /// 1 while a connector is up, by connector.
     pub connector_up: IntGaugeVec,
 }
@@ -100,6 +102,12 @@ impl Metrics {
             .expect("valid metric");
         r.register(Box::new(store_up.clone()))
             .expect("unique metric");
+        let held = prometheus::IntGauge::new(
+            "goniec_held_messages",
+            "Messages held by anti-fraud for an operator (GET /v1/admin/held)",
+        )
+        .expect("valid metric");
+        r.register(Box::new(held.clone())).expect("unique metric");
         Metrics {
             accepted: counter(
                 &r,
@@ -223,6 +231,7 @@ impl Metrics {
             ),
             queue_oldest_age,
             store_up,
+            held,
             registry: r,
         }
     }
@@ -250,8 +259,13 @@ pub fn init_logging(cfg: &goniec_config::Log) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&cfg.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a log file, a pipe or a journal
+    // gets plain text (and NO_COLOR is honoured, https://no-color.org).
+    use std::io::IsTerminal;
+    let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_target(false);
     let _ = match cfg.format {
         goniec_config::LogFormat::Json => builder.json().try_init(),

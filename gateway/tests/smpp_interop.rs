@@ -4,33 +4,21 @@
 //! to `delivered` through node-smpp's receipts. The assertions are on what
 //! node-smpp decoded, not on what we think we sent.
 //!
-//! Needs `node` and `npm ci --prefix tests/interop` (which `.ci/run` does); without
-//! them the test prints SKIPPED locally and fails under `CI=true`, like redis-server.
+//! Needs `node` and `npm ci --prefix tests/interop` (which `tests/run` does);
+//! without them the test fails with the install line (see `testing::require`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use goniec_gateway::testing::gateway::{config_toml, metric_sum, parse, TestGateway};
 use goniec_gateway::testing::peer::Peer;
-use goniec_gateway::testing::{services_required, RedisServer};
+use goniec_gateway::testing::{require, runs, RedisServer};
 use serde_json::{json, Value};
 
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop")
-}
-
-/// True when `what` is available; otherwise prints SKIPPED (locally) or panics
-/// (under CI, where every service is required).
-fn available(ok: bool, what: &str) -> bool {
-    if !ok {
-        if services_required() {
-            panic!("{what}, and CI=true requires it");
-        }
-        eprintln!("SKIPPED: {what}");
-    }
-    ok
 }
 
 /// `tests/interop/smsc.js` running under node, stopped (by PID) on drop.
@@ -82,17 +70,15 @@ async fn send(gw: &TestGateway, to: &str, text: &str) -> Value {
 
 #[tokio::test]
 async fn node_smpp_smsc_decodes_our_submits_and_its_receipts_deliver() {
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !available(node, "node is not installed (apt-get install nodejs npm)")
-        || !available(
-            interop_dir().join("node_modules/smpp").is_dir(),
-            "tests/interop/node_modules is missing (npm ci --prefix tests/interop)",
-        )
-    {
+    if !require(
+        runs("node", &["--version"]),
+        "node",
+        "sudo apt-get install -y nodejs npm",
+    ) || !require(
+        interop_dir().join("node_modules/smpp").is_dir(),
+        "node-smpp in tests/interop/node_modules",
+        "tests/run installs it, or: npm ci --prefix tests/interop",
+    ) {
         return;
     }
     let Some(redis) = RedisServer::spawn() else {

@@ -7,18 +7,18 @@
 //! (`tests/interop/dkim_verify.py`), a verifier we did not write either, against
 //! the test key's TXT record.
 //!
-//! Needs `python3` and `python3 -m pip install -r tests/interop/requirements.txt`
-//! (which `.ci/run` does); without them the test prints SKIPPED locally and fails
-//! under `CI=true`, like redis-server.
+//! Needs a Python with `tests/interop/requirements.txt`: `tests/run` makes a
+//! virtual environment under `target/` and passes it as `GONIEC_PYTHON`. Without
+//! it the test fails with the install line (see `testing::require`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use goniec_gateway::testing::gateway::{config_toml, parse, TestGateway, OTHER_KEY};
 use goniec_gateway::testing::peer::Peer;
-use goniec_gateway::testing::{services_required, RedisServer};
+use goniec_gateway::testing::{python, require, runs, RedisServer};
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -27,33 +27,12 @@ fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/interop")
 }
 
-/// True when `what` is available; otherwise prints SKIPPED (locally) or panics
-/// (under CI, where every service is required).
-fn available(ok: bool, what: &str) -> bool {
-    if !ok {
-        if services_required() {
-            panic!("{what}, and CI=true requires it");
-        }
-        eprintln!("SKIPPED: {what}");
-    }
-    ok
-}
-
-fn python_ok(args: &[&str]) -> bool {
-    Command::new("python3")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// `tests/interop/smtp_peer.py` running under python3, stopped (by PID) on drop.
 struct PyPeer(Peer);
 
 impl PyPeer {
     fn spawn(out_dir: &Path) -> PyPeer {
-        let mut cmd = Command::new("python3");
+        let mut cmd = Command::new(python());
         cmd.arg(interop_dir().join("smtp_peer.py")).arg(out_dir);
         PyPeer(Peer::spawn(cmd, "smtp_peer.py"))
     }
@@ -80,7 +59,7 @@ impl PyPeer {
 
 /// `python3 tests/interop/dkim_verify.py MESSAGE tests/interop/dkim-test.txt`.
 fn dkim_verify(message: &Path) -> Output {
-    Command::new("python3")
+    Command::new(python())
         .arg(interop_dir().join("dkim_verify.py"))
         .arg(message)
         .arg(interop_dir().join("dkim-test.txt"))
@@ -183,12 +162,10 @@ fn dkim_tags(raw: &str) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn aiosmtpd_receives_a_dkim_signed_mail_with_attachments_and_one_click_unsubscribe() {
-    if !available(
-        python_ok(&["--version"]),
-        "python3 is not installed",
-    ) || !available(
-        python_ok(&["-c", "import aiosmtpd, dkim"]),
-        "python modules aiosmtpd/dkimpy are missing (python3 -m pip install -r tests/interop/requirements.txt)",
+    if !require(
+        runs(&python(), &["-c", "import aiosmtpd, dkim"]),
+        "python3 with aiosmtpd and dkimpy",
+        "tests/run makes a virtual environment with them; it needs: sudo apt-get install -y python3-venv",
     ) {
         return;
     }

@@ -762,6 +762,10 @@ impl Store for MemoryStore {
         Ok(g.held.iter().take(max).map(|(_, id)| id.clone()).collect())
     }
 
+    async fn held_count(&self) -> Result<u64, StoreError> {
+        Ok(self.lock().held.len() as u64)
+    }
+
     async fn decide_held(
         &self,
         id: &str,

@@ -393,6 +393,9 @@ pub trait Store: Send + Sync + 'static {
     /// Held message ids, oldest first, at most `max`.
     async fn held(&self, max: usize) -> Result<Vec<String>, StoreError>;
 
+    /// How many messages are held.
+    async fn held_count(&self) -> Result<u64, StoreError>;
+
     /// Decide a held message atomically: `change.to` is `scheduled` (released: it is
     /// enqueued at `due_ms`, at once when that is past) or `rejected`/`cancelled`
     /// (dropped). Only a message still `held` changes.

@@ -1332,6 +1332,15 @@ impl Store for RedisStore {
             .map_err(unavailable)
     }
 
+    async fn held_count(&self) -> Result<u64, StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("ZCARD")
+            .arg(self.held_key())
+            .query_async(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn decide_held(
         &self,
         id: &str,

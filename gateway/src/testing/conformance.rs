@@ -282,6 +282,7 @@ async fn held_messages_are_released_or_dropped(store: &dyn Store) {
         vec![release.id.clone(), dropped.id.clone()],
         "held, oldest first; the rejected one is not"
     );
+    assert_eq!(store.held_count().await.unwrap(), 2);
     let now = now_ms();
     let released = Change::new(Status::Scheduled, now, Some("released".into()), None);
     assert_eq!(
@@ -300,6 +301,7 @@ async fn held_messages_are_released_or_dropped(store: &dyn Store) {
         Transition::Applied { from: Status::Held }
     );
     assert!(store.held(100).await.unwrap().is_empty());
+    assert_eq!(store.held_count().await.unwrap(), 0);
     // Decided once: a second decision changes nothing.
     assert_eq!(
         store

@@ -1,8 +1,10 @@
 //! Test support shared by unit and integration tests: a real `redis-server` on a
 //! free loopback port, and the store conformance suite both backends must pass.
 //!
-//! Services are real, never mocked. Locally a missing `redis-server` skips the test
-//! with a printed reason; under CI (`CI=true`) it fails the test instead.
+//! Services are real, never mocked. A test whose service or peer is missing fails
+//! with the install line ([`require`]); only with `GONIEC_ALLOW_SKIP=1` (and never
+//! under `CI=true`) is it skipped, and then it is written to the skip list that
+//! `tests/run` prints at the end, so a skip is never mistaken for a pass.
 
 pub mod conformance;
 pub mod gateway;
@@ -16,6 +18,68 @@ use std::time::{Duration, Instant};
 /// True when tests must not skip for a missing service.
 pub fn services_required() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// True when the user opted in to skipping tests whose peers are missing.
+fn skips_allowed() -> bool {
+    !services_required() && std::env::var("GONIEC_ALLOW_SKIP").is_ok_and(|v| v == "1")
+}
+
+/// Gate a test on something it needs (`ok`): `what` names it, `install` says how
+/// to get it. Returns true when present. When missing, the test fails with the
+/// install line, unless skips are allowed (`GONIEC_ALLOW_SKIP=1`, never under CI):
+/// then it prints SKIPPED, appends itself to the skip list (`GONIEC_SKIP_FILE`,
+/// read by `tests/run`) and returns false for the test to return early.
+pub fn require(ok: bool, what: &str, install: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if !skips_allowed() {
+        panic!(
+            "{what} is missing ({install}). Run the tests with `tests/run`, which \
+             prepares what it can and names what to install; GONIEC_ALLOW_SKIP=1 \
+             skips such tests instead (never under CI=true)."
+        );
+    }
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed test")
+        .to_string();
+    let binary = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .map(|n| n.rsplit_once('-').map_or(n.clone(), |(b, _)| b.to_string()))
+        .unwrap_or_default();
+    let line = format!("{binary}::{test}: {what} is missing ({install})");
+    eprintln!("SKIPPED: {line}");
+    if let Ok(path) = std::env::var("GONIEC_SKIP_FILE") {
+        use std::io::Write;
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{line}"));
+        if let Err(e) = written {
+            panic!("{line}, and the skip list {path} cannot be written: {e}");
+        }
+    }
+    false
+}
+
+/// The Python interpreter for interop peers: `tests/run`'s virtual environment
+/// (`GONIEC_PYTHON`), else `python3` from the PATH.
+pub fn python() -> String {
+    std::env::var("GONIEC_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// True when `program args…` runs and exits 0 (used to probe for peers).
+pub fn runs(program: &str, args: &[&str]) -> bool {
+    Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Find a free loopback TCP port (the OS picks it; we release it for the child).
@@ -33,19 +97,14 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Start one, or return `None` (after printing why) when `redis-server` is not
-    /// installed and we are not under CI.
+    /// Start one, or return `None` when `redis-server` is not installed and
+    /// skips are allowed (see [`require`]); without it otherwise the test fails.
     pub fn spawn() -> Option<RedisServer> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_err()
-        {
-            if services_required() {
-                panic!("redis-server is not installed, and CI=true requires it (apt-get install redis-server)");
-            }
-            eprintln!("SKIPPED: redis-server not installed (apt-get install redis-server)");
+        if !require(
+            runs("redis-server", &["--version"]),
+            "redis-server",
+            "sudo apt-get install -y redis-server",
+        ) {
             return None;
         }
         let dir = std::env::temp_dir().join(format!("goniec-redis-{}", ulid::Ulid::new()));
