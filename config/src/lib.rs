@@ -12,6 +12,7 @@
 mod load;
 pub mod units;
 mod validate;
+mod warnings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use load::{load, load_from_str, ConfigError, ConfigErrors};
 pub use units::{ByteSize, ParseUnitError, Rate, RateUnit};
+pub use warnings::{warnings, SAMPLE_KEY_HASH};
 
 /// The whole configuration file.
 ///

@@ -59,7 +59,7 @@ impl ConfigError {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
         ConfigError {
             key: key.into(),
-            message: message.into(),
+            message: in_words(&message.into()),
         }
     }
 
@@ -70,6 +70,65 @@ impl ConfigError {
             format!("{}: {}", self.key, self.message)
         }
     }
+}
+
+/// serde's and jiff's messages, said for an operator: Rust type names
+/// (`expected usize`) and parser internals (`found end of input`) become what
+/// is expected, in words.
+fn in_words(message: &str) -> String {
+    const TYPES: [(&str, &str); 12] = [
+        ("usize", "a whole number (0 or more)"),
+        ("u64", "a whole number (0 or more)"),
+        ("u32", "a whole number from 0 to 4294967295"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u8", "a whole number from 0 to 255"),
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+        ("isize", "a whole number"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("a boolean", "true or false"),
+        ("a sequence", "a list such as [\"a\", \"b\"]"),
+    ];
+    // jiff's date parser: "expected four digit year …", "… as month …".
+    if message.contains("digit year")
+        || message.contains("as month")
+        || message.contains("as day")
+        || (message.contains("parameter '") && message.contains("required range"))
+    {
+        return "expected a date such as \"2027-12-31\"".to_string();
+    }
+    let mut out = message.to_string();
+    for (rust, words) in TYPES {
+        let from = format!("expected {rust}");
+        if out.ends_with(&from) {
+            let cut = out.len() - from.len();
+            out = format!("{}expected {words}", &out[..cut]);
+        }
+    }
+    // "invalid type: integer `5`, expected …" → "found the number 5, expected …"
+    for (serde, words) in [
+        ("invalid type: integer ", "found the number "),
+        ("invalid type: floating point ", "found the number "),
+        ("invalid type: string ", "found the text "),
+        ("invalid type: boolean ", "found "),
+        ("invalid value: integer ", "the number "),
+        ("invalid value: floating point ", "the number "),
+        ("invalid type: sequence", "found a list"),
+        ("invalid type: map", "found a table"),
+    ] {
+        // Anywhere: env errors carry the key path in front.
+        if let Some(at) = out.find(serde) {
+            let (head, rest) = (&out[..at], &out[at + serde.len()..]);
+            let rest = rest.replacen('`', "", 2);
+            out = match (serde.starts_with("invalid value"), rest.split_once(", expected ")) {
+                (true, Some((v, e))) => format!("{head}{words}{v} is out of range: expected {e}"),
+                _ => format!("{head}{words}{rest}"),
+            };
+            break;
+        }
+    }
+    out
 }
 
 /// Every problem found in one configuration; `Display` prints one per line
@@ -953,6 +1012,25 @@ impl<'de> Deserializer<'de> for FieldNames<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_say_what_is_expected_in_words() {
+        let text = "[server]\nmax_batch = \"lots\"\nmax_segments = -3\n\
+                    [workers]\nconcurrency = 1.5\n\
+                    [antifraud.defaults.contact]\nextra_holidays = [\"x\"]\n";
+        let errors = load_from_str(text, []).unwrap_err().to_string();
+        for rust in ["usize", "u32", "u64", "end of input", "digit year", "`"] {
+            assert!(!errors.contains(rust), "`{rust}` in:\n{errors}");
+        }
+        for said in [
+            "server.max_batch: found the text \"lots\", expected a whole number (0 or more)",
+            "server.max_segments: the number -3 is out of range: expected a whole number from 0 to 4294967295",
+            "workers.concurrency: found the number 1.5, expected a whole number (0 or more)",
+            "antifraud.defaults.contact.extra_holidays[0]: expected a date such as \"2027-12-31\"",
+        ] {
+            assert!(errors.contains(said), "no `{said}` in:\n{errors}");
+        }
+    }
 
     #[test]
     fn field_lists_come_from_the_structs() {

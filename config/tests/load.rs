@@ -202,7 +202,7 @@ fn display_prints_file_key_and_message_per_line() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with(&format!("{file}: server.max_segments: invalid type"))),
+            .any(|l| l.starts_with(&format!("{file}: server.max_segments: found the text"))),
         "{shown}"
     );
     // It is an std error, usable with `?` into anyhow / Box<dyn Error>.
@@ -443,7 +443,7 @@ fn env_errors_name_the_variable() {
         "{e}"
     );
     assert!(
-        message(&e, "env GONIEC_SERVER__MAX_BATCH").starts_with("server.max_batch: invalid type"),
+        message(&e, "env GONIEC_SERVER__MAX_BATCH").starts_with("server.max_batch: found the text"),
         "{e}"
     );
     assert!(
@@ -458,7 +458,7 @@ fn env_errors_name_the_variable() {
     );
     // The file has no [store], so the variable made `store.url` a table.
     assert!(
-        message(&e, "env GONIEC_STORE__URL__X").starts_with("store.url: invalid type: map"),
+        message(&e, "env GONIEC_STORE__URL__X").starts_with("store.url: found a table"),
         "{e}"
     );
     assert!(

@@ -21,7 +21,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "goniec",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GONIEC_COMMIT"), ")"),
     about = "Goniec: a high-throughput SMS, RCS and e-mail gateway"
 )]
 struct Cli {
@@ -55,8 +55,15 @@ enum Cmd {
     },
     /// Validate a config file and print every problem with its key path.
     CheckConfig { path: PathBuf },
-    /// Print the `sha256:<hex>` form of an API key for `tenants.api_keys`.
-    HashKey { key: String },
+    /// Print the `sha256:<hex>` form of an API key for `tenants.api_keys`. Reads
+    /// the key from standard input (one line), so it stays out of the shell
+    /// history and the process list: `goniec hash-key < key.txt`.
+    HashKey {
+        /// The key on the command line instead (visible to other users in `ps`).
+        key: Option<String>,
+    },
+    /// Make a new random API key and print it with its hash for the config.
+    GenKey,
     /// Run the SMSC simulator alone: a real SMPP 3.4 server that accepts
     /// submit_sm and sends delivery receipts (for benches and your own tests).
     SmscSim {
@@ -210,6 +217,9 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::CheckConfig { path } => match goniec_config::load(&path) {
             Ok(cfg) => {
+                for w in goniec_config::warnings(&cfg) {
+                    eprintln!("{}: warning: {w}", path.display());
+                }
                 println!(
                     "{}: OK ({} tenants, {} connectors, {} routes)",
                     path.display(),
@@ -224,8 +234,11 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Cmd::HashKey { key } => {
-            println!("{}", hash_key(&key));
+        Cmd::HashKey { key } => hash_key_cmd(key),
+        Cmd::GenKey => {
+            let key = new_key();
+            println!("key:  {key}\nhash: {}", hash_key(&key));
+            eprintln!("Give the key to the client; put only the hash in the config (api_keys).");
             ExitCode::SUCCESS
         }
         Cmd::Serve { config } => {
@@ -663,8 +676,53 @@ mod smtp_sink_http {
     }
 }
 
+/// `goniec hash-key`: the key from the argument, else one line of stdin.
+fn hash_key_cmd(arg: Option<String>) -> ExitCode {
+    let key = match arg {
+        Some(k) => {
+            eprintln!(
+                "note: a key on the command line is visible to other users (ps) and kept \
+                 in the shell history; prefer `goniec hash-key < keyfile`"
+            );
+            k
+        }
+        None => {
+            use std::io::{BufRead, IsTerminal};
+            if std::io::stdin().is_terminal() {
+                eprintln!("Paste the key and press Enter:");
+            }
+            let mut line = String::new();
+            if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+                eprintln!("goniec hash-key: cannot read standard input: {e}");
+                return ExitCode::FAILURE;
+            }
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if key.trim().is_empty() {
+        eprintln!("goniec hash-key: the key is empty (give it on standard input)");
+        return ExitCode::from(2);
+    }
+    println!("{}", hash_key(&key));
+    ExitCode::SUCCESS
+}
+
+/// A new API key: 32 random bytes, URL-safe base64 (43 characters).
+fn new_key() -> String {
+    use base64::Engine as _;
+    use rand::Rng;
+    let bytes: [u8; 32] = rand::rng().random();
+    format!(
+        "gk_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}
+
 fn run_daemon(cfg: Config) -> ExitCode {
     goniec_gateway::telemetry::init_logging(&cfg.log);
+    for w in goniec_config::warnings(&cfg) {
+        tracing::warn!(key = %w.key, "Config: {}", w.message);
+    }
     let Some(rt) = runtime() else {
         return ExitCode::FAILURE;
     };
