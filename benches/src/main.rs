@@ -89,9 +89,27 @@ struct Args {
     #[arg(long, default_value = "600s", value_parser = parse_positive_duration)]
     duration_limit: Duration,
 
+    /// How recipients are chosen: `random` (a seeded permutation: distinct numbers
+    /// spread over every range and block, like a real list) or `sequential`
+    /// (consecutive numbers, which anti-fraud holds as sequential/pumping).
+    #[arg(long, default_value = "random", value_parser = ["random", "sequential"])]
+    recipients: String,
+
+    /// Seed of the random recipients (printed at start; the same seed repeats a run).
+    #[arg(long)]
+    seed: Option<u64>,
+
     /// Per-request timeout (connect + answer).
     #[arg(long, default_value = "30s", value_parser = parse_positive_duration)]
     request_timeout: Duration,
+}
+
+/// A seed from the clock and the process id (no RNG crate needed for one word).
+fn rand_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -147,6 +165,13 @@ async fn main() -> anyhow::Result<ExitCode> {
         .build()
         .context("building the HTTP client")?;
 
+    let seed = args.seed.unwrap_or_else(rand_seed);
+    let recipients = if args.recipients == "sequential" {
+        payload::Recipients::Sequential
+    } else {
+        eprintln!("goniec-load: random recipients, --seed {seed}");
+        payload::Recipients::random(seed)
+    };
     // No point starting workers that would find nothing to claim.
     let workers = args.count.div_ceil(args.batch).min(args.concurrency);
     let run_start = Instant::now();
@@ -157,7 +182,7 @@ async fn main() -> anyhow::Result<ExitCode> {
         api_key: args.api_key.clone(),
         count: args.count,
         batch: args.batch,
-        payloads: Payloads::new(args.channel, body_size),
+        payloads: Payloads::new(args.channel, body_size).with_recipients(recipients),
         deadline: run_start + args.duration_limit,
         keep_ids: args.wait_final,
         cursor: AtomicU64::new(0),
@@ -246,7 +271,11 @@ async fn main() -> anyhow::Result<ExitCode> {
             );
         }
         if report.not_final > 0 {
-            eprintln!("{} messages still not final at timeout", report.not_final);
+            eprintln!(
+                "{} messages still not final at timeout: {}",
+                report.not_final,
+                wait::stall_reason(&report.pending_by_status)
+            );
         }
         Some(WaitOutcome {
             final_count: report.final_count,

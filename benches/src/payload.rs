@@ -17,6 +17,52 @@ const SUBSCRIBERS_PER_PREFIX: u64 = 10_000_000;
 /// this so that no two messages of a run share a recipient.
 pub const DISTINCT_NUMBERS: u64 = MOBILE_PREFIXES.len() as u64 * SUBSCRIBERS_PER_PREFIX;
 
+/// How recipients are drawn from the `DISTINCT_NUMBERS` space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipients {
+    /// `n` itself: consecutive numbers per range (what the anti-fraud rules
+    /// against sequential numbers and prefix pumping are made to catch).
+    Sequential,
+    /// A seeded permutation `n → (a·n + b) mod N`: every number distinct, spread
+    /// over all ranges and subscriber blocks like a real debtor list.
+    Random { a: u64, b: u64 },
+}
+
+impl Recipients {
+    /// A random permutation from `seed` (the same seed gives the same numbers).
+    pub fn random(seed: u64) -> Self {
+        // SplitMix64: two well-mixed words from one seed.
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        // N = 2^9 * 3 * 5^7: `a` coprime to it makes `a·n + b` a bijection mod N.
+        let mut a = next() % DISTINCT_NUMBERS;
+        while a < 1_000_000 || a % 2 == 0 || a % 3 == 0 || a % 5 == 0 {
+            a = next() % DISTINCT_NUMBERS;
+        }
+        Recipients::Random {
+            a,
+            b: next() % DISTINCT_NUMBERS,
+        }
+    }
+
+    /// The recipient index of message `n`.
+    pub fn index(self, n: u64) -> u64 {
+        match self {
+            Recipients::Sequential => n,
+            Recipients::Random { a, b } => {
+                let n = u128::from(n % DISTINCT_NUMBERS);
+                ((n * u128::from(a) + u128::from(b)) % u128::from(DISTINCT_NUMBERS)) as u64
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Channel {
     Sms,
@@ -80,33 +126,45 @@ const HTML_TAIL: &str = "</p></body></html>";
 pub struct Payloads {
     channel: Channel,
     body_size: usize,
+    recipients: Recipients,
 }
 
 impl Payloads {
     pub fn new(channel: Channel, body_size: usize) -> Self {
-        Self { channel, body_size }
+        Self {
+            channel,
+            body_size,
+            recipients: Recipients::Sequential,
+        }
+    }
+
+    /// Draw recipients this way instead of sequentially.
+    pub fn with_recipients(mut self, recipients: Recipients) -> Self {
+        self.recipients = recipients;
+        self
     }
 
     pub fn message(&self, n: u64) -> Message {
         let client_ref = format!("load-{n}");
+        let r = self.recipients.index(n);
         match self.channel {
             Channel::Sms => Message {
                 channel: "sms",
-                to: phone_number(n),
+                to: phone_number(r),
                 text: format!("Dzień dobry, przypominamy o płatności 120,50 zł. Ref {n}"),
                 client_ref,
                 email: None,
             },
             Channel::Rcs => Message {
                 channel: "rcs",
-                to: phone_number(n),
+                to: phone_number(r),
                 text: format!("Dzień dobry, Twoja przesyłka nr {n} jest już w drodze."),
                 client_ref,
                 email: None,
             },
             Channel::Email => Message {
                 channel: "email",
-                to: format!("user{n}@example.com"),
+                to: format!("user{r}@example.com"),
                 text: format!("Wyciąg {n} - wersja tekstowa."),
                 client_ref,
                 email: Some(EmailPart {
@@ -168,6 +226,28 @@ mod tests {
             .collect();
         assert_eq!(top.len(), 1000);
         assert!(top.is_disjoint(&set));
+    }
+
+    #[test]
+    fn random_recipients_are_distinct_and_spread() {
+        let r = Recipients::random(42);
+        assert_eq!(r, Recipients::random(42), "a seed repeats its run");
+        assert_ne!(r, Recipients::random(43));
+        let n = 100_000;
+        let numbers: Vec<String> = (0..n).map(|i| phone_number(r.index(i))).collect();
+        let set: HashSet<&String> = numbers.iter().collect();
+        assert_eq!(set.len() as u64, n, "a permutation never repeats a number");
+        // Spread: every range, and no run of neighbours in one block of 100
+        // (what the sequential-number rule looks for).
+        let ranges: HashSet<&str> = numbers.iter().map(|p| &p[3..5]).collect();
+        assert_eq!(ranges.len(), MOBILE_PREFIXES.len());
+        let blocks: HashSet<&str> = numbers[..1000].iter().map(|p| &p[..10]).collect();
+        assert!(blocks.len() > 990, "{} blocks of 100 in 1000 numbers", blocks.len());
+        // Still a bijection at the top of the space.
+        let top: HashSet<u64> = (DISTINCT_NUMBERS - 1000..DISTINCT_NUMBERS)
+            .map(|i| r.index(i))
+            .collect();
+        assert_eq!(top.len(), 1000);
     }
 
     #[test]

@@ -53,6 +53,8 @@ pub struct WaitReport {
     /// When the last id was first seen final.
     pub last_final_at: Option<Instant>,
     pub rounds: u32,
+    /// The statuses of the ids still pending, as last seen.
+    pub pending_by_status: BTreeMap<String, u64>,
 }
 
 #[derive(Deserialize)]
@@ -65,7 +67,32 @@ struct StatusView {
 struct RoundPart {
     /// Index into the round's id list, final status, when it was seen.
     finals: Vec<(usize, String, Instant)>,
+    /// Statuses seen that are not final yet.
+    pending: BTreeMap<String, u64>,
     errors: BTreeMap<String, u64>,
+}
+
+/// After this long without a message becoming final, say why.
+const STALL: Duration = Duration::from_secs(5);
+
+/// Why messages are not final yet, from the statuses they are waiting in.
+pub fn stall_reason(pending: &BTreeMap<String, u64>) -> String {
+    let mut parts = Vec::new();
+    for (status, n) in pending {
+        let why = match status.as_str() {
+            "held" => "held by anti-fraud for an operator (see GET /v1/admin/held)",
+            "scheduled" => "scheduled for later (send_at or contact hours)",
+            "accepted" | "queued" => "queued, not yet sent (is a route's connector up? see /readyz)",
+            "submitted" => "sent, waiting for a delivery receipt",
+            other => other,
+        };
+        parts.push(format!("{n} {why}"));
+    }
+    if parts.is_empty() {
+        "no status could be read (see poll errors)".to_string()
+    } else {
+        parts.join("; ")
+    }
 }
 
 /// Polls `ids` in rounds until all are final or `plan.timeout` has passed.
@@ -76,6 +103,8 @@ pub async fn wait_final(plan: Arc<WaitPlan>, ids: Vec<String>) -> WaitReport {
     let total = ids.len() as u64;
     let mut pending = ids;
     let mut last_line = Instant::now();
+    let mut last_progress = (Instant::now(), 0u64);
+    let mut last_stall_line = Instant::now();
 
     while !pending.is_empty() && Instant::now() < deadline {
         report.rounds += 1;
@@ -91,6 +120,7 @@ pub async fn wait_final(plan: Arc<WaitPlan>, ids: Vec<String>) -> WaitReport {
             ));
         }
         let mut done = vec![false; round.len()];
+        let mut pending_now = BTreeMap::new();
         while let Some(joined) = set.join_next().await {
             // A poller that panicked only loses its own observations; those ids
             // stay pending and are polled again next round.
@@ -104,7 +134,11 @@ pub async fn wait_final(plan: Arc<WaitPlan>, ids: Vec<String>) -> WaitReport {
             for (kind, n) in part.errors {
                 *report.poll_errors.entry(kind).or_default() += n;
             }
+            for (status, n) in part.pending {
+                *pending_now.entry(status).or_default() += n;
+            }
         }
+        report.pending_by_status = pending_now;
         pending = round
             .iter()
             .zip(&done)
@@ -120,6 +154,16 @@ pub async fn wait_final(plan: Arc<WaitPlan>, ids: Vec<String>) -> WaitReport {
                 report.final_count,
                 total,
                 pending.len()
+            );
+        }
+        if report.final_count > last_progress.1 {
+            last_progress = (Instant::now(), report.final_count);
+        } else if last_progress.0.elapsed() >= STALL && last_stall_line.elapsed() >= STALL {
+            last_stall_line = Instant::now();
+            eprintln!(
+                "wait: no message became final for {}s: {}",
+                last_progress.0.elapsed().as_secs(),
+                stall_reason(&report.pending_by_status)
             );
         }
         if !pending.is_empty() {
@@ -163,7 +207,7 @@ async fn poller(
                 {
                     part.finals.push((idx, v.status, seen))
                 }
-                Ok(_) => {}
+                Ok(v) => *part.pending.entry(v.status).or_default() += 1,
                 Err(_) => *part.errors.entry("bad_response".to_owned()).or_default() += 1,
             },
             (true, Err(e)) => {
@@ -185,6 +229,16 @@ async fn poller(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stall_names_where_messages_wait() {
+        let pending = BTreeMap::from([("held".to_string(), 2893), ("queued".to_string(), 3)]);
+        assert_eq!(
+            stall_reason(&pending),
+            "2893 held by anti-fraud for an operator (see GET /v1/admin/held); \
+             3 queued, not yet sent (is a route's connector up? see /readyz)"
+        );
+    }
 
     #[test]
     fn final_statuses() {
