@@ -2,58 +2,24 @@
 //! simulators delivers on every channel (SMS over SMPP, e-mail over SMTP, RCS with
 //! its events and its SMS fallback).
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use goniec_gateway::testing::demo::DemoProcess;
 use serde_json::{json, Value};
 
-struct Demo {
-    child: Child,
-    api: String,
-    key: String,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+struct Demo(DemoProcess);
 
 fn start() -> Demo {
-    let key = "demo-test-key";
-    let mut child = Command::new(env!("CARGO_BIN_EXE_goniec"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--api-key", key])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("goniec demo starts");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(api) = line.trim().strip_prefix("API:") {
-                let _ = tx.send(api.trim().to_string());
-            }
-        }
-    });
-    let api = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the demo prints its API address");
-    Demo {
-        child,
-        api,
-        key: key.into(),
-    }
+    Demo(DemoProcess::start(std::path::Path::new(env!(
+        "CARGO_BIN_EXE_goniec"
+    ))))
 }
 
 impl Demo {
     async fn send(&self, c: &reqwest::Client, body: Value) -> String {
         let r = c
-            .post(format!("{}/v1/messages", self.api))
-            .bearer_auth(&self.key)
+            .post(format!("{}/v1/messages", self.0.api))
+            .bearer_auth(&self.0.key)
             .json(&body)
             .send()
             .await
@@ -68,8 +34,8 @@ impl Demo {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let m: Value = c
-                .get(format!("{}/v1/messages/{id}", self.api))
-                .bearer_auth(&self.key)
+                .get(format!("{}/v1/messages/{id}", self.0.api))
+                .bearer_auth(&self.0.key)
                 .send()
                 .await
                 .unwrap()

@@ -7,6 +7,7 @@
 //! `tests/run` prints at the end, so a skip is never mistaken for a pass.
 
 pub mod conformance;
+pub mod demo;
 pub mod gateway;
 pub mod peer;
 
