@@ -42,7 +42,7 @@ impl Recipients {
         };
         // N = 2^9 * 3 * 5^7: `a` coprime to it makes `a·n + b` a bijection mod N.
         let mut a = next() % DISTINCT_NUMBERS;
-        while a < 1_000_000 || a % 2 == 0 || a % 3 == 0 || a % 5 == 0 {
+        while a < 1_000_000 || a.is_multiple_of(2) || a.is_multiple_of(3) || a.is_multiple_of(5) {
             a = next() % DISTINCT_NUMBERS;
         }
         Recipients::Random {
@@ -242,7 +242,11 @@ mod tests {
         let ranges: HashSet<&str> = numbers.iter().map(|p| &p[3..5]).collect();
         assert_eq!(ranges.len(), MOBILE_PREFIXES.len());
         let blocks: HashSet<&str> = numbers[..1000].iter().map(|p| &p[..10]).collect();
-        assert!(blocks.len() > 990, "{} blocks of 100 in 1000 numbers", blocks.len());
+        assert!(
+            blocks.len() > 990,
+            "{} blocks of 100 in 1000 numbers",
+            blocks.len()
+        );
         // Still a bijection at the top of the space.
         let top: HashSet<u64> = (DISTINCT_NUMBERS - 1000..DISTINCT_NUMBERS)
             .map(|i| r.index(i))

@@ -82,7 +82,9 @@ pub fn stall_reason(pending: &BTreeMap<String, u64>) -> String {
         let why = match status.as_str() {
             "held" => "held by anti-fraud for an operator (see GET /v1/admin/held)",
             "scheduled" => "scheduled for later (send_at or contact hours)",
-            "accepted" | "queued" => "queued, not yet sent (is a route's connector up? see /readyz)",
+            "accepted" | "queued" => {
+                "queued, not yet sent (is a route's connector up? see /readyz)"
+            }
             "submitted" => "sent, waiting for a delivery receipt",
             other => other,
         };

@@ -121,7 +121,10 @@ fn in_words(message: &str) -> String {
         if let Some(at) = out.find(serde) {
             let (head, rest) = (&out[..at], &out[at + serde.len()..]);
             let rest = rest.replacen('`', "", 2);
-            out = match (serde.starts_with("invalid value"), rest.split_once(", expected ")) {
+            out = match (
+                serde.starts_with("invalid value"),
+                rest.split_once(", expected "),
+            ) {
                 (true, Some((v, e))) => format!("{head}{words}{v} is out of range: expected {e}"),
                 _ => format!("{head}{words}{rest}"),
             };

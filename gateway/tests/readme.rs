@@ -76,7 +76,10 @@ fn strip_comments(text: &str) -> String {
         out.push(c);
         prev = c;
     }
-    out.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+    out.lines()
+        .map(str::trim_end)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The `"key":value` pairs written out in full in an expectation comment.
@@ -121,9 +124,7 @@ fn pairs(text: &str) -> Vec<(String, Value)> {
 /// True when some object at any depth of `v` has `key` equal to `want`.
 fn has_pair(v: &Value, key: &str, want: &Value) -> bool {
     match v {
-        Value::Object(m) => {
-            m.get(key) == Some(want) || m.values().any(|x| has_pair(x, key, want))
-        }
+        Value::Object(m) => m.get(key) == Some(want) || m.values().any(|x| has_pair(x, key, want)),
         Value::Array(a) => a.iter().any(|x| has_pair(x, key, want)),
         _ => false,
     }
@@ -190,11 +191,9 @@ fn examples(readme: &str) -> Vec<Example> {
                         state: state.clone(),
                         expect,
                     });
-                } else if trimmed
-                    .split('=')
-                    .next()
-                    .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
-                {
+                } else if trimmed.split('=').next().is_some_and(|n| {
+                    !n.is_empty() && n.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+                }) {
                     state.push(trimmed.to_string());
                 } else {
                     panic!("README.md:{line_no}: a command the test cannot run: {trimmed}");
@@ -213,7 +212,10 @@ fn the_readme_examples_are_parsed_as_a_shell_would() {
          curl -s \\\n  $API/y\n```\n",
     );
     assert_eq!(ex.len(), 2, "{ex:?}");
-    assert_eq!(ex[0].command, "curl -s $API/x -d '{\"a\":1,\n  \"b\":\"#2\"}'");
+    assert_eq!(
+        ex[0].command,
+        "curl -s $API/x -d '{\"a\":1,\n  \"b\":\"#2\"}'"
+    );
     assert_eq!(ex[0].state, ["A=1; B=$(date)"]);
     assert_eq!(ex[0].line, 4);
     let e = ex[0].expect.as_ref().unwrap();
@@ -222,14 +224,19 @@ fn the_readme_examples_are_parsed_as_a_shell_would() {
     assert_eq!(keys, ["status", "segments", "ok", "code"]);
     assert_eq!(ex[1].command, "curl -s \\\n  $API/y");
     assert!(ex[1].expect.is_none());
-    let body: Value = serde_json::json!({"status":"queued","segments":1,"ok":true,"e":[{"code":"x"}]});
+    let body: Value =
+        serde_json::json!({"status":"queued","segments":1,"ok":true,"e":[{"code":"x"}]});
     assert!(e.pairs.iter().all(|(k, v)| has_pair(&body, k, v)));
     assert!(!has_pair(&body, "segments", &serde_json::json!(2)));
 }
 
 #[test]
 fn every_readme_curl_example_works_against_the_demo() {
-    if !require(runs("curl", &["--version"]), "curl", "sudo apt-get install -y curl") {
+    if !require(
+        runs("curl", &["--version"]),
+        "curl",
+        "sudo apt-get install -y curl",
+    ) {
         return;
     }
     let readme_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");

@@ -88,7 +88,10 @@ fn skipped_tests_fail_the_run_unless_the_user_opts_in() {
     let all = text(&strict);
     assert_eq!(strict.status.code(), Some(1), "{all}");
     assert!(all.contains("2 test(s) did NOT run"), "{all}");
-    assert!(all.contains("- pipeline::submit: redis-server is missing"), "{all}");
+    assert!(
+        all.contains("- pipeline::submit: redis-server is missing"),
+        "{all}"
+    );
 
     let opted_in = run_script(
         &["--report-skips", list],
