@@ -319,7 +319,7 @@ impl Writer<'_, '_> {
 /// The character that the percent-encoded UTF-8 at the start of `bytes`
 /// (`%2E`, `%C5%82`) stands for, and how many bytes it spans; `None` when
 /// `bytes` does not start with a whole, valid sequence.
-fn percent_char(bytes: &[u8]) -> Option<(char, usize)> {
+pub(crate) fn percent_char(bytes: &[u8]) -> Option<(char, usize)> {
     let first = percent_byte(bytes, 0)?;
     if first.is_ascii() {
         return Some((char::from(first), 3));

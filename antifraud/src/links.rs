@@ -55,7 +55,7 @@
 //! The verdict decides what an IP-address link means (see
 //! [`ReasonCode::IpAddressLink`](crate::ReasonCode::IpAddressLink)).
 
-use crate::decode::{is_default_ignorable, Decoder};
+use crate::decode::{percent_char, Decoder};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Longest domain name in DNS presentation format without the trailing dot.
@@ -372,11 +372,13 @@ fn is_link_context(text: &str, start: usize, end: usize) -> bool {
             false
         }
         Some('/' | '_' | '\\') => false,
-        // The tail of a percent escape (`%65vil.pl`) or a run glued to the
-        // previous one by an invisible character (`ev\u{AD}il.pl`): the text
-        // as a browser reads it has the whole host.
-        Some('%') => false,
-        Some(c) if is_default_ignorable(c) => false,
+        // The tail of a percent escape (`%65vil.pl`, `%2Fevil.pl`) is never
+        // a host by itself: the text as a browser reads it (always scanned
+        // too when it has an escape) has the real one. A `%` that starts no
+        // escape is just a character (`50%evil.pl`). A run after an
+        // invisible character is kept: `ev\u{AD}il.pl` yields a harmless
+        // `il.pl`, while `Zobacz\u{200B}evil.pl` must still yield `evil.pl`.
+        Some('%') => percent_char(&text.as_bytes()[start - 1..]).is_none(),
         Some(_) => true,
     }
 }
@@ -557,7 +559,9 @@ mod tests {
             // Spellings a browser undoes: invisible characters, character
             // references, percent-encoding, fullwidth forms, tab/newline in
             // the authority; in an `href` or in running text.
-            ("ev\u{AD}il.pl", &["evil.pl"]),
+            // (A run after an invisible character is kept as written too.)
+            ("ev\u{AD}il.pl", &["il.pl", "evil.pl"]),
+            ("Zobacz\u{200B}evil.pl", &["evil.pl", "zobaczevil.pl"]),
             ("https://evil\u{200B}.pl/x", &["evil.pl"]),
             ("bit\u{200B}.ly/3abc", &["bit.ly"]),
             ("<a href=\"https://evil&#46;pl/x\">x</a>", &["evil.pl"]),
@@ -578,6 +582,7 @@ mod tests {
             // What decoding does not change is found once, as written.
             ("https://x.pl/?a=1&amp;b=evil.pl", &["x.pl", "evil.pl"]),
             ("Rabat 50% na acme.pl", &["acme.pl"]),
+            ("Rabat 50%evil.pl i 10%ee.pl", &["evil.pl", "ee.pl"]),
         ];
         let mut bad = Vec::new();
         for (text, want) in cases {
