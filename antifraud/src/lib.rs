@@ -39,7 +39,14 @@
 //! 1. **Links** ([`extract_domains`]): every domain linked from the text,
 //!    or a parent of it, on the [`Blocklist`] → reject `blocklisted_domain`;
 //!    on the shortener list (unless allowed) → hold `url_shortener`. Links to
-//!    the tenant's `payment_domains` (and subdomains) are exempt.
+//!    the tenant's `payment_domains` (and subdomains) are exempt. A link
+//!    whose host is an IP address (in any notation a browser accepts) on the
+//!    blocklist → reject `blocklisted_domain`; any other IP-address link
+//!    (unless allowed) → hold `ip_address_link`. Hosts are read as a browser
+//!    reads them: HTML character references and percent-encoding decoded,
+//!    invisible characters (soft hyphen, zero-width space …) removed, IDNA
+//!    mapping applied, so `evil&#46;pl`, `evil%2Epl`, `ev\u{AD}il.pl` and
+//!    `ｅｖｉｌ．ｐｌ` all count as `evil.pl`.
 //! 2. **Sender**: not registered → reject `sender_not_registered`; a pool
 //!    (named, or the default pool for SMS without a sender) picks the sender
 //!    ([`Verdict::sender`]).
@@ -93,6 +100,7 @@
 
 mod blocklist;
 pub mod counters;
+mod decode;
 mod hash;
 mod hours;
 mod links;

@@ -1,4 +1,16 @@
-//! Finding the domains of the links in a message body.
+//! Finding the hosts of the links in a message body.
+//!
+//! # What a browser would open
+//!
+//! Before looking for hosts, a text is also read the way a browser reads a
+//! link ([`crate::decode`]): HTML character references and percent-encoding
+//! decoded, invisible (default-ignorable) characters removed, and tab and
+//! newline removed inside a URL's authority. Both the text as written and
+//! that reading are scanned, so `https://evil&#46;pl`, `evil%2Epl`,
+//! `ev\u{AD}il.pl` and `bit\u{200B}.ly` are found, and nothing found in
+//! the text as written is lost.
+//!
+//! # Domains
 //!
 //! The scanner looks for *host-like runs* (letters of any script, digits,
 //! `-`, `.` and the ideographic full stops that IDNA maps to `.`) and keeps a
@@ -16,15 +28,35 @@
 //!   `www.foo.pl` or `pay-acme.pl/x`.
 //!
 //! A kept run is normalised: trailing dots stripped, lower-cased, IDN labels
-//! converted to punycode (`zapłać.pl` → `xn--zapa-...`), ports, user info and
-//! paths never belong to it. It counts as a domain only if it has at least two
-//! labels of 1–63 characters `[a-z0-9-]` (no leading/trailing `-`), is at most
-//! 253 characters, and its top-level label is alphabetic with at least two
-//! letters (or an IDN TLD `xn--…`). That keeps `12.50`, `zł.`, `v1.2` and IP
-//! addresses out (IP-address links are not checked; neither are
-//! percent-encoded host names such as `https://%65vil.pl`). A bare word pair such as `dobry.prosimy` (a missing space)
-//! does pass; such false positives are harmless, because a domain only matters
-//! when it is on the blocklist or a shortener list.
+//! converted to punycode with UTS #46 mapping (`zapłać.pl` → `xn--zapa-...`,
+//! fullwidth `ｅｖｉｌ．ｐｌ` → `evil.pl`), ports, user info and paths never
+//! belong to it. It counts as a domain only if it has at least two labels of
+//! 1–63 characters `[a-z0-9-]` (no leading/trailing `-`), is at most 253
+//! characters, and its top-level label is alphabetic with at least two
+//! letters (or an IDN TLD `xn--…`). That keeps `12.50`, `zł.` and `v1.2` out.
+//! A bare word pair such as `dobry.prosimy` (a missing space) does pass; such
+//! false positives are harmless, because a domain only matters when it is on
+//! the blocklist or a shortener list.
+//!
+//! # IP addresses
+//!
+//! A link's host may be an IP address instead of a name ([`Host::Ip`]):
+//!
+//! - the host of a URL (after `scheme://`, `scheme:/`, `scheme:\\`, or a
+//!   protocol-relative `//` at the start of a token), parsed as the WHATWG
+//!   URL standard parses an http(s) host: IDNA-mapped first (fullwidth
+//!   digits and dots), then any name ending in a number is an IPv4 address
+//!   in decimal, octal or hex parts, one to four of them
+//!   (`http://3232235777/`, `http://0xC0.0250.1.1/`, `http://127.1/` are all
+//!   addresses); `[…]` is an IPv6 address;
+//! - a bare dotted quad in a link context (`192.168.1.1/admin`, or alone:
+//!   phones link those too).
+//!
+//! The verdict decides what an IP-address link means (see
+//! [`ReasonCode::IpAddressLink`](crate::ReasonCode::IpAddressLink)).
+
+use crate::decode::{percent_char, Decoder};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Longest domain name in DNS presentation format without the trailing dot.
 const MAX_DOMAIN_LEN: usize = 253;
@@ -57,8 +89,26 @@ fn ends_authority(c: char) -> bool {
     is_token_boundary(c) || matches!(c, '/' | '?' | '#' | '\\')
 }
 
+/// The host of a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Host<'a> {
+    /// A normalised domain name (lower-case ASCII, IDN labels in punycode).
+    Domain(&'a str),
+    /// An IP address literal.
+    Ip(IpAddr),
+}
+
+/// Scratch space for [`for_each_host`], reused between the texts of one
+/// check: an ASCII text allocates nothing after its first domain, and a text
+/// that needs no decoding allocates nothing for decoding.
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    host: String,
+    decoder: Decoder,
+}
+
 /// Every domain linked from `text`, normalised, in order of appearance
-/// (duplicates removed).
+/// (duplicates removed). Hosts that are IP addresses are not included.
 ///
 /// ```
 /// use goniec_antifraud::extract_domains;
@@ -66,22 +116,45 @@ fn ends_authority(c: char) -> bool {
 ///     extract_domains("Zapłać na https://Pay.Example.COM./x lub www.foo.pl, kwota 12.50 zł."),
 ///     vec!["pay.example.com", "www.foo.pl"],
 /// );
+/// // Spellings a browser undoes are undone.
+/// assert_eq!(
+///     extract_domains("<a href=\"https://evil&#46;pl\">x</a> bit\u{200B}.ly/x"),
+///     vec!["evil.pl", "bit.ly"],
+/// );
 /// ```
 pub fn extract_domains(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    let mut buf = String::new();
-    for_each_domain(text, &mut buf, |d| {
-        if !out.iter().any(|seen| seen == d) {
-            out.push(d.to_owned());
+    for_each_host(text, &mut Scratch::default(), |host| {
+        if let Host::Domain(d) = host {
+            if !out.iter().any(|seen| seen == d) {
+                out.push(d.to_owned());
+            }
         }
     });
     out
 }
 
-/// Calls `f` with every normalised link domain in `text` (duplicates
-/// included). `buf` is scratch space reused between calls, so that an ASCII
-/// text allocates nothing after the first domain.
-pub(crate) fn for_each_domain(text: &str, buf: &mut String, mut f: impl FnMut(&str)) {
+/// Calls `f` with the host of every link in `text` (duplicates included):
+/// first those of the text as written, then those of the text as a browser
+/// reads it, if that differs (see the module docs).
+pub(crate) fn for_each_host(text: &str, scratch: &mut Scratch, mut f: impl FnMut(Host<'_>)) {
+    scan(text, &mut scratch.host, &mut f);
+    if let Some(decoded) = scratch.decoder.decode(text) {
+        scan(decoded, &mut scratch.host, &mut f);
+    }
+}
+
+/// The hosts of one reading of a text: names and dotted quads around dots,
+/// then IP addresses after `//`.
+fn scan(text: &str, buf: &mut String, f: &mut impl FnMut(Host<'_>)) {
+    scan_runs(text, buf, f);
+    scan_authorities(text, f);
+}
+
+/// Calls `f` with every normalised link domain in `text`, and every bare
+/// dotted quad in a link context (duplicates included). `buf` is scratch
+/// space reused between calls.
+fn scan_runs(text: &str, buf: &mut String, f: &mut impl FnMut(Host<'_>)) {
     // Every domain contains a dot, so only the runs around dots are looked
     // at: the text is scanned byte-wise for `.` and for the lead bytes of the
     // ideographic full stops (0xE3, 0xEF), and each such run is expanded to
@@ -129,11 +202,138 @@ pub(crate) fn for_each_domain(text: &str, buf: &mut String, mut f: impl FnMut(&s
         pos = end;
         floor = end;
         if is_link_context(text, start, end) {
-            if let Some(domain) = normalize_run(&text[start..end], ascii, buf) {
-                f(domain);
+            let run = &text[start..end];
+            if let Some(domain) = normalize_run(run, ascii, buf) {
+                f(Host::Domain(domain));
+            } else if let Ok(ip) = run.trim_end_matches('.').parse::<Ipv4Addr>() {
+                // Only the strict form (four decimal parts, no leading
+                // zeros): `12.50`, dates and amounts never are one.
+                f(Host::Ip(IpAddr::V4(ip)));
             }
         }
     }
+}
+
+/// Calls `f` with the host of every URL in `text` whose host is an IP
+/// address, parsed as a browser parses an http(s) URL.
+fn scan_authorities(text: &str, f: &mut impl FnMut(Host<'_>)) {
+    let bytes = text.as_bytes();
+    let mut pos = 0;
+    while let Some(off) = bytes[pos..].iter().position(|&b| b == b'/' || b == b'\\') {
+        let at = pos + off;
+        // Browsers skip any number of slashes and backslashes after an
+        // http(s) scheme.
+        let mut start = at;
+        while start < bytes.len() && matches!(bytes[start], b'/' | b'\\') {
+            start += 1;
+        }
+        pos = start;
+        let opens_authority = match at.checked_sub(1).map(|i| bytes[i]) {
+            Some(b':') => has_scheme(&bytes[..at - 1]),
+            // Protocol-relative: only at the start of a token, so that a
+            // `//` inside a path (`/faktury//12345`) is not taken for one.
+            Some(b) => start - at >= 2 && (b.is_ascii_whitespace() || b"\"'<>([{=`".contains(&b)),
+            None => start - at >= 2,
+        };
+        if opens_authority {
+            if let Some(ip) = authority_ip(&text[start..]) {
+                f(Host::Ip(ip));
+            }
+        }
+    }
+}
+
+/// Whether `before` ends with a URL scheme (`ALPHA *( ALPHA / DIGIT / "+" /
+/// "-" / "." )`), so that `before` + `:` starts a URL.
+fn has_scheme(before: &[u8]) -> bool {
+    let len = before
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        .count();
+    len > 0 && before[before.len() - len].is_ascii_alphabetic()
+}
+
+/// The IP address that is the host of the authority at the start of `rest`,
+/// if it is one.
+fn authority_ip(rest: &str) -> Option<IpAddr> {
+    let end = rest
+        .find(|c: char| {
+            c.is_whitespace() || matches!(c, '/' | '\\' | '?' | '#' | '"' | '\'' | '<' | '>' | '`')
+        })
+        .unwrap_or(rest.len());
+    let authority = &rest[..end];
+    // User info ends at the last `@` (`http://a@b@1.2.3.4/` goes to 1.2.3.4).
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(v6) = host_port.strip_prefix('[') {
+        let inner = &v6[..v6.find(']')?];
+        return inner.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+    }
+    let host = host_port.split(':').next().unwrap_or(host_port);
+    // Punctuation after a URL in running text is not part of it (as the
+    // autolinkers of mail and SMS apps decide); a trailing dot is allowed.
+    let host = host.trim_end_matches([',', ';', '!', ')', ']', '}', '*', '.']);
+    if host.is_empty() {
+        return None;
+    }
+    let v4 = if host.is_ascii() {
+        parse_url_ipv4(host)
+    } else {
+        // UTS #46 first, as a browser does: fullwidth digits and dots.
+        parse_url_ipv4(&idna::domain_to_ascii(host).ok()?)
+    };
+    v4.map(IpAddr::V4)
+}
+
+/// The WHATWG URL standard's IPv4 parser: one to four `.`-separated parts,
+/// each decimal, octal (leading `0`) or hex (`0x`); every part but the last
+/// is one byte, the last fills the remaining bytes. One trailing dot is
+/// allowed. `None` when `host` is not such an address (for a browser, a
+/// host ending in a number that is not an address is an invalid URL).
+pub(crate) fn parse_url_ipv4(host: &str) -> Option<Ipv4Addr> {
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    let mut parts = [0u64; 4];
+    let mut count = 0;
+    for part in host.split('.') {
+        *parts.get_mut(count)? = parse_url_ipv4_number(part)?;
+        count += 1;
+    }
+    let (last, init) = parts[..count].split_last()?;
+    if init.iter().any(|&p| p > 255) || *last >= 1u64 << (8 * (5 - count)) {
+        return None;
+    }
+    let mut addr = *last;
+    for (i, part) in init.iter().enumerate() {
+        addr += part << (8 * (3 - i));
+    }
+    u32::try_from(addr).ok().map(Ipv4Addr::from)
+}
+
+/// One part of [`parse_url_ipv4`]; values too large for an address saturate
+/// (and are then refused by the range checks).
+fn parse_url_ipv4_number(part: &str) -> Option<u64> {
+    if part.is_empty() {
+        return None;
+    }
+    let (digits, radix) =
+        if let Some(hex) = part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+            (hex, 16)
+        } else if part.len() > 1 && part.starts_with('0') {
+            (&part[1..], 8)
+        } else {
+            (part, 10)
+        };
+    digits.chars().try_fold(0u64, |value, c| {
+        let digit = c.to_digit(radix)?;
+        Some(
+            value
+                .saturating_mul(u64::from(radix))
+                .saturating_add(u64::from(digit)),
+        )
+    })
 }
 
 /// Decides from the characters around `text[start..end]` whether the run is
@@ -172,6 +372,13 @@ fn is_link_context(text: &str, start: usize, end: usize) -> bool {
             false
         }
         Some('/' | '_' | '\\') => false,
+        // The tail of a percent escape (`%65vil.pl`, `%2Fevil.pl`) is never
+        // a host by itself: the text as a browser reads it (always scanned
+        // too when it has an escape) has the real one. A `%` that starts no
+        // escape is just a character (`50%evil.pl`). A run after an
+        // invisible character is kept: `ev\u{AD}il.pl` yields a harmless
+        // `il.pl`, while `Zobacz\u{200B}evil.pl` must still yield `evil.pl`.
+        Some('%') => percent_char(&text.as_bytes()[start - 1..]).is_none(),
         Some(_) => true,
     }
 }
@@ -349,10 +556,168 @@ mod tests {
             ("", &[]),
             // Repeated domains appear once.
             ("evil.pl i evil.pl", &["evil.pl"]),
+            // Spellings a browser undoes: invisible characters, character
+            // references, percent-encoding, fullwidth forms, tab/newline in
+            // the authority; in an `href` or in running text.
+            // (A run after an invisible character is kept as written too.)
+            ("ev\u{AD}il.pl", &["il.pl", "evil.pl"]),
+            ("Zobacz\u{200B}evil.pl", &["evil.pl", "zobaczevil.pl"]),
+            ("https://evil\u{200B}.pl/x", &["evil.pl"]),
+            ("bit\u{200B}.ly/3abc", &["bit.ly"]),
+            ("<a href=\"https://evil&#46;pl/x\">x</a>", &["evil.pl"]),
+            ("<a href=\"https://evil&#x2E;pl/x\">x</a>", &["evil.pl"]),
+            (
+                "<a href=\"https://e&#118;il&period;pl\">x</a>",
+                &["evil.pl"],
+            ),
+            ("<a href=\"https://evil%2Epl/x\">x</a>", &["evil.pl"]),
+            ("<a href='https://%65vil.pl'>x</a>", &["evil.pl"]),
+            // (A line break reads as one in the text as written, too.)
+            (
+                "<a href=\"https://ev\nil.pl/\">x</a>",
+                &["il.pl", "evil.pl"],
+            ),
+            ("ｅｖｉｌ．ｐｌ/x", &["evil.pl"]),
+            ("https://ＥＶＩＬ。ＰＬ", &["evil.pl"]),
+            // What decoding does not change is found once, as written.
+            ("https://x.pl/?a=1&amp;b=evil.pl", &["x.pl", "evil.pl"]),
+            ("Rabat 50% na acme.pl", &["acme.pl"]),
+            ("Rabat 50%evil.pl i 10%ee.pl", &["evil.pl", "ee.pl"]),
         ];
+        let mut bad = Vec::new();
         for (text, want) in cases {
             let got = extract_domains(text);
-            assert_eq!(&got, want, "text: {text:?}");
+            if got != *want {
+                bad.push(format!("{text:?}: got {got:?}, want {want:?}"));
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    /// Every host of `text`, deduplicated: domains as they are, IP
+    /// addresses as `ip:<address>`.
+    fn hosts(text: &str) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for_each_host(text, &mut Scratch::default(), |h| {
+            let h = match h {
+                Host::Domain(d) => d.to_owned(),
+                Host::Ip(ip) => format!("ip:{ip}"),
+            };
+            if !out.contains(&h) {
+                out.push(h);
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn ip_address_hosts_table() {
+        let cases: &[(&str, &[&str])] = &[
+            // Dotted quads, in URLs and bare.
+            ("http://192.168.1.1/admin", &["ip:192.168.1.1"]),
+            ("Wejdź: 192.168.1.1/admin", &["ip:192.168.1.1"]),
+            ("Adres 203.0.113.7.", &["ip:203.0.113.7"]),
+            ("http://203.0.113.7:8080/x", &["ip:203.0.113.7"]),
+            ("https://203.0.113.7./x", &["ip:203.0.113.7"]),
+            // The forms the WHATWG URL parser accepts in an http(s) URL.
+            ("http://3232235777/", &["ip:192.168.1.1"]),
+            ("http://0xC0A80101/", &["ip:192.168.1.1"]),
+            ("http://0Xc0.0xA8.0x1.0x1/", &["ip:192.168.1.1"]),
+            ("http://0300.0250.01.01/", &["ip:192.168.1.1"]),
+            ("http://030052000401/", &["ip:192.168.1.1"]),
+            ("http://192.168.257/", &["ip:192.168.1.1"]),
+            ("http://192.11010305/", &["ip:192.168.1.1"]),
+            ("http://127.1/", &["ip:127.0.0.1"]),
+            ("http://0/", &["ip:0.0.0.0"]),
+            ("HTTPS:\\\\2130706433\\x", &["ip:127.0.0.1"]),
+            ("https:/2130706433", &["ip:127.0.0.1"]),
+            ("<a href=\"//2130706433/x\">", &["ip:127.0.0.1"]),
+            ("(http://2130706433)", &["ip:127.0.0.1"]),
+            ("http://2130706433, potem", &["ip:127.0.0.1"]),
+            // Fullwidth digits and dots are mapped first, as IDNA does.
+            ("http://１２７．０．０．１/", &["ip:127.0.0.1"]),
+            // Disguised by encoding or invisible characters.
+            ("http://%31%32%37.0.0.1/", &["ip:127.0.0.1"]),
+            (
+                "<a href=\"http://127&#46;0&#46;0&#46;1\">",
+                &["ip:127.0.0.1"],
+            ),
+            ("http://21307\u{200B}06433/", &["ip:127.0.0.1"]),
+            // User info is not the host; the last `@` ends it.
+            ("http://good.pl@3232235777/", &["ip:192.168.1.1"]),
+            ("http://a@b@10.0.0.1/", &["ip:10.0.0.1"]),
+            ("http://10.0.0.1@good.pl/", &["good.pl"]),
+            // IPv6 literals.
+            ("http://[::1]/", &["ip:::1"]),
+            ("http://[2001:DB8::1]:8080/x", &["ip:2001:db8::1"]),
+            // (The dotted quad inside is found on its own, too: the same host.)
+            (
+                "http://[::ffff:127.0.0.1]/",
+                &["ip:127.0.0.1", "ip:::ffff:127.0.0.1"],
+            ),
+            (
+                "http://user@[64:ff9b::a9fe:a9fe]/",
+                &["ip:64:ff9b::a9fe:a9fe"],
+            ),
+            // Not addresses: invalid for a browser, names, or no URL at all.
+            ("http://4294967296/", &[]),
+            ("http://256.1.1.1/", &[]),
+            ("http://1.2.3.4.5/", &[]),
+            ("http://0x1g/", &[]),
+            ("http://089/", &[]),
+            ("http://[::1/", &[]),
+            ("http://[fe80::1%25eth0]/", &[]),
+            ("http://evil.pl.0x7f/", &[]),
+            ("https://acme.pl/faktury//12345", &["acme.pl"]),
+            ("Kwota 12.50 zł, termin 10.03.2026, tel. 601 234 567.", &[]),
+            ("wersja v1.2.3.4, 1:/2, 10/03/2026, 50%", &[]),
+            ("010.0.0.1 i 1.2.3", &[]),
+            ("Pisz: jan@example.com, 10.0.0.1@example.com", &[]),
+            ("https://x.pl/a/10.0.0.1", &["x.pl"]),
+        ];
+        let mut bad = Vec::new();
+        for (text, want) in cases {
+            let got = hosts(text);
+            if got != *want {
+                bad.push(format!("{text:?}: got {got:?}, want {want:?}"));
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    #[test]
+    fn whatwg_ipv4_parser() {
+        let ok = [
+            ("0", "0.0.0.0"),
+            ("0x", "0.0.0.0"),
+            ("4294967295", "255.255.255.255"),
+            ("0xffffffff", "255.255.255.255"),
+            ("037777777777", "255.255.255.255"),
+            ("1.16777215", "1.255.255.255"),
+            ("1.2.65535", "1.2.255.255"),
+            ("00000000000000000001.2.3.4", "1.2.3.4"),
+            ("1.2.3.4.", "1.2.3.4"),
+        ];
+        for (host, want) in ok {
+            assert_eq!(parse_url_ipv4(host), Some(want.parse().unwrap()), "{host}");
+        }
+        for host in [
+            "",
+            ".",
+            "1..2",
+            "1.2.3.4..",
+            "1.2.3.4.5",
+            "4294967296",
+            "1.16777216",
+            "256.0.0.1",
+            "08",
+            "0x1g",
+            "1e3",
+            "-1",
+            "evil.pl",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_url_ipv4(host), None, "{host}");
         }
     }
 

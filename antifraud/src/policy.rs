@@ -149,6 +149,9 @@ pub const DEFAULT_SHORTENERS: &[&str] = &[
 pub struct LinkPolicy {
     /// Allow links through public URL shorteners (off: hold `url_shortener`).
     pub allow_shorteners: bool,
+    /// Allow links whose host is an IP address instead of a name (off: hold
+    /// `ip_address_link`). Addresses on the blocklist are rejected either way.
+    pub allow_ip_links: bool,
     /// The shortener domains (subdomains included). Default:
     /// [`DEFAULT_SHORTENERS`].
     pub shorteners: Vec<String>,
@@ -163,6 +166,7 @@ impl Default for LinkPolicy {
     fn default() -> Self {
         LinkPolicy {
             allow_shorteners: false,
+            allow_ip_links: false,
             shorteners: DEFAULT_SHORTENERS.iter().map(|s| (*s).to_owned()).collect(),
             payment_domains: Vec::new(),
         }

@@ -6,7 +6,7 @@ use crate::counters::{
 };
 use crate::hash::{digest_hex, stable_hash};
 use crate::hours::Schedule;
-use crate::links::{self, is_same_or_subdomain};
+use crate::links::{self, is_same_or_subdomain, Host};
 use crate::policy::{PolicyKind, PoolStrategy, TenantPolicy};
 use crate::sender::{self, SenderChoice};
 use crate::verdict::{ReasonCode, ReasonSet, Verdict};
@@ -418,25 +418,34 @@ pub fn check(s: &Screening<'_>, p: &TenantPolicy, counters: &Counters) -> Verdic
     );
     let mut reasons = ReasonSet::default();
 
-    // 1. Links.
-    let mut buf = String::new();
-    links::for_each_domain(s.text, &mut buf, |host| {
-        if p.links
-            .payment_domains
-            .iter()
-            .any(|d| is_same_or_subdomain(host, d))
-        {
-            return;
-        }
-        if s.blocklist.matching(host).is_some() {
-            reasons.add(ReasonCode::BlocklistedDomain);
-        } else if !p.links.allow_shorteners
-            && p.links
-                .shorteners
+    // 1. Links (hosts as a browser would read them: see `links`).
+    let mut scratch = links::Scratch::default();
+    links::for_each_host(s.text, &mut scratch, |host| match host {
+        Host::Domain(host) => {
+            if p.links
+                .payment_domains
                 .iter()
                 .any(|d| is_same_or_subdomain(host, d))
-        {
-            reasons.add(ReasonCode::UrlShortener);
+            {
+                return;
+            }
+            if s.blocklist.matching(host).is_some() {
+                reasons.add(ReasonCode::BlocklistedDomain);
+            } else if !p.links.allow_shorteners
+                && p.links
+                    .shorteners
+                    .iter()
+                    .any(|d| is_same_or_subdomain(host, d))
+            {
+                reasons.add(ReasonCode::UrlShortener);
+            }
+        }
+        Host::Ip(ip) => {
+            if s.blocklist.matching_ip(ip).is_some() {
+                reasons.add(ReasonCode::BlocklistedDomain);
+            } else if !p.links.allow_ip_links {
+                reasons.add(ReasonCode::IpAddressLink);
+            }
         }
     });
 

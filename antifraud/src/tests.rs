@@ -181,6 +181,119 @@ fn payment_domains_are_exempt_from_link_rules() {
     }
 }
 
+/// Every way of writing a link that a browser (or an e-mail's HTML parser
+/// before it) turns into the listed host, on both the SMS and the e-mail
+/// path; and the near misses that must stay untouched.
+#[test]
+fn disguised_links_are_judged_as_a_browser_reads_them() {
+    let list = Blocklist::parse("evil.pl\nevil.example\n203.0.113.66\n");
+    let blocked = (Decision::Reject, &[R::BlocklistedDomain][..]);
+    let shortener = (Decision::Hold, &[R::UrlShortener][..]);
+    let ip_link = (Decision::Hold, &[R::IpAddressLink][..]);
+    let allowed = (Decision::Allow, &[][..]);
+    let cases: &[(&str, (Decision, &[ReasonCode]))] = &[
+        // Invisible characters.
+        ("Zapłać: ev\u{AD}il.pl/x", blocked),
+        ("Zapłać: https://evil\u{200B}.pl/x", blocked),
+        ("https://e\u{200C}v\u{200D}il.pl", blocked),
+        ("https://evil\u{2060}.pl \u{FEFF}", blocked),
+        ("https://ev\u{FE0F}il.pl", blocked),
+        ("https://login.evi\u{202E}l.pl", blocked),
+        ("<a href=\"https://ev&shy;il.pl\">x</a>", blocked),
+        ("<a href=\"https://evil&ZeroWidthSpace;.pl\">x</a>", blocked),
+        // Percent-encoding and character references in an `href`.
+        ("<a href=\"https://evil%2Epl/x\">Zapłać</a>", blocked),
+        ("<a href=\"https://evil%2epl/x\">Zapłać</a>", blocked),
+        ("<a href=\"https://evil&#46;pl/x\">Zapłać</a>", blocked),
+        ("<a href=\"https://evil&#x2E;pl/x\">Zapłać</a>", blocked),
+        ("<a href=\"https://evil&#x2e;pl/x\">Zapłać</a>", blocked),
+        ("<a href=\"https://evil&period;pl/x\">Zapłać</a>", blocked),
+        (
+            "<a href=\"https://e&#118;i&#x6C;.pl/x\">Zapłać</a>",
+            blocked,
+        ),
+        ("<a href=\"https://%65%76%69%6C.pl/x\">Zapłać</a>", blocked),
+        ("<a href=\"https://ev\nil.pl/x\">Zapłać</a>", blocked),
+        // Fullwidth and ideographic dots and letters, case, trailing dot.
+        ("evil．pl/x", blocked),
+        ("evil。pl/x", blocked),
+        ("ｅｖｉｌ．ｐｌ", blocked),
+        ("HTTPS://EVIL.PL/X", blocked),
+        ("https://evil.pl./x", blocked),
+        // User info is not the host.
+        ("http://good.pl@evil.example/", blocked),
+        ("http://good.pl@ev\u{AD}il.example/", blocked),
+        // A listed IP address, however a browser accepts it written.
+        ("http://203.0.113.66/", blocked),
+        ("http://3405803842/", blocked),
+        ("http://0xCB007142/", blocked),
+        ("http://0313.0.0161.0102/", blocked),
+        ("http://203.0.28994/", blocked),
+        ("http://[::ffff:203.0.113.66]/", blocked),
+        ("http://[64:ff9b::cb00:7142]/", blocked),
+        ("Wejdź na 203.0.113.66/login", blocked),
+        ("<a href=\"http://203&#46;0&#46;113&#46;66\">x</a>", blocked),
+        // Shorteners in disguise are still shorteners.
+        ("Link: bit\u{200B}.ly/3abc", shortener),
+        ("<a href=\"https://bit&#46;ly/3abc\">x</a>", shortener),
+        ("<a href=\"https://bit%2Ely/3abc\">x</a>", shortener),
+        ("ＢＩＴ．ＬＹ/3abc", shortener),
+        // Any other IP-address link is held.
+        ("http://3232235777/", ip_link),
+        ("http://0x7f.1/admin", ip_link),
+        ("http://[::1]:8080/", ip_link),
+        ("http://[2001:db8::1]/", ip_link),
+        ("Router: 192.168.1.1/apply.cgi", ip_link),
+        ("<a href=\"//0300.0250.1.1/\">x</a>", ip_link),
+        // Near misses.
+        ("Kwota 12.50 zł. Termin 10.03.2026.", allowed),
+        ("Do zapłaty 1.234,50 zł, rabat 50% &amp; więcej.", allowed),
+        (
+            "Pytania: kontakt@evil.pl lub jan.kowalski@evil.example",
+            allowed,
+        ),
+        ("Zapłać: https://notevil.pl/x", allowed),
+        ("Zapłać: https://evil.pl.example.com/x", allowed),
+        ("https://acme.pl/faktury//12345", allowed),
+        // Encoded twice: a browser decodes once and opens no `evil.pl`.
+        ("<a href=\"https://evil%252Epl/\">x</a>", allowed),
+        ("<p>evil&amp;#46;pl</p>", allowed),
+    ];
+    let p = quiet();
+    let mut bad = Vec::new();
+    for (text, (decision, reasons)) in cases {
+        for (channel, to) in [(Channel::Sms, TO), (Channel::Email, "jan@example.com")] {
+            let mut s = Screening::new("acme", channel, to, text, tue_10());
+            s.blocklist = &list;
+            let v = fresh(&s, &p);
+            if v.decision != *decision || v.reasons != *reasons {
+                bad.push(format!(
+                    "{channel} {text:?}: {:?} {:?}",
+                    v.decision, v.reasons
+                ));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+}
+
+#[test]
+fn ip_address_links_allowed_by_policy_unless_listed() {
+    let list = Blocklist::parse("10.9.8.7\n");
+    let mut p = quiet();
+    p.links.allow_ip_links = true;
+    for (text, want) in [
+        ("http://3232235777/", Decision::Allow),
+        ("http://[2001:db8::1]/", Decision::Allow),
+        ("http://10.9.8.7/", Decision::Reject),
+        ("http://0xa090807/", Decision::Reject),
+    ] {
+        let mut s = sms(TO, text, tue_10());
+        s.blocklist = &list;
+        assert_eq!(fresh(&s, &p).decision, want, "{text}");
+    }
+}
+
 // ---------------------------------------------------------------- senders
 
 fn with_senders() -> TenantPolicy {

@@ -44,11 +44,20 @@ impl fmt::Display for Decision {
 #[serde(rename_all = "snake_case")]
 pub enum ReasonCode {
     /// `blocklisted_domain` (reject): a link's domain, or a parent domain of
-    /// it, is on the phishing blocklist.
+    /// it, is on the phishing blocklist; or a link's host is an IP address
+    /// on it.
     BlocklistedDomain,
     /// `url_shortener` (hold): a link goes through a public URL shortener,
     /// which hides the destination, and the tenant does not allow shorteners.
     UrlShortener,
+    /// `ip_address_link` (hold): a link's host is an IP address
+    /// (`http://3232235777/`, `http://[::1]/`, `192.168.1.1/admin`), and the
+    /// tenant does not allow IP-address links. Senders with a legitimate
+    /// purpose link to their domain; a bare address hides who is behind the
+    /// link, dodges domain blocklists and reputation, and may point into the
+    /// recipient's own network (a router's admin page). Held rather than
+    /// rejected, like a shortener: an operator can release a genuine one.
+    IpAddressLink,
     /// `sender_not_registered` (reject): the sender id, number or pool is not
     /// registered for the tenant.
     SenderNotRegistered,
@@ -93,9 +102,10 @@ pub enum ReasonCode {
 
 impl ReasonCode {
     /// Every code, in the order rules report them.
-    pub const ALL: [ReasonCode; 15] = [
+    pub const ALL: [ReasonCode; 16] = [
         ReasonCode::BlocklistedDomain,
         ReasonCode::UrlShortener,
+        ReasonCode::IpAddressLink,
         ReasonCode::SenderNotRegistered,
         ReasonCode::CountryNotAllowed,
         ReasonCode::BlockedPrefix,
@@ -116,6 +126,7 @@ impl ReasonCode {
         match self {
             ReasonCode::BlocklistedDomain => "blocklisted_domain",
             ReasonCode::UrlShortener => "url_shortener",
+            ReasonCode::IpAddressLink => "ip_address_link",
             ReasonCode::SenderNotRegistered => "sender_not_registered",
             ReasonCode::CountryNotAllowed => "country_not_allowed",
             ReasonCode::BlockedPrefix => "blocked_prefix",
@@ -136,6 +147,7 @@ impl ReasonCode {
     pub const fn decision(self) -> Decision {
         match self {
             ReasonCode::UrlShortener
+            | ReasonCode::IpAddressLink
             | ReasonCode::PrefixPumping
             | ReasonCode::CountryPumping
             | ReasonCode::SequentialNumbers => Decision::Hold,
@@ -208,17 +220,18 @@ impl Verdict {
     }
 }
 
-/// The reasons collected while checking, in a fixed order.
+/// The reasons collected while checking, in a fixed order. One bit per
+/// code (32 bits leave room for codes to come).
 #[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct ReasonSet(u16);
+pub(crate) struct ReasonSet(u32);
 
 impl ReasonSet {
     pub(crate) fn add(&mut self, r: ReasonCode) {
-        self.0 |= 1 << (r as u16);
+        self.0 |= 1 << (r as u32);
     }
 
     pub(crate) fn contains(self, r: ReasonCode) -> bool {
-        self.0 & (1 << (r as u16)) != 0
+        self.0 & (1 << (r as u32)) != 0
     }
 
     pub(crate) fn decision(self) -> Decision {
@@ -250,6 +263,7 @@ mod tests {
             [
                 "blocklisted_domain",
                 "url_shortener",
+                "ip_address_link",
                 "sender_not_registered",
                 "country_not_allowed",
                 "blocked_prefix",

@@ -10,6 +10,7 @@
 //! `GONIEC_TENANTS__0__WEBHOOK_SECRET=…`.
 
 mod load;
+pub mod net;
 pub mod units;
 mod validate;
 mod warnings;

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::{Channel, Config, ConfigError, ConfigErrors, ConnectorKind, StoreBackend};
+use crate::{net, Channel, Config, ConfigError, ConfigErrors, ConnectorKind, StoreBackend};
 
 /// Where the items of the config's lists sit in the file. The reader drops
 /// items it cannot build (e.g. a route without a `channel`), so item `i` of
@@ -281,18 +281,25 @@ impl Checks {
             if let Some(d) = tenant.rcs.fallback_after {
                 self.positive(&format!("{path}.rcs.fallback_after"), d);
             }
+            // URLs the gateway itself calls: the same rule as a message's
+            // `callback_url` at the API and every call at send time.
             for (key, url) in [
                 ("callback_url", &tenant.callback_url),
                 ("inbound_url", &tenant.inbound_url),
-                ("email.unsubscribe_url", &e.unsubscribe_url),
             ] {
                 if let Some(url) = url {
-                    if !is_http_url(url) {
-                        self.error(
-                            format!("{path}.{key}"),
-                            format!("must be an http:// or https:// URL with a host, got {url:?}"),
-                        );
+                    if let Err(e) = net::check_callback_url(url, tenant.allow_private_callbacks) {
+                        self.error(format!("{path}.{key}"), e.to_string());
                     }
+                }
+            }
+            // A link shown to recipients: only its shape matters here.
+            if let Some(url) = &e.unsubscribe_url {
+                if !is_http_url(url) {
+                    self.error(
+                        format!("{path}.email.unsubscribe_url"),
+                        format!("must be an http:// or https:// URL with a host, got {url:?}"),
+                    );
                 }
             }
         }
@@ -613,8 +620,7 @@ fn is_key_hash(s: &str) -> bool {
     })
 }
 
-/// The shape of an http(s) URL: scheme, then a host before any path. The
-/// gateway resolves and vets the address itself (SSRF rules) when calling.
+/// The shape of an http(s) URL: scheme, then a host before any path.
 fn is_http_url(s: &str) -> bool {
     let rest = s
         .strip_prefix("https://")
@@ -713,6 +719,64 @@ mod tests {
         assert!(
             !errors[3].message.contains("XYZ"),
             "the value may be a secret"
+        );
+    }
+
+    #[test]
+    fn tenant_urls_the_gateway_calls_must_be_public_unless_allowed() {
+        let config = Config {
+            tenants: vec![
+                Tenant {
+                    callback_url: Some("http://[64:ff9b::a9fe:a9fe]/latest".into()),
+                    inbound_url: Some("http://[::ffff:127.0.0.1]:9000/in".into()),
+                    ..tenant("a", HASH_A)
+                },
+                Tenant {
+                    inbound_url: Some("http://2130706433/in".into()),
+                    ..tenant("b", HASH_B)
+                },
+                // Public addresses and names pass.
+                Tenant {
+                    callback_url: Some("https://hooks.example.com/cb".into()),
+                    inbound_url: Some("http://[64:ff9b::808:808]/in".into()),
+                    ..tenant(
+                        "c",
+                        "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc",
+                    )
+                },
+                // The tenant's switch lets private targets through.
+                Tenant {
+                    callback_url: Some("http://127.0.0.1:9000/cb".into()),
+                    inbound_url: Some("http://[fd00::1]/in".into()),
+                    allow_private_callbacks: true,
+                    ..tenant(
+                        "d",
+                        "sha256:dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd",
+                    )
+                },
+            ],
+            ..Config::default()
+        };
+        let errors = config.validate().unwrap_err().errors;
+        assert_eq!(
+            keys(&errors),
+            [
+                "tenants[0].callback_url",
+                "tenants[0].inbound_url",
+                "tenants[1].inbound_url",
+            ],
+            "{errors:#?}"
+        );
+        assert!(
+            errors[0].message.contains("[64:ff9b::a9fe:a9fe]")
+                && errors[0].message.contains("allow_private_callbacks"),
+            "{}",
+            errors[0].message
+        );
+        assert!(
+            errors[2].message.contains("127.0.0.1"),
+            "{}",
+            errors[2].message
         );
     }
 

@@ -5,7 +5,6 @@
 //! stable code and the offending field, and nothing is stored before it passes.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::str::FromStr;
 
 use goniec_config::{Channel, Server, Tenant};
@@ -694,72 +693,15 @@ pub fn parse_time(s: &str, field: &str) -> Result<i64, ApiError> {
         })
 }
 
-/// Allow only http(s) callback URLs, and no loopback/private/link-local targets unless
-/// the tenant allows them (so the gateway cannot be pointed at internal services).
-/// Host names are checked again, after resolution, when the callback is sent.
+/// Allow only http(s) callback URLs, and no loopback/private/link-local (or
+/// otherwise non-public, in any notation) targets unless the tenant allows
+/// them, so the gateway cannot be pointed at internal services. The rule is
+/// [`goniec_config::net::check_callback_url`], shared with `check-config`;
+/// host names are checked again, after resolution, when the callback is sent.
 pub fn check_callback_url(raw: &str, allow_private: bool) -> Result<String, ApiError> {
-    let bad = |why: String| ApiError::new(422, "invalid-callback-url", why);
-    let url = url::Url::parse(raw).map_err(|e| bad(format!("`{raw}` is not a URL: {e}")))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(bad(format!(
-            "scheme `{}` is not allowed; use http or https",
-            url.scheme()
-        )));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(bad("credentials in the URL are not allowed".into()));
-    }
-    let host = url
-        .host()
-        .ok_or_else(|| bad("the URL has no host".into()))?;
-    if !allow_private {
-        let private = match host {
-            url::Host::Ipv4(ip) => is_private(IpAddr::V4(ip)),
-            url::Host::Ipv6(ip) => is_private(IpAddr::V6(ip)),
-            url::Host::Domain(d) => {
-                let d = d.trim_end_matches('.').to_ascii_lowercase();
-                d == "localhost"
-                    || d.ends_with(".localhost")
-                    || d.ends_with(".internal")
-                    || d.ends_with(".local")
-            }
-        };
-        if private {
-            return Err(bad("callbacks to loopback, private or link-local addresses are not allowed for this tenant".into()));
-        }
-    }
-    Ok(url.to_string())
-}
-
-/// Loopback, private, link-local, unspecified, CGNAT, unique-local and similar
-/// addresses that must not be reachable through callbacks.
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
-                || o[0] >= 224
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_private(IpAddr::V4(v4));
-            }
-            let seg = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (seg[0] & 0xfe00) == 0xfc00
-                || (seg[0] & 0xffc0) == 0xfe80
-        }
-    }
+    goniec_config::net::check_callback_url(raw, allow_private)
+        .map(String::from)
+        .map_err(|e| ApiError::new(422, "invalid-callback-url", e.to_string()))
 }
 
 #[cfg(test)]
@@ -946,10 +888,35 @@ mod tests {
             "http://user:pw@x.pl/",
             "http://[fd00::1]/",
             "http://100.64.0.1/",
+            // IPv4 carried in IPv6 literals (issue 12, item 7).
+            "http://[64:ff9b::a9fe:a9fe]/latest",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[2002:7f00:0001::]/",
+            "http://[::7f00:1]/",
+            "http://[::ffff:0:a00:1]/",
+            "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/",
+            "http://[fe80::1]/",
+            "http://[fec0::1]/",
+            "http://[ff02::1]/",
+            "http://[::]/",
+            "http://[2001:db8::1]/",
         ] {
-            assert!(check_callback_url(bad, false).is_err(), "{bad}");
+            let err = check_callback_url(bad, false).unwrap_err();
+            assert_eq!(
+                (err.status, err.code),
+                (422, "invalid-callback-url"),
+                "{bad}"
+            );
         }
-        assert!(check_callback_url("https://hooks.example.com/goniec", false).is_ok());
+        for good in [
+            "https://hooks.example.com/goniec",
+            "http://8.8.8.8/cb",
+            "http://[2001:4860:4860::8888]/cb",
+            "http://[64:ff9b::808:808]/cb",
+        ] {
+            assert!(check_callback_url(good, false).is_ok(), "{good}");
+        }
         assert!(check_callback_url("http://127.0.0.1:9000/cb", true).is_ok());
+        assert!(check_callback_url("http://[64:ff9b::a9fe:a9fe]/", true).is_ok());
     }
 }

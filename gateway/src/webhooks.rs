@@ -20,7 +20,8 @@ use crate::dispatch::{backoff, finish_with_retries};
 use crate::model::{format_ms, now_ms};
 use crate::store::{CallbackPayload, Lease};
 use crate::telemetry::mask;
-use crate::validate::{check_callback_url, is_private};
+use crate::validate::check_callback_url;
+use goniec_config::net::is_private;
 
 /// The callback body.
 #[derive(Debug, Serialize)]
@@ -45,23 +46,27 @@ pub fn sign(secret: &str, t: i64, body: &[u8]) -> String {
 }
 
 /// Resolves host names and drops loopback/private/link-local addresses, so a public
-/// name pointing inside cannot be used to reach internal services.
+/// name pointing inside cannot be used to reach internal services. reqwest never
+/// asks a resolver about an IP-literal host: those are checked in [`post`].
 struct PublicOnly;
 
 impl reqwest::dns::Resolve for PublicOnly {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| !is_private(a.ip()))
-                .collect();
+            let addrs = public_only(tokio::net::lookup_host((host.as_str(), 0)).await?);
             if addrs.is_empty() {
                 return Err(format!("{host} resolves to no public address").into());
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// The public addresses among `addrs` (a name may resolve to NAT64-synthesised
+/// or IPv4-mapped addresses too: those are judged by the IPv4 address inside).
+fn public_only(addrs: impl IntoIterator<Item = SocketAddr>) -> Vec<SocketAddr> {
+    addrs.into_iter().filter(|a| !is_private(a.ip())).collect()
 }
 
 /// The two callback clients: public-only and private-allowed. No redirects are
@@ -147,6 +152,9 @@ const INBOUND: &str = "in\t";
 /// Sign and post `body` to `url` for `tenant`.
 async fn post(app: &App, tenant: &crate::app::TenantCtx, url: &str, body: Vec<u8>) -> Outcome {
     let allow_private = tenant.cfg.allow_private_callbacks;
+    // Checked again at every send, before connecting: the client connects to an
+    // IP-literal host without asking the filtering resolver, and the URL may have
+    // been stored (or configured) before a rule was added.
     if let Err(e) = check_callback_url(url, allow_private) {
         return Outcome::Failed(e.detail);
     }
@@ -230,6 +238,47 @@ async fn deliver(app: &App, lease: &Lease) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_resolver_keeps_only_public_addresses() {
+        let addrs: Vec<SocketAddr> = [
+            "[64:ff9b::a9fe:a9fe]:0",
+            "[::ffff:127.0.0.1]:0",
+            "[2002:a00:1::1]:0",
+            "[fd00::1]:0",
+            "10.0.0.1:0",
+            "8.8.8.8:0",
+            "[64:ff9b::808:808]:0",
+            "[2001:4860:4860::8888]:0",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let kept: Vec<String> = public_only(addrs)
+            .iter()
+            .map(|a| a.ip().to_string())
+            .collect();
+        assert_eq!(
+            kept,
+            ["8.8.8.8", "64:ff9b::808:808", "2001:4860:4860::8888"]
+        );
+    }
+
+    /// The check [`post`] makes before connecting: literals that never reach the
+    /// resolver are refused in every notation.
+    #[test]
+    fn literals_are_refused_at_send_time() {
+        for url in [
+            "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::a9fe:a9fe]/",
+            "http://[2002:a9fe:a9fe::]/",
+            "http://2852039166/",
+        ] {
+            assert!(check_callback_url(url, false).is_err(), "{url}");
+        }
+        assert!(check_callback_url("http://[64:ff9b::808:808]/cb", false).is_ok());
+    }
 
     /// Known-answer test: the expected value was computed outside Rust, with Python's
     /// `hmac.new(b"secret", b"1700000000.{}", hashlib.sha256).hexdigest()`.

@@ -522,7 +522,13 @@ async fn a_bad_signature_is_refused_and_changes_nothing_and_replays_change_nothi
         silent_prefixes: vec!["+48604".into()],
         ..Default::default()
     };
-    let Some(rig) = Rig::start(sim, "inbound_url = \"http://127.0.0.1:9/unused\"").await else {
+    // A loopback inbound URL needs the tenant's consent, or the config is refused.
+    let Some(rig) = Rig::start(
+        sim,
+        "inbound_url = \"http://127.0.0.1:9/unused\"\nallow_private_callbacks = true",
+    )
+    .await
+    else {
         return;
     };
     let id = rig.send(&rcs_msg("+48604000001")).await;
