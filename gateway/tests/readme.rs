@@ -105,9 +105,7 @@ fn pairs(text: &str) -> Vec<(String, Value)> {
                 None => break,
             }
         } else {
-            let e = rest
-                .find(|c: char| matches!(c, ',' | '}' | ']' | ' '))
-                .unwrap_or(rest.len());
+            let e = rest.find([',', '}', ']', ' ']).unwrap_or(rest.len());
             &rest[..e]
         };
         if value_text.contains('…') || value_text.starts_with(['[', '{']) {
