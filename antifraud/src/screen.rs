@@ -379,6 +379,37 @@ pub fn needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
     }
 }
 
+/// What [`consent`] needs: only the recipient's opt-out, no counters. An
+/// opt-out is a legal duty, not a fraud rule, so the gateway checks it even
+/// with anti-fraud off (as it checks e-mail suppression).
+pub fn consent_needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
+    let mut n = needs(s, p);
+    n.reads.clear();
+    n
+}
+
+/// The consent-only verdict from counters filled for [`consent_needs`]: reject
+/// with `opted_out` when the recipient opted out of this tenant, else allow
+/// (no sender choice, nothing to record).
+pub fn consent(counters: &Counters) -> Verdict {
+    let opted_out = counters.opted_out();
+    Verdict {
+        decision: if opted_out {
+            crate::Decision::Reject
+        } else {
+            crate::Decision::Allow
+        },
+        reasons: if opted_out {
+            vec![ReasonCode::OptedOut]
+        } else {
+            Vec::new()
+        },
+        schedule_at: None,
+        sender: None,
+        record: Vec::new(),
+    }
+}
+
 /// The recipient's time zone: by the number's country (the policy's
 /// `time_zones`, then the built-in map), else the policy's default zone.
 fn recipient_zone(phone: Option<&PhoneInfo>, p: &TenantPolicy) -> TimeZone {

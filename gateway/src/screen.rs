@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use goniec_antifraud::{check, needs, Blocklist, BlocklistHandle, Screening, Verdict};
+use goniec_antifraud::{
+    check, consent, consent_needs, needs, Blocklist, BlocklistHandle, Screening, Verdict,
+};
 use goniec_config::Channel;
 use tokio_util::sync::CancellationToken;
 
@@ -160,6 +162,30 @@ impl Screener {
             .zip(&counters)
             .map(|(s, c)| check(s, policy, c))
             .collect())
+    }
+
+    /// With anti-fraud off: only each recipient's opt-out from this tenant (one
+    /// store round trip), as a reject-or-allow verdict per message.
+    pub async fn consent(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantCtx,
+        messages: &[&MessageData],
+        now_ms: i64,
+    ) -> Result<Vec<Verdict>, StoreError> {
+        let now =
+            jiff::Timestamp::from_millisecond(now_ms).unwrap_or_else(|_| jiff::Timestamp::now());
+        let policy = &tenant.cfg.antifraud;
+        let wanted = messages
+            .iter()
+            .map(|m| {
+                let mut s = Screening::new(&tenant.cfg.name, channel(m.channel), &m.to, "", now);
+                s.key_salt = &self.salt;
+                consent_needs(&s, policy)
+            })
+            .collect();
+        let counters = store.counters(wanted).await?;
+        Ok(counters.iter().map(consent).collect())
     }
 
     /// The store key of a recipient's opt-out for a tenant.

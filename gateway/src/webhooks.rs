@@ -91,7 +91,49 @@ pub fn clients(timeout: Duration) -> (reqwest::Client, reqwest::Client) {
 enum Outcome {
     Delivered,
     Drop(&'static str),
-    Failed(String),
+    Failed(Failure),
+}
+
+/// Why a callback attempt failed, and what it was for: safe to log and to keep
+/// with a dead letter (the URL without user info, query or fragment, which may
+/// carry tokens).
+struct Failure {
+    cause: String,
+    message_id: Option<String>,
+    tenant: String,
+    url: String,
+}
+
+/// `url` for logs: scheme, host, port and path only. User info, the query and
+/// the fragment often carry tokens (`?token=…`) and are never logged.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => {
+            let host = u.host_str().unwrap_or("");
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            let query = if u.query().is_some() { "?…" } else { "" };
+            format!("{}://{host}{port}{}{query}", u.scheme(), u.path())
+        }
+        Err(_) => "<not a URL>".to_string(),
+    }
+}
+
+/// An error with its causes (`a: b: c`), so "connection refused" and "resolves
+/// to no public address" stay distinguishable; reqwest's own message is only
+/// "error sending request". The URL is left out (it may carry a token).
+fn cause_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// Deliver one callback job and finish its lease.
@@ -115,18 +157,18 @@ pub async fn handle(app: Arc<App>, lease: Lease) {
             })
             .await
         }
-        Outcome::Failed(err) if lease.job.attempt + 1 >= wh.max_attempts => {
-            tracing::warn!(job = %lease.job.id, attempts = lease.job.attempt + 1, error = %err, "Callback dead-lettered.");
+        Outcome::Failed(f) if lease.job.attempt + 1 >= wh.max_attempts => {
+            tracing::warn!(job = %lease.job.id, message_id = f.message_id.as_deref().unwrap_or("-"), tenant = %f.tenant, url = %f.url, attempts = lease.job.attempt + 1, cause = %f.cause, "Callback dead-lettered.");
             m.webhooks.with_label_values(&["dead"]).inc();
             m.dead_letters.with_label_values(&["webhook"]).inc();
-            let reason = format!("max_attempts: {err}");
+            let reason = format!("max_attempts: {} ({})", f.cause, f.url);
             finish_with_retries(&app, "webhook_bury", || {
                 app.store.bury(&lease, &reason, None)
             })
             .await
         }
-        Outcome::Failed(err) => {
-            tracing::debug!(job = %lease.job.id, attempt = lease.job.attempt, error = %err, "Callback failed; will retry.");
+        Outcome::Failed(f) => {
+            tracing::debug!(job = %lease.job.id, message_id = f.message_id.as_deref().unwrap_or("-"), tenant = %f.tenant, url = %f.url, attempt = lease.job.attempt, cause = %f.cause, "Callback failed; will retry.");
             m.webhooks.with_label_values(&["retry"]).inc();
             let at = now_ms()
                 + backoff(lease.job.attempt, wh.retry_base, wh.retry_max).as_millis() as i64;
@@ -149,14 +191,28 @@ pub fn inbound_payload(tenant: &str, body: &str) -> String {
 
 const INBOUND: &str = "in\t";
 
-/// Sign and post `body` to `url` for `tenant`.
-async fn post(app: &App, tenant: &crate::app::TenantCtx, url: &str, body: Vec<u8>) -> Outcome {
+/// Sign and post `body` to `url` for `tenant` (`message_id`: for logs).
+async fn post(
+    app: &App,
+    tenant: &crate::app::TenantCtx,
+    url: &str,
+    body: Vec<u8>,
+    message_id: Option<&str>,
+) -> Outcome {
+    let failed = |cause: String| {
+        Outcome::Failed(Failure {
+            cause,
+            message_id: message_id.map(str::to_string),
+            tenant: tenant.cfg.name.clone(),
+            url: redact_url(url),
+        })
+    };
     let allow_private = tenant.cfg.allow_private_callbacks;
     // Checked again at every send, before connecting: the client connects to an
     // IP-literal host without asking the filtering resolver, and the URL may have
     // been stored (or configured) before a rule was added.
     if let Err(e) = check_callback_url(url, allow_private) {
-        return Outcome::Failed(e.detail);
+        return failed(format!("blocked: {}", e.detail));
     }
     let t = now_ms() / 1000;
     let signature = sign(&tenant.cfg.webhook_secret, t, &body);
@@ -174,8 +230,9 @@ async fn post(app: &App, tenant: &crate::app::TenantCtx, url: &str, body: Vec<u8
         .await;
     match res {
         Ok(r) if r.status().is_success() => Outcome::Delivered,
-        Ok(r) => Outcome::Failed(format!("HTTP {}", r.status().as_u16())),
-        Err(e) => Outcome::Failed(format!("request failed: {e}")),
+        Ok(r) => failed(format!("HTTP {}", r.status().as_u16())),
+        Err(e) if e.is_timeout() => failed(format!("timed out: {}", cause_chain(e))),
+        Err(e) => failed(cause_chain(e)),
     }
 }
 
@@ -190,7 +247,7 @@ async fn deliver_inbound(app: &App, rest: &str) -> Outcome {
     let Some(url) = tenant.cfg.inbound_url.as_deref() else {
         return Outcome::Drop("no inbound url");
     };
-    post(app, tenant, url, body.as_bytes().to_vec()).await
+    post(app, tenant, url, body.as_bytes().to_vec(), None).await
 }
 
 async fn deliver(app: &App, lease: &Lease) -> Outcome {
@@ -203,7 +260,14 @@ async fn deliver(app: &App, lease: &Lease) -> Outcome {
     let rec = match app.store.get(&p.message_id).await {
         Ok(Some(r)) => r,
         Ok(None) => return Outcome::Drop("message gone"),
-        Err(e) => return Outcome::Failed(e.to_string()),
+        Err(e) => {
+            return Outcome::Failed(Failure {
+                cause: format!("store: {e}"),
+                message_id: Some(p.message_id.clone()),
+                tenant: "-".to_string(),
+                url: "-".to_string(),
+            })
+        }
     };
     let Some(tenant) = app.tenants.by_name(&rec.data.tenant) else {
         return Outcome::Drop("tenant gone");
@@ -228,7 +292,7 @@ async fn deliver(app: &App, lease: &Lease) -> Outcome {
     let Ok(bytes) = serde_json::to_vec(&body) else {
         return Outcome::Drop("unserializable");
     };
-    let outcome = post(app, tenant, url, bytes).await;
+    let outcome = post(app, tenant, url, bytes, Some(&rec.data.id)).await;
     if let Outcome::Delivered = outcome {
         tracing::debug!(message_id = %rec.data.id, to = %mask(&rec.data.to), status = %p.status, "Callback delivered.");
     }
@@ -238,6 +302,56 @@ async fn deliver(app: &App, lease: &Lease) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_urls_carry_no_secrets() {
+        for (url, shown) in [
+            (
+                "https://user:pa55@hooks.example.com:8443/cb/goniec?token=s3cret#frag",
+                "https://hooks.example.com:8443/cb/goniec?…",
+            ),
+            ("http://10.0.0.1/x?sig=abc", "http://10.0.0.1/x?…"),
+            ("https://hooks.example.com", "https://hooks.example.com/"),
+            ("no url at all", "<not a URL>"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+            for secret in ["pa55", "s3cret", "user", "frag", "sig=abc"] {
+                assert!(!redact_url(url).contains(secret));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_post_says_its_real_cause_without_the_url() {
+        // A closed port on loopback: connection refused.
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!("http://127.0.0.1:{port}/cb?token=s3cret");
+        let (_, open) = clients(Duration::from_secs(2));
+        let err = open.post(&url).send().await.unwrap_err();
+        let cause = cause_chain(err);
+        assert!(
+            !cause.contains("s3cret") && !cause.contains("token"),
+            "{cause}"
+        );
+        assert!(
+            cause.to_ascii_lowercase().contains("refused"),
+            "the cause is named: {cause}"
+        );
+        // A name that resolves only inside is refused by the strict client, and
+        // says so (not just "error sending request").
+        let (strict, _) = clients(Duration::from_secs(2));
+        let err = strict
+            .post(format!("http://localhost:{port}/cb?token=s3cret"))
+            .send()
+            .await
+            .unwrap_err();
+        let cause = cause_chain(err);
+        assert!(cause.contains("no public address"), "{cause}");
+        assert!(!cause.contains("s3cret"), "{cause}");
+    }
 
     #[test]
     fn the_resolver_keeps_only_public_addresses() {

@@ -343,6 +343,58 @@ async fn opted_out_recipients_are_rejected_until_they_opt_in() {
     gw.stop().await;
 }
 
+/// An opt-out is a legal duty, not a fraud rule: with anti-fraud off it still
+/// refuses the recipient (single and batch), until they opt in again. STOP
+/// replies and RCS UNSUBSCRIBE store the same opt-out, so this covers them too.
+#[tokio::test]
+async fn opt_outs_apply_with_anti_fraud_off() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let gw = start(&redis, "[antifraud]\nenabled = false\n").await;
+    let (code, r) = gw
+        .post("/v1/opt-outs", &json!({"to": "+48601000041"}))
+        .await;
+    assert_eq!(code, 200, "{r}");
+    let (code, r) = gw
+        .post("/v1/messages", &sms("+48601000041", "Dzień dobry"))
+        .await;
+    assert_eq!(
+        (code, reasons(&r)),
+        (422, vec!["opted_out".to_string()]),
+        "{r}"
+    );
+    let (code, r) = gw
+        .post(
+            "/v1/messages/batch",
+            &json!({"messages": [sms("+48601000041", "a"), sms("+48601000042", "b")]}),
+        )
+        .await;
+    assert_eq!(code, 207, "{r}");
+    assert_eq!(r["accepted"], 1, "{r}");
+    assert_eq!(
+        r["results"][0]["error"]["reasons"],
+        json!(["opted_out"]),
+        "{r}"
+    );
+    // Anti-fraud stays off for everything else: no verdicts are counted.
+    let (code, r) = gw
+        .post("/v1/messages", &sms("+48601000043", "https://bit.ly/x"))
+        .await;
+    assert_eq!((code, r["status"].as_str()), (202, Some("queued")), "{r}");
+    let r = gw
+        .req(Method::DELETE, "/v1/opt-outs/+48601000041", ACME_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (code, r) = gw
+        .post("/v1/messages", &sms("+48601000041", "Dzień dobry"))
+        .await;
+    assert_eq!(code, 202, "{r}");
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn pools_pick_a_sticky_sender_and_unregistered_senders_are_rejected() {
     let Some(redis) = RedisServer::spawn() else {

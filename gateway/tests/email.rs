@@ -270,6 +270,11 @@ Remote-MTA: dns; mail.example.com\r\n\
 Diagnostic-Code: smtp; 550 5.1.1 <marta.nowak@example.com>: Recipient address\r\n\
 \x20rejected: User unknown in virtual mailbox table\r\n\
 \r\n\
+Final-Recipient: rfc822; ceo@bigclient.example\r\n\
+Action: failed\r\n\
+Status: 5.1.1\r\n\
+Diagnostic-Code: smtp; 550 5.1.1 forged: a recipient this message never had\r\n\
+\r\n\
 --B0UND\r\n\
 Content-Type: text/rfc822-headers\r\n\
 \r\n\
@@ -282,7 +287,21 @@ Message-ID: <{message_id}>\r\n\
     );
     let (code, r) = post(dsn.into_bytes()).await;
     assert_eq!(code, 200, "{r}");
+    // Only the message's own recipient: a DSN naming a real Message-ID cannot
+    // suppress another address by listing it.
     assert_eq!(r["suppressed"], json!(["marta.nowak@example.com"]), "{r}");
+    assert_eq!(r["ignored_recipients"], 1, "{r}");
+    let r = gw
+        .req(reqwest::Method::POST, "/v1/messages", ACME_KEY)
+        .json(&email("ceo@bigclient.example", 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        202,
+        "the forged recipient is not suppressed"
+    );
     let m = gw
         .wait_status(&id, Duration::from_secs(5), |s| s == "undeliverable")
         .await;

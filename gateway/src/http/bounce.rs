@@ -1,7 +1,10 @@
 //! `POST /v1/webhooks/email-bounce`: an asynchronous bounce (a DSN, RFC 3464) as a
 //! mailbox-to-HTTP hook posts it, raw. The original message is found by its
 //! `Message-ID` (ours: `<ulid@domain>`), becomes `undeliverable` with the
-//! diagnostic, and hard-bounced addresses go on the tenant's suppression list.
+//! diagnostic, and its recipient, if hard-bounced, goes on the tenant's
+//! suppression list. Other recipients a DSN lists are ignored (and counted):
+//! the DSN comes from whoever posts it, so it can only speak for the message it
+//! names.
 //! Anything that is not a DSN gets a 400 and changes nothing.
 
 use std::sync::Arc;
@@ -70,9 +73,25 @@ async fn handle(
         Ok(_) => return Err(ApiError::not_found("message")),
         Err(_) => return Err(ApiError::store_unavailable()),
     };
+    // Only the recipient of the message the DSN refers to counts: a DSN is
+    // written by whoever posts it, and listing other addresses in it must not
+    // suppress them (a forged bounce naming one real Message-ID could otherwise
+    // cut anyone off). Our messages have one recipient.
+    let ours = crate::validate::suppression_key(&rec.data.to);
+    let is_ours = |r: &&bounce::RecipientStatus| {
+        crate::validate::suppression_key(&r.final_recipient) == ours
+            || r.original_recipient
+                .as_deref()
+                .is_some_and(|o| crate::validate::suppression_key(o) == ours)
+    };
+    let ignored = dsn.recipients.iter().filter(|r| !is_ours(r)).count();
+    if ignored > 0 {
+        tracing::warn!(message_id = %id, tenant = %tenant.cfg.name, ignored, "Bounce lists recipients the message was not sent to; ignoring them.");
+    }
     let failed: Vec<&bounce::RecipientStatus> = dsn
         .recipients
         .iter()
+        .filter(is_ours)
         .filter(|r| r.action == Action::Failed)
         .collect();
     let mut suppressed = Vec::new();
@@ -118,6 +137,7 @@ async fn handle(
             "status": r.status,
         })).collect::<Vec<_>>(),
         "suppressed": suppressed,
+        "ignored_recipients": ignored,
     }))
     .into_response())
 }

@@ -323,8 +323,19 @@ async fn screen(
             .with_label_values(&["screen", valid[0].data.channel.as_str()])
             .observe(t0.elapsed().as_secs_f64());
         v.into_iter().map(Some).collect()
+    } else if !valid.is_empty() {
+        // Anti-fraud off: an opt-out still applies (a legal duty, not a fraud rule).
+        let data: Vec<&crate::model::MessageData> = valid.iter().map(|v| &v.data).collect();
+        let v = app
+            .screener
+            .consent(app.store.as_ref(), tenant, &data, now)
+            .await
+            .map_err(unavailable)?;
+        v.into_iter()
+            .map(|v| (v.decision != Decision::Allow).then_some(v))
+            .collect()
     } else {
-        valid.iter().map(|_| None).collect()
+        Vec::new()
     };
     // The e-mail suppression list (hard bounces) applies with or without anti-fraud.
     let emails: Vec<(usize, String)> = valid
