@@ -14,6 +14,8 @@
 
 pub mod connector;
 pub mod frame;
+#[cfg(test)]
+mod hostile_tests;
 pub mod receipt;
 pub mod session;
 pub mod sim;

@@ -68,7 +68,7 @@ use rusmpp::types::COctetString;
 use rusmpp::values::{InterfaceVersion, Npi, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
@@ -433,11 +433,40 @@ fn cstr<const MIN: usize, const MAX: usize>(
         .map_err(|e| format!("{what} `{s}` cannot be sent: {e:?}"))
 }
 
+/// Requested SO_SNDBUF of a bind's socket (the kernel doubles it for its own
+/// bookkeeping). SMPP keeps little in flight, the window (100 submits of a few
+/// hundred bytes) and the answers to receipts, so this costs no throughput; the
+/// default, which Linux grows to megabytes, would hide an SMSC that stopped reading
+/// until megabytes of our writes had piled up unread. With it a write stops
+/// progressing after about a hundred kilobytes, and the write timeout starts counting.
+const SEND_BUFFER: u32 = 64 * 1024;
+
+/// Connect to the first address `addr` resolves to that accepts, with [`SEND_BUFFER`].
+async fn dial(addr: &str) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let sock = if a.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Best effort: where the platform refuses, its default stays.
+        let _ = sock.set_send_buffer_size(SEND_BUFFER);
+        match sock.connect(a).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::NotFound, "the address resolves to nothing")
+    }))
+}
+
 async fn connect_and_bind(
     cfg: &SessionConfig,
     seq: &mut Sequence,
 ) -> Result<(TcpStream, Vec<u8>), String> {
-    let mut stream = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.addr))
+    let mut stream = tokio::time::timeout(cfg.connect_timeout, dial(&cfg.addr))
         .await
         .map_err(|_| format!("connect timed out after {:?}", cfg.connect_timeout))?
         .map_err(|e| format!("connect failed: {e}"))?;
@@ -655,6 +684,7 @@ async fn serve(
                     shared.throttled.store(false, Ordering::Relaxed);
                 }
                 let expired: Vec<u32> = pending.iter().filter(|(_, (_, d))| *d <= now).map(|(s, _)| *s).collect();
+                let unanswered = !expired.is_empty();
                 for s in expired {
                     if let Some((reply, _)) = pending.remove(&s) {
                         if let Err(outcome) = reply.send(Err(SubmitError::Timeout(cfg.response_timeout))) {
@@ -666,7 +696,11 @@ async fn serve(
                     if now.duration_since(sent) > cfg.response_timeout {
                         break End::Lost(format!("no enquire_link_resp within {:?}: dead link", cfg.response_timeout));
                     }
-                } else if now.duration_since(last_rx) >= cfg.enquire_link {
+                } else if unanswered || now.duration_since(last_rx) >= cfg.enquire_link {
+                    // A request left unanswered also sends a probe: an SMSC that keeps
+                    // sending to us but no longer answers (it stopped reading, or hung)
+                    // is then found dead within two response timeouts, whatever the
+                    // socket buffers still take, not only once it falls silent.
                     let s = seq.next();
                     // Not queued when the writer is stuck; the stall timer covers that case.
                     if out.push(frame::encode(&Command::new(CommandStatus::EsmeRok, s, Pdu::EnquireLink)), addr) {
@@ -1217,6 +1251,73 @@ mod tests {
             throttled_at.elapsed()
         );
         stop.cancel();
+    }
+
+    /// A writer whose peer reads nothing: `frames` go out through a 64-byte pipe.
+    fn stuck_writer(
+        write_timeout: Duration,
+    ) -> (
+        Arc<Shared>,
+        mpsc::Sender<Vec<u8>>,
+        tokio::io::DuplexStream,
+        tokio::task::JoinHandle<Result<(), String>>,
+    ) {
+        let (ours, theirs) = tokio::io::duplex(64);
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel(8);
+        let w = tokio::spawn(write_frames(
+            ours,
+            rx,
+            write_timeout,
+            shared.clone(),
+            "test".into(),
+        ));
+        (shared, tx, theirs, w)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_without_progress_shows_as_stalled_then_ends_the_writer() {
+        let (shared, tx, mut theirs, w) = stuck_writer(Duration::from_secs(4));
+        tx.send(vec![7u8; 200]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(!shared.write_stalled.load(Ordering::Relaxed), "too early");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(shared.write_stalled.load(Ordering::Relaxed), "after STALL_VISIBLE");
+        // The peer reads a little: that is progress, the stall clears and its clock
+        // starts again.
+        let mut got = [0u8; 64];
+        theirs.read_exact(&mut got).await.unwrap();
+        tokio::task::yield_now().await;
+        assert!(!shared.write_stalled.load(Ordering::Relaxed), "progress clears it");
+        let t0 = tokio::time::Instant::now();
+        let end = w.await.unwrap();
+        assert_eq!(
+            end,
+            Err("no write progress for 4s: the SMSC stopped reading".into())
+        );
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(3900) && took <= Duration::from_millis(4100),
+            "declared dead {took:?} after the last progress"
+        );
+        drop(theirs);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_is_not_a_stalled_one() {
+        // 400 bytes read 16 at a time every half second take 12 s, three times the
+        // write timeout; every read is progress, so the writer never gives up.
+        let (shared, tx, mut theirs, w) = stuck_writer(Duration::from_secs(4));
+        tx.send(vec![1u8; 400]).await.unwrap();
+        let mut got = 0;
+        let mut b = [0u8; 16];
+        while got < 400 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(!shared.write_stalled.load(Ordering::Relaxed));
+            got += theirs.read(&mut b).await.unwrap();
+        }
+        drop(tx);
+        assert_eq!(w.await.unwrap(), Ok(()));
     }
 
     #[test]
