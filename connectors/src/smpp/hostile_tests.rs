@@ -266,15 +266,17 @@ async fn an_smsc_that_stops_reading_is_reported_down_then_declared_dead_and_rebo
     // Our enquire_link_resp writes pile up unread: within about a second of the
     // stall the bind reports itself down, before it is declared dead.
     let mut reason = String::new();
-    wait_for("health down while writes stall", Duration::from_secs(5), || {
-        match c.health() {
+    wait_for(
+        "health down while writes stall",
+        Duration::from_secs(5),
+        || match c.health() {
             Health::Down(r) => {
                 reason = r;
                 true
             }
             _ => false,
-        }
-    })
+        },
+    )
     .await;
     let down_at = Instant::now();
     assert!(reason.contains("stalled"), "{reason}");
@@ -304,7 +306,10 @@ async fn an_smsc_that_stops_reading_is_reported_down_then_declared_dead_and_rebo
     }
 
     release.send_replace(true);
-    wait_for("rebound", Duration::from_secs(5), || c.health() == Health::Up).await;
+    wait_for("rebound", Duration::from_secs(5), || {
+        c.health() == Health::Up
+    })
+    .await;
     let sub = c.submit(&sms("+48500000002")).await.unwrap();
     assert_eq!(sub.provider_id, "s1", "the new bind submits");
     c.close().await;
@@ -358,7 +363,9 @@ async fn an_smsc_that_talks_but_stops_answering_is_probed_and_rebound() {
     let t0 = Instant::now();
     assert_eq!(
         s.submit(submit_pdu("48500000001")).await,
-        Err(super::session::SubmitError::Timeout(Duration::from_millis(300)))
+        Err(super::session::SubmitError::Timeout(Duration::from_millis(
+            300
+        )))
     );
     // The unanswered submit sends an enquire_link; unanswered too, the link is dead.
     wait_for("rebound after the probe", Duration::from_secs(3), || {
@@ -595,7 +602,10 @@ async fn a_request_whose_caller_gave_up_before_it_was_written_is_never_sent() {
         s.submit(submit_pdu("48500000009")),
     )
     .await;
-    assert!(gave_up.is_err(), "still waiting for the window: {gave_up:?}");
+    assert!(
+        gave_up.is_err(),
+        "still waiting for the window: {gave_up:?}"
+    );
     for h in first {
         assert!(h.await.unwrap().is_ok());
     }

@@ -29,7 +29,11 @@
 //!   (health and readiness show it, the connector stops choosing it) and requests
 //!   queued for it fail fast with [`SubmitError::Disconnected`] without being
 //!   written, so the caller uses another bind. After [`SessionConfig::write_timeout`]
-//!   without progress the bind is declared dead and reconnected.
+//!   without progress the bind is declared dead and reconnected. The socket's send
+//!   buffer is kept small ([`SEND_BUFFER`]) so that a write stops progressing soon
+//!   after the SMSC stops reading, not megabytes later; and a request left without
+//!   an answer sends an `enquire_link` probe, so an SMSC that keeps sending to us but
+//!   answers nothing is found dead even before the buffers fill.
 //! * **Bounded memory.** Submit frames in the queue are bounded by the window
 //!   (a submit is queued only when the window and the queue have room); answers to
 //!   the SMSC's requests are small and the queue has room for one per receipt in
@@ -458,7 +462,10 @@ async fn dial(addr: &str) -> std::io::Result<TcpStream> {
         }
     }
     Err(last.unwrap_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::NotFound, "the address resolves to nothing")
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the address resolves to nothing",
+        )
     }))
 }
 
@@ -1253,42 +1260,58 @@ mod tests {
         stop.cancel();
     }
 
-    /// A writer whose peer reads nothing: `frames` go out through a 64-byte pipe.
-    fn stuck_writer(
-        write_timeout: Duration,
-    ) -> (
-        Arc<Shared>,
-        mpsc::Sender<Vec<u8>>,
-        tokio::io::DuplexStream,
-        tokio::task::JoinHandle<Result<(), String>>,
-    ) {
+    /// A writer and its peer, joined by a 64-byte pipe the test reads (or not).
+    struct Stuck {
+        shared: Arc<Shared>,
+        frames: mpsc::Sender<Vec<u8>>,
+        theirs: tokio::io::DuplexStream,
+        writer: tokio::task::JoinHandle<Result<(), String>>,
+    }
+
+    fn stuck_writer(write_timeout: Duration) -> Stuck {
         let (ours, theirs) = tokio::io::duplex(64);
         let shared = Arc::new(Shared::default());
-        let (tx, rx) = mpsc::channel(8);
-        let w = tokio::spawn(write_frames(
+        let (frames, rx) = mpsc::channel(8);
+        let writer = tokio::spawn(write_frames(
             ours,
             rx,
             write_timeout,
             shared.clone(),
             "test".into(),
         ));
-        (shared, tx, theirs, w)
+        Stuck {
+            shared,
+            frames,
+            theirs,
+            writer,
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_write_without_progress_shows_as_stalled_then_ends_the_writer() {
-        let (shared, tx, mut theirs, w) = stuck_writer(Duration::from_secs(4));
+        let Stuck {
+            shared,
+            frames: tx,
+            mut theirs,
+            writer: w,
+        } = stuck_writer(Duration::from_secs(4));
         tx.send(vec![7u8; 200]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(900)).await;
         assert!(!shared.write_stalled.load(Ordering::Relaxed), "too early");
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(shared.write_stalled.load(Ordering::Relaxed), "after STALL_VISIBLE");
+        assert!(
+            shared.write_stalled.load(Ordering::Relaxed),
+            "after STALL_VISIBLE"
+        );
         // The peer reads a little: that is progress, the stall clears and its clock
         // starts again.
         let mut got = [0u8; 64];
         theirs.read_exact(&mut got).await.unwrap();
         tokio::task::yield_now().await;
-        assert!(!shared.write_stalled.load(Ordering::Relaxed), "progress clears it");
+        assert!(
+            !shared.write_stalled.load(Ordering::Relaxed),
+            "progress clears it"
+        );
         let t0 = tokio::time::Instant::now();
         let end = w.await.unwrap();
         assert_eq!(
@@ -1307,7 +1330,12 @@ mod tests {
     async fn a_slow_reader_is_not_a_stalled_one() {
         // 400 bytes read 16 at a time every half second take 12 s, three times the
         // write timeout; every read is progress, so the writer never gives up.
-        let (shared, tx, mut theirs, w) = stuck_writer(Duration::from_secs(4));
+        let Stuck {
+            shared,
+            frames: tx,
+            mut theirs,
+            writer: w,
+        } = stuck_writer(Duration::from_secs(4));
         tx.send(vec![1u8; 400]).await.unwrap();
         let mut got = 0;
         let mut b = [0u8; 16];
