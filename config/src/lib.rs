@@ -511,6 +511,11 @@ pub struct SmppConnector {
     /// Idle time before an enquire_link. Default `30s`.
     #[serde(with = "humantime_serde_compat")]
     pub enquire_link: Duration,
+    /// A bind whose writes to the SMSC make no progress for this long (the SMSC
+    /// stopped reading) is declared dead and reconnected; after a second of no
+    /// progress it already takes no new submits and reports itself down. Default `15s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub write_timeout: Duration,
     /// data_coding for GSM-7 text: 0 (SMSC default alphabet, unpacked septets) or
     /// 3 (Latin-1, when the SMSC's default is not GSM-7). UCS-2 text always uses 8.
     /// Default 0.
@@ -543,6 +548,7 @@ impl Default for SmppConnector {
             window: 100,
             response_timeout: Duration::from_secs(10),
             enquire_link: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(15),
             data_coding: 0,
             concat: "udh8".into(),
             source_ton_npi: None,

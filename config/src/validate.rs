@@ -412,6 +412,7 @@ impl Checks {
                     }
                     self.positive(&format!("{path}.response_timeout"), smpp.response_timeout);
                     self.positive(&format!("{path}.enquire_link"), smpp.enquire_link);
+                    self.positive(&format!("{path}.write_timeout"), smpp.write_timeout);
                 }
                 ConnectorKind::Rcs(rcs) => {
                     for (key, url) in [

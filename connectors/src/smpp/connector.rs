@@ -5,7 +5,7 @@
 //! the gateway stored them.
 
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use rusmpp::pdus::SubmitSm;
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, MessagePayload, Npi, RegisteredDelivery, Ton};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::receipt::{self, Stat};
@@ -68,7 +68,17 @@ impl SmppConnector {
             other => return Err(invalid(format!("unknown concat `{other}`"))),
         };
         let stop = cx.shutdown.child_token();
-        let (inbound_tx, inbound_rx) = mpsc::channel(cfg.window.max(1) * cfg.binds.max(1));
+        let pair = match cfg.bind_type.as_str() {
+            "transceiver" => false,
+            "transmitter_receiver" => true,
+            other => return Err(invalid(format!("unknown bind_type `{other}`"))),
+        };
+        // Each bind keeps at most this many receipts with us unanswered (more wait at
+        // the SMSC), and the queue to the receipts task has room for all of them, so a
+        // bind never waits to hand one on.
+        let max_receipts = cfg.window.max(1) * 4;
+        let receiving_binds = cfg.binds.max(1) * if pair { 2 } else { 1 };
+        let (inbound_tx, inbound_rx) = mpsc::channel(max_receipts * receiving_binds);
         let session_cfg = SessionConfig {
             addr: format!("{}:{}", cfg.host, cfg.port),
             system_id: cfg.system_id.clone(),
@@ -78,13 +88,10 @@ impl SmppConnector {
             window: cfg.window,
             response_timeout: cfg.response_timeout,
             enquire_link: cfg.enquire_link,
+            write_timeout: cfg.write_timeout,
+            max_receipts,
             interface_version: cfg.interface_version,
             ..SessionConfig::default()
-        };
-        let pair = match cfg.bind_type.as_str() {
-            "transceiver" => false,
-            "transmitter_receiver" => true,
-            other => return Err(invalid(format!("unknown bind_type `{other}`"))),
         };
         let (mut sessions, mut receivers, mut tasks) = (Vec::new(), Vec::new(), Vec::new());
         let mut spawn = |bind_type| {
@@ -115,7 +122,6 @@ impl SmppConnector {
             ids,
             inbound_rx,
             (cx.receipts, cx.inbound),
-            cfg.window.max(1) * 4,
         )));
         Ok(SmppConnector {
             name: name.into(),
@@ -381,9 +387,11 @@ impl Connector for SmppConnector {
             // Submits flow; receipts for a missing receiver wait at the SMSC.
             Health::Degraded(format!("{up} of {total} binds up"))
         } else {
+            // A stalled bind says so; otherwise the first reason a bind is down.
             let why = all()
-                .filter(|s| !s.is_bound())
-                .find_map(Session::last_error)
+                .find(|s| s.is_write_stalled())
+                .or_else(|| all().find(|s| !s.is_bound()))
+                .and_then(Session::down_reason)
                 .unwrap_or_else(|| "not bound yet".into());
             Health::Down(why)
         }
@@ -533,34 +541,27 @@ pub fn read_mo(pdu: &InboundPdu) -> Option<(String, String, String)> {
 }
 
 /// Turns deliver_sm into receipts and inbound messages; answers each only after the
-/// gateway stored it.
+/// gateway stored it. It never waits for a stored signal: each receipt's answer
+/// waits in its own small task, so one the gateway holds (an unknown id is held for
+/// seconds) does not hold up the next. How many wait at once is bounded by the
+/// sessions ([`SessionConfig::max_receipts`] per bind).
 async fn receipts(
     connector: String,
     ids: IdFormat,
     mut rx: mpsc::Receiver<Inbound>,
     (out, inbound): (mpsc::Sender<Receipt>, mpsc::Sender<InboundMessage>),
-    max: usize,
 ) {
-    let sem = Arc::new(Semaphore::new(max));
     // Answer the SMSC once the gateway has handled it (or with an error if not).
-    let answer_when_stored =
-        |sem: &Arc<Semaphore>, stored_rx: oneshot::Receiver<()>, ack: oneshot::Sender<u32>| {
-            let sem = sem.clone();
-            async move {
-                let Ok(permit) = sem.acquire_owned().await else {
-                    return;
-                };
-                tokio::spawn(async move {
-                    let st = if stored_rx.await.is_ok() {
-                        status::ESME_ROK
-                    } else {
-                        status::ESME_RSYSERR
-                    };
-                    let _ = ack.send(st);
-                    drop(permit);
-                });
-            }
-        };
+    let answer_when_stored = |stored_rx: oneshot::Receiver<()>, ack: oneshot::Sender<u32>| {
+        tokio::spawn(async move {
+            let st = if stored_rx.await.is_ok() {
+                status::ESME_ROK
+            } else {
+                status::ESME_RSYSERR
+            };
+            let _ = ack.send(st);
+        });
+    };
     while let Some(Inbound { pdu, ack }) = rx.recv().await {
         let Some((id, state, error)) = read_receipt(&pdu) else {
             let Some((from, to, text)) = read_mo(&pdu) else {
@@ -581,7 +582,7 @@ async fn receipts(
             if inbound.send(m).await.is_err() {
                 return;
             }
-            answer_when_stored(&sem, stored_rx, ack).await;
+            answer_when_stored(stored_rx, ack);
             continue;
         };
         let Some(provider_id) = receipt_key(&id, ids) else {
@@ -601,7 +602,7 @@ async fn receipts(
         if out.send(r).await.is_err() {
             return; // gateway gone; dropping `ack` answers an error, the SMSC resends
         }
-        answer_when_stored(&sem, stored_rx, ack).await;
+        answer_when_stored(stored_rx, ack);
     }
 }
 

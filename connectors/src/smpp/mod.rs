@@ -10,10 +10,13 @@
 //!   delivery receipts with re-sends, throttling) for `goniec demo`, tests and benches.
 //!
 //! The session (bind, window, enquire_link, reconnect), the connector and the
-//! SMSC simulator build on these.
+//! SMSC simulator build on these. `hostile_tests` runs the session and the
+//! connector against small SMSCs that misbehave on purpose (one fault each).
 
 pub mod connector;
 pub mod frame;
+#[cfg(test)]
+mod hostile_tests;
 pub mod receipt;
 pub mod session;
 pub mod sim;

@@ -15,9 +15,52 @@
 //!
 //! Requests in flight when a bind drops fail with [`SubmitError::Disconnected`]; the
 //! caller retries them (the gateway's queue does), so nothing is lost.
+//!
+//! # Reads, writes and receipt hand-off never wait for each other
+//!
+//! One connection is two tasks. The *session loop* reads the socket, matches
+//! responses, keeps the timers and hands receipts on; it never awaits anything but
+//! its `select!`, so a peer or a consumer that stops cannot stop it. The *writer*
+//! owns the write half and drains one bounded queue that only the session loop
+//! feeds, always with `try_send`.
+//!
+//! * **Writes that make no progress.** A write that has not moved a byte for
+//!   [`STALL_VISIBLE`] marks the bind *stalled*: [`Session::is_bound`] turns false
+//!   (health and readiness show it, the connector stops choosing it) and requests
+//!   queued for it fail fast with [`SubmitError::Disconnected`] without being
+//!   written, so the caller uses another bind. After [`SessionConfig::write_timeout`]
+//!   without progress the bind is declared dead and reconnected. The socket's send
+//!   buffer is kept small ([`SEND_BUFFER`]) so that a write stops progressing soon
+//!   after the SMSC stops reading, not megabytes later; and a request left without
+//!   an answer sends an `enquire_link` probe, so an SMSC that keeps sending to us but
+//!   answers nothing is found dead even before the buffers fill.
+//! * **Bounded memory.** Submit frames in the queue are bounded by the window
+//!   (a submit is queued only when the window and the queue have room); answers to
+//!   the SMSC's requests are small and the queue has room for one per receipt in
+//!   progress plus a margin. An answer that does not fit is dropped (and counted):
+//!   the queue is only full when the writer has been stuck for all of it, the stall
+//!   timer is already running, and the SMSC re-sends a `deliver_sm` it got no answer for.
+//! * **Receipts.** At most [`SessionConfig::max_receipts`] receipts per bind are with
+//!   the consumer unanswered. One beyond that is answered `ESME_RX_T_APPN` at once:
+//!   the SMSC keeps it and delivers it again at its own pace, while this loop goes
+//!   on reading `submit_sm_resp`. So a backlog the consumer is slow with (receipts
+//!   for ids it does not know are held seconds before being given up) drains at the
+//!   SMSC's re-send pace and never holds up submits, and nothing here grows with it.
+//!   Not reading the socket instead was rejected: the responses to our submits are
+//!   behind those receipts in the same byte stream.
+//!
+//! # A request whose caller has gone is never sent
+//!
+//! A request waits in the handle's queue while the window is full or the bind is
+//! throttled. If its caller gives up meanwhile (the gateway's dispatch timeout drops
+//! the future), it is discarded when dequeued instead of written, because the
+//! caller's retry sends it again and the recipient would get it twice. A request
+//! that was written is tracked to its response; if nobody waits for it any more the
+//! outcome is logged as uncertain for the gateway and counted
+//! ([`Session::orphaned`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,9 +71,11 @@ use rusmpp::pdus::{
 use rusmpp::types::COctetString;
 use rusmpp::values::{InterfaceVersion, Npi, Ton};
 use rusmpp::{Command, CommandStatus, Pdu};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::frame::{self, FrameLimits};
@@ -86,6 +131,12 @@ pub struct SessionConfig {
     pub response_timeout: Duration,
     /// Idle time after which an `enquire_link` is sent.
     pub enquire_link: Duration,
+    /// A write that makes no progress this long (the SMSC stopped reading) means
+    /// the link is dead: it is dropped and reconnected.
+    pub write_timeout: Duration,
+    /// Most `deliver_sm`/`data_sm` handed to the consumer and not yet answered;
+    /// more are answered `ESME_RX_T_APPN` (the SMSC delivers them again later).
+    pub max_receipts: usize,
     pub connect_timeout: Duration,
     /// Reconnect backoff bounds (exponential with jitter between them).
     pub backoff_min: Duration,
@@ -106,6 +157,8 @@ impl Default for SessionConfig {
             window: 100,
             response_timeout: Duration::from_secs(10),
             enquire_link: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(15),
+            max_receipts: 400,
             connect_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
@@ -160,11 +213,21 @@ struct Request {
 #[derive(Default)]
 struct Shared {
     bound: AtomicBool,
+    /// A write has made no progress for [`STALL_VISIBLE`]; cleared by progress or
+    /// when the connection ends.
+    write_stalled: AtomicBool,
     /// The SMSC asked this bind to slow down and the pause has not ended.
     throttled: AtomicBool,
     last_error: Mutex<Option<String>>,
     /// Binds lost after being established (dead links, SMSC unbinds, resets).
-    drops: std::sync::atomic::AtomicU64,
+    drops: AtomicU64,
+    /// Requests discarded unsent because their caller had gone.
+    abandoned: AtomicU64,
+    /// Requests written whose caller had gone by the time the outcome was known.
+    orphaned: AtomicU64,
+    /// `deliver_sm`/`data_sm` answered ESME_RX_T_APPN because the consumer had
+    /// [`SessionConfig::max_receipts`] unanswered.
+    receipts_deferred: AtomicU64,
 }
 
 /// Handle to one bind. Cheap to clone; the connection lives in a background task.
@@ -202,9 +265,43 @@ impl Session {
         )
     }
 
-    /// True while bound and able to submit.
+    /// True while bound and able to submit: false before the bind, while
+    /// reconnecting, and while writes to the SMSC are stalled.
     pub fn is_bound(&self) -> bool {
-        self.shared.bound.load(Ordering::Relaxed)
+        self.shared.bound.load(Ordering::Relaxed) && !self.is_write_stalled()
+    }
+
+    /// True while a write to the SMSC has made no progress for [`STALL_VISIBLE`]
+    /// (the SMSC is not reading); the bind is torn down at the write timeout.
+    pub fn is_write_stalled(&self) -> bool {
+        self.shared.write_stalled.load(Ordering::Relaxed)
+    }
+
+    /// Why this bind cannot submit now, for health and readiness; `None` when it can.
+    pub fn down_reason(&self) -> Option<String> {
+        if self.is_write_stalled() {
+            Some("writes to the SMSC are stalled (it is not reading)".into())
+        } else if self.is_bound() {
+            None
+        } else {
+            Some(self.last_error().unwrap_or_else(|| "not bound yet".into()))
+        }
+    }
+
+    /// Requests discarded without being sent because their caller had gone.
+    pub fn abandoned(&self) -> u64 {
+        self.shared.abandoned.load(Ordering::Relaxed)
+    }
+
+    /// Requests sent whose caller had gone before their outcome was known (the
+    /// gateway may have sent the message again).
+    pub fn orphaned(&self) -> u64 {
+        self.shared.orphaned.load(Ordering::Relaxed)
+    }
+
+    /// Receipts answered ESME_RX_T_APPN because too many were with the consumer.
+    pub fn receipts_deferred(&self) -> u64 {
+        self.shared.receipts_deferred.load(Ordering::Relaxed)
     }
 
     /// True while the SMSC's last throttle response pauses this bind.
@@ -227,7 +324,8 @@ impl Session {
     }
 
     /// Send one `submit_sm` (its sequence number is assigned here) and wait for the
-    /// SMSC's message id. Waits for room in the window.
+    /// SMSC's message id. Waits for room in the window. Dropping the returned future
+    /// before the request was written withdraws it: it is never sent.
     pub async fn submit(&self, pdu: SubmitSm) -> Result<String, SubmitError> {
         let (reply, rx) = oneshot::channel();
         self.requests
@@ -290,6 +388,9 @@ async fn run(
                 .await;
                 shared.bound.store(false, Ordering::Relaxed);
                 shared.throttled.store(false, Ordering::Relaxed);
+                // The writer may have been aborted mid-stall; the next connection
+                // starts with a clean slate.
+                shared.write_stalled.store(false, Ordering::Relaxed);
                 match end {
                     End::Shutdown => break,
                     End::Lost(why) => {
@@ -336,11 +437,43 @@ fn cstr<const MIN: usize, const MAX: usize>(
         .map_err(|e| format!("{what} `{s}` cannot be sent: {e:?}"))
 }
 
+/// Requested SO_SNDBUF of a bind's socket (the kernel doubles it for its own
+/// bookkeeping). SMPP keeps little in flight, the window (100 submits of a few
+/// hundred bytes) and the answers to receipts, so this costs no throughput; the
+/// default, which Linux grows to megabytes, would hide an SMSC that stopped reading
+/// until megabytes of our writes had piled up unread. With it a write stops
+/// progressing after about a hundred kilobytes, and the write timeout starts counting.
+const SEND_BUFFER: u32 = 64 * 1024;
+
+/// Connect to the first address `addr` resolves to that accepts, with [`SEND_BUFFER`].
+async fn dial(addr: &str) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let sock = if a.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        // Best effort: where the platform refuses, its default stays.
+        let _ = sock.set_send_buffer_size(SEND_BUFFER);
+        match sock.connect(a).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "the address resolves to nothing",
+        )
+    }))
+}
+
 async fn connect_and_bind(
     cfg: &SessionConfig,
     seq: &mut Sequence,
 ) -> Result<(TcpStream, Vec<u8>), String> {
-    let mut stream = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&cfg.addr))
+    let mut stream = tokio::time::timeout(cfg.connect_timeout, dial(&cfg.addr))
         .await
         .map_err(|_| format!("connect timed out after {:?}", cfg.connect_timeout))?
         .map_err(|e| format!("connect failed: {e}"))?;
@@ -370,9 +503,9 @@ async fn connect_and_bind(
     let bytes = frame::encode(&Command::new(CommandStatus::EsmeRok, bind_seq, bind));
     let resp_id = cfg.bind_type.command_id() | 0x8000_0000;
     let what = cfg.bind_type.as_str();
-    stream
-        .write_all(&bytes)
+    tokio::time::timeout(cfg.write_timeout, stream.write_all(&bytes))
         .await
+        .map_err(|_| format!("{what} not written within {:?}", cfg.write_timeout))?
         .map_err(|e| format!("write failed: {e}"))?;
     let mut buf = Vec::with_capacity(4096);
     let deadline = Instant::now() + cfg.response_timeout;
@@ -418,6 +551,70 @@ type Pending = HashMap<u32, (oneshot::Sender<Result<String, SubmitError>>, Insta
 /// Shortest and longest pause of a bind the SMSC throttled.
 const THROTTLE_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
+/// A write without progress for this long marks the bind stalled (no new submits,
+/// reported down) until it progresses or the write timeout declares the link dead;
+/// at most half the write timeout. On a live link a write completes at once: what
+/// we have outstanding is bounded by the window and the receipts in progress, far
+/// below the socket buffers, so a write waits only when the SMSC stopped reading.
+pub const STALL_VISIBLE: Duration = Duration::from_secs(1);
+
+/// Room in the write queue beyond one frame per window slot and per receipt in
+/// progress: enquire_link and its answers, unbind, generic_nack.
+const CONTROL_FRAMES: usize = 32;
+
+/// Most bytes gathered from the write queue into one write.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// The write queue as the session loop sees it: it only ever `try_send`s, so the
+/// loop never waits for the socket.
+struct Outbox {
+    tx: mpsc::Sender<Vec<u8>>,
+    /// Frames that did not fit (see the module docs for why dropping is safe).
+    dropped: u64,
+}
+
+impl Outbox {
+    /// Queue a frame without waiting. `false` when it did not fit (the writer has
+    /// been stuck for a whole queue) or the writer has ended (the session loop
+    /// learns that from the writer's task).
+    fn push(&mut self, frame: Vec<u8>, addr: &str) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                if self.dropped == 0 {
+                    tracing::warn!(%addr, "SMPP write queue full: the SMSC is not reading. Answers to it are dropped until writes resume or the bind is declared dead.");
+                }
+                self.dropped += 1;
+                false
+            }
+            Err(TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Room for one more frame. The session loop is the only sender, so room seen
+    /// here is still there when it pushes.
+    fn has_room(&self) -> bool {
+        self.tx.capacity() > 0
+    }
+}
+
+/// A written request's outcome with nobody waiting for it: the gateway gave up on
+/// it and may send the message again, so the outcome is logged and counted.
+fn orphaned(shared: &Shared, addr: &str, seq: u32, outcome: &Result<String, SubmitError>) {
+    shared.orphaned.fetch_add(1, Ordering::Relaxed);
+    match outcome {
+        Ok(id) => {
+            tracing::warn!(%addr, sequence_number = seq, provider_id = %id, "The SMSC accepted a submit_sm whose caller had given up: uncertain for the gateway, which may send the message again.")
+        }
+        Err(e @ (SubmitError::Timeout(_) | SubmitError::Disconnected | SubmitError::Stopped)) => {
+            tracing::warn!(%addr, sequence_number = seq, outcome = %e, "A submit_sm whose caller had given up got no answer: uncertain whether the SMSC has it.")
+        }
+        Err(e) => {
+            tracing::info!(%addr, sequence_number = seq, outcome = %e, "A submit_sm whose caller had given up was refused by the SMSC.")
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     cfg: &SessionConfig,
@@ -426,20 +623,31 @@ async fn serve(
     seq: &mut Sequence,
     requests: &mut mpsc::Receiver<Request>,
     inbound: &mpsc::Sender<Inbound>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     shutdown: &CancellationToken,
 ) -> End {
-    let (mut rd, mut wr) = stream.into_split();
-    // One writer, so frames from the loop and from receipt acks never interleave.
-    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(cfg.window.max(1) * 2 + 16);
-    let writer = tokio::spawn(async move {
-        while let Some(b) = out_rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
-                return;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
+    let addr = cfg.addr.as_str();
+    let window = cfg.window.max(1);
+    let max_receipts = cfg.max_receipts.max(1);
+    let (mut rd, wr) = stream.into_split();
+    // One writer, so frames never interleave; its queue holds every frame the bounded
+    // parts of the protocol can have outstanding (see the module docs).
+    let (out_tx, out_rx) = mpsc::channel::<Vec<u8>>(window + max_receipts + CONTROL_FRAMES);
+    let mut out = Outbox {
+        tx: out_tx,
+        dropped: 0,
+    };
+    let mut writer = tokio::spawn(write_frames(
+        wr,
+        out_rx,
+        cfg.write_timeout,
+        shared.clone(),
+        cfg.addr.clone(),
+    ));
+    let mut writer_done = false;
+    // Receipts with the consumer; each resolves to (command_id, sequence_number,
+    // command_status) of its answer.
+    let mut acks: JoinSet<(u32, u32, u32)> = JoinSet::new();
     let mut pending: Pending = HashMap::new();
     let mut last_rx = Instant::now();
     let mut enquire_sent: Option<(u32, Instant)> = None;
@@ -449,19 +657,94 @@ async fn serve(
     let mut pause_step = THROTTLE_PAUSE.0;
     let mut tick = tokio::time::interval(Duration::from_millis(100).min(cfg.response_timeout / 2));
     let mut chunk = vec![0u8; 16 * 1024];
-    let fail_all = |pending: &mut Pending, e: SubmitError| {
-        for (_, (reply, _)) in pending.drain() {
-            let _ = reply.send(Err(e.clone()));
-        }
-    };
     let end = 'outer: loop {
         let draining = unbind_seq.is_some() || shutdown.is_cancelled();
+        let stalled = shared.write_stalled.load(Ordering::Relaxed);
+        // Take a request when it can be written now, or, while writes are stalled,
+        // to turn it away unsent so that its caller can use another bind.
+        let take = !draining
+            && (stalled || (paused_until.is_none() && pending.len() < window && out.has_room()));
         tokio::select! {
+            // The socket read comes last: every other branch is bounded (a timer, the
+            // window, the receipts in progress), so an SMSC flooding us cannot starve
+            // them, and the read waits at most one pass over them.
             biased;
+            r = &mut writer => {
+                writer_done = true;
+                break End::Lost(match r {
+                    Ok(Ok(())) => "writer stopped".into(),
+                    Ok(Err(why)) => why,
+                    Err(e) => format!("writer failed: {e}"),
+                });
+            }
             _ = shutdown.cancelled(), if unbind_seq.is_none() && pending.is_empty() => {
                 let s = seq.next();
-                let _ = out_tx.send(frame::encode(&Command::new(CommandStatus::EsmeRok, s, Pdu::Unbind))).await;
+                if !out.push(frame::encode(&Command::new(CommandStatus::EsmeRok, s, Pdu::Unbind)), addr) {
+                    break End::Shutdown;
+                }
                 unbind_seq = Some((s, Instant::now()));
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if paused_until.is_some_and(|p| p <= now) {
+                    paused_until = None;
+                    shared.throttled.store(false, Ordering::Relaxed);
+                }
+                let expired: Vec<u32> = pending.iter().filter(|(_, (_, d))| *d <= now).map(|(s, _)| *s).collect();
+                let unanswered = !expired.is_empty();
+                for s in expired {
+                    if let Some((reply, _)) = pending.remove(&s) {
+                        if let Err(outcome) = reply.send(Err(SubmitError::Timeout(cfg.response_timeout))) {
+                            orphaned(shared, addr, s, &outcome);
+                        }
+                    }
+                }
+                if let Some((_, sent)) = enquire_sent {
+                    if now.duration_since(sent) > cfg.response_timeout {
+                        break End::Lost(format!("no enquire_link_resp within {:?}: dead link", cfg.response_timeout));
+                    }
+                } else if unanswered || now.duration_since(last_rx) >= cfg.enquire_link {
+                    // A request left unanswered also sends a probe: an SMSC that keeps
+                    // sending to us but no longer answers (it stopped reading, or hung)
+                    // is then found dead within two response timeouts, whatever the
+                    // socket buffers still take, not only once it falls silent.
+                    let s = seq.next();
+                    // Not queued when the writer is stuck; the stall timer covers that case.
+                    if out.push(frame::encode(&Command::new(CommandStatus::EsmeRok, s, Pdu::EnquireLink)), addr) {
+                        enquire_sent = Some((s, now));
+                    }
+                }
+                if let Some((_, sent)) = unbind_seq {
+                    if now.duration_since(sent) > cfg.response_timeout {
+                        break End::Shutdown;
+                    }
+                }
+            }
+            Some(done) = acks.join_next(), if !acks.is_empty() => {
+                if let Ok((id, seq_no, st)) = done {
+                    out.push(resp_inbound(id, seq_no, st), addr);
+                }
+            }
+            r = requests.recv(), if take => {
+                let Some(Request { pdu, reply }) = r else { break End::Shutdown };
+                if reply.is_closed() {
+                    // Its caller gave up while it waited for the window (the gateway's
+                    // dispatch timeout) and retries it: sending it now would deliver it twice.
+                    shared.abandoned.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%addr, "submit_sm withdrawn by its caller before it was sent; not sent.");
+                    continue;
+                }
+                if stalled {
+                    let _ = reply.send(Err(SubmitError::Disconnected));
+                    continue;
+                }
+                let s = seq.next();
+                if !out.push(frame::encode(&Command::new(CommandStatus::EsmeRok, s, pdu)), addr) {
+                    // Only when the writer has just ended: nothing was written.
+                    let _ = reply.send(Err(SubmitError::Disconnected));
+                    continue;
+                }
+                pending.insert(s, (reply, Instant::now() + cfg.response_timeout));
             }
             n = rd.read(&mut chunk) => {
                 let n = match n {
@@ -476,7 +759,7 @@ async fn serve(
                         Ok(Some(f)) => f,
                         Ok(None) => break,
                         Err(e) => {
-                            let _ = out_tx.send(e.generic_nack()).await;
+                            out.push(e.generic_nack(), addr);
                             break 'outer End::Lost(e.to_string());
                         }
                     };
@@ -501,14 +784,16 @@ async fn serve(
                                 // (sent before the pause) must not escalate it again.
                                 Err(SubmitError::Throttled { status: s }) if paused_until.is_none() => {
                                     paused_until = Some(Instant::now() + pause_step);
-                                    tracing::debug!(addr = %cfg.addr, status = %status::name(s), pause = ?pause_step, "SMSC throttles; pausing this bind.");
+                                    tracing::debug!(%addr, status = %status::name(s), pause = ?pause_step, "SMSC throttles; pausing this bind.");
                                     pause_step = (pause_step * 2).min(THROTTLE_PAUSE.1);
                                     shared.throttled.store(true, Ordering::Relaxed);
                                 }
                                 Ok(_) => pause_step = THROTTLE_PAUSE.0,
                                 Err(_) => {}
                             }
-                            let _ = reply.send(result);
+                            if let Err(outcome) = reply.send(result) {
+                                orphaned(shared, addr, h.sequence_number, &outcome);
+                            }
                         }
                         // enquire_link_resp
                         0x8000_0015 if enquire_sent.is_some_and(|(s, _)| s == h.sequence_number) => {
@@ -516,11 +801,11 @@ async fn serve(
                         }
                         // enquire_link
                         0x0000_0015 => {
-                            let _ = out_tx.send(frame::encode(&Command::new(CommandStatus::EsmeRok, h.sequence_number, Pdu::EnquireLinkResp))).await;
+                            out.push(frame::encode(&Command::new(CommandStatus::EsmeRok, h.sequence_number, Pdu::EnquireLinkResp)), addr);
                         }
                         // unbind from the SMSC
                         0x0000_0006 => {
-                            let _ = out_tx.send(frame::encode(&Command::new(CommandStatus::EsmeRok, h.sequence_number, Pdu::UnbindResp))).await;
+                            out.push(frame::encode(&Command::new(CommandStatus::EsmeRok, h.sequence_number, Pdu::UnbindResp)), addr);
                             break 'outer End::Lost("SMSC unbound".into());
                         }
                         // unbind_resp to ours
@@ -528,95 +813,152 @@ async fn serve(
                             break 'outer End::Shutdown;
                         }
                         // deliver_sm / data_sm: hand over, answer when the consumer has stored it.
-                        DELIVER_SM | DATA_SM => match frame::decode(&f) {
-                            Ok(cmd) => {
-                                let pdu = match cmd.pdu() {
+                        DELIVER_SM | DATA_SM => {
+                            let (id, seq_no) = (h.command_id, h.sequence_number);
+                            if acks.len() >= max_receipts {
+                                // The consumer has its share: the SMSC keeps this one and
+                                // delivers it again later, while we go on reading.
+                                shared.receipts_deferred.fetch_add(1, Ordering::Relaxed);
+                                out.push(resp_inbound(id, seq_no, status::ESME_RX_T_APPN), addr);
+                                continue;
+                            }
+                            let pdu = match frame::decode(&f) {
+                                Ok(cmd) => match cmd.pdu() {
                                     Some(Pdu::DeliverSm(d)) => InboundPdu::Deliver(d.clone()),
                                     Some(Pdu::DataSm(d)) => InboundPdu::Data(d.clone()),
                                     _ => {
-                                        let _ = out_tx.send(frame::generic_nack(h.sequence_number, status::ESME_RSYSERR)).await;
+                                        out.push(frame::generic_nack(seq_no, status::ESME_RSYSERR), addr);
                                         continue;
                                     }
-                                };
-                                let (ack, ack_rx) = oneshot::channel();
-                                let (id, seq_no) = (h.command_id, h.sequence_number);
-                                let out = out_tx.clone();
-                                if inbound.send(Inbound { pdu, ack }).await.is_err() {
-                                    let _ = out.send(resp_inbound(id, seq_no, status::ESME_RSYSERR)).await;
+                                },
+                                Err(u) => {
+                                    tracing::warn!(reason = %u.reason, "Undecodable deliver_sm/data_sm; answering with an error so the SMSC retries.");
+                                    out.push(resp_inbound(id, seq_no, u.status), addr);
                                     continue;
                                 }
-                                tokio::spawn(async move {
-                                    let st = ack_rx.await.unwrap_or(status::ESME_RSYSERR);
-                                    let _ = out.send(resp_inbound(id, seq_no, st)).await;
-                                });
+                            };
+                            let (ack, ack_rx) = oneshot::channel();
+                            match inbound.try_send(Inbound { pdu, ack }) {
+                                Ok(()) => {
+                                    acks.spawn(async move {
+                                        (id, seq_no, ack_rx.await.unwrap_or(status::ESME_RSYSERR))
+                                    });
+                                }
+                                // The consumer's queue is sized for every bind's share, so
+                                // this means it is shared more widely than planned: defer.
+                                Err(TrySendError::Full(_)) => {
+                                    shared.receipts_deferred.fetch_add(1, Ordering::Relaxed);
+                                    out.push(resp_inbound(id, seq_no, status::ESME_RX_T_APPN), addr);
+                                }
+                                Err(TrySendError::Closed(_)) => {
+                                    out.push(resp_inbound(id, seq_no, status::ESME_RSYSERR), addr);
+                                }
                             }
-                            Err(u) => {
-                                tracing::warn!(reason = %u.reason, "Undecodable deliver_sm/data_sm; answering with an error so the SMSC retries.");
-                                let _ = out_tx.send(resp_inbound(h.command_id, h.sequence_number, u.status)).await;
-                            }
-                        },
+                        }
                         id if id & 0x8000_0000 == 0 => {
                             // A request we do not serve: say so, keep the session.
-                            let _ = out_tx.send(frame::generic_nack(h.sequence_number, 0x03)).await;
+                            out.push(frame::generic_nack(h.sequence_number, status::ESME_RINVCMDID), addr);
                         }
                         _ => {}
                     }
                 }
             }
-            r = requests.recv(), if !draining && paused_until.is_none() && pending.len() < cfg.window => {
-                let Some(Request { pdu, reply }) = r else { break End::Shutdown };
-                let s = seq.next();
-                let bytes = frame::encode(&Command::new(CommandStatus::EsmeRok, s, pdu));
-                if out_tx.send(bytes).await.is_err() {
-                    let _ = reply.send(Err(SubmitError::Disconnected));
-                    break End::Lost("writer stopped".into());
-                }
-                pending.insert(s, (reply, Instant::now() + cfg.response_timeout));
-            }
-            _ = tick.tick() => {
-                let now = Instant::now();
-                if paused_until.is_some_and(|p| p <= now) {
-                    paused_until = None;
-                    shared.throttled.store(false, Ordering::Relaxed);
-                }
-                let expired: Vec<u32> = pending.iter().filter(|(_, (_, d))| *d <= now).map(|(s, _)| *s).collect();
-                for s in expired {
-                    if let Some((reply, _)) = pending.remove(&s) {
-                        let _ = reply.send(Err(SubmitError::Timeout(cfg.response_timeout)));
-                    }
-                }
-                if let Some((_, sent)) = enquire_sent {
-                    if now.duration_since(sent) > cfg.response_timeout {
-                        break End::Lost(format!("no enquire_link_resp within {:?}: dead link", cfg.response_timeout));
-                    }
-                } else if now.duration_since(last_rx) >= cfg.enquire_link {
-                    let s = seq.next();
-                    let _ = out_tx.send(frame::encode(&Command::new(CommandStatus::EsmeRok, s, Pdu::EnquireLink))).await;
-                    enquire_sent = Some((s, now));
-                }
-                if let Some((_, sent)) = unbind_seq {
-                    if now.duration_since(sent) > cfg.response_timeout {
-                        break End::Shutdown;
-                    }
-                }
-                if writer.is_finished() {
-                    break End::Lost("write failed".into());
-                }
-            }
         }
     };
-    fail_all(&mut pending, SubmitError::Disconnected);
-    drop(out_tx);
-    // Receipt acknowledgements still in progress hold senders of the writer; do not
-    // let them keep a lost connection open (the SMSC would go on sending into it).
-    let mut writer = writer;
-    if tokio::time::timeout(Duration::from_secs(1), &mut writer)
-        .await
-        .is_err()
+    for (s, (reply, _)) in pending.drain() {
+        if let Err(outcome) = reply.send(Err(SubmitError::Disconnected)) {
+            orphaned(shared, addr, s, &outcome);
+        }
+    }
+    if matches!(end, End::Shutdown) && !acks.is_empty() {
+        // Receipts being stored right now: answer those that finish within a second
+        // rather than make the SMSC send them again.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(done) = acks.join_next().await {
+                if let Ok((id, seq_no, st)) = done {
+                    out.push(resp_inbound(id, seq_no, st), addr);
+                }
+            }
+        })
+        .await;
+    }
+    // Unanswered receipts are re-sent by the SMSC after the reconnect.
+    acks.abort_all();
+    if out.dropped > 0 {
+        tracing::warn!(%addr, dropped = out.dropped, "Answers to the SMSC were dropped while its link did not take writes.");
+    }
+    drop(out);
+    // Let the writer flush what is queued (the unbind, answers), but not keep a lost
+    // or stuck connection open.
+    if !writer_done
+        && tokio::time::timeout(Duration::from_secs(1), &mut writer)
+            .await
+            .is_err()
     {
         writer.abort();
     }
     end
+}
+
+/// Write queued frames until the queue closes. `Err` when the socket fails or a
+/// write makes no progress for `write_timeout`; once one has made none for
+/// [`STALL_VISIBLE`], `write_stalled` is set until it does.
+async fn write_frames<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    write_timeout: Duration,
+    shared: Arc<Shared>,
+    addr: String,
+) -> Result<(), String> {
+    let visible = STALL_VISIBLE.min(write_timeout / 2);
+    let mut batch = Vec::with_capacity(4096);
+    while let Some(first) = rx.recv().await {
+        // Frames queued meanwhile go out in the same write: fewer syscalls under load.
+        batch.clear();
+        batch.extend_from_slice(&first);
+        while batch.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(f) => batch.extend_from_slice(&f),
+                Err(_) => break,
+            }
+        }
+        let mut written = 0;
+        while written < batch.len() {
+            let write = wr.write(&batch[written..]);
+            tokio::pin!(write);
+            // Each write call that moves bytes is progress; only a call that moves
+            // none for the timeout counts, however slowly the SMSC reads.
+            let n = match tokio::time::timeout(visible, &mut write).await {
+                Ok(r) => r,
+                Err(_) => {
+                    shared.write_stalled.store(true, Ordering::Relaxed);
+                    tracing::warn!(%addr, waited = ?visible, "SMPP writes make no progress: the SMSC is not reading. No submits go to this bind until they do.");
+                    match tokio::time::timeout(write_timeout.saturating_sub(visible), &mut write)
+                        .await
+                    {
+                        Ok(r) => {
+                            shared.write_stalled.store(false, Ordering::Relaxed);
+                            tracing::info!(%addr, "SMPP writes progress again.");
+                            r
+                        }
+                        // The flag stays set until the session has marked itself unbound.
+                        Err(_) => {
+                            return Err(format!(
+                                "no write progress for {write_timeout:?}: the SMSC stopped reading"
+                            ))
+                        }
+                    }
+                }
+            };
+            match n {
+                Ok(0) => return Err("write failed: the connection is closed".into()),
+                Ok(n) => written += n,
+                Err(e) => return Err(format!("write failed: {e}")),
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+    Ok(())
 }
 
 const DELIVER_SM: u32 = 0x0000_0005;
@@ -916,6 +1258,94 @@ mod tests {
             throttled_at.elapsed()
         );
         stop.cancel();
+    }
+
+    /// A writer and its peer, joined by a 64-byte pipe the test reads (or not).
+    struct Stuck {
+        shared: Arc<Shared>,
+        frames: mpsc::Sender<Vec<u8>>,
+        theirs: tokio::io::DuplexStream,
+        writer: tokio::task::JoinHandle<Result<(), String>>,
+    }
+
+    fn stuck_writer(write_timeout: Duration) -> Stuck {
+        let (ours, theirs) = tokio::io::duplex(64);
+        let shared = Arc::new(Shared::default());
+        let (frames, rx) = mpsc::channel(8);
+        let writer = tokio::spawn(write_frames(
+            ours,
+            rx,
+            write_timeout,
+            shared.clone(),
+            "test".into(),
+        ));
+        Stuck {
+            shared,
+            frames,
+            theirs,
+            writer,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_without_progress_shows_as_stalled_then_ends_the_writer() {
+        let Stuck {
+            shared,
+            frames: tx,
+            mut theirs,
+            writer: w,
+        } = stuck_writer(Duration::from_secs(4));
+        tx.send(vec![7u8; 200]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert!(!shared.write_stalled.load(Ordering::Relaxed), "too early");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            shared.write_stalled.load(Ordering::Relaxed),
+            "after STALL_VISIBLE"
+        );
+        // The peer reads a little: that is progress, the stall clears and its clock
+        // starts again.
+        let mut got = [0u8; 64];
+        theirs.read_exact(&mut got).await.unwrap();
+        tokio::task::yield_now().await;
+        assert!(
+            !shared.write_stalled.load(Ordering::Relaxed),
+            "progress clears it"
+        );
+        let t0 = tokio::time::Instant::now();
+        let end = w.await.unwrap();
+        assert_eq!(
+            end,
+            Err("no write progress for 4s: the SMSC stopped reading".into())
+        );
+        let took = t0.elapsed();
+        assert!(
+            took >= Duration::from_millis(3900) && took <= Duration::from_millis(4100),
+            "declared dead {took:?} after the last progress"
+        );
+        drop(theirs);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_is_not_a_stalled_one() {
+        // 400 bytes read 16 at a time every half second take 12 s, three times the
+        // write timeout; every read is progress, so the writer never gives up.
+        let Stuck {
+            shared,
+            frames: tx,
+            mut theirs,
+            writer: w,
+        } = stuck_writer(Duration::from_secs(4));
+        tx.send(vec![1u8; 400]).await.unwrap();
+        let mut got = 0;
+        let mut b = [0u8; 16];
+        while got < 400 {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(!shared.write_stalled.load(Ordering::Relaxed));
+            got += theirs.read(&mut b).await.unwrap();
+        }
+        drop(tx);
+        assert_eq!(w.await.unwrap(), Ok(()));
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub const ESME_RINVSYSID: u32 = 0x0000_000F;
 pub const ESME_RMSGQFUL: u32 = 0x0000_0014;
 /// Throttling error (the ESME exceeded its allowed message limits).
 pub const ESME_RTHROTTLED: u32 = 0x0000_0058;
+/// ESME receiver temporary application error: our answer to a `deliver_sm` we cannot
+/// take now; the SMSC keeps it and delivers it again later.
+pub const ESME_RX_T_APPN: u32 = 0x0000_0064;
 
 /// Readable names of the statuses operators meet most.
 pub fn name(s: u32) -> &'static str {
@@ -43,6 +46,7 @@ pub fn name(s: u32) -> &'static str {
         0x58 => "ESME_RTHROTTLED",
         0x61 => "ESME_RINVSCHED",
         0x62 => "ESME_RINVEXPIRY",
+        0x64 => "ESME_RX_T_APPN",
         _ => "SMPP error",
     }
 }
