@@ -148,7 +148,11 @@ async fn handle(app: &App, m: &InboundMessage) -> &'static str {
             continue;
         }
         let key = app.screener.opt_out_key(&t, m.channel, &from);
-        if let Err(e) = app.store.set_opt_out(&key, true).await {
+        if let Err(e) = app
+            .store
+            .set_opt_out(&key, true, crate::model::now_ms())
+            .await
+        {
             tracing::warn!(error = %e, "Could not store an opt-out; the carrier will resend the reply.");
             return "store_error";
         }

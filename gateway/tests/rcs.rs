@@ -536,7 +536,7 @@ async fn a_bad_signature_is_refused_and_changes_nothing_and_replays_change_nothi
         .await;
     let delivered = json!({
         "senderPhoneNumber": "+48604000001", "eventType": "DELIVERED",
-        "eventId": "ev-1", "messageId": id, "sendTime": "2026-11-22T10:00:00.000Z",
+        "eventId": "ev-1", "messageId": id, "sendTime": now_rfc3339(0),
         "agentId": AGENT,
     });
     // Wrong token, garbage signature, no signature: 401, still submitted.
@@ -596,12 +596,12 @@ async fn user_messages_are_forwarded_once_and_unsubscribe_opts_out() {
     }
     let stranger = json!({
         "senderPhoneNumber": "+48605000009", "messageId": "user-msg-0",
-        "sendTime": "2026-11-22T10:00:00.000Z", "agentId": AGENT, "text": "Kto to?",
+        "sendTime": now_rfc3339(0), "agentId": AGENT, "text": "Kto to?",
     });
     assert_eq!(rig.push(&stranger, CLIENT_TOKEN).await, 200);
     let reply = json!({
         "senderPhoneNumber": "+48605000001", "messageId": "user-msg-1",
-        "sendTime": "2026-11-22T10:00:00.000Z", "agentId": AGENT,
+        "sendTime": now_rfc3339(0), "agentId": AGENT,
         "suggestionResponse": {"postbackData": "pay", "text": "Zapłać teraz", "type": "ACTION"},
     });
     assert_eq!(rig.push(&reply, CLIENT_TOKEN).await, 200);
@@ -621,7 +621,7 @@ async fn user_messages_are_forwarded_once_and_unsubscribe_opts_out() {
 
     let unsub = json!({
         "senderPhoneNumber": "+48605000002", "eventType": "UNSUBSCRIBE",
-        "eventId": "ev-u", "sendTime": "2026-11-22T10:00:00.000Z", "agentId": AGENT,
+        "eventId": "ev-u", "sendTime": now_rfc3339(-60), "agentId": AGENT,
     });
     assert_eq!(rig.push(&unsub, CLIENT_TOKEN).await, 200);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -636,7 +636,45 @@ async fn user_messages_are_forwarded_once_and_unsubscribe_opts_out() {
         assert!(std::time::Instant::now() < deadline, "never opted out: {r}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+
+    // The user opts back in (through the tenant). A replay of that UNSUBSCRIBE,
+    // correctly signed but older than the opt-in, must not undo it; neither may
+    // one dated years ago (refused as stale), and one from the future is refused.
+    let r = rig
+        .gw
+        .req(
+            reqwest::Method::DELETE,
+            "/v1/opt-outs/+48605000002",
+            goniec_gateway::testing::gateway::OTHER_KEY,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(rig.push(&unsub, CLIENT_TOKEN).await, 200, "acknowledged");
+    let ancient = json!({
+        "senderPhoneNumber": "+48605000002", "eventType": "UNSUBSCRIBE",
+        "eventId": "ev-2020", "sendTime": "2020-01-15T10:00:00.000Z", "agentId": AGENT,
+    });
+    assert_eq!(rig.push(&ancient, CLIENT_TOKEN).await, 200, "acknowledged");
+    let future = json!({
+        "senderPhoneNumber": "+48605000002", "eventType": "UNSUBSCRIBE",
+        "eventId": "ev-future", "sendTime": now_rfc3339(3600), "agentId": AGENT,
+    });
+    assert_eq!(rig.push(&future, CLIENT_TOKEN).await, 400);
+    let mut msg = rcs_msg("+48605000002");
+    msg["text"] = json!("Po ponownej zgodzie");
+    let (code, r) = rig.post(&msg).await;
+    assert_eq!(code, 202, "still opted in: {r}");
     rig.stop().await;
+}
+
+/// An RFC 3339 time `offset_s` seconds from now (events carry the platform's time).
+fn now_rfc3339(offset_s: i64) -> String {
+    jiff::Timestamp::now()
+        .checked_add(jiff::SignedDuration::from_secs(offset_s))
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]

@@ -102,6 +102,18 @@ pub enum Event {
 }
 
 impl Event {
+    /// When the platform says the event happened (`None` for [`Event::Other`]).
+    pub fn at(&self) -> Option<SystemTime> {
+        match self {
+            Event::Delivered { at, .. }
+            | Event::Read { at, .. }
+            | Event::IsTyping { at, .. }
+            | Event::Unsubscribe { at, .. }
+            | Event::UserMessage { at, .. } => Some(*at),
+            Event::Other { .. } => None,
+        }
+    }
+
     /// A delivery receipt for `connector` when this is `DELIVERED` or `READ`;
     /// the provider id is the message id the connector sent (see
     /// [`crate::rcs::connector`]).

@@ -774,7 +774,7 @@ pub async fn opt_out(
         let (channel, to) = recipient(&app, &req.to)?;
         let key = app.screener.opt_out_key(&tenant, channel, &to);
         app.store
-            .set_opt_out(&key, true)
+            .set_opt_out(&key, true, crate::model::now_ms())
             .await
             .map_err(|_| ApiError::store_unavailable())?;
         tracing::info!(tenant = %tenant.cfg.name, to = %crate::telemetry::mask(&to), "Recipient opted out.");
@@ -798,7 +798,7 @@ pub async fn opt_in(
         let (channel, to) = recipient(&app, &raw)?;
         let key = app.screener.opt_out_key(&tenant, channel, &to);
         app.store
-            .set_opt_out(&key, false)
+            .set_opt_out(&key, false, crate::model::now_ms())
             .await
             .map_err(|_| ApiError::store_unavailable())?;
         Ok::<_, ApiError>(

@@ -33,6 +33,17 @@ const REPLAY_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Largest event accepted (events are small JSON documents).
 const MAX_EVENT: usize = 256 * 1024;
 
+/// Events older than this are acknowledged and ignored (counted `stale`): the
+/// platform retries an event for up to 7 days, so anything older is a replay,
+/// and an old signed UNSUBSCRIBE must not re-apply an opt-out the user has
+/// since taken back. Acknowledged (200), not refused, so a genuine platform
+/// stops resending it.
+const MAX_EVENT_AGE: Duration = REPLAY_WINDOW;
+
+/// Clock skew tolerated on an event's time: one further in the future is
+/// refused (400), or it could win every later comparison of event times.
+const MAX_EVENT_SKEW: Duration = Duration::from_secs(300);
+
 /// The longest an event waits to be stored before the platform is told to resend
 /// it. Longer than a receipt is parked while its submit is being recorded.
 const STORE_WITHIN: Duration = Duration::from_secs(8);
@@ -68,6 +79,24 @@ async fn handle(app: &App, headers: &HeaderMap, body: Bytes) -> Result<Response,
     let (data, event) = events::parse_push(&body)
         .map_err(|e| ApiError::new(400, "invalid-event", format!("not an RCS event: {e}")))?;
     let connector = signer(app, &data, signature).ok_or_else(unsigned)?;
+    if let Some(at) = event.at() {
+        let now = std::time::SystemTime::now();
+        if at > now + MAX_EVENT_SKEW {
+            return Err(ApiError::new(
+                400,
+                "invalid-event",
+                "the event is dated in the future (more than 5 minutes ahead of this clock)",
+            ));
+        }
+        if now.duration_since(at).is_ok_and(|age| age > MAX_EVENT_AGE) {
+            app.metrics
+                .rcs_events
+                .with_label_values(&[&connector, "stale"])
+                .inc();
+            tracing::info!(connector, "RCS event older than 7 days ignored (a replay).");
+            return Ok(StatusCode::OK.into_response());
+        }
+    }
     apply(app, &connector, event).await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -132,9 +161,9 @@ async fn apply(app: &App, connector: &str, event: Event) -> Result<(), ApiError>
     }
     match event {
         Event::IsTyping { .. } => count("is_typing"),
-        Event::Unsubscribe { phone, .. } => {
+        Event::Unsubscribe { phone, at, .. } => {
             count("unsubscribe");
-            unsubscribe(app, connector, &phone).await?;
+            unsubscribe(app, connector, &phone, at).await?;
         }
         Event::UserMessage {
             message_id,
@@ -186,7 +215,15 @@ async fn apply(app: &App, connector: &str, event: Event) -> Result<(), ApiError>
 
 /// Opt the user out in every tenant that messages them over RCS through this
 /// connector (the agent is the tenant's brand).
-async fn unsubscribe(app: &App, connector: &str, phone: &str) -> Result<(), ApiError> {
+async fn unsubscribe(
+    app: &App,
+    connector: &str,
+    phone: &str,
+    at: std::time::SystemTime,
+) -> Result<(), ApiError> {
+    let at_ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     let Ok(phone) = crate::validate::normalize_msisdn(phone, app.rules.region, false) else {
         tracing::info!(connector, from = %mask(phone), "UNSUBSCRIBE from an unusable number; ignored.");
         return Ok(());
@@ -196,11 +233,16 @@ async fn unsubscribe(app: &App, connector: &str, phone: &str) -> Result<(), ApiE
         .map_err(|_| resend_later("event"))?;
     for t in owners {
         let key = app.screener.opt_out_key(&t, Channel::Rcs, &phone);
-        app.store
-            .set_opt_out(&key, true)
+        let applied = app
+            .store
+            .set_opt_out(&key, true, at_ms)
             .await
             .map_err(|_| resend_later("event"))?;
-        tracing::info!(tenant = %t.cfg.name, from = %mask(&phone), "Recipient unsubscribed from RCS.");
+        if applied {
+            tracing::info!(tenant = %t.cfg.name, from = %mask(&phone), "Recipient unsubscribed from RCS.");
+        } else {
+            tracing::info!(tenant = %t.cfg.name, from = %mask(&phone), "RCS UNSUBSCRIBE older than the recipient's last opt-in or opt-out; ignored.");
+        }
     }
     Ok(())
 }

@@ -58,6 +58,9 @@ struct Inner {
     seq: u64,
     /// Anti-fraud counters and opt-outs.
     counters: goniec_antifraud::MemoryCounters,
+    /// When each recipient's opt-out state last changed (ms), so an older event
+    /// never undoes a newer change.
+    opt_out_at: HashMap<String, i64>,
     /// Held messages: (accepted ms, id).
     held: BTreeSet<(i64, String)>,
     /// E-mail suppression lists: tenant → address → reason.
@@ -752,9 +755,20 @@ impl Store for MemoryStore {
         Ok(())
     }
 
-    async fn set_opt_out(&self, key: &str, opted_out: bool) -> Result<(), StoreError> {
-        self.lock().counters.set_opted_out(key, opted_out);
-        Ok(())
+    async fn set_opt_out(
+        &self,
+        key: &str,
+        opted_out: bool,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut g = self.lock();
+        let last = g.opt_out_at.get(key).copied().unwrap_or(i64::MIN);
+        if at_ms < last {
+            return Ok(false);
+        }
+        g.opt_out_at.insert(key.to_string(), at_ms);
+        g.counters.set_opted_out(key, opted_out);
+        Ok(true)
     }
 
     async fn held(&self, max: usize) -> Result<Vec<String>, StoreError> {

@@ -388,7 +388,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Record (`true`) or clear an opt-out under its key
     /// ([`goniec_antifraud::Needs::opt_out_key`] form).
-    async fn set_opt_out(&self, key: &str, opted_out: bool) -> Result<(), StoreError>;
+    ///
+    /// `at_ms` is when the change happened (the API call, the reply, the
+    /// platform's event time). A change older than the last one applied to the
+    /// key changes nothing and returns false: a replayed or late event never
+    /// undoes a newer state.
+    async fn set_opt_out(&self, key: &str, opted_out: bool, at_ms: i64)
+        -> Result<bool, StoreError>;
 
     /// Held message ids, oldest first, at most `max`.
     async fn held(&self, max: usize) -> Result<Vec<String>, StoreError>;

@@ -205,6 +205,8 @@ pub struct RedisStore {
     promote: Script,
     idem_abort: Script,
     begin: Script,
+    /// `lua/opt_out.lua`: an opt-out change applied only if newer than the last.
+    opt_out: Script,
     decide_held: Script,
     /// Where the last `XAUTOCLAIM` of each lane stopped, so scans cover the whole
     /// pending list instead of its first page over and over.
@@ -260,6 +262,7 @@ impl RedisStore {
             idem_abort: Script::new(IDEM_ABORT),
             begin: Script::new(BEGIN),
             decide_held: Script::new(&format!("{TRANSITION_LUA}{DECIDE_HELD_MAIN}")),
+            opt_out: Script::new(include_str!("lua/opt_out.lua")),
             reclaim_cursor: Default::default(),
         })
     }
@@ -1306,19 +1309,23 @@ impl Store for RedisStore {
         p.query_async::<()>(&mut c).await.map_err(unavailable)
     }
 
-    async fn set_opt_out(&self, key: &str, opted_out: bool) -> Result<(), StoreError> {
+    async fn set_opt_out(
+        &self,
+        key: &str,
+        opted_out: bool,
+        at_ms: i64,
+    ) -> Result<bool, StoreError> {
         let mut c = self.conn.clone();
-        let key = self.af_key(key);
-        let cmd = if opted_out {
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(key).arg(crate::model::now_ms());
-            cmd
-        } else {
-            let mut cmd = redis::cmd("DEL");
-            cmd.arg(key);
-            cmd
-        };
-        cmd.query_async::<()>(&mut c).await.map_err(unavailable)
+        let applied: i64 = self
+            .opt_out
+            .key(self.af_key(key))
+            .key(self.af_key(&format!("{key}:at")))
+            .arg(if opted_out { "1" } else { "0" })
+            .arg(at_ms)
+            .invoke_async(&mut c)
+            .await
+            .map_err(unavailable)?;
+        Ok(applied == 1)
     }
 
     async fn held(&self, max: usize) -> Result<Vec<String>, StoreError> {

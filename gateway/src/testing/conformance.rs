@@ -368,13 +368,25 @@ async fn antifraud_counters_and_opt_outs(store: &dyn Store) {
     // Opt-outs are per tenant and recipient, and can be cleared.
     let n = needs(&msg, &policy);
     let key = n.opt_out_key().to_string();
-    store.set_opt_out(&key, true).await.unwrap();
+    assert!(store.set_opt_out(&key, true, 1_000).await.unwrap());
     let c = store.counters(vec![n]).await.unwrap();
     assert!(c[0].opted_out());
     assert!(check(&msg, &policy, &c[0]).has(ReasonCode::OptedOut));
-    store.set_opt_out(&key, false).await.unwrap();
+    assert!(store.set_opt_out(&key, false, 2_000).await.unwrap());
     let c = store.counters(vec![needs(&msg, &policy)]).await.unwrap();
     assert!(!c[0].opted_out());
+    // An older event (a replayed opt-out from before the opt-in) changes nothing.
+    assert!(!store.set_opt_out(&key, true, 1_500).await.unwrap());
+    let c = store.counters(vec![needs(&msg, &policy)]).await.unwrap();
+    assert!(
+        !c[0].opted_out(),
+        "an older opt-out never undoes a newer opt-in"
+    );
+    // A newer one applies.
+    assert!(store.set_opt_out(&key, true, 3_000).await.unwrap());
+    let c = store.counters(vec![needs(&msg, &policy)]).await.unwrap();
+    assert!(c[0].opted_out());
+    assert!(store.set_opt_out(&key, false, 4_000).await.unwrap());
     assert!(store.counters(vec![]).await.unwrap().is_empty());
 }
 
