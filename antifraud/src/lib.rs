@@ -127,7 +127,7 @@ pub use policy::{
     PoolStrategy, PumpingPolicy, RecipientPolicy, SenderPool, SequentialPolicy, TenantPolicy,
     DEFAULT_PREMIUM_PREFIXES, DEFAULT_SATURDAY, DEFAULT_SHORTENERS, DEFAULT_WEEKDAYS,
 };
-pub use screen::{check, consent, consent_needs, needs, Channel, Screening};
+pub use screen::{check, mandatory, mandatory_needs, needs, Channel, Screening};
 pub use stop::{is_stop_keyword, DEFAULT_STOP_KEYWORDS};
 pub use verdict::{Decision, ReasonCode, UnknownReasonCode, Verdict};
 pub use zones::{country_zone, COUNTRY_ZONES};

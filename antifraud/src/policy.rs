@@ -45,10 +45,12 @@ pub enum PolicyKind {
 pub struct TenantPolicy {
     /// Which contact rules apply.
     pub policy: PolicyKind,
-    /// Registered sender ids (alphanumeric names, numbers, e-mail addresses).
-    /// A message may name one of these, a pool, or a pool's number; anything
-    /// else is rejected (`sender_not_registered`). When this list and
-    /// `sender_pools` are both empty, any sender is allowed. Compared
+    /// Registered senders: SMS/RCS sender ids (alphanumeric names, numbers),
+    /// e-mail addresses (`name@domain`) and e-mail domains (`@domain`: any
+    /// address there, not subdomains). A message may name one of these, a
+    /// pool, or a pool's number; anything else is rejected
+    /// (`sender_not_registered`), also when nothing is registered: then no
+    /// sender may be chosen and the connector's default applies. Compared
     /// ASCII-case-insensitively, ignoring spaces.
     pub senders: Vec<String>,
     /// Named pools of numbers to pick a sender from.

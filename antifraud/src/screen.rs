@@ -379,34 +379,67 @@ pub fn needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
     }
 }
 
-/// What [`consent`] needs: only the recipient's opt-out, no counters. An
-/// opt-out is a legal duty, not a fraud rule, so the gateway checks it even
-/// with anti-fraud off (as it checks e-mail suppression).
-pub fn consent_needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
+/// What [`mandatory`] needs: the recipient's opt-out and, for a round-robin
+/// sender pool, its counter; nothing else. The gateway runs these checks even
+/// with anti-fraud off: an opt-out is a legal duty and a registered sender a
+/// matter of identity, not fraud rules (as e-mail suppression is).
+pub fn mandatory_needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
     let mut n = needs(s, p);
-    n.reads.clear();
+    n.reads.retain(|r| r.kind == CounterKind::RoundRobin);
     n
 }
 
-/// The consent-only verdict from counters filled for [`consent_needs`]: reject
-/// with `opted_out` when the recipient opted out of this tenant, else allow
-/// (no sender choice, nothing to record).
-pub fn consent(counters: &Counters) -> Verdict {
-    let opted_out = counters.opted_out();
+/// The verdict of the mandatory checks, from counters filled for
+/// [`mandatory_needs`]: `sender_not_registered` and `opted_out` reject; else
+/// allow, with the sender to use (a pool's pick) and the pool counter to record.
+pub fn mandatory(s: &Screening<'_>, p: &TenantPolicy, counters: &Counters) -> Verdict {
+    let mut reasons = ReasonSet::default();
+    let (chosen, round_robin_used) = choose_sender(s, p, counters, &mut reasons);
+    if counters.opted_out() {
+        reasons.add(ReasonCode::OptedOut);
+    }
+    let decision = reasons.decision();
+    let rejected = decision == crate::Decision::Reject;
     Verdict {
-        decision: if opted_out {
-            crate::Decision::Reject
-        } else {
-            crate::Decision::Allow
-        },
-        reasons: if opted_out {
-            vec![ReasonCode::OptedOut]
-        } else {
-            Vec::new()
-        },
+        decision,
+        reasons: reasons.to_vec(),
         schedule_at: None,
-        sender: None,
-        record: Vec::new(),
+        sender: if rejected { None } else { chosen },
+        record: if rejected {
+            Vec::new()
+        } else {
+            record(
+                counters,
+                counters.needs.prepared.now,
+                round_robin_used,
+                false,
+            )
+        },
+    }
+}
+
+/// The sender rule: the sender to use, and whether a round-robin pool picked it.
+fn choose_sender(
+    s: &Screening<'_>,
+    p: &TenantPolicy,
+    counters: &Counters,
+    reasons: &mut ReasonSet,
+) -> (Option<String>, bool) {
+    match sender::resolve(s, p) {
+        SenderChoice::Unspecified => (None, false),
+        SenderChoice::Fixed(x) => (Some(x.to_owned()), false),
+        SenderChoice::Pool(pool) => {
+            let rr = counters.value(CounterKind::RoundRobin);
+            let pick = sender::pick(pool, &counters.needs.prepared.recipient, s.seed, rr);
+            (
+                pick.map(str::to_owned),
+                pool.strategy == PoolStrategy::RoundRobin,
+            )
+        }
+        SenderChoice::NotRegistered => {
+            reasons.add(ReasonCode::SenderNotRegistered);
+            (None, false)
+        }
     }
 }
 
@@ -481,20 +514,7 @@ pub fn check(s: &Screening<'_>, p: &TenantPolicy, counters: &Counters) -> Verdic
     });
 
     // 2. Sender.
-    let mut round_robin_used = false;
-    let chosen = match sender::resolve(s, p) {
-        SenderChoice::Unspecified => None,
-        SenderChoice::Fixed(x) => Some(x.to_owned()),
-        SenderChoice::Pool(pool) => {
-            round_robin_used = pool.strategy == PoolStrategy::RoundRobin;
-            let rr = counters.value(CounterKind::RoundRobin);
-            sender::pick(pool, &prep.recipient, s.seed, rr).map(str::to_owned)
-        }
-        SenderChoice::NotRegistered => {
-            reasons.add(ReasonCode::SenderNotRegistered);
-            None
-        }
-    };
+    let (chosen, round_robin_used) = choose_sender(s, p, counters, &mut reasons);
 
     // 3. Recipient number.
     let phone = prep.phone.as_ref();

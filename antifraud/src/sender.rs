@@ -9,8 +9,8 @@ use crate::screen::{Channel, Screening};
 pub(crate) enum SenderChoice<'a> {
     /// No sender named and no default pool: the route's default applies.
     Unspecified,
-    /// This sender (the registered spelling, or the requested one when the
-    /// tenant registers nothing).
+    /// This sender (the registered spelling; for e-mail the requested
+    /// mailbox, whose address is registered).
     Fixed(&'a str),
     /// Pick from this pool.
     Pool(&'a SenderPool),
@@ -44,6 +44,18 @@ pub(crate) fn resolve<'a>(s: &Screening<'a>, p: &'a TenantPolicy) -> SenderChoic
             _ => SenderChoice::Unspecified,
         };
     };
+    // A tenant that registers nothing may not choose a sender at all (the
+    // connector's default is used): an open `from` is how impersonation
+    // (`PKO-BANK`, `security@bank.pl`) gets in.
+    if s.channel == Channel::Email {
+        let registered = email_address(requested)
+            .is_some_and(|addr| p.senders.iter().any(|r| email_sender_allows(r, &addr)));
+        return if registered {
+            SenderChoice::Fixed(requested)
+        } else {
+            SenderChoice::NotRegistered
+        };
+    }
     if let Some(pool) = p
         .sender_pools
         .iter()
@@ -51,7 +63,12 @@ pub(crate) fn resolve<'a>(s: &Screening<'a>, p: &'a TenantPolicy) -> SenderChoic
     {
         return SenderChoice::Pool(pool);
     }
-    if let Some(registered) = p.senders.iter().find(|r| same_sender(r, requested)) {
+    if let Some(registered) = p
+        .senders
+        .iter()
+        .filter(|r| !r.contains('@'))
+        .find(|r| same_sender(r, requested))
+    {
         return SenderChoice::Fixed(registered);
     }
     for pool in &p.sender_pools {
@@ -59,10 +76,30 @@ pub(crate) fn resolve<'a>(s: &Screening<'a>, p: &'a TenantPolicy) -> SenderChoic
             return SenderChoice::Fixed(n);
         }
     }
-    if p.senders.is_empty() && p.sender_pools.is_empty() {
-        SenderChoice::Fixed(requested)
-    } else {
-        SenderChoice::NotRegistered
+    SenderChoice::NotRegistered
+}
+
+/// The address of an e-mail `from` (`Name <a@b.pl>` or `a@b.pl`), lower-cased.
+fn email_address(from: &str) -> Option<String> {
+    let addr = match (from.rfind('<'), from.rfind('>')) {
+        (Some(open), Some(close)) if open < close => &from[open + 1..close],
+        _ => from,
+    };
+    let addr = addr.trim();
+    let (local, domain) = addr.rsplit_once('@')?;
+    (!local.is_empty() && !domain.is_empty()).then(|| addr.to_ascii_lowercase())
+}
+
+/// Whether a registered sender allows the e-mail address `addr` (lower case):
+/// `name@domain` allows that address, `@domain` any address at that domain
+/// (not its subdomains). Entries without `@` are SMS sender ids.
+fn email_sender_allows(registered: &str, addr: &str) -> bool {
+    let r = registered.trim().to_ascii_lowercase();
+    match r.strip_prefix('@') {
+        Some(domain) => addr
+            .rsplit_once('@')
+            .is_some_and(|(_, d)| !domain.is_empty() && d == domain),
+        None => r.contains('@') && r == addr,
     }
 }
 

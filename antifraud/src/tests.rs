@@ -332,6 +332,52 @@ fn with_senders() -> TenantPolicy {
 }
 
 #[test]
+fn email_senders_are_registered_addresses_or_domains() {
+    let mut p = quiet();
+    p.senders = vec![
+        "ACME".into(),
+        "windykacja@acme.pl".into(),
+        "@faktury.acme.pl".into(),
+    ];
+    let mail = |from: &'static str| {
+        let mut s = Screening::new(
+            "t",
+            Channel::Email,
+            "jan@example.com",
+            "Dzień dobry",
+            tue_10(),
+        );
+        s.sender = Some(from);
+        s
+    };
+    for from in [
+        "windykacja@acme.pl",
+        "WINDYKACJA@ACME.PL",
+        "ACME Windykacja <windykacja@acme.pl>",
+        "noreply@faktury.acme.pl",
+        "Faktury <ktokolwiek@faktury.acme.pl>",
+    ] {
+        let v = fresh(&mail(from), &p);
+        assert_verdict(&v, Decision::Allow, &[]);
+        assert_eq!(v.sender.as_deref(), Some(from));
+    }
+    for from in [
+        "security@pkobp.pl",
+        "ACME",
+        "inny@acme.pl",
+        "x@sub.faktury.acme.pl",
+        "faktury.acme.pl",
+        "Windykacja <security@pkobp.pl> windykacja@acme.pl",
+    ] {
+        let v = fresh(&mail(from), &p);
+        assert_verdict(&v, Decision::Reject, &[R::SenderNotRegistered]);
+    }
+    // Nothing registered: no e-mail sender may be chosen either.
+    let v = fresh(&mail("security@pkobp.pl"), &quiet());
+    assert_verdict(&v, Decision::Reject, &[R::SenderNotRegistered]);
+}
+
+#[test]
 fn registered_senders_pass_others_rejected() {
     let p = with_senders();
     for (from, want) in [
@@ -354,12 +400,13 @@ fn registered_senders_pass_others_rejected() {
         assert_verdict(&v, Decision::Reject, &[R::SenderNotRegistered]);
         assert_eq!(v.sender, None);
     }
-    // Nothing registered: any sender.
+    // Nothing registered: no sender may be chosen (impersonation), while a
+    // message naming none is fine (the connector's default sender).
     let mut s = sms(TO, "Dzień dobry", tue_10());
-    s.sender = Some("Whatever");
+    s.sender = Some("PKO-BANK-FAKE");
     let v = fresh(&s, &quiet());
-    assert_verdict(&v, Decision::Allow, &[]);
-    assert_eq!(v.sender.as_deref(), Some("Whatever"));
+    assert_verdict(&v, Decision::Reject, &[R::SenderNotRegistered]);
+    assert_eq!(fresh(&sms(TO, "x", tue_10()), &quiet()).sender, None);
     // No sender and no default pool: the route decides.
     assert_eq!(fresh(&sms(TO, "x", tue_10()), &p).sender, None);
 }

@@ -248,7 +248,9 @@ pub struct Tenant {
     pub inbound_url: Option<String>,
     /// Allow callback URLs on loopback/private addresses (off: the gateway is no SSRF proxy).
     pub allow_private_callbacks: bool,
-    /// Sender ids and numbers this tenant may use in `from`; empty = any.
+    /// What this tenant may put in `from`: SMS/RCS sender ids and numbers,
+    /// e-mail addresses (`name@domain`) and e-mail domains (`@domain`). Empty:
+    /// no `from` may be given (the connector's default sender is used).
     pub senders: Vec<String>,
     /// Contact policy; `collection` (default) or `transactional`.
     pub policy: Policy,

@@ -112,7 +112,6 @@ pub async fn run(
         rules: validate::Rules {
             max_schedule_ms: cfg.store.retention.as_millis().min(i64::MAX as u128) as i64,
             // Anti-fraud rejects unregistered senders itself (and knows sender pools).
-            check_senders: !cfg.antifraud.enabled,
             ..validate::Rules::new(&cfg.server)
         },
         screener,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use goniec_antifraud::{
-    check, consent, consent_needs, needs, Blocklist, BlocklistHandle, Screening, Verdict,
+    check, mandatory, mandatory_needs, needs, Blocklist, BlocklistHandle, Screening, Verdict,
 };
 use goniec_config::Channel;
 use tokio_util::sync::CancellationToken;
@@ -164,9 +164,10 @@ impl Screener {
             .collect())
     }
 
-    /// With anti-fraud off: only each recipient's opt-out from this tenant (one
-    /// store round trip), as a reject-or-allow verdict per message.
-    pub async fn consent(
+    /// With anti-fraud off: only the checks that are duties rather than fraud
+    /// rules, each recipient's opt-out and the sender's registration (one store
+    /// round trip), as a verdict per message.
+    pub async fn mandatory(
         &self,
         store: &dyn Store,
         tenant: &TenantCtx,
@@ -176,16 +177,26 @@ impl Screener {
         let now =
             jiff::Timestamp::from_millisecond(now_ms).unwrap_or_else(|_| jiff::Timestamp::now());
         let policy = &tenant.cfg.antifraud;
-        let wanted = messages
+        let screenings: Vec<Screening<'_>> = messages
             .iter()
             .map(|m| {
                 let mut s = Screening::new(&tenant.cfg.name, channel(m.channel), &m.to, "", now);
+                s.sender = m.from.as_deref();
+                s.seed = rand::random();
                 s.key_salt = &self.salt;
-                consent_needs(&s, policy)
+                s
             })
             .collect();
+        let wanted = screenings
+            .iter()
+            .map(|s| mandatory_needs(s, policy))
+            .collect();
         let counters = store.counters(wanted).await?;
-        Ok(counters.iter().map(consent).collect())
+        Ok(screenings
+            .iter()
+            .zip(&counters)
+            .map(|(s, c)| mandatory(s, policy, c))
+            .collect())
     }
 
     /// The store key of a recipient's opt-out for a tenant.

@@ -120,9 +120,6 @@ pub struct Rules {
     pub max_text_chars: usize,
     /// How far ahead `send_at` may be (the store's retention).
     pub max_schedule_ms: i64,
-    /// Refuse a `from` not in the tenant's `senders` (off when anti-fraud screens
-    /// senders, which also knows sender pools).
-    pub check_senders: bool,
     /// Most bytes of e-mail attachments per message, decoded.
     pub max_attachments_bytes: u64,
 }
@@ -134,7 +131,6 @@ impl Rules {
             max_segments: server.max_segments,
             max_text_chars: server.max_text_chars,
             max_schedule_ms: i64::MAX,
-            check_senders: true,
             max_attachments_bytes: server.max_attachments.bytes(),
         }
     }
@@ -161,23 +157,29 @@ pub fn validate(
         Channel::Email => normalize_email(&req.to)?,
     };
 
+    // The shape of `from` here; whether it is registered for the tenant is
+    // checked at screening, with or without anti-fraud (it also knows pools).
     if let Some(from) = &req.from {
-        if from.trim().is_empty() || from.len() > 64 {
-            return Err(
-                ApiError::new(422, "invalid-sender", "`from` must be 1 to 64 characters")
-                    .field("from"),
-            );
+        let bad = |detail: &str| ApiError::new(422, "invalid-sender", detail).field("from");
+        if from.chars().any(char::is_control) {
+            return Err(bad(
+                "`from` may not contain control characters (CR, LF, NUL, ...)",
+            ));
         }
-        if rules.check_senders
-            && !tenant.senders.is_empty()
-            && !tenant.senders.iter().any(|s| s == from)
-        {
-            return Err(ApiError::new(
-                422,
-                "sender-not-allowed",
-                format!("sender `{from}` is not registered for this tenant"),
-            )
-            .field("from"));
+        match req.channel {
+            Channel::Sms | Channel::Rcs => {
+                if from.trim().is_empty() || from.chars().count() > 64 {
+                    return Err(bad("`from` must be 1 to 64 characters"));
+                }
+            }
+            Channel::Email => {
+                if from.len() > 320 || lettre::message::Mailbox::from_str(from).is_err() {
+                    return Err(bad(
+                        "`from` must be an e-mail address, optionally with a name: \
+                         `Name <name@example.com>`",
+                    ));
+                }
+            }
         }
     }
 
@@ -722,7 +724,6 @@ mod tests {
             max_segments: 3,
             max_text_chars: 1000,
             max_schedule_ms: 365 * 86_400_000,
-            check_senders: true,
             max_attachments_bytes: 1000,
         }
     }
@@ -824,14 +825,26 @@ mod tests {
     }
 
     #[test]
-    fn senders_are_checked() {
+    fn senders_are_checked_for_shape() {
+        // Registration is checked at screening (tests/antifraud.rs); here the shape.
         assert!(check(r#"{"channel":"sms","to":"+48501234567","text":"x","from":"ACME"}"#).is_ok());
-        let e =
-            check(r#"{"channel":"sms","to":"+48501234567","text":"x","from":"BANK"}"#).unwrap_err();
-        assert_eq!(
-            (e.code, e.field.as_deref()),
-            ("sender-not-allowed", Some("from"))
-        );
+        for bad in [
+            r#"{"channel":"sms","to":"+48501234567","text":"x","from":"AC\nME"}"#,
+            r#"{"channel":"sms","to":"+48501234567","text":"x","from":" "}"#,
+            r#"{"channel":"email","to":"jan@example.com","text":"x","email":{"subject":"s"},"from":"a@b.pl\r\nBcc: x@y.pl"}"#,
+            r#"{"channel":"email","to":"jan@example.com","text":"x","email":{"subject":"s"},"from":"not an address"}"#,
+        ] {
+            let e = check(bad).unwrap_err();
+            assert_eq!(
+                (e.code, e.field.as_deref()),
+                ("invalid-sender", Some("from")),
+                "{bad}"
+            );
+        }
+        assert!(check(
+            r#"{"channel":"email","to":"jan@example.com","text":"x","email":{"subject":"s"},"from":"ACME Windykacja <windykacja@acme.pl>"}"#
+        )
+        .is_ok());
     }
 
     #[test]

@@ -343,6 +343,74 @@ async fn opted_out_recipients_are_rejected_until_they_opt_in() {
     gw.stop().await;
 }
 
+/// Impersonation: a tenant that registered no senders may not choose `from`
+/// (the connector's default is used), and a tenant's e-mail senders are its
+/// registered addresses (`name@domain`) or domains (`@domain`), checked with or
+/// without anti-fraud. A CRLF in an e-mail `from` is refused at the API.
+#[tokio::test]
+async fn only_registered_senders_may_be_named_even_with_anti_fraud_off() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    for af in ["[antifraud]\nenabled = false\n", "[antifraud]\nenabled = true\n[antifraud.defaults.contact]\nweekdays = \"00:00-24:00\"\nsaturday = \"00:00-24:00\"\nsunday = \"00:00-24:00\"\nholidays = \"none\"\n"] {
+        let extra = r#"senders = ["ACME", "windykacja@acme.example", "@faktury.acme.example"]
+
+[[connectors]]
+name = "ok"
+kind = "stub"
+channels = ["sms", "email"]
+receipt_delay = "10ms"
+
+[[routes]]
+channel = "sms"
+connector = "ok"
+
+[[routes]]
+channel = "email"
+connector = "ok"
+"#;
+        let gw = TestGateway::start(parse(&config_toml_with(Some(&redis.url()), af, extra))).await;
+        gw.wait_ready(200, Duration::from_secs(10)).await;
+        let post = |key: &'static str, body: Value| {
+            let gw = &gw;
+            async move {
+                let r = gw.req(Method::POST, "/v1/messages", key).json(&body).send().await.unwrap();
+                (r.status().as_u16(), r.json::<Value>().await.unwrap())
+            }
+        };
+        let mail = |from: &str, n: u32| {
+            json!({"channel": "email", "to": format!("jan{n}@example.com"), "from": from,
+                   "text": "Dzień dobry", "email": {"subject": "Wyciąg"}})
+        };
+        // `acme` registered nothing: no sender of its choosing, on any channel.
+        let mut fake = sms("+48601000051", "Twoje konto zostanie zablokowane");
+        fake["from"] = json!("PKO-BANK-FAKE");
+        let (code, r) = post(ACME_KEY, fake).await;
+        assert_eq!((code, reasons(&r)), (422, vec!["sender_not_registered".to_string()]), "{af}: {r}");
+        let (code, r) = post(ACME_KEY, mail("security@pkobp.pl", 1)).await;
+        assert_eq!((code, reasons(&r)), (422, vec!["sender_not_registered".to_string()]), "{af}: {r}");
+        let (code, r) = post(ACME_KEY, sms("+48601000052", "Bez nadawcy")).await;
+        assert_eq!(code, 202, "no `from`: the connector's default sender: {r}");
+        // `other` registered a name, an address and a domain.
+        let mut named = sms("+48601000053", "Przypomnienie");
+        named["from"] = json!("acme");
+        let (code, r) = post(OTHER_KEY, named).await;
+        assert_eq!(code, 202, "{af}: {r}");
+        for (n, from) in ["windykacja@acme.example", "Faktury <noreply@faktury.acme.example>"].iter().enumerate() {
+            let (code, r) = post(OTHER_KEY, mail(from, 10 + n as u32)).await;
+            assert_eq!(code, 202, "{af}: {from}: {r}");
+        }
+        for (n, from) in ["security@pkobp.pl", "x@sub.faktury.acme.example", "ACME"].iter().enumerate() {
+            let (code, r) = post(OTHER_KEY, mail(from, 20 + n as u32)).await;
+            let refused = code == 422 && (reasons(&r) == ["sender_not_registered"] || r["code"] == "invalid-sender");
+            assert!(refused, "{af}: {from}: {code} {r}");
+        }
+        let (code, r) = post(OTHER_KEY, mail("windykacja@acme.example\r\nBcc: all@acme.example", 30)).await;
+        assert_eq!((code, r["code"].as_str(), r["field"].as_str()), (422, Some("invalid-sender"), Some("from")), "{r}");
+        gw.stop().await;
+    }
+}
+
 /// An opt-out is a legal duty, not a fraud rule: with anti-fraud off it still
 /// refuses the recipient (single and batch), until they opt in again. STOP
 /// replies and RCS UNSUBSCRIBE store the same opt-out, so this covers them too.

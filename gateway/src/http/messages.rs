@@ -324,15 +324,19 @@ async fn screen(
             .observe(t0.elapsed().as_secs_f64());
         v.into_iter().map(Some).collect()
     } else if !valid.is_empty() {
-        // Anti-fraud off: an opt-out still applies (a legal duty, not a fraud rule).
+        // Anti-fraud off: opt-outs and registered senders still apply (duties,
+        // not fraud rules). A verdict is kept where it changes something.
         let data: Vec<&crate::model::MessageData> = valid.iter().map(|v| &v.data).collect();
         let v = app
             .screener
-            .consent(app.store.as_ref(), tenant, &data, now)
+            .mandatory(app.store.as_ref(), tenant, &data, now)
             .await
             .map_err(unavailable)?;
         v.into_iter()
-            .map(|v| (v.decision != Decision::Allow).then_some(v))
+            .map(|v| {
+                (v.decision != Decision::Allow || v.sender.is_some() || !v.record.is_empty())
+                    .then_some(v)
+            })
             .collect()
     } else {
         Vec::new()
@@ -371,6 +375,9 @@ async fn screen(
     for (v, verdict) in valid.iter_mut().zip(&verdicts) {
         let Some(verdict) = verdict else { continue };
         apply_verdict(v, verdict);
+        if !app.screener.enabled && verdict.decision == Decision::Allow {
+            continue; // not an anti-fraud verdict: only the sender was resolved
+        }
         app.metrics
             .verdicts
             .with_label_values(&[&tenant.cfg.name, verdict.decision.as_str()])
