@@ -51,7 +51,7 @@ fn sample_sets_the_defaults_and_one_tenant() {
     );
     assert_eq!(tenant.policy, Policy::Collection);
     assert_eq!(tenant.rate.map(|r| r.per_second()), Some(1000.0));
-    assert_eq!(tenant.senders, ["ACME", "+48500100200"]);
+    assert_eq!(tenant.senders, ["ACME", "+48500100200", "@acme.example"]);
     assert!(!tenant.allow_private_callbacks);
     assert!(tenant.callback_url.is_none());
 
