@@ -39,7 +39,7 @@ const DEFAULT_IGNORABLE: CodePointSetDataBorrowed<'static> =
 
 /// Whether `c` is a `Default_Ignorable_Code_Point` (none is ASCII).
 #[inline]
-pub(crate) fn is_default_ignorable(c: char) -> bool {
+pub fn is_default_ignorable(c: char) -> bool {
     !c.is_ascii() && DEFAULT_IGNORABLE.contains(c)
 }
 

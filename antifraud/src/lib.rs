@@ -118,6 +118,7 @@ pub use blocklist::{Blocklist, BlocklistHandle, InvalidLine, MAX_INVALID_EXAMPLE
 pub use counters::{
     CounterKind, CounterRead, Counters, CountersError, Increment, MemoryCounters, Needs, Window,
 };
+pub use decode::is_default_ignorable;
 pub use hours::{
     easter_sunday, is_polish_holiday, polish_holidays, DayHours, DayHoursError, HolidayCalendar,
 };

@@ -60,8 +60,45 @@ pub struct EmailRequest {
     pub attachments: Vec<AttachmentData>,
 }
 
+/// True when `s` shows nothing: only whitespace and invisible (Unicode
+/// default-ignorable) characters such as the zero-width space. Such a text
+/// would reach the recipient as an empty message.
+fn is_blank(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_whitespace() || goniec_antifraud::is_default_ignorable(c))
+}
+
+/// Refuse control characters other than tab and line breaks: NUL truncates
+/// or corrupts the text in SMSC and mail software, the rest are invisible.
+fn no_controls(s: &str, field: &str) -> Result<(), ApiError> {
+    match s
+        .chars()
+        .find(|&c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+    {
+        Some(c) => Err(ApiError::new(
+            422,
+            "invalid-text",
+            format!(
+                "`{field}` contains the control character U+{:04X}; only tab and line breaks are allowed",
+                u32::from(c)
+            ),
+        )
+        .field(field)),
+        None => Ok(()),
+    }
+}
+
 /// Parse one JSON message, mapping serde's errors to specific problems.
 pub fn parse_request(json: &str) -> Result<MessageRequest, ApiError> {
+    // serde would take a JSON array as a struct's fields in order: a message
+    // is an object, and anything else is refused before its contents are read.
+    if !json.trim_start().starts_with('{') {
+        return Err(ApiError::new(
+            422,
+            "invalid-type",
+            "the body must be a JSON object (one message); use /v1/messages/batch for several",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_str(json);
     serde_path_to_error::deserialize(de).map_err(|e| json_error(&e))
 }
@@ -216,8 +253,13 @@ pub fn validate(
                 )
                 .field("text"));
             };
-            if t.trim().is_empty() {
-                return Err(ApiError::new(422, "empty-text", "`text` is empty").field("text"));
+            if is_blank(t) {
+                return Err(ApiError::new(
+                    422,
+                    "empty-text",
+                    "`text` is empty (or only spaces and invisible characters)",
+                )
+                .field("text"));
             }
             if req.transliterate {
                 if let Some(changed) = text::transliterate(t) {
@@ -248,7 +290,7 @@ pub fn validate(
             encoding = Some(info.encoding.as_str().to_string());
         }
         Channel::Rcs => {
-            if text.as_deref().is_none_or(|t| t.trim().is_empty()) && req.rcs.is_none() {
+            if text.as_deref().is_none_or(is_blank) && req.rcs.is_none() {
                 return Err(ApiError::new(
                     422,
                     "missing-field",
@@ -285,7 +327,7 @@ pub fn validate(
                 )
                 .field("email"));
             };
-            if e.subject.trim().is_empty() {
+            if is_blank(&e.subject) {
                 return Err(ApiError::new(422, "empty-text", "`email.subject` is empty")
                     .field("email.subject"));
             }
@@ -306,8 +348,8 @@ pub fn validate(
                 .field("email.text"));
             }
             text = text.or(e.text);
-            let has_body = text.as_deref().is_some_and(|t| !t.trim().is_empty())
-                || e.html.as_deref().is_some_and(|h| !h.trim().is_empty());
+            let has_body = text.as_deref().is_some_and(|t| !is_blank(t))
+                || e.html.as_deref().is_some_and(|h| !is_blank(h));
             if !has_body {
                 return Err(ApiError::new(
                     422,
@@ -317,6 +359,7 @@ pub fn validate(
                 .field("email.html"));
             }
             if let Some(h) = &e.html {
+                no_controls(h, "email.html")?;
                 if h.len() > rules.max_text_chars {
                     return Err(ApiError::new(
                         422,
@@ -335,6 +378,7 @@ pub fn validate(
         }
     }
     if let Some(t) = &text {
+        no_controls(t, "text")?;
         if t.chars().count() > rules.max_text_chars {
             return Err(ApiError::new(
                 422,
@@ -526,6 +570,12 @@ pub fn normalize_msisdn(
 /// Check an e-mail address (RFC 5321 shape: local part, domain of dotted labels).
 /// Attachments: a safe file name, a `type/subtype` content type, base64 content,
 /// all of them together at most `max` bytes decoded.
+/// Bytes of `n` bytes as a MIME base64 body: 4 per 3, in lines of 76 + CRLF.
+fn encoded_len(n: u64) -> u64 {
+    let chars = n.div_ceil(3) * 4;
+    chars + chars.div_ceil(76) * 2
+}
+
 fn check_attachments(list: &[AttachmentData], max: u64) -> Result<(), ApiError> {
     use base64::Engine;
     let mut total = 0u64;
@@ -571,12 +621,17 @@ fn check_attachments(list: &[AttachmentData], max: u64) -> Result<(), ApiError> 
                 )
                 .field(field("content"))
             })?;
-        total += bytes.len() as u64;
+        // What the relay counts: base64 in 76-character lines with CRLF, so a
+        // file "just under" a decoded limit cannot be refused after acceptance.
+        total += encoded_len(bytes.len() as u64);
         if total > max {
             return Err(ApiError::new(
                 422,
                 "attachments-too-large",
-                format!("attachments may be at most {max} bytes together (decoded)"),
+                format!(
+                    "attachments may be at most {max} bytes together as sent (base64, \
+                     about 4/3 of the file sizes)"
+                ),
             )
             .field(field("content")));
         }
@@ -681,6 +736,20 @@ pub fn render_template(
 
 /// RFC 3339 timestamp → Unix ms.
 pub fn parse_time(s: &str, field: &str) -> Result<i64, ApiError> {
+    // RFC 3339 offsets are at most ±23:59; jiff also takes up to ±25:59:59.
+    let offset_ok = s
+        .rfind(['+', '-'])
+        .filter(|&i| i > s.find('T').unwrap_or(usize::MAX))
+        .and_then(|i| s.get(i + 1..i + 3))
+        .is_none_or(|hours| hours.parse::<u8>().is_ok_and(|h| h <= 23));
+    if !offset_ok {
+        return Err(ApiError::new(
+            422,
+            "invalid-timestamp",
+            format!("`{field}` has a UTC offset beyond ±23:59, which RFC 3339 does not allow"),
+        )
+        .field(field));
+    }
     s.parse::<jiff::Timestamp>()
         .map(|t| t.as_millisecond())
         .map_err(|e| {
@@ -821,6 +890,79 @@ mod tests {
         assert_eq!(
             (e.code, e.field.as_deref()),
             ("missing-variable", Some("vars.x"))
+        );
+    }
+
+    #[test]
+    fn contract_gaps_are_refused() {
+        let code = |json: &str| {
+            let e = check(json).unwrap_err();
+            (e.code, e.field)
+        };
+        // An array is not a message (serde would read it as the fields in order).
+        assert_eq!(
+            parse_request(r#"["sms","+48501234567","x"]"#)
+                .unwrap_err()
+                .code,
+            "invalid-type"
+        );
+        // Offsets beyond ±23:59.
+        for t in ["2030-01-01T09:00:00+25:59", "2030-01-01T09:00:00-24:00"] {
+            let j =
+                format!(r#"{{"channel":"sms","to":"+48501234567","text":"x","send_at":"{t}"}}"#);
+            assert_eq!(
+                code(&j),
+                ("invalid-timestamp", Some("send_at".into())),
+                "{t}"
+            );
+        }
+        assert!(parse_time("2030-01-01T09:00:00+23:59", "send_at").is_ok());
+        assert!(parse_time("2030-01-01T09:00:00-05:00", "send_at").is_ok());
+        // Nothing visible, or NUL.
+        for text in ["\\u0000", "\\u200b\\u200b", " \\u00ad\\u2060 "] {
+            let j = format!(r#"{{"channel":"sms","to":"+48501234567","text":"{text}"}}"#);
+            let (c, _) = code(&j);
+            assert!(c == "empty-text" || c == "invalid-text", "{text}: {c}");
+        }
+        assert_eq!(
+            code(r#"{"channel":"sms","to":"+48501234567","text":"a\u0000b"}"#),
+            ("invalid-text", Some("text".into()))
+        );
+        assert_eq!(
+            code(
+                r#"{"channel":"email","to":"jan@example.com","email":{"subject":"s","html":"<p>a\u0000</p>"}}"#
+            ),
+            ("invalid-text", Some("email.html".into()))
+        );
+        assert_eq!(
+            code(
+                r#"{"channel":"email","to":"jan@example.com","email":{"subject":"\u200b","text":"x"}}"#
+            ),
+            ("empty-text", Some("email.subject".into()))
+        );
+        // Tabs and line breaks are text.
+        assert!(check(r#"{"channel":"sms","to":"+48501234567","text":"a\tb\r\nc"}"#).is_ok());
+    }
+
+    #[test]
+    fn attachments_count_as_sent() {
+        assert_eq!(encoded_len(0), 0);
+        assert_eq!(encoded_len(57), 78); // one full line: 76 characters + CRLF
+        assert_eq!(encoded_len(3 * 1024 * 1024), 4 * 1024 * 1024 + 2 * 55189);
+        use base64::Engine;
+        let att = |n: usize| {
+            let content = base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+            AttachmentData {
+                filename: "a.pdf".into(),
+                content_type: "application/pdf".into(),
+                content,
+            }
+        };
+        // 800 bytes decoded are about 1,100 as sent: over a 1,000-byte limit.
+        assert!(check_attachments(&[att(700)], 1000).is_ok());
+        assert_eq!(
+            check_attachments(&[att(800)], 1000).unwrap_err().code,
+            "attachments-too-large"
         );
     }
 
