@@ -26,6 +26,11 @@ use goniec_config::net::is_private;
 /// The callback body.
 #[derive(Debug, Serialize)]
 pub struct CallbackBody<'a> {
+    /// The same for every attempt of this status change, across retries and
+    /// crashes (message id, status and the change's time): receivers
+    /// de-duplicate by it, since a callback whose 2xx came back but whose
+    /// acknowledgement did not reach the store before a crash is posted again.
+    pub event_id: String,
     pub id: &'a str,
     pub status: &'a str,
     pub channel: &'a str,
@@ -33,6 +38,12 @@ pub struct CallbackBody<'a> {
     pub client_ref: Option<&'a str>,
     pub error: Option<&'a str>,
     pub at: String,
+}
+
+/// A status change's event id: `<message id>.<status>.<ms of the change>`,
+/// derived from the stored callback job, so every attempt carries the same one.
+pub fn event_id(message_id: &str, status: &str, at_ms: i64) -> String {
+    format!("{message_id}.{status}.{at_ms}")
 }
 
 /// `t=<unix>,v1=<hex>` for `body` signed at `t`.
@@ -281,6 +292,7 @@ async fn deliver(app: &App, lease: &Lease) -> Outcome {
         return Outcome::Drop("no callback url");
     };
     let body = CallbackBody {
+        event_id: event_id(&rec.data.id, p.status.as_str(), p.at),
         id: &rec.data.id,
         status: p.status.as_str(),
         channel: rec.data.channel.as_str(),

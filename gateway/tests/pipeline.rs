@@ -557,6 +557,8 @@ async fn batch_history_idempotency_cancel_and_health() {
 #[derive(Clone, Default)]
 struct Receiver {
     seen: Arc<Mutex<Vec<(String, String)>>>,
+    /// Every body posted, failed attempts included.
+    attempts: Arc<Mutex<Vec<String>>>,
     calls: Arc<AtomicUsize>,
     fail_first: usize,
 }
@@ -571,6 +573,7 @@ async fn spawn_receiver(r: Receiver) -> String {
             let r = r.clone();
             async move {
                 let n = r.calls.fetch_add(1, Ordering::SeqCst);
+                r.attempts.lock().unwrap().push(body.clone());
                 if n < r.fail_first {
                     return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
                 }
@@ -635,6 +638,24 @@ async fn callbacks_are_signed_retried_and_dead_lettered() {
     }
     statuses.sort();
     assert_eq!(statuses, ["delivered", "submitted"]);
+    // Every attempt of one status change carries the same event_id, distinct
+    // per change, so a receiver can de-duplicate.
+    let mut ids: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for body in recv.attempts.lock().unwrap().iter() {
+        let v: Value = serde_json::from_str(body).unwrap();
+        let event = v["event_id"].as_str().expect("event_id").to_string();
+        assert!(event.starts_with(&format!("{id}.")), "{event}");
+        ids.entry(v["status"].as_str().unwrap().to_string())
+            .or_default()
+            .insert(event);
+    }
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(
+        ids.values().all(|e| e.len() == 1),
+        "one event_id per change: {ids:?}"
+    );
+    assert_ne!(ids["submitted"], ids["delivered"]);
     assert_eq!(
         recv.calls.load(Ordering::SeqCst),
         4,
