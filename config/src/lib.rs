@@ -128,6 +128,10 @@ pub struct Workers {
     /// A claimed entry idle this long belonged to a dead worker and is reclaimed. Default `60s`.
     #[serde(with = "humantime_serde_compat")]
     pub claim_idle: Duration,
+    /// An instance whose heartbeat is this old is dead: the others take over its
+    /// entries at once, whatever their idle time. Default `5s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub takeover_after: Duration,
     /// Delivery attempts before a message is dead-lettered as `failed`. Default 10.
     pub max_attempts: u32,
     /// First retry delay; doubles each attempt, with jitter. Default `1s`.
@@ -647,6 +651,7 @@ impl Default for Workers {
             concurrency: 256,
             claim_batch: 128,
             claim_idle: Duration::from_secs(60),
+            takeover_after: Duration::from_secs(5),
             max_attempts: 10,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(5 * MINUTE),

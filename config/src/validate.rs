@@ -162,6 +162,7 @@ impl Checks {
         // Zero would make the scheduler spin and every claim look abandoned.
         self.positive("workers.schedule_poll", workers.schedule_poll);
         self.positive("workers.claim_idle", workers.claim_idle);
+        self.positive("workers.takeover_after", workers.takeover_after);
     }
 
     fn webhooks(&mut self, config: &Config) {

@@ -88,11 +88,93 @@ pub fn spawn_all(app: &Arc<App>) {
         .map(|c| LaneCtx::new(Lane::Channel(c), app.cfg.workers.concurrency))
         .collect();
     lanes.push(LaneCtx::new(Lane::Webhook, app.cfg.webhooks.concurrency));
-    for cx in lanes {
-        app.tracker.spawn(claim_loop(app.clone(), cx.clone()));
-        app.tracker.spawn(reclaim_loop(app.clone(), cx.clone()));
-        app.tracker.spawn(heartbeat_loop(app.clone(), cx.clone()));
-        app.tracker.spawn(promote_loop(app.clone(), cx.lane));
+    let app = app.clone();
+    let tracker = app.tracker.clone();
+    tracker.spawn(async move {
+        // Alive before claiming anything: an instance that claimed without a
+        // heartbeat would look dead to the others and be robbed at once.
+        if !announce(&app).await {
+            return;
+        }
+        app.tracker.spawn(presence_loop(app.clone()));
+        for cx in lanes {
+            app.tracker.spawn(claim_loop(app.clone(), cx.clone()));
+            app.tracker.spawn(reclaim_loop(app.clone(), cx.clone()));
+            app.tracker.spawn(takeover_loop(app.clone(), cx.clone()));
+            app.tracker.spawn(heartbeat_loop(app.clone(), cx.clone()));
+            app.tracker.spawn(promote_loop(app.clone(), cx.lane));
+        }
+    });
+}
+
+/// Publish this instance's first heartbeat, retrying while the store is down;
+/// false when shutting down first.
+async fn announce(app: &App) -> bool {
+    loop {
+        match app
+            .store
+            .beat(&app.consumer, app.cfg.workers.takeover_after)
+            .await
+        {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot publish the instance heartbeat yet; retrying.");
+                if !pause(app, Duration::from_millis(500)).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Keeps this instance's heartbeat alive: refreshed five times per
+/// `takeover_after`, so a few missed beats (a slow store) never make a live
+/// instance look dead.
+async fn presence_loop(app: Arc<App>) {
+    let ttl = app.cfg.workers.takeover_after;
+    let every = (ttl / 5).max(Duration::from_millis(50));
+    while pause(&app, every).await {
+        if let Err(e) = app.store.beat(&app.consumer, ttl).await {
+            app.metrics.store_errors.with_label_values(&["beat"]).inc();
+            tracing::warn!(error = %e, "Instance heartbeat failed.");
+        }
+    }
+}
+
+/// Takes over the entries of instances whose heartbeat lapsed (killed), within
+/// about `takeover_after` of their death instead of `claim_idle`.
+async fn takeover_loop(app: Arc<App>, cx: LaneCtx) {
+    let every = (app.cfg.workers.takeover_after / 4).max(Duration::from_millis(100));
+    let batch = app.cfg.workers.claim_batch.max(1);
+    while pause(&app, every).await {
+        loop {
+            let Some(mut held) = permits(&app, &cx.sem, batch).await else {
+                return;
+            };
+            match app
+                .store
+                .take_over_dead(cx.lane, &app.consumer, held.len())
+                .await
+            {
+                Ok(leases) if leases.is_empty() => break,
+                Ok(leases) => {
+                    app.metrics
+                        .reclaimed
+                        .with_label_values(&[cx.lane.as_str()])
+                        .inc_by(leases.len() as u64);
+                    held.truncate(leases.len());
+                    start(&app, &cx, leases, held).await;
+                }
+                Err(e) => {
+                    app.metrics
+                        .store_errors
+                        .with_label_values(&["takeover"])
+                        .inc();
+                    tracing::warn!(lane = %cx.lane, error = %e, "Taking over a dead instance's entries failed.");
+                    break;
+                }
+            }
+        }
     }
 }
 

@@ -230,3 +230,122 @@ connector = "slow"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two instances share a lane; one is killed with `kill -9` and never comes
+/// back. The survivor takes its entries over once the dead one's heartbeat
+/// lapses (`takeover_after`, 2 s here), long before `claim_idle` (60 s), and
+/// every message leaves the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_instance_is_taken_over_within_seconds_by_the_other() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    const N: usize = 3_000;
+    let dir = std::env::temp_dir().join(format!("goniec-takeover-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let extra = r#"
+[[connectors]]
+name = "slow"
+kind = "stub"
+channels = ["sms"]
+latency = "50ms"
+
+[[routes]]
+channel = "sms"
+connector = "slow"
+"#;
+    let (pa, pb) = (free_port(), free_port());
+    let base_cfg = config_toml(Some(&redis.url()), extra).replace(
+        "concurrency = 32",
+        "concurrency = 32\ntakeover_after = \"2s\"",
+    );
+    assert!(
+        base_cfg.contains("takeover_after"),
+        "the test config sets it"
+    );
+    let prefix = base_cfg
+        .lines()
+        .find_map(|l| l.strip_prefix("prefix = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let cfg = |port: u16, name: &str| {
+        let path = dir.join(name);
+        let text = base_cfg.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{port}\""),
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (ca, cb) = (cfg(pa, "a.toml"), cfg(pb, "b.toml"));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (base_a, base_b) = (
+        format!("http://127.0.0.1:{pa}"),
+        format!("http://127.0.0.1:{pb}"),
+    );
+    let mut a = spawn(&ca, &dir.join("a.log"));
+    let _b = spawn(&cb, &dir.join("b.log"));
+    wait_ready(&http, &base_a).await;
+    wait_ready(&http, &base_b).await;
+    for b in 0..N / 500 {
+        let messages: Vec<Value> = (0..500)
+            .map(|i| json!({"channel":"sms","to":format!("+48502{:06}", b * 500 + i),"text":"Przypomnienie"}))
+            .collect();
+        let r = http
+            .post(format!("{base_a}/v1/messages/batch"))
+            .bearer_auth(ACME_KEY)
+            .json(&json!({"messages": messages}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
+    let killed_at = Instant::now();
+
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let queue = format!("{prefix}:q:sms");
+    // Done when nothing is left in the stream (every entry acknowledged).
+    let deadline = killed_at + Duration::from_secs(30);
+    let mut drained_after = None;
+    while Instant::now() < deadline {
+        let xlen: i64 = redis::cmd("XLEN")
+            .arg(&queue)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        if xlen == 0 {
+            drained_after = Some(killed_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m = http
+        .get(format!("{base_b}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let taken = metric_sum(&m, "goniec_queue_reclaimed_total", &[("lane", "sms")]);
+    let log_b = std::fs::read_to_string(dir.join("b.log")).unwrap_or_default();
+    let took_over = log_b.contains("heartbeat lapsed");
+    eprintln!("takeover test: drained {drained_after:?} after the kill; survivor took over {taken} entries");
+    let drained = drained_after.unwrap_or_else(|| {
+        panic!("the queue was not drained within 30 s of the kill (claim_idle is 60 s); b.log:\n{log_b}")
+    });
+    assert!(
+        taken > 0.0 && took_over,
+        "the survivor took over the dead one's entries"
+    );
+    assert!(
+        drained < Duration::from_secs(15),
+        "taken over and drained {drained:?} after the kill"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

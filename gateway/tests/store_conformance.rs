@@ -59,3 +59,70 @@ async fn redis_consumers_share_a_lane_without_overlap() {
     }
     assert_eq!(seen.len(), 50);
 }
+
+/// A killed instance's entries are taken over as soon as its heartbeat lapses,
+/// however recently they were claimed; a live instance is never robbed, however
+/// long it holds its entries; a dead consumer holding nothing is forgotten.
+#[tokio::test]
+async fn redis_takes_over_a_dead_instance_at_once_and_never_a_live_one() {
+    use goniec_gateway::store::{Lane, Store};
+    use std::time::Duration;
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let cfg = store_cfg(&redis.url());
+    let a = RedisStore::new(&cfg).unwrap();
+    let b = RedisStore::new(&cfg).unwrap();
+    a.init().await.unwrap();
+    let msgs = conformance::sample_messages("t-takeover", 20);
+    a.accept(&msgs, None).await.unwrap();
+    let lane = Lane::Channel(goniec_config::Channel::Sms);
+    let ttl = Duration::from_millis(400);
+    a.beat("a", ttl).await.unwrap();
+    b.beat("b", ttl).await.unwrap();
+    let held = a
+        .claim(lane, "a", 20, Duration::from_millis(10))
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 20);
+    // `a` is alive (it keeps beating), its entries long idle: not taken.
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        a.beat("a", ttl).await.unwrap();
+        b.beat("b", ttl).await.unwrap();
+        assert!(b.take_over_dead(lane, "b", 100).await.unwrap().is_empty());
+    }
+    // `a` dies: within its heartbeat's lifetime, `b` takes every entry over.
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    b.beat("b", ttl).await.unwrap();
+    let taken = b.take_over_dead(lane, "b", 100).await.unwrap();
+    let mut ids: Vec<&str> = taken.iter().map(|l| l.job.id.as_str()).collect();
+    ids.sort();
+    let mut want: Vec<&str> = held.iter().map(|l| l.job.id.as_str()).collect();
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(taken.iter().all(|l| l.reclaimed));
+    for l in &taken {
+        b.complete(l, None, None).await.unwrap();
+    }
+    // Nothing left to take; the dead consumer, now empty, is forgotten.
+    assert!(b.take_over_dead(lane, "b", 100).await.unwrap().is_empty());
+    let mut c = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let consumers: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg(format!("{}:q:sms", cfg.prefix))
+        .arg("workers")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let names: Vec<&str> = consumers
+        .consumers
+        .iter()
+        .map(|k| k.name.as_str())
+        .collect();
+    assert_eq!(names, ["b"]);
+}

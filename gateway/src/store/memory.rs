@@ -812,4 +812,18 @@ impl Store for MemoryStore {
         self.wake(Lane::Channel(channel));
         Ok(t)
     }
+
+    async fn beat(&self, _consumer: &str, _ttl: Duration) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn take_over_dead(
+        &self,
+        _lane: Lane,
+        _consumer: &str,
+        _max: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        // One process holds all of it: a dead process took the store with it.
+        Ok(Vec::new())
+    }
 }

@@ -412,6 +412,23 @@ pub trait Store: Send + Sync + 'static {
         due_ms: i64,
         channel: Channel,
     ) -> Result<Transition, StoreError>;
+
+    /// Say that `consumer` (this process) is alive for the next `ttl`. Instances
+    /// refresh it well within `ttl`; see [`Store::take_over_dead`].
+    async fn beat(&self, consumer: &str, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Take over, at once and whatever their idle time, up to `max` entries of
+    /// `lane` held by consumers whose heartbeat ([`Store::beat`]) has lapsed (a
+    /// killed instance), and forget such consumers once they hold nothing. A
+    /// live consumer is never robbed here, however slow its work; `reclaim`
+    /// with its long idle time remains the backstop. A backend with one
+    /// process only (memory) has no one to take over from.
+    async fn take_over_dead(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<Lease>, StoreError>;
 }
 
 /// The webhook lane's payload: which status change to report.

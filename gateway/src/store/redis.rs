@@ -30,7 +30,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamRangeReply, StreamReadReply};
+use redis::streams::{
+    StreamAutoClaimReply, StreamClaimReply, StreamId, StreamInfoConsumersReply,
+    StreamPendingCountReply, StreamRangeReply, StreamReadReply,
+};
 use redis::{RedisError, Script, Value};
 use sha2::{Digest, Sha256};
 
@@ -278,6 +281,9 @@ impl RedisStore {
     }
     fn rec_key(&self, id: &str) -> String {
         format!("{}:m:{id}", self.prefix)
+    }
+    fn alive_key(&self, consumer: &str) -> String {
+        format!("{}:alive:{consumer}", self.prefix)
     }
     fn queue_key(&self, lane: Lane) -> String {
         format!("{}:q:{lane}", self.prefix)
@@ -1380,6 +1386,99 @@ impl Store for RedisStore {
             .await
             .map_err(unavailable)?;
         transition_result(code, &cur)
+    }
+
+    async fn beat(&self, consumer: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut c = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.alive_key(consumer))
+            .arg(crate::model::now_ms())
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn take_over_dead(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        max: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let queue = self.queue_key(lane);
+        let mut c = self.conn.clone();
+        let info: Result<StreamInfoConsumersReply, RedisError> = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&queue)
+            .arg(GROUP)
+            .query_async(&mut c)
+            .await;
+        let info = match info {
+            Ok(i) => i,
+            Err(e) if e.code() == Some("NOGROUP") || e.to_string().contains("no such key") => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let others: Vec<_> = info
+            .consumers
+            .into_iter()
+            .filter(|k| k.name != consumer)
+            .collect();
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut p = redis::pipe();
+        for k in &others {
+            p.cmd("EXISTS").arg(self.alive_key(&k.name));
+        }
+        let alive: Vec<bool> = p.query_async(&mut c).await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        for (k, alive) in others.iter().zip(alive) {
+            if alive || out.len() >= max {
+                continue;
+            }
+            if k.pending == 0 {
+                // Nothing held: forget it, so the group's list stays short. Only a
+                // consumer with an empty pending list is deleted (DELCONSUMER
+                // would drop its entries otherwise).
+                let _: Result<i64, _> = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&queue)
+                    .arg(GROUP)
+                    .arg(&k.name)
+                    .query_async(&mut c)
+                    .await;
+                continue;
+            }
+            let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+                .arg(&queue)
+                .arg(GROUP)
+                .arg("-")
+                .arg("+")
+                .arg(max - out.len())
+                .arg(&k.name)
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            let ids: Vec<String> = pending.ids.into_iter().map(|p| p.id).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let claimed: StreamClaimReply = redis::cmd("XCLAIM")
+                .arg(&queue)
+                .arg(GROUP)
+                .arg(consumer)
+                .arg(0)
+                .arg(&ids)
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            tracing::info!(%lane, dead = %k.name, count = claimed.ids.len(), "Took over the entries of an instance whose heartbeat lapsed.");
+            out.extend(self.leases(lane, claimed.ids, true).await?);
+        }
+        Ok(out)
     }
 }
 
