@@ -145,34 +145,41 @@ async fn presence_loop(app: Arc<App>) {
 /// about `takeover_after` of their death instead of `claim_idle`.
 async fn takeover_loop(app: Arc<App>, cx: LaneCtx) {
     let every = (app.cfg.workers.takeover_after / 4).max(Duration::from_millis(100));
-    let batch = app.cfg.workers.claim_batch.max(1);
     while pause(&app, every).await {
-        loop {
-            let Some(mut held) = permits(&app, &cx.sem, batch).await else {
-                return;
-            };
-            match app
-                .store
-                .take_over_dead(cx.lane, &app.consumer, held.len())
-                .await
-            {
-                Ok(leases) if leases.is_empty() => break,
-                Ok(leases) => {
-                    app.metrics
-                        .reclaimed
-                        .with_label_values(&[cx.lane.as_str()])
-                        .inc_by(leases.len() as u64);
-                    held.truncate(leases.len());
-                    start(&app, &cx, leases, held).await;
-                }
-                Err(e) => {
-                    app.metrics
-                        .store_errors
-                        .with_label_values(&["takeover"])
-                        .inc();
-                    tracing::warn!(lane = %cx.lane, error = %e, "Taking over a dead instance's entries failed.");
-                    break;
-                }
+        let take = |max| app.store.take_over_dead(cx.lane, &app.consumer, max);
+        if !adopt(&app, &cx, "takeover", take).await {
+            return;
+        }
+    }
+}
+
+/// Start work on entries taken from other consumers, batch by batch as
+/// permits free up, until `fetch` finds none; false when shutting down.
+async fn adopt<F, Fut>(app: &Arc<App>, cx: &LaneCtx, op: &'static str, fetch: F) -> bool
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<Vec<crate::store::Lease>, crate::store::StoreError>>,
+{
+    let batch = app.cfg.workers.claim_batch.max(1);
+    loop {
+        let Some(mut held) = permits(app, &cx.sem, batch).await else {
+            return false;
+        };
+        match fetch(held.len()).await {
+            Ok(leases) if leases.is_empty() => return true,
+            Ok(leases) => {
+                tracing::info!(lane = %cx.lane, op, count = leases.len(), "Took over leases of another instance.");
+                app.metrics
+                    .reclaimed
+                    .with_label_values(&[cx.lane.as_str()])
+                    .inc_by(leases.len() as u64);
+                held.truncate(leases.len());
+                start(app, cx, leases, held).await;
+            }
+            Err(e) => {
+                app.metrics.store_errors.with_label_values(&[op]).inc();
+                tracing::warn!(lane = %cx.lane, op, error = %e, "Taking over entries failed.");
+                return true;
             }
         }
     }
@@ -245,41 +252,16 @@ async fn claim_loop(app: Arc<App>, cx: LaneCtx) {
     }
 }
 
-/// Takes over entries whose holder stopped answering (crashed gateway) after `claim_idle`.
+/// Takes over entries whose holder stopped answering after `claim_idle`: the
+/// backstop behind [`takeover_loop`] (a consumer that never published a
+/// heartbeat, or one whose heartbeat key was lost with a Redis restart).
 async fn reclaim_loop(app: Arc<App>, cx: LaneCtx) {
-    let (lane, sem) = (cx.lane, &cx.sem);
     let idle = app.cfg.workers.claim_idle;
     let every = (idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(15));
-    let batch = app.cfg.workers.claim_batch.max(1);
     while pause(&app, every).await {
-        loop {
-            let Some(mut held) = permits(&app, sem, batch).await else {
-                return;
-            };
-            match app
-                .store
-                .reclaim(lane, &app.consumer, idle, held.len())
-                .await
-            {
-                Ok(leases) if leases.is_empty() => break,
-                Ok(leases) => {
-                    tracing::info!(%lane, count = leases.len(), "Took over leases of a worker that stopped answering.");
-                    app.metrics
-                        .reclaimed
-                        .with_label_values(&[lane.as_str()])
-                        .inc_by(leases.len() as u64);
-                    held.truncate(leases.len());
-                    start(&app, &cx, leases, held).await;
-                }
-                Err(e) => {
-                    app.metrics
-                        .store_errors
-                        .with_label_values(&["reclaim"])
-                        .inc();
-                    tracing::warn!(%lane, error = %e, "Reclaiming leases failed.");
-                    break;
-                }
-            }
+        let take = |max| app.store.reclaim(cx.lane, &app.consumer, idle, max);
+        if !adopt(&app, &cx, "reclaim", take).await {
+            return;
         }
     }
 }

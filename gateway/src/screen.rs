@@ -134,10 +134,39 @@ impl Screener {
         messages: &[&MessageData],
         now_ms: i64,
     ) -> Result<Vec<Verdict>, StoreError> {
+        self.verdicts(store, tenant, messages, now_ms, true).await
+    }
+
+    /// With anti-fraud off: only the checks that are duties rather than fraud
+    /// rules, each recipient's opt-out and the sender's registration (one store
+    /// round trip), as a verdict per message.
+    pub async fn mandatory(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantCtx,
+        messages: &[&MessageData],
+        now_ms: i64,
+    ) -> Result<Vec<Verdict>, StoreError> {
+        self.verdicts(store, tenant, messages, now_ms, false).await
+    }
+
+    /// Every rule (`all`) or only the mandatory ones, in one store round trip.
+    async fn verdicts(
+        &self,
+        store: &dyn Store,
+        tenant: &TenantCtx,
+        messages: &[&MessageData],
+        now_ms: i64,
+        all: bool,
+    ) -> Result<Vec<Verdict>, StoreError> {
         let now =
             jiff::Timestamp::from_millisecond(now_ms).unwrap_or_else(|_| jiff::Timestamp::now());
         let blocklist = self.blocklist.get();
-        let texts: Vec<String> = messages.iter().map(|m| scanned_text(m)).collect();
+        // The mandatory checks read no text: no need to gather it.
+        let texts: Vec<String> = messages
+            .iter()
+            .map(|m| if all { scanned_text(m) } else { String::new() })
+            .collect();
         let policy = &tenant.cfg.antifraud;
         let screenings: Vec<Screening<'_>> = messages
             .iter()
@@ -155,47 +184,27 @@ impl Screener {
                 s
             })
             .collect();
-        let wanted = screenings.iter().map(|s| needs(s, policy)).collect();
-        let counters = store.counters(wanted).await?;
-        Ok(screenings
-            .iter()
-            .zip(&counters)
-            .map(|(s, c)| check(s, policy, c))
-            .collect())
-    }
-
-    /// With anti-fraud off: only the checks that are duties rather than fraud
-    /// rules, each recipient's opt-out and the sender's registration (one store
-    /// round trip), as a verdict per message.
-    pub async fn mandatory(
-        &self,
-        store: &dyn Store,
-        tenant: &TenantCtx,
-        messages: &[&MessageData],
-        now_ms: i64,
-    ) -> Result<Vec<Verdict>, StoreError> {
-        let now =
-            jiff::Timestamp::from_millisecond(now_ms).unwrap_or_else(|_| jiff::Timestamp::now());
-        let policy = &tenant.cfg.antifraud;
-        let screenings: Vec<Screening<'_>> = messages
-            .iter()
-            .map(|m| {
-                let mut s = Screening::new(&tenant.cfg.name, channel(m.channel), &m.to, "", now);
-                s.sender = m.from.as_deref();
-                s.seed = rand::random();
-                s.key_salt = &self.salt;
-                s
-            })
-            .collect();
         let wanted = screenings
             .iter()
-            .map(|s| mandatory_needs(s, policy))
+            .map(|s| {
+                if all {
+                    needs(s, policy)
+                } else {
+                    mandatory_needs(s, policy)
+                }
+            })
             .collect();
         let counters = store.counters(wanted).await?;
         Ok(screenings
             .iter()
             .zip(&counters)
-            .map(|(s, c)| mandatory(s, policy, c))
+            .map(|(s, c)| {
+                if all {
+                    check(s, policy, c)
+                } else {
+                    mandatory(s, policy, c)
+                }
+            })
             .collect())
     }
 

@@ -39,6 +39,42 @@ fn spawn(config: &std::path::Path, log: &std::path::Path) -> Gateway {
     Gateway(child)
 }
 
+/// The store prefix a test config sets.
+fn store_prefix(cfg: &str) -> String {
+    cfg.lines()
+        .find_map(|l| l.strip_prefix("prefix = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string()
+}
+
+/// Accept `n` SMS (batches of 500) to numbers `{to}000000…`; their ids.
+async fn send_batches(http: &reqwest::Client, base: &str, n: usize, to: &str) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for b in 0..n / 500 {
+        let messages: Vec<Value> = (0..500)
+            .map(|i| json!({"channel":"sms","to":format!("{to}{:06}", b * 500 + i),"text":"Przypomnienie o płatności"}))
+            .collect();
+        let r = http
+            .post(format!("{base}/v1/messages/batch"))
+            .bearer_auth(ACME_KEY)
+            .json(&json!({"messages": messages}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let body: Value = r.json().await.unwrap();
+        ids.extend(
+            body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string()),
+        );
+    }
+    ids
+}
+
 async fn wait_ready(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -82,12 +118,7 @@ connector = "slow"
             &format!("listen = \"127.0.0.1:{port}\""),
         )
         .replace("concurrency = 32", &format!("concurrency = {CONCURRENCY}"));
-    let prefix = cfg
-        .lines()
-        .find_map(|l| l.strip_prefix("prefix = \""))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
+    let prefix = store_prefix(&cfg);
     let cfg_path = dir.join("goniec.toml");
     std::fs::write(&cfg_path, cfg).unwrap();
     let log = dir.join("gateway.log");
@@ -96,28 +127,7 @@ connector = "slow"
 
     let mut gw = spawn(&cfg_path, &log);
     wait_ready(&http, &base).await;
-    let mut ids = Vec::with_capacity(TOTAL);
-    for b in 0..TOTAL / 500 {
-        let messages: Vec<Value> = (0..500)
-            .map(|i| json!({"channel":"sms","to":format!("+48501{:06}", b * 500 + i),"text":"Przypomnienie o płatności"}))
-            .collect();
-        let r = http
-            .post(format!("{base}/v1/messages/batch"))
-            .bearer_auth(ACME_KEY)
-            .json(&json!({"messages": messages}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-        let body: Value = r.json().await.unwrap();
-        ids.extend(
-            body["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["id"].as_str().unwrap().to_string()),
-        );
-    }
+    let ids = send_batches(&http, &base, TOTAL, "+48501").await;
     assert_eq!(ids.len(), TOTAL);
     // Let the workers get going (64 in flight at 50 ms each), then kill -9.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -263,12 +273,7 @@ connector = "slow"
         base_cfg.contains("takeover_after"),
         "the test config sets it"
     );
-    let prefix = base_cfg
-        .lines()
-        .find_map(|l| l.strip_prefix("prefix = \""))
-        .unwrap()
-        .trim_end_matches('"')
-        .to_string();
+    let prefix = store_prefix(&base_cfg);
     let cfg = |port: u16, name: &str| {
         let path = dir.join(name);
         let text = base_cfg.replace(
@@ -288,19 +293,7 @@ connector = "slow"
     let _b = spawn(&cb, &dir.join("b.log"));
     wait_ready(&http, &base_a).await;
     wait_ready(&http, &base_b).await;
-    for b in 0..N / 500 {
-        let messages: Vec<Value> = (0..500)
-            .map(|i| json!({"channel":"sms","to":format!("+48502{:06}", b * 500 + i),"text":"Przypomnienie"}))
-            .collect();
-        let r = http
-            .post(format!("{base_a}/v1/messages/batch"))
-            .bearer_auth(ACME_KEY)
-            .json(&json!({"messages": messages}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-    }
+    send_batches(&http, &base_a, N, "+48502").await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     a.0.kill().unwrap();
     a.0.wait().unwrap();
