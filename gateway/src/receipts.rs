@@ -430,10 +430,10 @@ pub(crate) async fn run_check(app: &App, lease: &Lease, rec: Option<Record>) {
     };
     let cfg = smpp_settings(app, &check.c);
     let asking = cfg.is_some_and(|c| !c.query_after.is_zero());
-    let answer = if asking {
-        ask(app, &rec, &check).await
-    } else {
-        Asked::Open("not asked (query_after = 0s)".into())
+    let answer = match cfg {
+        _ if asking => ask(app, &rec, &check).await,
+        Some(_) => Asked::Open("not asked (query_after = 0s)".into()),
+        None => Asked::Open(format!("connector {} is no longer configured", check.c)),
     };
     let why = match answer {
         Asked::Final => return drop_lease().await,
@@ -489,20 +489,21 @@ async fn ask(app: &App, rec: &Record, check: &Check) -> Asked {
         if let Some(l) = route.and_then(|r| r.limiter.as_ref()) {
             l.until_ready().await;
         }
-        let answer = match tokio::time::timeout(QUERY_TIMEOUT, connector.query(&out, query_id)).await {
-            Ok(Ok(Some(a))) => a,
-            Ok(Ok(None)) => return Asked::Open(format!("{} cannot be asked", check.c)),
-            Ok(Err(e)) => {
-                count("error");
-                said.push(format!("query_sm failed: {e}"));
-                continue;
-            }
-            Err(_) => {
-                count("error");
-                said.push(format!("no query_sm_resp within {QUERY_TIMEOUT:?}"));
-                continue;
-            }
-        };
+        let answer =
+            match tokio::time::timeout(QUERY_TIMEOUT, connector.query(&out, query_id)).await {
+                Ok(Ok(Some(a))) => a,
+                Ok(Ok(None)) => return Asked::Open(format!("{} cannot be asked", check.c)),
+                Ok(Err(e)) => {
+                    count("error");
+                    said.push(format!("query_sm failed: {e}"));
+                    continue;
+                }
+                Err(_) => {
+                    count("error");
+                    said.push(format!("no query_sm_resp within {QUERY_TIMEOUT:?}"));
+                    continue;
+                }
+            };
         count(answer.state.as_str());
         let Some(status) = status_for(answer.state) else {
             said.push(match (answer.state, answer.error) {
@@ -528,6 +529,9 @@ async fn ask(app: &App, rec: &Record, check: &Check) -> Asked {
             _ => said.push(format!("part {part} {}", answer.state.as_str())),
         }
     }
+    if said.is_empty() {
+        return Asked::Open("no id to ask by".into());
+    }
     Asked::Open(said.join("; "))
 }
 
@@ -543,12 +547,12 @@ async fn expire(app: &App, lease: &Lease, check: &Check, why: &str) {
             check.c
         )),
     );
-    let t = finish_with_retries(app, "complete", || app.store.complete(lease, Some(&ch), None)).await;
+    let t = finish_with_retries(app, "complete", || {
+        app.store.complete(lease, Some(&ch), None)
+    })
+    .await;
     if let Some(Transition::Applied { .. }) = t {
-        app.metrics
-            .no_receipt
-            .with_label_values(&[&check.c])
-            .inc();
+        app.metrics.no_receipt.with_label_values(&[&check.c]).inc();
         app.metrics
             .transitions
             .with_label_values(&[Channel::Sms.as_str(), Status::Expired.as_str()])
@@ -584,11 +588,22 @@ mod tests {
         assert_eq!(next_at(&cfg, 0, 0, deadline), 600_000);
         assert_eq!(next_at(&cfg, 1, 600_000, deadline), 1_800_000);
         assert_eq!(next_at(&cfg, 2, 1_800_000, deadline), 4_200_000);
-        assert_eq!(next_at(&cfg, 3, 4_200_000, deadline), deadline, "rounds used up");
+        assert_eq!(
+            next_at(&cfg, 3, 4_200_000, deadline),
+            deadline,
+            "rounds used up"
+        );
         assert_eq!(next_at(&cfg, 0, 0, 1000), 1000, "never past the deadline");
-        assert_eq!(next_at(&smpp(0, 3), 0, 0, deadline), deadline, "0s: never ask");
+        assert_eq!(
+            next_at(&smpp(0, 3), 0, 0, deadline),
+            deadline,
+            "0s: never ask"
+        );
         assert_eq!(next_at(&smpp(600, 20), 20, 0, i64::MAX), i64::MAX);
-        assert!(next_at(&smpp(u64::MAX / 4, 20), 19, 5, i64::MAX) > 5, "no overflow");
+        assert!(
+            next_at(&smpp(u64::MAX / 4, 20), 19, 5, i64::MAX) > 5,
+            "no overflow"
+        );
     }
 
     #[test]

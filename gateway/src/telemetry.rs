@@ -346,9 +346,7 @@ impl MatchWindow {
 }
 
 impl ReceiptMatching {
-    fn windows(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, MatchWindow>> {
+    fn windows(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, MatchWindow>> {
         self.windows.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -480,7 +478,10 @@ mod tests {
         let bad = m.unhealthy();
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].0, "a");
-        assert!(bad[0].1.starts_with("20 of the last 20 receipts"), "{bad:?}");
+        assert!(
+            bad[0].1.starts_with("20 of the last 20 receipts"),
+            "{bad:?}"
+        );
         // The declared form works for most receipts: no guessing for the others.
         for _ in 0..MATCH_WINDOW {
             m.record("b", MatchOutcome::Declared);
@@ -493,7 +494,10 @@ mod tests {
             m.record("a", MatchOutcome::Converted);
         }
         assert!(m.unhealthy().is_empty());
-        assert!(m.conversions_allowed("a"), "converted ones are not declared ones");
+        assert!(
+            m.conversions_allowed("a"),
+            "converted ones are not declared ones"
+        );
         for _ in 0..MATCH_WINDOW / 2 + 1 {
             m.record("a", MatchOutcome::Declared);
         }

@@ -124,7 +124,10 @@ async fn wait_metric(gw: &TestGateway, name: &str, labels: &[(&str, &str)], want
         if got >= want {
             return;
         }
-        assert!(Instant::now() < deadline, "{name}{labels:?} = {got} < {want}");
+        assert!(
+            Instant::now() < deadline,
+            "{name}{labels:?} = {got} < {want}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -161,7 +164,13 @@ async fn lost_receipts_are_resolved_by_asking_the_smsc() {
         .filter(|m| last_event(m)["detail"] == "query_sm to smsc")
         .collect();
     assert_eq!(by_query.len(), 4, "{msgs:?}");
-    assert_eq!(count(&by_query.into_iter().cloned().collect::<Vec<_>>(), "undeliverable"), 1);
+    assert_eq!(
+        count(
+            &by_query.into_iter().cloned().collect::<Vec<_>>(),
+            "undeliverable"
+        ),
+        1
+    );
     let stats = sim.stats();
     assert_eq!((stats.receipts_lost, stats.queries), (4, 4), "{stats:?}");
     let m = gw.metrics().await;
@@ -274,10 +283,7 @@ receipt_grace = "1s"
         let last = last_event(m);
         assert_eq!(last["reason"], "no_receipt", "{m}");
         assert!(
-            last["detail"]
-                .as_str()
-                .unwrap()
-                .contains("ESME_RQUERYFAIL"),
+            last["detail"].as_str().unwrap().contains("ESME_RQUERYFAIL"),
             "{last}"
         );
     }
@@ -309,10 +315,17 @@ receipt_grace = "1s"
             .cloned()
             .collect();
         if expired.len() == 2 {
-            assert!(expired.iter().all(|c| c["error"] == "no_receipt"), "{expired:?}");
+            assert!(
+                expired.iter().all(|c| c["error"] == "no_receipt"),
+                "{expired:?}"
+            );
             break;
         }
-        assert!(Instant::now() < deadline, "callbacks: {:?}", calls.lock().unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "callbacks: {:?}",
+            calls.lock().unwrap()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let m = gw.metrics().await;
@@ -361,7 +374,11 @@ async fn decimal_receipt_ids_still_match_hex_submit_ids() {
         .all(|m| last_event(m)["detail"] == "receipt from smsc"));
     let m = gw.metrics().await;
     assert_eq!(
-        metric_sum(&m, "goniec_receipt_ids_converted_total", &[("connector", "smsc")]),
+        metric_sum(
+            &m,
+            "goniec_receipt_ids_converted_total",
+            &[("connector", "smsc")]
+        ),
         30.0
     );
     assert_eq!(metric_sum(&m, "goniec_receipts_unmatched_total", &[]), 0.0);
@@ -401,7 +418,11 @@ async fn receipts_that_match_nothing_show_in_readyz() {
     )
     .await;
     let r = gw.http.get(gw.url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 200, "unmatched receipts do not stop sending");
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "unmatched receipts do not stop sending"
+    );
     let ready: Value = r.json().await.unwrap();
     assert_eq!(ready["ready"], true);
     let degraded = ready["degraded"].as_array().expect("a degraded list");
@@ -411,7 +432,11 @@ async fn receipts_that_match_nothing_show_in_readyz() {
         "connector smsc: 25 of the last 26 receipts matched no message (receipt ids in another format, or another bind with the same account taking our receipts?)"
     );
     let m = gw.metrics().await;
-    let ratio = metric_sum(&m, "goniec_receipts_unmatched_ratio", &[("connector", "smsc")]);
+    let ratio = metric_sum(
+        &m,
+        "goniec_receipts_unmatched_ratio",
+        &[("connector", "smsc")],
+    );
     assert!((ratio - 25.0 / 26.0).abs() < 1e-9, "{ratio}");
     gw.stop().await;
     stop.cancel();

@@ -758,7 +758,11 @@ mod tests {
         assert_eq!(a.state, ReceiptState::Undeliverable);
         assert_eq!(a.error.as_deref(), Some("stat:UNDELIV err:001"));
         // The normalised id is not what the SMSC handed out: it does not know it.
-        let a = c.query(&out, &first.provider_ids[0]).await.unwrap().unwrap();
+        let a = c
+            .query(&out, &first.provider_ids[0])
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(a.state, ReceiptState::Unknown);
         assert!(a.error.unwrap().contains("ESME_RQUERYFAIL"));
         assert_eq!(sim.stats().receipts_lost, 2);

@@ -656,7 +656,13 @@ impl Outbox {
 /// A written request's outcome with nobody waiting for it. For a submit the gateway
 /// gave up on it and may send the message again, so the outcome is logged and
 /// counted; a query nobody waits for any more changes nothing.
-fn orphaned(shared: &Shared, addr: &str, seq: u32, kind: Kind, outcome: &Result<Answer, SubmitError>) {
+fn orphaned(
+    shared: &Shared,
+    addr: &str,
+    seq: u32,
+    kind: Kind,
+    outcome: &Result<Answer, SubmitError>,
+) {
     if kind == Kind::Query {
         tracing::debug!(%addr, sequence_number = seq, "A query_sm answered after its caller had gone.");
         return;

@@ -120,8 +120,7 @@ pub const SIM_SYSTEM_ID: &str = "goniec-sim";
 pub const MAX_SESSIONS: usize = 1024;
 
 pub use super::status::{
-    ESME_RALYBND, ESME_RBINDFAIL, ESME_RINVBNDSTS, ESME_RINVPASWD, ESME_RQUERYFAIL,
-    ESME_RTHROTTLED,
+    ESME_RALYBND, ESME_RBINDFAIL, ESME_RINVBNDSTS, ESME_RINVPASWD, ESME_RQUERYFAIL, ESME_RTHROTTLED,
 };
 
 /// Invalid destination address: [`SimConfig::reject_status`]'s default.
@@ -140,8 +139,9 @@ const GARBAGE_RESPONSE_ID: u32 = 0x8000_0777;
 const SUBMIT_SM_RESP: u32 = 0x8000_0004;
 const QUERY_SM_RESP: u32 = 0x8000_0003;
 /// Messages `query_sm` can ask about: the most recent ones; older ones are forgotten
-/// (answered `ESME_RQUERYFAIL`), as an SMSC purges what it delivered long ago.
-pub const MAX_KNOWN: usize = 1_000_000;
+/// (answered `ESME_RQUERYFAIL`), as an SMSC purges what it delivered long ago. Bounds
+/// the simulator's memory in long bench runs (a few dozen bytes each).
+pub const MAX_KNOWN: usize = 200_000;
 /// Delayed `submit_sm_resp`s waiting at once per session; the reader stops
 /// reading while they are all taken (back-pressure instead of unbounded tasks).
 const MAX_DELAYED_RESPONSES: usize = 4096;
@@ -1470,8 +1470,12 @@ impl Session {
         match self.inner.query(q.message_id.as_str()) {
             Ok(resp) => {
                 bump(&self.inner.counters.queries);
-                self.send(frame::encode(&Command::new(CommandStatus::EsmeRok, seq, resp)))
-                    .await
+                self.send(frame::encode(&Command::new(
+                    CommandStatus::EsmeRok,
+                    seq,
+                    resp,
+                )))
+                .await
             }
             Err(status) => {
                 bump(&self.inner.counters.queries_failed);
@@ -1531,7 +1535,10 @@ impl Session {
             }
             if lost {
                 bump(&c.receipts_lost);
-                tracing::debug!(message_id, "SMSC simulator: losing this receipt (lose_receipts_every)");
+                tracing::debug!(
+                    message_id,
+                    "SMSC simulator: losing this receipt (lose_receipts_every)"
+                );
             } else if wanted {
                 self.inner.schedule(receipt_for(
                     sm,
@@ -2109,7 +2116,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(350)).await;
         let (_, r) = query(&mut c, &first).await;
         let r = r.unwrap();
-        assert_eq!((r.message_state, r.error_code), (MessageState::Delivered, 0));
+        assert_eq!(
+            (r.message_state, r.error_code),
+            (MessageState::Delivered, 0)
+        );
         assert_eq!(r.final_date.as_str().len(), 16, "{:?}", r.final_date);
         assert!(r.final_date.as_str().ends_with("000+"));
         let (_, r) = query(&mut c, &second).await;

@@ -199,10 +199,20 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
     let at = now_ms() + 3_600_000;
     let before = store.lane_stats(sms, now_ms()).await.unwrap().scheduled;
     let t = store
-        .complete_handover(&l, Some(&ch), Some(("smsc-k", &["k1".into()])), &check(0, at))
+        .complete_handover(
+            &l,
+            Some(&ch),
+            Some(("smsc-k", &["k1".into()])),
+            &check(0, at),
+        )
         .await
         .unwrap();
-    assert_eq!(t, Transition::Applied { from: Status::Queued });
+    assert_eq!(
+        t,
+        Transition::Applied {
+            from: Status::Queued
+        }
+    );
     assert_eq!(
         store.correlate("smsc-k", "k1").await.unwrap().as_deref(),
         Some(m.id.as_str())
@@ -214,7 +224,9 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
     );
     assert_eq!(store.promote_due(sms, at - 1, 100).await.unwrap(), 0);
     assert!(store.promote_due(sms, at, 100).await.unwrap() >= 1);
-    let first = mine(drain(store, sms).await).pop().expect("the check is due");
+    let first = mine(drain(store, sms).await)
+        .pop()
+        .expect("the check is due");
     assert_eq!(first.job, check(0, at).job);
     // Still submitted: the check hands over to the next one, and is done itself.
     let at2 = at + 1000;
@@ -244,7 +256,10 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
     );
     let r = store.get(&m.id).await.unwrap().unwrap();
     assert_eq!(r.status, Status::Expired);
-    assert_eq!(r.events.last().unwrap().reason.as_deref(), Some("no_receipt"));
+    assert_eq!(
+        r.events.last().unwrap().reason.as_deref(),
+        Some("no_receipt")
+    );
     let hooks = drain(store, Lane::Webhook).await;
     let cb: Vec<_> = hooks
         .iter()
