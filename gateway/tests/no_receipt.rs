@@ -482,3 +482,90 @@ async fn a_restart_between_submit_and_check_keeps_the_check() {
     gw.stop().await;
     stop.cancel();
 }
+
+/// `goniec smsc-sim --lose-receipts-every N` as a process: the flag reaches the
+/// simulator, which loses the receipt and still answers query_sm for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smsc_sim_command_loses_receipts_on_request() {
+    use tokio::io::AsyncBufReadExt;
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_goniec"))
+        .args([
+            "smsc-sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--receipt-delay",
+            "10ms",
+            "--lose-receipts-every",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn goniec smsc-sim");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut smpp, mut http) = (None, None);
+    while smpp.is_none() || http.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("the simulator's banner")
+            .unwrap()
+            .expect("more output");
+        let after = |marker: &str| {
+            line.split_once(marker)
+                .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
+        };
+        if let Some(a) = after("SMSC simulator listening on ") {
+            smpp = Some(a.parse::<std::net::SocketAddr>().unwrap());
+        }
+        if let Some(a) = after("SMSC simulator HTTP on ") {
+            http = Some(a);
+        }
+    }
+    let (smpp, http) = (smpp.unwrap(), http.unwrap());
+    let connectors = format!(
+        r#"
+[[connectors]]
+name = "smsc"
+kind = "smpp"
+port = {}
+password = "secret"
+query_after = "1s"
+
+[[routes]]
+channel = "sms"
+connector = "smsc"
+"#,
+        smpp.port()
+    );
+    let gw = start(parse(&config_toml(Some(&redis.url()), &connectors))).await;
+    let id = send(&gw, sms(1)).await;
+    let m = gw
+        .wait_status(&id, Duration::from_secs(15), |s| s == "delivered")
+        .await;
+    assert_eq!(last_event(&m)["detail"], "query_sm to smsc", "{m}");
+    let stats: Value = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{http}/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&stats["receipts_lost"], &stats["queries"]),
+        (&json!(1), &json!(1)),
+        "{stats}"
+    );
+    gw.stop().await;
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+}
