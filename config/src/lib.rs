@@ -535,8 +535,33 @@ pub struct SmppConnector {
     /// How receipt ids relate to submit_sm_resp ids: `same` (default; compared after
     /// trimming, lower-casing and dropping leading zeros), `hex_to_decimal` (the SMSC
     /// answers submits in hex and reports receipts in decimal) or `decimal_to_hex`.
-    /// Declared, never guessed: guessing matches receipts to the wrong message.
+    /// The declared form is tried first, and alone for a few seconds (a receipt can
+    /// arrive before its submit is recorded). Only then, and only while most recent
+    /// receipts of this connector do not match in the declared form, are the other
+    /// spellings (decimal ↔ hex) tried, and used when exactly one of them matches:
+    /// guessing while the declared form works would hand receipts of other messages
+    /// (another bind's) to the wrong one.
     pub receipt_ids: String,
+    /// Ask the SMSC with `query_sm` about a message whose receipt has not come this
+    /// long after its submission, then again after twice the wait, and so on, at
+    /// most `query_max` times, and once more at its deadline (see `receipt_grace`).
+    /// `"0s"` never asks. Default `10m`.
+    #[serde(with = "humantime_serde_compat")]
+    pub query_after: Duration,
+    /// Most `query_sm` for one message before its deadline. Default 5 (with
+    /// `query_after = "10m"`: after 10, 30, 70, 150 and 310 minutes).
+    pub query_max: u32,
+    /// How long the SMSC is taken to keep trying a message that has no
+    /// `valid_until` of its own: set it to your SMSC's default validity period.
+    /// Default `48h`.
+    #[serde(with = "humantime_serde_compat")]
+    pub default_validity: Duration,
+    /// A message still `submitted` this long after its validity ended (its
+    /// `valid_until`, else submission + `default_validity`), with no receipt and no
+    /// final answer to `query_sm`, becomes `expired` with reason `no_receipt`.
+    /// Default `1h`.
+    #[serde(with = "humantime_serde_compat")]
+    pub receipt_grace: Duration,
 }
 
 impl Default for SmppConnector {
@@ -560,6 +585,10 @@ impl Default for SmppConnector {
             source_ton_npi: None,
             default_sender: "Goniec".into(),
             receipt_ids: "same".into(),
+            query_after: Duration::from_secs(10 * 60),
+            query_max: 5,
+            default_validity: Duration::from_secs(48 * HOUR),
+            receipt_grace: Duration::from_secs(HOUR),
         }
     }
 }

@@ -414,6 +414,10 @@ impl Checks {
                     self.positive(&format!("{path}.response_timeout"), smpp.response_timeout);
                     self.positive(&format!("{path}.enquire_link"), smpp.enquire_link);
                     self.positive(&format!("{path}.write_timeout"), smpp.write_timeout);
+                    self.positive(&format!("{path}.default_validity"), smpp.default_validity);
+                    if !(1..=20).contains(&smpp.query_max) {
+                        self.error(format!("{path}.query_max"), "must be 1..=20");
+                    }
                 }
                 ConnectorKind::Rcs(rcs) => {
                     for (key, url) in [

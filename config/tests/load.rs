@@ -532,6 +532,9 @@ address_range = "a-range-of-addresses-longer-than-forty-characters"
 binds = 0
 data_coding = 8
 concat = "udh7"
+default_validity = "0s"
+query_max = 0
+query_after = "0s"
 
 [[routes]]
 channel = "sms"
@@ -552,6 +555,8 @@ connector = "smsc-a"
             "connectors[1].binds",
             "connectors[1].data_coding",
             "connectors[1].concat",
+            "connectors[1].default_validity",
+            "connectors[1].query_max",
             "routes[1].channel",
         ],
         "{e}"
@@ -575,6 +580,22 @@ connector = "smsc-a"
             smpp.bind_type.as_str()
         ),
         (2775, 4, 100, "udh8", "transceiver")
+    );
+    // Receipts overdue: asked after 10 minutes, at most 5 times; given up 48 h + 1 h
+    // after submission.
+    assert_eq!(
+        (
+            smpp.query_after,
+            smpp.query_max,
+            smpp.default_validity,
+            smpp.receipt_grace
+        ),
+        (
+            std::time::Duration::from_secs(600),
+            5,
+            std::time::Duration::from_secs(48 * 3600),
+            std::time::Duration::from_secs(3600)
+        )
     );
 }
 

@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use goniec_config::Channel;
 pub use model::{
-    Attachment, DeliveryError, EmailContent, Health, InboundMessage, Outbound, Receipt,
-    ReceiptState, Submitted,
+    Attachment, DeliveryError, EmailContent, Health, InboundMessage, Outbound, QueryAnswer,
+    Receipt, ReceiptState, Submitted,
 };
 
 /// One way out: an SMPP link, an RCS platform, an SMTP relay.
@@ -56,6 +56,18 @@ pub trait Connector: Send + Sync + fmt::Debug {
     async fn revoke(&self, msg: &Outbound) -> Result<bool, DeliveryError> {
         let _ = msg;
         Ok(false)
+    }
+    /// Ask the provider what became of a message it accepted (SMPP `query_sm`), by one
+    /// of its [`Submitted::query_ids`]; the gateway asks when a receipt is overdue.
+    /// `Ok(None)`: this connector cannot be asked (the default). `Err`: could not ask
+    /// now (no connection, timeout, throttled); ask again later.
+    async fn query(
+        &self,
+        msg: &Outbound,
+        query_id: &str,
+    ) -> Result<Option<QueryAnswer>, DeliveryError> {
+        let _ = (msg, query_id);
+        Ok(None)
     }
     /// Stop: drain in-flight requests, unbind, close connections.
     async fn close(&self);

@@ -60,6 +60,11 @@ pub struct Submitted {
     pub provider_ids: Vec<String>,
     /// Parts the provider was handed (SMS segments), 1 otherwise.
     pub parts: u32,
+    /// The provider's ids exactly as it wrote them (not normalised), one per part,
+    /// for asking it later what became of the message ([`crate::Connector::query`]:
+    /// SMPP `query_sm` must repeat the id byte for byte). Empty when the connector
+    /// cannot be asked.
+    pub query_ids: Vec<String>,
 }
 
 impl Submitted {
@@ -69,6 +74,7 @@ impl Submitted {
             provider_id: message_id,
             provider_ids: Vec::new(),
             parts: 1,
+            query_ids: Vec::new(),
         }
     }
 
@@ -78,6 +84,7 @@ impl Submitted {
             provider_ids: vec![provider_id.clone()],
             provider_id,
             parts: 1,
+            query_ids: Vec::new(),
         }
     }
 }
@@ -146,6 +153,17 @@ pub struct Receipt {
     /// receipts (SMPP `deliver_sm_resp`) waits for it, so a crash in between makes
     /// the provider send the receipt again. Dropped unsignalled = not stored.
     pub stored: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// What a provider says about a message it accepted when asked
+/// ([`crate::Connector::query`]), in receipt terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryAnswer {
+    /// [`ReceiptState::Pending`]: it still holds the message (ENROUTE, ACCEPTED);
+    /// [`ReceiptState::Unknown`]: it does not know the id (any more), or cannot say.
+    pub state: ReceiptState,
+    /// The provider's error or state text, kept for the sender (as a receipt's).
+    pub error: Option<String>,
 }
 
 /// A message from a recipient (an SMS reply, mobile originated; an RCS user message).

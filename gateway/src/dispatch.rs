@@ -364,6 +364,10 @@ async fn finish(
 
 /// Deliver one message.
 async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>) {
+    // A submitted SMS's receipt check (see `receipts`): nothing to send.
+    if crate::receipts::is_check(&lease.job.payload) {
+        return crate::receipts::run_check(app, &lease, rec).await;
+    }
     let Some(mut rec) = rec else {
         // Past retention or never stored: nothing to deliver.
         drop_lease(app, &lease).await;
@@ -487,8 +491,14 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
             );
             ch.parts = Some(sub.parts);
             let corr = Some((name, &sub.provider_ids[..]));
-            match fallback_check(app, channel, &rec) {
-                // Revoke and fall back unless DELIVERED comes in time.
+            // At most one job follows a submit: an RCS message's fallback check, or
+            // an SMS's receipt check. Either is written in the same step as
+            // `submitted`, so a crash cannot lose it.
+            let next = fallback_check(app, channel, &rec)
+                .or_else(|| crate::receipts::first_check(app, name, &rec, &sub, now_ms()));
+            match next {
+                // Revoke and fall back unless DELIVERED comes in time; or ask the SMSC
+                // unless the receipt comes in time.
                 Some(next) => {
                     let t = finish_with_retries(app, "complete", || {
                         app.store.complete_handover(&lease, Some(&ch), corr, &next)

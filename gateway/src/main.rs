@@ -113,6 +113,10 @@ enum Cmd {
         /// Fault: write garbage to the ESME before every n-th PDU of a connection (0 = never).
         #[arg(long, default_value_t = 0)]
         garbage_every: u64,
+        /// Fault: never send the receipt of every n-th message; query_sm still knows
+        /// it (0 = never).
+        #[arg(long, default_value_t = 0)]
+        lose_receipts_every: u64,
         /// Serve `GET /stats`, `POST /mo` and `POST /receipts/unknown` over HTTP on this
         /// loopback address (e.g. 127.0.0.1:2776; no authentication).
         #[arg(long, value_parser = parse_loopback)]
@@ -268,6 +272,7 @@ fn main() -> ExitCode {
             drop_after,
             silent_after,
             garbage_every,
+            lose_receipts_every,
             http,
         } => {
             let cfg = SimConfig {
@@ -286,6 +291,7 @@ fn main() -> ExitCode {
                 drop_after,
                 silent_after,
                 garbage_every,
+                lose_receipts_every,
                 ..SimConfig::default()
             };
             run_sim(listen, cfg, http)

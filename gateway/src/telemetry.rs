@@ -44,6 +44,22 @@ pub struct Metrics {
     pub dead_letters: IntCounterVec,
     /// Receipts by connector and state (`unknown_id` when nothing matched).
     pub receipts: IntCounterVec,
+    /// Receipts whose id matched no message in any spelling tried, by connector.
+    pub receipts_unmatched: IntCounterVec,
+    /// Receipts that matched only in another spelling than the declared one
+    /// (decimal ↔ hex), by connector: `receipt_ids` is probably set wrong.
+    pub receipt_ids_converted: IntCounterVec,
+    /// Share of the connector's last [`MATCH_WINDOW`] receipts that matched no
+    /// message (0..1), by connector.
+    pub receipts_unmatched_ratio: prometheus::GaugeVec,
+    /// `query_sm` asked about overdue receipts, by connector and outcome (`delivered`,
+    /// `undeliverable`, `expired`, `rejected`, `pending`, `unknown`, `error`).
+    pub receipt_queries: IntCounterVec,
+    /// Messages expired with reason `no_receipt` (no receipt and no final answer to
+    /// `query_sm` by validity + grace), by connector.
+    pub no_receipt: IntCounterVec,
+    /// How each connector's recent receipts matched, for `/readyz` and the gauge above.
+    pub receipt_matching: std::sync::Arc<ReceiptMatching>,
     /// Customer callbacks by outcome (`ok`, `retry`, `dead`, `dropped`).
     pub webhooks: IntCounterVec,
     /// Store operations that failed, by operation.
@@ -101,6 +117,16 @@ impl Metrics {
         let store_up = prometheus::IntGauge::new("goniec_store_up", "1 while the store answers")
             .expect("valid metric");
         r.register(Box::new(store_up.clone()))
+            .expect("unique metric");
+        let receipts_unmatched_ratio = prometheus::GaugeVec::new(
+            Opts::new(
+                "goniec_receipts_unmatched_ratio",
+                "Share of the connector's recent receipts that matched no message",
+            ),
+            &["connector"],
+        )
+        .expect("valid metric");
+        r.register(Box::new(receipts_unmatched_ratio.clone()))
             .expect("unique metric");
         let held = prometheus::IntGauge::new(
             "goniec_held_messages",
@@ -193,6 +219,32 @@ impl Metrics {
                 "Receipts received",
                 &["connector", "state"],
             ),
+            receipts_unmatched: counter(
+                &r,
+                "goniec_receipts_unmatched_total",
+                "Receipts whose id matched no message in any spelling tried",
+                &["connector"],
+            ),
+            receipt_ids_converted: counter(
+                &r,
+                "goniec_receipt_ids_converted_total",
+                "Receipts matched only after converting their id (decimal <-> hex)",
+                &["connector"],
+            ),
+            receipt_queries: counter(
+                &r,
+                "goniec_receipt_queries_total",
+                "query_sm asked about messages whose receipt is overdue, by answer",
+                &["connector", "outcome"],
+            ),
+            no_receipt: counter(
+                &r,
+                "goniec_no_receipt_total",
+                "Messages expired with reason no_receipt",
+                &["connector"],
+            ),
+            receipts_unmatched_ratio,
+            receipt_matching: Default::default(),
             webhooks: counter(
                 &r,
                 "goniec_webhook_deliveries_total",
@@ -244,6 +296,111 @@ impl Metrics {
             return String::new();
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Receipts a connector's match window holds.
+pub const MATCH_WINDOW: usize = 200;
+/// Receipts in the window before its shares mean anything.
+pub const MATCH_MIN_SAMPLES: usize = 20;
+
+/// How one receipt found its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOutcome {
+    /// By its id in the declared form (`receipt_ids`).
+    Declared,
+    /// Only by another spelling (decimal ↔ hex).
+    Converted,
+    /// Not at all.
+    Unmatched,
+}
+
+/// Per connector, how its last [`MATCH_WINDOW`] receipts matched: a connector whose
+/// receipts mostly match nothing (its receipt ids are in another format, or another
+/// bind with the same account takes our receipts and we get theirs) is reported in
+/// `/readyz`; and while the declared id form mostly works, other spellings are not
+/// tried (see [`ReceiptMatching::conversions_allowed`]). A mutex held for a few
+/// counter updates, never across an await.
+#[derive(Debug, Default)]
+pub struct ReceiptMatching {
+    windows: std::sync::Mutex<std::collections::HashMap<String, MatchWindow>>,
+}
+
+#[derive(Debug, Default)]
+struct MatchWindow {
+    last: std::collections::VecDeque<MatchOutcome>,
+    declared: usize,
+    converted: usize,
+    unmatched: usize,
+}
+
+impl MatchWindow {
+    fn count(&mut self, o: MatchOutcome, by: isize) {
+        let n = match o {
+            MatchOutcome::Declared => &mut self.declared,
+            MatchOutcome::Converted => &mut self.converted,
+            MatchOutcome::Unmatched => &mut self.unmatched,
+        };
+        *n = n.saturating_add_signed(by);
+    }
+}
+
+impl ReceiptMatching {
+    fn windows(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, MatchWindow>> {
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Record one receipt's outcome; returns the window's unmatched share.
+    pub fn record(&self, connector: &str, outcome: MatchOutcome) -> f64 {
+        let mut g = self.windows();
+        let w = match g.get_mut(connector) {
+            Some(w) => w,
+            None => g.entry(connector.to_owned()).or_default(),
+        };
+        w.last.push_back(outcome);
+        w.count(outcome, 1);
+        if w.last.len() > MATCH_WINDOW {
+            if let Some(old) = w.last.pop_front() {
+                w.count(old, -1);
+            }
+        }
+        w.unmatched as f64 / w.last.len() as f64
+    }
+
+    /// Whether a receipt that matched nothing in the declared form may be matched in
+    /// another spelling: not while most of the connector's recent receipts (at least
+    /// [`MATCH_MIN_SAMPLES`] of them) match in the declared form. Then the declared
+    /// form is right and a receipt it misses belongs to no message of ours (another
+    /// bind's, with a counter of its own); converting its id could match one of ours
+    /// that happens to be spelt that way. When the declared form mostly fails the
+    /// SMSC writes receipt ids differently, and the other spellings are tried.
+    pub fn conversions_allowed(&self, connector: &str) -> bool {
+        match self.windows().get(connector) {
+            Some(w) if w.last.len() >= MATCH_MIN_SAMPLES => w.declared * 2 < w.last.len(),
+            _ => true,
+        }
+    }
+
+    /// Connectors whose receipts mostly match nothing (over half of at least
+    /// [`MATCH_MIN_SAMPLES`] recent ones), each with a sentence for `/readyz`.
+    pub fn unhealthy(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .windows()
+            .iter()
+            .filter(|(_, w)| w.last.len() >= MATCH_MIN_SAMPLES && w.unmatched * 2 > w.last.len())
+            .map(|(name, w)| {
+                (
+                    name.clone(),
+                    format!(
+                        "{} of the last {} receipts matched no message (receipt ids in another format, or another bind with the same account taking our receipts?)",
+                        w.unmatched,
+                        w.last.len()
+                    ),
+                )
+            })
+            .collect();
+        out.sort();
+        out
     }
 }
 
@@ -306,6 +463,46 @@ mod tests {
         assert_eq!(mask("jan.kowalski@example.com"), "j***@example.com");
         assert_eq!(mask("1234"), "****");
         assert!(!mask("+48501234567").contains("5012345"));
+    }
+
+    #[test]
+    fn receipt_matching_window_gates_conversions_and_reports_unmatched() {
+        let m = ReceiptMatching::default();
+        // Nothing known yet: other spellings may be tried, nothing is unhealthy.
+        assert!(m.conversions_allowed("a"));
+        for _ in 0..MATCH_MIN_SAMPLES - 1 {
+            m.record("a", MatchOutcome::Unmatched);
+        }
+        assert!(m.unhealthy().is_empty(), "too few receipts to judge");
+        assert_eq!(m.record("a", MatchOutcome::Unmatched), 1.0);
+        let bad = m.unhealthy();
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].0, "a");
+        assert!(
+            bad[0].1.starts_with("20 of the last 20 receipts"),
+            "{bad:?}"
+        );
+        // The declared form works for most receipts: no guessing for the others.
+        for _ in 0..MATCH_WINDOW {
+            m.record("b", MatchOutcome::Declared);
+        }
+        m.record("b", MatchOutcome::Unmatched);
+        assert!(!m.conversions_allowed("b"));
+        assert!(m.conversions_allowed("a"));
+        // The window slides: enough matches push the unmatched ones out.
+        for _ in 0..MATCH_WINDOW {
+            m.record("a", MatchOutcome::Converted);
+        }
+        assert!(m.unhealthy().is_empty());
+        assert!(
+            m.conversions_allowed("a"),
+            "converted ones are not declared ones"
+        );
+        for _ in 0..MATCH_WINDOW / 2 + 1 {
+            m.record("a", MatchOutcome::Declared);
+        }
+        assert!(!m.conversions_allowed("a"));
+        assert_eq!(m.record("a", MatchOutcome::Declared), 0.0);
     }
 
     #[test]

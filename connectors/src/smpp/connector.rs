@@ -2,15 +2,17 @@
 //! receiver pairs), messages spread over the bound ones that are not throttled, text encoded and split the way the API counted it
 //! ([`crate::text`]), SMPP statuses classified once into [`DeliveryError`], and
 //! `deliver_sm` receipts turned into [`Receipt`]s whose `deliver_sm_resp` waits until
-//! the gateway stored them.
+//! the gateway stored them. When a receipt is overdue the gateway asks with
+//! `query_sm` ([`Connector::query`]), by the id exactly as `submit_sm_resp` gave it.
 
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use goniec_config::{Channel, SmppConnector as SmppConfig};
-use rusmpp::pdus::SubmitSm;
+use rusmpp::pdus::{QuerySm, SubmitSm};
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, MessagePayload, Npi, RegisteredDelivery, Ton};
@@ -22,8 +24,8 @@ use super::session::{BindType, Inbound, InboundPdu, Session, SessionConfig, Subm
 use super::status;
 use crate::text::{self, Concat, Encoding};
 use crate::{
-    BuildContext, BuildError, Connector, DeliveryError, Health, InboundMessage, Outbound, Receipt,
-    ReceiptState, Submitted,
+    BuildContext, BuildError, Connector, DeliveryError, Health, InboundMessage, Outbound,
+    QueryAnswer, Receipt, ReceiptState, Submitted,
 };
 
 const CHANNELS: [Channel; 1] = [Channel::Sms];
@@ -298,13 +300,19 @@ impl SmppConnector {
         Ok((coding, parts))
     }
 
-    fn submit_sm(&self, msg: &Outbound, coding: u8, part: Part) -> Result<SubmitSm, DeliveryError> {
+    /// The sender a message goes out from, with its TON/NPI.
+    fn source(&self, msg: &Outbound) -> (String, u8, u8) {
         let sender = msg.from.as_deref().unwrap_or(&self.cfg.default_sender);
         let (ton, npi) = self
             .cfg
             .source_ton_npi
             .map_or_else(|| sender_ton_npi(sender), |[t, n]| (t, n));
-        let source = sender.trim_start_matches('+');
+        (sender.trim_start_matches('+').to_string(), ton, npi)
+    }
+
+    fn submit_sm(&self, msg: &Outbound, coding: u8, part: Part) -> Result<SubmitSm, DeliveryError> {
+        let (source, ton, npi) = self.source(msg);
+        let source = source.as_str();
         let dest = msg.to.trim_start_matches('+');
         let source: COctetString<1, 21> = source
             .parse()
@@ -357,6 +365,7 @@ impl Connector for SmppConnector {
         let (coding, parts) = self.parts(body)?;
         let count = parts.len() as u32;
         let mut ids = Vec::with_capacity(parts.len());
+        let mut raw = Vec::with_capacity(parts.len());
         for part in parts {
             let pdu = self.submit_sm(msg, coding, part)?;
             let session = self.session().ok_or_else(|| DeliveryError::Unavailable {
@@ -364,13 +373,65 @@ impl Connector for SmppConnector {
             })?;
             let id = session.submit(pdu).await.map_err(classify)?;
             ids.push(receipt::normalize_id(&id));
+            raw.push(id);
         }
         let provider_id = ids.first().cloned().unwrap_or_default();
         Ok(Submitted {
             provider_id,
             provider_ids: ids,
             parts: count,
+            query_ids: raw,
         })
+    }
+
+    /// `query_sm` for one part, on a bind that can submit (receivers may not query).
+    /// The SMSC not knowing the id (ESME_RQUERYFAIL, ESME_RINVMSGID), or refusing the
+    /// query for good (ESME_RINVCMDID from one without the feature), is an answer:
+    /// [`ReceiptState::Unknown`]. Throttling, timeouts and a dropped bind are errors:
+    /// ask again later.
+    async fn query(
+        &self,
+        msg: &Outbound,
+        query_id: &str,
+    ) -> Result<Option<QueryAnswer>, DeliveryError> {
+        let unknown = |why: String| {
+            Ok(Some(QueryAnswer {
+                state: ReceiptState::Unknown,
+                error: Some(why),
+            }))
+        };
+        let Ok(message_id) = COctetString::<1, 65>::from_str(query_id) else {
+            return unknown(format!("message id `{query_id}` does not fit query_sm"));
+        };
+        let (source, ton, npi) = self.source(msg);
+        // The original source address: SMSCs that check it find the message by both.
+        let source_addr = COctetString::<1, 21>::from_str(&source).unwrap_or_default();
+        let pdu = QuerySm::builder()
+            .message_id(message_id)
+            .source_addr_ton(Ton::from(ton))
+            .source_addr_npi(Npi::from(npi))
+            .source_addr(source_addr)
+            .build();
+        let session = self.session().ok_or_else(|| DeliveryError::Unavailable {
+            reason: "no SMPP bind is up".into(),
+        })?;
+        match session.query(pdu).await {
+            Ok(a) => {
+                let Some(stat) = receipt::stat_from_message_state(a.message_state) else {
+                    return unknown(format!("query_sm: message_state {}", a.message_state));
+                };
+                let state = stat.receipt_state();
+                let error = match state {
+                    ReceiptState::Delivered | ReceiptState::Pending => None,
+                    _ => Some(format!("stat:{} err:{:03}", stat.as_str(), a.error_code)),
+                };
+                Ok(Some(QueryAnswer { state, error }))
+            }
+            Err(SubmitError::Rejected { status: s }) => {
+                unknown(format!("query_sm: {} ({s:#010x})", status::name(s)))
+            }
+            Err(e) => Err(classify(e)),
+        }
     }
 
     fn concat(&self) -> Option<Concat> {
@@ -470,20 +531,23 @@ pub enum IdFormat {
     DecimalToHex,
 }
 
-/// The receipt id in the form submit ids are stored in (normalised), or `None` when
-/// it cannot be converted.
+/// The receipt id in the form submit ids are stored in (normalised): converted as
+/// the `receipt_ids` setting declares, or as written (normalised) when that
+/// conversion cannot apply to it (the gateway then tries the other spellings, see
+/// [`receipt::id_candidates`]). `None` only for an empty id.
 pub fn receipt_key(id: &str, format: IdFormat) -> Option<String> {
     let id = receipt::normalize_id(id);
     if id.is_empty() {
         return None;
     }
-    match format {
-        IdFormat::Same => Some(id),
+    let converted = match format {
+        IdFormat::Same => None,
         // Receipt in decimal, stored (submit) id in hex.
         IdFormat::HexToDecimal => id.parse::<u64>().ok().map(|n| format!("{n:x}")),
         // Receipt in hex, stored id in decimal.
         IdFormat::DecimalToHex => u64::from_str_radix(&id, 16).ok().map(|n| n.to_string()),
-    }
+    };
+    Some(converted.unwrap_or(id))
 }
 
 /// A mobile-originated message (`deliver_sm`/`data_sm` without the receipt bits):
@@ -586,7 +650,7 @@ async fn receipts(
             continue;
         };
         let Some(provider_id) = receipt_key(&id, ids) else {
-            tracing::info!(connector = %connector, receipt_id = %id, "Receipt id unusable; acknowledged and dropped.");
+            tracing::info!(connector = %connector, receipt_id = %id, "Receipt with an empty id; acknowledged and dropped.");
             let _ = ack.send(status::ESME_ROK);
             continue;
         };
@@ -628,8 +692,82 @@ mod tests {
             receipt_key("14", IdFormat::DecimalToHex).as_deref(),
             Some("20")
         );
-        assert_eq!(receipt_key("zz", IdFormat::HexToDecimal), None);
+        // Not decimal, so not what hex_to_decimal expects: kept as written, for the
+        // gateway's other spellings to try.
+        assert_eq!(
+            receipt_key("ZZ", IdFormat::HexToDecimal).as_deref(),
+            Some("zz")
+        );
         assert_eq!(receipt_key("", IdFormat::Same), None);
+        assert_eq!(receipt_key(" \0", IdFormat::DecimalToHex), None);
+    }
+
+    /// `query_sm` goes out with the id exactly as `submit_sm_resp` gave it (the
+    /// simulator knows no other spelling) and its answer reads as a receipt would.
+    #[tokio::test]
+    async fn query_asks_by_the_submitted_id_and_reads_the_answer() {
+        use crate::smpp::sim::{SimConfig, SmscSim};
+        let stop = CancellationToken::new();
+        let sim_cfg = SimConfig {
+            lose_receipts_every: 1,
+            undeliverable_every: 2,
+            receipt_delay: Duration::from_millis(20),
+            ..SimConfig::default()
+        };
+        let sim = SmscSim::start("127.0.0.1:0".parse().unwrap(), sim_cfg, stop.clone())
+            .await
+            .unwrap();
+        let cfg = SmppConfig {
+            port: sim.local_addr().port(),
+            password: "secret".into(),
+            ..SmppConfig::default()
+        };
+        let (receipts, _r) = mpsc::channel(16);
+        let (inbound, _i) = mpsc::channel(16);
+        let cx = BuildContext {
+            receipts,
+            inbound,
+            shutdown: stop.clone(),
+        };
+        let c = SmppConnector::new("smsc", &cfg, cx).unwrap();
+        for _ in 0..200 {
+            if c.health() == Health::Up {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let out = Outbound {
+            message_id: "01J00000000000000000000000".into(),
+            channel: Channel::Sms,
+            to: "+48600100200".into(),
+            from: None,
+            text: Some("hej".into()),
+            email: None,
+            rcs: None,
+            attempt: 0,
+            valid_until: None,
+        };
+        let first = c.submit(&out).await.unwrap();
+        let second = c.submit(&out).await.unwrap();
+        assert_eq!(first.query_ids, ["0000000001"], "{first:?}");
+        assert_eq!(first.provider_ids, ["1"], "stored normalised");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let a = c.query(&out, &first.query_ids[0]).await.unwrap().unwrap();
+        assert_eq!((a.state, a.error), (ReceiptState::Delivered, None));
+        let a = c.query(&out, &second.query_ids[0]).await.unwrap().unwrap();
+        assert_eq!(a.state, ReceiptState::Undeliverable);
+        assert_eq!(a.error.as_deref(), Some("stat:UNDELIV err:001"));
+        // The normalised id is not what the SMSC handed out: it does not know it.
+        let a = c
+            .query(&out, &first.provider_ids[0])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(a.state, ReceiptState::Unknown);
+        assert!(a.error.unwrap().contains("ESME_RQUERYFAIL"));
+        assert_eq!(sim.stats().receipts_lost, 2);
+        c.close().await;
+        stop.cancel();
     }
 
     #[test]

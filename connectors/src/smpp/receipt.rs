@@ -438,9 +438,13 @@ pub fn normalize_id(id: &str) -> String {
 /// always wins. Ids beyond u64 get only the as-is form. An empty id yields no
 /// candidates: it must not match anything.
 ///
-/// Never match a receipt against *all* candidates: while the receipt's own id is not
-/// yet stored, another message's id can equal a candidate and take the receipt. The
-/// SMPP connector converts ids only as its `receipt_ids` setting declares.
+/// Never match a receipt against *all* candidates at once: while the receipt's own
+/// id is not yet stored, another message's id can equal a candidate and take the
+/// receipt. The SMPP connector converts ids as its `receipt_ids` setting declares;
+/// the gateway tries the other candidates only after that form found nothing for
+/// its whole parking time, only while that form fails for most of the connector's
+/// recent receipts, and uses them only when exactly one message matches (see the
+/// gateway's `receipts` module).
 pub fn id_candidates(id: &str) -> Vec<String> {
     let n = normalize_id(id);
     if n.is_empty() {

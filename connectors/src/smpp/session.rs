@@ -16,6 +16,12 @@
 //! Requests in flight when a bind drops fail with [`SubmitError::Disconnected`]; the
 //! caller retries them (the gateway's queue does), so nothing is lost.
 //!
+//! Two requests go out this way: `submit_sm` ([`Session::submit`]) and `query_sm`
+//! ([`Session::query`], SMPP 3.4 §4.8: what became of a message the SMSC accepted,
+//! asked when its receipt does not come). They share the window, the response
+//! timeout and the throttle pause; only a `submit_sm` can deliver a message twice,
+//! so only submits count as abandoned or orphaned.
+//!
 //! # Reads, writes and receipt hand-off never wait for each other
 //!
 //! One connection is two tasks. The *session loop* reads the socket, matches
@@ -66,7 +72,7 @@ use std::time::{Duration, Instant};
 
 use rusmpp::pdus::{
     BindReceiver, BindTransceiver, BindTransmitter, DataSm, DataSmResp, DeliverSm, DeliverSmResp,
-    SubmitSm,
+    QuerySm, SubmitSm,
 };
 use rusmpp::types::COctetString;
 use rusmpp::values::{InterfaceVersion, Npi, Ton};
@@ -167,7 +173,7 @@ impl Default for SessionConfig {
     }
 }
 
-/// Why a submit did not get a message id.
+/// Why a submit did not get a message id (or a query_sm no answer).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SubmitError {
@@ -204,9 +210,36 @@ pub enum InboundPdu {
     Data(DataSm),
 }
 
+/// What the SMSC answered a `query_sm` with (SMPP 3.4 §4.8.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryAnswer {
+    /// The `message_state` value (1 ENROUTE ... 8 REJECTED; see
+    /// [`super::receipt::stat_from_message_state`]).
+    pub message_state: u8,
+    /// The network error code the SMSC reports for it (0 when none).
+    pub error_code: u8,
+    /// When it reached its final state (`YYMMDDhhmmsstnnp`), empty while it has not.
+    pub final_date: String,
+}
+
+/// A request's answer: the message id of a submit, or a query's state.
+#[derive(Debug)]
+enum Answer {
+    MessageId(String),
+    State(QueryAnswer),
+}
+
+/// Which request a pending sequence number belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Submit,
+    Query,
+}
+
 struct Request {
-    pdu: SubmitSm,
-    reply: oneshot::Sender<Result<String, SubmitError>>,
+    pdu: Pdu,
+    kind: Kind,
+    reply: oneshot::Sender<Result<Answer, SubmitError>>,
 }
 
 /// State shared with the handle.
@@ -327,9 +360,31 @@ impl Session {
     /// SMSC's message id. Waits for room in the window. Dropping the returned future
     /// before the request was written withdraws it: it is never sent.
     pub async fn submit(&self, pdu: SubmitSm) -> Result<String, SubmitError> {
+        match self.request(Pdu::from(pdu), Kind::Submit).await? {
+            Answer::MessageId(id) => Ok(id),
+            // A query_sm_resp to a submit: the SMSC mixed up sequence numbers.
+            Answer::State(_) => Err(SubmitError::Rejected {
+                status: status::ESME_RSYSERR,
+            }),
+        }
+    }
+
+    /// Send one `query_sm` and wait for the SMSC's answer. The SMSC refusing it
+    /// (ESME_RQUERYFAIL: it does not know the message, or no longer) is
+    /// [`SubmitError::Rejected`]. Withdrawn like a submit when the future is dropped.
+    pub async fn query(&self, pdu: QuerySm) -> Result<QueryAnswer, SubmitError> {
+        match self.request(Pdu::from(pdu), Kind::Query).await? {
+            Answer::State(a) => Ok(a),
+            Answer::MessageId(_) => Err(SubmitError::Rejected {
+                status: status::ESME_RSYSERR,
+            }),
+        }
+    }
+
+    async fn request(&self, pdu: Pdu, kind: Kind) -> Result<Answer, SubmitError> {
         let (reply, rx) = oneshot::channel();
         self.requests
-            .send(Request { pdu, reply })
+            .send(Request { pdu, kind, reply })
             .await
             .map_err(|_| SubmitError::Stopped)?;
         rx.await.unwrap_or(Err(SubmitError::Disconnected))
@@ -546,7 +601,7 @@ enum End {
     Lost(String),
 }
 
-type Pending = HashMap<u32, (oneshot::Sender<Result<String, SubmitError>>, Instant)>;
+type Pending = HashMap<u32, (oneshot::Sender<Result<Answer, SubmitError>>, Instant, Kind)>;
 
 /// Shortest and longest pause of a bind the SMSC throttled.
 const THROTTLE_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
@@ -598,12 +653,24 @@ impl Outbox {
     }
 }
 
-/// A written request's outcome with nobody waiting for it: the gateway gave up on
-/// it and may send the message again, so the outcome is logged and counted.
-fn orphaned(shared: &Shared, addr: &str, seq: u32, outcome: &Result<String, SubmitError>) {
+/// A written request's outcome with nobody waiting for it. For a submit the gateway
+/// gave up on it and may send the message again, so the outcome is logged and
+/// counted; a query nobody waits for any more changes nothing.
+fn orphaned(
+    shared: &Shared,
+    addr: &str,
+    seq: u32,
+    kind: Kind,
+    outcome: &Result<Answer, SubmitError>,
+) {
+    if kind == Kind::Query {
+        tracing::debug!(%addr, sequence_number = seq, "A query_sm answered after its caller had gone.");
+        return;
+    }
     shared.orphaned.fetch_add(1, Ordering::Relaxed);
     match outcome {
-        Ok(id) => {
+        Ok(Answer::State(_)) => {}
+        Ok(Answer::MessageId(id)) => {
             tracing::warn!(%addr, sequence_number = seq, provider_id = %id, "The SMSC accepted a submit_sm whose caller had given up: uncertain for the gateway, which may send the message again.")
         }
         Err(e @ (SubmitError::Timeout(_) | SubmitError::Disconnected | SubmitError::Stopped)) => {
@@ -690,12 +757,12 @@ async fn serve(
                     paused_until = None;
                     shared.throttled.store(false, Ordering::Relaxed);
                 }
-                let expired: Vec<u32> = pending.iter().filter(|(_, (_, d))| *d <= now).map(|(s, _)| *s).collect();
+                let expired: Vec<u32> = pending.iter().filter(|(_, (_, d, _))| *d <= now).map(|(s, _)| *s).collect();
                 let unanswered = !expired.is_empty();
                 for s in expired {
-                    if let Some((reply, _)) = pending.remove(&s) {
+                    if let Some((reply, _, kind)) = pending.remove(&s) {
                         if let Err(outcome) = reply.send(Err(SubmitError::Timeout(cfg.response_timeout))) {
-                            orphaned(shared, addr, s, &outcome);
+                            orphaned(shared, addr, s, kind, &outcome);
                         }
                     }
                 }
@@ -726,12 +793,14 @@ async fn serve(
                 }
             }
             r = requests.recv(), if take => {
-                let Some(Request { pdu, reply }) = r else { break End::Shutdown };
+                let Some(Request { pdu, kind, reply }) = r else { break End::Shutdown };
                 if reply.is_closed() {
                     // Its caller gave up while it waited for the window (the gateway's
                     // dispatch timeout) and retries it: sending it now would deliver it twice.
-                    shared.abandoned.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%addr, "submit_sm withdrawn by its caller before it was sent; not sent.");
+                    if kind == Kind::Submit {
+                        shared.abandoned.fetch_add(1, Ordering::Relaxed);
+                    }
+                    tracing::debug!(%addr, ?kind, "Request withdrawn by its caller before it was sent; not sent.");
                     continue;
                 }
                 if stalled {
@@ -744,7 +813,7 @@ async fn serve(
                     let _ = reply.send(Err(SubmitError::Disconnected));
                     continue;
                 }
-                pending.insert(s, (reply, Instant::now() + cfg.response_timeout));
+                pending.insert(s, (reply, Instant::now() + cfg.response_timeout, kind));
             }
             n = rd.read(&mut chunk) => {
                 let n = match n {
@@ -765,16 +834,22 @@ async fn serve(
                     };
                     let Some(h) = frame::header(&f) else { continue };
                     match h.command_id {
-                        // submit_sm_resp / generic_nack: match by sequence number.
-                        0x8000_0004 | 0x8000_0000 => {
-                            let Some((reply, _)) = pending.remove(&h.sequence_number) else { continue };
+                        // submit_sm_resp / query_sm_resp / generic_nack: match by sequence number.
+                        0x8000_0004 | 0x8000_0003 | 0x8000_0000 => {
+                            let Some((reply, _, kind)) = pending.remove(&h.sequence_number) else { continue };
                             let result = match h.command_status {
                                 status::ESME_ROK => match frame::decode(&f).ok().and_then(|c| match c.pdu() {
-                                    Some(Pdu::SubmitSmResp(r)) => Some(r.message_id().as_str().to_string()),
+                                    Some(Pdu::SubmitSmResp(r)) => Some(Answer::MessageId(r.message_id().as_str().to_string())),
+                                    Some(Pdu::QuerySmResp(r)) => Some(Answer::State(QueryAnswer {
+                                        message_state: u8::from(r.message_state),
+                                        error_code: r.error_code,
+                                        final_date: String::from_utf8_lossy(r.final_date.as_ref()).trim_end_matches('\0').to_string(),
+                                    })),
                                     _ => None,
                                 }) {
-                                    Some(id) if !id.is_empty() => Ok(id),
-                                    _ => Err(SubmitError::Rejected { status: status::ESME_RSYSERR }),
+                                    Some(Answer::MessageId(id)) if id.is_empty() => Err(SubmitError::Rejected { status: status::ESME_RSYSERR }),
+                                    Some(a) => Ok(a),
+                                    None => Err(SubmitError::Rejected { status: status::ESME_RSYSERR }),
                                 },
                                 s @ (status::ESME_RTHROTTLED | status::ESME_RMSGQFUL) => Err(SubmitError::Throttled { status: s }),
                                 s => Err(SubmitError::Rejected { status: s }),
@@ -792,7 +867,7 @@ async fn serve(
                                 Err(_) => {}
                             }
                             if let Err(outcome) = reply.send(result) {
-                                orphaned(shared, addr, h.sequence_number, &outcome);
+                                orphaned(shared, addr, h.sequence_number, kind, &outcome);
                             }
                         }
                         // enquire_link_resp
@@ -865,9 +940,9 @@ async fn serve(
             }
         }
     };
-    for (s, (reply, _)) in pending.drain() {
+    for (s, (reply, _, kind)) in pending.drain() {
         if let Err(outcome) = reply.send(Err(SubmitError::Disconnected)) {
-            orphaned(shared, addr, s, &outcome);
+            orphaned(shared, addr, s, kind, &outcome);
         }
     }
     if matches!(end, End::Shutdown) && !acks.is_empty() {

@@ -29,7 +29,8 @@
 //!   addresses swapped, the standard text
 //!   (`id:00000001A3 sub:001 dlvrd:001 submit date:… done date:… stat:DELIVRD err:000 text:…`)
 //!   and the TLVs `receipted_message_id` (deliberately *lowercase without
-//!   leading zeros*, `1a3`, so the gateway has to normalise ids) and
+//!   leading zeros*, `1a3`, so the gateway has to normalise ids; decimal with
+//!   [`SimConfig::receipt_ids_decimal`]) and
 //!   `message_state`; with [`SimConfig::receipts_as_data_sm`] the receipt is a
 //!   `data_sm` instead (same TLVs, the text in `message_payload`), as some
 //!   SMSCs send. Final states mix by message number (the id's counter):
@@ -45,6 +46,21 @@
 //!   drops, is sent again, like a real SMSC does. A `deliver_sm_resp` with an
 //!   error status (or a `generic_nack` for the receipt) retries it after
 //!   `resend_after`.
+//! * **query_sm** (SMPP 3.4 §4.8), from a transmitter or transceiver: the
+//!   simulator remembers the last [`MAX_KNOWN`] messages it accepted and answers
+//!   with the state it knows: `ENROUTE` until the receipt is due, then the final
+//!   state (with its `final_date` and an `error_code`). The id must be written
+//!   exactly as `submit_sm_resp` gave it (10 uppercase hex digits, zero-padded),
+//!   as a strict SMSC expects; anything else is answered `ESME_RQUERYFAIL`, as is
+//!   a message it forgot.
+//! * **Lost receipts** (the faults a gateway must recover from by asking): with
+//!   [`SimConfig::lose_receipts_every`] = n, every n-th accepted message's receipt
+//!   is never sent, as when the SMSC crashed with it or another bind with the same
+//!   account took it; `query_sm` still knows the message, unless
+//!   [`SimConfig::forget_lost`] (an SMSC that lost its store) makes it answer
+//!   `ESME_RQUERYFAIL`. [`SimConfig::receipt_ids_decimal`] writes receipt ids in
+//!   decimal while `submit_sm_resp` stays hex, as some SMSCs do, and
+//!   [`SimConfig::first_id`] starts the id counter high, as real SMSCs' ids are.
 //! * **Robustness**: reads are bounded by [`SimConfig::max_frame`]; a frame
 //!   that does not decode is answered with `generic_nack` (status from
 //!   [`frame::Undecodable`]) and the session goes on (except an undecodable
@@ -74,7 +90,7 @@
 //! Error responses carry no body (SMPP 3.4 §4: "the body is not returned if
 //! the command_status field contains a non-zero value").
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,10 +98,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusmpp::pdus::{
-    BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, SubmitSm, SubmitSmResp,
+    BindReceiverResp, BindTransceiverResp, BindTransmitterResp, DeliverSm, QuerySm, QuerySmResp,
+    SubmitSm, SubmitSmResp,
 };
 use rusmpp::tlvs::{MessageDeliveryRequestTlvValue, TlvValue};
-use rusmpp::types::{COctetString, OctetString};
+use rusmpp::types::{COctetString, EmptyOrFullCOctetString, OctetString};
 use rusmpp::values::{EsmClass, InterfaceVersion, MessageState, Npi, Ton};
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -103,7 +120,7 @@ pub const SIM_SYSTEM_ID: &str = "goniec-sim";
 pub const MAX_SESSIONS: usize = 1024;
 
 pub use super::status::{
-    ESME_RALYBND, ESME_RBINDFAIL, ESME_RINVBNDSTS, ESME_RINVPASWD, ESME_RTHROTTLED,
+    ESME_RALYBND, ESME_RBINDFAIL, ESME_RINVBNDSTS, ESME_RINVPASWD, ESME_RQUERYFAIL, ESME_RTHROTTLED,
 };
 
 /// Invalid destination address: [`SimConfig::reject_status`]'s default.
@@ -120,6 +137,11 @@ const GARBAGE_REQUEST_ID: u32 = 0x0000_0777;
 const GARBAGE_RESPONSE_ID: u32 = 0x8000_0777;
 
 const SUBMIT_SM_RESP: u32 = 0x8000_0004;
+const QUERY_SM_RESP: u32 = 0x8000_0003;
+/// Messages `query_sm` can ask about: the most recent ones; older ones are forgotten
+/// (answered `ESME_RQUERYFAIL`), as an SMSC purges what it delivered long ago. Bounds
+/// the simulator's memory in long bench runs (a few dozen bytes each).
+pub const MAX_KNOWN: usize = 200_000;
 /// Delayed `submit_sm_resp`s waiting at once per session; the reader stops
 /// reading while they are all taken (back-pressure instead of unbounded tasks).
 const MAX_DELAYED_RESPONSES: usize = 4096;
@@ -177,6 +199,17 @@ pub struct SimConfig {
     pub silent_after: u64,
     /// Write garbage to the ESME before every n-th PDU of a connection (0 = never).
     pub garbage_every: u64,
+    /// Never send the receipt of every n-th accepted message (0 = never): lost in a
+    /// crash, or taken by another bind of the same account. `query_sm` still knows it.
+    pub lose_receipts_every: u64,
+    /// Forget the messages whose receipts were lost: `query_sm` answers
+    /// `ESME_RQUERYFAIL` for them, as after an SMSC lost its store.
+    pub forget_lost: bool,
+    /// Write receipt ids (the `receipted_message_id` TLV and the text's `id:`) in
+    /// decimal, while `submit_sm_resp` stays hex.
+    pub receipt_ids_decimal: bool,
+    /// Message ids count up from this number + 1 (0: ids 1, 2, ...).
+    pub first_id: u64,
 }
 
 impl Default for SimConfig {
@@ -200,6 +233,10 @@ impl Default for SimConfig {
             drop_after: 0,
             silent_after: 0,
             garbage_every: 0,
+            lose_receipts_every: 0,
+            forget_lost: false,
+            receipt_ids_decimal: false,
+            first_id: 0,
         }
     }
 }
@@ -249,6 +286,12 @@ pub struct SimStats {
     pub receipts_pending: u64,
     /// generic_nack PDUs sent.
     pub generic_nacks: u64,
+    /// Receipts never sent (`lose_receipts_every`).
+    pub receipts_lost: u64,
+    /// query_sm answered with a state.
+    pub queries: u64,
+    /// query_sm answered `ESME_RQUERYFAIL` (unknown or forgotten message).
+    pub queries_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -274,6 +317,9 @@ struct Counters {
     receipts_acked: AtomicU64,
     receipts_pending: AtomicU64,
     generic_nacks: AtomicU64,
+    receipts_lost: AtomicU64,
+    queries: AtomicU64,
+    queries_failed: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
@@ -308,10 +354,12 @@ impl SmscSim {
         let listener = TcpListener::bind(addr).await?;
         let local_addr = listener.local_addr()?;
         let cfg_max_tps = cfg.max_tps;
+        let first_id = cfg.first_id;
         let inner = Arc::new(Inner {
             cfg,
             counters: Counters::default(),
-            next_message: AtomicU64::new(0),
+            next_message: AtomicU64::new(first_id),
+            known: Mutex::new(BTreeMap::new()),
             submits_seen: AtomicU64::new(0),
             past_throttle: AtomicU64::new(0),
             unknown_ids: AtomicU64::new(0),
@@ -398,6 +446,7 @@ impl SmscSim {
             system_id.to_string(),
             u64::MAX,
             Duration::ZERO,
+            self.inner.cfg.receipt_ids_decimal,
         );
         bump(&self.inner.counters.unknown_receipts_queued);
         self.inner.queue_now(receipt);
@@ -430,6 +479,9 @@ impl SmscSim {
             receipts_acked: get(&c.receipts_acked),
             receipts_pending: get(&c.receipts_pending),
             generic_nacks: get(&c.generic_nacks),
+            receipts_lost: get(&c.receipts_lost),
+            queries: get(&c.queries),
+            queries_failed: get(&c.queries_failed),
         }
     }
 }
@@ -439,6 +491,8 @@ struct Inner {
     counters: Counters,
     /// Last message id handed out.
     next_message: AtomicU64,
+    /// What `query_sm` can tell, by message number: the most recent [`MAX_KNOWN`].
+    known: Mutex<BTreeMap<u64, Known>>,
     /// submit_sm seen (for throttle_every).
     submits_seen: AtomicU64,
     /// submit_sm that got past throttling (for reject_every).
@@ -453,6 +507,15 @@ struct Inner {
     hub: Mutex<Hub>,
     /// Wakes the receipt dispatcher.
     wake: Notify,
+}
+
+/// A message as `query_sm` sees it.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    /// Its final state, reached at `final_at` (its receipt's due time); `ENROUTE` before.
+    state: MessageState,
+    final_at: Instant,
+    final_wall: SystemTime,
 }
 
 /// A receipt to deliver; everything but the sequence number is fixed when
@@ -632,6 +695,57 @@ impl Inner {
         } else {
             false
         }
+    }
+
+    /// Note an accepted message for `query_sm`, forgetting the oldest beyond [`MAX_KNOWN`].
+    fn remember(&self, number: u64, state: MessageState) {
+        let now = Instant::now();
+        let known = Known {
+            state,
+            final_at: now + self.cfg.receipt_delay,
+            final_wall: SystemTime::now() + self.cfg.receipt_delay,
+        };
+        let mut k = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        k.insert(number, known);
+        while k.len() > MAX_KNOWN {
+            k.pop_first();
+        }
+    }
+
+    /// What `query_sm` answers for `id`: `Err` with ESME_RQUERYFAIL for an id not
+    /// written as handed out, or for a message it does not know.
+    fn query(&self, id: &str) -> Result<QuerySmResp, u32> {
+        let number = u64::from_str_radix(id, 16).map_err(|_| ESME_RQUERYFAIL)?;
+        if id != format!("{number:010X}") {
+            return Err(ESME_RQUERYFAIL);
+        }
+        let known = *self
+            .known
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&number)
+            .ok_or(ESME_RQUERYFAIL)?;
+        let message_id = COctetString::from_str(id).map_err(|_| ESME_RQUERYFAIL)?;
+        let resp = if Instant::now() < known.final_at {
+            QuerySmResp::builder()
+                .message_id(message_id)
+                .message_state(MessageState::Enroute)
+                .build()
+        } else {
+            let date = format!("{}000+", yymmddhhmmss(known.final_wall));
+            let error_code = match known.state {
+                MessageState::Delivered => 0,
+                MessageState::Rejected => 2,
+                _ => 1,
+            };
+            QuerySmResp::builder()
+                .message_id(message_id)
+                .final_date(EmptyOrFullCOctetString::from_string(date).unwrap_or_default())
+                .message_state(known.state)
+                .error_code(error_code)
+                .build()
+        };
+        Ok(resp)
     }
 
     /// Queue a receipt or MO message for sending now (no receipt_delay).
@@ -1227,6 +1341,13 @@ impl Session {
                         .await
                 }
             },
+            Some(Pdu::QuerySm(q)) => match &self.bound {
+                Some((mode, _)) if mode.can_submit() => self.on_query(seq, q).await,
+                _ => {
+                    self.send(frame::header_only(QUERY_SM_RESP, ESME_RINVBNDSTS, seq))
+                        .await
+                }
+            },
             _ if id == CommandId::DeliverSmResp || id == CommandId::DataSmResp => {
                 self.inner.ack(self.id, seq, u32::from(cmd.status()));
                 Flow::Continue
@@ -1248,7 +1369,7 @@ impl Session {
             _ if matches!(id, CommandId::Other(_)) => self.nack(seq, ESME_RINVCMDID).await,
             // Other answers (enquire_link_resp, unbind_resp, ...): nothing to do.
             _ if id.is_response() => Flow::Continue,
-            // Requests we do not implement (query_sm, data_sm, ...), or that
+            // Requests we do not implement (cancel_sm, data_sm, ...), or that
             // an ESME must not send (outbind, alert_notification).
             _ => {
                 let status = if self.bound.is_some() {
@@ -1345,6 +1466,25 @@ impl Session {
         flow
     }
 
+    async fn on_query(&self, seq: u32, q: &QuerySm) -> Flow {
+        match self.inner.query(q.message_id.as_str()) {
+            Ok(resp) => {
+                bump(&self.inner.counters.queries);
+                self.send(frame::encode(&Command::new(
+                    CommandStatus::EsmeRok,
+                    seq,
+                    resp,
+                )))
+                .await
+            }
+            Err(status) => {
+                bump(&self.inner.counters.queries_failed);
+                self.send(frame::header_only(QUERY_SM_RESP, status, seq))
+                    .await
+            }
+        }
+    }
+
     async fn on_submit(&self, seq: u32, sm: &SubmitSm, system_id: String) -> Flow {
         let cfg = &self.inner.cfg;
         let c = &self.inner.counters;
@@ -1389,7 +1529,17 @@ impl Session {
                 2 => state != MessageState::Delivered,
                 _ => false,
             };
-            if wanted {
+            let lost = wanted && every(number - cfg.first_id, cfg.lose_receipts_every);
+            if !(lost && cfg.forget_lost) {
+                self.inner.remember(number, state);
+            }
+            if lost {
+                bump(&c.receipts_lost);
+                tracing::debug!(
+                    message_id,
+                    "SMSC simulator: losing this receipt (lose_receipts_every)"
+                );
+            } else if wanted {
                 self.inner.schedule(receipt_for(
                     sm,
                     &message_id,
@@ -1398,6 +1548,7 @@ impl Session {
                     system_id,
                     self.id,
                     cfg.receipt_delay,
+                    cfg.receipt_ids_decimal,
                 ));
             }
             let resp = SubmitSmResp::builder()
@@ -1429,6 +1580,7 @@ fn every(n: u64, k: u64) -> bool {
 }
 
 /// A receipt ending in `state` (Delivered, Undeliverable, Expired or Rejected).
+#[allow(clippy::too_many_arguments)]
 fn receipt_for(
     sm: &SubmitSm,
     message_id: &str,
@@ -1437,6 +1589,7 @@ fn receipt_for(
     system_id: String,
     origin: u64,
     receipt_delay: Duration,
+    decimal_ids: bool,
 ) -> Receipt {
     let now = SystemTime::now();
     let (stat, dlvrd, err) = match state {
@@ -1445,8 +1598,10 @@ fn receipt_for(
         MessageState::Rejected => ("REJECTD", "000", "002"),
         _ => ("UNDELIV", "000", "001"),
     };
+    let decimal = number.to_string();
+    let text_id = if decimal_ids { &decimal } else { message_id };
     let text = format!(
-        "id:{message_id} sub:001 dlvrd:{dlvrd} submit date:{} done date:{} stat:{stat} err:{err} text:{}",
+        "id:{text_id} sub:001 dlvrd:{dlvrd} submit date:{} done date:{} stat:{stat} err:{err} text:{}",
         yymmddhhmm(now),
         yymmddhhmm(now + receipt_delay),
         excerpt(sm),
@@ -1461,8 +1616,14 @@ fn receipt_for(
         dest_npi: sm.source_addr_npi,
         dest_addr: sm.source_addr.clone(),
         text: OctetString::from_slice(text.as_bytes()).unwrap_or_default(),
-        // Deliberately not the submit_sm_resp form: lowercase, no leading zeros.
-        receipted_id: COctetString::from_str(&format!("{number:x}")).unwrap_or_default(),
+        // Deliberately not the submit_sm_resp form: lowercase, no leading zeros
+        // (or another base altogether).
+        receipted_id: COctetString::from_str(&if decimal_ids {
+            decimal
+        } else {
+            format!("{number:x}")
+        })
+        .unwrap_or_default(),
         state,
         attempts: 0,
         mo: None,
@@ -1510,6 +1671,12 @@ fn excerpt(sm: &SubmitSm) -> String {
             .map(|&b| printable(char::from(b)))
             .collect()
     }
+}
+
+/// `YYMMDDhhmmss` in UTC.
+fn yymmddhhmmss(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    format!("{}{:02}", yymmddhhmm(t), secs % 60)
 }
 
 /// `YYMMDDhhmm` in UTC.
@@ -1908,6 +2075,137 @@ mod tests {
         token.cancel();
     }
 
+    /// Ask about `id` with query_sm; the answer's status and body.
+    async fn query(c: &mut Client, id: &str) -> (CommandStatus, Option<QuerySmResp>) {
+        let seq = c
+            .send(
+                QuerySm::builder()
+                    .message_id(cstr(id))
+                    .source_addr(cstr("Goniec"))
+                    .build(),
+            )
+            .await;
+        let resp = c.recv_not_deliver().await;
+        assert_eq!(resp.sequence_number(), seq);
+        assert_eq!(resp.id(), CommandId::QuerySmResp);
+        let body = match resp.pdu() {
+            Some(Pdu::QuerySmResp(r)) => Some(r.clone()),
+            _ => None,
+        };
+        (resp.status(), body)
+    }
+
+    #[tokio::test]
+    async fn query_sm_answers_with_the_state_it_knows() {
+        let cfg = SimConfig {
+            receipt_delay: Duration::from_millis(300),
+            undeliverable_every: 2,
+            ..SimConfig::default()
+        };
+        let (sim, token) = sim(cfg).await;
+        let mut c = Client::bind(&sim, Kind::Trx).await;
+        let first = c.submit_ok("one", true).await;
+        let second = c.submit_ok("two", true).await;
+        // Before its receipt is due the message is still on its way.
+        let (st, r) = query(&mut c, &first).await;
+        assert_eq!(st, CommandStatus::EsmeRok);
+        let r = r.unwrap();
+        assert_eq!(r.message_state, MessageState::Enroute);
+        assert!(r.final_date.as_str().is_empty());
+        assert_eq!(r.message_id.as_str(), first);
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let (_, r) = query(&mut c, &first).await;
+        let r = r.unwrap();
+        assert_eq!(
+            (r.message_state, r.error_code),
+            (MessageState::Delivered, 0)
+        );
+        assert_eq!(r.final_date.as_str().len(), 16, "{:?}", r.final_date);
+        assert!(r.final_date.as_str().ends_with("000+"));
+        let (_, r) = query(&mut c, &second).await;
+        let r = r.unwrap();
+        assert_eq!(
+            (r.message_state, r.error_code),
+            (MessageState::Undeliverable, 1)
+        );
+        // Only the id as handed out is known: not the normalised form, not others.
+        for id in [normalize_id(&first), "00000000FF".to_string(), "zz".into()] {
+            let (st, r) = query(&mut c, &id).await;
+            assert_eq!(
+                (u32::from(st), r.is_none()),
+                (ESME_RQUERYFAIL, true),
+                "{id}"
+            );
+        }
+        // A receiver may not ask.
+        let mut rx = Client::bind(&sim, Kind::Rx).await;
+        let (st, _) = query(&mut rx, &first).await;
+        assert_eq!(u32::from(st), ESME_RINVBNDSTS);
+        let s = sim.stats();
+        assert_eq!((s.queries, s.queries_failed), (3, 3), "{s:?}");
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn lost_receipts_are_never_sent_and_known_unless_forgotten() {
+        for forget in [false, true] {
+            // Receipts come after the four submits: submit_ok skips deliver_sm.
+            let cfg = SimConfig {
+                lose_receipts_every: 2,
+                forget_lost: forget,
+                receipt_delay: Duration::from_millis(200),
+                ..SimConfig::default()
+            };
+            let (sim, token) = sim(cfg).await;
+            let mut c = Client::bind(&sim, Kind::Trx).await;
+            let mut ids = Vec::new();
+            for i in 0..4 {
+                ids.push(c.submit_ok(&format!("m{i}"), true).await);
+            }
+            let mut receipted = Vec::new();
+            for _ in 0..2 {
+                let (seq, d) = c.recv_receipt().await;
+                receipted.push(receipted_id(&d).unwrap());
+                c.ack(seq).await;
+            }
+            assert!(c.recv_within(Duration::from_millis(150)).await.is_none());
+            receipted.sort();
+            assert_eq!(receipted, [normalize_id(&ids[0]), normalize_id(&ids[2])]);
+            let s = sim.stats();
+            assert_eq!((s.receipts_lost, s.receipts_pending), (2, 0), "{s:?}");
+            let (st, r) = query(&mut c, &ids[1]).await;
+            if forget {
+                assert_eq!(u32::from(st), ESME_RQUERYFAIL);
+            } else {
+                assert_eq!(r.unwrap().message_state, MessageState::Delivered);
+            }
+            // The ones whose receipts went out are known either way.
+            let (_, r) = query(&mut c, &ids[0]).await;
+            assert_eq!(r.unwrap().message_state, MessageState::Delivered);
+            token.cancel();
+        }
+    }
+
+    #[tokio::test]
+    async fn receipt_ids_can_be_decimal_and_ids_start_high() {
+        let cfg = SimConfig {
+            receipt_ids_decimal: true,
+            first_id: 0x10_0000_0000,
+            ..quick()
+        };
+        let (sim, token) = sim(cfg).await;
+        let mut c = Client::bind(&sim, Kind::Trx).await;
+        let id = c.submit_ok("hex then decimal", true).await;
+        assert_eq!(id, "1000000001");
+        let (seq, d) = c.recv_receipt().await;
+        let decimal = (0x10_0000_0001u64).to_string();
+        assert_eq!(receipted_id(&d).as_deref(), Some(decimal.as_str()));
+        let parsed = receipt::parse(d.short_message().as_ref()).unwrap();
+        assert_eq!(parsed.id.as_deref(), Some(decimal.as_str()));
+        c.ack(seq).await;
+        token.cancel();
+    }
+
     #[tokio::test]
     async fn ids_are_unique_and_undeliverable_share() {
         let cfg = SimConfig {
@@ -2083,7 +2381,7 @@ mod tests {
         c.enquire_link_ok().await;
 
         // A known request we do not implement gets its resp with an error.
-        c.send_raw(&frame::header_only(0x0000_0003, 0, 9)).await; // query_sm, no body
+        c.send_raw(&frame::header_only(0x0000_0008, 0, 9)).await; // cancel_sm, no body
         let resp = c.recv().await;
         assert_eq!(resp.sequence_number(), 9);
         c.enquire_link_ok().await;
@@ -2152,6 +2450,7 @@ mod tests {
                 "goniec".into(),
                 1,
                 Duration::ZERO,
+                false,
             );
             for as_data_sm in [false, true] {
                 let bytes = r.command(9, as_data_sm);

@@ -12,6 +12,8 @@ pub const ESME_RINVBNDSTS: u32 = 0x0000_0004;
 pub const ESME_RALYBND: u32 = 0x0000_0005;
 /// System error.
 pub const ESME_RSYSERR: u32 = 0x0000_0008;
+/// Message ID is invalid (some SMSCs answer a `query_sm` for an id they do not know so).
+pub const ESME_RINVMSGID: u32 = 0x0000_000C;
 /// Bind failed.
 pub const ESME_RBINDFAIL: u32 = 0x0000_000D;
 /// Invalid password.
@@ -22,6 +24,8 @@ pub const ESME_RINVSYSID: u32 = 0x0000_000F;
 pub const ESME_RMSGQFUL: u32 = 0x0000_0014;
 /// Throttling error (the ESME exceeded its allowed message limits).
 pub const ESME_RTHROTTLED: u32 = 0x0000_0058;
+/// `query_sm` failed: the SMSC does not know the message (or no longer).
+pub const ESME_RQUERYFAIL: u32 = 0x0000_0067;
 /// ESME receiver temporary application error: our answer to a `deliver_sm` we cannot
 /// take now; the SMSC keeps it and delivers it again later.
 pub const ESME_RX_T_APPN: u32 = 0x0000_0064;
@@ -38,6 +42,7 @@ pub fn name(s: u32) -> &'static str {
         0x08 => "ESME_RSYSERR",
         0x0A => "ESME_RINVSRCADR",
         0x0B => "ESME_RINVDSTADR",
+        0x0C => "ESME_RINVMSGID",
         0x0D => "ESME_RBINDFAIL",
         0x0E => "ESME_RINVPASWD",
         0x0F => "ESME_RINVSYSID",
@@ -47,6 +52,7 @@ pub fn name(s: u32) -> &'static str {
         0x61 => "ESME_RINVSCHED",
         0x62 => "ESME_RINVEXPIRY",
         0x64 => "ESME_RX_T_APPN",
+        0x67 => "ESME_RQUERYFAIL",
         _ => "SMPP error",
     }
 }

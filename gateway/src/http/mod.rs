@@ -177,15 +177,21 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
             problems.push(format!("every {ch} connector is down"));
         }
     }
-    if problems.is_empty() {
-        (StatusCode::OK, Json(serde_json::json!({"ready": true}))).into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"ready": false, "problems": problems})),
-        )
-            .into_response()
+    // Impaired but not a reason to take traffic away: messages still go out.
+    let degraded = crate::receipts::unmatched_connectors(&app.metrics.receipt_matching);
+    let mut body = serde_json::json!({"ready": problems.is_empty()});
+    if !problems.is_empty() {
+        body["problems"] = serde_json::json!(problems);
     }
+    if !degraded.is_empty() {
+        body["degraded"] = serde_json::json!(degraded);
+    }
+    let code = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

@@ -665,6 +665,24 @@ impl Store for MemoryStore {
             .map(|(id, _)| id.clone()))
     }
 
+    async fn correlate_many(
+        &self,
+        connector: &str,
+        provider_ids: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let g = self.lock();
+        let now = Instant::now();
+        Ok(provider_ids
+            .iter()
+            .map(|p| {
+                g.corr
+                    .get(&format!("{connector}\0{p}"))
+                    .filter(|(_, exp)| *exp > now)
+                    .map(|(id, _)| id.clone())
+            })
+            .collect())
+    }
+
     async fn lane_stats(&self, lane: Lane, now: i64) -> Result<LaneStats, StoreError> {
         let g = self.lock();
         let Some(st) = g.lanes.get(&lane) else {

@@ -348,6 +348,15 @@ pub trait Store: Send + Sync + 'static {
         provider_id: &str,
     ) -> Result<Option<String>, StoreError>;
 
+    /// [`Store::correlate`] for several spellings of one receipt id at once (the
+    /// other forms tried when the receipt's own matches nothing), in order: one round
+    /// trip. Callers keep the list to a handful.
+    async fn correlate_many(
+        &self,
+        connector: &str,
+        provider_ids: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError>;
+
     /// Gauges for one lane.
     async fn lane_stats(&self, lane: Lane, now_ms: i64) -> Result<LaneStats, StoreError>;
 

@@ -1055,6 +1055,23 @@ impl Store for RedisStore {
             .map_err(unavailable)
     }
 
+    async fn correlate_many(
+        &self,
+        connector: &str,
+        provider_ids: &[String],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        if provider_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for id in provider_ids {
+            cmd.arg(self.corr_key(connector, id));
+        }
+        let mut c = self.conn.clone();
+        // MGET with one key answers a one-element array too.
+        cmd.query_async(&mut c).await.map_err(unavailable)
+    }
+
     async fn lane_stats(&self, lane: Lane, now_ms: i64) -> Result<LaneStats, StoreError> {
         let mut p = redis::pipe();
         p.cmd("XLEN").arg(self.queue_key(lane));

@@ -117,6 +117,172 @@ pub async fn run(store: &dyn Store) {
     suppression_lists(store).await;
     handover_to_another_lane(store).await;
     first_seen_recognises_replays(store).await;
+    correlate_many_spellings_in_order(store).await;
+    submitted_with_its_receipt_check_then_no_receipt(store).await;
+}
+
+/// Several spellings of a receipt id looked up at once: each answer in its place,
+/// only the connector's own mappings.
+async fn correlate_many_spellings_in_order(store: &dyn Store) {
+    let msgs: Vec<_> = (0..2)
+        .map(|i| message("t-corr", &format!("+4850000030{i}"), None, false, None))
+        .collect();
+    store.accept(&msgs, None).await.unwrap();
+    let lane = Lane::Channel(Channel::Sms);
+    let leases: Vec<_> = drain(store, lane)
+        .await
+        .into_iter()
+        .filter(|l| msgs.iter().any(|m| m.id == l.job.id))
+        .collect();
+    assert_eq!(leases.len(), 2);
+    for l in &leases {
+        let pid = if l.job.id == msgs[0].id { "3039" } else { "ff" };
+        let ch = Change::new(Status::Submitted, now_ms(), None, None);
+        store
+            .complete(l, Some(&ch), Some(("smsc-m", &[pid.to_string()])))
+            .await
+            .unwrap();
+    }
+    let ask: Vec<String> = ["12345", "3039", "nope", "ff"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        store.correlate_many("smsc-m", &ask).await.unwrap(),
+        [
+            None,
+            Some(msgs[0].id.clone()),
+            None,
+            Some(msgs[1].id.clone())
+        ]
+    );
+    assert_eq!(
+        store.correlate_many("smsc-other", &ask).await.unwrap(),
+        [None, None, None, None],
+        "another connector's ids are another namespace"
+    );
+    assert_eq!(
+        store.correlate_many("smsc-m", &ask[1..2]).await.unwrap(),
+        [Some(msgs[0].id.clone())]
+    );
+    assert!(store
+        .correlate_many("smsc-m", &[])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// An SMS submitted with its receipt check in the same step (the check scheduled on
+/// the SMS lane with its payload, the correlation stored); the check handing over to
+/// the next one; and the last one expiring the message `no_receipt` with a callback,
+/// which a late receipt can no longer change.
+async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
+    use crate::store::{Handover, Job};
+    let m = message("t-check", "+48500000400", None, true, None);
+    store.accept(std::slice::from_ref(&m), None).await.unwrap();
+    let sms = Lane::Channel(Channel::Sms);
+    let mine = |ls: Vec<crate::store::Lease>| -> Vec<crate::store::Lease> {
+        ls.into_iter().filter(|l| l.job.id == m.id).collect()
+    };
+    let l = mine(drain(store, sms).await).pop().unwrap();
+    let check = |n: u32, at: i64| Handover {
+        lane: sms,
+        job: Job {
+            id: m.id.clone(),
+            attempt: n,
+            payload: format!("receipt-check {{\"c\":\"smsc-k\",\"n\":{n}}}"),
+        },
+        at_ms: Some(at),
+        note: None,
+    };
+    let ch = Change::new(Status::Submitted, now_ms(), None, None);
+    let at = now_ms() + 3_600_000;
+    let before = store.lane_stats(sms, now_ms()).await.unwrap().scheduled;
+    let t = store
+        .complete_handover(
+            &l,
+            Some(&ch),
+            Some(("smsc-k", &["k1".into()])),
+            &check(0, at),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        t,
+        Transition::Applied {
+            from: Status::Queued
+        }
+    );
+    assert_eq!(
+        store.correlate("smsc-k", "k1").await.unwrap().as_deref(),
+        Some(m.id.as_str())
+    );
+    assert_eq!(
+        store.lane_stats(sms, now_ms()).await.unwrap().scheduled,
+        before + 1,
+        "the check waits in the lane's schedule"
+    );
+    assert_eq!(store.promote_due(sms, at - 1, 100).await.unwrap(), 0);
+    assert!(store.promote_due(sms, at, 100).await.unwrap() >= 1);
+    let first = mine(drain(store, sms).await)
+        .pop()
+        .expect("the check is due");
+    assert_eq!(first.job, check(0, at).job);
+    // Still submitted: the check hands over to the next one, and is done itself.
+    let at2 = at + 1000;
+    store
+        .complete_handover(&first, None, None, &check(1, at2))
+        .await
+        .unwrap();
+    assert!(store.promote_due(sms, at2, 100).await.unwrap() >= 1);
+    let last = mine(drain(store, sms).await).pop().expect("the next check");
+    assert_eq!(last.job.attempt, 1);
+    // The deadline: expired, no_receipt, in the step that finishes the check.
+    let hooks_before: Vec<_> = drain(store, Lane::Webhook).await;
+    for h in &hooks_before {
+        store.complete(h, None, None).await.unwrap();
+    }
+    let expire = Change::new(
+        Status::Expired,
+        now_ms(),
+        Some("no_receipt".into()),
+        Some("no receipt from smsc-k".into()),
+    );
+    assert_eq!(
+        store.complete(&last, Some(&expire), None).await.unwrap(),
+        Transition::Applied {
+            from: Status::Submitted
+        }
+    );
+    let r = store.get(&m.id).await.unwrap().unwrap();
+    assert_eq!(r.status, Status::Expired);
+    assert_eq!(
+        r.events.last().unwrap().reason.as_deref(),
+        Some("no_receipt")
+    );
+    let hooks = drain(store, Lane::Webhook).await;
+    let cb: Vec<_> = hooks
+        .iter()
+        .filter_map(|l| CallbackPayload::decode(&l.job.payload))
+        .filter(|p| p.message_id == m.id)
+        .collect();
+    assert_eq!(cb.len(), 1, "one callback for the expiry");
+    assert_eq!(
+        (cb[0].status, cb[0].reason.as_deref()),
+        (Status::Expired, Some("no_receipt"))
+    );
+    for h in &hooks {
+        store.complete(h, None, None).await.unwrap();
+    }
+    // A receipt after that changes nothing.
+    let late = Change::new(Status::Delivered, now_ms(), None, None);
+    assert_eq!(
+        store.transition(&m.id, &late).await.unwrap(),
+        Transition::Refused {
+            current: Status::Expired
+        }
+    );
+    assert!(mine(drain(store, sms).await).is_empty(), "no check left");
 }
 
 /// An RCS lease finishing with work for the SMS lane: at once (with a note in the
