@@ -108,21 +108,6 @@ fn new_message(
 /// Parse, validate and route one message. A refusal is counted with the message's
 /// channel when the request got far enough to name one.
 fn prepare(app: &App, tenant: &TenantCtx, json: &str, now: i64) -> Result<Valid, ApiError> {
-    let (result, channel) = check_one(app, tenant, json, now);
-    if let Err(e) = &result {
-        refuse(app, &tenant.cfg.name, channel, e);
-    }
-    result
-}
-
-/// [`prepare`] without counting a refusal: the result, and the message's channel
-/// (`-` when the request did not get far enough to name one).
-fn check_one(
-    app: &App,
-    tenant: &TenantCtx,
-    json: &str,
-    now: i64,
-) -> (Result<Valid, ApiError>, &'static str) {
     let mut channel = "-";
     let result = (|| {
         let req = parse_request(json)?;
@@ -147,7 +132,10 @@ fn check_one(
         }
         Ok(v)
     })();
-    (result, channel)
+    if let Err(e) = &result {
+        refuse(app, &tenant.cfg.name, channel, e);
+    }
+    result
 }
 
 fn refuse(app: &App, tenant: &str, channel: &str, e: &ApiError) {
@@ -490,9 +478,10 @@ fn push_error(results: &mut String, problem: &str) {
 }
 
 /// Read `{"messages": [...]}` item by item, handing each message's JSON to `each`
-/// as soon as the parser reaches it: nothing holds every item's text or a tree of
-/// it, and a batch of more than `max` items is refused at item `max + 1` without
-/// reading further. Shape errors name their field as for single messages.
+/// as soon as the parser reaches it (borrowed from the body, no copy): nothing
+/// holds every item's text or a tree of it, and a batch of more than `max` items
+/// is refused at item `max + 1` without reading further. Shape errors name their
+/// field as for single messages.
 fn parse_batch(json: &str, max: usize, mut each: impl FnMut(&str)) -> Result<(), ApiError> {
     use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
     use std::fmt;
@@ -631,29 +620,29 @@ async fn accept_batch(
 ) -> Result<Response, ApiError> {
     let json = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
+    // First pass: the envelope's shape and the number of items, building nothing;
+    // a batch over the limit is refused here before any item is looked at.
+    let max = app.cfg.server.max_batch;
+    let mut total = 0;
+    parse_batch(json, max, |_| total += 1)?;
+    if total == 0 {
+        return Err(ApiError::new(422, "empty-batch", "`messages` is empty").field("messages"));
+    }
+    // Second pass: each item validated as the parser reaches it, into a vector of
+    // exactly the right size (growing one by doubling would hold up to twice it).
     let now = now_ms();
-    let mut prepared: Vec<(Result<Valid, ApiError>, &'static str)> = Vec::new();
-    parse_batch(json, app.cfg.server.max_batch, |item| {
-        prepared.push(check_one(app, tenant, item, now));
+    let mut prepared: Vec<Result<Valid, ApiError>> = Vec::with_capacity(total);
+    parse_batch(json, max, |item| {
+        prepared.push(prepare(app, tenant, item, now));
     })?;
     // Every message now owns its data: give the body and its share of the buffer
     // budget back before the store round trip.
     drop(body);
-    if prepared.is_empty() {
-        return Err(ApiError::new(422, "empty-batch", "`messages` is empty").field("messages"));
-    }
-    // Counted only now: a batch refused as a whole refuses no single message.
-    for (r, channel) in &prepared {
-        if let Err(e) = r {
-            refuse(app, &tenant.cfg.name, channel, e);
-        }
-    }
-    let total = prepared.len();
-    let n_valid = prepared.iter().filter(|(r, _)| r.is_ok()).count();
+    let n_valid = prepared.iter().filter(|r| r.is_ok()).count();
     rate_limit(tenant, n_valid as u32)?;
     let mut valid: Vec<&mut Valid> = prepared
         .iter_mut()
-        .filter_map(|(r, _)| r.as_mut().ok())
+        .filter_map(|r| r.as_mut().ok())
         .collect();
     let mut verdicts = screen(app, tenant, &mut valid, now).await?.into_iter();
 
@@ -663,7 +652,7 @@ async fn accept_batch(
     let mut n_accepted = 0;
     // Consumed in order: each validated message is dropped as soon as its stored
     // form and its answer exist, so the two are never all held at once.
-    for (i, (r, _)) in prepared.into_iter().enumerate() {
+    for (i, r) in prepared.into_iter().enumerate() {
         if i > 0 {
             results.push(',');
         }
