@@ -68,9 +68,10 @@ pub struct Server {
     /// Time in-flight work gets to finish after SIGTERM. Default `30s`.
     #[serde(with = "humantime_serde_compat")]
     pub shutdown_grace: Duration,
-    /// A client must send a request's headers within this (counted from its first
-    /// byte, or from the end of the previous answer on a kept-alive connection),
-    /// or it is answered 408 and disconnected; idle connections close after it too.
+    /// A client must send a request's headers within this, counted from when its
+    /// connection opens or the previous answer on it was sent; one that has sent
+    /// part of a request head by then is answered 408, and either way the
+    /// connection is closed (so idle kept-alive connections close after it too).
     /// Default `10s`.
     #[serde(with = "humantime_serde_compat")]
     pub header_timeout: Duration,
