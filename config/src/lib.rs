@@ -50,7 +50,10 @@ pub struct Server {
     /// Address the API listens on. Default `127.0.0.1:8080`.
     #[serde(deserialize_with = "socket_addr")]
     pub listen: SocketAddr,
-    /// Request bodies above this are refused with 413 before parsing. Default `16MiB`.
+    /// The largest request body of all: `POST /v1/messages/batch` may be this big.
+    /// Other routes have smaller limits of their own (a single message: what its
+    /// attachments and texts can need, see `max_attachments`). Larger bodies are
+    /// refused with 413, by `Content-Length` before anything is read. Default `16MiB`.
     pub max_body: ByteSize,
     /// Most items in one `POST /v1/messages/batch`. Default 10000.
     pub max_batch: usize,
@@ -65,6 +68,24 @@ pub struct Server {
     /// Time in-flight work gets to finish after SIGTERM. Default `30s`.
     #[serde(with = "humantime_serde_compat")]
     pub shutdown_grace: Duration,
+    /// A client must send a request's headers within this, counted from when its
+    /// connection opens or the previous answer on it was sent; one that has sent
+    /// part of a request head by then is answered 408, and either way the
+    /// connection is closed (so idle kept-alive connections close after it too).
+    /// Default `10s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub header_timeout: Duration,
+    /// A client must send a whole request body within this, or it is answered 408
+    /// and disconnected. Default `30s`.
+    #[serde(with = "humantime_serde_compat")]
+    pub body_timeout: Duration,
+    /// Most client connections open at once; one more is answered 503 (with
+    /// `Retry-After`) and closed. Default 4096.
+    pub max_connections: usize,
+    /// Most bytes of request bodies held in memory across all requests at once;
+    /// a body that would go over it is answered 503 (with `Retry-After`) instead of
+    /// being read. At least `max_body`. Default `256MiB`.
+    pub max_buffered: ByteSize,
 }
 
 /// `[log]`.
@@ -647,6 +668,10 @@ impl Default for Server {
             max_attachments: ByteSize::new(10 * MIB),
             max_text_chars: 100_000,
             shutdown_grace: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_buffered: ByteSize::new(256 * MIB),
         }
     }
 }

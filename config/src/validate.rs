@@ -121,6 +121,20 @@ impl Checks {
         }
         self.at_least_one("server.max_text_chars", server.max_text_chars as u64);
         self.at_least_one("server.max_body", server.max_body.bytes());
+        self.positive("server.header_timeout", server.header_timeout);
+        self.positive("server.body_timeout", server.body_timeout);
+        self.at_least_one("server.max_connections", server.max_connections as u64);
+        // Below max_body the largest allowed batch could never be read: every one
+        // would be answered 503 however idle the gateway is.
+        if server.max_buffered.bytes() < server.max_body.bytes() {
+            self.error(
+                "server.max_buffered",
+                format!(
+                    "must be at least server.max_body ({}), got {}",
+                    server.max_body, server.max_buffered
+                ),
+            );
+        }
         let region = &server.default_region;
         if !(region.len() == 2 && region.bytes().all(|b| b.is_ascii_uppercase())) {
             self.error(
@@ -822,6 +836,34 @@ mod tests {
         let mut config = Config::default();
         config.store.backend = StoreBackend::Memory;
         config.store.url = String::new();
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn request_cost_limits() {
+        let mut config = Config::default();
+        config.server.header_timeout = Duration::ZERO;
+        config.server.body_timeout = Duration::ZERO;
+        config.server.max_connections = 0;
+        config.server.max_body = crate::ByteSize::mib(16);
+        config.server.max_buffered = crate::ByteSize::mib(8);
+        let errors = config.validate().unwrap_err().errors;
+        assert_eq!(
+            keys(&errors),
+            [
+                "server.header_timeout",
+                "server.body_timeout",
+                "server.max_connections",
+                "server.max_buffered",
+            ]
+        );
+        assert_eq!(
+            errors[3].message,
+            "must be at least server.max_body (16MiB), got 8MiB"
+        );
+        // Exactly one largest body fits.
+        config = Config::default();
+        config.server.max_buffered = config.server.max_body;
         assert_eq!(config.validate(), Ok(()));
     }
 

@@ -58,6 +58,10 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(s.max_segments, 10);
     assert_eq!(s.max_text_chars, 100_000);
     assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(s.header_timeout, Duration::from_secs(10));
+    assert_eq!(s.body_timeout, Duration::from_secs(30));
+    assert_eq!(s.max_connections, 4096);
+    assert_eq!(s.max_buffered, ByteSize::new(256 * 1024 * 1024));
 
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.level, "info");
@@ -437,7 +441,7 @@ fn env_errors_name_the_variable() {
         ],
         "{e}"
     );
-    assert_eq!(message(&e, "env GONIEC_SERVER__PORTT"), "server.portt: unknown key `portt`; expected one of: listen, max_body, max_batch, default_region, max_segments, max_attachments, max_text_chars, shutdown_grace");
+    assert_eq!(message(&e, "env GONIEC_SERVER__PORTT"), "server.portt: unknown key `portt`; expected one of: listen, max_body, max_batch, default_region, max_segments, max_attachments, max_text_chars, shutdown_grace, header_timeout, body_timeout, max_connections, max_buffered");
     assert!(
         message(&e, "env GONIEC_SERVR__LISTEN").contains("did you mean `server`?"),
         "{e}"

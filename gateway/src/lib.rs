@@ -159,15 +159,9 @@ pub async fn run(
     tokio::spawn(inbound::run(app.clone(), inbound_rx, receipts_stop.clone()));
 
     let http_stop = CancellationToken::new();
-    let server = {
-        let http_stop = http_stop.clone();
-        let router = http::router(app.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(http_stop.cancelled_owned())
-                .await
-        })
-    };
+    // Our own accept loop rather than axum::serve: it caps connections and times
+    // out slow request heads (see http::serve).
+    let server = tokio::spawn(http::serve::serve(listener, app.clone(), http_stop.clone()));
 
     shutdown.cancelled().await;
     // Drain: refuse new submissions (503) and turn readiness red while the HTTP

@@ -27,7 +27,7 @@ pub struct MessageRequest {
     #[serde(default)]
     pub template: Option<String>,
     #[serde(default)]
-    pub vars: Option<BTreeMap<String, serde_json::Value>>,
+    pub vars: Option<Vars>,
     #[serde(default)]
     pub rcs: Option<serde_json::Value>,
     #[serde(default)]
@@ -85,6 +85,105 @@ fn no_controls(s: &str, field: &str) -> Result<(), ApiError> {
         )
         .field(field)),
         None => Ok(()),
+    }
+}
+
+/// Most template variables one message may carry.
+pub const MAX_VARS: usize = 100;
+/// Longest variable name, in characters.
+pub const MAX_VAR_NAME_CHARS: usize = 64;
+/// Most bytes of `vars` in all: names plus values as written in the request.
+pub const MAX_VARS_BYTES: usize = 16 * 1024;
+
+/// A message's template variables, read within [`MAX_VARS`], [`MAX_VAR_NAME_CHARS`]
+/// and [`MAX_VARS_BYTES`]. Past a limit the parser stops keeping entries and only
+/// skips over the rest, so a body of a million variables costs no more memory than
+/// one of a hundred; [`validate`] then refuses the message with the limit's code.
+#[derive(Debug, Default)]
+pub struct Vars {
+    pub map: BTreeMap<String, serde_json::Value>,
+    /// The first limit the request broke, if any.
+    over: Option<VarsOver>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VarsOver {
+    Count,
+    Name,
+    Bytes,
+}
+
+impl Vars {
+    /// The refusal for a broken limit.
+    fn check(&self) -> Result<(), ApiError> {
+        let Some(over) = self.over else {
+            return Ok(());
+        };
+        let e = match over {
+            VarsOver::Count => ApiError::new(
+                422,
+                "too-many-vars",
+                format!("`vars` may have at most {MAX_VARS} entries"),
+            ),
+            VarsOver::Name => ApiError::new(
+                422,
+                "var-name-too-long",
+                format!("`vars` names may be at most {MAX_VAR_NAME_CHARS} characters"),
+            ),
+            VarsOver::Bytes => ApiError::new(
+                422,
+                "vars-too-large",
+                format!(
+                    "`vars` may take at most {MAX_VARS_BYTES} bytes (names and values as sent)"
+                ),
+            ),
+        };
+        Err(e.field("vars"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Vars {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vars;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of template variables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Vars, A::Error> {
+                use serde::de::IgnoredAny;
+                let mut vars = Vars::default();
+                let mut bytes = 0;
+                while let Some(name) = m.next_key::<String>()? {
+                    if vars.over.is_some() {
+                        m.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                    if vars.map.len() >= MAX_VARS && !vars.map.contains_key(&name) {
+                        vars.over = Some(VarsOver::Count);
+                    } else if name.chars().count() > MAX_VAR_NAME_CHARS {
+                        vars.over = Some(VarsOver::Name);
+                    }
+                    if vars.over.is_some() {
+                        m.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                    // Measured as sent before it is built, so one huge value is
+                    // refused without becoming a tree of allocations first.
+                    let raw = m.next_value::<Box<serde_json::value::RawValue>>()?;
+                    bytes += name.len() + raw.get().len();
+                    if bytes > MAX_VARS_BYTES {
+                        vars.over = Some(VarsOver::Bytes);
+                        continue;
+                    }
+                    let value =
+                        serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
+                    vars.map.insert(name, value);
+                }
+                Ok(vars)
+            }
+        }
+        d.deserialize_map(Visitor)
     }
 }
 
@@ -189,6 +288,11 @@ pub fn validate(
     id: String,
     now: i64,
 ) -> Result<Valid, ApiError> {
+    // First: past a limit the parser kept only some of the vars, and no other
+    // answer may depend on that partial set.
+    if let Some(vars) = &req.vars {
+        vars.check()?;
+    }
     let to = match req.channel {
         Channel::Sms | Channel::Rcs => normalize_msisdn(&req.to, rules.region, true)?,
         Channel::Email => normalize_email(&req.to)?,
@@ -230,7 +334,7 @@ pub fn validate(
             .field("template"))
         }
         (Some(t), None) => Some(t.clone()),
-        (None, Some(tpl)) => Some(render_template(tpl, req.vars.as_ref())?),
+        (None, Some(tpl)) => Some(render_template(tpl, req.vars.as_ref().map(|v| &v.map))?),
         (None, None) => None,
     };
     if req.vars.is_some() && req.template.is_none() {
@@ -891,6 +995,75 @@ mod tests {
             (e.code, e.field.as_deref()),
             ("missing-variable", Some("vars.x"))
         );
+    }
+
+    /// A message with `vars` written from `entries` (name, raw JSON value).
+    fn with_vars(entries: impl Iterator<Item = (String, String)>) -> String {
+        let vars: Vec<String> = entries
+            .map(|(name, value)| format!("{}:{value}", serde_json::to_string(&name).unwrap()))
+            .collect();
+        format!(
+            r#"{{"channel":"sms","to":"+48501234567","template":"{{{{v0}}}}","vars":{{{}}}}}"#,
+            vars.join(",")
+        )
+    }
+
+    #[test]
+    fn vars_are_bounded_in_count_name_and_size() {
+        let code = |json: &str| {
+            check(json)
+                .map(|v| v.data.text.unwrap_or_default())
+                .map_err(|e| (e.code, e.field.unwrap_or_default()))
+        };
+        let n = |count: usize| (0..count).map(|i| (format!("v{i}"), "1".to_string()));
+        assert_eq!(code(&with_vars(n(MAX_VARS))), Ok("1".into()));
+        assert_eq!(
+            code(&with_vars(n(MAX_VARS + 1))),
+            Err(("too-many-vars", "vars".into()))
+        );
+        // A million entries: refused the same way (the parser skips past the limit).
+        assert_eq!(
+            code(&with_vars(n(1_000_000))),
+            Err(("too-many-vars", "vars".into()))
+        );
+        // Repeating a name is not a new entry.
+        let repeated = n(MAX_VARS).chain(std::iter::repeat_n(("v1".into(), "2".into()), 50));
+        assert!(code(&with_vars(repeated)).is_ok());
+
+        let long = "ż".repeat(MAX_VAR_NAME_CHARS + 1);
+        assert_eq!(
+            code(&with_vars(n(1).chain([(long, "1".into())]))),
+            Err(("var-name-too-long", "vars".into()))
+        );
+        let longest = "ż".repeat(MAX_VAR_NAME_CHARS);
+        assert!(code(&with_vars(n(1).chain([(longest, "1".into())]))).is_ok());
+
+        // One value over the byte budget, and many that add up past it.
+        let big = format!("\"{}\"", "a".repeat(MAX_VARS_BYTES));
+        assert_eq!(
+            code(&with_vars(n(1).chain([("big".into(), big)]))),
+            Err(("vars-too-large", "vars".into()))
+        );
+        let quarter = format!("\"{}\"", "a".repeat(MAX_VARS_BYTES / 4));
+        let many = n(1).chain((0..4).map(|i| (format!("q{i}"), quarter.clone())));
+        assert_eq!(
+            code(&with_vars(many)),
+            Err(("vars-too-large", "vars".into()))
+        );
+        let nested = format!("[{}]", vec!["[1,2,3]"; 4000].join(","));
+        assert_eq!(
+            code(&with_vars(n(1).chain([("deep".into(), nested)]))),
+            Err(("vars-too-large", "vars".into()))
+        );
+
+        // Shape errors still name the field.
+        assert_eq!(
+            code(r#"{"channel":"sms","to":"+48501234567","template":"x","vars":5}"#),
+            Err(("invalid-type", "vars".into()))
+        );
+        // The limit is checked before anything else about the message.
+        let bad_number = with_vars(n(MAX_VARS + 1)).replace("+48501234567", "+48 123");
+        assert_eq!(code(&bad_number), Err(("too-many-vars", "vars".into())));
     }
 
     #[test]

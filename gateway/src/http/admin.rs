@@ -341,12 +341,12 @@ struct SuppressRequest {
 pub async fn suppress(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+    body: super::limits::Incoming,
 ) -> Response {
     let start = Instant::now();
     let resp = async {
         authorize(&app, &headers)?;
-        let body = super::check_body(&app, &headers, body)?;
+        let body = body.read(&headers, super::limits::BodyKind::Small).await?;
         let de = &mut serde_json::Deserializer::from_slice(&body);
         let req: SuppressRequest =
             serde_path_to_error::deserialize(de).map_err(|e| crate::validate::json_error(&e))?;

@@ -10,25 +10,24 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use goniec_connectors::bounce::{self, Action};
 
 use super::error::ApiError;
+use super::limits::{BodyKind, Incoming};
 use super::{authenticate, observe};
 use crate::app::App;
 use crate::model::{is_message_id, now_ms, Status};
 use crate::store::{Change, Transition};
 
-/// Largest bounce accepted (a DSN quoting a whole statement with attachments).
-const MAX_BOUNCE: usize = 2 * 1024 * 1024;
-
+/// The body may be at most [`super::limits::BOUNCE_BODY`] (a DSN quoting a whole
+/// statement with attachments); it is read only once the tenant key is checked.
 pub async fn email_bounce(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Incoming,
 ) -> Response {
     let start = Instant::now();
     let resp = handle(&app, &headers, body)
@@ -38,21 +37,9 @@ pub async fn email_bounce(
     resp
 }
 
-async fn handle(
-    app: &App,
-    headers: &HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn handle(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Response, ApiError> {
     let tenant = authenticate(app, headers)?;
-    let body =
-        body.map_err(|_| ApiError::new(413, "payload-too-large", "the bounce is too large"))?;
-    if body.len() > MAX_BOUNCE {
-        return Err(ApiError::new(
-            413,
-            "payload-too-large",
-            format!("a bounce may be at most {MAX_BOUNCE} bytes"),
-        ));
-    }
+    let body = body.read(headers, BodyKind::Bounce).await?;
     let dsn = bounce::parse(&body)
         .map_err(|e| ApiError::new(400, "invalid-bounce", format!("not a usable DSN: {e}")))?;
     // Our Message-IDs are `<ulid@domain>`; the ULID is the message id.

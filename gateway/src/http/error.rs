@@ -155,6 +155,11 @@ impl IntoResponse for ApiError {
         if self.status == 401 {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        // A request timed out halfway: whatever follows on the connection is the
+        // rest of it, not a new request (RFC 9110 §15.5.9).
+        if self.status == 408 {
+            h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +11,8 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use super::{authenticate, check_body, observe};
+use super::limits::{BodyKind, Buffered, Incoming};
+use super::{authenticate, observe};
 use crate::app::{App, TenantCtx};
 use crate::model::{format_ms, is_message_id, new_message_id, now_ms, Event, Record, Status};
 use crate::store::{Change, HistoryKey, IdemBegin, IdemWrite, NewMessage, Transition};
@@ -247,11 +247,7 @@ fn rate_limit(tenant: &TenantCtx, n: u32) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/messages`.
-pub async fn create(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
+pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Incoming) -> Response {
     let start = Instant::now();
     let resp = create_inner(&app, &headers, body)
         .await
@@ -263,13 +259,14 @@ pub async fn create(
 async fn create_inner(
     app: &App,
     headers: &HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Incoming,
 ) -> Result<Response, ApiError> {
     if app.flags.shutting_down() {
         return Err(ApiError::shutting_down());
     }
+    // From the headers alone, before a byte of the body is read.
     let tenant = authenticate(app, headers)?;
-    let body = check_body(app, headers, body)?;
+    let body = body.read(headers, BodyKind::Message).await?;
     let now = now_ms();
     let json = std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
@@ -491,11 +488,111 @@ fn problem_response(status: u16, body: String) -> Response {
     r
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BatchRequest<'a> {
-    #[serde(borrow)]
-    messages: Vec<&'a RawValue>,
+/// One item's problem in a batch answer: `{"error": <problem>}`.
+fn push_error(results: &mut String, problem: &str) {
+    results.push_str("{\"error\":");
+    results.push_str(problem);
+    results.push('}');
+}
+
+/// Read `{"messages": [...]}` item by item, handing each message's JSON to `each`
+/// as soon as the parser reaches it (borrowed from the body, no copy): nothing
+/// holds every item's text or a tree of it, and a batch of more than `max` items
+/// is refused at item `max + 1` without reading further. Shape errors name their
+/// field as for single messages.
+fn parse_batch(json: &str, max: usize, mut each: impl FnMut(&str)) -> Result<(), ApiError> {
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    /// The envelope: exactly one key, `messages`.
+    struct Envelope<'a, F> {
+        items: Items<'a, F>,
+    }
+    /// The array, streamed.
+    struct Items<'a, F> {
+        max: usize,
+        each: &'a mut F,
+        /// Set when the array had more than `max` items.
+        over: &'a mut bool,
+    }
+
+    impl<'de, F: FnMut(&str)> DeserializeSeed<'de> for Envelope<'_, F> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+    impl<'de, F: FnMut(&str)> Visitor<'de> for Envelope<'_, F> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object with `messages`")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut items = Some(self.items);
+            while let Some(key) = map.next_key::<String>()? {
+                if key != "messages" {
+                    return Err(de::Error::unknown_field(&key, &["messages"]));
+                }
+                let Some(items) = items.take() else {
+                    return Err(de::Error::duplicate_field("messages"));
+                };
+                map.next_value_seed(items)?;
+            }
+            if items.is_some() {
+                return Err(de::Error::missing_field("messages"));
+            }
+            Ok(())
+        }
+    }
+    impl<'de, F: FnMut(&str)> DeserializeSeed<'de> for Items<'_, F> {
+        type Value = ();
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    impl<'de, F: FnMut(&str)> Visitor<'de> for Items<'_, F> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of messages")
+        }
+        fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+            let mut n = 0;
+            // Borrowed from the body: an item costs no copy until it is parsed.
+            while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+                if n == self.max {
+                    *self.over = true;
+                    return Err(de::Error::custom("too many messages"));
+                }
+                n += 1;
+                (self.each)(raw.get());
+            }
+            Ok(())
+        }
+    }
+
+    let mut over = false;
+    let mut track = serde_path_to_error::Track::new();
+    let mut de = serde_json::Deserializer::from_str(json);
+    let envelope = Envelope {
+        items: Items {
+            max,
+            each: &mut each,
+            over: &mut over,
+        },
+    };
+    let parsed = envelope
+        .deserialize(serde_path_to_error::Deserializer::new(&mut de, &mut track))
+        .and_then(|()| de.end());
+    if over {
+        return Err(ApiError::new(
+            422,
+            "batch-too-large",
+            format!("more than {max} messages in one batch; the most allowed is {max}"),
+        )
+        .field("messages"));
+    }
+    parsed
+        .map_err(|e| crate::validate::json_error(&serde_path_to_error::Error::new(track.path(), e)))
 }
 
 /// `POST /v1/messages/batch`: every item is validated on its own; the valid ones are
@@ -503,7 +600,7 @@ struct BatchRequest<'a> {
 pub async fn create_batch(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: Incoming,
 ) -> Response {
     let start = Instant::now();
     let resp = batch_inner(&app, &headers, body)
@@ -513,23 +610,20 @@ pub async fn create_batch(
     resp
 }
 
-async fn batch_inner(
-    app: &App,
-    headers: &HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn batch_inner(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Response, ApiError> {
     if app.flags.shutting_down() {
         return Err(ApiError::shutting_down());
     }
+    // From the headers alone, before a byte of the body is read.
     let tenant = authenticate(app, headers)?;
-    let body = check_body(app, headers, body)?;
-    let json = std::str::from_utf8(&body)
+    let body = body.read(headers, BodyKind::Batch).await?;
+    std::str::from_utf8(&body)
         .map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
     let idem = match idem_start(app, &tenant, headers, &body).await? {
         Ok(i) => i,
         Err(replay) => return Ok(replay),
     };
-    let result = accept_batch(app, &tenant, json, &idem).await;
+    let result = accept_batch(app, &tenant, body, &idem).await;
     if result.is_err() {
         release(app, &tenant, &idem).await;
     }
@@ -539,33 +633,29 @@ async fn batch_inner(
 async fn accept_batch(
     app: &App,
     tenant: &TenantCtx,
-    json: &str,
+    body: Buffered,
     idem: &Idem,
 ) -> Result<Response, ApiError> {
-    let de = &mut serde_json::Deserializer::from_str(json);
-    let batch: BatchRequest<'_> =
-        serde_path_to_error::deserialize(de).map_err(|e| crate::validate::json_error(&e))?;
+    let json = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
+    // First pass: the envelope's shape and the number of items, building nothing;
+    // a batch over the limit is refused here before any item is looked at.
     let max = app.cfg.server.max_batch;
-    if batch.messages.is_empty() {
+    let mut total = 0;
+    parse_batch(json, max, |_| total += 1)?;
+    if total == 0 {
         return Err(ApiError::new(422, "empty-batch", "`messages` is empty").field("messages"));
     }
-    if batch.messages.len() > max {
-        return Err(ApiError::new(
-            422,
-            "batch-too-large",
-            format!(
-                "{} messages in one batch; the most allowed is {max}",
-                batch.messages.len()
-            ),
-        )
-        .field("messages"));
-    }
+    // Second pass: each item validated as the parser reaches it, into a vector of
+    // exactly the right size (growing one by doubling would hold up to twice it).
     let now = now_ms();
-    let mut prepared: Vec<Result<Valid, ApiError>> = batch
-        .messages
-        .iter()
-        .map(|raw| prepare(app, tenant, raw.get(), now))
-        .collect();
+    let mut prepared: Vec<Result<Valid, ApiError>> = Vec::with_capacity(total);
+    parse_batch(json, max, |item| {
+        prepared.push(prepare(app, tenant, item, now));
+    })?;
+    // Every message now owns its data: give the body and its share of the buffer
+    // budget back before the store round trip.
+    drop(body);
     let n_valid = prepared.iter().filter(|r| r.is_ok()).count();
     rate_limit(tenant, n_valid as u32)?;
     let mut valid: Vec<&mut Valid> = prepared
@@ -576,40 +666,44 @@ async fn accept_batch(
 
     let mut msgs = Vec::with_capacity(n_valid);
     let mut screened = Vec::with_capacity(n_valid);
-    let mut items = Vec::with_capacity(prepared.len());
+    let mut results = String::with_capacity(total * 96);
     let mut n_accepted = 0;
-    for r in &prepared {
-        let item = match r {
+    // Consumed in order: each validated message is dropped as soon as its stored
+    // form and its answer exist, so the two are never all held at once.
+    for (i, r) in prepared.into_iter().enumerate() {
+        if i > 0 {
+            results.push(',');
+        }
+        match r {
             Ok(v) => {
                 let verdict = verdicts.next().flatten();
-                let (msg, status) = new_message(v, now, verdict.as_ref())?;
+                let (msg, status) = new_message(&v, now, verdict.as_ref())?;
+                let (code, body) = answer(&v, status, verdict.as_ref())?;
                 msgs.push(msg);
-                let (code, body) = answer(v, status, verdict.as_ref())?;
                 screened.push(verdict);
                 if code == 422 {
-                    format!("{{\"error\":{body}}}")
+                    push_error(&mut results, &body);
                 } else {
                     n_accepted += 1;
-                    body
+                    results.push_str(&body);
                 }
             }
-            Err(e) => serde_json::to_string(&serde_json::json!({ "error": e.body() }))
-                .map_err(|e| ApiError::new(500, "internal", e.to_string()))?,
-        };
-        items.push(item);
+            Err(e) => {
+                let body = serde_json::to_string(&e.body())
+                    .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+                push_error(&mut results, &body);
+            }
+        }
     }
-    let mut out = String::with_capacity(prepared.len() * 96 + 64);
+    let mut out = String::with_capacity(results.len() + 64);
     out.push_str(&format!(
         "{{\"accepted\":{n_accepted},\"rejected\":{},\"results\":[",
-        prepared.len() - n_accepted
+        total - n_accepted
     ));
-    out.push_str(&items.join(","));
+    out.push_str(&results);
+    drop(results);
     out.push_str("]}");
-    let status = if n_accepted == prepared.len() {
-        202
-    } else {
-        207
-    };
+    let status = if n_accepted == total { 202 } else { 207 };
     let write = match idem {
         Idem::Fresh { key, fingerprint } => Some(IdemWrite {
             tenant: &tenant.cfg.name,
@@ -766,15 +860,11 @@ fn recipient(app: &App, raw: &str) -> Result<(goniec_config::Channel, String), A
 
 /// `POST /v1/opt-outs` `{"to": "+48…"}`: this tenant may no longer message the
 /// recipient; later submissions are rejected with `opted_out`.
-pub async fn opt_out(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
+pub async fn opt_out(State(app): State<Arc<App>>, headers: HeaderMap, body: Incoming) -> Response {
     let start = Instant::now();
     let resp = async {
         let tenant = authenticate(&app, &headers)?;
-        let body = check_body(&app, &headers, body)?;
+        let body = body.read(&headers, BodyKind::Small).await?;
         let de = &mut serde_json::Deserializer::from_slice(&body);
         let req: OptOutRequest =
             serde_path_to_error::deserialize(de).map_err(|e| crate::validate::json_error(&e))?;
@@ -935,4 +1025,52 @@ pub async fn history(
     .unwrap_or_else(IntoResponse::into_response);
     observe(&app, "history", start, &resp);
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_batch;
+
+    fn items(json: &str, max: usize) -> Result<Vec<String>, (u16, &'static str, String)> {
+        let mut seen = Vec::new();
+        parse_batch(json, max, |item| seen.push(item.to_string()))
+            .map(|()| seen)
+            .map_err(|e| (e.status, e.code, e.field.unwrap_or_default()))
+    }
+
+    #[test]
+    fn batches_are_read_item_by_item_and_stop_at_the_limit() {
+        assert_eq!(
+            items(r#"{"messages":[{"a":1}, "x" ,[2]]}"#, 3),
+            Ok(vec![r#"{"a":1}"#.into(), r#""x""#.into(), "[2]".into()])
+        );
+        assert_eq!(items(r#"{"messages":[]}"#, 3), Ok(vec![]));
+        // Item 4 of at most 3: refused without handing on more than 3, and without
+        // reading on (the rest is not even valid JSON).
+        let mut handed = 0;
+        let e = parse_batch(r#"{"messages":[1,2,3,4,oops"#, 3, |_| handed += 1).unwrap_err();
+        assert_eq!(
+            (e.status, e.code, e.field.as_deref()),
+            (422, "batch-too-large", Some("messages"))
+        );
+        assert_eq!(handed, 3);
+    }
+
+    #[test]
+    fn batch_shape_errors_name_the_field() {
+        let err = |json| items(json, 10).unwrap_err();
+        assert_eq!(
+            err(r#"{"messages":5}"#),
+            (422, "invalid-type", "messages".into())
+        );
+        assert_eq!(
+            err(r#"{"messages":[],"x":1}"#),
+            (422, "unknown-field", "x".into())
+        );
+        assert_eq!(err(r#"{}"#), (422, "missing-field", "messages".into()));
+        assert_eq!(err(r#"[{"channel":"sms"}]"#).1, "invalid-type");
+        assert_eq!(err(r#"{"messages":[],"messages":[]}"#).1, "invalid-value");
+        assert_eq!(err(r#"{"messages":[1,"#).1, "malformed-json");
+        assert_eq!(err(r#"{"messages":[]} trailing"#).1, "malformed-json");
+    }
 }

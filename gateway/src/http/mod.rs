@@ -3,27 +3,27 @@
 pub mod admin;
 pub mod bounce;
 pub mod error;
+pub mod limits;
 pub mod messages;
 pub mod rcs;
+pub mod serve;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::Json;
+use axum::{Extension, Json};
 
 use crate::app::{App, TenantCtx};
 use error::ApiError;
+use limits::Limits;
 
-/// The API router.
-pub fn router(app: Arc<App>) -> axum::Router {
-    // The body limit is enforced twice: by Content-Length before reading (413 at
-    // once) and while buffering chunked bodies.
-    let limit = app.cfg.server.max_body.bytes() as usize;
+/// The API router. Handlers read bodies through [`limits::Incoming`] (which
+/// `limits` reaches as a request extension), after authenticating.
+pub fn router(app: Arc<App>, limits: Arc<Limits>) -> axum::Router {
     axum::Router::new()
         .route(
             "/v1/messages",
@@ -53,7 +53,11 @@ pub fn router(app: Arc<App>) -> axum::Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(404, "not-found", "no such endpoint") })
-        .layer(DefaultBodyLimit::max(limit))
+        .layer(Extension(limits))
+        // No handler uses axum's buffering extractors (`Bytes`, `Json`), which read
+        // before the handler can authenticate; should one appear, this keeps what
+        // it can buffer small.
+        .layer(DefaultBodyLimit::max(limits::SMALL_BODY as usize))
         .with_state(app)
 }
 
@@ -90,61 +94,6 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<TenantCtx>, Ap
         }
     }
     Ok(tenant)
-}
-
-/// Refuse bodies over the limit (by Content-Length, before reading) and non-JSON
-/// content types; return the body bytes.
-pub fn check_body(
-    app: &App,
-    headers: &HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Bytes, ApiError> {
-    let limit = app.cfg.server.max_body.bytes();
-    let too_large = || {
-        ApiError::new(
-            413,
-            "body-too-large",
-            format!("request body is over the {limit}-byte limit"),
-        )
-    };
-    if let Some(len) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        if len > limit {
-            return Err(too_large());
-        }
-    }
-    if let Some(ct) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    {
-        let mime = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if mime != "application/json" && !mime.ends_with("+json") {
-            return Err(ApiError::new(
-                415,
-                "unsupported-media-type",
-                format!("send JSON (`Content-Type: application/json`), not `{mime}`"),
-            ));
-        }
-    }
-    body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::new(
-                400,
-                "unreadable-body",
-                format!("could not read the request body: {e}"),
-            )
-        }
-    })
 }
 
 /// Count and time a request.

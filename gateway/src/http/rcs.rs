@@ -13,7 +13,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,15 +22,13 @@ use goniec_connectors::InboundMessage;
 use tokio::sync::oneshot;
 
 use super::error::ApiError;
+use super::limits::{BodyKind, Incoming};
 use super::observe;
 use crate::app::App;
 use crate::telemetry::mask;
 
 /// How long a user message's id is remembered to recognise the platform's repeats.
 const REPLAY_WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
-
-/// Largest event accepted (events are small JSON documents).
-const MAX_EVENT: usize = 256 * 1024;
 
 /// Events older than this are acknowledged and ignored (counted `stale`): the
 /// platform retries an event for up to 7 days, so anything older is a replay,
@@ -48,7 +45,10 @@ const MAX_EVENT_SKEW: Duration = Duration::from_secs(300);
 /// it. Longer than a receipt is parked while its submit is being recorded.
 const STORE_WITHIN: Duration = Duration::from_secs(8);
 
-pub async fn event(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Signed over its body, an event cannot be authenticated before it is read: only
+/// a request carrying a signature is read at all, and at most
+/// [`super::limits::RCS_EVENT_BODY`] of it.
+pub async fn event(State(app): State<Arc<App>>, headers: HeaderMap, body: Incoming) -> Response {
     let start = Instant::now();
     let resp = handle(&app, &headers, body)
         .await
@@ -57,7 +57,7 @@ pub async fn event(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes)
     resp
 }
 
-async fn handle(app: &App, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn handle(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Response, ApiError> {
     let unsigned = || {
         ApiError::new(
             401,
@@ -69,13 +69,7 @@ async fn handle(app: &App, headers: &HeaderMap, body: Bytes) -> Result<Response,
         .get(events::SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(unsigned)?;
-    if body.len() > MAX_EVENT {
-        return Err(ApiError::new(
-            413,
-            "payload-too-large",
-            format!("an event may be at most {MAX_EVENT} bytes"),
-        ));
-    }
+    let body = body.read(headers, BodyKind::RcsEvent).await?;
     let (data, event) = events::parse_push(&body)
         .map_err(|e| ApiError::new(400, "invalid-event", format!("not an RCS event: {e}")))?;
     let connector = signer(app, &data, signature).ok_or_else(unsigned)?;
