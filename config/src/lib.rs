@@ -61,7 +61,9 @@ pub struct Server {
     pub default_region: String,
     /// Most SMS segments one message may take. Default 10.
     pub max_segments: u32,
-    /// Most bytes of e-mail attachments in one message, decoded. Default `10MiB`.
+    /// Most bytes of e-mail attachments in one message as sent (base64 in
+    /// 76-character lines, about 4/3 of the files), as a relay counts them.
+    /// Default `10MiB`.
     pub max_attachments: ByteSize,
     /// Most characters in one e-mail body / text. Default 100000.
     pub max_text_chars: usize,

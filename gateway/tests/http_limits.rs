@@ -433,8 +433,10 @@ async fn single_messages_have_a_small_limit_and_batches_a_large_one() {
         .assert_problem(413, "body-too-large");
     assert_eq!(dbsize(&redis).await, before, "a refusal stored something");
 
-    // As large as a message may be: 16 KiB attachment, 1000-character texts.
-    let attachment = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 16 * 1024]);
+    // As large as a message may be: an attachment that takes just under the
+    // 16 KiB as sent (11,900 bytes: 15,868 base64 characters in 209 lines),
+    // 1000-character texts.
+    let attachment = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 11_900]);
     let email = json!({
         "channel": "email",
         "to": "jan.kowalski@example.com",

@@ -64,12 +64,14 @@ impl BodyKind {
     }
 }
 
-/// The largest body of one message: its attachments base64-encoded (4 bytes per
-/// 3), its text and its HTML at [`JSON_BYTES_PER_CHAR`] per character, its vars,
-/// and [`OTHER_FIELDS`]; never more than `max_body`. About 14.7 MiB with the
-/// defaults, nearly all of it the 10 MiB of attachments an e-mail may carry.
+/// The largest body of one message: its attachments as base64 (`max_attachments`
+/// counts them as sent, base64 with line breaks, so the JSON's unbroken base64
+/// fits in it), its text and its HTML at [`JSON_BYTES_PER_CHAR`] per character,
+/// its vars, and [`OTHER_FIELDS`]; never more than `max_body`. About 11.3 MiB
+/// with the defaults, nearly all of it the 10 MiB of attachments an e-mail may
+/// carry.
 pub fn message_limit(server: &Server) -> u64 {
-    let attachments = server.max_attachments.bytes().div_ceil(3).saturating_mul(4);
+    let attachments = server.max_attachments.bytes();
     let texts = (server.max_text_chars as u64).saturating_mul(2 * JSON_BYTES_PER_CHAR);
     attachments
         .saturating_add(texts)
