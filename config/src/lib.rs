@@ -194,6 +194,15 @@ pub struct Admin {
     /// SHA-256 hashes of operator keys, `sha256:<64 hex>` (`goniec hash-key KEY`).
     /// Empty (the default) turns the admin endpoints off.
     pub api_keys: Vec<String>,
+    /// Hashes of keys that may read `GET /metrics` (a Prometheus scraper's
+    /// bearer token); operator keys may too. Empty (the default): `/metrics`
+    /// is open to anyone who reaches its listener.
+    pub metrics_keys: Vec<String>,
+    /// Serve `GET /metrics` on this address only (e.g. `127.0.0.1:9464`, a
+    /// port your Prometheus reaches and clients do not); the API listener then
+    /// answers 404 there. Default: on the API listener.
+    #[serde(default, deserialize_with = "opt_socket_addr")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[antifraud]`: screening of every message before it is queued.
@@ -755,6 +764,11 @@ fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::
              (host names are not resolved)"
         ))
     })
+}
+
+/// An optional listen address (see [`socket_addr`]).
+fn opt_socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    socket_addr(d).map(Some)
 }
 
 /// Serde adapter for durations written as `"30s"`, `"72h"`, `"200ms"`.

@@ -188,6 +188,21 @@ impl Checks {
     }
 
     fn admin(&mut self, config: &Config) {
+        for (k, hash) in config.admin.metrics_keys.iter().enumerate() {
+            if !is_key_hash(hash) {
+                self.error(
+                    format!("admin.metrics_keys[{k}]"),
+                    "must be the key's hash, \"sha256:\" followed by 64 lowercase hex digits; \
+                     run `goniec hash-key` and paste its output, never the key",
+                );
+            }
+        }
+        if config.admin.metrics_listen == Some(config.server.listen) {
+            self.error(
+                "admin.metrics_listen",
+                "is the API's own address (server.listen); give metrics a port of their own",
+            );
+        }
         for (k, hash) in config.admin.api_keys.iter().enumerate() {
             let path = format!("admin.api_keys[{k}]");
             if !is_key_hash(hash) {

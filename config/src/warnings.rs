@@ -42,6 +42,16 @@ pub fn warnings(cfg: &Config) -> Vec<ConfigError> {
             ));
         }
     }
+    if cfg.admin.metrics_keys.is_empty()
+        && cfg.admin.metrics_listen.is_none()
+        && !cfg.server.listen.ip().is_loopback()
+    {
+        out.push(ConfigError::new(
+            "admin.metrics_keys",
+            "GET /metrics is open on the API's public listener and names tenants and connectors; \
+             set metrics_keys (a scraper's key) or metrics_listen (an address of its own)",
+        ));
+    }
     for (k, key) in cfg.admin.api_keys.iter().enumerate() {
         if key.eq_ignore_ascii_case(SAMPLE_KEY_HASH) {
             out.push(ConfigError::new(

@@ -110,6 +110,8 @@ pub struct Tenants {
     list: Vec<Arc<TenantCtx>>,
     /// Operator key hashes (`[admin]`).
     admin: Vec<[u8; 32]>,
+    /// Keys that may read `/metrics` (besides operator keys); empty: open.
+    metrics: Vec<[u8; 32]>,
 }
 
 fn parse_hash(k: &str) -> Option<[u8; 32]> {
@@ -143,17 +145,43 @@ impl Tenants {
                 mail,
             }));
         }
+        let metrics = admin
+            .metrics_keys
+            .iter()
+            .filter_map(|k| parse_hash(k))
+            .collect();
         let admin = admin
             .api_keys
             .iter()
             .filter_map(|k| parse_hash(k))
             .collect();
-        Ok(Tenants { keys, list, admin })
+        Ok(Tenants {
+            keys,
+            list,
+            admin,
+            metrics,
+        })
     }
 
     /// Whether admin endpoints are configured at all.
     pub fn admin_enabled(&self) -> bool {
         !self.admin.is_empty()
+    }
+
+    /// Whether `/metrics` wants a key at all.
+    pub fn metrics_protected(&self) -> bool {
+        !self.metrics.is_empty()
+    }
+
+    /// Whether a bearer token may read `/metrics`: a metrics key or an operator
+    /// key (constant-time, every key compared).
+    pub fn is_metrics_reader(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let metrics = self
+            .metrics
+            .iter()
+            .fold(false, |found, h| found | bool::from(h.ct_eq(&digest)));
+        metrics | self.is_admin(token)
     }
 
     /// Whether a bearer token is an operator key (constant-time, every key compared).

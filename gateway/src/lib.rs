@@ -137,6 +137,16 @@ pub async fn run(
             source,
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
+    // Metrics on an address of their own (admin.metrics_listen), bound now so a
+    // taken port fails the start like the API's.
+    let metrics_listener = match cfg.admin.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|source| Error::Listen { addr: at, source })?,
+        ),
+        None => None,
+    };
     tracing::info!(%addr, store = app.store.backend(), connectors = app.connectors.len(), "Goniec is listening.");
     if let Some(tx) = bound {
         let _ = tx.send(addr);
@@ -162,6 +172,18 @@ pub async fn run(
     // Our own accept loop rather than axum::serve: it caps connections and times
     // out slow request heads (see http::serve).
     let server = tokio::spawn(http::serve::serve(listener, app.clone(), http_stop.clone()));
+    if let Some(l) = metrics_listener {
+        let stop = http_stop.clone();
+        let router = http::metrics_router(app.clone());
+        tracing::info!(addr = ?l.local_addr().ok(), "Metrics have a listener of their own.");
+        tokio::spawn(async move {
+            let serve = axum::serve(l, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "The metrics listener failed.");
+            }
+        });
+    }
 
     shutdown.cancelled().await;
     // Drain: refuse new submissions (503) and turn readiness red while the HTTP

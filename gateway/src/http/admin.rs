@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -41,12 +41,8 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
             "admin endpoints are off (no `[admin] api_keys`)",
         ));
     }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(ApiError::unauthorized)?;
-    if app.tenants.is_admin(token.trim()) {
+    let token = super::bearer_token(headers).ok_or_else(ApiError::unauthorized)?;
+    if app.tenants.is_admin(token) {
         Ok(())
     } else {
         Err(ApiError::unauthorized())

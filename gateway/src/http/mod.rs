@@ -61,18 +61,19 @@ pub fn router(app: Arc<App>, limits: Arc<Limits>) -> axum::Router {
         .with_state(app)
 }
 
+/// The token of an `Authorization: Bearer <token>` header. The scheme is
+/// case-insensitive (RFC 9110 §11.1), so `bearer` and `BEARER` work on every
+/// route alike.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The tenant behind the `Authorization: Bearer` header.
 pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<TenantCtx>, ApiError> {
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(ApiError::unauthorized)?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or_else(ApiError::unauthorized)?;
+    let token = bearer_token(headers).ok_or_else(ApiError::unauthorized)?;
     let tenant = app
         .tenants
         .authenticate(token)
@@ -143,10 +144,37 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     (code, Json(body)).into_response()
 }
 
-async fn metrics(State(app): State<Arc<App>>) -> Response {
+/// `GET /metrics` on the API listener: 404 when metrics have a listener of
+/// their own (`admin.metrics_listen`), else [`metrics_answer`].
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if app.cfg.admin.metrics_listen.is_some() {
+        return ApiError::new(404, "not-found", "no such endpoint").into_response();
+    }
+    metrics_answer(&app, &headers)
+}
+
+/// The Prometheus text, behind `admin.metrics_keys` when any are set: the
+/// metrics name tenants and connectors.
+pub fn metrics_answer(app: &App, headers: &HeaderMap) -> Response {
+    if app.tenants.metrics_protected()
+        && !bearer_token(headers).is_some_and(|t| app.tenants.is_metrics_reader(t))
+    {
+        return ApiError::unauthorized().into_response();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),
     )
         .into_response()
+}
+
+/// The router of `admin.metrics_listen`: `/metrics` only.
+pub fn metrics_router(app: Arc<App>) -> axum::Router {
+    async fn serve_metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+        metrics_answer(&app, &headers)
+    }
+    axum::Router::new()
+        .route("/metrics", get(serve_metrics))
+        .fallback(|| async { ApiError::new(404, "not-found", "no such endpoint") })
+        .with_state(app)
 }
