@@ -101,9 +101,20 @@ pub const MAX_VARS_BYTES: usize = 16 * 1024;
 /// one of a hundred; [`validate`] then refuses the message with the limit's code.
 #[derive(Debug, Default)]
 pub struct Vars {
-    pub map: BTreeMap<String, serde_json::Value>,
+    pub map: BTreeMap<String, VarValue>,
     /// The first limit the request broke, if any.
     over: Option<VarsOver>,
+}
+
+/// One template variable's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VarValue {
+    Text(String),
+    /// A JSON number exactly as the request wrote it.
+    Number(String),
+    Bool(bool),
+    /// An array, object or null: refused when the template uses it.
+    Other,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,8 +187,19 @@ impl<'de> Deserialize<'de> for Vars {
                         vars.over = Some(VarsOver::Bytes);
                         continue;
                     }
-                    let value =
-                        serde_json::from_str(raw.get()).map_err(serde::de::Error::custom)?;
+                    let value = match raw.get().as_bytes().first() {
+                        // A number is kept as written: parsed, `120.50` would
+                        // print as `120.5`, `18446744073709551616` as
+                        // `1.8446744073709552e19` and `-0` as `-0.0`.
+                        Some(b'-' | b'0'..=b'9') => VarValue::Number(raw.get().to_string()),
+                        _ => match serde_json::from_str(raw.get())
+                            .map_err(serde::de::Error::custom)?
+                        {
+                            serde_json::Value::String(s) => VarValue::Text(s),
+                            serde_json::Value::Bool(b) => VarValue::Bool(b),
+                            _ => VarValue::Other,
+                        },
+                    };
                     vars.map.insert(name, value);
                 }
                 Ok(vars)
@@ -797,7 +819,7 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
 /// Fill `{{name}}` placeholders from `vars`; a missing variable is an error.
 pub fn render_template(
     tpl: &str,
-    vars: Option<&BTreeMap<String, serde_json::Value>>,
+    vars: Option<&BTreeMap<String, VarValue>>,
 ) -> Result<String, ApiError> {
     let mut out = String::with_capacity(tpl.len());
     let mut rest = tpl;
@@ -820,10 +842,9 @@ pub fn render_template(
             .field(format!("vars.{name}"))
         })?;
         match value {
-            serde_json::Value::String(s) => out.push_str(s),
-            serde_json::Value::Number(n) => out.push_str(&n.to_string()),
-            serde_json::Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-            _ => {
+            VarValue::Text(s) | VarValue::Number(s) => out.push_str(s),
+            VarValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+            VarValue::Other => {
                 return Err(ApiError::new(
                     422,
                     "invalid-type",
@@ -994,6 +1015,29 @@ mod tests {
         assert_eq!(
             (e.code, e.field.as_deref()),
             ("missing-variable", Some("vars.x"))
+        );
+        // Numbers as written, never as floats.
+        for (raw, shown) in [
+            ("18446744073709551616", "18446744073709551616"),
+            ("-0", "-0"),
+            ("120.50", "120.50"),
+            ("1e3", "1e3"),
+            ("7", "7"),
+        ] {
+            let j = format!(
+                r#"{{"channel":"sms","to":"+48501234567","template":"Kwota {{{{a}}}}","vars":{{"a":{raw}}}}}"#
+            );
+            assert_eq!(
+                check(&j).unwrap().data.text.unwrap(),
+                format!("Kwota {shown}")
+            );
+        }
+        let e =
+            check(r#"{"channel":"sms","to":"+48501234567","template":"{{a}}","vars":{"a":[1]}}"#)
+                .unwrap_err();
+        assert_eq!(
+            (e.code, e.field.as_deref()),
+            ("invalid-type", Some("vars.a"))
         );
     }
 

@@ -87,11 +87,7 @@ async fn metrics_can_have_a_listener_of_their_own() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r
-        .text()
-        .await
-        .unwrap()
-        .contains("goniec_store_up"));
+    assert!(r.text().await.unwrap().contains("goniec_store_up"));
     let r = gw
         .http
         .get(format!("http://127.0.0.1:{port}/v1/messages"))
