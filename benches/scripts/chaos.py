@@ -316,15 +316,25 @@ def cmd_report(argv):
     # A 202 whose record is not in Redis is lost, whatever the loader saw.
     lost = max(lost, accepted - census["stored"])
 
-    sim_total = 0
-    pre = os.path.join(d, "sim-before-kill.json")
-    if os.path.exists(pre):
-        with open(pre) as f:
+    # Duplicates: submit_sm the SMSC accepted minus the messages it accepted. Counted
+    # where it is complete: at the simulator, unless it was the one killed (its
+    # last count cannot be read at the instant of a kill -9); then at the gateway,
+    # which lived through it: submit_sm answered OK, over both SMSC lives.
+    outcomes = {}
+    with open(os.path.join(d, "metrics-end.txt")) as f:
+        for l in f:
+            m = re.match(r'^goniec_connector_submits_total\{[^}]*outcome="([a-z_]+)"[^}]*\} ([0-9.eE+]+)$', l)
+            if m:
+                outcomes[m.group(1)] = outcomes.get(m.group(1), 0) + int(float(m.group(2)))
+    with open(os.path.join(d, "sim-end.json")) as f:
+        sim_total = json.load(f)["submits"]
+    if os.path.exists(os.path.join(d, "sim-before-kill.json")):
+        with open(os.path.join(d, "sim-before-kill.json")) as f:
             s = json.load(f)
         sim_total += s["submits"] if s else 0
-    with open(os.path.join(d, "sim-end.json")) as f:
-        sim_total += json.load(f)["submits"]
-    dup = sim_total - census["reached_smsc"]
+        dup, dup_from = outcomes.get("ok", 0) - census["reached_smsc"], "gateway's OK answers"
+    else:
+        dup, dup_from = sim_total - census["reached_smsc"], "SMSC's count"
 
     fin = cumulative(rows, "final")
     pre_rate = (at(fin, fault) - at(fin, fault - 1.0)) / 1.0
@@ -355,8 +365,10 @@ def cmd_report(argv):
     print(f"  loaders: {', '.join(per_loader)}; refused 429/503 (not resent): {throttled}; "
           f"send errors: {json.dumps(errors_all)}")
     print(f"  statuses: final {json.dumps(statuses_all)}; not final {json.dumps(pending_all)}; "
-          f"store census {json.dumps(census['by_status'])}; SMSC took {sim_total} submit_sm "
-          f"for {census['reached_smsc']} messages")
+          f"store census {json.dumps(census['by_status'])}")
+    print(f"  submit_sm: the SMSC counted {sim_total}, the {'surviving ' if name.startswith('two') else ''}"
+          f"gateway's outcomes {json.dumps(outcomes)}, for {census['reached_smsc']} messages "
+          f"(dup from the {dup_from})")
     if incomplete:
         print(f"  INCOMPLETE: no summary from {', '.join(incomplete)} (see its .err)")
     if census["nonfinal"]:

@@ -92,7 +92,7 @@ settle() {
 }
 
 run() {
-  local name=$1 fault_n=$((COUNT * FAULT_AT / 100)) g1 g2 fwd fwport sampler
+  local name=$1 fault_n=$((COUNT * FAULT_AT / 100)) g1 g2 fwd sampler
   D=$ROOT/$name; mkdir -p "$D"; : > "$D/events"
   RPORT=$(port); SPORT=$(port); HPORT=$(port); GPORT=$(port); LPIDS=()
   echo "== $name: $COUNT messages, concurrency $CONC, fault at $FAULT_AT % accepted, down ${DOWN}s"
@@ -135,6 +135,7 @@ run() {
   for p in "${LPIDS[@]}"; do wait "$p"; done
   settle
   curl -s "http://127.0.0.1:$HPORT/stats" > "$D/sim-end.json"
+  curl -s "http://127.0.0.1:$GPORT/metrics" > "$D/metrics-end.txt"
   helper census "$RPORT" goniec "$D/census.json"
   stop "$sampler"; [ "$name" = two-instance-kill ] && stop "$fwd"
   stop "$g1"; stop "$SPID"; stop "$RPID"

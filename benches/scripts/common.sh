@@ -26,12 +26,14 @@ start_redis() {
 }
 
 # `goniec smsc-sim` on $SPORT with receipts after RECEIPT_DELAY (default 10ms)
-# and its counters at http://127.0.0.1:$HPORT/stats (a free port unless set).
+# and its counters at http://127.0.0.1:$HPORT/stats (a free port unless set);
+# waits until they answer.
 start_smsc_sim() {
   HPORT=${HPORT:-$(port)}
   "$GONIEC" smsc-sim --listen "127.0.0.1:$SPORT" --http "127.0.0.1:$HPORT" \
     --receipt-delay "${RECEIPT_DELAY:-10ms}" >> "$D/sim.log" 2>&1 &
   SPID=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$HPORT/stats" >/dev/null && break; sleep 0.1; done
 }
 
 # The gateway config up to the connectors: Redis store, one transactional tenant
