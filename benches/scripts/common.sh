@@ -1,20 +1,44 @@
-# Shared by the channel rigs (sourced, not run): free ports, a durable
-# redis-server, the gateway config's common part, starting the gateway, and
-# stopping only the processes the rig started.
+# Shared by the bench rigs (sourced, not run): free ports, a durable
+# redis-server, the SMSC simulator, the gateway config's common part, starting
+# the gateway, and stopping only the processes the rig started.
+#
+# The binaries come from GONIEC_BIN (default target/release, relative to the
+# repo root) and are copied into the run's own directory first, so a rebuild
+# during the run cannot swap them: use "$GONIEC" and "$LOAD".
 cd "$(dirname "$0")/../.." || exit 2
 port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 RPORT=$(port); SPORT=$(port); GPORT=$(port)
 D=$(mktemp -d)
+mkdir "$D/bin"
+if ! cp "${GONIEC_BIN:-target/release}/goniec" "${GONIEC_BIN:-target/release}/goniec-load" "$D/bin/"; then
+  echo "no goniec and goniec-load in ${GONIEC_BIN:-target/release}:" \
+       "cargo build --release -p goniec-gateway -p goniec-benches, or set GONIEC_BIN" >&2
+  rm -rf "$D"; exit 2
+fi
+GONIEC=$D/bin/goniec; LOAD=$D/bin/goniec-load
 
+# Redis on $RPORT with AOF (everysec) in $D; starting it again on the same port
+# and directory reloads what it had (the log is appended to).
 start_redis() {
   redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly yes \
-    --appendfsync everysec --dir "$D" --daemonize no > "$D/redis.log" 2>&1 &
+    --appendfsync everysec --dir "$D" --daemonize no >> "$D/redis.log" 2>&1 &
   RPID=$!
+}
+
+# `goniec smsc-sim` on $SPORT with receipts after RECEIPT_DELAY (default 10ms)
+# and its counters at http://127.0.0.1:$HPORT/stats (a free port unless set);
+# waits until they answer.
+start_smsc_sim() {
+  HPORT=${HPORT:-$(port)}
+  "$GONIEC" smsc-sim --listen "127.0.0.1:$SPORT" --http "127.0.0.1:$HPORT" \
+    --receipt-delay "${RECEIPT_DELAY:-10ms}" >> "$D/sim.log" 2>&1 &
+  SPID=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$HPORT/stats" >/dev/null && break; sleep 0.1; done
 }
 
 # The gateway config up to the connectors: Redis store, one transactional tenant
 # whose API key is `benchkey`; AF=true turns anti-fraud on, WC sets
-# workers.concurrency (default 256).
+# workers.concurrency (default 256), CLAIM_IDLE workers.claim_idle (default 60s).
 gateway_head() {
   cat <<EOT
 [server]
@@ -24,6 +48,7 @@ backend = "redis"
 url = "redis://127.0.0.1:$RPORT"
 [workers]
 concurrency = ${WC:-256}
+${CLAIM_IDLE:+claim_idle = \"$CLAIM_IDLE\"}
 [antifraud]
 enabled = ${AF:-false}
 [[tenants]]
@@ -34,16 +59,38 @@ policy = "transactional"
 EOT
 }
 
-# Start `goniec serve` on $D/g.toml and wait until it is ready.
+# An SMPP connector to the simulator on $SPORT and the SMS route to it;
+# TPS sets the connector's rate (default unlimited).
+smpp_connector() {
+  cat <<EOT
+[[connectors]]
+name = "smsc"
+kind = "smpp"
+host = "127.0.0.1"
+port = $SPORT
+system_id = "goniec"
+password = "secret"
+binds = 4
+window = 100
+${TPS:+tps = \"$TPS\"}
+[[routes]]
+channel = "sms"
+connector = "smsc"
+EOT
+}
+
+# Start `goniec serve` (config $1, default $D/g.toml, listening on $2, default
+# $GPORT, log appended to $3, default $D/gw.log) and wait until it is ready.
 start_gateway() {
-  RUST_LOG=warn ./target/release/goniec serve --config "$D/g.toml" > "$D/gw.log" 2>&1 &
+  local cfg=${1:-$D/g.toml} port=${2:-$GPORT} log=${3:-$D/gw.log}
+  RUST_LOG=${GW_LOG:-warn} "$GONIEC" serve --config "$cfg" >> "$log" 2>&1 &
   GPID=$!
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$GPORT/readyz" >/dev/null && break; sleep 0.2; done
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.2; done
 }
 
 # goniec-load against the gateway; prints its JSON line and the final statuses.
 load() {
-  ./target/release/goniec-load --url "http://127.0.0.1:$GPORT" --api-key benchkey \
+  "$LOAD" --url "http://127.0.0.1:$GPORT" --api-key benchkey \
     --wait-final --wait-timeout 300s --duration-limit 300s "$@" 2>"$D/load.err" | tail -n1
   grep -E "final statuses" "$D/load.err" | tail -2
 }

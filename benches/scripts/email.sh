@@ -13,7 +13,7 @@ COUNT=${1:-20000}; CONC=${2:-64}; BATCH=${3:-1}; TLS=${4:-none}; POOL=${5:-16}
 start_redis
 SINKARGS=()
 [ "$TLS" = starttls ] && SINKARGS=(--starttls)
-./target/release/goniec smtp-sink --listen "127.0.0.1:$SPORT" --keep 0 --bounce-prefix '' "${SINKARGS[@]}" > "$D/sink.log" 2>&1 &
+"$GONIEC" smtp-sink --listen "127.0.0.1:$SPORT" --keep 0 --bounce-prefix '' "${SINKARGS[@]}" > "$D/sink.log" 2>&1 &
 SPID=$!
 { gateway_head; cat <<EOT
 [[connectors]]

@@ -12,7 +12,7 @@ set -u
 COUNT=${1:-20000}; CONC=${2:-64}; BATCH=${3:-1}; READ=${4:-never}
 . "$(dirname "$0")/common.sh"
 start_redis
-./target/release/goniec rcs-sim --listen "127.0.0.1:$SPORT" --webhook "http://127.0.0.1:$GPORT/v1/webhooks/rcs" \
+"$GONIEC" rcs-sim --listen "127.0.0.1:$SPORT" --webhook "http://127.0.0.1:$GPORT/v1/webhooks/rcs" \
    --client-token bench-client-token-0123456789 --agent-id bench-agent --read-after "$READ" --delivered-after 100ms > "$D/sim.log" 2>&1 &
 SPID=$!
 cp connectors/src/rcs/demo-service-account.json "$D/sa.json"
