@@ -41,6 +41,11 @@ command -v redis-server >/dev/null && command -v python3 >/dev/null && command -
 ROOT=$D
 COUNT=${COUNT:-30000}; CONC=${CONC:-48}; FAULT_AT=${FAULT_AT:-40}; DOWN=${DOWN:-3}
 STUCK_WAIT=${STUCK_WAIT:-120}; CLAIM_IDLE=${CLAIM_IDLE:-10s}; GW_LOG=${GW_LOG:-info}
+# A killed SMSC takes the receipts it had not sent yet with it. The gateway then
+# asks with query_sm and, when the restarted SMSC no longer knows the message,
+# ends it `expired` (reason no_receipt) after its validity plus a grace. The rig
+# shortens those from hours to seconds so that they fall inside STUCK_WAIT.
+export QUERY_AFTER=${QUERY_AFTER:-5s} DEFAULT_VALIDITY=${DEFAULT_VALIDITY:-30s} RECEIPT_GRACE=${RECEIPT_GRACE:-10s}
 # goniec-load's wait starts when its sending ends, at the fault at the earliest:
 # this keeps polling at least STUCK_WAIT s after the fault's end.
 WAIT_TIMEOUT=$((STUCK_WAIT + DOWN + 15))s

@@ -60,7 +60,9 @@ EOT
 }
 
 # An SMPP connector to the simulator on $SPORT and the SMS route to it;
-# TPS sets the connector's rate (default unlimited).
+# TPS sets the connector's rate (default unlimited); QUERY_AFTER,
+# DEFAULT_VALIDITY and RECEIPT_GRACE its query_sm / no_receipt timing (defaults
+# 10m, 48h, 1h).
 smpp_connector() {
   cat <<EOT
 [[connectors]]
@@ -73,6 +75,9 @@ password = "secret"
 binds = 4
 window = 100
 ${TPS:+tps = \"$TPS\"}
+${QUERY_AFTER:+query_after = \"$QUERY_AFTER\"}
+${DEFAULT_VALIDITY:+default_validity = \"$DEFAULT_VALIDITY\"}
+${RECEIPT_GRACE:+receipt_grace = \"$RECEIPT_GRACE\"}
 [[routes]]
 channel = "sms"
 connector = "smsc"
