@@ -342,17 +342,17 @@ mod tests {
     #[test]
     fn a_message_may_be_as_large_as_what_it_can_carry_and_no_larger_than_max_body() {
         let s = server();
-        // 3 KiB of attachments are 4 KiB of base64, 2 × 100 characters × 6 bytes,
-        // 16 KiB of vars, 256 KiB for the rest: over max_body, which caps it.
+        // 3 KiB of attachments as sent, 2 × 100 characters × 6 bytes, 16 KiB of
+        // vars, 256 KiB for the rest: over max_body, which caps it.
         assert_eq!(message_limit(&s), 64 * 1024);
         let s = Server {
             max_body: ByteSize::mib(1),
             ..server()
         };
-        assert_eq!(message_limit(&s), 4096 + 1200 + 16384 + 262144);
+        assert_eq!(message_limit(&s), 3072 + 1200 + 16384 + 262144);
         // The documented default.
         let d = Server::default();
-        assert_eq!(message_limit(&d), 13_981_016 + 1_200_000 + 16_384 + 262_144);
+        assert_eq!(message_limit(&d), 10_485_760 + 1_200_000 + 16_384 + 262_144);
         let l = Limits::new(&s, IntGauge::new("b", "b").unwrap());
         assert_eq!(l.body_limit(BodyKind::Batch), 1024 * 1024);
         assert_eq!(l.body_limit(BodyKind::Small), SMALL_BODY);
