@@ -487,47 +487,15 @@ async fn a_restart_between_submit_and_check_keeps_the_check() {
 /// simulator, which loses the receipt and still answers query_sm for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smsc_sim_command_loses_receipts_on_request() {
-    use tokio::io::AsyncBufReadExt;
     let Some(redis) = RedisServer::spawn() else {
         return;
     };
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_goniec"))
-        .args([
-            "smsc-sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--receipt-delay",
-            "10ms",
-            "--lose-receipts-every",
-            "1",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn goniec smsc-sim");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut smpp, mut http) = (None, None);
-    while smpp.is_none() || http.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the simulator's banner")
-            .unwrap()
-            .expect("more output");
-        let after = |marker: &str| {
-            line.split_once(marker)
-                .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
-        };
-        if let Some(a) = after("SMSC simulator listening on ") {
-            smpp = Some(a.parse::<std::net::SocketAddr>().unwrap());
-        }
-        if let Some(a) = after("SMSC simulator HTTP on ") {
-            http = Some(a);
-        }
-    }
-    let (smpp, http) = (smpp.unwrap(), http.unwrap());
+    let sim = goniec_gateway::testing::smsc_process::SmscProcess::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_goniec")),
+        &["--receipt-delay", "10ms", "--lose-receipts-every", "1"],
+    )
+    .await;
+    let (smpp, http) = (sim.smpp, sim.http.clone());
     let connectors = format!(
         r#"
 [[connectors]]
@@ -566,6 +534,5 @@ connector = "smsc"
         "{stats}"
     );
     gw.stop().await;
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
+    drop(sim); // killed (kill_on_drop)
 }

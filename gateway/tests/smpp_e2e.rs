@@ -880,49 +880,22 @@ async fn a_receipt_for_an_unknown_id_is_counted() {
 /// serves the counters and injects replies and unknown receipts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smsc_sim_command_serves_stats_and_mo_over_http() {
-    use tokio::io::AsyncBufReadExt;
     let Some(redis) = RedisServer::spawn() else {
         return;
     };
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_goniec"))
-        .args([
-            "smsc-sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
+    let sim = goniec_gateway::testing::smsc_process::SmscProcess::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_goniec")),
+        &[
             "--receipt-delay",
             "10ms",
             "--reject-every",
             "2",
             "--reject-status",
             "ESME_RINVDSTADR",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn goniec smsc-sim");
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut smpp, mut http) = (None, None);
-    while smpp.is_none() || http.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .expect("the simulator's banner")
-            .unwrap()
-            .expect("more output");
-        let after = |marker: &str| {
-            line.split_once(marker)
-                .map(|(_, rest)| rest.split_whitespace().next().unwrap_or("").to_string())
-        };
-        if let Some(a) = after("SMSC simulator listening on ") {
-            smpp = Some(a.parse::<std::net::SocketAddr>().unwrap());
-        }
-        if let Some(a) = after("SMSC simulator HTTP on ") {
-            http = Some(a);
-        }
-    }
-    let (smpp, http) = (smpp.unwrap(), http.unwrap());
+        ],
+    )
+    .await;
+    let (smpp, http) = (sim.smpp, sim.http.clone());
     let gw = gateway_for(&redis, smpp.port(), &SimConfig::default(), 1, "").await;
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let stats = || async {
@@ -985,6 +958,5 @@ async fn smsc_sim_command_serves_stats_and_mo_over_http() {
         "{s}"
     );
     gw.stop().await;
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
+    drop(sim); // killed (kill_on_drop)
 }

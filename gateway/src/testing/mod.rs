@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod demo;
 pub mod gateway;
 pub mod peer;
+pub mod smsc_process;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
