@@ -244,10 +244,11 @@ async fn sighup_reloads_the_blocklist() {
         antifraud(list.path(), "").replace("reload_every = \"100ms\"", "reload_every = \"1h\"");
     let gw = start(&redis, &af).await;
     std::fs::write(list.path(), "inny-phishing.pl\n").unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-HUP", &std::process::id().to_string()])
+    // bash's built-in kill: a minimal system may have no /bin/kill (procps).
+    let status = std::process::Command::new("bash")
+        .args(["-c", &format!("kill -HUP {}", std::process::id())])
         .status()
-        .expect("kill");
+        .expect("bash");
     assert!(status.success());
     let mut code = 0;
     for i in 0..100 {
