@@ -13,48 +13,13 @@ use std::time::{Duration, Instant};
 
 use goniec_config::Channel;
 use goniec_connectors::{rcs, DeliveryError, Outbound};
-use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::app::App;
+use crate::lease::{backoff, drop_lease, finish_with_retries};
 use crate::model::{now_ms, Event, MessageData, Record, Status};
-use crate::store::{Change, Handover, Job, Lane, Lease, StoreError, Transition};
+use crate::store::{Change, Handover, Job, Lane, Lease, Transition};
 use crate::telemetry::mask;
-
-/// Exponential backoff with jitter: `base · 2^attempt`, capped, then scaled by a
-/// random factor in [0.5, 1] so retries of a burst spread out.
-pub fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let exp = base.saturating_mul(1u32.checked_shl(attempt.min(30)).unwrap_or(u32::MAX));
-    let capped = exp.min(max);
-    capped.mul_f64(rand::rng().random_range(0.5..=1.0))
-}
-
-/// Run a finishing store write, retrying while the store is unreachable: the work is
-/// already done (the carrier has the message), so giving up would mean a duplicate
-/// after reclaim. Gives up only when shutting down for good.
-pub async fn finish_with_retries<F, Fut>(app: &App, op: &'static str, f: F) -> Option<Transition>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<Transition, StoreError>>,
-{
-    let mut delay = Duration::from_millis(50);
-    let deadline = Instant::now() + app.cfg.server.shutdown_grace.max(Duration::from_secs(5));
-    loop {
-        match f().await {
-            Ok(t) => return Some(t),
-            Err(e) => {
-                app.metrics.store_errors.with_label_values(&[op]).inc();
-                if app.flags.shutting_down() && Instant::now() > deadline {
-                    tracing::error!(op, error = %e, "Store still failing at shutdown; the lease will be reclaimed.");
-                    return None;
-                }
-                tracing::warn!(op, error = %e, "Store write failed; retrying.");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-}
 
 /// What a lane's loops share: the in-flight cap and the entries being worked on.
 #[derive(Clone)]
@@ -686,11 +651,6 @@ async fn fall_back(
     None
 }
 
-/// Finish a lease that changes nothing (nothing to send, or sent already).
-async fn drop_lease(app: &App, lease: &Lease) {
-    finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
-}
-
 /// Give a lease back to be tried at `at` with `attempts` counted.
 async fn retry_later(app: &App, lease: &Lease, at: i64, attempts: u32) {
     finish_with_retries(app, "retry", || async {
@@ -913,19 +873,5 @@ mod tests {
             fallback_text(&rcs_data(None, card, None)),
             "https://pay.example/card"
         );
-    }
-
-    #[test]
-    fn backoff_grows_caps_and_jitters() {
-        let base = Duration::from_secs(1);
-        let max = Duration::from_secs(60);
-        for attempt in 0..40 {
-            let d = backoff(attempt, base, max);
-            let full = base.saturating_mul(1 << attempt.min(30)).min(max);
-            assert!(
-                d >= full / 2 && d <= full,
-                "attempt {attempt}: {d:?} vs {full:?}"
-            );
-        }
     }
 }

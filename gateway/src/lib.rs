@@ -9,6 +9,8 @@
 //! * [`receipts`]: delivery reports → status changes.
 //! * [`inbound`]: replies from recipients (`STOP` → opt-out).
 //! * [`webhooks`]: status changes → signed customer callbacks.
+//! * [`lease`]: finishing a lane's lease (retried store writes, backoff),
+//!   shared by the workers above so none of them imports another.
 //! * [`model`]: ids, statuses and the transition table.
 //! * [`telemetry`]: metrics, logging, masking.
 //! * [`app`]: the state everything shares, built once from config.
@@ -17,6 +19,7 @@ pub mod app;
 pub mod dispatch;
 pub mod http;
 pub mod inbound;
+pub mod lease;
 pub mod model;
 pub mod receipts;
 pub mod screen;

@@ -53,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::App;
-use crate::dispatch::finish_with_retries;
+use crate::lease::finish_with_retries;
 use crate::model::{now_ms, Record, Status};
 use crate::store::{Change, Handover, Job, Lane, Lease, StoreError, Transition};
 use crate::telemetry::{MatchOutcome, ReceiptMatching};

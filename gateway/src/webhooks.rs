@@ -16,7 +16,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use crate::app::App;
-use crate::dispatch::{backoff, finish_with_retries};
+use crate::lease::{backoff, finish_with_retries};
 use crate::model::{format_ms, now_ms};
 use crate::store::{CallbackPayload, Lease};
 use crate::telemetry::mask;

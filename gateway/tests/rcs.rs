@@ -53,9 +53,23 @@ impl Rig {
     }
 
     async fn start_platform(&mut self) {
-        let rcs = RcsSim::start(self.rcs_addr, self.rcs_cfg.clone(), self.stop.clone())
-            .await
-            .unwrap();
+        // The address was free when the rig started; while the platform was
+        // down, the gateway's own connection attempts to it can land on it as
+        // their local port (a loopback self-connect), holding it until they
+        // time out. Wait that out rather than fail.
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let rcs = loop {
+            match RcsSim::start(self.rcs_addr, self.rcs_cfg.clone(), self.stop.clone()).await {
+                Ok(r) => break r,
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("the RCS platform cannot start on {}: {e}", self.rcs_addr),
+            }
+        };
         rcs.set_webhook(Some(self.gw.url("/v1/webhooks/rcs")));
         self.rcs = Some(rcs);
     }
