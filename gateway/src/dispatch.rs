@@ -565,17 +565,7 @@ async fn revoke_for_fallback(app: &App, lease: &Lease, rec: &Record) {
         drop_lease(app, lease).await;
         return;
     };
-    let out = Outbound {
-        message_id: rec.data.id.clone(),
-        channel: Channel::Rcs,
-        to: rec.data.to.clone(),
-        from: rec.data.from.clone(),
-        text: None,
-        email: None,
-        rcs: None,
-        attempt: 0,
-        valid_until: None,
-    };
+    let out = rec.reference(Channel::Rcs);
     match route.connector.revoke(&out).await {
         // Revoked. A revoke that failed before may also have worked without our
         // hearing (the platform no longer knows the message). Either way, the SMS

@@ -216,6 +216,24 @@ pub struct Record {
     pub events: Vec<Event>,
 }
 
+impl Record {
+    /// The message as a connector needs it to ask about or withdraw what was
+    /// sent (revoke, query_sm): who and from whom, no content.
+    pub fn reference(&self, channel: Channel) -> goniec_connectors::Outbound {
+        goniec_connectors::Outbound {
+            message_id: self.data.id.clone(),
+            channel,
+            to: self.data.to.clone(),
+            from: self.data.from.clone(),
+            text: None,
+            email: None,
+            rcs: None,
+            attempt: 0,
+            valid_until: None,
+        }
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()

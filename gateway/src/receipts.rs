@@ -46,7 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use goniec_config::{Channel, ConnectorKind, SmppConnector};
-use goniec_connectors::{Outbound, Receipt, ReceiptState, Submitted};
+use goniec_connectors::{Receipt, ReceiptState, Submitted};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -466,17 +466,7 @@ async fn ask(app: &App, rec: &Record, check: &Check) -> Asked {
         .router
         .route(Channel::Sms, &rec.data.tenant, &rec.data.to)
         .filter(|r| r.connector.name() == check.c);
-    let out = Outbound {
-        message_id: rec.data.id.clone(),
-        channel: Channel::Sms,
-        to: rec.data.to.clone(),
-        from: rec.data.from.clone(),
-        text: None,
-        email: None,
-        rcs: None,
-        attempt: 0,
-        valid_until: None,
-    };
+    let out = rec.reference(Channel::Sms);
     let count = |outcome: &str| {
         app.metrics
             .receipt_queries
