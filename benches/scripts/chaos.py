@@ -195,7 +195,7 @@ def cmd_census(argv):
     r = Redis(port)
     keys, cursor = [], "0"
     while True:
-        cursor, batch = r.send(["SCAN", cursor, "MATCH", f"{prefix}:m:*", "COUNT", 2000])[0]
+        cursor, batch = r.send(["SCAN", cursor, "MATCH", f"{prefix}:*:m:*", "COUNT", 2000])[0]
         keys += batch
         if cursor == "0":
             break

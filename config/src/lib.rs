@@ -112,10 +112,16 @@ pub enum LogFormat {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Store {
-    /// `redis` (production) or `memory` (demo/tests; keeps nothing across restarts). Default `redis`.
+    /// `redis` (production, one server), `redis-cluster` (production, a Redis
+    /// Cluster: see `nodes`) or `memory` (demo/tests; keeps nothing across
+    /// restarts). Default `redis`.
     pub backend: StoreBackend,
-    /// Redis URL. Default `redis://127.0.0.1:6379/0`.
+    /// Redis URL (backend `redis`). Default `redis://127.0.0.1:6379/0`.
     pub url: String,
+    /// Seed nodes of the cluster (backend `redis-cluster`), e.g.
+    /// `["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]`; the rest of the
+    /// cluster is discovered from them.
+    pub nodes: Vec<String>,
     /// Prefix of every Redis key. Default `goniec`.
     pub prefix: String,
     /// How long message records, events and history are kept. Default `30d`.
@@ -130,13 +136,19 @@ pub struct Store {
     /// Longest wait for one Redis reply before the store counts as down. Default `2s`.
     #[serde(with = "humantime_serde_compat")]
     pub timeout: Duration,
+    /// Virtual partitions (1 to 1024). Every message belongs to one, derived from
+    /// its tenant and recipient, and all of a partition's keys share one Redis
+    /// hash tag. Fixed for the life of a deployment: messages stored under one
+    /// count are not found under another. Default 16.
+    pub partitions: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum StoreBackend {
     #[default]
     Redis,
+    RedisCluster,
     Memory,
 }
 
@@ -701,11 +713,13 @@ impl Default for Store {
         Store {
             backend: StoreBackend::Redis,
             url: "redis://127.0.0.1:6379/0".to_owned(),
+            nodes: Vec::new(),
             prefix: "goniec".to_owned(),
             retention: Duration::from_secs(30 * DAY),
             idempotency_ttl: Duration::from_secs(24 * HOUR),
             correlation_ttl: Duration::from_secs(72 * HOUR),
             timeout: Duration::from_secs(2),
+            partitions: 16,
         }
     }
 }

@@ -164,7 +164,42 @@ impl Checks {
                 );
             }
         }
+        if store.backend == StoreBackend::RedisCluster {
+            if store.nodes.is_empty() {
+                self.error(
+                    "store.nodes",
+                    "backend \"redis-cluster\" needs at least one seed node, e.g. \
+                     [\"redis://10.0.0.1:6379\"]",
+                );
+            }
+            for (i, node) in store.nodes.iter().enumerate() {
+                if !(node.starts_with("redis://") || node.starts_with("rediss://")) {
+                    let scheme = node.split_once("://").map_or("none", |(s, _)| s);
+                    self.error(
+                        format!("store.nodes[{i}]"),
+                        format!("must start with redis:// or rediss:// (scheme given: {scheme})"),
+                    );
+                }
+            }
+        }
         self.positive("store.timeout", store.timeout);
+        if !(1..=1024).contains(&store.partitions) {
+            self.error(
+                "store.partitions",
+                format!("must be 1 to 1024, got {}", store.partitions),
+            );
+        }
+        // A brace would make Redis hash the prefix instead of the partition tag.
+        if store.prefix.is_empty() || store.prefix.contains(['{', '}']) {
+            self.error(
+                "store.prefix",
+                format!(
+                    "must be non-empty text without `{{` or `}}` (they would change which Redis \
+                     Cluster slot a key lives in), got {:?}",
+                    store.prefix
+                ),
+            );
+        }
     }
 
     fn workers(&mut self, config: &Config) {

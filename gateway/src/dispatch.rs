@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::app::App;
 use crate::lease::{backoff, drop_lease, finish_with_retries};
 use crate::model::{now_ms, Event, MessageData, Record, Status};
-use crate::store::{Change, Handover, Job, Lane, Lease, Transition};
+use crate::store::{Change, Correlation, Handover, Job, Lane, Lease, Outcome, Task, Transition};
 use crate::telemetry::mask;
 
 /// What a lane's loops share: the in-flight cap and the entries being worked on.
@@ -26,8 +26,9 @@ use crate::telemetry::mask;
 struct LaneCtx {
     lane: Lane,
     sem: Arc<Semaphore>,
-    /// Entry ids this process holds; the heartbeat keeps them from being reclaimed.
-    inflight: Arc<Mutex<HashSet<String>>>,
+    /// Entries (partition, entry id) this process holds; the heartbeat keeps them
+    /// from being reclaimed.
+    inflight: Arc<Mutex<HashSet<(u16, String)>>>,
 }
 
 impl LaneCtx {
@@ -39,7 +40,7 @@ impl LaneCtx {
         }
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<(u16, String)>> {
         self.inflight.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -155,7 +156,7 @@ where
 async fn heartbeat_loop(app: Arc<App>, cx: LaneCtx) {
     let every = (app.cfg.workers.claim_idle / 3).max(Duration::from_millis(100));
     while pause(&app, every).await {
-        let held: Vec<String> = cx.held().iter().cloned().collect();
+        let held: Vec<(u16, String)> = cx.held().iter().cloned().collect();
         for chunk in held.chunks(500) {
             if let Err(e) = app.store.touch(cx.lane, &app.consumer, chunk).await {
                 app.metrics.store_errors.with_label_values(&["touch"]).inc();
@@ -257,12 +258,31 @@ async fn start(
     app: &Arc<App>,
     cx: &LaneCtx,
     leases: Vec<Lease>,
-    permits: Vec<OwnedSemaphorePermit>,
+    mut permits: Vec<OwnedSemaphorePermit>,
 ) {
     if leases.is_empty() {
         return;
     }
-    cx.held().extend(leases.iter().map(|l| l.entry.clone()));
+    cx.held()
+        .extend(leases.iter().map(|l| (l.partition, l.entry.clone())));
+    // A claim may bring up to one entry per partition more than it was asked
+    // for: they wait here for their permits, kept fresh by the heartbeat.
+    while permits.len() < leases.len() {
+        tokio::select! {
+            p = cx.sem.clone().acquire_owned() => match p {
+                Ok(p) => permits.push(p),
+                Err(_) => return,
+            },
+            _ = app.stop_work.cancelled() => {
+                // Left pending: reclaimed by another instance or after a restart.
+                let mut held = cx.held();
+                for l in &leases {
+                    held.remove(&(l.partition, l.entry.clone()));
+                }
+                return;
+            }
+        }
+    }
     let records: Vec<Option<Record>> = match cx.lane {
         Lane::Webhook => vec![None; leases.len()],
         Lane::Channel(_) => {
@@ -278,7 +298,7 @@ async fn start(
                             // Leases stay pending and are reclaimed after claim_idle.
                             let mut held = cx.held();
                             for l in &leases {
-                                held.remove(&l.entry);
+                                held.remove(&(l.partition, l.entry.clone()));
                             }
                             return;
                         }
@@ -291,7 +311,7 @@ async fn start(
         let app2 = app.clone();
         let cx2 = cx.clone();
         app.tracker.spawn(async move {
-            let entry = lease.entry.clone();
+            let entry = (lease.partition, lease.entry.clone());
             match lease.lane {
                 Lane::Webhook => crate::webhooks::handle(app2, lease).await,
                 Lane::Channel(channel) => deliver(&app2, channel, lease, rec).await,
@@ -317,20 +337,21 @@ async fn finish(
     channel: Channel,
     lease: &Lease,
     change: Change,
-    corr: Option<(&str, &[String])>,
+    correlation: Option<Correlation>,
 ) {
     let to = change.to;
-    let t = finish_with_retries(app, "complete", || {
-        app.store.complete(lease, Some(&change), corr)
-    })
-    .await;
+    let outcome = Outcome::Complete {
+        change: Some(change),
+        correlation,
+    };
+    let t = crate::lease::finish(app, "complete", lease, outcome).await;
     record_transition(app, channel, to, t);
 }
 
 /// Deliver one message.
 async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>) {
     // A submitted SMS's receipt check (see `receipts`): nothing to send.
-    if crate::receipts::is_check(&lease.job.payload) {
+    if matches!(lease.job.task, Task::ReceiptCheck(_)) {
         return crate::receipts::run_check(app, &lease, rec).await;
     }
     let Some(mut rec) = rec else {
@@ -341,12 +362,12 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
     // An RCS message on another channel's lane: its fallback.
     let fallback = Lane::Channel(rec.data.channel) != lease.lane;
     if fallback && rec.status == Status::Submitted {
-        let step = match lease.job.payload.as_str() {
-            RCS_CHECK => {
+        let step = match lease.job.task {
+            Task::RcsCheck => {
                 revoke_for_fallback(app, &lease, &rec).await;
                 Some(None)
             }
-            RCS_REVOKED => {
+            Task::RcsRevoked => {
                 let why = format!(
                     "no DELIVERED within {}, nor in the {} after the RCS message was revoked",
                     human(fallback_after(app, &rec)),
@@ -455,7 +476,10 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
                 )),
             );
             ch.parts = Some(sub.parts);
-            let corr = Some((name, &sub.provider_ids[..]));
+            let corr = Some(Correlation {
+                connector: name.to_string(),
+                provider_ids: sub.provider_ids.clone(),
+            });
             // At most one job follows a submit: an RCS message's fallback check, or
             // an SMS's receipt check. Either is written in the same step as
             // `submitted`, so a crash cannot lose it.
@@ -465,10 +489,12 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
                 // Revoke and fall back unless DELIVERED comes in time; or ask the SMSC
                 // unless the receipt comes in time.
                 Some(next) => {
-                    let t = finish_with_retries(app, "complete", || {
-                        app.store.complete_handover(&lease, Some(&ch), corr, &next)
-                    })
-                    .await;
+                    let outcome = Outcome::Handover {
+                        change: Some(ch),
+                        correlation: corr,
+                        next: Box::new(next),
+                    };
+                    let t = crate::lease::finish(app, "complete", &lease, outcome).await;
                     record_transition(app, channel, Status::Submitted, t);
                 }
                 None => finish(app, channel, &lease, ch, corr).await,
@@ -480,16 +506,6 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
         }
     }
 }
-
-/// Job payload on the SMS lane: send this RCS message by SMS now.
-pub const RCS_FALLBACK: &str = "rcs-fallback";
-/// Job payload on the SMS lane: unless this RCS message was delivered by now,
-/// revoke it and send it by SMS.
-pub const RCS_CHECK: &str = "rcs-check";
-/// Job payload on the SMS lane: the RCS message was revoked (or an earlier revoke's
-/// answer was lost and the platform no longer has it); unless a DELIVERED event
-/// came meanwhile, send it by SMS.
-pub const RCS_REVOKED: &str = "rcs-revoked";
 
 /// The tenant's `fallback_after` (zero when it has none).
 fn fallback_after(app: &App, rec: &Record) -> Duration {
@@ -540,7 +556,7 @@ fn fallback_check(app: &App, channel: Channel, rec: &Record) -> Option<Handover>
         job: Job {
             id: rec.data.id.clone(),
             attempt: 0,
-            payload: RCS_CHECK.into(),
+            task: Task::RcsCheck,
         },
         at_ms: Some(now_ms() + after.as_millis() as i64),
         note: None,
@@ -565,7 +581,7 @@ async fn revoke_for_fallback(app: &App, lease: &Lease, rec: &Record) {
         drop_lease(app, lease).await;
         return;
     };
-    let out = rec.reference(Channel::Rcs);
+    let out = crate::model::reference(rec, Channel::Rcs);
     match route.connector.revoke(&out).await {
         // Revoked. A revoke that failed before may also have worked without our
         // hearing (the platform no longer knows the message). Either way, the SMS
@@ -577,15 +593,12 @@ async fn revoke_for_fallback(app: &App, lease: &Lease, rec: &Record) {
                 job: Job {
                     id: id.to_owned(),
                     attempt: 0,
-                    payload: RCS_REVOKED.into(),
+                    task: Task::RcsRevoked,
                 },
                 at_ms: Some(now_ms() + revoke_grace(app, rec).as_millis() as i64),
                 note: None,
             };
-            finish_with_retries(app, "handover", || {
-                app.store.complete_handover(lease, None, None, &next)
-            })
-            .await;
+            handover(app, lease, next).await;
         }
         Ok(_) => {
             tracing::debug!(message_id = %id, "Too late to revoke the RCS message; it stands.");
@@ -642,14 +655,18 @@ async fn fall_back(
 }
 
 /// Give a lease back to be tried at `at` with `attempts` counted.
-async fn retry_later(app: &App, lease: &Lease, at: i64, attempts: u32) {
-    finish_with_retries(app, "retry", || async {
-        app.store
-            .retry(lease, at, attempts)
-            .await
-            .map(|_| Transition::Missing)
-    })
-    .await;
+async fn retry_later(app: &App, lease: &Lease, at_ms: i64, attempt: u32) {
+    crate::lease::finish(app, "retry", lease, Outcome::Retry { at_ms, attempt }).await;
+}
+
+/// Finish a lease by putting `next` on its lane.
+async fn handover(app: &App, lease: &Lease, next: Handover) {
+    let outcome = Outcome::Handover {
+        change: None,
+        correlation: None,
+        next: Box::new(next),
+    };
+    crate::lease::finish(app, "handover", lease, outcome).await;
 }
 
 /// The SMS text of a fallen-back RCS message: its `fallback_text`, else its text
@@ -723,7 +740,7 @@ async fn handle_failure(
                     job: Job {
                         id: id.to_owned(),
                         attempt: 0,
-                        payload: RCS_FALLBACK.into(),
+                        task: Task::RcsFallback,
                     },
                     at_ms: None,
                     note: Some(Event {
@@ -733,10 +750,7 @@ async fn handle_failure(
                         detail: Some(format!("{reason}; falling back to sms")),
                     }),
                 };
-                finish_with_retries(app, "handover", || {
-                    app.store.complete_handover(lease, None, None, &next)
-                })
-                .await;
+                handover(app, lease, next).await;
                 return;
             }
             tracing::info!(message_id = %id, connector, %code, "Message failed permanently.");
@@ -774,10 +788,11 @@ async fn handle_failure(
                     Some("max_attempts".into()),
                     Some(e.to_string()),
                 );
-                let t = finish_with_retries(app, "bury", || {
-                    app.store.bury(lease, "max_attempts", Some(&ch))
-                })
-                .await;
+                let outcome = Outcome::Bury {
+                    reason: "max_attempts".into(),
+                    change: Some(ch),
+                };
+                let t = crate::lease::finish(app, "bury", lease, outcome).await;
                 record_transition(app, channel, Status::Failed, t);
                 return;
             }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, TenantCtx};
-use crate::store::{Job, Lane};
+use crate::store::{Job, Lane, Task};
 use crate::telemetry::mask;
 
 /// Handle inbound messages until the connectors close or `stop`.
@@ -117,7 +117,8 @@ async fn handle(app: &App, m: &InboundMessage) -> &'static str {
     let at = crate::model::format_ms(crate::model::now_ms());
     for t in owners {
         if t.cfg.inbound_url.is_some() {
-            let id = crate::model::new_message_id();
+            // In the sender's partition, beside the tenant's messages to them.
+            let id = app.store.partitions().message_id(&t.cfg.name, &from);
             let body = serde_json::json!({
                 "type": "inbound",
                 "id": id,
@@ -132,7 +133,10 @@ async fn handle(app: &App, m: &InboundMessage) -> &'static str {
             let job = Job {
                 id,
                 attempt: 0,
-                payload: crate::webhooks::inbound_payload(&t.cfg.name, &body.to_string()),
+                task: Task::Inbound {
+                    tenant: t.cfg.name.clone(),
+                    body: body.to_string(),
+                },
             };
             if let Err(e) = app.store.enqueue(Lane::Webhook, job).await {
                 tracing::warn!(error = %e, "Could not store a reply; the carrier will resend it.");

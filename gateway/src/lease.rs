@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 
 use crate::app::App;
-use crate::store::{Lease, StoreError, Transition};
+use crate::store::{Lease, Outcome, StoreError, Transition};
 
 /// Exponential backoff with jitter: `base · 2^attempt`, capped, then scaled by a
 /// random factor in [0.5, 1] so retries of a burst spread out.
@@ -46,9 +46,20 @@ where
     }
 }
 
+/// End a lease as `outcome` says, retrying while the store is down
+/// ([`finish_with_retries`]); `op` names the step in metrics and logs.
+pub async fn finish(
+    app: &App,
+    op: &'static str,
+    lease: &Lease,
+    outcome: Outcome,
+) -> Option<Transition> {
+    finish_with_retries(app, op, || app.store.finish(lease.clone(), outcome.clone())).await
+}
+
 /// Finish a lease that changes nothing (nothing to send, or sent already).
 pub async fn drop_lease(app: &App, lease: &Lease) {
-    finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
+    finish(app, "complete", lease, Outcome::done()).await;
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! * [`http`]: the REST API (auth, validation, idempotency, rate limits → store).
 //! * [`validate`]: request → message (E.164, encoding, segments, templates).
 //! * [`screen`]: anti-fraud and contact-policy verdicts before a message is stored.
-//! * [`store`]: records, indexes and work queues (Redis or memory).
+//! * [`store`]: records, indexes and work queues (Redis or memory): the `goniec-store` crate.
 //! * [`dispatch`]: per-channel workers handing messages to connectors.
 //! * [`receipts`]: delivery reports → status changes.
 //! * [`inbound`]: replies from recipients (`STOP` → opt-out).
@@ -23,7 +23,7 @@ pub mod lease;
 pub mod model;
 pub mod receipts;
 pub mod screen;
-pub mod store;
+pub use goniec_store as store;
 pub mod telemetry;
 #[doc(hidden)]
 pub mod testing;
@@ -82,7 +82,7 @@ pub async fn run(
     let cfg = Arc::new(cfg);
     let store: Arc<dyn Store> = match cfg.store.backend {
         StoreBackend::Memory => Arc::new(store::memory::MemoryStore::new(&cfg.store)),
-        StoreBackend::Redis => {
+        StoreBackend::Redis | StoreBackend::RedisCluster => {
             let s = store::redis::RedisStore::new(&cfg.store)?;
             if let Err(e) = s.init().await {
                 tracing::warn!(error = %e, "Redis is not reachable yet; starting anyway (not ready until it is).");

@@ -47,7 +47,6 @@ use std::time::Duration;
 
 use goniec_config::{Channel, ConnectorKind, SmppConnector};
 use goniec_connectors::{Receipt, ReceiptState, Submitted};
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -55,7 +54,7 @@ use tokio_util::task::TaskTracker;
 use crate::app::App;
 use crate::lease::finish_with_retries;
 use crate::model::{now_ms, Record, Status};
-use crate::store::{Change, Handover, Job, Lane, Lease, StoreError, Transition};
+use crate::store::{Change, Handover, Job, Lane, Lease, Outcome, StoreError, Task, Transition};
 use crate::telemetry::{MatchOutcome, ReceiptMatching};
 
 /// How long an unmatched receipt is kept trying before it counts as unknown. The
@@ -156,7 +155,9 @@ async fn apply(app: &App, mut r: Receipt) {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(1));
     };
-    apply_to(app, &id, r, false).await;
+    // The correlation is written one step before `submitted` (it lives outside
+    // the message's partition): a receipt that finds it may still meet `queued`.
+    apply_to(app, &id, r, true).await;
 }
 
 fn record_match(app: &App, connector: &str, outcome: MatchOutcome) {
@@ -206,7 +207,8 @@ fn only_one(found: Vec<Option<String>>) -> Option<String> {
 
 /// A receipt whose provider id is the message id itself (RCS events carry the id
 /// we sent): no lookup. One that arrives before its submit was recorded (the
-/// message still `queued`) is parked and retried, as an unmatched one is.
+/// message still `queued`) is parked and retried, as an unmatched one is, and as
+/// a correlated one that meets `queued` is.
 pub(crate) async fn apply_direct(app: &App, r: Receipt) {
     let id = r.provider_id.clone();
     apply_to(app, &id, r, true).await;
@@ -294,9 +296,6 @@ async fn store_change(
     t
 }
 
-/// Job payload prefix on the SMS lane: the receipt check of a submitted SMS.
-pub const RECEIPT_CHECK: &str = "receipt-check";
-
 /// The event and callback reason of a message expired because its receipt never
 /// came (see the module docs for exactly when).
 pub const NO_RECEIPT: &str = "no_receipt";
@@ -305,39 +304,8 @@ pub const NO_RECEIPT: &str = "no_receipt";
 /// response timeout is usually far shorter.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A receipt check as it waits in the queue (JSON after [`RECEIPT_CHECK`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Check {
-    /// The connector that accepted the message.
-    c: String,
-    /// The deadline (unix ms): validity + grace.
-    d: i64,
-    /// Per part, the id to ask by (as the SMSC wrote it) ...
-    q: Vec<String>,
-    /// ... and the normalised id its receipt carries (the part's key in the store).
-    p: Vec<String>,
-    /// `query_sm` rounds made so far.
-    n: u32,
-}
-
-impl Check {
-    fn payload(&self) -> String {
-        // Serialising strings and numbers cannot fail.
-        format!(
-            "{RECEIPT_CHECK} {}",
-            serde_json::to_string(self).unwrap_or_default()
-        )
-    }
-
-    fn parse(payload: &str) -> Option<Check> {
-        serde_json::from_str(payload.strip_prefix(RECEIPT_CHECK)?.trim_start()).ok()
-    }
-}
-
-/// Whether a queue job is a receipt check.
-pub fn is_check(payload: &str) -> bool {
-    payload.starts_with(RECEIPT_CHECK)
-}
+/// A receipt check as it waits in the queue.
+type Check = crate::store::ReceiptCheck;
 
 /// The SMPP settings of a connector, `None` for other kinds (their receipts are not
 /// checked: RCS events carry our id, e-mail bounces are not promised).
@@ -384,13 +352,13 @@ pub(crate) fn first_check(
         .valid_until
         .unwrap_or_else(|| now.saturating_add(ms(cfg.default_validity)));
     let check = Check {
-        c: connector.to_owned(),
-        d: valid_until.saturating_add(ms(cfg.receipt_grace)),
-        q: sub.query_ids.clone(),
-        p: sub.provider_ids.clone(),
-        n: 0,
+        connector: connector.to_owned(),
+        deadline: valid_until.saturating_add(ms(cfg.receipt_grace)),
+        query_ids: sub.query_ids.clone(),
+        part_ids: sub.provider_ids.clone(),
+        rounds: 0,
     };
-    let at = next_at(cfg, 0, now, check.d);
+    let at = next_at(cfg, 0, now, check.deadline);
     Some(check_job(&rec.data.id, &check, at))
 }
 
@@ -400,7 +368,7 @@ fn check_job(id: &str, check: &Check, at: i64) -> Handover {
         job: Job {
             id: id.to_owned(),
             attempt: 0,
-            payload: check.payload(),
+            task: Task::ReceiptCheck(check.clone()),
         },
         at_ms: Some(at),
         note: None,
@@ -417,64 +385,69 @@ enum Asked {
 
 /// Run a due receipt check (see the module docs). Finishes the lease.
 pub(crate) async fn run_check(app: &App, lease: &Lease, rec: Option<Record>) {
-    let drop_lease = || async {
-        finish_with_retries(app, "complete", || app.store.complete(lease, None, None)).await;
-    };
-    let Some(check) = Check::parse(&lease.job.payload) else {
-        tracing::error!(message_id = %lease.job.id, "Unreadable receipt check; dropped.");
+    let drop_lease = || crate::lease::drop_lease(app, lease);
+    let Task::ReceiptCheck(check) = &lease.job.task else {
+        tracing::error!(message_id = %lease.job.id, "Not a receipt check; dropped.");
         return drop_lease().await;
     };
     // The usual case: the receipt came long ago.
     let Some(rec) = rec.filter(|r| r.status == Status::Submitted) else {
         return drop_lease().await;
     };
-    let cfg = smpp_settings(app, &check.c);
+    let cfg = smpp_settings(app, &check.connector);
     let asking = cfg.is_some_and(|c| !c.query_after.is_zero());
     let answer = match cfg {
-        _ if asking => ask(app, &rec, &check).await,
+        _ if asking => ask(app, &rec, check).await,
         Some(_) => Asked::Open("not asked (query_after = 0s)".into()),
-        None => Asked::Open(format!("connector {} is no longer configured", check.c)),
+        None => Asked::Open(format!(
+            "connector {} is no longer configured",
+            check.connector
+        )),
     };
     let why = match answer {
         Asked::Final => return drop_lease().await,
         Asked::Open(why) => why,
     };
     let now = now_ms();
-    if now >= check.d {
-        return expire(app, lease, &check, &why).await;
+    if now >= check.deadline {
+        return expire(app, lease, check, &why).await;
     }
     let next = Check {
-        n: check.n + u32::from(asking),
-        ..check
+        rounds: check.rounds + u32::from(asking),
+        ..check.clone()
     };
-    let at = cfg.map_or(next.d, |c| next_at(c, next.n, now, next.d));
+    let at = cfg.map_or(next.deadline, |c| {
+        next_at(c, next.rounds, now, next.deadline)
+    });
     let job = check_job(&rec.data.id, &next, at);
-    tracing::debug!(message_id = %rec.data.id, connector = %next.c, answer = %why, next_in_ms = at - now, "Receipt still overdue.");
-    finish_with_retries(app, "handover", || {
-        app.store.complete_handover(lease, None, None, &job)
-    })
-    .await;
+    tracing::debug!(message_id = %rec.data.id, connector = %next.connector, answer = %why, next_in_ms = at - now, "Receipt still overdue.");
+    let outcome = Outcome::Handover {
+        change: None,
+        correlation: None,
+        next: Box::new(job),
+    };
+    crate::lease::finish(app, "handover", lease, outcome).await;
 }
 
 /// Ask the SMSC about every part and apply what it says.
 async fn ask(app: &App, rec: &Record, check: &Check) -> Asked {
     let id = rec.data.id.as_str();
-    let Some(connector) = app.connectors.iter().find(|c| c.name() == check.c) else {
-        return Asked::Open(format!("connector {} is gone", check.c));
+    let Some(connector) = app.connectors.iter().find(|c| c.name() == check.connector) else {
+        return Asked::Open(format!("connector {} is gone", check.connector));
     };
     let route = app
         .router
         .route(Channel::Sms, &rec.data.tenant, &rec.data.to)
-        .filter(|r| r.connector.name() == check.c);
-    let out = rec.reference(Channel::Sms);
+        .filter(|r| r.connector.name() == check.connector);
+    let out = crate::model::reference(rec, Channel::Sms);
     let count = |outcome: &str| {
         app.metrics
             .receipt_queries
-            .with_label_values(&[&check.c, outcome])
+            .with_label_values(&[&check.connector, outcome])
             .inc();
     };
-    let mut said = Vec::with_capacity(check.q.len());
-    for (query_id, part) in check.q.iter().zip(&check.p) {
+    let mut said = Vec::with_capacity(check.query_ids.len());
+    for (query_id, part) in check.query_ids.iter().zip(&check.part_ids) {
         // query_sm counts against the SMSC's contracted rate like a submit.
         if let Some(l) = route.and_then(|r| r.limiter.as_ref()) {
             l.until_ready().await;
@@ -482,7 +455,7 @@ async fn ask(app: &App, rec: &Record, check: &Check) -> Asked {
         let answer =
             match tokio::time::timeout(QUERY_TIMEOUT, connector.query(&out, query_id)).await {
                 Ok(Ok(Some(a))) => a,
-                Ok(Ok(None)) => return Asked::Open(format!("{} cannot be asked", check.c)),
+                Ok(Ok(None)) => return Asked::Open(format!("{} cannot be asked", check.connector)),
                 Ok(Err(e)) => {
                     count("error");
                     said.push(format!("query_sm failed: {e}"));
@@ -507,10 +480,10 @@ async fn ask(app: &App, rec: &Record, check: &Check) -> Asked {
             status,
             now_ms(),
             answer.error,
-            Some(format!("query_sm to {}", check.c)),
+            Some(format!("query_sm to {}", check.connector)),
         );
         change.part = Some(part.clone());
-        match store_change(app, id, &check.c, &change, false).await {
+        match store_change(app, id, &check.connector, &change, false).await {
             Some(Transition::Applied { .. }) if status.is_final() => return Asked::Final,
             Some(Transition::Refused { current }) if current.is_final() => return Asked::Final,
             Some(Transition::Missing) => return Asked::Final,
@@ -534,20 +507,20 @@ async fn expire(app: &App, lease: &Lease, check: &Check, why: &str) {
         Some(NO_RECEIPT.into()),
         Some(format!(
             "no receipt from {} by validity + grace; last query_sm: {why}",
-            check.c
+            check.connector
         )),
     );
-    let t = finish_with_retries(app, "complete", || {
-        app.store.complete(lease, Some(&ch), None)
-    })
-    .await;
+    let t = crate::lease::finish(app, "complete", lease, Outcome::change(ch)).await;
     if let Some(Transition::Applied { .. }) = t {
-        app.metrics.no_receipt.with_label_values(&[&check.c]).inc();
+        app.metrics
+            .no_receipt
+            .with_label_values(&[&check.connector])
+            .inc();
         app.metrics
             .transitions
             .with_label_values(&[Channel::Sms.as_str(), Status::Expired.as_str()])
             .inc();
-        tracing::info!(message_id = %lease.job.id, connector = %check.c, "No receipt by validity + grace: expired (no_receipt).");
+        tracing::info!(message_id = %lease.job.id, connector = %check.connector, "No receipt by validity + grace: expired (no_receipt).");
     }
 }
 
@@ -594,23 +567,6 @@ mod tests {
             next_at(&smpp(u64::MAX / 4, 20), 19, 5, i64::MAX) > 5,
             "no overflow"
         );
-    }
-
-    #[test]
-    fn check_payloads_round_trip() {
-        let c = Check {
-            c: "smsc-a".into(),
-            d: 1_700_000_000_000,
-            q: vec!["00000001A3".into(), "x|y\tz".into()],
-            p: vec!["1a3".into(), "x|y\tz".into()],
-            n: 2,
-        };
-        let p = c.payload();
-        assert!(is_check(&p) && p.starts_with("receipt-check {"));
-        assert_eq!(Check::parse(&p), Some(c));
-        assert_eq!(Check::parse("receipt-check nonsense"), None);
-        assert_eq!(Check::parse("rcs-check"), None);
-        assert!(!is_check("rcs-check") && !is_check(""));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::http::error::ApiError;
 use crate::model::{AttachmentData, EmailData, MessageData};
+use crate::store::Partitions;
 
 /// The body of `POST /v1/messages` (and each item of a batch).
 #[derive(Debug, Deserialize)]
@@ -302,12 +303,13 @@ pub struct Valid {
     pub notify: bool,
 }
 
-/// Check and normalise a request for `tenant`. `now` is Unix ms.
+/// Check and normalise a request for `tenant`; a valid message gets its id in
+/// its recipient's partition. `now` is Unix ms.
 pub fn validate(
     req: MessageRequest,
     tenant: &Tenant,
     rules: &Rules,
-    id: String,
+    partitions: Partitions,
     now: i64,
 ) -> Result<Valid, ApiError> {
     // First: past a limit the parser kept only some of the vars, and no other
@@ -622,7 +624,7 @@ pub fn validate(
 
     Ok(Valid {
         data: MessageData {
-            id,
+            id: partitions.message_id(&tenant.name, &to),
             tenant: tenant.name.clone(),
             channel: req.channel,
             to,
@@ -927,7 +929,7 @@ mod tests {
             parse_request(json)?,
             &tenant(),
             &rules(),
-            "01J00000000000000000000000".into(),
+            Partitions::new(16),
             1_000,
         )
     }

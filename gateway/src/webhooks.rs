@@ -16,9 +16,9 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use crate::app::App;
-use crate::lease::{backoff, finish_with_retries};
+use crate::lease::backoff;
 use crate::model::{format_ms, now_ms};
-use crate::store::{CallbackPayload, Lease};
+use crate::store::{self, Lease, Task};
 use crate::telemetry::mask;
 use crate::validate::check_callback_url;
 use goniec_config::net::is_private;
@@ -162,55 +162,40 @@ pub async fn handle(app: Arc<App>, lease: Lease) {
     let outcome = deliver(&app, &lease).await;
     let wh = &app.cfg.webhooks;
     let m = &app.metrics;
-    let result = match outcome {
+    let end = match outcome {
         Outcome::Delivered => {
             m.webhooks.with_label_values(&["ok"]).inc();
-            finish_with_retries(&app, "webhook_ack", || {
-                app.store.complete(&lease, None, None)
-            })
-            .await
+            ("webhook_ack", store::Outcome::done())
         }
         Outcome::Drop(why) => {
             tracing::debug!(job = %lease.job.id, why, "Callback dropped.");
             m.webhooks.with_label_values(&["dropped"]).inc();
-            finish_with_retries(&app, "webhook_ack", || {
-                app.store.complete(&lease, None, None)
-            })
-            .await
+            ("webhook_ack", store::Outcome::done())
         }
         Outcome::Failed(f) if lease.job.attempt + 1 >= wh.max_attempts => {
             tracing::warn!(job = %lease.job.id, message_id = f.message_id.as_deref().unwrap_or("-"), tenant = %f.tenant, url = %f.url, attempts = lease.job.attempt + 1, cause = %f.cause, "Callback dead-lettered.");
             m.webhooks.with_label_values(&["dead"]).inc();
             m.dead_letters.with_label_values(&["webhook"]).inc();
             let reason = format!("max_attempts: {} ({})", f.cause, f.url);
-            finish_with_retries(&app, "webhook_bury", || {
-                app.store.bury(&lease, &reason, None)
-            })
-            .await
+            (
+                "webhook_bury",
+                store::Outcome::Bury {
+                    reason,
+                    change: None,
+                },
+            )
         }
         Outcome::Failed(f) => {
             tracing::debug!(job = %lease.job.id, message_id = f.message_id.as_deref().unwrap_or("-"), tenant = %f.tenant, url = %f.url, attempt = lease.job.attempt, cause = %f.cause, "Callback failed; will retry.");
             m.webhooks.with_label_values(&["retry"]).inc();
-            let at = now_ms()
+            let at_ms = now_ms()
                 + backoff(lease.job.attempt, wh.retry_base, wh.retry_max).as_millis() as i64;
-            finish_with_retries(&app, "webhook_retry", || async {
-                app.store
-                    .retry(&lease, at, lease.job.attempt + 1)
-                    .await
-                    .map(|_| crate::store::Transition::Missing)
-            })
-            .await
+            let attempt = lease.job.attempt + 1;
+            ("webhook_retry", store::Outcome::Retry { at_ms, attempt })
         }
     };
-    let _ = result;
+    crate::lease::finish(&app, end.0, &lease, end.1).await;
 }
-
-/// Webhook-lane payload of a recipient's reply: `in\t<tenant>\t<JSON body>`.
-pub fn inbound_payload(tenant: &str, body: &str) -> String {
-    format!("{INBOUND}{tenant}\t{body}")
-}
-
-const INBOUND: &str = "in\t";
 
 /// Sign and post `body` to `url` for `tenant` (`message_id`: for logs).
 async fn post(
@@ -258,10 +243,7 @@ async fn post(
 }
 
 /// Forward a recipient's reply to the tenant's `inbound_url`.
-async fn deliver_inbound(app: &App, rest: &str) -> Outcome {
-    let Some((tenant, body)) = rest.split_once('\t') else {
-        return Outcome::Drop("bad payload");
-    };
+async fn deliver_inbound(app: &App, tenant: &str, body: &str) -> Outcome {
     let Some(tenant) = app.tenants.by_name(tenant) else {
         return Outcome::Drop("tenant gone");
     };
@@ -272,11 +254,10 @@ async fn deliver_inbound(app: &App, rest: &str) -> Outcome {
 }
 
 async fn deliver(app: &App, lease: &Lease) -> Outcome {
-    if let Some(rest) = lease.job.payload.strip_prefix(INBOUND) {
-        return deliver_inbound(app, rest).await;
-    }
-    let Some(p) = CallbackPayload::decode(&lease.job.payload) else {
-        return Outcome::Drop("bad payload");
+    let p = match &lease.job.task {
+        Task::Inbound { tenant, body } => return deliver_inbound(app, tenant, body).await,
+        Task::Callback(p) => p,
+        _ => return Outcome::Drop("not a callback"),
     };
     let rec = match app.store.get(&p.message_id).await {
         Ok(Some(r)) => r,

@@ -8,6 +8,27 @@ use std::time::{Duration, Instant};
 
 use goniec_gateway::testing::gateway::{config_toml, metric_sum, ACME_KEY};
 use goniec_gateway::testing::{free_port, RedisServer};
+use goniec_store::keys::Keys;
+use goniec_store::Lane;
+
+/// The SMS lane's stream in every partition (the test configs keep the default count).
+fn sms_queues(prefix: &str) -> Vec<String> {
+    let keys = Keys::new(prefix);
+    let parts = goniec_config::Store::default().partitions;
+    (0..parts)
+        .map(|p| keys.queue(p, Lane::Channel(goniec_config::Channel::Sms)))
+        .collect()
+}
+
+/// Entries left in the SMS lane, across partitions.
+async fn sms_queue_len(c: &mut redis::aio::MultiplexedConnection, prefix: &str) -> i64 {
+    let mut p = redis::pipe();
+    for q in sms_queues(prefix) {
+        p.cmd("XLEN").arg(q);
+    }
+    let lens: Vec<i64> = p.query_async(c).await.unwrap();
+    lens.iter().sum()
+}
 use serde_json::{json, Value};
 
 const CONCURRENCY: usize = 64;
@@ -156,7 +177,7 @@ connector = "slow"
     let read = |c: &mut redis::aio::MultiplexedConnection| {
         let mut p = redis::pipe();
         for id in &ids {
-            p.cmd("HGET").arg(format!("{prefix}:m:{id}")).arg("s");
+            p.cmd("HGET").arg(Keys::new(&prefix).record(id)).arg("s");
         }
         let mut c = c.clone();
         async move { p.query_async::<Vec<Option<String>>>(&mut c).await.unwrap() }
@@ -176,18 +197,17 @@ connector = "slow"
     tokio::time::sleep(Duration::from_secs(1)).await; // the last receipts
     let statuses = read(&mut c).await;
     let mut by_status: HashMap<String, usize> = HashMap::new();
-    let queue = format!("{prefix}:q:sms");
-    let xlen: i64 = redis::cmd("XLEN")
-        .arg(&queue)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let pending: redis::Value = redis::cmd("XPENDING")
-        .arg(&queue)
-        .arg("workers")
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let xlen = sms_queue_len(&mut c, &prefix).await;
+    let mut pending = Vec::new();
+    for queue in sms_queues(&prefix) {
+        let p: redis::Value = redis::cmd("XPENDING")
+            .arg(&queue)
+            .arg("workers")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        pending.push(p);
+    }
     eprintln!("queue after recovery: xlen {xlen}, pending {pending:?}");
     for s in &statuses {
         *by_status
@@ -301,17 +321,11 @@ connector = "slow"
 
     let client = redis::Client::open(redis.url()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let queue = format!("{prefix}:q:sms");
-    // Done when nothing is left in the stream (every entry acknowledged).
+    // Done when nothing is left in the streams (every entry acknowledged).
     let deadline = killed_at + Duration::from_secs(30);
     let mut drained_after = None;
     while Instant::now() < deadline {
-        let xlen: i64 = redis::cmd("XLEN")
-            .arg(&queue)
-            .query_async(&mut c)
-            .await
-            .unwrap();
-        if xlen == 0 {
+        if sms_queue_len(&mut c, &prefix).await == 0 {
             drained_after = Some(killed_at.elapsed());
             break;
         }

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::observe;
 use crate::app::App;
 use crate::model::{format_ms, now_ms, Status};
-use crate::store::{CallbackPayload, Change, Lane, Transition};
+use crate::store::{Change, Lane, Task, Transition};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,9 +84,10 @@ pub async fn dead_letters(
         let entries: Vec<DeadLetter> = jobs
             .into_iter()
             .map(|(job, reason)| {
-                let cb = (lane == Lane::Webhook)
-                    .then(|| CallbackPayload::decode(&job.payload))
-                    .flatten();
+                let cb = match &job.task {
+                    Task::Callback(c) => Some(c.clone()),
+                    _ => None,
+                };
                 DeadLetter {
                     message_id: cb
                         .as_ref()

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::limits::{BodyKind, Buffered, Incoming};
 use super::{authenticate, observe};
 use crate::app::{App, TenantCtx};
-use crate::model::{format_ms, is_message_id, new_message_id, now_ms, Event, Record, Status};
+use crate::model::{format_ms, is_message_id, now_ms, Event, Record, Status};
 use crate::store::{Change, HistoryKey, IdemBegin, IdemWrite, NewMessage, Transition};
 use crate::validate::{normalize_email, normalize_msisdn, parse_request, validate, Valid};
 use goniec_antifraud::{Decision, Verdict};
@@ -113,7 +113,7 @@ fn prepare(app: &App, tenant: &TenantCtx, json: &str, now: i64) -> Result<Valid,
         let req = parse_request(json)?;
         let ch = req.channel;
         channel = ch.as_str();
-        let mut v = validate(req, &tenant.cfg, &app.rules, new_message_id(), now)?;
+        let mut v = validate(req, &tenant.cfg, &app.rules, app.store.partitions(), now)?;
         let Some(lane) = app.router.route(ch, &v.data.tenant, &v.data.to) else {
             return Err(ApiError::new(
                 422,

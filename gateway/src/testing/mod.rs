@@ -1,12 +1,11 @@
 //! Test support shared by unit and integration tests: a real `redis-server` on a
-//! free loopback port, and the store conformance suite both backends must pass.
+//! free loopback port.
 //!
 //! Services are real, never mocked. A test whose service or peer is missing fails
 //! with the install line ([`require`]); only with `GONIEC_ALLOW_SKIP=1` (and never
 //! under `CI=true`) is it skipped, and then it is written to the skip list that
 //! `tests/run` prints at the end, so a skip is never mistaken for a pass.
 
-pub mod conformance;
 pub mod demo;
 pub mod gateway;
 pub mod peer;

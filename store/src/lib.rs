@@ -9,14 +9,18 @@
 //! * [`memory::MemoryStore`]: the embedded default for `goniec demo` and fast
 //!   tests. It keeps nothing across restarts and says so at start.
 //!
-//! Both pass [`crate::testing::conformance`].
+//! Both pass [`crate::conformance`] (feature `conformance`).
 //!
 //! The contract that makes crashes safe: a queue entry leaves the pending list
 //! only through [`Store::complete`], [`Store::retry`] or [`Store::bury`], each of
 //! which writes the message's new state in the same atomic step.
 
 pub mod batcher;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+pub mod keys;
 pub mod memory;
+pub mod model;
 pub mod redis;
 
 use std::fmt;
@@ -25,8 +29,48 @@ use std::time::Duration;
 use async_trait::async_trait;
 use goniec_antifraud::{Counters, Increment, Needs};
 use goniec_config::Channel;
+use serde::{Deserialize, Serialize};
 
 use crate::model::{Event, Record, Status};
+
+/// The partition count of a deployment and the rule that places a message in a
+/// partition: a stable hash of (tenant, recipient), so a recipient's history,
+/// counters and opt-out live with its messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partitions(u16);
+
+impl Partitions {
+    /// The most partitions an id can carry.
+    pub const MAX: u16 = 1024;
+
+    /// `n` partitions, clamped to 1 to [`Partitions::MAX`].
+    pub fn new(n: u16) -> Self {
+        Partitions(n.clamp(1, Self::MAX))
+    }
+
+    pub fn count(self) -> u16 {
+        self.0
+    }
+
+    /// Every partition number.
+    pub fn all(self) -> std::ops::Range<u16> {
+        0..self.0
+    }
+
+    /// The partition of a tenant's recipient (an E.164 number or an address).
+    pub fn of(self, tenant: &str, recipient: &str) -> u16 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(tenant.as_bytes());
+        h.update(&[0]);
+        h.update(recipient.as_bytes());
+        (h.digest() % u64::from(self.0)) as u16
+    }
+
+    /// A new message id in the partition of (tenant, recipient).
+    pub fn message_id(self, tenant: &str, recipient: &str) -> String {
+        model::new_message_id_in(self.of(tenant, recipient))
+    }
+}
 
 /// A work queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,8 +110,83 @@ pub struct Job {
     pub id: String,
     /// Attempts already made (0 on the first delivery).
     pub attempt: u32,
-    /// Lane-specific data (empty for channel lanes: the record holds everything).
-    pub payload: String,
+    /// What to do with it.
+    pub task: Task,
+}
+
+impl Job {
+    /// Deliver message `id` (attempt 0).
+    pub fn deliver(id: impl Into<String>) -> Self {
+        Job {
+            id: id.into(),
+            attempt: 0,
+            task: Task::Deliver,
+        }
+    }
+}
+
+/// What a queued job asks for. Stored as JSON (an empty string for the common
+/// [`Task::Deliver`], which is most of every channel lane).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Task {
+    /// Deliver the message on the job's lane: the record holds everything.
+    #[default]
+    Deliver,
+    /// On the SMS lane: send this RCS message by SMS now.
+    RcsFallback,
+    /// On the SMS lane: unless this RCS message was delivered by now, revoke it
+    /// and send it by SMS.
+    RcsCheck,
+    /// On the SMS lane: the RCS message was revoked (or an earlier revoke's answer
+    /// was lost); unless a DELIVERED event came meanwhile, send it by SMS.
+    RcsRevoked,
+    /// On the SMS lane: ask the SMSC about a submitted SMS whose receipt is late.
+    ReceiptCheck(ReceiptCheck),
+    /// On the webhook lane: post a status change to the message's callback URL.
+    Callback(CallbackPayload),
+    /// On the webhook lane: forward a recipient's reply to the tenant's inbound URL.
+    Inbound { tenant: String, body: String },
+}
+
+impl Task {
+    /// The queue form.
+    pub fn encode(&self) -> String {
+        match self {
+            Task::Deliver => String::new(),
+            // Strings, numbers and enums: serialising cannot fail.
+            t => serde_json::to_string(t).unwrap_or_default(),
+        }
+    }
+
+    /// Read the queue form; `None` for what this version cannot read.
+    pub fn decode(s: &str) -> Option<Task> {
+        if s.is_empty() {
+            return Some(Task::Deliver);
+        }
+        serde_json::from_str(s).ok()
+    }
+}
+
+/// A receipt check as it waits in the queue: which connector to ask, by which
+/// ids, until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptCheck {
+    /// The connector that accepted the message.
+    #[serde(rename = "c")]
+    pub connector: String,
+    /// The deadline (unix ms): validity + grace.
+    #[serde(rename = "d")]
+    pub deadline: i64,
+    /// Per part, the id to ask by (as the SMSC wrote it) ...
+    #[serde(rename = "q")]
+    pub query_ids: Vec<String>,
+    /// ... and the normalised id its receipt carries (the part's key in the store).
+    #[serde(rename = "p")]
+    pub part_ids: Vec<String>,
+    /// `query_sm` rounds made so far.
+    #[serde(rename = "n")]
+    pub rounds: u32,
 }
 
 /// A claimed job. It stays pending, and will be reclaimed if its holder dies,
@@ -75,7 +194,9 @@ pub struct Job {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub lane: Lane,
-    /// Backend entry id (the stream id in Redis).
+    /// The partition whose queue holds the entry.
+    pub partition: u16,
+    /// Backend entry id (the stream id in Redis: unique within its partition).
     pub entry: String,
     pub job: Job,
     /// True when this lease was taken over from a worker that stopped answering.
@@ -141,6 +262,58 @@ pub struct Handover {
     pub at_ms: Option<i64>,
     /// An event for the message's history that changes no status.
     pub note: Option<Event>,
+}
+
+/// Provider ids that map to a message, for its receipts (several for a
+/// multipart SMS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Correlation {
+    /// The connector that issued the ids.
+    pub connector: String,
+    pub provider_ids: Vec<String>,
+}
+
+/// How a lease ends ([`Store::finish`]).
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Done: apply `change` (if any), record `correlation` (if any), acknowledge.
+    Complete {
+        change: Option<Change>,
+        correlation: Option<Correlation>,
+    },
+    /// Give the job back to be tried again at `at_ms` with `attempt` as its new
+    /// attempt count (raised for a failed try, kept for throttling or an outage).
+    Retry { at_ms: i64, attempt: u32 },
+    /// Move the job to the lane's dead-letter queue with `reason`, applying
+    /// `change` (if any).
+    Bury {
+        reason: String,
+        change: Option<Change>,
+    },
+    /// [`Outcome::Complete`], and put `next` on its lane in the same step.
+    Handover {
+        change: Option<Change>,
+        correlation: Option<Correlation>,
+        next: Box<Handover>,
+    },
+}
+
+impl Outcome {
+    /// Acknowledge with nothing else to record.
+    pub fn done() -> Self {
+        Outcome::Complete {
+            change: None,
+            correlation: None,
+        }
+    }
+
+    /// Acknowledge with a status change.
+    pub fn change(change: Change) -> Self {
+        Outcome::Complete {
+            change: Some(change),
+            correlation: None,
+        }
+    }
 }
 
 /// What became of a requested status change.
@@ -228,6 +401,10 @@ pub trait Store: Send + Sync + 'static {
     /// `redis` or `memory`.
     fn backend(&self) -> &'static str;
 
+    /// The partitions messages are spread over; ids of new messages must come
+    /// from [`Partitions::message_id`].
+    fn partitions(&self) -> Partitions;
+
     /// Cheap liveness check (one round trip).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -250,10 +427,15 @@ pub trait Store: Send + Sync + 'static {
     /// cleared when the message is given back for a retry. One round trip.
     async fn begin_delivery(&self, ids: &[String]) -> Result<Vec<Option<Record>>, StoreError>;
 
-    /// Tell the store this consumer is still working on these entries, so they are not
-    /// reclaimed as abandoned while a slow submit or an egress limit holds them.
-    async fn touch(&self, lane: Lane, consumer: &str, entries: &[String])
-        -> Result<(), StoreError>;
+    /// Tell the store this consumer is still working on these entries
+    /// (partition, entry id), so they are not reclaimed as abandoned while a slow
+    /// submit or an egress limit holds them.
+    async fn touch(
+        &self,
+        lane: Lane,
+        consumer: &str,
+        entries: &[(u16, String)],
+    ) -> Result<(), StoreError>;
 
     /// Apply a status change if the transition table allows it; queue a callback when
     /// the message has one.
@@ -280,7 +462,9 @@ pub trait Store: Send + Sync + 'static {
     /// Drop a reservation whose request failed before anything was stored.
     async fn idem_abort(&self, tenant: &str, key: &str) -> Result<(), StoreError>;
 
-    /// Claim up to `max` new entries of a lane for `consumer`, waiting up to `block`.
+    /// Claim new entries of a lane for `consumer`, waiting up to `block`: about
+    /// `max`, read fairly from every partition (a backend may return up to one
+    /// more per partition than `max`).
     async fn claim(
         &self,
         lane: Lane,
@@ -298,25 +482,15 @@ pub trait Store: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<Lease>, StoreError>;
 
-    /// Finish a lease: apply `change` (if any), record `correlation`
-    /// (connector, provider ids → message id; several for a multipart SMS) and
-    /// acknowledge, atomically.
-    async fn complete(
-        &self,
-        lease: &Lease,
-        change: Option<&Change>,
-        correlation: Option<(&str, &[String])>,
-    ) -> Result<Transition, StoreError>;
-
-    /// [`Store::complete`], and put `next` on its lane, atomically; `next` and its
-    /// note are written only by the lease's current holder.
-    async fn complete_handover(
-        &self,
-        lease: &Lease,
-        change: Option<&Change>,
-        correlation: Option<(&str, &[String])>,
-        next: &Handover,
-    ) -> Result<Transition, StoreError>;
+    /// Finish a lease as `outcome` says. Only the lease's current holder
+    /// changes the queue (a reclaimed duplicate's retry, burial or handover is
+    /// dropped); a status change is applied whoever asks, by the transition table.
+    ///
+    /// Correlation keys live outside the message's partition: they are written
+    /// first, then the partition's atomic step applies the change and acknowledges
+    /// the entry, so a receipt can never arrive for a submitted message the store
+    /// cannot find.
+    async fn finish(&self, lease: Lease, outcome: Outcome) -> Result<Transition, StoreError>;
 
     /// True the first time `key` is seen within `ttl`; false for a replay (an
     /// inbound event the platform sent again).
@@ -324,18 +498,6 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forget a key `first_seen` recorded (its handling failed: let a resend in).
     async fn forget_seen(&self, key: &str) -> Result<(), StoreError>;
-
-    /// Give the job back to be tried again at `at_ms`, with `attempt` as its new
-    /// attempt count (raised for a failed try, kept for throttling or an outage).
-    async fn retry(&self, lease: &Lease, at_ms: i64, attempt: u32) -> Result<(), StoreError>;
-
-    /// Move the job to the lane's dead-letter queue, applying `change` (if any).
-    async fn bury(
-        &self,
-        lease: &Lease,
-        reason: &str,
-        change: Option<&Change>,
-    ) -> Result<Transition, StoreError>;
 
     /// Move up to `max` scheduled jobs due by `now_ms` into the lane; `scheduled`
     /// messages become `queued`. Safe to run from several gateways at once.
@@ -440,39 +602,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Lease>, StoreError>;
 }
 
-/// The webhook lane's payload: which status change to report.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A status change to report on the webhook lane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallbackPayload {
+    #[serde(rename = "m")]
     pub message_id: String,
+    #[serde(rename = "s")]
     pub status: Status,
     pub at: i64,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-}
-
-impl CallbackPayload {
-    pub fn encode(&self) -> String {
-        format!(
-            "{}\t{}\t{}\t{}",
-            self.message_id,
-            self.status,
-            self.at,
-            self.reason.as_deref().unwrap_or("")
-        )
-    }
-
-    pub fn decode(s: &str) -> Option<Self> {
-        let mut it = s.splitn(4, '\t');
-        let message_id = it.next()?.to_string();
-        let status = it.next()?.parse().ok()?;
-        let at = it.next()?.parse().ok()?;
-        let reason = it.next().filter(|r| !r.is_empty()).map(str::to_string);
-        Some(CallbackPayload {
-            message_id,
-            status,
-            at,
-            reason,
-        })
-    }
 }
 
 /// Encode an idempotency record: `P|fp` while in progress, `D|fp|status|body` when done.
@@ -500,9 +639,9 @@ pub(crate) fn parse_idem(v: &str) -> Result<IdemBegin, StoreError> {
     })
 }
 
-/// Encode a job as a scheduled-set member: `attempt|id|payload`.
+/// Encode a job as a scheduled-set member: `attempt|id|task`.
 pub(crate) fn encode_member(job: &Job) -> String {
-    format!("{}|{}|{}", job.attempt, job.id, job.payload)
+    format!("{}|{}|{}", job.attempt, job.id, job.task.encode())
 }
 
 #[cfg(test)]
@@ -510,12 +649,8 @@ pub(crate) fn decode_member(m: &str) -> Option<Job> {
     let mut it = m.splitn(3, '|');
     let attempt = it.next()?.parse().ok()?;
     let id = it.next()?.to_string();
-    let payload = it.next().unwrap_or("").to_string();
-    Some(Job {
-        id,
-        attempt,
-        payload,
-    })
+    let task = Task::decode(it.next().unwrap_or(""))?;
+    Some(Job { id, attempt, task })
 }
 
 #[cfg(test)]
@@ -523,17 +658,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn callback_payload_round_trips() {
-        let p = CallbackPayload {
+    fn partitions_are_stable_and_spread() {
+        let p = Partitions::new(16);
+        // Fixed for the life of a deployment: the same inputs, the same partition.
+        assert_eq!(p.of("acme", "+48500100200"), p.of("acme", "+48500100200"));
+        assert_eq!(
+            p.of("acme", "+48500100200"),
+            11,
+            "the placement rule changed"
+        );
+        let mut seen = [0u32; 16];
+        for i in 0..1600 {
+            seen[p.of("acme", &format!("+48500{i:06}")) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| (50..=150).contains(&n)), "{seen:?}");
+        let id = p.message_id("acme", "+48500100200");
+        assert_eq!(model::partition_of(&id), p.of("acme", "+48500100200"));
+        assert_eq!(Partitions::new(0).count(), 1);
+        assert_eq!(Partitions::new(5000).count(), 1024);
+    }
+
+    #[test]
+    fn tasks_round_trip() {
+        let cb = Task::Callback(CallbackPayload {
             message_id: "01J".into(),
             status: Status::Delivered,
             at: 42,
-            reason: Some("x y".into()),
+            reason: Some("x|y\tz".into()),
+        });
+        let check = Task::ReceiptCheck(ReceiptCheck {
+            connector: "smsc-a".into(),
+            deadline: 7,
+            query_ids: vec!["A1".into()],
+            part_ids: vec!["a1".into()],
+            rounds: 2,
+        });
+        let inbound = Task::Inbound {
+            tenant: "t".into(),
+            body: "{\"text\":\"STOP\"}".into(),
         };
-        assert_eq!(CallbackPayload::decode(&p.encode()), Some(p.clone()));
-        let p2 = CallbackPayload { reason: None, ..p };
-        assert_eq!(CallbackPayload::decode(&p2.encode()), Some(p2));
-        assert_eq!(CallbackPayload::decode("garbage"), None);
+        for t in [Task::Deliver, Task::RcsCheck, cb, check, inbound] {
+            assert_eq!(Task::decode(&t.encode()), Some(t.clone()), "{t:?}");
+        }
+        assert_eq!(Task::Deliver.encode(), "");
+        assert_eq!(Task::decode("garbage"), None);
+        assert_eq!(Task::decode("{\"k\":\"nope\"}"), None);
     }
 
     #[test]
@@ -541,7 +710,10 @@ mod tests {
         let j = Job {
             id: "01J".into(),
             attempt: 3,
-            payload: "a|b\tc".into(),
+            task: Task::Inbound {
+                tenant: "a|b".into(),
+                body: "c|d".into(),
+            },
         };
         assert_eq!(decode_member(&encode_member(&j)), Some(j));
         assert_eq!(decode_member("x|y"), None);

@@ -15,10 +15,10 @@ use goniec_config::Channel;
 use tokio::sync::Notify;
 
 use super::{
-    CallbackPayload, Change, Handover, HistoryKey, IdemBegin, IdemWrite, Job, Lane, LaneStats,
-    Lease, NewMessage, Store, StoreError, Transition,
+    CallbackPayload, Change, Correlation, Handover, HistoryKey, IdemBegin, IdemWrite, Job, Lane,
+    LaneStats, Lease, NewMessage, Outcome, Partitions, Store, StoreError, Task, Transition,
 };
-use crate::model::{new_message_id, now_ms, Event, MessageData, Record, Status};
+use crate::model::{new_message_id_in, now_ms, partition_of, Event, MessageData, Record, Status};
 
 struct Rec {
     data_json: String,
@@ -150,9 +150,9 @@ impl Inner {
                 reason: change.event.reason.clone(),
             };
             let job = Job {
-                id: new_message_id(),
+                id: new_message_id_in(partition_of(id)),
                 attempt: 0,
-                payload: payload.encode(),
+                task: Task::Callback(payload),
             };
             self.push(Lane::Webhook, job);
         }
@@ -176,6 +176,7 @@ pub struct MemoryStore {
     notify: HashMap<Lane, Notify>,
     idem_ttl: Duration,
     corr_ttl: Duration,
+    parts: Partitions,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -194,11 +195,11 @@ fn history_key(tenant: &str, key: &HistoryKey) -> String {
 impl MemoryStore {
     /// Finish a lease: the change, the correlation and the ack, and `next` (only
     /// for the lease's current holder), in one step.
-    fn finish(
+    fn complete(
         &self,
         lease: &Lease,
         change: Option<&Change>,
-        correlation: Option<(&str, &[String])>,
+        correlation: Option<&Correlation>,
         next: Option<&Handover>,
     ) -> Transition {
         let t = {
@@ -209,10 +210,10 @@ impl MemoryStore {
                     from: Status::Queued,
                 },
             };
-            if let Some((connector, ids)) = correlation {
-                for pid in ids {
+            if let Some(c) = correlation {
+                for pid in &c.provider_ids {
                     g.corr.insert(
-                        format!("{connector}\0{pid}"),
+                        format!("{}\0{pid}", c.connector),
                         (lease.job.id.clone(), Instant::now() + self.corr_ttl),
                     );
                 }
@@ -245,6 +246,43 @@ impl MemoryStore {
         t
     }
 
+    fn retry(&self, lease: &Lease, at_ms: i64, attempt: u32) {
+        let mut g = self.lock();
+        if g.ack(lease) {
+            if let Some(r) = g.records.get_mut(&lease.job.id) {
+                r.in_flight = false;
+            }
+            let job = Job {
+                attempt,
+                ..lease.job.clone()
+            };
+            g.schedule(lease.lane, at_ms, job);
+        }
+    }
+
+    fn bury(&self, lease: &Lease, reason: &str, change: Option<&Change>) -> Transition {
+        let t = {
+            let mut g = self.lock();
+            let t = match change {
+                Some(ch) => g.transition(&lease.job.id, ch),
+                None => Transition::Applied {
+                    from: Status::Queued,
+                },
+            };
+            if g.ack(lease) {
+                let reason = if reason.is_empty() { "dead" } else { reason };
+                g.lanes
+                    .entry(lease.lane)
+                    .or_default()
+                    .dead
+                    .push((lease.job.clone(), reason.to_string()));
+            }
+            t
+        };
+        self.wake(Lane::Webhook);
+        t
+    }
+
     pub fn new(cfg: &goniec_config::Store) -> Self {
         tracing::warn!(
             "Store backend is `memory`: queued messages, statuses and history live in this \
@@ -255,6 +293,7 @@ impl MemoryStore {
             notify: Lane::ALL.into_iter().map(|l| (l, Notify::new())).collect(),
             idem_ttl: cfg.idempotency_ttl,
             corr_ttl: cfg.correlation_ttl,
+            parts: Partitions::new(cfg.partitions),
         }
     }
 
@@ -287,6 +326,7 @@ impl MemoryStore {
             );
             out.push(Lease {
                 lane,
+                partition: partition_of(&job.id),
                 entry,
                 job,
                 reclaimed: false,
@@ -300,6 +340,10 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn backend(&self) -> &'static str {
         "memory"
+    }
+
+    fn partitions(&self) -> Partitions {
+        self.parts
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -332,7 +376,7 @@ impl Store for MemoryStore {
                 let job = Job {
                     id: m.id.clone(),
                     attempt: 0,
-                    payload: String::new(),
+                    task: Task::Deliver,
                 };
                 match (m.status, m.due_ms) {
                     (Status::Scheduled, Some(due)) => g.schedule(lane, due, job),
@@ -412,12 +456,12 @@ impl Store for MemoryStore {
         &self,
         lane: Lane,
         _consumer: &str,
-        entries: &[String],
+        entries: &[(u16, String)],
     ) -> Result<(), StoreError> {
         let mut g = self.lock();
         let st = g.lanes.entry(lane).or_default();
         let now = Instant::now();
-        for e in entries {
+        for (_, e) in entries {
             if let Some(p) = st.pending.get_mut(e) {
                 p.since = now;
             }
@@ -521,6 +565,7 @@ impl Store for MemoryStore {
                 p.since = now;
                 out.push(Lease {
                     lane,
+                    partition: partition_of(&p.job.id),
                     entry: entry.clone(),
                     job: p.job.clone(),
                     reclaimed: true,
@@ -530,23 +575,25 @@ impl Store for MemoryStore {
         Ok(out)
     }
 
-    async fn complete(
-        &self,
-        lease: &Lease,
-        change: Option<&Change>,
-        correlation: Option<(&str, &[String])>,
-    ) -> Result<Transition, StoreError> {
-        Ok(self.finish(lease, change, correlation, None))
-    }
-
-    async fn complete_handover(
-        &self,
-        lease: &Lease,
-        change: Option<&Change>,
-        correlation: Option<(&str, &[String])>,
-        next: &Handover,
-    ) -> Result<Transition, StoreError> {
-        Ok(self.finish(lease, change, correlation, Some(next)))
+    async fn finish(&self, lease: Lease, outcome: Outcome) -> Result<Transition, StoreError> {
+        Ok(match outcome {
+            Outcome::Complete {
+                change,
+                correlation,
+            } => self.complete(&lease, change.as_ref(), correlation.as_ref(), None),
+            Outcome::Handover {
+                change,
+                correlation,
+                next,
+            } => self.complete(&lease, change.as_ref(), correlation.as_ref(), Some(&next)),
+            Outcome::Retry { at_ms, attempt } => {
+                self.retry(&lease, at_ms, attempt);
+                Transition::Applied {
+                    from: Status::Queued,
+                }
+            }
+            Outcome::Bury { reason, change } => self.bury(&lease, &reason, change.as_ref()),
+        })
     }
 
     async fn first_seen(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
@@ -568,49 +615,6 @@ impl Store for MemoryStore {
     async fn forget_seen(&self, key: &str) -> Result<(), StoreError> {
         self.lock().seen.remove(key);
         Ok(())
-    }
-
-    async fn retry(&self, lease: &Lease, at_ms: i64, attempt: u32) -> Result<(), StoreError> {
-        let mut g = self.lock();
-        if g.ack(lease) {
-            if let Some(r) = g.records.get_mut(&lease.job.id) {
-                r.in_flight = false;
-            }
-            let job = Job {
-                attempt,
-                ..lease.job.clone()
-            };
-            g.schedule(lease.lane, at_ms, job);
-        }
-        Ok(())
-    }
-
-    async fn bury(
-        &self,
-        lease: &Lease,
-        reason: &str,
-        change: Option<&Change>,
-    ) -> Result<Transition, StoreError> {
-        let t = {
-            let mut g = self.lock();
-            let t = match change {
-                Some(ch) => g.transition(&lease.job.id, ch),
-                None => Transition::Applied {
-                    from: Status::Queued,
-                },
-            };
-            if g.ack(lease) {
-                let reason = if reason.is_empty() { "dead" } else { reason };
-                g.lanes
-                    .entry(lease.lane)
-                    .or_default()
-                    .dead
-                    .push((lease.job.clone(), reason.to_string()));
-            }
-            t
-        };
-        self.wake(Lane::Webhook);
-        Ok(t)
     }
 
     async fn promote_due(&self, lane: Lane, now: i64, max: usize) -> Result<usize, StoreError> {
@@ -820,7 +824,7 @@ impl Store for MemoryStore {
                 let job = Job {
                     id: id.to_string(),
                     attempt: 0,
-                    payload: String::new(),
+                    task: Task::Deliver,
                 };
                 g.schedule(Lane::Channel(channel), due_ms, job);
             }

@@ -6,8 +6,9 @@ use std::time::Duration;
 use goniec_config::Channel;
 
 use crate::model::{new_message_id, now_ms, EmailData, Event, MessageData, Status};
-use crate::store::{
-    CallbackPayload, Change, HistoryKey, IdemBegin, IdemWrite, Lane, NewMessage, Store, Transition,
+use crate::{
+    Change, Correlation, Handover, HistoryKey, IdemBegin, IdemWrite, Lane, Lease, NewMessage,
+    Outcome, Store, StoreError, Task, Transition,
 };
 
 fn message(
@@ -17,7 +18,7 @@ fn message(
     notify: bool,
     due: Option<i64>,
 ) -> NewMessage {
-    let id = new_message_id();
+    let id = suite_partitions().message_id(tenant, to);
     let now = now_ms();
     let data = MessageData {
         id: id.clone(),
@@ -71,6 +72,67 @@ fn message(
     }
 }
 
+// The suite predates `Store::finish`; these spell its outcomes the old way.
+async fn complete(
+    store: &dyn Store,
+    l: &Lease,
+    change: Option<&Change>,
+    corr: Option<(&str, &[String])>,
+) -> Result<Transition, StoreError> {
+    let outcome = Outcome::Complete {
+        change: change.cloned(),
+        correlation: corr.map(correlation),
+    };
+    store.finish(l.clone(), outcome).await
+}
+
+async fn complete_handover(
+    store: &dyn Store,
+    l: &Lease,
+    change: Option<&Change>,
+    corr: Option<(&str, &[String])>,
+    next: &Handover,
+) -> Result<Transition, StoreError> {
+    let outcome = Outcome::Handover {
+        change: change.cloned(),
+        correlation: corr.map(correlation),
+        next: Box::new(next.clone()),
+    };
+    store.finish(l.clone(), outcome).await
+}
+
+async fn retry(store: &dyn Store, l: &Lease, at_ms: i64, attempt: u32) -> Result<(), StoreError> {
+    store
+        .finish(l.clone(), Outcome::Retry { at_ms, attempt })
+        .await
+        .map(drop)
+}
+
+async fn bury(
+    store: &dyn Store,
+    l: &Lease,
+    reason: &str,
+    change: Option<&Change>,
+) -> Result<Transition, StoreError> {
+    let outcome = Outcome::Bury {
+        reason: reason.to_string(),
+        change: change.cloned(),
+    };
+    store.finish(l.clone(), outcome).await
+}
+
+fn correlation((connector, ids): (&str, &[String])) -> Correlation {
+    Correlation {
+        connector: connector.to_string(),
+        provider_ids: ids.to_vec(),
+    }
+}
+
+/// The suite runs against stores with the default partition count.
+fn suite_partitions() -> crate::Partitions {
+    crate::Partitions::new(goniec_config::Store::default().partitions)
+}
+
 /// `n` queued SMS messages for `tenant`, for tests outside this suite.
 pub fn sample_messages(tenant: &str, n: usize) -> Vec<NewMessage> {
     (0..n)
@@ -78,7 +140,7 @@ pub fn sample_messages(tenant: &str, n: usize) -> Vec<NewMessage> {
         .collect()
 }
 
-async fn drain(store: &dyn Store, lane: Lane) -> Vec<crate::store::Lease> {
+async fn drain(store: &dyn Store, lane: Lane) -> Vec<crate::Lease> {
     let mut all = Vec::new();
     loop {
         let got = store
@@ -94,10 +156,15 @@ async fn drain(store: &dyn Store, lane: Lane) -> Vec<crate::store::Lease> {
 
 /// Run every check. Panics on the first failure.
 pub async fn run(store: &dyn Store) {
+    assert_eq!(
+        store.partitions(),
+        suite_partitions(),
+        "the suite expects the default partition count"
+    );
     // Start from empty lanes: earlier checks of the same store must not leak in.
     for lane in Lane::ALL {
         for l in drain(store, lane).await {
-            store.complete(&l, None, None).await.unwrap();
+            complete(store, &l, None, None).await.unwrap();
         }
     }
     accept_get_and_transitions(store).await;
@@ -138,8 +205,7 @@ async fn correlate_many_spellings_in_order(store: &dyn Store) {
     for l in &leases {
         let pid = if l.job.id == msgs[0].id { "3039" } else { "ff" };
         let ch = Change::new(Status::Submitted, now_ms(), None, None);
-        store
-            .complete(l, Some(&ch), Some(("smsc-m", &[pid.to_string()])))
+        complete(store, l, Some(&ch), Some(("smsc-m", &[pid.to_string()])))
             .await
             .unwrap();
     }
@@ -177,11 +243,11 @@ async fn correlate_many_spellings_in_order(store: &dyn Store) {
 /// the next one; and the last one expiring the message `no_receipt` with a callback,
 /// which a late receipt can no longer change.
 async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
-    use crate::store::{Handover, Job};
+    use crate::{Handover, Job};
     let m = message("t-check", "+48500000400", None, true, None);
     store.accept(std::slice::from_ref(&m), None).await.unwrap();
     let sms = Lane::Channel(Channel::Sms);
-    let mine = |ls: Vec<crate::store::Lease>| -> Vec<crate::store::Lease> {
+    let mine = |ls: Vec<crate::Lease>| -> Vec<crate::Lease> {
         ls.into_iter().filter(|l| l.job.id == m.id).collect()
     };
     let l = mine(drain(store, sms).await).pop().unwrap();
@@ -190,7 +256,13 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
         job: Job {
             id: m.id.clone(),
             attempt: n,
-            payload: format!("receipt-check {{\"c\":\"smsc-k\",\"n\":{n}}}"),
+            task: Task::ReceiptCheck(crate::ReceiptCheck {
+                connector: "smsc-k".into(),
+                deadline: 0,
+                query_ids: vec![],
+                part_ids: vec![],
+                rounds: n,
+            }),
         },
         at_ms: Some(at),
         note: None,
@@ -198,15 +270,15 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
     let ch = Change::new(Status::Submitted, now_ms(), None, None);
     let at = now_ms() + 3_600_000;
     let before = store.lane_stats(sms, now_ms()).await.unwrap().scheduled;
-    let t = store
-        .complete_handover(
-            &l,
-            Some(&ch),
-            Some(("smsc-k", &["k1".into()])),
-            &check(0, at),
-        )
-        .await
-        .unwrap();
+    let t = complete_handover(
+        store,
+        &l,
+        Some(&ch),
+        Some(("smsc-k", &["k1".into()])),
+        &check(0, at),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         t,
         Transition::Applied {
@@ -230,8 +302,7 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
     assert_eq!(first.job, check(0, at).job);
     // Still submitted: the check hands over to the next one, and is done itself.
     let at2 = at + 1000;
-    store
-        .complete_handover(&first, None, None, &check(1, at2))
+    complete_handover(store, &first, None, None, &check(1, at2))
         .await
         .unwrap();
     assert!(store.promote_due(sms, at2, 100).await.unwrap() >= 1);
@@ -240,7 +311,7 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
     // The deadline: expired, no_receipt, in the step that finishes the check.
     let hooks_before: Vec<_> = drain(store, Lane::Webhook).await;
     for h in &hooks_before {
-        store.complete(h, None, None).await.unwrap();
+        complete(store, h, None, None).await.unwrap();
     }
     let expire = Change::new(
         Status::Expired,
@@ -249,7 +320,7 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
         Some("no receipt from smsc-k".into()),
     );
     assert_eq!(
-        store.complete(&last, Some(&expire), None).await.unwrap(),
+        complete(store, &last, Some(&expire), None).await.unwrap(),
         Transition::Applied {
             from: Status::Submitted
         }
@@ -263,7 +334,10 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
     let hooks = drain(store, Lane::Webhook).await;
     let cb: Vec<_> = hooks
         .iter()
-        .filter_map(|l| CallbackPayload::decode(&l.job.payload))
+        .filter_map(|l| match &l.job.task {
+            Task::Callback(c) => Some(c.clone()),
+            _ => None,
+        })
         .filter(|p| p.message_id == m.id)
         .collect();
     assert_eq!(cb.len(), 1, "one callback for the expiry");
@@ -272,7 +346,7 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
         (Status::Expired, Some("no_receipt"))
     );
     for h in &hooks {
-        store.complete(h, None, None).await.unwrap();
+        complete(store, h, None, None).await.unwrap();
     }
     // A receipt after that changes nothing.
     let late = Change::new(Status::Delivered, now_ms(), None, None);
@@ -289,16 +363,16 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
 /// history), or scheduled (the same job twice is one); only the lease's holder
 /// hands over.
 async fn handover_to_another_lane(store: &dyn Store) {
-    use crate::store::{Handover, Job};
+    use crate::{Handover, Job};
     let mut m = message("t-hand", "+48500000900", None, false, None);
     m.channel = Channel::Rcs;
     store.accept(std::slice::from_ref(&m), None).await.unwrap();
     let (rcs, sms) = (Lane::Channel(Channel::Rcs), Lane::Channel(Channel::Sms));
     let l = drain(store, rcs).await.pop().unwrap();
-    let job = |payload: &str| Job {
+    let job = |task: Task| Job {
         id: m.id.clone(),
         attempt: 0,
-        payload: payload.into(),
+        task,
     };
     let note = Event {
         status: Status::Queued,
@@ -308,18 +382,22 @@ async fn handover_to_another_lane(store: &dyn Store) {
     };
     let now = Handover {
         lane: sms,
-        job: job("rcs-fallback"),
+        job: job(Task::RcsFallback),
         at_ms: None,
         note: Some(note.clone()),
     };
-    store.complete_handover(&l, None, None, &now).await.unwrap();
+    complete_handover(store, &l, None, None, &now)
+        .await
+        .unwrap();
     // A stale holder of the same lease hands over nothing.
-    store.complete_handover(&l, None, None, &now).await.unwrap();
+    complete_handover(store, &l, None, None, &now)
+        .await
+        .unwrap();
     let got = drain(store, sms).await;
     assert_eq!(got.len(), 1, "handed over once");
     assert_eq!(
-        (got[0].job.id.as_str(), got[0].job.payload.as_str()),
-        (m.id.as_str(), "rcs-fallback")
+        (got[0].job.id.as_str(), &got[0].job.task),
+        (m.id.as_str(), &Task::RcsFallback)
     );
     assert!(drain(store, rcs).await.is_empty(), "the RCS lease is done");
     let rec = store.get(&m.id).await.unwrap().unwrap();
@@ -331,13 +409,12 @@ async fn handover_to_another_lane(store: &dyn Store) {
     let at = now_ms() + 60_000;
     let later = Handover {
         lane: sms,
-        job: job("rcs-check"),
+        job: job(Task::RcsCheck),
         at_ms: Some(at),
         note: None,
     };
     let before = store.lane_stats(sms, now_ms()).await.unwrap().scheduled;
-    store
-        .complete_handover(&got[0], Some(&ch), None, &later)
+    complete_handover(store, &got[0], Some(&ch), None, &later)
         .await
         .unwrap();
     assert_eq!(
@@ -351,7 +428,7 @@ async fn handover_to_another_lane(store: &dyn Store) {
     assert_eq!(store.promote_due(sms, at, 100).await.unwrap(), 1);
     let check = drain(store, sms).await;
     assert_eq!(check.len(), 1);
-    assert_eq!(check[0].job.payload, "rcs-check");
+    assert_eq!(check[0].job.task, Task::RcsCheck);
     // The fallback: submitted → queued is allowed (and nothing else from there).
     let back = Change::new(Status::Queued, now_ms(), Some("rcs_fallback".into()), None);
     assert!(store.transition(&m.id, &back).await.unwrap().applied());
@@ -364,7 +441,7 @@ async fn handover_to_another_lane(store: &dyn Store) {
         },
         "a message falls back at most once"
     );
-    store.complete(&check[0], None, None).await.unwrap();
+    complete(store, &check[0], None, None).await.unwrap();
 }
 
 async fn first_seen_recognises_replays(store: &dyn Store) {
@@ -492,7 +569,7 @@ async fn held_messages_are_released_or_dropped(store: &dyn Store) {
     let l = drain(store, lane).await;
     assert_eq!(l.len(), 1);
     assert_eq!(l[0].job.id, release.id);
-    store.complete(&l[0], None, None).await.unwrap();
+    complete(store, &l[0], None, None).await.unwrap();
     let r = store.get(&release.id).await.unwrap().unwrap();
     let trail: Vec<Status> = r.events.iter().map(|e| e.status).collect();
     assert_eq!(
@@ -566,11 +643,12 @@ async fn multipart_is_delivered_when_every_part_is(store: &dyn Store) {
         vec!["a1".to_string(), "a2".into(), "a3".into()],
         vec!["b1".to_string(), "b2".into()],
     ];
-    for (l, ids) in drain(store, lane).await.iter().zip(&parts) {
+    for l in drain(store, lane).await.iter() {
+        let i = msgs.iter().position(|m| m.id == l.job.id).unwrap();
+        let ids = &parts[i];
         let mut ch = Change::new(Status::Submitted, now_ms(), None, None);
         ch.parts = Some(ids.len() as u32);
-        assert!(store
-            .complete(l, Some(&ch), Some(("smsc", ids)))
+        assert!(complete(store, l, Some(&ch), Some(("smsc", ids)))
             .await
             .unwrap()
             .applied());
@@ -665,7 +743,7 @@ async fn in_flight_messages_cannot_be_cancelled(store: &dyn Store) {
         Transition::InFlight
     );
     // Given back for a retry, it may be cancelled again.
-    store.retry(&l, now_ms(), l.job.attempt + 1).await.unwrap();
+    retry(store, &l, now_ms(), l.job.attempt + 1).await.unwrap();
     assert!(store.transition(&m.id, &cancel).await.unwrap().applied());
     assert_eq!(
         store.begin_delivery(&[new_message_id()]).await.unwrap(),
@@ -673,7 +751,7 @@ async fn in_flight_messages_cannot_be_cancelled(store: &dyn Store) {
     );
     store.promote_due(lane, now_ms() + 1, 100).await.unwrap();
     for l in drain(store, lane).await {
-        store.complete(&l, None, None).await.unwrap();
+        complete(store, &l, None, None).await.unwrap();
     }
 }
 
@@ -684,7 +762,7 @@ async fn heartbeat_keeps_leases(store: &dyn Store) {
     let l = drain(store, lane).await.pop().unwrap();
     tokio::time::sleep(Duration::from_millis(60)).await;
     store
-        .touch(lane, "conformance", std::slice::from_ref(&l.entry))
+        .touch(lane, "conformance", &[(l.partition, l.entry.clone())])
         .await
         .unwrap();
     assert!(
@@ -695,7 +773,7 @@ async fn heartbeat_keeps_leases(store: &dyn Store) {
             .is_empty(),
         "a touched lease is not abandoned"
     );
-    store.complete(&l, None, None).await.unwrap();
+    complete(store, &l, None, None).await.unwrap();
 }
 
 async fn stale_lease_cannot_retry_or_bury(store: &dyn Store) {
@@ -703,12 +781,12 @@ async fn stale_lease_cannot_retry_or_bury(store: &dyn Store) {
     store.accept(std::slice::from_ref(&m), None).await.unwrap();
     let lane = Lane::Channel(Channel::Sms);
     let l = drain(store, lane).await.pop().unwrap();
-    store.complete(&l, None, None).await.unwrap();
+    complete(store, &l, None, None).await.unwrap();
     // A second holder of the same (already finished) lease must not requeue or bury it.
-    store.retry(&l, now_ms(), l.job.attempt + 1).await.unwrap();
+    retry(store, &l, now_ms(), l.job.attempt + 1).await.unwrap();
     assert_eq!(store.promote_due(lane, now_ms() + 1, 100).await.unwrap(), 0);
     let before = store.dead_letters(lane, 10_000).await.unwrap().len();
-    store.bury(&l, "dup", None).await.unwrap();
+    bury(store, &l, "dup", None).await.unwrap();
     assert_eq!(
         store.dead_letters(lane, 10_000).await.unwrap().len(),
         before
@@ -783,17 +861,20 @@ async fn accept_get_and_transitions(store: &dyn Store) {
     let hooks = drain(store, Lane::Webhook).await;
     let mine: Vec<_> = hooks
         .iter()
-        .filter_map(|l| CallbackPayload::decode(&l.job.payload))
+        .filter_map(|l| match &l.job.task {
+            Task::Callback(c) => Some(c.clone()),
+            _ => None,
+        })
         .filter(|p| p.message_id == m.id)
         .collect();
     assert_eq!(mine.len(), 1, "one callback per applied transition");
     assert_eq!(mine[0].status, Status::Cancelled);
     for l in &hooks {
-        store.complete(l, None, None).await.unwrap();
+        complete(store, l, None, None).await.unwrap();
     }
     // The cancelled message's queue entry is still there for a worker to drop.
     for l in drain(store, Lane::Channel(Channel::Sms)).await {
-        store.complete(&l, None, None).await.unwrap();
+        complete(store, &l, None, None).await.unwrap();
     }
 }
 
@@ -811,23 +892,34 @@ async fn claim_complete_correlate(store: &dyn Store) {
             >= 5
     );
     let leases = drain(store, Lane::Channel(Channel::Sms)).await;
-    let ids: Vec<_> = leases.iter().map(|l| l.job.id.clone()).collect();
+    // First in, first out within a partition (where a recipient's messages are).
+    for l in &leases {
+        assert_eq!(l.partition, crate::model::partition_of(&l.job.id));
+    }
+    let order = |ids: Vec<&String>| -> Vec<(u16, String)> {
+        let mut v: Vec<(u16, String)> = ids
+            .into_iter()
+            .map(|id| (crate::model::partition_of(id), id.clone()))
+            .collect();
+        v.sort_by_key(|(p, _)| *p); // stable: keeps the order within a partition
+        v
+    };
     assert_eq!(
-        ids,
-        msgs.iter().map(|m| m.id.clone()).collect::<Vec<_>>(),
-        "FIFO order"
+        order(leases.iter().map(|l| &l.job.id).collect()),
+        order(msgs.iter().map(|m| &m.id).collect()),
+        "FIFO order within each partition"
     );
     assert!(leases.iter().all(|l| l.job.attempt == 0 && !l.reclaimed));
     for (i, l) in leases.iter().enumerate() {
         let ch = Change::new(Status::Submitted, now_ms(), None, Some(format!("pid-{i}")));
-        let t = store
-            .complete(
-                l,
-                Some(&ch),
-                Some(("smsc-a", &[format!("PID{i}"), format!("PART{i}")])),
-            )
-            .await
-            .unwrap();
+        let t = complete(
+            store,
+            l,
+            Some(&ch),
+            Some(("smsc-a", &[format!("PID{i}"), format!("PART{i}")])),
+        )
+        .await
+        .unwrap();
         assert_eq!(
             t,
             Transition::Applied {
@@ -837,12 +929,12 @@ async fn claim_complete_correlate(store: &dyn Store) {
     }
     assert_eq!(
         store.correlate("smsc-a", "PID3").await.unwrap().as_deref(),
-        Some(msgs[3].id.as_str())
+        Some(leases[3].job.id.as_str())
     );
     assert_eq!(store.correlate("smsc-b", "PID3").await.unwrap(), None);
     assert_eq!(
         store.correlate("smsc-a", "PART3").await.unwrap().as_deref(),
-        Some(msgs[3].id.as_str()),
+        Some(leases[3].job.id.as_str()),
         "every part's provider id maps to the message"
     );
     assert_eq!(
@@ -869,7 +961,7 @@ async fn retry_and_promote(store: &dyn Store) {
     let lane = Lane::Channel(Channel::Sms);
     let l = drain(store, lane).await.pop().unwrap();
     let at = now_ms() + 60_000;
-    store.retry(&l, at, l.job.attempt + 1).await.unwrap();
+    retry(store, &l, at, l.job.attempt + 1).await.unwrap();
     assert_eq!(store.lane_stats(lane, now_ms()).await.unwrap().scheduled, 1);
     assert_eq!(
         store.promote_due(lane, now_ms(), 100).await.unwrap(),
@@ -881,7 +973,7 @@ async fn retry_and_promote(store: &dyn Store) {
     let l2 = drain(store, lane).await.pop().expect("promoted");
     assert_eq!(l2.job.id, m.id);
     assert_eq!(l2.job.attempt, 1);
-    store.complete(&l2, None, None).await.unwrap();
+    complete(store, &l2, None, None).await.unwrap();
     assert_eq!(
         store.get(&m.id).await.unwrap().unwrap().status,
         Status::Queued,
@@ -895,8 +987,7 @@ async fn bury_dead_letters(store: &dyn Store) {
     let lane = Lane::Channel(Channel::Sms);
     let l = drain(store, lane).await.pop().unwrap();
     let ch = Change::new(Status::Failed, now_ms(), Some("max_attempts".into()), None);
-    assert!(store
-        .bury(&l, "max_attempts", Some(&ch))
+    assert!(bury(store, &l, "max_attempts", Some(&ch))
         .await
         .unwrap()
         .applied());
@@ -930,7 +1021,7 @@ async fn reclaim_abandoned(store: &dyn Store) {
     assert_eq!(back.len(), 1);
     assert_eq!(back[0].job, l.job);
     assert!(back[0].reclaimed);
-    store.complete(&back[0], None, None).await.unwrap();
+    complete(store, &back[0], None, None).await.unwrap();
     assert!(store
         .reclaim(lane, "rescuer", Duration::ZERO, 10)
         .await
@@ -955,7 +1046,7 @@ async fn scheduled_messages(store: &dyn Store) {
     assert_eq!(r.events.last().unwrap().status, Status::Queued);
     let l = drain(store, lane).await;
     assert_eq!(l.len(), 1);
-    store.complete(&l[0], None, None).await.unwrap();
+    complete(store, &l[0], None, None).await.unwrap();
 }
 
 async fn history_newest_first_with_cursor(store: &dyn Store) {
@@ -1001,7 +1092,7 @@ async fn history_newest_first_with_cursor(store: &dyn Store) {
         .unwrap()
         .is_empty());
     for l in drain(store, Lane::Channel(Channel::Sms)).await {
-        store.complete(&l, None, None).await.unwrap();
+        complete(store, &l, None, None).await.unwrap();
     }
 }
 
@@ -1054,6 +1145,6 @@ async fn idempotency(store: &dyn Store) {
         IdemBegin::New
     );
     for l in drain(store, Lane::Channel(Channel::Sms)).await {
-        store.complete(&l, None, None).await.unwrap();
+        complete(store, &l, None, None).await.unwrap();
     }
 }

@@ -1,0 +1,34 @@
+-- Applies a status change if the transition table allows it, and queues the
+-- customer callback when the message has one. Field `x` marks a message a worker
+-- is submitting: it cannot be cancelled then.
+-- Returns {code, current}: 0 missing, 1 applied (current = previous), 2 refused,
+-- 4 in flight, 5 one part of a multipart message delivered.
+local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part, partevent)
+  local cur = redis.call('HGET', rec, 's')
+  if not cur then return {0, ''} end
+  if not string.find(allowed, ',' .. cur .. ',', 1, true) then return {2, cur} end
+  if to == 'cancelled' and redis.call('HEXISTS', rec, 'x') == 1 then return {4, cur} end
+  -- submitted → queued is the SMS fallback of an RCS message: once per message,
+  -- whoever asks (a stale copy of the check must not send a second SMS).
+  if to == 'queued' and cur == 'submitted' and redis.call('HSETNX', rec, 'fb', '1') == 0 then
+    return {2, cur}
+  end
+  local ev = redis.call('HGET', rec, 'e') or ''
+  -- A multipart message is delivered when every part is; each part counts once
+  -- (an SMSC may send the same receipt again).
+  if part ~= '' and to == 'delivered' then
+    local total = tonumber(redis.call('HGET', rec, 'pt') or '1') or 1
+    if total > 1 then
+      if redis.call('HSETNX', rec, 'p:' .. part, '1') == 0 then return {2, cur} end
+      if redis.call('HINCRBY', rec, 'pd', 1) < total then
+        redis.call('HSET', rec, 'e', ev .. '\n' .. partevent)
+        return {5, cur}
+      end
+    end
+  end
+  redis.call('HSET', rec, 's', to, 'e', ev .. '\n' .. event)
+  if redis.call('HGET', rec, 'cb') == '1' then
+    redis.call('XADD', hook, '*', 'j', cbjob, 'n', '0', 'p', cbpayload)
+  end
+  return {1, cur}
+end
