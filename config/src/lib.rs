@@ -708,6 +708,23 @@ impl Default for Log {
     }
 }
 
+impl Store {
+    /// The seed nodes named by a `redis-cluster://HOST:PORT,HOST:PORT,…` URL
+    /// (the `--store` form of the demo and the tests), as `redis://` URLs;
+    /// `None` for any other URL.
+    pub fn cluster_nodes(url: &str) -> Option<Vec<String>> {
+        let hosts = url.strip_prefix("redis-cluster://")?;
+        Some(
+            hosts
+                .split(',')
+                .map(str::trim)
+                .filter(|h| !h.is_empty())
+                .map(|h| format!("redis://{h}"))
+                .collect(),
+        )
+    }
+}
+
 impl Default for Store {
     fn default() -> Self {
         Store {

@@ -890,6 +890,35 @@ mod tests {
     }
 
     #[test]
+    fn cluster_partitions_and_prefix() {
+        let mut config = Config::default();
+        config.store.backend = StoreBackend::RedisCluster;
+        config.store.partitions = 0;
+        config.store.prefix = "a{b}".into();
+        let errors = config.validate().unwrap_err().errors;
+        assert_eq!(
+            keys(&errors),
+            ["store.nodes", "store.partitions", "store.prefix"]
+        );
+        config.store.nodes = vec!["redis://10.0.0.1:6379".into(), "tcp://x:1".into()];
+        config.store.partitions = 1025;
+        config.store.prefix = "goniec".into();
+        let errors = config.validate().unwrap_err().errors;
+        assert_eq!(keys(&errors), ["store.nodes[1]", "store.partitions"]);
+        config.store.nodes.pop();
+        config.store.partitions = 64;
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(
+            crate::Store::cluster_nodes("redis-cluster://10.0.0.1:7000, 10.0.0.2:7000"),
+            Some(vec![
+                "redis://10.0.0.1:7000".to_string(),
+                "redis://10.0.0.2:7000".to_string()
+            ])
+        );
+        assert_eq!(crate::Store::cluster_nodes("redis://10.0.0.1:7000"), None);
+    }
+
+    #[test]
     fn request_cost_limits() {
         let mut config = Config::default();
         config.server.header_timeout = Duration::ZERO;

@@ -109,14 +109,26 @@ pub async fn start(opts: Options, sims_stop: &CancellationToken) -> anyhow::Resu
         admin_key: opts.admin_key.unwrap_or_else(|| random_key("admin")),
         webhook_secret: random_key("whsec"),
     };
-    let (backend, url) = match &opts.store {
-        Some(url) => ("redis", url.as_str()),
-        None => ("memory", "redis://127.0.0.1:6379/0"),
+    let nodes = opts
+        .store
+        .as_deref()
+        .and_then(goniec_config::Store::cluster_nodes);
+    let (backend, url) = match (&opts.store, &nodes) {
+        (Some(_), Some(_)) => ("redis-cluster", "redis://127.0.0.1:6379/0"),
+        (Some(url), None) => ("redis", url.as_str()),
+        (None, _) => ("memory", "redis://127.0.0.1:6379/0"),
     };
+    let nodes = nodes
+        .unwrap_or_default()
+        .iter()
+        .map(|n| format!("\"{}\"", escape(n)))
+        .collect::<Vec<_>>()
+        .join(", ");
     let values = [
         ("listen", opts.listen.to_string()),
         ("store_backend", backend.into()),
         ("store_url", escape(url)),
+        ("store_nodes", nodes),
         ("admin_key_hash", hash_key(&keys.admin_key)),
         ("api_key_hash", hash_key(&keys.api_key)),
         ("webhook_secret", escape(&keys.webhook_secret)),

@@ -46,7 +46,8 @@ enum Cmd {
         /// Operator key for /v1/admin/* (random when omitted).
         #[arg(long)]
         admin_key: Option<String>,
-        /// Redis URL to run the demo on Redis instead of memory.
+        /// Run the demo on Redis instead of memory: `redis://HOST:PORT/DB`, or a
+        /// Redis Cluster as `redis-cluster://HOST:PORT,HOST:PORT,…` (seed nodes).
         #[arg(long)]
         store: Option<String>,
         /// Print the demo's configuration (config/demo.toml filled in) and exit.

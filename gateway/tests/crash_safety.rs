@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use goniec_gateway::store::redis::RedisStore;
 use goniec_gateway::testing::gateway::{config_toml, metric_sum, ACME_KEY};
-use goniec_gateway::testing::{free_port, RedisServer};
+use goniec_gateway::testing::{free_port, RedisCluster, RedisServer};
 use goniec_store::keys::Keys;
 use goniec_store::Lane;
 
@@ -20,17 +21,18 @@ fn sms_queues(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Entries left in the SMS lane, across partitions.
-async fn sms_queue_len(c: &mut redis::aio::MultiplexedConnection, prefix: &str) -> i64 {
-    let mut p = redis::pipe();
+/// Entries left in the SMS lane, across partitions (one command per key: the
+/// probe may be a cluster connection).
+async fn sms_queue_len<C: redis::aio::ConnectionLike>(c: &mut C, prefix: &str) -> i64 {
+    let mut total = 0;
     for q in sms_queues(prefix) {
-        p.cmd("XLEN").arg(q);
+        let n: i64 = redis::cmd("XLEN").arg(q).query_async(c).await.unwrap();
+        total += n;
     }
-    let lens: Vec<i64> = p.query_async(c).await.unwrap();
-    lens.iter().sum()
+    total
 }
-use serde_json::{json, Value};
 
+use serde_json::{json, Value};
 const CONCURRENCY: usize = 64;
 const TOTAL: usize = 5_000;
 
@@ -41,6 +43,20 @@ impl Drop for Gateway {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// A store on the same Redis or cluster as the gateways, to look at keys.
+fn probe(url: &str, prefix: &str) -> RedisStore {
+    let mut cfg = goniec_config::Store {
+        url: url.to_string(),
+        prefix: prefix.to_string(),
+        ..Default::default()
+    };
+    if let Some(nodes) = goniec_config::Store::cluster_nodes(url) {
+        cfg.backend = goniec_config::StoreBackend::RedisCluster;
+        cfg.nodes = nodes;
+    }
+    RedisStore::new(&cfg).unwrap()
 }
 
 fn spawn(config: &std::path::Path, log: &std::path::Path) -> Gateway {
@@ -270,6 +286,20 @@ async fn a_killed_instance_is_taken_over_within_seconds_by_the_other() {
     let Some(redis) = RedisServer::spawn() else {
         return;
     };
+    take_over_a_killed_instance(&redis.url()).await;
+}
+
+/// The same on a Redis Cluster of three masters: two gateways share the work
+/// and the survivor finishes the killed one's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_killed_instance_is_taken_over_within_seconds_by_the_other() {
+    let Some(cluster) = RedisCluster::spawn() else {
+        return;
+    };
+    take_over_a_killed_instance(&cluster.url()).await;
+}
+
+async fn take_over_a_killed_instance(store_url: &str) {
     const N: usize = 3_000;
     let dir = std::env::temp_dir().join(format!("goniec-takeover-{}", ulid::Ulid::new()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -285,7 +315,7 @@ channel = "sms"
 connector = "slow"
 "#;
     let (pa, pb) = (free_port(), free_port());
-    let base_cfg = config_toml(Some(&redis.url()), extra).replace(
+    let base_cfg = config_toml(Some(store_url), extra).replace(
         "concurrency = 32",
         "concurrency = 32\ntakeover_after = \"2s\"",
     );
@@ -319,8 +349,7 @@ connector = "slow"
     a.0.wait().unwrap();
     let killed_at = Instant::now();
 
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let mut c = probe(store_url, &prefix).raw_connection().await.unwrap();
     // Done when nothing is left in the streams (every entry acknowledged).
     let deadline = killed_at + Duration::from_secs(30);
     let mut drained_after = None;

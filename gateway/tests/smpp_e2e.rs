@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use goniec_connectors::smpp::sim::{SimConfig, SmscSim};
 use goniec_gateway::testing::gateway::{config_toml, metric_sum, parse, TestGateway, ACME_KEY};
-use goniec_gateway::testing::RedisServer;
+use goniec_gateway::testing::{RedisCluster, RedisServer};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -26,17 +26,39 @@ async fn start_binds(
     binds: usize,
     extra: &str,
 ) -> (TestGateway, SmscSim, CancellationToken) {
+    start_on(Some(&redis.url()), sim, binds, extra).await
+}
+
+/// [`start_binds`] on any store: a Redis URL, a `redis-cluster://` URL, or
+/// `None` for the memory store.
+async fn start_on(
+    store: Option<&str>,
+    sim: SimConfig,
+    binds: usize,
+    extra: &str,
+) -> (TestGateway, SmscSim, CancellationToken) {
     let stop = CancellationToken::new();
     let s = SmscSim::start("127.0.0.1:0".parse().unwrap(), sim.clone(), stop.clone())
         .await
         .unwrap();
-    let gw = gateway_for(redis, s.local_addr().port(), &sim, binds, extra).await;
+    let gw = gateway_on(store, s.local_addr().port(), &sim, binds, extra).await;
     (gw, s, stop)
 }
 
 /// A gateway with one SMPP connector to the SMSC on `port`.
 async fn gateway_for(
     redis: &RedisServer,
+    port: u16,
+    sim: &SimConfig,
+    binds: usize,
+    extra: &str,
+) -> TestGateway {
+    gateway_on(Some(&redis.url()), port, sim, binds, extra).await
+}
+
+/// [`gateway_for`] on any store (see [`start_on`]).
+async fn gateway_on(
+    store: Option<&str>,
     port: u16,
     sim: &SimConfig,
     binds: usize,
@@ -62,7 +84,7 @@ connector = "smsc"
         sid = sim.system_id,
         pw = sim.password,
     );
-    let gw = TestGateway::start(parse(&config_toml(Some(&redis.url()), &connectors))).await;
+    let gw = TestGateway::start(parse(&config_toml(store, &connectors))).await;
     gw.wait_ready(200, Duration::from_secs(10)).await;
     gw
 }
@@ -632,36 +654,63 @@ async fn ten_thousand_messages_over_four_binds_are_all_delivered() {
     let Some(redis) = RedisServer::spawn() else {
         return;
     };
+    all_delivered_over_four_binds(Some(&redis.url()), 10_000).await;
+}
+
+/// The same path on a Redis Cluster of three masters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_messages_over_four_binds_are_all_delivered() {
+    let Some(cluster) = RedisCluster::spawn() else {
+        return;
+    };
+    all_delivered_over_four_binds(Some(&cluster.url()), 5_000).await;
+}
+
+/// The same path on the memory store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_memory_store_messages_over_four_binds_are_all_delivered() {
+    all_delivered_over_four_binds(None, 5_000).await;
+}
+
+/// `n` messages (a multiple of 500) through four binds, every one delivered
+/// with its receipt.
+async fn all_delivered_over_four_binds(store: Option<&str>, n: usize) {
     let sim = SimConfig {
         receipt_delay: Duration::from_millis(10),
         ..Default::default()
     };
-    let (gw, sim, stop) = start_binds(&redis, sim, 4, "").await;
+    let (gw, sim, stop) = start_on(store, sim, 4, "").await;
     wait_sim(&sim, Duration::from_secs(5), |s| s.binds == 4).await;
     let started = Instant::now();
-    let ids = send_batch(&gw, 10_000, "Przypomnienie o platnosci").await;
+    let ids = send_batch(&gw, n, "Przypomnienie o platnosci").await;
     let accepted = started.elapsed();
     // Receipt transitions are not in goniec_status_transitions_total; receipts are.
     wait_metric(
         &gw,
         "goniec_receipts_total",
         &[("state", "delivered")],
-        10_000.0,
+        n as f64,
         Duration::from_secs(60),
     )
     .await;
     let delivered = started.elapsed();
     let msgs = wait_final(&gw, &ids, Duration::from_secs(10)).await;
     let counts = count_statuses(&msgs);
-    assert_eq!(counts.get("delivered"), Some(&10_000), "{counts:?}");
-    eprintln!("10,000 messages: accepted in {accepted:?}, all delivered after {delivered:?}");
-    wait_sim(&sim, Duration::from_secs(5), |s| s.receipts_acked == 10_000).await;
+    assert_eq!(counts.get("delivered"), Some(&n), "{counts:?}");
+    let backend = store.map_or("memory", |u| u.split("://").next().unwrap_or("?"));
+    eprintln!(
+        "{n} messages on {backend}: accepted in {accepted:?}, all delivered after {delivered:?}"
+    );
+    wait_sim(&sim, Duration::from_secs(5), |s| {
+        s.receipts_acked == n as u64
+    })
+    .await;
     let s = sim.stats();
-    assert_eq!((s.submits, s.binds, s.sessions), (10_000, 4, 4), "{s:?}");
+    assert_eq!((s.submits, s.binds, s.sessions), (n as u64, 4, 4), "{s:?}");
     let m = gw.metrics().await;
     assert_eq!(
         metric_sum(&m, "goniec_receipts_total", &[("state", "delivered")]),
-        10_000.0
+        n as f64
     );
     gw.stop().await;
     stop.cancel();

@@ -1,7 +1,9 @@
-//! Both store backends pass the same conformance suite.
+//! Every store backend (memory, one Redis, a Redis Cluster of three masters)
+//! passes the same conformance suite; the Redis ones also share work between
+//! instances and take over a dead one's.
 
 use goniec_gateway::store::{memory::MemoryStore, redis::RedisStore};
-use goniec_gateway::testing::RedisServer;
+use goniec_gateway::testing::{RedisCluster, RedisServer};
 use goniec_store::{conformance, Outcome};
 
 fn store_cfg(url: &str) -> goniec_config::Store {
@@ -28,16 +30,38 @@ async fn redis_backend_conforms() {
     conformance::run(&store).await;
 }
 
-/// Several stores on one Redis (several gateways) share one queue: each entry
-/// goes to exactly one of them.
+#[tokio::test]
+async fn redis_cluster_backend_conforms() {
+    let Some(cluster) = RedisCluster::spawn() else {
+        return;
+    };
+    let store = RedisStore::new(&cluster.store_config()).unwrap();
+    assert_eq!(goniec_store::Store::backend(&store), "redis-cluster");
+    store.init().await.unwrap();
+    conformance::run(&store).await;
+}
+
 #[tokio::test]
 async fn redis_consumers_share_a_lane_without_overlap() {
-    use goniec_gateway::store::{Lane, Store};
-    use std::time::Duration;
     let Some(redis) = RedisServer::spawn() else {
         return;
     };
-    let cfg = store_cfg(&redis.url());
+    share_a_lane(store_cfg(&redis.url())).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_consumers_share_a_lane_without_overlap() {
+    let Some(cluster) = RedisCluster::spawn() else {
+        return;
+    };
+    share_a_lane(cluster.store_config()).await;
+}
+
+/// Several stores on one Redis or cluster (several gateways) share one queue:
+/// each entry goes to exactly one of them.
+async fn share_a_lane(cfg: goniec_config::Store) {
+    use goniec_gateway::store::{Lane, Store};
+    use std::time::Duration;
     let a = RedisStore::new(&cfg).unwrap();
     let b = RedisStore::new(&cfg).unwrap();
     a.init().await.unwrap();
@@ -61,17 +85,28 @@ async fn redis_consumers_share_a_lane_without_overlap() {
     assert_eq!(seen.len(), 50);
 }
 
-/// A killed instance's entries are taken over as soon as its heartbeat lapses,
-/// however recently they were claimed; a live instance is never robbed, however
-/// long it holds its entries; a dead consumer holding nothing is forgotten.
 #[tokio::test]
 async fn redis_takes_over_a_dead_instance_at_once_and_never_a_live_one() {
-    use goniec_gateway::store::{Lane, Store};
-    use std::time::Duration;
     let Some(redis) = RedisServer::spawn() else {
         return;
     };
-    let cfg = store_cfg(&redis.url());
+    take_over_the_dead(store_cfg(&redis.url())).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_takes_over_a_dead_instance_at_once_and_never_a_live_one() {
+    let Some(cluster) = RedisCluster::spawn() else {
+        return;
+    };
+    take_over_the_dead(cluster.store_config()).await;
+}
+
+/// A killed instance's entries are taken over as soon as its heartbeat lapses,
+/// however recently they were claimed; a live instance is never robbed, however
+/// long it holds its entries; a dead consumer holding nothing is forgotten.
+async fn take_over_the_dead(cfg: goniec_config::Store) {
+    use goniec_gateway::store::{Lane, Store};
+    use std::time::Duration;
     let a = RedisStore::new(&cfg).unwrap();
     let b = RedisStore::new(&cfg).unwrap();
     a.init().await.unwrap();
@@ -116,17 +151,13 @@ async fn redis_takes_over_a_dead_instance_at_once_and_never_a_live_one() {
     }
     // Nothing left to take; the dead consumer, now empty, is forgotten.
     assert!(b.take_over_dead(lane, "b", 100).await.unwrap().is_empty());
-    let mut c = redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
+    let mut c = b.raw_connection().await.unwrap();
     // In every partition's stream, only the live consumer is left.
     let mut names: Vec<String> = Vec::new();
     for p in 0..cfg.partitions {
         let consumers: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
             .arg("CONSUMERS")
-            .arg(format!("{}:{{p{p}}}:q:sms", cfg.prefix))
+            .arg(b.keys().queue(p, lane))
             .arg("workers")
             .query_async(&mut c)
             .await

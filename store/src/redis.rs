@@ -311,6 +311,20 @@ impl RedisStore {
         })
     }
 
+    /// A raw connection to this store's Redis or cluster, for tests and tools
+    /// that look at keys directly (one key per command on a cluster).
+    #[doc(hidden)]
+    pub async fn raw_connection(
+        &self,
+    ) -> Result<impl redis::aio::ConnectionLike + Clone + Send + Sync, StoreError> {
+        self.conn().await
+    }
+
+    /// The key builder of this store's prefix.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     /// Connect and prepare consumer groups; failure here is not fatal (the store is lazy).
     pub async fn init(&self) -> Result<(), StoreError> {
         self.ensure_groups().await
@@ -350,13 +364,12 @@ impl RedisStore {
         }
         let out = self.run_once(b).await?;
         if out.iter().any(is_noscript) {
-            let mut load = redis::pipe();
-            for s in self.scripts.all() {
-                load.load_script(s).ignore();
-            }
-            // On a cluster, `SCRIPT LOAD` goes to every node.
+            // One command each: on a cluster, `SCRIPT LOAD` goes to every node
+            // (in a pipeline it would reach only one).
             let mut c = self.conn().await?;
-            let _: () = load.query_async(&mut c).await.map_err(unavailable)?;
+            for s in self.scripts.all() {
+                s.load_async(&mut c).await.map_err(unavailable)?;
+            }
             return self.run_once(b).await;
         }
         Ok(out)

@@ -26,10 +26,17 @@ pub fn config_toml(redis_url: Option<&str>, extra: &str) -> String {
 /// [`config_toml`] with an `[antifraud]` section (and its subtables) of the test's own.
 pub fn config_toml_with(redis_url: Option<&str>, antifraud: &str, extra: &str) -> String {
     let store = match redis_url {
-        Some(u) => format!(
-            "backend = \"redis\"\nurl = \"{u}\"\nprefix = \"t{}\"",
-            ulid::Ulid::new()
-        ),
+        // A `redis-cluster://` URL ([`crate::testing::RedisCluster::url`]).
+        Some(u) => match goniec_config::Store::cluster_nodes(u) {
+            Some(nodes) => format!(
+                "backend = \"redis-cluster\"\nnodes = {nodes:?}\nprefix = \"t{}\"",
+                ulid::Ulid::new()
+            ),
+            None => format!(
+                "backend = \"redis\"\nurl = \"{u}\"\nprefix = \"t{}\"",
+                ulid::Ulid::new()
+            ),
+        },
         None => "backend = \"memory\"".into(),
     };
     format!(

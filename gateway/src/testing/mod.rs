@@ -95,6 +95,8 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: PathBuf,
+    /// More `redis-server` arguments (a cluster node's).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -115,12 +117,44 @@ impl RedisServer {
                 child: None,
                 port: free_port(),
                 dir: dir.clone(),
+                extra: Vec::new(),
             };
             if s.start() {
                 return Some(s);
             }
         }
         panic!("could not start redis-server on a free port");
+    }
+
+    /// A cluster-enabled node on a port whose cluster bus (port + 10000) is free.
+    fn spawn_cluster_node() -> RedisServer {
+        let dir = std::env::temp_dir().join(format!("goniec-redis-{}", ulid::Ulid::new()));
+        std::fs::create_dir_all(&dir).expect("create redis dir");
+        for _ in 0..20 {
+            let port = free_port();
+            if port > 55_535 || TcpListener::bind(("127.0.0.1", port + 10_000)).is_err() {
+                continue;
+            }
+            let mut s = RedisServer {
+                child: None,
+                port,
+                dir: dir.clone(),
+                extra: [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "5000",
+                ]
+                .map(String::from)
+                .to_vec(),
+            };
+            if s.start() {
+                return s;
+            }
+        }
+        panic!("could not start a cluster-enabled redis-server on a free port");
     }
 
     fn start(&mut self) -> bool {
@@ -137,6 +171,7 @@ impl RedisServer {
                 "--dir",
             ])
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -191,6 +226,91 @@ impl RedisServer {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("redis-server did not come back on port {}", self.port);
+    }
+}
+
+/// A private Redis Cluster of three masters (no replicas) on free loopback
+/// ports, made with `redis-cli --cluster create`; stopped on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Start one, or return `None` when `redis-server`/`redis-cli` are not
+    /// installed and skips are allowed (see [`require`]).
+    pub fn spawn() -> Option<RedisCluster> {
+        if !require(
+            runs("redis-server", &["--version"]) && runs("redis-cli", &["--version"]),
+            "redis-server and redis-cli (a Redis Cluster)",
+            "sudo apt-get install -y redis-server redis-tools",
+        ) {
+            return None;
+        }
+        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::spawn_cluster_node()).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        // Every node must agree that all slots are served before a client starts.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cluster.nodes.iter().all(|n| {
+            Command::new("redis-cli")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &n.port.to_string(),
+                    "cluster",
+                    "info",
+                ])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+        }) {
+            assert!(Instant::now() < deadline, "the cluster never became ok");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(cluster)
+    }
+
+    /// Seed node URLs, for `store.nodes`.
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect()
+    }
+
+    /// The `--store` form: `redis-cluster://127.0.0.1:A,127.0.0.1:B,…`.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis-cluster://{}", hosts.join(","))
+    }
+
+    /// A store configuration for this cluster, under a fresh prefix.
+    pub fn store_config(&self) -> goniec_config::Store {
+        goniec_config::Store {
+            backend: goniec_config::StoreBackend::RedisCluster,
+            nodes: self.node_urls(),
+            prefix: format!("t{}", ulid::Ulid::new()),
+            ..Default::default()
+        }
     }
 }
 
