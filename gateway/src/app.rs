@@ -12,7 +12,8 @@ use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::Store;
+use crate::store::batcher::Batcher;
+use crate::store::{Change, Lease, NewMessage, Outcome, Store, Transition};
 use crate::telemetry::Metrics;
 use crate::validate::Rules;
 
@@ -331,7 +332,13 @@ pub struct App {
     pub cfg: Arc<Config>,
     pub store: Arc<dyn Store>,
     /// Group commit for single submissions without an idempotency key.
-    pub batcher: crate::store::batcher::Batcher,
+    pub batcher: Batcher<NewMessage, ()>,
+    /// Group commit for finishing leases (every lane's workers).
+    pub finisher: Batcher<(Lease, Outcome), Transition>,
+    /// Group commit for receipts: provider id lookups (connector, provider id)
+    /// and the status changes they bring (message id, change).
+    pub correlations: Batcher<(String, String), Option<String>>,
+    pub transitions: Batcher<(String, Change), Transition>,
     pub metrics: Metrics,
     pub tenants: Tenants,
     pub router: Router,

@@ -283,8 +283,26 @@ async fn start(
             }
         }
     }
+    let mut loaded = true;
     let records: Vec<Option<Record>> = match cx.lane {
-        Lane::Webhook => vec![None; leases.len()],
+        // The callbacks' messages in one round trip; on failure each callback
+        // fetches its own (and retries as a failed post would).
+        Lane::Webhook => {
+            let ids: Vec<String> = leases
+                .iter()
+                .map(|l| match &l.job.task {
+                    Task::Callback(p) => p.message_id.clone(),
+                    _ => String::new(),
+                })
+                .collect();
+            match app.store.get_many(&ids).await {
+                Ok(r) => r,
+                Err(_) => {
+                    loaded = false;
+                    vec![None; leases.len()]
+                }
+            }
+        }
         Lane::Channel(_) => {
             // One round trip for the whole batch: load, and mark in flight.
             let ids: Vec<String> = leases.iter().map(|l| l.job.id.clone()).collect();
@@ -313,7 +331,7 @@ async fn start(
         app.tracker.spawn(async move {
             let entry = (lease.partition, lease.entry.clone());
             match lease.lane {
-                Lane::Webhook => crate::webhooks::handle(app2, lease).await,
+                Lane::Webhook => crate::webhooks::handle(app2, lease, loaded.then_some(rec)).await,
                 Lane::Channel(channel) => deliver(&app2, channel, lease, rec).await,
             }
             cx2.held().remove(&entry);

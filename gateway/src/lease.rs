@@ -54,7 +54,11 @@ pub async fn finish(
     lease: &Lease,
     outcome: Outcome,
 ) -> Option<Transition> {
-    finish_with_retries(app, op, || app.store.finish(lease.clone(), outcome.clone())).await
+    // Through the group commit: concurrent finishes share a round trip.
+    finish_with_retries(app, op, || {
+        app.finisher.run((lease.clone(), outcome.clone()))
+    })
+    .await
 }
 
 /// Finish a lease that changes nothing (nothing to send, or sent already).

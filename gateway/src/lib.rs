@@ -108,7 +108,22 @@ pub async fn run(
     drop(receipts_tx);
     let (webhook_client, webhook_client_private) = webhooks::clients(cfg.webhooks.timeout);
     let app = Arc::new(App {
-        batcher: store::batcher::Batcher::start(store.clone()),
+        batcher: store::batcher::accepts(store.clone()),
+        finisher: {
+            let store = store.clone();
+            store::batcher::Batcher::new(move |items| {
+                let store = store.clone();
+                async move { store.finish_many(items).await }
+            })
+        },
+        correlations: store::batcher::correlations(store.clone()),
+        transitions: {
+            let store = store.clone();
+            store::batcher::Batcher::new(move |items| {
+                let store = store.clone();
+                async move { store.transition_many(items).await }
+            })
+        },
         metrics: Metrics::new(),
         tenants: Tenants::new(&cfg.tenants, &cfg.admin).map_err(Error::Tenant)?,
         router: Router::new(&cfg, &connectors),
@@ -150,6 +165,9 @@ pub async fn run(
         ),
         None => None,
     };
+    // The phone-number metadata is built lazily by the first number parsed
+    // (150–290 ms): build it before the first request, not inside it.
+    let _ = validate::normalize_msisdn("+48601234567", app.rules.region, true);
     tracing::info!(%addr, store = app.store.backend(), connectors = app.connectors.len(), "Goniec is listening.");
     if let Some(tx) = bound {
         let _ = tx.send(addr);

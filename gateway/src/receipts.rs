@@ -112,7 +112,8 @@ async fn apply(app: &App, mut r: Receipt) {
     // outage the mapping may simply not be readable yet. Store errors are retried for
     // as long as the gateway runs (and, at shutdown, for the drain timeout).
     let id = loop {
-        match app.store.correlate(&r.connector, &r.provider_id).await {
+        let lookup = (r.connector.clone(), r.provider_id.clone());
+        match app.correlations.run(lookup).await {
             Ok(Some(id)) => {
                 record_match(app, &r.connector, MatchOutcome::Declared);
                 break id;
@@ -263,7 +264,11 @@ async fn store_change(
     let mut waited = Duration::ZERO;
     let mut delay = Duration::from_millis(50);
     let t = loop {
-        let t = finish_with_retries(app, "receipt", || app.store.transition(id, change)).await;
+        // Through the group commit: receipts arriving together share a round trip.
+        let t = finish_with_retries(app, "receipt", || {
+            app.transitions.run((id.to_string(), change.clone()))
+        })
+        .await;
         match t {
             Some(Transition::Refused {
                 current: Status::Queued,

@@ -17,7 +17,7 @@ use sha2::Sha256;
 
 use crate::app::App;
 use crate::lease::backoff;
-use crate::model::{format_ms, now_ms};
+use crate::model::{format_ms, now_ms, Record};
 use crate::store::{self, Lease, Task};
 use crate::telemetry::mask;
 use crate::validate::check_callback_url;
@@ -158,8 +158,10 @@ fn cause_chain(e: reqwest::Error) -> String {
 }
 
 /// Deliver one callback job and finish its lease.
-pub async fn handle(app: Arc<App>, lease: Lease) {
-    let outcome = deliver(&app, &lease).await;
+/// `loaded`: the message record when the batch it came in loaded it already
+/// (`None`: not loaded, fetch it).
+pub async fn handle(app: Arc<App>, lease: Lease, loaded: Option<Option<Record>>) {
+    let outcome = deliver(&app, &lease, loaded).await;
     let wh = &app.cfg.webhooks;
     let m = &app.metrics;
     let end = match outcome {
@@ -253,13 +255,17 @@ async fn deliver_inbound(app: &App, tenant: &str, body: &str) -> Outcome {
     post(app, tenant, url, body.as_bytes().to_vec(), None).await
 }
 
-async fn deliver(app: &App, lease: &Lease) -> Outcome {
+async fn deliver(app: &App, lease: &Lease, loaded: Option<Option<Record>>) -> Outcome {
     let p = match &lease.job.task {
         Task::Inbound { tenant, body } => return deliver_inbound(app, tenant, body).await,
         Task::Callback(p) => p,
         _ => return Outcome::Drop("not a callback"),
     };
-    let rec = match app.store.get(&p.message_id).await {
+    let fetched = match loaded {
+        Some(rec) => Ok(rec),
+        None => app.store.get(&p.message_id).await,
+    };
+    let rec = match fetched {
         Ok(Some(r)) => r,
         Ok(None) => return Outcome::Drop("message gone"),
         Err(e) => {

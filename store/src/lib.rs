@@ -441,6 +441,19 @@ pub trait Store: Send + Sync + 'static {
     /// the message has one.
     async fn transition(&self, id: &str, change: &Change) -> Result<Transition, StoreError>;
 
+    /// [`Store::transition`] for several messages at once, answered in order (on
+    /// Redis: one round trip, one script call per partition).
+    async fn transition_many(
+        &self,
+        items: Vec<(String, Change)>,
+    ) -> Result<Vec<Transition>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for (id, change) in &items {
+            out.push(self.transition(id, change).await?);
+        }
+        Ok(out)
+    }
+
     /// A tenant's messages for one recipient or client reference, newest first, older
     /// than `before` (a message id) when given. Returns ids.
     async fn history(
@@ -491,6 +504,21 @@ pub trait Store: Send + Sync + 'static {
     /// the entry, so a receipt can never arrive for a submitted message the store
     /// cannot find.
     async fn finish(&self, lease: Lease, outcome: Outcome) -> Result<Transition, StoreError>;
+
+    /// [`Store::finish`] for several leases at once, answered in order (on
+    /// Redis: one round trip, one script call per partition). Each lease is
+    /// finished atomically on its own; a failure leaves any of them either
+    /// finished or not, and retrying the finished ones changes nothing.
+    async fn finish_many(
+        &self,
+        items: Vec<(Lease, Outcome)>,
+    ) -> Result<Vec<Transition>, StoreError> {
+        let mut out = Vec::with_capacity(items.len());
+        for (lease, outcome) in items {
+            out.push(self.finish(lease, outcome).await?);
+        }
+        Ok(out)
+    }
 
     /// True the first time `key` is seen within `ttl`; false for a replay (an
     /// inbound event the platform sent again).

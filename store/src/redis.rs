@@ -485,19 +485,101 @@ impl RedisStore {
         }
     }
 
-    /// Write provider id → message id for receipts: its own step, before the
-    /// lease is acknowledged.
-    async fn correlate_write(&self, id: &str, corr: &Correlation) -> Result<(), StoreError> {
-        let mut b = Batch::new();
-        for pid in &corr.provider_ids {
-            let k = self.keys.correlation(&corr.connector, pid);
-            b.ignored(&k, "SET")
-                .arg(&k)
-                .arg(id)
-                .arg("EX")
-                .arg(self.corr_ttl_s);
+    /// One lease's keys and arguments for `lua/finish.lua`, and the
+    /// correlation to write before it.
+    fn finish_step(
+        &self,
+        lease: &Lease,
+        outcome: Outcome,
+    ) -> ([String; 7], Vec<String>, Option<Correlation>) {
+        let (change, correlation, retry, bury, handover) = match outcome {
+            Outcome::Complete {
+                change,
+                correlation,
+            } => (change, correlation, None, None, None),
+            Outcome::Retry { at_ms, attempt } => {
+                let next = Job {
+                    attempt,
+                    ..lease.job.clone()
+                };
+                (None, None, Some((encode_member(&next), at_ms)), None, None)
+            }
+            Outcome::Bury { reason, change } => {
+                let reason = if reason.is_empty() {
+                    "dead".to_string()
+                } else {
+                    reason
+                };
+                (change, None, None, Some(reason), None)
+            }
+            Outcome::Handover {
+                change,
+                correlation,
+                next,
+            } => (change, correlation, None, None, Some(next)),
+        };
+        let part = lease.partition;
+        let next_lane = handover.as_ref().map_or(lease.lane, |h| h.lane);
+        let keys = [
+            self.keys.record(&lease.job.id),
+            self.keys.queue(part, Lane::Webhook),
+            self.keys.queue(part, lease.lane),
+            self.keys.scheduled(part, lease.lane),
+            self.keys.dead(part, lease.lane),
+            self.keys.queue(part, next_lane),
+            self.keys.scheduled(part, next_lane),
+        ];
+        let mut args = Vec::with_capacity(20);
+        args.push(GROUP.to_string());
+        args.push(lease.entry.clone());
+        match &change {
+            Some(ch) => {
+                let a = self.transition_args(&lease.job.id, ch);
+                args.extend([
+                    ch.to.as_str().to_string(),
+                    a.allowed,
+                    a.event,
+                    a.callback,
+                    a.callback_id,
+                ]);
+            }
+            None => args.extend(std::iter::repeat_n(String::new(), 5)),
         }
-        self.run::<()>(&b).await
+        match retry {
+            Some((member, score)) => args.extend([member, score.to_string()]),
+            None => args.extend([String::new(), "0".into()]),
+        }
+        let parts = change
+            .as_ref()
+            .and_then(|c| c.parts)
+            .filter(|&n| n > 1)
+            .map_or_else(String::new, |n| n.to_string());
+        args.extend([
+            bury.unwrap_or_default(),
+            lease.job.id.clone(),
+            lease.job.attempt.to_string(),
+            lease.job.task.encode(),
+            parts,
+        ]);
+        match &handover {
+            Some(h) => args.extend([
+                encode_member(&h.job),
+                h.at_ms.map_or_else(String::new, |t| t.to_string()),
+                h.job.id.clone(),
+                h.job.attempt.to_string(),
+                h.job.task.encode(),
+                h.note.as_ref().map(event_json).unwrap_or_default(),
+            ]),
+            None => args.extend([
+                String::new(),
+                String::new(),
+                String::new(),
+                "0".into(),
+                String::new(),
+                String::new(),
+            ]),
+        }
+        (keys, args, correlation)
     }
 
     /// Turn stream entries of one partition into leases. An entry this version
@@ -870,22 +952,60 @@ impl Store for RedisStore {
     }
 
     async fn transition(&self, id: &str, change: &Change) -> Result<Transition, StoreError> {
-        let a = self.transition_args(id, change);
-        let keys = [
-            self.keys.record(id),
-            self.keys.queue(partition_of(id), Lane::Webhook),
-        ];
+        self.transition_many(vec![(id.to_string(), change.clone())])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no answer for a transition".into()))
+    }
+
+    async fn transition_many(
+        &self,
+        items: Vec<(String, Change)>,
+    ) -> Result<Vec<Transition>, StoreError> {
+        // One script call per partition for all of its changes.
+        let mut by_part: Vec<(u16, Vec<usize>)> = Vec::new();
+        for (i, (id, _)) in items.iter().enumerate() {
+            let part = partition_of(id);
+            match by_part.iter_mut().find(|(p, _)| *p == part) {
+                Some((_, v)) => v.push(i),
+                None => by_part.push((part, vec![i])),
+            }
+        }
         let mut b = Batch::new();
-        b.script(&self.scripts.transition, &keys)
-            .arg(change.to.as_str())
-            .arg(a.allowed)
-            .arg(a.event)
-            .arg(a.callback)
-            .arg(a.callback_id)
-            .arg(change.part.as_deref().unwrap_or(""))
-            .arg(part_event(change)?);
-        let ((code, cur),): ((i64, String),) = self.run(&b).await?;
-        transition_result(code, &cur)
+        for (part, idx) in &by_part {
+            let keys: Vec<String> = idx
+                .iter()
+                .flat_map(|&i| {
+                    [
+                        self.keys.record(&items[i].0),
+                        self.keys.queue(*part, Lane::Webhook),
+                    ]
+                })
+                .collect();
+            let cmd = b.script(&self.scripts.transition, &keys);
+            for &i in idx {
+                let (id, change) = &items[i];
+                let a = self.transition_args(id, change);
+                cmd.arg(change.to.as_str())
+                    .arg(a.allowed)
+                    .arg(a.event)
+                    .arg(a.callback)
+                    .arg(a.callback_id)
+                    .arg(change.part.as_deref().unwrap_or(""))
+                    .arg(part_event(change)?);
+            }
+        }
+        let replies: Vec<Vec<(i64, String)>> = self.run(&b).await?;
+        let mut out = vec![Transition::Missing; items.len()];
+        for ((_, idx), pairs) in by_part.iter().zip(replies) {
+            if pairs.len() != idx.len() {
+                return Err(StoreError::Corrupt("short answer to transitions".into()));
+            }
+            for (&i, (code, cur)) in idx.iter().zip(pairs) {
+                out[i] = transition_result(code, &cur)?;
+            }
+        }
+        Ok(out)
     }
 
     async fn history(
@@ -1063,92 +1183,67 @@ impl Store for RedisStore {
     }
 
     async fn finish(&self, lease: Lease, outcome: Outcome) -> Result<Transition, StoreError> {
-        let (change, correlation, retry, bury, handover) = match outcome {
-            Outcome::Complete {
-                change,
-                correlation,
-            } => (change, correlation, None, None, None),
-            Outcome::Retry { at_ms, attempt } => {
-                let next = Job {
-                    attempt,
-                    ..lease.job.clone()
-                };
-                (None, None, Some((encode_member(&next), at_ms)), None, None)
+        self.finish_many(vec![(lease, outcome)])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no answer for a finished lease".into()))
+    }
+
+    async fn finish_many(
+        &self,
+        items: Vec<(Lease, Outcome)>,
+    ) -> Result<Vec<Transition>, StoreError> {
+        // Correlations first (outside the partitions): on one Redis in the same
+        // pipeline, ahead of the scripts, which Redis runs in order; on a cluster
+        // in a round trip of their own, since per-slot pipelines run side by side.
+        let mut corr = Batch::new();
+        let mut steps: Vec<(u16, [String; 7], Vec<String>)> = Vec::with_capacity(items.len());
+        for (lease, outcome) in items {
+            let (keys, args, correlation) = self.finish_step(&lease, outcome);
+            if let Some(c) = correlation {
+                for pid in &c.provider_ids {
+                    let k = self.keys.correlation(&c.connector, pid);
+                    corr.ignored(&k, "SET")
+                        .arg(&k)
+                        .arg(&lease.job.id)
+                        .arg("EX")
+                        .arg(self.corr_ttl_s);
+                }
             }
-            Outcome::Bury { reason, change } => {
-                let reason = if reason.is_empty() {
-                    "dead".to_string()
-                } else {
-                    reason
-                };
-                (change, None, None, Some(reason), None)
-            }
-            Outcome::Handover {
-                change,
-                correlation,
-                next,
-            } => (change, correlation, None, None, Some(next)),
+            steps.push((lease.partition, keys, args));
+        }
+        let mut b = if self.is_cluster() {
+            self.run::<()>(&corr).await?;
+            Batch::new()
+        } else {
+            corr
         };
-        if let Some(corr) = &correlation {
-            self.correlate_write(&lease.job.id, corr).await?;
-        }
-        let part = lease.partition;
-        let next_lane = handover.as_ref().map_or(lease.lane, |h| h.lane);
-        let keys = [
-            self.keys.record(&lease.job.id),
-            self.keys.queue(part, Lane::Webhook),
-            self.keys.queue(part, lease.lane),
-            self.keys.scheduled(part, lease.lane),
-            self.keys.dead(part, lease.lane),
-            self.keys.queue(part, next_lane),
-            self.keys.scheduled(part, next_lane),
-        ];
-        let mut b = Batch::new();
-        let inv = b.script(&self.scripts.finish, &keys);
-        inv.arg(GROUP).arg(&lease.entry);
-        match &change {
-            Some(ch) => {
-                let a = self.transition_args(&lease.job.id, ch);
-                inv.arg(ch.to.as_str())
-                    .arg(a.allowed)
-                    .arg(a.event)
-                    .arg(a.callback)
-                    .arg(a.callback_id);
-            }
-            None => {
-                inv.arg("").arg("").arg("").arg("").arg("");
+        // One script call per partition for all of its leases.
+        let mut by_part: Vec<(u16, Vec<usize>)> = Vec::new();
+        for (i, (part, _, _)) in steps.iter().enumerate() {
+            match by_part.iter_mut().find(|(p, _)| p == part) {
+                Some((_, v)) => v.push(i),
+                None => by_part.push((*part, vec![i])),
             }
         }
-        match retry {
-            Some((member, score)) => inv.arg(member).arg(score),
-            None => inv.arg("").arg(0),
-        };
-        let parts = change
-            .as_ref()
-            .and_then(|c| c.parts)
-            .filter(|&n| n > 1)
-            .map_or_else(String::new, |n| n.to_string());
-        inv.arg(bury.unwrap_or_default())
-            .arg(&lease.job.id)
-            .arg(lease.job.attempt)
-            .arg(lease.job.task.encode())
-            .arg(parts);
-        match &handover {
-            Some(h) => {
-                let note = h.note.as_ref().map(event_json).unwrap_or_default();
-                inv.arg(encode_member(&h.job))
-                    .arg(h.at_ms.map_or_else(String::new, |t| t.to_string()))
-                    .arg(&h.job.id)
-                    .arg(h.job.attempt)
-                    .arg(h.job.task.encode())
-                    .arg(note);
-            }
-            None => {
-                inv.arg("").arg("").arg("").arg(0).arg("").arg("");
+        for (_, idx) in &by_part {
+            let keys: Vec<String> = idx.iter().flat_map(|&i| steps[i].1.clone()).collect();
+            let cmd = b.script(&self.scripts.finish, &keys);
+            for &i in idx {
+                cmd.arg(&steps[i].2);
             }
         }
-        let ((code, cur),): ((i64, String),) = self.run(&b).await?;
-        transition_result(code, &cur)
+        let replies: Vec<Vec<(i64, String)>> = self.run(&b).await?;
+        let mut out = vec![Transition::Missing; steps.len()];
+        for ((_, idx), pairs) in by_part.iter().zip(replies) {
+            if pairs.len() != idx.len() {
+                return Err(StoreError::Corrupt("short answer finishing leases".into()));
+            }
+            for (&i, (code, cur)) in idx.iter().zip(pairs) {
+                out[i] = transition_result(code, &cur)?;
+            }
+        }
+        Ok(out)
     }
 
     async fn first_seen(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {

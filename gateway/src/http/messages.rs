@@ -446,7 +446,7 @@ async fn accept_one(
     let stored = match write {
         // With an idempotency key the response is written in the same transaction.
         Some(w) => app.store.accept(std::slice::from_ref(&msg), Some(w)).await,
-        None => app.batcher.accept(msg).await,
+        None => app.batcher.run(msg).await,
     };
     if let Err(e) = stored {
         app.metrics

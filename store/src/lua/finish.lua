@@ -1,5 +1,6 @@
 
--- Finishes a lease. Every key is of the message's partition.
+-- Finishes leases, all of one partition: lease i (from 0) has the 7 keys from
+-- KEYS[7i + 1] and the 20 arguments from ARGV[20i + 1]:
 -- KEYS: record, webhook stream, lane stream, lane scheduled set, lane dead
 --       letters, handover lane stream, handover lane scheduled set.
 -- ARGV: 1 group, 2 entry, 3 to ('' = no change), 4 allowed, 5 event,
@@ -11,31 +12,39 @@
 -- Only the lease's current holder finishes it: if another worker already acked
 -- the entry (a reclaimed duplicate), nothing is scheduled, buried or handed over
 -- a second time. A status change applies whoever asks (the table decides).
-local acked = redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[3], ARGV[2])
-local res = {3, ''}
-if ARGV[3] ~= '' then
-  res = transition(KEYS[1], KEYS[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], '', '')
-  if res[1] == 1 and ARGV[14] ~= '' then
-    redis.call('HSET', KEYS[1], 'pt', ARGV[14])
+-- Returns {code, current} for each lease, flattened.
+local out = {}
+for i = 0, #KEYS / 7 - 1 do
+  local k = 7 * i
+  local a = 20 * i
+  local acked = redis.call('XACK', KEYS[k + 3], ARGV[a + 1], ARGV[a + 2])
+  redis.call('XDEL', KEYS[k + 3], ARGV[a + 2])
+  local res = {3, ''}
+  if ARGV[a + 3] ~= '' then
+    res = transition(KEYS[k + 1], KEYS[k + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], '', '')
+    if res[1] == 1 and ARGV[a + 14] ~= '' then
+      redis.call('HSET', KEYS[k + 1], 'pt', ARGV[a + 14])
+    end
   end
-end
-if acked == 1 and ARGV[8] ~= '' then
-  redis.call('HDEL', KEYS[1], 'x')
-  redis.call('ZADD', KEYS[4], tonumber(ARGV[9]), ARGV[8])
-end
-if acked == 1 and ARGV[10] ~= '' then
-  redis.call('XADD', KEYS[5], '*', 'j', ARGV[11], 'n', ARGV[12], 'p', ARGV[13], 'reason', ARGV[10])
-end
-if acked == 1 and ARGV[15] ~= '' then
-  if ARGV[16] == '' then
-    redis.call('XADD', KEYS[6], '*', 'j', ARGV[17], 'n', ARGV[18], 'p', ARGV[19])
-  else
-    redis.call('ZADD', KEYS[7], tonumber(ARGV[16]), ARGV[15])
+  if acked == 1 and ARGV[a + 8] ~= '' then
+    redis.call('HDEL', KEYS[k + 1], 'x')
+    redis.call('ZADD', KEYS[k + 4], tonumber(ARGV[a + 9]), ARGV[a + 8])
   end
+  if acked == 1 and ARGV[a + 10] ~= '' then
+    redis.call('XADD', KEYS[k + 5], '*', 'j', ARGV[a + 11], 'n', ARGV[a + 12], 'p', ARGV[a + 13], 'reason', ARGV[a + 10])
+  end
+  if acked == 1 and ARGV[a + 15] ~= '' then
+    if ARGV[a + 16] == '' then
+      redis.call('XADD', KEYS[k + 6], '*', 'j', ARGV[a + 17], 'n', ARGV[a + 18], 'p', ARGV[a + 19])
+    else
+      redis.call('ZADD', KEYS[k + 7], tonumber(ARGV[a + 16]), ARGV[a + 15])
+    end
+  end
+  if acked == 1 and ARGV[a + 20] ~= '' then
+    local ev = redis.call('HGET', KEYS[k + 1], 'e')
+    if ev then redis.call('HSET', KEYS[k + 1], 'e', ev .. '\n' .. ARGV[a + 20]) end
+  end
+  out[#out + 1] = res[1]
+  out[#out + 1] = res[2]
 end
-if acked == 1 and ARGV[20] ~= '' then
-  local ev = redis.call('HGET', KEYS[1], 'e')
-  if ev then redis.call('HSET', KEYS[1], 'e', ev .. '\n' .. ARGV[20]) end
-end
-return res
+return out

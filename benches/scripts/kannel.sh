@@ -1,0 +1,211 @@
+#!/bin/bash
+# Kannel (Debian's `kannel`: bearerbox + smsbox) on sms.sh's scenario, for a
+# Goniec/Kannel ratio measured on the same machine in the same run: HTTP load ->
+# smsbox /cgi-bin/sendsms -> bearerbox -> SMPP (one transceiver bind, window
+# MAX_PENDING) -> `goniec smsc-sim` sending receipts at once -> every delivery
+# report (dlr-mask 31: accepted by the SMSC, then delivered) as a GET of the
+# message's dlr-url to a local sink (stdlib Python). The load (stdlib Python,
+# asyncio, keep-alive) sends COUNT single SMS at concurrency CONC with the text
+# and kind of distinct recipients goniec-load uses; the rig waits until the sink
+# got a final report for every accepted message. Everything binds to 127.0.0.1
+# on free ports; only the processes started here are stopped, by PID.
+#
+# It prints one JSON line: messages accepted, seconds from the first sendsms
+# request to the last final report, final reports/s, callbacks, the CPU seconds
+# of bearerbox, smsbox, smsc-sim, the sink and the load (from /proc, counted
+# from just before the load to the last final report) and the CPU ms per
+# message of bearerbox + smsbox. Needs `goniec` (GONIEC_BIN, default
+# target/release: `cargo build --release -p goniec-gateway`) and Kannel.
+#
+# usage: benches/scripts/kannel.sh [COUNT [CONCURRENCY]]   (default 20000 64)
+#   STORE=none|file  bearerbox's message store (default none; file: store-type
+#                    file in the run's directory, written and flushed per
+#                    message, no fsync)
+#   MAX_PENDING      the smsc's max-pending-submits, its SMPP window (default 50)
+#   BINDS            smsc groups (binds) to the simulator (default 1)
+#   DLR_MASK         dlr-mask of each message (default 31)
+#   RECEIPT_DELAY    the simulator's receipt delay (default 0s)
+#   WAIT_TIMEOUT     seconds to wait for the final reports (default 300)
+#   KEEP=1           keep the run's directory (config, logs) and print its path
+set -u
+COUNT=${1:-${COUNT:-20000}}; CONC=${2:-${CONC:-64}}
+STORE=${STORE:-none}; MAX_PENDING=${MAX_PENDING:-50}; BINDS=${BINDS:-1}
+WAIT_TIMEOUT=${WAIT_TIMEOUT:-300}
+cd "$(dirname "$0")/../.." || exit 2
+for b in bearerbox smsbox; do
+  command -v "$b" >/dev/null 2>&1 || { echo "sudo apt-get install -y kannel" >&2; exit 2; }
+done
+case $STORE in none|file) ;; *) echo "STORE must be none or file" >&2; exit 2;; esac
+RIG=$PWD/benches/scripts/kannel_rig.py
+
+# A free loopback port, never one of Kannel's or Redis's defaults.
+port() {
+  local p
+  while :; do
+    p=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+    case $p in 6379|13000|13001|13002|13003|13013) ;; *) echo "$p"; return;; esac
+  done
+}
+# simulator, its HTTP, callback sink, bearerbox admin, bearerbox<->smsbox,
+# and sendsms.
+SPORT=$(port); HPORT=$(port); CPORT=$(port); APORT=$(port); BPORT=$(port); QPORT=$(port)
+D=$(mktemp -d)
+PIDS=()
+cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  sleep 0.5
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  if [ "${KEEP:-}" = 1 ]; then echo "kept: $D" >&2; else rm -rf "$D"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# The binary is copied first, like common.sh does, so a rebuild cannot swap it.
+mkdir "$D/bin"
+if ! cp "${GONIEC_BIN:-target/release}/goniec" "$D/bin/"; then
+  echo "no goniec in ${GONIEC_BIN:-target/release}: cargo build --release -p goniec-gateway, or set GONIEC_BIN" >&2
+  exit 2
+fi
+
+# user + system CPU seconds of a process, from /proc (ps rounds to seconds).
+cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# Wait until a command succeeds, at most $1 tenths of a second.
+until_ok() { local n=$1; shift; for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done; return 1; }
+# Wait like until_ok while process $1 lives.
+while_alive() {
+  local pid=$1 n=$2; shift 2
+  for _ in $(seq "$n"); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    "$@" && return 0; sleep 0.1
+  done; return 1
+}
+
+# `goniec smsc-sim` as common.sh's start_smsc_sim starts it (default system_id
+# goniec, password secret), receipts at once as in sms.sh.
+"$D/bin/goniec" smsc-sim --listen "127.0.0.1:$SPORT" --http "127.0.0.1:$HPORT" \
+  --receipt-delay "${RECEIPT_DELAY:-0s}" >> "$D/sim.log" 2>&1 &
+SPID=$!; PIDS+=("$SPID")
+until_ok 50 curl -sf "http://127.0.0.1:$HPORT/stats" -o /dev/null || { echo "smsc-sim did not start" >&2; exit 1; }
+
+python3 "$RIG" sink "$CPORT" > "$D/sink.log" 2>&1 &
+CB_PID=$!; PIDS+=("$CB_PID")
+until_ok 50 curl -sf "http://127.0.0.1:$CPORT/stats" -o /dev/null || { echo "sink did not start" >&2; exit 1; }
+
+# Kannel's config. msg-id-type 0x03: the simulator's ids are hex both in
+# submit_sm_resp (00000001A3) and in the receipts (receipted_message_id 1a3), so
+# Kannel must compare them as numbers; by default it compares the strings and
+# finds no message for any receipt. Logs at level 3 (errors), as the info level
+# writes every sendsms URL (with its number) and every PDU.
+{
+  cat <<EOT
+group = core
+admin-port = $APORT
+admin-interface = 127.0.0.1
+admin-password = bench
+admin-allow-ip = "127.0.0.1"
+smsbox-port = $BPORT
+smsbox-interface = 127.0.0.1
+box-allow-ip = "127.0.0.1"
+box-deny-ip = "*.*.*.*"
+log-file = "$D/bearerbox.log"
+log-level = 3
+dlr-storage = internal
+EOT
+  [ "$STORE" = file ] && printf 'store-type = file\nstore-location = "%s"\n' "$D/kannel.store"
+  for i in $(seq "$BINDS"); do
+    cat <<EOT
+
+group = smsc
+smsc = smpp
+smsc-id = sim
+smsc-admin-id = sim$i
+host = 127.0.0.1
+port = $SPORT
+receive-port = 0
+transceiver-mode = true
+smsc-username = goniec
+smsc-password = secret
+system-type = ""
+interface-version = 34
+msg-id-type = 0x03
+max-pending-submits = $MAX_PENDING
+enquire-link-interval = 30
+reconnect-delay = 2
+EOT
+  done
+  cat <<EOT
+
+group = smsbox
+bearerbox-host = 127.0.0.1
+bearerbox-port = $BPORT
+sendsms-port = $QPORT
+sendsms-interface = 127.0.0.1
+log-file = "$D/smsbox.log"
+log-level = 3
+
+group = sendsms-user
+username = bench
+password = benchpw
+max-messages = 1
+
+group = sms-service
+keyword = default
+text = "unused"
+EOT
+} > "$D/kannel.conf"
+
+admin() { curl -sf "http://127.0.0.1:$APORT/$1?password=bench"; }
+smsc_online() { [ "$(admin status.txt | grep -c '(online')" -ge "$BINDS" ]; }
+smsbox_connected() { admin status.txt | grep -q 'smsbox:'; }
+
+bearerbox -v 3 "$D/kannel.conf" >> "$D/bearerbox.out" 2>&1 &
+BB_PID=$!; PIDS+=("$BB_PID")
+while_alive "$BB_PID" 150 smsc_online || { echo "bearerbox's smsc did not come online:" >&2; grep -v 'PANIC: .*(' "$D/bearerbox.out" | tail -3 >&2; exit 1; }
+smsbox -v 3 "$D/kannel.conf" >> "$D/smsbox.out" 2>&1 &
+SB_PID=$!; PIDS+=("$SB_PID")
+while_alive "$SB_PID" 150 smsbox_connected || { echo "smsbox did not connect:" >&2; grep -v 'PANIC: .*(' "$D/smsbox.out" | tail -3 >&2; exit 1; }
+until_ok 50 curl -s -o /dev/null "http://127.0.0.1:$QPORT/" || { echo "no sendsms port" >&2; exit 1; }
+
+procs="bearerbox:$BB_PID smsbox:$SB_PID smsc_sim:$SPID sink:$CB_PID"
+cpu_all() { local x; for x in $procs; do printf '"%s":%s,' "${x%%:*}" "$(cpu "${x#*:}")"; done; }
+CPU0="{$(cpu_all)\"_\":0}"
+python3 "$RIG" load 127.0.0.1 "$QPORT" "$COUNT" "$CONC" "http://127.0.0.1:$CPORT/dlr" 300 \
+  > "$D/load.json" 2> "$D/load.err"
+accepted=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["accepted"])' "$D/load.json" 2>/dev/null || echo 0)
+finals() { curl -sf "http://127.0.0.1:$CPORT/stats" | python3 -c 'import json,sys;print(json.load(sys.stdin)["finals"])'; }
+for _ in $(seq $((WAIT_TIMEOUT * 5))); do
+  [ "$(finals)" -ge "$accepted" ] 2>/dev/null && break
+  sleep 0.2
+done
+CPU1="{$(cpu_all)\"_\":0}"
+curl -sf "http://127.0.0.1:$CPORT/stats" > "$D/sink.json"
+curl -sf "http://127.0.0.1:$HPORT/stats" > "$D/sim.json"
+
+python3 - "$D" "$STORE" "$MAX_PENDING" "$BINDS" "$CPU0" "$CPU1" <<'PY'
+import json, sys
+d, store, window, binds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+c0, c1 = json.loads(sys.argv[5]), json.loads(sys.argv[6])
+load = json.load(open(d + "/load.json"))
+sink = json.load(open(d + "/sink.json"))
+sim = json.load(open(d + "/sim.json"))
+cpu = {k: round(c1[k] - c0[k], 2) for k in c1 if k != "_"}
+cpu["load"] = load["cpu_s"]
+secs = (sink["last_final_t"] - load["first_send_t"]) if sink["last_final_t"] else None
+kannel = cpu["bearerbox"] + cpu["smsbox"]
+print(json.dumps({
+    "system": "kannel", "store": store, "window": window, "binds": binds,
+    "messages": load["accepted"], "sent": load["sent"], "errors": load["errors"],
+    "accepted_per_s": load["accepted_per_s"], "api_p50_ms": load["api_p50_ms"],
+    "api_p99_ms": load["api_p99_ms"],
+    "final": sink["finals"], "not_final": load["accepted"] - sink["finals"],
+    "seconds": round(secs, 2) if secs else None,
+    "final_per_s": round(sink["finals"] / secs, 1) if secs else None,
+    "callbacks": sink["callbacks"], "callback_types": sink["types"],
+    "repeated_finals": sink["repeated_finals"],
+    "sim_submits": sim.get("submits"), "sim_receipts_acked": sim.get("receipts_acked"),
+    "cpu_s": cpu,
+    "kannel_cpu_ms_per_msg": round(kannel * 1000 / load["accepted"], 3) if load["accepted"] else None,
+}))
+PY
