@@ -26,6 +26,7 @@
 #   DLR_MASK         dlr-mask of each message (default 31)
 #   RECEIPT_DELAY    the simulator's receipt delay (default 0s)
 #   WAIT_TIMEOUT     seconds to wait for the final reports (default 300)
+#   KANNEL_LOG       Kannel's log level (default 3, errors; 0 and 1 log numbers)
 #   KEEP=1           keep the run's directory (config, logs) and print its path
 set -u
 COUNT=${1:-${COUNT:-20000}}; CONC=${2:-${CONC:-64}}
@@ -53,7 +54,8 @@ D=$(mktemp -d)
 PIDS=()
 cleanup() {
   local p
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  # smsbox first, then bearerbox, the sink and the simulator.
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[i]}" 2>/dev/null; done
   sleep 0.5
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
   wait 2>/dev/null
@@ -110,7 +112,7 @@ smsbox-interface = 127.0.0.1
 box-allow-ip = "127.0.0.1"
 box-deny-ip = "*.*.*.*"
 log-file = "$D/bearerbox.log"
-log-level = 3
+log-level = ${KANNEL_LOG:-3}
 dlr-storage = internal
 EOT
   [ "$STORE" = file ] && printf 'store-type = file\nstore-location = "%s"\n' "$D/kannel.store"
@@ -143,7 +145,7 @@ bearerbox-port = $BPORT
 sendsms-port = $QPORT
 sendsms-interface = 127.0.0.1
 log-file = "$D/smsbox.log"
-log-level = 3
+log-level = ${KANNEL_LOG:-3}
 
 group = sendsms-user
 username = bench
@@ -160,10 +162,10 @@ admin() { curl -sf "http://127.0.0.1:$APORT/$1?password=bench"; }
 smsc_online() { [ "$(admin status.txt | grep -c '(online')" -ge "$BINDS" ]; }
 smsbox_connected() { admin status.txt | grep -q 'smsbox:'; }
 
-bearerbox -v 3 "$D/kannel.conf" >> "$D/bearerbox.out" 2>&1 &
+bearerbox -v "${KANNEL_LOG:-3}" "$D/kannel.conf" >> "$D/bearerbox.out" 2>&1 &
 BB_PID=$!; PIDS+=("$BB_PID")
 while_alive "$BB_PID" 150 smsc_online || { echo "bearerbox's smsc did not come online:" >&2; grep -v 'PANIC: .*(' "$D/bearerbox.out" | tail -3 >&2; exit 1; }
-smsbox -v 3 "$D/kannel.conf" >> "$D/smsbox.out" 2>&1 &
+smsbox -v "${KANNEL_LOG:-3}" "$D/kannel.conf" >> "$D/smsbox.out" 2>&1 &
 SB_PID=$!; PIDS+=("$SB_PID")
 while_alive "$SB_PID" 150 smsbox_connected || { echo "smsbox did not connect:" >&2; grep -v 'PANIC: .*(' "$D/smsbox.out" | tail -3 >&2; exit 1; }
 until_ok 50 curl -s -o /dev/null "http://127.0.0.1:$QPORT/" || { echo "no sendsms port" >&2; exit 1; }
@@ -173,13 +175,15 @@ cpu_all() { local x; for x in $procs; do printf '"%s":%s,' "${x%%:*}" "$(cpu "${
 CPU0="{$(cpu_all)\"_\":0}"
 python3 "$RIG" load 127.0.0.1 "$QPORT" "$COUNT" "$CONC" "http://127.0.0.1:$CPORT/dlr" 300 \
   > "$D/load.json" 2> "$D/load.err"
-accepted=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["accepted"])' "$D/load.json" 2>/dev/null || echo 0)
-finals() { curl -sf "http://127.0.0.1:$CPORT/stats" | python3 -c 'import json,sys;print(json.load(sys.stdin)["finals"])'; }
-for _ in $(seq $((WAIT_TIMEOUT * 5))); do
-  [ "$(finals)" -ge "$accepted" ] 2>/dev/null && break
+accepted=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["accepted"])' "$D/load.json") \
+  || { echo "the load failed:" >&2; tail -5 "$D/load.err" >&2; exit 1; }
+end=$((SECONDS + WAIT_TIMEOUT))
+while [ "$SECONDS" -lt "$end" ]; do
+  [ "$(curl -sf "http://127.0.0.1:$CPORT/finals")" -ge "$accepted" ] 2>/dev/null && break
   sleep 0.2
 done
 CPU1="{$(cpu_all)\"_\":0}"
+for x in $procs; do kill -0 "${x#*:}" 2>/dev/null || echo "${x%%:*} died during the run" >&2; done
 curl -sf "http://127.0.0.1:$CPORT/stats" > "$D/sink.json"
 curl -sf "http://127.0.0.1:$HPORT/stats" > "$D/sim.json"
 

@@ -9,7 +9,8 @@
       by the SMSC, 16 rejected by the SMSC; 1, 2 and 16 are final).
       GET /stats answers the counters as JSON: callbacks, their types, the
       messages with a final report (distinct), repeated finals, and the clock
-      time of the last new final report.
+      time of the last new final report; GET /finals just the number of
+      messages with a final report.
 
   kannel_rig.py load HOST PORT COUNT CONCURRENCY DLR_BASE [DURATION_LIMIT]
       COUNT GETs to smsbox's /cgi-bin/sendsms over CONCURRENCY keep-alive
@@ -56,6 +57,8 @@ def sink(port):
                 with lock:
                     body = json.dumps(st).encode()
                 return self.answer(body, "application/json")
+            if path == "/finals":
+                return self.answer(str(st["finals"]).encode())
             q = urllib.parse.parse_qs(query)
             now = time.time()
             with lock:
@@ -85,10 +88,13 @@ def sink(port):
         def log_message(self, *a):
             pass
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
-    srv.daemon_threads = True
-    srv.request_queue_size = 1024
-    srv.serve_forever()
+    class Server(http.server.ThreadingHTTPServer):
+        # smsbox opens up to max-pending-requests connections at once: the
+        # default backlog of 5 drops their SYNs (retried after 1 s, 3 s, ...).
+        request_queue_size = 1024
+        daemon_threads = True
+
+    Server(("127.0.0.1", port), H).serve_forever()
 
 
 # The recipients: goniec-load's numbering (benches/src/payload.rs), a fixed

@@ -279,6 +279,22 @@ pub struct TenantRcs {
     pub fallback_after: Option<Duration>,
 }
 
+/// The statuses a callback can report (`callback_events`): every status a
+/// message can move to.
+pub const CALLBACK_EVENTS: [&str; 11] = [
+    "scheduled",
+    "queued",
+    "submitted",
+    "delivered",
+    "undeliverable",
+    "expired",
+    "failed",
+    "read",
+    "rejected",
+    "held",
+    "cancelled",
+];
+
 /// `[[tenants]]`: one API client (a collection firm).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -291,6 +307,10 @@ pub struct Tenant {
     pub webhook_secret: String,
     /// Callback URL used when a message has none.
     pub callback_url: Option<String>,
+    /// Which status changes are posted to the callback URL, e.g.
+    /// `["delivered", "undeliverable", "expired", "failed"]` for final states
+    /// only; a message's own `callback_events` wins. Default: every change.
+    pub callback_events: Option<Vec<String>>,
     /// Where replies from recipients (SMS to this tenant's senders) are posted,
     /// signed like callbacks. Default: none (replies are not forwarded).
     pub inbound_url: Option<String>,

@@ -346,6 +346,25 @@ impl Checks {
             if let Some(d) = tenant.rcs.fallback_after {
                 self.positive(&format!("{path}.rcs.fallback_after"), d);
             }
+            if let Some(events) = &tenant.callback_events {
+                if events.is_empty() {
+                    self.error(
+                        format!("{path}.callback_events"),
+                        "must name at least one status (leave it out for every change)",
+                    );
+                }
+                for (i, e) in events.iter().enumerate() {
+                    if !crate::CALLBACK_EVENTS.contains(&e.as_str()) {
+                        self.error(
+                            format!("{path}.callback_events[{i}]"),
+                            format!(
+                                "{e:?} is not a status; one of {}",
+                                crate::CALLBACK_EVENTS.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
             // URLs the gateway itself calls: the same rule as a message's
             // `callback_url` at the API and every call at send time.
             for (key, url) in [
@@ -916,6 +935,28 @@ mod tests {
             ])
         );
         assert_eq!(crate::Store::cluster_nodes("redis://10.0.0.1:7000"), None);
+    }
+
+    #[test]
+    fn callback_events_are_statuses() {
+        let config = Config {
+            tenants: vec![
+                crate::Tenant {
+                    callback_events: Some(vec![]),
+                    ..tenant("a", HASH_A)
+                },
+                crate::Tenant {
+                    callback_events: Some(vec!["delivered".into(), "sent".into()]),
+                    ..tenant("b", HASH_B)
+                },
+            ],
+            ..Config::default()
+        };
+        let errors = config.validate().unwrap_err().errors;
+        let keys = keys(&errors);
+        assert!(keys.contains(&"tenants[0].callback_events"), "{keys:?}");
+        assert!(keys.contains(&"tenants[1].callback_events[1]"), "{keys:?}");
+        assert!(!keys.contains(&"tenants[1].callback_events[0]"), "{keys:?}");
     }
 
     #[test]

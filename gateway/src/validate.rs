@@ -12,8 +12,9 @@ use goniec_connectors::text;
 use serde::Deserialize;
 
 use crate::http::error::ApiError;
+use crate::model::Status;
 use crate::model::{AttachmentData, EmailData, MessageData};
-use crate::store::Partitions;
+use crate::store::{Callbacks, Partitions};
 
 /// The body of `POST /v1/messages` (and each item of a batch).
 #[derive(Debug, Deserialize)]
@@ -39,6 +40,10 @@ pub struct MessageRequest {
     pub valid_until: Option<String>,
     #[serde(default)]
     pub callback_url: Option<String>,
+    /// Which status changes are posted to the callback URL (default: the
+    /// tenant's `callback_events`, else every change).
+    #[serde(default)]
+    pub callback_events: Option<Vec<String>>,
     #[serde(default)]
     pub client_ref: Option<String>,
     #[serde(default)]
@@ -299,8 +304,8 @@ impl Rules {
 #[derive(Debug)]
 pub struct Valid {
     pub data: MessageData,
-    /// Whether status changes go to a callback URL.
-    pub notify: bool,
+    /// Which status changes go to a callback URL.
+    pub callbacks: Callbacks,
 }
 
 /// Check and normalise a request for `tenant`; a valid message gets its id in
@@ -620,7 +625,18 @@ pub fn validate(
         )
         .field("fallback_text"));
     }
-    let notify = callback_url.is_some() || tenant.callback_url.is_some();
+    let callbacks = if callback_url.is_none() && tenant.callback_url.is_none() {
+        Callbacks::None
+    } else {
+        match req
+            .callback_events
+            .as_ref()
+            .or(tenant.callback_events.as_ref())
+        {
+            None => Callbacks::All,
+            Some(events) => Callbacks::Only(callback_events(events)?),
+        }
+    };
 
     Ok(Valid {
         data: MessageData {
@@ -643,8 +659,30 @@ pub fn validate(
             transliterated,
             created_at: now,
         },
-        notify,
+        callbacks,
     })
+}
+
+/// The statuses named in `callback_events`: at least one, each a status a
+/// message can move to.
+fn callback_events(events: &[String]) -> Result<Vec<Status>, ApiError> {
+    let bad = |detail: String| ApiError::new(422, "invalid-value", detail).field("callback_events");
+    if events.is_empty() || events.len() > goniec_config::CALLBACK_EVENTS.len() {
+        return Err(bad(format!(
+            "`callback_events` must name 1 to {} statuses",
+            goniec_config::CALLBACK_EVENTS.len()
+        )));
+    }
+    events
+        .iter()
+        .map(|e| match e.parse::<Status>() {
+            Ok(s) if goniec_config::CALLBACK_EVENTS.contains(&s.as_str()) => Ok(s),
+            _ => Err(bad(format!(
+                "{e:?} is not a status a callback can report; one of {}",
+                goniec_config::CALLBACK_EVENTS.join(", ")
+            ))),
+        })
+        .collect()
 }
 
 /// E.164-normalise a phone number; refuse invalid ones and, when `mobile_only`,
@@ -932,6 +970,67 @@ mod tests {
             Partitions::new(16),
             1_000,
         )
+    }
+
+    #[test]
+    fn callback_events_pick_the_changes_posted() {
+        let cb = r#""callback_url":"https://acme.example/cb""#;
+        let v = check(&format!(
+            r#"{{"channel":"sms","to":"501234567","text":"hi",{cb}}}"#
+        ))
+        .unwrap();
+        assert_eq!(v.callbacks, Callbacks::All);
+        let v = check(r#"{"channel":"sms","to":"501234567","text":"hi"}"#).unwrap();
+        assert_eq!(v.callbacks, Callbacks::None, "no URL, no callbacks");
+        let v = check(&format!(
+            r#"{{"channel":"sms","to":"501234567","text":"hi",{cb},"callback_events":["delivered","failed"]}}"#
+        ))
+        .unwrap();
+        assert_eq!(
+            v.callbacks,
+            Callbacks::Only(vec![Status::Delivered, Status::Failed])
+        );
+        for bad in [r#"[]"#, r#"["accepted"]"#, r#"["delivrd"]"#] {
+            let e = check(&format!(
+                r#"{{"channel":"sms","to":"501234567","text":"hi",{cb},"callback_events":{bad}}}"#
+            ))
+            .unwrap_err();
+            assert_eq!(
+                (e.status, e.code, e.field.as_deref()),
+                (422, "invalid-value", Some("callback_events")),
+                "{bad}"
+            );
+        }
+        // The tenant's default, and a message's own list winning over it.
+        let mut t = tenant();
+        t.callback_url = Some("https://acme.example/cb".into());
+        t.callback_events = Some(vec!["delivered".into()]);
+        let run = |json: &str| {
+            validate(
+                parse_request(json).unwrap(),
+                &t,
+                &rules(),
+                Partitions::new(16),
+                1_000,
+            )
+            .unwrap()
+            .callbacks
+        };
+        assert_eq!(
+            run(r#"{"channel":"sms","to":"501234567","text":"hi"}"#),
+            Callbacks::Only(vec![Status::Delivered])
+        );
+        assert_eq!(
+            run(r#"{"channel":"sms","to":"501234567","text":"hi","callback_events":["read"]}"#),
+            Callbacks::Only(vec![Status::Read])
+        );
+        // Every status a message can move to, and nothing else, can be asked for.
+        let movable: Vec<&str> = Status::ALL
+            .iter()
+            .filter(|s| Status::ALL.iter().any(|f| f.can_move_to(**s)))
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(movable, goniec_config::CALLBACK_EVENTS);
     }
 
     #[test]

@@ -595,6 +595,74 @@ fn verify(sig: &str, body: &str) -> bool {
     goniec_gateway::testing::gateway::verify_signature(SECRET, sig, body)
 }
 
+/// `callback_events` picks which status changes are posted: a message asking
+/// for final states only gets one callback; one without the field gets every
+/// change; a bad list is refused and stores nothing.
+#[tokio::test]
+async fn callback_events_choose_the_changes_posted() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let gw = start(&redis).await;
+    let recv = Receiver::default();
+    let url = spawn_receiver(recv.clone()).await;
+    let mut only_final = sms("+48501234571");
+    only_final["callback_url"] = json!(url);
+    only_final["callback_events"] = json!(["delivered", "undeliverable", "expired", "failed"]);
+    let mut every = sms("+48501234572");
+    every["callback_url"] = json!(url);
+    let mut ids = Vec::new();
+    for req in [&only_final, &every] {
+        let (code, body) = gw.post("/v1/messages", req).await;
+        assert_eq!(code, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        gw.wait_status(id, Duration::from_secs(10), |s| s == "delivered")
+            .await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while recv.seen.lock().unwrap().len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // nothing more may come
+    let mut got: Vec<(String, String)> = recv
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, body)| {
+            let v: Value = serde_json::from_str(body).unwrap();
+            (
+                v["id"].as_str().unwrap().to_string(),
+                v["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (ids[0].clone(), "delivered".to_string()),
+        (ids[1].clone(), "delivered".to_string()),
+        (ids[1].clone(), "submitted".to_string()),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+
+    let before = dbsize(&redis).await;
+    let mut bad = sms("+48501234573");
+    bad["callback_url"] = json!(url);
+    bad["callback_events"] = json!(["delivered", "sent"]);
+    let (code, body) = gw.post("/v1/messages", &bad).await;
+    assert_eq!(code, 422, "{body}");
+    assert_eq!(body["field"], "callback_events", "{body}");
+    assert_eq!(
+        dbsize(&redis).await,
+        before,
+        "a refused request stores nothing"
+    );
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn callbacks_are_signed_retried_and_dead_lettered() {
     let Some(redis) = RedisServer::spawn() else {

@@ -68,7 +68,11 @@ fn message(
                 detail: None,
             },
         ],
-        notify,
+        callbacks: if notify {
+            crate::Callbacks::All
+        } else {
+            crate::Callbacks::None
+        },
     }
 }
 

@@ -218,8 +218,43 @@ pub struct NewMessage {
     pub data_json: String,
     /// The first events (`accepted`, then `queued`/`scheduled`).
     pub events: Vec<Event>,
-    /// Whether status changes are posted to a callback URL.
-    pub notify: bool,
+    /// Which status changes are posted to a callback URL.
+    pub callbacks: Callbacks,
+}
+
+/// Which status changes of a message are posted to its callback URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callbacks {
+    /// No callback URL.
+    None,
+    /// Every change.
+    All,
+    /// Only changes to these statuses (`callback_events`).
+    Only(Vec<Status>),
+}
+
+impl Callbacks {
+    pub fn wants(&self, to: Status) -> bool {
+        match self {
+            Callbacks::None => false,
+            Callbacks::All => true,
+            Callbacks::Only(list) => list.contains(&to),
+        }
+    }
+
+    /// The record's `cb` field: `0`, `1`, or `,delivered,failed,` (what
+    /// `lua/transition.lua` reads).
+    pub(crate) fn field(&self) -> String {
+        match self {
+            Callbacks::None => "0".into(),
+            Callbacks::All => "1".into(),
+            Callbacks::Only(list) => list.iter().fold(String::from(","), |mut s, st| {
+                s.push_str(st.as_str());
+                s.push(',');
+                s
+            }),
+        }
+    }
 }
 
 /// A status change to apply atomically.

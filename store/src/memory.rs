@@ -15,8 +15,9 @@ use goniec_config::Channel;
 use tokio::sync::Notify;
 
 use super::{
-    CallbackPayload, Change, Correlation, Handover, HistoryKey, IdemBegin, IdemWrite, Job, Lane,
-    LaneStats, Lease, NewMessage, Outcome, Partitions, Store, StoreError, Task, Transition,
+    CallbackPayload, Callbacks, Change, Correlation, Handover, HistoryKey, IdemBegin, IdemWrite,
+    Job, Lane, LaneStats, Lease, NewMessage, Outcome, Partitions, Store, StoreError, Task,
+    Transition,
 };
 use crate::model::{new_message_id_in, now_ms, partition_of, Event, MessageData, Record, Status};
 
@@ -24,7 +25,7 @@ struct Rec {
     data_json: String,
     status: Status,
     events: Vec<Event>,
-    notify: bool,
+    callbacks: Callbacks,
     /// A worker is submitting it: it cannot be cancelled.
     in_flight: bool,
     /// Parts it was sent in, and the parts reported delivered so far.
@@ -142,7 +143,7 @@ impl Inner {
             rec.parts = n.max(1);
         }
         rec.events.push(change.event.clone());
-        if rec.notify {
+        if rec.callbacks.wants(change.to) {
             let payload = CallbackPayload {
                 message_id: id.to_string(),
                 status: change.to,
@@ -365,7 +366,7 @@ impl Store for MemoryStore {
                         data_json: m.data_json.clone(),
                         status: m.status,
                         events: m.events.clone(),
-                        notify: m.notify,
+                        callbacks: m.callbacks.clone(),
                         in_flight: false,
                         parts: 1,
                         parts_delivered: Default::default(),

@@ -818,7 +818,7 @@ impl Store for RedisStore {
                 .arg("e")
                 .arg(events)
                 .arg("cb")
-                .arg(if m.notify { "1" } else { "0" });
+                .arg(m.callbacks.field());
             own.ignored(&rec, "EXPIRE").arg(&rec).arg(ttl);
             let lane = Lane::Channel(m.channel);
             match (m.status, m.due_ms) {

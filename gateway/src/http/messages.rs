@@ -99,7 +99,7 @@ fn new_message(
             due_ms: v.data.send_at,
             data_json,
             events: vec![ev(Status::Accepted), ev(status)],
-            notify: v.notify,
+            callbacks: v.callbacks.clone(),
         },
         status,
     ))

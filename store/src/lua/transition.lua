@@ -27,7 +27,9 @@ local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part,
     end
   end
   redis.call('HSET', rec, 's', to, 'e', ev .. '\n' .. event)
-  if redis.call('HGET', rec, 'cb') == '1' then
+  -- `cb`: 1 every change, 0 none, or the statuses wanted (",delivered,failed,").
+  local cb = redis.call('HGET', rec, 'cb') or '0'
+  if cb == '1' or (cb ~= '0' and string.find(cb, ',' .. to .. ',', 1, true)) then
     redis.call('XADD', hook, '*', 'j', cbjob, 'n', '0', 'p', cbpayload)
   end
   return {1, cur}
