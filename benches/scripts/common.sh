@@ -10,12 +10,34 @@ port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));pri
 RPORT=$(port); SPORT=$(port); GPORT=$(port)
 D=$(mktemp -d)
 mkdir "$D/bin"
-if ! cp "${GONIEC_BIN:-target/release}/goniec" "${GONIEC_BIN:-target/release}/goniec-load" "$D/bin/"; then
-  echo "no goniec and goniec-load in ${GONIEC_BIN:-target/release}:" \
+BIN=${GONIEC_BIN:-target/release}
+if ! cp "$BIN/goniec" "$BIN/goniec-load" "$BIN/goniec-sink" "$D/bin/"; then
+  echo "no goniec, goniec-load and goniec-sink in $BIN:" \
        "cargo build --release -p goniec-gateway -p goniec-benches, or set GONIEC_BIN" >&2
   rm -rf "$D"; exit 2
 fi
-GONIEC=$D/bin/goniec; LOAD=$D/bin/goniec-load
+GONIEC=$D/bin/goniec; LOAD=$D/bin/goniec-load; SINK=$D/bin/goniec-sink
+
+# The callback receiver (goniec-sink) on $CPORT; `sink_count` prints its
+# counters as "requests final".
+start_sink() {
+  CPORT=$(port)
+  "$SINK" --listen "127.0.0.1:$CPORT" >> "$D/sink.log" 2>&1 &
+  CB_PID=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$CPORT/count" >/dev/null && break; sleep 0.1; done
+}
+sink_count() {
+  curl -s "http://127.0.0.1:$CPORT/count" | python3 -c 'import json,sys; c = json.load(sys.stdin); print(c["requests"], c["final"])'
+}
+# Wait (at most $1 seconds) until the sink has $2 final callbacks.
+wait_sink_final() {
+  local until=$(( $(date +%s) + $1 ))
+  while [ "$(date +%s)" -lt "$until" ]; do
+    [ "$(sink_count | cut -d' ' -f2)" -ge "$2" ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
 
 # Redis on $RPORT with AOF (everysec) in $D; starting it again on the same port
 # and directory reloads what it had (the log is appended to).
@@ -27,11 +49,12 @@ start_redis() {
 
 # `goniec smsc-sim` on $SPORT with receipts after RECEIPT_DELAY (default 10ms)
 # and its counters at http://127.0.0.1:$HPORT/stats (a free port unless set);
-# waits until they answer.
+# SIM_ARGS adds simulator flags (e.g. "--throttle-every 10"); waits until the
+# counters answer.
 start_smsc_sim() {
   HPORT=${HPORT:-$(port)}
   "$GONIEC" smsc-sim --listen "127.0.0.1:$SPORT" --http "127.0.0.1:$HPORT" \
-    --receipt-delay "${RECEIPT_DELAY:-10ms}" >> "$D/sim.log" 2>&1 &
+    --receipt-delay "${RECEIPT_DELAY:-10ms}" ${SIM_ARGS:-} >> "$D/sim.log" 2>&1 &
   SPID=$!
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$HPORT/stats" >/dev/null && break; sleep 0.1; done
 }

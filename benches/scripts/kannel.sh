@@ -26,12 +26,13 @@
 #   DLR_MASK         dlr-mask of each message (default 31)
 #   RECEIPT_DELAY    the simulator's receipt delay (default 0s)
 #   WAIT_TIMEOUT     seconds to wait for the final reports (default 300)
+#   STALL            stop waiting when no final report came for this long (30 s)
 #   KANNEL_LOG       Kannel's log level (default 3, errors; 0 and 1 log numbers)
 #   KEEP=1           keep the run's directory (config, logs) and print its path
 set -u
 COUNT=${1:-${COUNT:-20000}}; CONC=${2:-${CONC:-64}}
 STORE=${STORE:-none}; MAX_PENDING=${MAX_PENDING:-50}; BINDS=${BINDS:-1}
-WAIT_TIMEOUT=${WAIT_TIMEOUT:-300}
+WAIT_TIMEOUT=${WAIT_TIMEOUT:-300}; STALL=${STALL:-30}
 cd "$(dirname "$0")/../.." || exit 2
 for b in bearerbox smsbox; do
   command -v "$b" >/dev/null 2>&1 || { echo "sudo apt-get install -y kannel" >&2; exit 2; }
@@ -170,20 +171,16 @@ SB_PID=$!; PIDS+=("$SB_PID")
 while_alive "$SB_PID" 150 smsbox_connected || { echo "smsbox did not connect:" >&2; grep -v 'PANIC: .*(' "$D/smsbox.out" | tail -3 >&2; exit 1; }
 until_ok 50 curl -s -o /dev/null "http://127.0.0.1:$QPORT/" || { echo "no sendsms port" >&2; exit 1; }
 
-procs="bearerbox:$BB_PID smsbox:$SB_PID smsc_sim:$SPID sink:$CB_PID"
-cpu_all() { local x; for x in $procs; do printf '"%s":%s,' "${x%%:*}" "$(cpu "${x#*:}")"; done; }
-CPU0="{$(cpu_all)\"_\":0}"
+procs="bearerbox=$BB_PID smsbox=$SB_PID smsc_sim=$SPID sink=$CB_PID"
+cpu_all() { local x; printf '{'; for x in $procs; do printf '"%s":%s,' "${x%%=*}" "$(cpu "${x#*=}")"; done; printf '"_":0}'; }
+CPU0=$(cpu_all)
 python3 "$RIG" load 127.0.0.1 "$QPORT" "$COUNT" "$CONC" "http://127.0.0.1:$CPORT/dlr" 300 \
   > "$D/load.json" 2> "$D/load.err"
 accepted=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["accepted"])' "$D/load.json") \
   || { echo "the load failed:" >&2; tail -5 "$D/load.err" >&2; exit 1; }
-end=$((SECONDS + WAIT_TIMEOUT))
-while [ "$SECONDS" -lt "$end" ]; do
-  [ "$(curl -sf "http://127.0.0.1:$CPORT/finals")" -ge "$accepted" ] 2>/dev/null && break
-  sleep 0.2
-done
-CPU1="{$(cpu_all)\"_\":0}"
-for x in $procs; do kill -0 "${x#*:}" 2>/dev/null || echo "${x%%:*} died during the run" >&2; done
+# shellcheck disable=SC2086 # $procs is a list of NAME=PID words
+CPU1=$(python3 "$RIG" wait "$CPORT" "$accepted" "$WAIT_TIMEOUT" "$STALL" $procs)
+for x in $procs; do kill -0 "${x#*=}" 2>/dev/null || echo "${x%%=*} died during the run" >&2; done
 curl -sf "http://127.0.0.1:$CPORT/stats" > "$D/sink.json"
 curl -sf "http://127.0.0.1:$HPORT/stats" > "$D/sim.json"
 
@@ -194,10 +191,10 @@ c0, c1 = json.loads(sys.argv[5]), json.loads(sys.argv[6])
 load = json.load(open(d + "/load.json"))
 sink = json.load(open(d + "/sink.json"))
 sim = json.load(open(d + "/sim.json"))
-cpu = {k: round(c1[k] - c0[k], 2) for k in c1 if k != "_"}
+cpu = {k: round(c1[k] - c0[k], 2) if c1.get(k) is not None else None for k in c0 if k != "_"}
 cpu["load"] = load["cpu_s"]
 secs = (sink["last_final_t"] - load["first_send_t"]) if sink["last_final_t"] else None
-kannel = cpu["bearerbox"] + cpu["smsbox"]
+kannel = (cpu["bearerbox"] or 0) + (cpu["smsbox"] or 0)
 print(json.dumps({
     "system": "kannel", "store": store, "window": window, "binds": binds,
     "messages": load["accepted"], "sent": load["sent"], "errors": load["errors"],

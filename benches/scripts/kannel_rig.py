@@ -22,6 +22,13 @@
       sent, accepted (HTTP 202), errors by kind, the clock time of the first
       request, the send phase's seconds and rate, the latency p50/p99/max and
       its own CPU seconds.
+
+  kannel_rig.py wait SINK_PORT ACCEPTED TIMEOUT STALL NAME=PID...
+      Polls the sink every 0.2 s until it has a final report for ACCEPTED
+      messages, for at most TIMEOUT seconds, or until no new one came for STALL
+      seconds (Kannel drops a receipt it cannot match: that message never gets
+      one). Prints a JSON map of the processes' user + system CPU seconds
+      (/proc/PID/stat) at the last poll that saw the count move (or the first).
 """
 import asyncio
 import http.server
@@ -188,6 +195,38 @@ async def load(host, port, count, conc, dlr_base, limit):
     print(json.dumps(res), flush=True)
 
 
+def cpu_of(pid):
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def wait(sink_port, accepted, timeout, stall, procs):
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", sink_port, timeout=10)
+    start = last_move = time.monotonic()
+    last = -1
+    snap = {}
+    while True:
+        try:
+            conn.request("GET", "/finals")
+            n = int(conn.getresponse().read())
+        except (OSError, ValueError, http.client.HTTPException):
+            conn.close()
+            n = last
+        now = time.monotonic()
+        if n != last:
+            snap = {name: cpu_of(pid) for name, pid in procs}
+            last, last_move = n, now
+        if n >= accepted or now - start > timeout or now - last_move > stall:
+            break
+        time.sleep(0.2)
+    print(json.dumps(snap), flush=True)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "sink":
         sink(int(sys.argv[2]))
@@ -195,5 +234,8 @@ if __name__ == "__main__":
         h, p, c, k, base = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
         limit = float(sys.argv[7]) if len(sys.argv) == 8 else 300.0
         asyncio.run(load(h, p, c, k, base, limit))
+    elif len(sys.argv) >= 7 and sys.argv[1] == "wait":
+        procs = [a.split("=", 1) for a in sys.argv[6:]]
+        wait(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), procs)
     else:
         sys.exit(__doc__)

@@ -13,40 +13,41 @@
 set -u
 COUNT=${1:-20000}; CONC=${2:-64}; BATCH=${3:-1}
 . "$(dirname "$0")/common.sh"
-CPORT=$(port)
 start_redis
 RECEIPT_DELAY=${RECEIPT_DELAY:-0s} start_smsc_sim
-# The callback sink: answers 204 and counts (stdlib only).
-python3 - "$CPORT" > "$D/sink.log" 2>&1 <<'PY' &
-import sys, http.server, threading
-n = 0; lock = threading.Lock()
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        global n
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        with lock: n += 1
-        self.send_response(204); self.send_header("content-length", "0"); self.end_headers()
-    def do_GET(self):
-        body = str(n).encode()
-        self.send_response(200); self.send_header("content-length", str(len(body))); self.end_headers(); self.wfile.write(body)
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-PY
-CB_PID=$!
+start_sink
 { gateway_head
   echo "callback_url = \"http://127.0.0.1:$CPORT/cb\""
   echo "allow_private_callbacks = true"
   smpp_connector; } > "$D/g.toml"
 start_gateway
 redis-cli -p "$RPORT" CONFIG RESETSTAT >/dev/null
+t0=$(date +%s.%N)
 load --channel sms --count "$COUNT" --concurrency "$CONC" --batch "$BATCH"
-sleep 2 # the last callbacks
+# The issue's figure: from the first request to the last final callback.
+if wait_sink_final 120 "$COUNT"; then
+  echo "final callbacks/s: $(python3 -c "import time; print(round($COUNT / (time.time() - $t0)))") (all $COUNT final callbacks in)"
+else
+  echo "final callbacks: only $(sink_count | cut -d' ' -f2) of $COUNT within 120 s"
+fi
 calls=$(redis-cli -p "$RPORT" INFO commandstats | awk -F'[=,:]' '/^cmdstat_/ {s += $3} END {print s}')
 echo "redis commands per message: $(python3 -c "print(round($calls / $COUNT, 1))") ($calls for $COUNT)"
-echo "callbacks received: $(curl -s "http://127.0.0.1:$CPORT/")"
+# Per command: calls per message and microseconds per call (script-internal
+# commands are counted too: EVALSHA's own time includes theirs).
+redis-cli -p "$RPORT" INFO commandstats | python3 -c '
+import sys
+n = int(sys.argv[1]); rows = []
+for line in sys.stdin:
+    if not line.startswith("cmdstat_"): continue
+    name, kv = line.strip()[8:].split(":", 1)
+    f = dict(x.split("=") for x in kv.split(","))
+    rows.append((int(f["calls"]) / n, name, float(f["usec_per_call"])))
+rows.sort(reverse=True)
+print("  per message:", " ".join(f"{c}={k:.2f}({u:.0f}us)" for k, c, u in rows[:14]))
+' "$COUNT"
+echo "callbacks received (all, final): $(sink_count)"
 # user + system CPU seconds of a process, from /proc (ps rounds to seconds).
 cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
-echo "cpu seconds: gateway $(cpu "$GPID") redis $(cpu "$RPID") smsc-sim $(cpu "$SPID")"
+echo "cpu seconds: gateway $(cpu "$GPID") redis $(cpu "$RPID") smsc-sim $(cpu "$SPID") callback-sink $(cpu "$CB_PID")"
 kill "$CB_PID"
 finish

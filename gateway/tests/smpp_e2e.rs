@@ -267,15 +267,20 @@ async fn throttled_submits_are_retried_never_failed() {
         gw.wait_status(id, Duration::from_secs(30), |s| s == "delivered")
             .await;
     }
-    assert!(sim.stats().throttled >= 3, "{:?}", sim.stats());
+    let throttles = sim.stats().throttled;
+    assert!(throttles >= 3, "{:?}", sim.stats());
+    // The binds sent throttled submits again themselves: fewer went back to the
+    // queue than the SMSC throttled, and none failed.
     let m = gw.metrics().await;
-    assert!(
+    let outcome = |o| {
         metric_sum(
             &m,
             "goniec_connector_submits_total",
-            &[("connector", "smsc"), ("outcome", "throttled")]
-        ) >= 3.0
-    );
+            &[("connector", "smsc"), ("outcome", o)],
+        )
+    };
+    assert!(outcome("throttled") < throttles as f64, "{throttles}");
+    assert_eq!(outcome("permanent") + outcome("transient"), 0.0);
     gw.stop().await;
     stop.cancel();
 }
@@ -747,7 +752,8 @@ async fn a_max_tps_storm_is_throttled_never_failed() {
             &[("connector", "smsc"), ("outcome", o)],
         )
     };
-    assert!(outcome("throttled") >= 20.0);
+    // Most throttles were absorbed by the binds (narrower windows, pauses,
+    // resends); none became a failure.
     assert_eq!(outcome("permanent") + outcome("transient"), 0.0);
     assert_eq!(
         metric_sum(

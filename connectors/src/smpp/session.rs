@@ -4,9 +4,17 @@
 //! reconnect with exponential backoff and jitter, and a clean `unbind` on shutdown
 //! once the window drained.
 //!
-//! ESME_RTHROTTLED / ESME_RMSGQFUL pause this bind: no new submit goes out until the
-//! pause ends (100 ms, doubling while the SMSC keeps throttling, at most 5 s, reset
-//! by the next accepted submit).
+//! ESME_RTHROTTLED / ESME_RMSGQFUL make the bind slow down to what the SMSC
+//! accepts instead of stopping it: each bind keeps a congestion window (additive
+//! increase, multiplicative decrease): every accepted submit widens it by
+//! 1/window up to the configured `window`, a throttle halves it (once per burst).
+//! The throttled submit itself is sent again by the bind, ahead of new ones, up
+//! to [`MAX_RESENDS`] times, so a throttle costs neither an attempt nor a trip
+//! back through the queue, and a recipient's messages keep their order. Only when
+//! the window is down to one and the SMSC still throttles does the bind pause (100
+//! ms, doubling while the SMSC keeps throttling, at most 5 s, reset by the next
+//! accepted submit), and a submit throttled more often than that is given back
+//! to its caller as [`SubmitError::Throttled`].
 //!
 //! Inbound `deliver_sm` and `data_sm` (receipts) are handed to the consumer with an
 //! acknowledgement channel; the response goes back only when the consumer says the
@@ -601,7 +609,23 @@ enum End {
     Lost(String),
 }
 
-type Pending = HashMap<u32, (oneshot::Sender<Result<Answer, SubmitError>>, Instant, Kind)>;
+/// A submit kept to be sent again if the SMSC throttles it, and how often it was.
+struct Resend {
+    pdu: Pdu,
+    tries: u32,
+}
+
+type Reply = oneshot::Sender<Result<Answer, SubmitError>>;
+type Pending = HashMap<u32, (Reply, Instant, Kind, Option<Resend>)>;
+
+/// How often the bind itself sends a throttled submit again before handing the
+/// throttle back to the caller (which retries later through the queue).
+const MAX_RESENDS: u32 = 3;
+
+/// How many recent submit answers judge whether a bind at a window of one is
+/// throttled persistently (an SMSC's rate limit: pause) or now and then (carry
+/// on); it pauses when at least half of them were throttles.
+const RECENT_ANSWERS: usize = 16;
 
 /// Shortest and longest pause of a bind the SMSC throttled.
 const THROTTLE_PAUSE: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
@@ -722,6 +746,15 @@ async fn serve(
     // Throttling: no new submits before `paused_until`; the step doubles per throttle.
     let mut paused_until: Option<Instant> = None;
     let mut pause_step = THROTTLE_PAUSE.0;
+    // The congestion window (AIMD, see the module docs) and the throttled
+    // submits waiting to be sent again.
+    let mut cwnd = window as f64;
+    // Answers since the window was last cut: it is cut at most once per window
+    // of answers (the others were for submits sent before the cut).
+    let mut since_cut = usize::MAX;
+    let mut recent: std::collections::VecDeque<bool> = Default::default();
+    let mut resend: std::collections::VecDeque<(Reply, Resend)> = Default::default();
+    let limit = |cwnd: f64| (cwnd as usize).clamp(1, window);
     let mut tick = tokio::time::interval(Duration::from_millis(100).min(cfg.response_timeout / 2));
     let mut chunk = vec![0u8; 16 * 1024];
     let end = 'outer: loop {
@@ -729,8 +762,10 @@ async fn serve(
         let stalled = shared.write_stalled.load(Ordering::Relaxed);
         // Take a request when it can be written now, or, while writes are stalled,
         // to turn it away unsent so that its caller can use another bind.
-        let take = !draining
-            && (stalled || (paused_until.is_none() && pending.len() < window && out.has_room()));
+        let room = paused_until.is_none() && pending.len() < limit(cwnd) && out.has_room();
+        // Throttled submits go again before new requests.
+        let resend_now = !draining && !stalled && room && !resend.is_empty();
+        let take = !draining && (stalled || (room && resend.is_empty()));
         tokio::select! {
             // The socket read comes last: every other branch is bounded (a timer, the
             // window, the receipts in progress), so an SMSC flooding us cannot starve
@@ -757,10 +792,10 @@ async fn serve(
                     paused_until = None;
                     shared.throttled.store(false, Ordering::Relaxed);
                 }
-                let expired: Vec<u32> = pending.iter().filter(|(_, (_, d, _))| *d <= now).map(|(s, _)| *s).collect();
+                let expired: Vec<u32> = pending.iter().filter(|(_, (_, d, _, _))| *d <= now).map(|(s, _)| *s).collect();
                 let unanswered = !expired.is_empty();
                 for s in expired {
-                    if let Some((reply, _, kind)) = pending.remove(&s) {
+                    if let Some((reply, _, kind, _)) = pending.remove(&s) {
                         if let Err(outcome) = reply.send(Err(SubmitError::Timeout(cfg.response_timeout))) {
                             orphaned(shared, addr, s, kind, &outcome);
                         }
@@ -792,6 +827,19 @@ async fn serve(
                     out.push(resp_inbound(id, seq_no, st), addr);
                 }
             }
+            _ = std::future::ready(()), if resend_now => {
+                let Some((reply, again)) = resend.pop_front() else { continue };
+                if reply.is_closed() {
+                    shared.abandoned.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let s = seq.next();
+                if !out.push(frame::encode(&Command::new(CommandStatus::EsmeRok, s, again.pdu.clone())), addr) {
+                    let _ = reply.send(Err(SubmitError::Disconnected));
+                    continue;
+                }
+                pending.insert(s, (reply, Instant::now() + cfg.response_timeout, Kind::Submit, Some(again)));
+            }
             r = requests.recv(), if take => {
                 let Some(Request { pdu, kind, reply }) = r else { break End::Shutdown };
                 if reply.is_closed() {
@@ -808,12 +856,13 @@ async fn serve(
                     continue;
                 }
                 let s = seq.next();
+                let keep = (kind == Kind::Submit).then(|| Resend { pdu: pdu.clone(), tries: 0 });
                 if !out.push(frame::encode(&Command::new(CommandStatus::EsmeRok, s, pdu)), addr) {
                     // Only when the writer has just ended: nothing was written.
                     let _ = reply.send(Err(SubmitError::Disconnected));
                     continue;
                 }
-                pending.insert(s, (reply, Instant::now() + cfg.response_timeout, kind));
+                pending.insert(s, (reply, Instant::now() + cfg.response_timeout, kind, keep));
             }
             n = rd.read(&mut chunk) => {
                 let n = match n {
@@ -836,7 +885,7 @@ async fn serve(
                     match h.command_id {
                         // submit_sm_resp / query_sm_resp / generic_nack: match by sequence number.
                         0x8000_0004 | 0x8000_0003 | 0x8000_0000 => {
-                            let Some((reply, _, kind)) = pending.remove(&h.sequence_number) else { continue };
+                            let Some((reply, _, kind, keep)) = pending.remove(&h.sequence_number) else { continue };
                             let result = match h.command_status {
                                 status::ESME_ROK => match frame::decode(&f).ok().and_then(|c| match c.pdu() {
                                     Some(Pdu::SubmitSmResp(r)) => Some(Answer::MessageId(r.message_id().as_str().to_string())),
@@ -854,17 +903,49 @@ async fn serve(
                                 s @ (status::ESME_RTHROTTLED | status::ESME_RMSGQFUL) => Err(SubmitError::Throttled { status: s }),
                                 s => Err(SubmitError::Rejected { status: s }),
                             };
-                            match result {
-                                // One pause per throttle burst: the window's other answers
-                                // (sent before the pause) must not escalate it again.
-                                Err(SubmitError::Throttled { status: s }) if paused_until.is_none() => {
-                                    paused_until = Some(Instant::now() + pause_step);
-                                    tracing::debug!(%addr, status = %status::name(s), pause = ?pause_step, "SMSC throttles; pausing this bind.");
-                                    pause_step = (pause_step * 2).min(THROTTLE_PAUSE.1);
-                                    shared.throttled.store(true, Ordering::Relaxed);
+                            if kind == Kind::Submit {
+                                let throttled = matches!(result, Err(SubmitError::Throttled { .. }));
+                                since_cut = since_cut.saturating_add(1);
+                                if recent.len() == RECENT_ANSWERS {
+                                    recent.pop_front();
                                 }
-                                Ok(_) => pause_step = THROTTLE_PAUSE.0,
+                                recent.push_back(throttled);
+                            }
+                            match &result {
+                                Err(SubmitError::Throttled { status: s }) => {
+                                    if since_cut >= limit(cwnd) {
+                                        since_cut = 0;
+                                        if limit(cwnd) > 1 {
+                                            cwnd = (cwnd / 2.0).max(1.0);
+                                            tracing::debug!(%addr, status = %status::name(*s), window = limit(cwnd), "SMSC throttles; narrowing this bind's window.");
+                                        } else if paused_until.is_none()
+                                            && recent.iter().filter(|t| **t).count() * 2 >= recent.len()
+                                        {
+                                            // One at a time and still mostly throttled: a rate
+                                            // limit. Pause, longer while it lasts.
+                                            paused_until = Some(Instant::now() + pause_step);
+                                            tracing::debug!(%addr, status = %status::name(*s), pause = ?pause_step, "SMSC throttles one at a time; pausing this bind.");
+                                            pause_step = (pause_step * 2).min(THROTTLE_PAUSE.1);
+                                        }
+                                    }
+                                    shared.throttled.store(paused_until.is_some() || limit(cwnd) * 2 <= window, Ordering::Relaxed);
+                                }
+                                Ok(_) => {
+                                    pause_step = THROTTLE_PAUSE.0;
+                                    cwnd = (cwnd + 1.0 / cwnd).min(window as f64);
+                                    if paused_until.is_none() && limit(cwnd) * 2 > window {
+                                        shared.throttled.store(false, Ordering::Relaxed);
+                                    }
+                                }
                                 Err(_) => {}
+                            }
+                            // A throttled submit goes again from this bind, unless it has
+                            // been throttled too often or its caller is gone.
+                            if let (Err(SubmitError::Throttled { .. }), Some(k)) = (&result, keep) {
+                                if k.tries < MAX_RESENDS && !reply.is_closed() {
+                                    resend.push_back((reply, Resend { pdu: k.pdu, tries: k.tries + 1 }));
+                                    continue;
+                                }
                             }
                             if let Err(outcome) = reply.send(result) {
                                 orphaned(shared, addr, h.sequence_number, kind, &outcome);
@@ -940,10 +1021,14 @@ async fn serve(
             }
         }
     };
-    for (s, (reply, _, kind)) in pending.drain() {
+    for (s, (reply, _, kind, _)) in pending.drain() {
         if let Err(outcome) = reply.send(Err(SubmitError::Disconnected)) {
             orphaned(shared, addr, s, kind, &outcome);
         }
+    }
+    // Throttled submits not sent again: the SMSC does not have them.
+    for (reply, _) in resend.drain(..) {
+        let _ = reply.send(Err(SubmitError::Disconnected));
     }
     if matches!(end, End::Shutdown) && !acks.is_empty() {
         // Receipts being stored right now: answer those that finish within a second
@@ -1304,19 +1389,49 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_throttle_pauses_the_bind_before_the_next_submit() {
+    async fn a_throttled_submit_is_sent_again_by_the_bind() {
         let fake = Fake {
             bind_status: 0,
             answer: true,
             delay: Duration::ZERO,
-            throttle_first: 1,
+            throttle_first: 2,
         };
         let (addr, _, _) = fake_smsc(fake).await;
         let (inbound, _rx) = mpsc::channel(8);
         let stop = CancellationToken::new();
         let (s, _task) = Session::spawn(cfg(addr), inbound, stop.clone());
         wait_bound(&s).await;
-        let throttled_at = Instant::now();
+        // Throttled twice, sent again each time by the bind: the caller sees the
+        // SMSC's acceptance, not the throttles, and no pause was needed.
+        let started = Instant::now();
+        let id = s.submit(submit("48500000001")).await.unwrap();
+        assert!(id.starts_with("ID"), "{id}");
+        assert!(
+            started.elapsed() < THROTTLE_PAUSE.0,
+            "no pause: {:?}",
+            started.elapsed()
+        );
+        stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_bind_throttled_at_a_window_of_one_pauses_then_gives_the_submit_back() {
+        let fake = Fake {
+            bind_status: 0,
+            answer: true,
+            delay: Duration::ZERO,
+            throttle_first: 1_000,
+        };
+        let (addr, _, _) = fake_smsc(fake).await;
+        let (inbound, _rx) = mpsc::channel(8);
+        let stop = CancellationToken::new();
+        let mut c = cfg(addr);
+        c.window = 2;
+        let (s, _task) = Session::spawn(c, inbound, stop.clone());
+        wait_bound(&s).await;
+        let started = Instant::now();
+        // 1 + MAX_RESENDS throttles: the window narrows to one, then the bind
+        // pauses, and the submit goes back to its caller to retry later.
         assert_eq!(
             s.submit(submit("48500000001")).await,
             Err(SubmitError::Throttled {
@@ -1324,13 +1439,10 @@ mod tests {
             })
         );
         assert!(s.is_throttled(), "the bind reports its pause");
-        // The next submit is held for the pause (at least 100 ms), then goes out.
-        let id = s.submit(submit("48500000002")).await.unwrap();
-        assert!(id.starts_with("ID"), "{id}");
         assert!(
-            throttled_at.elapsed() >= THROTTLE_PAUSE.0,
-            "submitted {:?} after the throttle",
-            throttled_at.elapsed()
+            started.elapsed() >= THROTTLE_PAUSE.0,
+            "the resends waited out a pause: {:?}",
+            started.elapsed()
         );
         stop.cancel();
     }
