@@ -4,18 +4,21 @@
 # smsbox /cgi-bin/sendsms -> bearerbox -> SMPP (one transceiver bind, window
 # MAX_PENDING) -> `goniec smsc-sim` sending receipts at once -> every delivery
 # report (dlr-mask 31: accepted by the SMSC, then delivered) as a GET of the
-# message's dlr-url to a local sink (stdlib Python). The load (stdlib Python,
+# message's dlr-url to goniec-sink, as sms.sh's callbacks go (a stdlib Python
+# sink stands in when goniec-sink is not built). The load (stdlib Python,
 # asyncio, keep-alive) sends COUNT single SMS at concurrency CONC with the text
 # and kind of distinct recipients goniec-load uses; the rig waits until the sink
-# got a final report for every accepted message. Everything binds to 127.0.0.1
-# on free ports; only the processes started here are stopped, by PID.
+# got a final report for every accepted message (polled every 50 ms, as sms.sh
+# does). Everything binds to 127.0.0.1 on free ports; only the processes
+# started here are stopped, by PID.
 #
 # It prints one JSON line: messages accepted, seconds from the first sendsms
-# request to the last final report, final reports/s, callbacks, the CPU seconds
-# of bearerbox, smsbox, smsc-sim, the sink and the load (from /proc, counted
-# from just before the load to the last final report) and the CPU ms per
-# message of bearerbox + smsbox. Needs `goniec` (GONIEC_BIN, default
-# target/release: `cargo build --release -p goniec-gateway`) and Kannel.
+# request to the poll that saw the last final report, final reports/s (sms.sh's
+# "final callbacks/s"), callbacks, the CPU seconds of bearerbox, smsbox,
+# smsc-sim, the sink and the load (from /proc, counted from just before the
+# load to that poll) and the CPU ms per message of bearerbox + smsbox. Needs
+# `goniec` and preferably `goniec-sink` (GONIEC_BIN, default target/release:
+# `cargo build --release -p goniec-gateway -p goniec-benches`) and Kannel.
 #
 # usage: benches/scripts/kannel.sh [COUNT [CONCURRENCY]]   (default 20000 64)
 #   STORE=none|file  bearerbox's message store (default none; file: store-type
@@ -27,6 +30,7 @@
 #   RECEIPT_DELAY    the simulator's receipt delay (default 0s)
 #   WAIT_TIMEOUT     seconds to wait for the final reports (default 300)
 #   STALL            stop waiting when no final report came for this long (30 s)
+#   SINK=python      the stdlib sink even when goniec-sink is there
 #   KANNEL_LOG       Kannel's log level (default 3, errors; 0 and 1 log numbers)
 #   KEEP=1           keep the run's directory (config, logs) and print its path
 set -u
@@ -65,12 +69,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The binary is copied first, like common.sh does, so a rebuild cannot swap it.
+# The binaries are copied first, like common.sh does, so a rebuild cannot swap
+# them.
 mkdir "$D/bin"
-if ! cp "${GONIEC_BIN:-target/release}/goniec" "$D/bin/"; then
-  echo "no goniec in ${GONIEC_BIN:-target/release}: cargo build --release -p goniec-gateway, or set GONIEC_BIN" >&2
+BIN=${GONIEC_BIN:-target/release}
+if ! cp "$BIN/goniec" "$D/bin/"; then
+  echo "no goniec in $BIN: cargo build --release -p goniec-gateway, or set GONIEC_BIN" >&2
   exit 2
 fi
+SINK_KIND=python
+[ "${SINK:-}" != python ] && cp "$BIN/goniec-sink" "$D/bin/" 2>/dev/null && SINK_KIND=goniec-sink
 
 # user + system CPU seconds of a process, from /proc (ps rounds to seconds).
 cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -92,9 +100,13 @@ while_alive() {
 SPID=$!; PIDS+=("$SPID")
 until_ok 50 curl -sf "http://127.0.0.1:$HPORT/stats" -o /dev/null || { echo "smsc-sim did not start" >&2; exit 1; }
 
-python3 "$RIG" sink "$CPORT" > "$D/sink.log" 2>&1 &
+if [ "$SINK_KIND" = goniec-sink ]; then
+  "$D/bin/goniec-sink" --listen "127.0.0.1:$CPORT" >> "$D/sink.log" 2>&1 &
+else
+  python3 "$RIG" sink "$CPORT" >> "$D/sink.log" 2>&1 &
+fi
 CB_PID=$!; PIDS+=("$CB_PID")
-until_ok 50 curl -sf "http://127.0.0.1:$CPORT/stats" -o /dev/null || { echo "sink did not start" >&2; exit 1; }
+until_ok 50 curl -sf "http://127.0.0.1:$CPORT/count" -o /dev/null || { echo "sink did not start" >&2; exit 1; }
 
 # Kannel's config. msg-id-type 0x03: the simulator's ids are hex both in
 # submit_sm_resp (00000001A3) and in the receipts (receipted_message_id 1a3), so
@@ -179,32 +191,32 @@ python3 "$RIG" load 127.0.0.1 "$QPORT" "$COUNT" "$CONC" "http://127.0.0.1:$CPORT
 accepted=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["accepted"])' "$D/load.json") \
   || { echo "the load failed:" >&2; tail -5 "$D/load.err" >&2; exit 1; }
 # shellcheck disable=SC2086 # $procs is a list of NAME=PID words
-CPU1=$(python3 "$RIG" wait "$CPORT" "$accepted" "$WAIT_TIMEOUT" "$STALL" $procs)
+python3 "$RIG" wait "$CPORT" "$accepted" "$WAIT_TIMEOUT" "$STALL" $procs > "$D/wait.json"
 for x in $procs; do kill -0 "${x#*=}" 2>/dev/null || echo "${x%%=*} died during the run" >&2; done
-curl -sf "http://127.0.0.1:$CPORT/stats" > "$D/sink.json"
 curl -sf "http://127.0.0.1:$HPORT/stats" > "$D/sim.json"
 
-python3 - "$D" "$STORE" "$MAX_PENDING" "$BINDS" "$CPU0" "$CPU1" <<'PY'
+python3 - "$D" "$STORE" "$MAX_PENDING" "$BINDS" "$SINK_KIND" "$CPU0" <<'PY'
 import json, sys
-d, store, window, binds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-c0, c1 = json.loads(sys.argv[5]), json.loads(sys.argv[6])
+d, store, window, binds, sink_kind = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+c0 = json.loads(sys.argv[6])
 load = json.load(open(d + "/load.json"))
-sink = json.load(open(d + "/sink.json"))
+w = json.load(open(d + "/wait.json"))
 sim = json.load(open(d + "/sim.json"))
+c1, sink = w["cpu"], w["sink"]
 cpu = {k: round(c1[k] - c0[k], 2) if c1.get(k) is not None else None for k in c0 if k != "_"}
 cpu["load"] = load["cpu_s"]
-secs = (sink["last_final_t"] - load["first_send_t"]) if sink["last_final_t"] else None
+final = max(sink["final"], 0)
+secs = w["last_final_t"] - load["first_send_t"] if final else None
 kannel = (cpu["bearerbox"] or 0) + (cpu["smsbox"] or 0)
 print(json.dumps({
-    "system": "kannel", "store": store, "window": window, "binds": binds,
+    "system": "kannel", "store": store, "window": window, "binds": binds, "sink": sink_kind,
     "messages": load["accepted"], "sent": load["sent"], "errors": load["errors"],
     "accepted_per_s": load["accepted_per_s"], "api_p50_ms": load["api_p50_ms"],
     "api_p99_ms": load["api_p99_ms"],
-    "final": sink["finals"], "not_final": load["accepted"] - sink["finals"],
+    "final": final, "not_final": load["accepted"] - final,
     "seconds": round(secs, 2) if secs else None,
-    "final_per_s": round(sink["finals"] / secs, 1) if secs else None,
-    "callbacks": sink["callbacks"], "callback_types": sink["types"],
-    "repeated_finals": sink["repeated_finals"],
+    "final_per_s": round(final / secs, 1) if secs else None,
+    "callbacks": sink["requests"],
     "sim_submits": sim.get("submits"), "sim_receipts_acked": sim.get("receipts_acked"),
     "cpu_s": cpu,
     "kannel_cpu_ms_per_msg": round(kannel * 1000 / load["accepted"], 3) if load["accepted"] else None,

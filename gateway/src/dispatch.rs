@@ -18,7 +18,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::app::App;
 use crate::lease::{backoff, drop_lease, finish_with_retries};
 use crate::model::{now_ms, Event, MessageData, Record, Status};
-use crate::store::{Change, Correlation, Handover, Job, Lane, Lease, Outcome, Task, Transition};
+use crate::store::{
+    Change, Correlation, EntryRef, Handover, Job, Lane, Lease, Outcome, Task, Transition,
+};
 use crate::telemetry::mask;
 
 /// What a lane's loops share: the in-flight cap and the entries being worked on.
@@ -28,7 +30,7 @@ struct LaneCtx {
     sem: Arc<Semaphore>,
     /// Entries (partition, entry id) this process holds; the heartbeat keeps them
     /// from being reclaimed.
-    inflight: Arc<Mutex<HashSet<(u16, String)>>>,
+    inflight: Arc<Mutex<HashSet<EntryRef>>>,
 }
 
 impl LaneCtx {
@@ -40,7 +42,7 @@ impl LaneCtx {
         }
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<(u16, String)>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<EntryRef>> {
         self.inflight.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -156,7 +158,7 @@ where
 async fn heartbeat_loop(app: Arc<App>, cx: LaneCtx) {
     let every = (app.cfg.workers.claim_idle / 3).max(Duration::from_millis(100));
     while pause(&app, every).await {
-        let held: Vec<(u16, String)> = cx.held().iter().cloned().collect();
+        let held: Vec<EntryRef> = cx.held().iter().cloned().collect();
         for chunk in held.chunks(500) {
             if let Err(e) = app.store.touch(cx.lane, &app.consumer, chunk).await {
                 app.metrics.store_errors.with_label_values(&["touch"]).inc();
@@ -263,9 +265,8 @@ async fn start(
     if leases.is_empty() {
         return;
     }
-    cx.held()
-        .extend(leases.iter().map(|l| (l.partition, l.entry.clone())));
-    // A claim may bring up to one entry per partition more than it was asked
+    cx.held().extend(leases.iter().map(Lease::entry_ref));
+    // A claim may bring up to one entry per stream more than it was asked
     // for: they wait here for their permits, kept fresh by the heartbeat.
     while permits.len() < leases.len() {
         tokio::select! {
@@ -277,7 +278,7 @@ async fn start(
                 // Left pending: reclaimed by another instance or after a restart.
                 let mut held = cx.held();
                 for l in &leases {
-                    held.remove(&(l.partition, l.entry.clone()));
+                    held.remove(&l.entry_ref());
                 }
                 return;
             }
@@ -316,7 +317,7 @@ async fn start(
                             // Leases stay pending and are reclaimed after claim_idle.
                             let mut held = cx.held();
                             for l in &leases {
-                                held.remove(&(l.partition, l.entry.clone()));
+                                held.remove(&l.entry_ref());
                             }
                             return;
                         }
@@ -329,7 +330,7 @@ async fn start(
         let app2 = app.clone();
         let cx2 = cx.clone();
         app.tracker.spawn(async move {
-            let entry = (lease.partition, lease.entry.clone());
+            let entry = lease.entry_ref();
             match lease.lane {
                 Lane::Webhook => crate::webhooks::handle(app2, lease, loaded.then_some(rec)).await,
                 Lane::Channel(channel) => deliver(&app2, channel, lease, rec).await,

@@ -84,7 +84,9 @@ pub async fn run(
         StoreBackend::Memory => Arc::new(store::memory::MemoryStore::new(&cfg.store)),
         StoreBackend::Redis | StoreBackend::RedisCluster => {
             let s = store::redis::RedisStore::new(&cfg.store)?;
-            if let Err(e) = s.init().await {
+            // Every configured tenant's queues ready before its first message.
+            let tenants: Vec<String> = cfg.tenants.iter().map(|t| t.name.clone()).collect();
+            if let Err(e) = s.prepare(&tenants).await {
                 tracing::warn!(error = %e, "Redis is not reachable yet; starting anyway (not ready until it is).");
             }
             Arc::new(s)

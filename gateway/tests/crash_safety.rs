@@ -12,12 +12,12 @@ use goniec_gateway::testing::{free_port, RedisCluster, RedisServer};
 use goniec_store::keys::Keys;
 use goniec_store::Lane;
 
-/// The SMS lane's stream in every partition (the test configs keep the default count).
+/// The SMS lane's stream of tenant `acme` in every partition (the test configs keep the default count).
 fn sms_queues(prefix: &str) -> Vec<String> {
     let keys = Keys::new(prefix);
     let parts = goniec_config::Store::default().partitions;
     (0..parts)
-        .map(|p| keys.queue(p, Lane::Channel(goniec_config::Channel::Sms)))
+        .map(|p| keys.queue(p, Lane::Channel(goniec_config::Channel::Sms), "acme"))
         .collect()
 }
 

@@ -900,3 +900,96 @@ async fn sigterm_drain_refuses_new_work_and_finishes_in_flight() {
         "in-flight message ended {status}"
     );
 }
+
+/// Fairness: with one tenant's backlog of 6,000 messages in the queue, another
+/// tenant sending one message every 100 ms still gets each submitted within a
+/// second, long before the backlog drains (one FIFO queue would make them wait
+/// behind it for seconds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_backlog_does_not_hold_up_another() {
+    use goniec_gateway::testing::gateway::OTHER_KEY;
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    // 32 in flight, 20 ms each: about 1,600 submits a second.
+    let connectors = r#"
+[[connectors]]
+name = "slow"
+kind = "stub"
+channels = ["sms"]
+latency = "20ms"
+
+[[routes]]
+channel = "sms"
+connector = "slow"
+"#;
+    let gw = TestGateway::start(parse(&config_toml(Some(&redis.url()), connectors))).await;
+    gw.wait_ready(200, Duration::from_secs(10)).await;
+    for b in 0..6 {
+        let messages: Vec<Value> = (0..1000)
+            .map(|i| sms(&format!("+48503{:06}", b * 1000 + i)))
+            .collect();
+        let (code, body) = gw
+            .post("/v1/messages/batch", &json!({ "messages": messages }))
+            .await;
+        assert_eq!(code, 200, "{body}");
+    }
+    let mut other = Vec::new();
+    for i in 0..10 {
+        let r = gw
+            .req(reqwest::Method::POST, "/v1/messages", OTHER_KEY)
+            .json(&sms(&format!("+48504{i:06}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let body: Value = r.json().await.unwrap();
+        other.push(body["id"].as_str().unwrap().to_string());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Each of them went from queued to submitted within a second.
+    let event_ms = |m: &Value, status: &str| -> i64 {
+        let at = m["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["status"] == status)
+            .unwrap_or_else(|| panic!("no {status} event: {m}"))["at"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap();
+        at.as_millisecond()
+    };
+    let mut waits = Vec::new();
+    for id in &other {
+        let r = gw
+            .req(reqwest::Method::GET, &format!("/v1/messages/{id}"), OTHER_KEY)
+            .send()
+            .await
+            .unwrap();
+        let mut m: Value = r.json().await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while m["status"] == "queued" && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            m = gw
+                .req(reqwest::Method::GET, &format!("/v1/messages/{id}"), OTHER_KEY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        }
+        waits.push(event_ms(&m, "submitted") - event_ms(&m, "queued"));
+    }
+    // The backlog was still there when the last of them went out.
+    let depth = metric_sum(&gw.metrics().await, "goniec_queue_depth", &[("lane", "sms")]);
+    eprintln!("fairness: queued -> submitted of the other tenant's messages {waits:?} ms; backlog left {depth}");
+    assert!(
+        waits.iter().all(|&w| w < 1000),
+        "each within a second: {waits:?}"
+    );
+    assert!(depth > 0.0, "the test needs the backlog still queued");
+    gw.stop().await;
+}

@@ -189,6 +189,7 @@ pub async fn run(store: &dyn Store) {
     handover_to_another_lane(store).await;
     first_seen_recognises_replays(store).await;
     correlate_many_spellings_in_order(store).await;
+    one_tenants_backlog_does_not_hold_up_another(store).await;
     submitted_with_its_receipt_check_then_no_receipt(store).await;
 }
 
@@ -534,7 +535,7 @@ async fn held_messages_are_released_or_dropped(store: &dyn Store) {
     let released = Change::new(Status::Scheduled, now, Some("released".into()), None);
     assert_eq!(
         store
-            .decide_held(&release.id, &released, now, Channel::Sms)
+            .decide_held(&release.id, &release.tenant, &released, now, Channel::Sms)
             .await
             .unwrap(),
         Transition::Applied { from: Status::Held }
@@ -542,7 +543,7 @@ async fn held_messages_are_released_or_dropped(store: &dyn Store) {
     let drop = Change::new(Status::Rejected, now, Some("dropped".into()), None);
     assert_eq!(
         store
-            .decide_held(&dropped.id, &drop, now, Channel::Sms)
+            .decide_held(&dropped.id, &dropped.tenant, &drop, now, Channel::Sms)
             .await
             .unwrap(),
         Transition::Applied { from: Status::Held }
@@ -552,7 +553,7 @@ async fn held_messages_are_released_or_dropped(store: &dyn Store) {
     // Decided once: a second decision changes nothing.
     assert_eq!(
         store
-            .decide_held(&release.id, &drop, now, Channel::Sms)
+            .decide_held(&release.id, &release.tenant, &drop, now, Channel::Sms)
             .await
             .unwrap(),
         Transition::Refused {
@@ -561,7 +562,7 @@ async fn held_messages_are_released_or_dropped(store: &dyn Store) {
     );
     assert_eq!(
         store
-            .decide_held(&rejected.id, &released, now, Channel::Sms)
+            .decide_held(&rejected.id, &rejected.tenant, &released, now, Channel::Sms)
             .await
             .unwrap(),
         Transition::Refused {
@@ -766,7 +767,7 @@ async fn heartbeat_keeps_leases(store: &dyn Store) {
     let l = drain(store, lane).await.pop().unwrap();
     tokio::time::sleep(Duration::from_millis(60)).await;
     store
-        .touch(lane, "conformance", &[(l.partition, l.entry.clone())])
+        .touch(lane, "conformance", &[l.entry_ref()])
         .await
         .unwrap();
     assert!(
@@ -1150,5 +1151,46 @@ async fn idempotency(store: &dyn Store) {
     );
     for l in drain(store, Lane::Channel(Channel::Sms)).await {
         complete(store, &l, None, None).await.unwrap();
+    }
+}
+
+/// Fairness: a tenant with a backlog cannot make another tenant's new messages
+/// wait behind it; each tenant's queue gets its share of every claim.
+async fn one_tenants_backlog_does_not_hold_up_another(store: &dyn Store) {
+    let lane = Lane::Channel(Channel::Sms);
+    let backlog: Vec<_> = (0..300)
+        .map(|i| message("t-fair-a", &format!("+48501{i:06}"), None, false, None))
+        .collect();
+    store.accept(&backlog, None).await.unwrap();
+    let late: Vec<_> = (0..3)
+        .map(|i| message("t-fair-b", &format!("+48502{i:06}"), None, false, None))
+        .collect();
+    store.accept(&late, None).await.unwrap();
+    let mut claimed = Vec::new();
+    for _ in 0..2 {
+        claimed.extend(
+            store
+                .claim(lane, "conformance", 30, Duration::from_millis(50))
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(claimed.len() <= 2 * (30 + 300), "bounded claims");
+    let b: Vec<&Lease> = claimed.iter().filter(|l| l.tenant == "t-fair-b").collect();
+    assert_eq!(
+        b.len(),
+        3,
+        "the other tenant's 3 messages come in the first claims, not after 300"
+    );
+    for l in &claimed {
+        let want = if late.iter().any(|m| m.id == l.job.id) {
+            "t-fair-b"
+        } else {
+            "t-fair-a"
+        };
+        assert_eq!(l.tenant, want, "a lease names its queue's tenant");
+    }
+    for l in claimed.iter().chain(drain(store, lane).await.iter()) {
+        complete(store, l, None, None).await.unwrap();
     }
 }

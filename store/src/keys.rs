@@ -41,9 +41,20 @@ impl Keys {
         self.part(partition_of(id), format_args!("m:{id}"))
     }
 
-    /// A lane's stream in partition `p`.
-    pub fn queue(&self, p: u16, lane: Lane) -> String {
-        self.part(p, format_args!("q:{lane}"))
+    /// A lane's stream in partition `p`: one per tenant on channel lanes (so
+    /// one tenant's backlog cannot hold up another's), one for all on the
+    /// webhook lane.
+    pub fn queue(&self, p: u16, lane: Lane, tenant: &str) -> String {
+        match lane {
+            Lane::Webhook => self.part(p, format_args!("q:{lane}")),
+            Lane::Channel(_) => self.part(p, format_args!("q:{lane}:{tenant}")),
+        }
+    }
+
+    /// The tenants with a stream of a channel lane in partition `p` (a set),
+    /// which workers read to find every stream.
+    pub fn tenants(&self, p: u16, lane: Lane) -> String {
+        self.part(p, format_args!("qt:{lane}"))
     }
 
     /// A lane's jobs waiting for a time (sorted set by due ms) in partition `p`.
@@ -132,8 +143,9 @@ mod tests {
         let lane = Lane::Channel(Channel::Sms);
         let keys = [
             k.record(&id),
-            k.queue(7, lane),
-            k.queue(7, Lane::Webhook),
+            k.queue(7, lane, "t"),
+            k.queue(7, Lane::Webhook, ""),
+            k.tenants(7, lane),
             k.scheduled(7, lane),
             k.dead(7, lane),
             k.held(7),
@@ -143,7 +155,7 @@ mod tests {
             keys.iter().all(|key| slot(key) == slot(&keys[0])),
             "{keys:?}"
         );
-        assert_ne!(slot(&k.queue(8, lane)), slot(&keys[0]));
+        assert_ne!(slot(&k.queue(8, lane, "t")), slot(&keys[0]));
         let (flag, at) = k.opt_out("opt:t:+48500");
         assert_eq!(slot(&flag), slot(&at));
     }
@@ -152,7 +164,7 @@ mod tests {
     fn client_text_cannot_move_a_partition_key() {
         let k = Keys::new("goniec");
         let a = k.history(3, "t", &HistoryKey::To("{x}".into()));
-        let b = k.queue(3, Lane::Webhook);
+        let b = k.queue(3, Lane::Webhook, "");
         assert_eq!(slot(&a), slot(&b));
     }
 }

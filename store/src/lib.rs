@@ -196,11 +196,34 @@ pub struct Lease {
     pub lane: Lane,
     /// The partition whose queue holds the entry.
     pub partition: u16,
+    /// The tenant whose queue holds it (channel lanes keep one queue per tenant
+    /// in each partition, so one tenant's backlog cannot hold up another's);
+    /// empty on the webhook lane.
+    pub tenant: String,
     /// Backend entry id (the stream id in Redis: unique within its partition).
     pub entry: String,
     pub job: Job,
     /// True when this lease was taken over from a worker that stopped answering.
     pub reclaimed: bool,
+}
+
+impl Lease {
+    /// Where its entry lives, for [`Store::touch`].
+    pub fn entry_ref(&self) -> EntryRef {
+        EntryRef {
+            partition: self.partition,
+            tenant: self.tenant.clone(),
+            entry: self.entry.clone(),
+        }
+    }
+}
+
+/// Where a claimed entry lives: its partition, its queue's tenant and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EntryRef {
+    pub partition: u16,
+    pub tenant: String,
+    pub entry: String,
 }
 
 /// A new message to store and enqueue.
@@ -462,15 +485,23 @@ pub trait Store: Send + Sync + 'static {
     /// cleared when the message is given back for a retry. One round trip.
     async fn begin_delivery(&self, ids: &[String]) -> Result<Vec<Option<Record>>, StoreError>;
 
-    /// Tell the store this consumer is still working on these entries
-    /// (partition, entry id), so they are not reclaimed as abandoned while a slow
-    /// submit or an egress limit holds them.
+    /// Tell the store this consumer is still working on these entries, so they
+    /// are not reclaimed as abandoned while a slow submit or an egress limit
+    /// holds them.
     async fn touch(
         &self,
         lane: Lane,
         consumer: &str,
-        entries: &[(u16, String)],
+        entries: &[EntryRef],
     ) -> Result<(), StoreError>;
+
+    /// Make the queues of these tenants ready in every partition before their
+    /// first message (the configured tenants, at start): a worker then reads
+    /// them from the first message on. Tenants not prepared still work; their
+    /// queues are found within a second of their first message.
+    async fn prepare(&self, _tenants: &[String]) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Apply a status change if the transition table allows it; queue a callback when
     /// the message has one.
@@ -642,6 +673,7 @@ pub trait Store: Send + Sync + 'static {
     async fn decide_held(
         &self,
         id: &str,
+        tenant: &str,
         change: &Change,
         due_ms: i64,
         channel: Channel,
@@ -702,18 +734,27 @@ pub(crate) fn parse_idem(v: &str) -> Result<IdemBegin, StoreError> {
     })
 }
 
-/// Encode a job as a scheduled-set member: `attempt|id|task`.
-pub(crate) fn encode_member(job: &Job) -> String {
-    format!("{}|{}|{}", job.attempt, job.id, job.task.encode())
+/// Encode a job as a scheduled-set member: `attempt|id|tenant|task` (tenant
+/// names hold no `|`: config validation).
+pub(crate) fn encode_member(job: &Job, tenant: &str) -> String {
+    format!(
+        "{}|{}|{}|{}",
+        job.attempt,
+        job.id,
+        tenant,
+        job.task.encode()
+    )
 }
 
+/// Read a scheduled-set member: the job and its queue's tenant.
 #[cfg(test)]
-pub(crate) fn decode_member(m: &str) -> Option<Job> {
-    let mut it = m.splitn(3, '|');
+pub(crate) fn decode_member(m: &str) -> Option<(Job, String)> {
+    let mut it = m.splitn(4, '|');
     let attempt = it.next()?.parse().ok()?;
     let id = it.next()?.to_string();
+    let tenant = it.next()?.to_string();
     let task = Task::decode(it.next().unwrap_or(""))?;
-    Some(Job { id, attempt, task })
+    Some((Job { id, attempt, task }, tenant))
 }
 
 #[cfg(test)]
@@ -778,7 +819,10 @@ mod tests {
                 body: "c|d".into(),
             },
         };
-        assert_eq!(decode_member(&encode_member(&j)), Some(j));
+        assert_eq!(
+            decode_member(&encode_member(&j, "acme")),
+            Some((j, "acme".to_string()))
+        );
         assert_eq!(decode_member("x|y"), None);
     }
 }

@@ -15,9 +15,9 @@ use goniec_config::Channel;
 use tokio::sync::Notify;
 
 use super::{
-    CallbackPayload, Callbacks, Change, Correlation, Handover, HistoryKey, IdemBegin, IdemWrite,
-    Job, Lane, LaneStats, Lease, NewMessage, Outcome, Partitions, Store, StoreError, Task,
-    Transition,
+    CallbackPayload, Callbacks, Change, Correlation, EntryRef, Handover, HistoryKey, IdemBegin,
+    IdemWrite, Job, Lane, LaneStats, Lease, NewMessage, Outcome, Partitions, Store, StoreError,
+    Task, Transition,
 };
 use crate::model::{new_message_id_in, now_ms, partition_of, Event, MessageData, Record, Status};
 
@@ -37,16 +37,46 @@ struct Rec {
 
 struct Pending {
     job: Job,
+    tenant: String,
     since: Instant,
 }
 
 #[derive(Default)]
 struct LaneState {
-    ready: VecDeque<(String, Job)>,
+    /// One queue per tenant, taken from in turn (one tenant's backlog cannot
+    /// hold up another's).
+    ready: BTreeMap<String, VecDeque<(String, Job)>>,
+    /// The tenant whose turn it is next.
+    turn: Option<String>,
     pending: BTreeMap<String, Pending>,
-    /// (due ms, sequence) → job.
-    sched: BTreeMap<(i64, u64), Job>,
+    /// (due ms, sequence) → job and its tenant.
+    sched: BTreeMap<(i64, u64), (Job, String)>,
     dead: Vec<(Job, String)>,
+}
+
+impl LaneState {
+    fn ready_len(&self) -> usize {
+        self.ready.values().map(VecDeque::len).sum()
+    }
+
+    /// The next entry, taking the tenants in turn.
+    fn pop(&mut self) -> Option<(String, String, Job)> {
+        let start = self.turn.clone().unwrap_or_default();
+        let tenant = self
+            .ready
+            .range(start..)
+            .chain(self.ready.iter())
+            .find(|(_, q)| !q.is_empty())
+            .map(|(t, _)| t.clone())?;
+        let q = self.ready.get_mut(&tenant)?;
+        let (entry, job) = q.pop_front()?;
+        if q.is_empty() {
+            self.ready.remove(&tenant);
+        }
+        // The next turn goes to the tenant after this one.
+        self.turn = Some(format!("{tenant}\0"));
+        Some((tenant, entry, job))
+    }
 }
 
 #[derive(Default)]
@@ -79,23 +109,25 @@ impl Inner {
         format!("{}-{}", now_ms(), self.seq)
     }
 
-    fn push(&mut self, lane: Lane, job: Job) {
+    fn push(&mut self, lane: Lane, tenant: &str, job: Job) {
         let entry = self.next_entry();
         self.lanes
             .entry(lane)
             .or_default()
             .ready
+            .entry(tenant.to_string())
+            .or_default()
             .push_back((entry, job));
     }
 
-    fn schedule(&mut self, lane: Lane, due: i64, job: Job) {
+    fn schedule(&mut self, lane: Lane, tenant: &str, due: i64, job: Job) {
         self.seq += 1;
         let seq = self.seq;
         self.lanes
             .entry(lane)
             .or_default()
             .sched
-            .insert((due, seq), job);
+            .insert((due, seq), (job, tenant.to_string()));
     }
 
     fn transition(&mut self, id: &str, change: &Change) -> Transition {
@@ -155,7 +187,7 @@ impl Inner {
                 attempt: 0,
                 task: Task::Callback(payload),
             };
-            self.push(Lane::Webhook, job);
+            self.push(Lane::Webhook, "", job);
         }
         Transition::Applied { from }
     }
@@ -221,12 +253,12 @@ impl MemoryStore {
             }
             if let (true, Some(next)) = (g.ack(lease), next) {
                 match next.at_ms {
-                    None => g.push(next.lane, next.job.clone()),
+                    None => g.push(next.lane, &lease.tenant, next.job.clone()),
                     Some(at) => {
                         // As in Redis (a sorted set): the same job scheduled twice is one.
                         let st = g.lanes.entry(next.lane).or_default();
-                        st.sched.retain(|_, j| j != &next.job);
-                        g.schedule(next.lane, at, next.job.clone());
+                        st.sched.retain(|_, (j, _)| j != &next.job);
+                        g.schedule(next.lane, &lease.tenant, at, next.job.clone());
                     }
                 }
                 if let Some(ev) = &next.note {
@@ -257,7 +289,7 @@ impl MemoryStore {
                 attempt,
                 ..lease.job.clone()
             };
-            g.schedule(lease.lane, at_ms, job);
+            g.schedule(lease.lane, &lease.tenant, at_ms, job);
         }
     }
 
@@ -315,19 +347,21 @@ impl MemoryStore {
         let st = g.lanes.entry(lane).or_default();
         let mut out = Vec::new();
         while out.len() < max {
-            let Some((entry, job)) = st.ready.pop_front() else {
+            let Some((tenant, entry, job)) = st.pop() else {
                 break;
             };
             st.pending.insert(
                 entry.clone(),
                 Pending {
                     job: job.clone(),
+                    tenant: tenant.clone(),
                     since: Instant::now(),
                 },
             );
             out.push(Lease {
                 lane,
                 partition: partition_of(&job.id),
+                tenant,
                 entry,
                 job,
                 reclaimed: false,
@@ -380,14 +414,14 @@ impl Store for MemoryStore {
                     task: Task::Deliver,
                 };
                 match (m.status, m.due_ms) {
-                    (Status::Scheduled, Some(due)) => g.schedule(lane, due, job),
+                    (Status::Scheduled, Some(due)) => g.schedule(lane, &m.tenant, due, job),
                     (Status::Held, _) => {
                         g.held.insert((now_ms(), m.id.clone()));
                     }
                     // Refused before queueing: kept for status and history only.
                     (Status::Rejected, _) => {}
                     _ => {
-                        g.push(lane, job);
+                        g.push(lane, &m.tenant, job);
                         lanes.push(lane);
                     }
                 }
@@ -457,13 +491,13 @@ impl Store for MemoryStore {
         &self,
         lane: Lane,
         _consumer: &str,
-        entries: &[(u16, String)],
+        entries: &[EntryRef],
     ) -> Result<(), StoreError> {
         let mut g = self.lock();
         let st = g.lanes.entry(lane).or_default();
         let now = Instant::now();
-        for (_, e) in entries {
-            if let Some(p) = st.pending.get_mut(e) {
+        for e in entries {
+            if let Some(p) = st.pending.get_mut(&e.entry) {
                 p.since = now;
             }
         }
@@ -567,6 +601,7 @@ impl Store for MemoryStore {
                 out.push(Lease {
                     lane,
                     partition: partition_of(&p.job.id),
+                    tenant: p.tenant.clone(),
                     entry: entry.clone(),
                     job: p.job.clone(),
                     reclaimed: true,
@@ -634,7 +669,7 @@ impl Store for MemoryStore {
                 }
             }
             let n = due.len();
-            for job in due {
+            for (job, tenant) in due {
                 if let Lane::Channel(_) = lane {
                     if let Some(rec) = g.records.get_mut(&job.id) {
                         if rec.status == Status::Scheduled {
@@ -648,7 +683,7 @@ impl Store for MemoryStore {
                         }
                     }
                 }
-                g.push(lane, job);
+                g.push(lane, &tenant, job);
             }
             n
         };
@@ -696,11 +731,11 @@ impl Store for MemoryStore {
         let oldest = st
             .pending
             .keys()
-            .chain(st.ready.iter().map(|(e, _)| e))
+            .chain(st.ready.values().flatten().map(|(e, _)| e))
             .filter_map(|e| e.split('-').next()?.parse::<i64>().ok())
             .min();
         Ok(LaneStats {
-            depth: (st.ready.len() + st.pending.len()) as u64,
+            depth: (st.ready_len() + st.pending.len()) as u64,
             scheduled: st.sched.len() as u64,
             dead: st.dead.len() as u64,
             oldest_age_ms: oldest.map_or(0, |ms| (now - ms).max(0) as u64),
@@ -763,7 +798,7 @@ impl Store for MemoryStore {
     }
 
     async fn enqueue(&self, lane: Lane, job: Job) -> Result<(), StoreError> {
-        self.lock().push(lane, job);
+        self.lock().push(lane, "", job);
         self.wake(lane);
         Ok(())
     }
@@ -806,6 +841,7 @@ impl Store for MemoryStore {
     async fn decide_held(
         &self,
         id: &str,
+        tenant: &str,
         change: &Change,
         due_ms: i64,
         channel: Channel,
@@ -827,7 +863,7 @@ impl Store for MemoryStore {
                     attempt: 0,
                     task: Task::Deliver,
                 };
-                g.schedule(Lane::Channel(channel), due_ms, job);
+                g.schedule(Lane::Channel(channel), tenant, due_ms, job);
             }
             t
         };

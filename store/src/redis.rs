@@ -42,9 +42,9 @@ use redis::streams::{
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, Script, Value};
 
 use super::{
-    encode_member, parse_idem, CallbackPayload, Change, Correlation, HistoryKey, IdemBegin,
-    IdemWrite, Job, Lane, LaneStats, Lease, NewMessage, Outcome, Partitions, Store, StoreError,
-    Task, Transition,
+    encode_member, parse_idem, CallbackPayload, Change, Correlation, EntryRef, HistoryKey,
+    IdemBegin, IdemWrite, Job, Lane, LaneStats, Lease, NewMessage, Outcome, Partitions, Store,
+    StoreError, Task, Transition,
 };
 use crate::keys::Keys;
 use crate::model::{new_message_id_in, now_ms, partition_of, Event, MessageData, Record, Status};
@@ -208,8 +208,21 @@ pub struct RedisStore {
     scripts: Arc<Scripts>,
     /// Where the last `XAUTOCLAIM` of each lane and partition stopped, so scans
     /// cover the whole pending list instead of its first page over and over.
-    reclaim_cursor: Arc<std::sync::Mutex<HashMap<(Lane, u16), String>>>,
+    reclaim_cursor: Arc<std::sync::Mutex<HashMap<StreamOf, String>>>,
+    /// Each lane's streams (partition, tenant) as last read from the tenant
+    /// sets, and when; refreshed after [`STREAMS_FRESH`] or when this process
+    /// writes to a stream it did not know.
+    streams: Arc<std::sync::Mutex<HashMap<Lane, StreamList>>>,
 }
+
+/// A stream: its lane, partition and tenant.
+type StreamOf = (Lane, u16, String);
+/// A lane's streams (partition, tenant) and when they were read.
+type StreamList = (std::time::Instant, Vec<(u16, String)>);
+
+/// How long a lane's list of streams is used before it is read again: another
+/// instance's new tenant stream is read within this long.
+const STREAMS_FRESH: Duration = Duration::from_secs(1);
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -308,6 +321,7 @@ impl RedisStore {
             corr_ttl_s: cfg.correlation_ttl.as_secs().max(1),
             scripts: Arc::new(Scripts::new()),
             reclaim_cursor: Default::default(),
+            streams: Default::default(),
         })
     }
 
@@ -327,7 +341,7 @@ impl RedisStore {
 
     /// Connect and prepare consumer groups; failure here is not fatal (the store is lazy).
     pub async fn init(&self) -> Result<(), StoreError> {
-        self.ensure_groups().await
+        self.ensure_groups(&[]).await
     }
 
     fn is_cluster(&self) -> bool {
@@ -435,18 +449,33 @@ impl RedisStore {
             .collect())
     }
 
-    /// Create every lane's consumer group in every partition (idempotent).
-    async fn ensure_groups(&self) -> Result<(), StoreError> {
+    /// Create the consumer group of every stream (idempotent): the webhook
+    /// lane's in every partition, and each channel lane's for every tenant
+    /// known to have one, plus `tenants` in every partition (which are then
+    /// known).
+    async fn ensure_groups(&self, tenants: &[String]) -> Result<(), StoreError> {
         let mut b = Batch::new();
         for lane in Lane::ALL {
-            for part in self.parts.all() {
-                let q = self.keys.queue(part, lane);
+            let mut streams = self.stream_list(lane, true).await?;
+            if lane != Lane::Webhook {
+                for t in tenants {
+                    streams.extend(self.parts.all().map(|p| (p, t.clone())));
+                }
+            }
+            streams.sort();
+            streams.dedup();
+            for (part, tenant) in streams {
+                let q = self.keys.queue(part, lane, &tenant);
                 b.cmd(&q, "XGROUP")
                     .arg("CREATE")
                     .arg(&q)
                     .arg(GROUP)
                     .arg("0")
                     .arg("MKSTREAM");
+                if lane != Lane::Webhook {
+                    let set = self.keys.tenants(part, lane);
+                    b.ignored(&set, "SADD").arg(&set).arg(&tenant);
+                }
             }
         }
         for r in self.run_raw(&b).await? {
@@ -456,7 +485,62 @@ impl RedisStore {
                 }
             }
         }
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         Ok(())
+    }
+
+    /// A lane's streams (partition, tenant): the webhook lane has one per
+    /// partition; a channel lane one per tenant in each partition, as the
+    /// tenant sets say (read at most every [`STREAMS_FRESH`] unless `fresh`).
+    async fn stream_list(&self, lane: Lane, fresh: bool) -> Result<Vec<(u16, String)>, StoreError> {
+        if lane == Lane::Webhook {
+            return Ok(self.parts.all().map(|p| (p, String::new())).collect());
+        }
+        if !fresh {
+            let cache = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, list)) = cache.get(&lane) {
+                if at.elapsed() < STREAMS_FRESH {
+                    return Ok(list.clone());
+                }
+            }
+        }
+        let mut b = Batch::new();
+        for part in self.parts.all() {
+            let set = self.keys.tenants(part, lane);
+            b.cmd(&set, "SMEMBERS").arg(&set);
+        }
+        let sets: Vec<Vec<String>> = self.run(&b).await?;
+        let mut list: Vec<(u16, String)> = self
+            .parts
+            .all()
+            .zip(sets)
+            .flat_map(|(p, ts)| ts.into_iter().map(move |t| (p, t)))
+            .collect();
+        list.sort();
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(lane, (std::time::Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// After writing to a lane's stream of `tenant` in `part`: when this
+    /// process did not know that stream, read the list again at the next claim.
+    fn note_stream(&self, lane: Lane, part: u16, tenant: &str) {
+        if lane == Lane::Webhook {
+            return;
+        }
+        let mut cache = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let known = cache.get(&lane).is_some_and(|(_, list)| {
+            list.binary_search_by(|(p, t)| (*p, t.as_str()).cmp(&(part, tenant)))
+                .is_ok()
+        });
+        if !known {
+            cache.remove(&lane);
+        }
     }
 
     fn transition_args(&self, id: &str, change: &Change) -> TransitionArgs {
@@ -491,7 +575,7 @@ impl RedisStore {
         &self,
         lease: &Lease,
         outcome: Outcome,
-    ) -> ([String; 7], Vec<String>, Option<Correlation>) {
+    ) -> ([String; 8], Vec<String>, Option<Correlation>) {
         let (change, correlation, retry, bury, handover) = match outcome {
             Outcome::Complete {
                 change,
@@ -502,7 +586,8 @@ impl RedisStore {
                     attempt,
                     ..lease.job.clone()
                 };
-                (None, None, Some((encode_member(&next), at_ms)), None, None)
+                let member = encode_member(&next, &lease.tenant);
+                (None, None, Some((member, at_ms)), None, None)
             }
             Outcome::Bury { reason, change } => {
                 let reason = if reason.is_empty() {
@@ -520,14 +605,19 @@ impl RedisStore {
         };
         let part = lease.partition;
         let next_lane = handover.as_ref().map_or(lease.lane, |h| h.lane);
+        if handover.is_some() {
+            self.note_stream(next_lane, part, &lease.tenant);
+        }
+        let t = lease.tenant.as_str();
         let keys = [
             self.keys.record(&lease.job.id),
-            self.keys.queue(part, Lane::Webhook),
-            self.keys.queue(part, lease.lane),
+            self.keys.queue(part, Lane::Webhook, ""),
+            self.keys.queue(part, lease.lane, t),
             self.keys.scheduled(part, lease.lane),
             self.keys.dead(part, lease.lane),
-            self.keys.queue(part, next_lane),
+            self.keys.queue(part, next_lane, t),
             self.keys.scheduled(part, next_lane),
+            self.keys.tenants(part, next_lane),
         ];
         let mut args = Vec::with_capacity(20);
         args.push(GROUP.to_string());
@@ -563,7 +653,7 @@ impl RedisStore {
         ]);
         match &handover {
             Some(h) => args.extend([
-                encode_member(&h.job),
+                encode_member(&h.job, t),
                 h.at_ms.map_or_else(String::new, |t| t.to_string()),
                 h.job.id.clone(),
                 h.job.attempt.to_string(),
@@ -579,6 +669,7 @@ impl RedisStore {
                 String::new(),
             ]),
         }
+        args.push(t.to_string());
         (keys, args, correlation)
     }
 
@@ -588,7 +679,7 @@ impl RedisStore {
     async fn leases(
         &self,
         lane: Lane,
-        partition: u16,
+        (partition, tenant): (u16, &str),
         ids: Vec<StreamId>,
         reclaimed: bool,
     ) -> Result<Vec<Lease>, StoreError> {
@@ -599,6 +690,7 @@ impl RedisStore {
                 Some(job) => out.push(Lease {
                     lane,
                     partition,
+                    tenant: tenant.to_string(),
                     entry: e.id,
                     job,
                     reclaimed,
@@ -608,7 +700,7 @@ impl RedisStore {
         }
         if !bad.is_empty() {
             tracing::error!(%lane, partition, entries = ?bad, "Dropping unreadable queue entries.");
-            let queue = self.keys.queue(partition, lane);
+            let queue = self.keys.queue(partition, lane, tenant);
             let mut b = Batch::new();
             b.ignored(&queue, "XACK").arg(&queue).arg(GROUP).arg(&bad);
             b.ignored(&queue, "XDEL").arg(&queue).arg(&bad);
@@ -617,17 +709,18 @@ impl RedisStore {
         Ok(out)
     }
 
-    /// Read new entries of a lane from every partition without waiting (a
-    /// cluster cannot block on streams of several slots in one command).
+    /// Read new entries of these streams of a lane without waiting (a cluster
+    /// cannot block on streams of several slots in one command).
     async fn read_new(
         &self,
         lane: Lane,
         consumer: &str,
         per: usize,
-    ) -> Result<Vec<(u16, Value)>, StoreError> {
+        streams: &[(u16, String)],
+    ) -> Result<Vec<Value>, StoreError> {
         let mut b = Batch::new();
-        for part in self.parts.all() {
-            let q = self.keys.queue(part, lane);
+        for (part, tenant) in streams {
+            let q = self.keys.queue(*part, lane, tenant);
             b.cmd(&q, "XREADGROUP")
                 .arg("GROUP")
                 .arg(GROUP)
@@ -638,7 +731,7 @@ impl RedisStore {
                 .arg(&q)
                 .arg(">");
         }
-        Ok(self.parts.all().zip(self.run_raw(&b).await?).collect())
+        self.run_raw(&b).await
     }
 
     /// Remove everything under this store's prefix (tests only).
@@ -780,6 +873,10 @@ impl Store for RedisStore {
         self.parts
     }
 
+    async fn prepare(&self, tenants: &[String]) -> Result<(), StoreError> {
+        self.ensure_groups(tenants).await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let _: String = self.query(&redis::cmd("PING")).await?;
         Ok(())
@@ -827,7 +924,7 @@ impl Store for RedisStore {
                     own.ignored(&k, "ZADD")
                         .arg(&k)
                         .arg(due)
-                        .arg(encode_member(&Job::deliver(&m.id)));
+                        .arg(encode_member(&Job::deliver(&m.id), &m.tenant));
                 }
                 (Status::Held, _) => {
                     let k = self.keys.held(part);
@@ -836,7 +933,7 @@ impl Store for RedisStore {
                 // Refused before queueing: kept for status and history only.
                 (Status::Rejected, _) => {}
                 _ => {
-                    let k = self.keys.queue(part, lane);
+                    let k = self.keys.queue(part, lane, &m.tenant);
                     own.ignored(&k, "XADD")
                         .arg(&k)
                         .arg("*")
@@ -846,6 +943,9 @@ impl Store for RedisStore {
                         .arg(0)
                         .arg("p")
                         .arg("");
+                    let set = self.keys.tenants(part, lane);
+                    own.ignored(&set, "SADD").arg(&set).arg(&m.tenant);
+                    self.note_stream(lane, part, &m.tenant);
                 }
             }
             let to = self
@@ -930,16 +1030,19 @@ impl Store for RedisStore {
         &self,
         lane: Lane,
         consumer: &str,
-        entries: &[(u16, String)],
+        entries: &[EntryRef],
     ) -> Result<(), StoreError> {
-        let mut by_part: HashMap<u16, Vec<&str>> = HashMap::new();
-        for (part, e) in entries {
-            by_part.entry(*part).or_default().push(e);
+        let mut by_stream: HashMap<(u16, &str), Vec<&str>> = HashMap::new();
+        for e in entries {
+            by_stream
+                .entry((e.partition, &e.tenant))
+                .or_default()
+                .push(&e.entry);
         }
         // XCLAIM with min-idle 0 to ourselves resets the entries' idle time.
         let mut b = Batch::new();
-        for (part, ids) in by_part {
-            let q = self.keys.queue(part, lane);
+        for ((part, tenant), ids) in by_stream {
+            let q = self.keys.queue(part, lane, tenant);
             b.ignored(&q, "XCLAIM")
                 .arg(&q)
                 .arg(GROUP)
@@ -978,7 +1081,7 @@ impl Store for RedisStore {
                 .flat_map(|&i| {
                     [
                         self.keys.record(&items[i].0),
-                        self.keys.queue(*part, Lane::Webhook),
+                        self.keys.queue(*part, Lane::Webhook, ""),
                     ]
                 })
                 .collect();
@@ -1090,19 +1193,32 @@ impl Store for RedisStore {
         max: usize,
         block: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
-        // Every partition in one read, the same share from each: a backlog in
-        // one partition cannot hide the others' work.
-        let per = max.div_ceil(usize::from(self.parts.count())).max(1);
+        // Every stream (a tenant's in a partition) in one read, the same share
+        // from each: one tenant's backlog, or one partition's, cannot hold up
+        // the others.
+        let mut streams = self.stream_list(lane, false).await?;
         let blocking = match &self.backend {
             Backend::Single { blocking, .. } => blocking.iter().find(|(l, _)| *l == lane),
             Backend::Cluster { .. } => None,
         };
         let Some((_, conn)) = blocking else {
-            return self.poll_claim(lane, consumer, per, block).await;
+            return self.poll_claim(lane, consumer, max, block).await;
         };
         let mut c = conn.clone();
-        let queues: Vec<String> = self.parts.all().map(|p| self.keys.queue(p, lane)).collect();
         for _ in 0..2 {
+            if streams.is_empty() {
+                // No tenant has used this lane yet: look again after a while.
+                tokio::time::sleep(block.min(STREAMS_FRESH)).await;
+                return Ok(Vec::new());
+            }
+            let per = max.div_ceil(streams.len()).max(1);
+            let queues: Vec<String> = streams
+                .iter()
+                .map(|(p, t)| self.keys.queue(*p, lane, t))
+                .collect();
+            // A stream that appears meanwhile is read from the next call on,
+            // within STREAMS_FRESH.
+            let wait = block.min(STREAMS_FRESH);
             let mut cmd = redis::cmd("XREADGROUP");
             cmd.arg("GROUP")
                 .arg(GROUP)
@@ -1110,7 +1226,7 @@ impl Store for RedisStore {
                 .arg("COUNT")
                 .arg(per)
                 .arg("BLOCK")
-                .arg(block.as_millis() as u64)
+                .arg(wait.as_millis() as u64)
                 .arg("STREAMS")
                 .arg(&queues);
             for _ in &queues {
@@ -1121,15 +1237,20 @@ impl Store for RedisStore {
                 Ok(reply) => {
                     let mut out = Vec::new();
                     for k in reply.map(|r| r.keys).unwrap_or_default() {
-                        let Some(part) = queues.iter().position(|q| *q == k.key) else {
+                        let Some(i) = queues.iter().position(|q| *q == k.key) else {
                             continue;
                         };
-                        out.extend(self.leases(lane, part as u16, k.ids, false).await?);
+                        let (part, tenant) = &streams[i];
+                        out.extend(self.leases(lane, (*part, tenant), k.ids, false).await?);
                     }
                     return Ok(out);
                 }
-                // A stream or group vanished (Redis restarted without data): recreate.
-                Err(e) if e.code() == Some("NOGROUP") => self.ensure_groups().await?,
+                // A stream without its group yet (another instance's new tenant),
+                // or Redis restarted without data: create them and read again.
+                Err(e) if e.code() == Some("NOGROUP") => {
+                    self.ensure_groups(&[]).await?;
+                    streams = self.stream_list(lane, true).await?;
+                }
                 Err(e) => return Err(unavailable(e)),
             }
         }
@@ -1144,20 +1265,19 @@ impl Store for RedisStore {
         max: usize,
     ) -> Result<Vec<Lease>, StoreError> {
         let mut out = Vec::new();
-        for part in self.parts.all() {
+        for (part, tenant) in self.stream_list(lane, false).await? {
             if out.len() >= max {
                 break;
             }
+            let cursor = (lane, part, tenant.clone());
             let start = {
                 let g = self
                     .reclaim_cursor
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                g.get(&(lane, part))
-                    .cloned()
-                    .unwrap_or_else(|| "0-0".to_string())
+                g.get(&cursor).cloned().unwrap_or_else(|| "0-0".to_string())
             };
-            let q = self.keys.queue(part, lane);
+            let q = self.keys.queue(part, lane, &tenant);
             let mut b = Batch::new();
             b.cmd(&q, "XAUTOCLAIM")
                 .arg(&q)
@@ -1169,15 +1289,18 @@ impl Store for RedisStore {
                 .arg(max - out.len());
             let reply = self.run_raw(&b).await?.pop().unwrap_or(Value::Nil);
             if is_nogroup(&reply) {
-                self.ensure_groups().await?;
+                self.ensure_groups(&[]).await?;
                 return Ok(out);
             }
             let reply: StreamAutoClaimReply = parse(reply)?;
             self.reclaim_cursor
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert((lane, part), reply.next_stream_id.clone());
-            out.extend(self.leases(lane, part, reply.claimed, true).await?);
+                .insert(cursor, reply.next_stream_id.clone());
+            out.extend(
+                self.leases(lane, (part, &tenant), reply.claimed, true)
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -1197,7 +1320,7 @@ impl Store for RedisStore {
         // pipeline, ahead of the scripts, which Redis runs in order; on a cluster
         // in a round trip of their own, since per-slot pipelines run side by side.
         let mut corr = Batch::new();
-        let mut steps: Vec<(u16, [String; 7], Vec<String>)> = Vec::with_capacity(items.len());
+        let mut steps: Vec<(u16, [String; 8], Vec<String>)> = Vec::with_capacity(items.len());
         for (lease, outcome) in items {
             let (keys, args, correlation) = self.finish_step(&lease, outcome);
             if let Some(c) = correlation {
@@ -1299,12 +1422,21 @@ impl Store for RedisStore {
             }
             let members = &members[..members.len().min(budget)];
             budget -= members.len();
-            let mut keys = vec![self.keys.scheduled(part, lane), self.keys.queue(part, lane)];
-            if lane != Lane::Webhook {
-                for m in members {
-                    let id = m.split('|').nth(1).unwrap_or_default();
-                    keys.push(self.keys.record(id));
-                }
+            let mut keys = vec![
+                self.keys.scheduled(part, lane),
+                self.keys.tenants(part, lane),
+            ];
+            for m in members {
+                let mut it = m.split('|').skip(1);
+                let id = it.next().unwrap_or_default();
+                let tenant = it.next().unwrap_or_default();
+                let stream = self.keys.queue(part, lane, tenant);
+                self.note_stream(lane, part, tenant);
+                keys.push(stream.clone());
+                keys.push(match lane {
+                    Lane::Webhook => stream,
+                    Lane::Channel(_) => self.keys.record(id),
+                });
             }
             b.script(&self.scripts.promote, &keys)
                 .arg(&event)
@@ -1343,12 +1475,15 @@ impl Store for RedisStore {
     async fn lane_stats(&self, lane: Lane, now: i64) -> Result<LaneStats, StoreError> {
         let mut b = Batch::new();
         for part in self.parts.all() {
-            let q = self.keys.queue(part, lane);
             let s = self.keys.scheduled(part, lane);
             let d = self.keys.dead(part, lane);
-            b.cmd(&q, "XLEN").arg(&q);
             b.cmd(&s, "ZCARD").arg(&s);
             b.cmd(&d, "XLEN").arg(&d);
+        }
+        let streams = self.stream_list(lane, false).await?;
+        for (part, tenant) in &streams {
+            let q = self.keys.queue(*part, lane, tenant);
+            b.cmd(&q, "XLEN").arg(&q);
             b.cmd(&q, "XRANGE")
                 .arg(&q)
                 .arg("-")
@@ -1356,12 +1491,15 @@ impl Store for RedisStore {
                 .arg("COUNT")
                 .arg(1);
         }
-        let rows: Vec<(u64, u64, u64, StreamRangeReply)> = self.run(&b).await?;
+        let mut replies = self.run::<Vec<Value>>(&b).await?.into_iter();
         let mut stats = LaneStats::default();
-        for (depth, scheduled, dead, first) in rows {
-            stats.depth += depth;
-            stats.scheduled += scheduled;
-            stats.dead += dead;
+        for _ in self.parts.all() {
+            stats.scheduled += parse::<u64>(replies.next().unwrap_or(Value::Nil))?;
+            stats.dead += parse::<u64>(replies.next().unwrap_or(Value::Nil))?;
+        }
+        for _ in &streams {
+            stats.depth += parse::<u64>(replies.next().unwrap_or(Value::Nil))?;
+            let first: StreamRangeReply = parse(replies.next().unwrap_or(Value::Nil))?;
             let age = first.ids.first().map_or(0, |e| stream_age_ms(&e.id, now));
             stats.oldest_age_ms = stats.oldest_age_ms.max(age);
         }
@@ -1462,18 +1600,26 @@ impl Store for RedisStore {
     }
 
     async fn enqueue(&self, lane: Lane, job: Job) -> Result<(), StoreError> {
-        self.query(
-            redis::cmd("XADD")
-                .arg(self.keys.queue(partition_of(&job.id), lane))
-                .arg("*")
-                .arg("j")
-                .arg(&job.id)
-                .arg("n")
-                .arg(job.attempt)
-                .arg("p")
-                .arg(job.task.encode()),
-        )
-        .await
+        // Work without a tenant queue (replies to forward): the lane's
+        // tenant-less stream.
+        let part = partition_of(&job.id);
+        let q = self.keys.queue(part, lane, "");
+        let mut b = Batch::atomic();
+        b.ignored(&q, "XADD")
+            .arg(&q)
+            .arg("*")
+            .arg("j")
+            .arg(&job.id)
+            .arg("n")
+            .arg(job.attempt)
+            .arg("p")
+            .arg(job.task.encode());
+        if lane != Lane::Webhook {
+            let set = self.keys.tenants(part, lane);
+            b.ignored(&set, "SADD").arg(&set).arg("");
+            self.note_stream(lane, part, "");
+        }
+        self.run::<()>(&b).await
     }
 
     async fn counters(&self, needs: Vec<Needs>) -> Result<Vec<Counters>, StoreError> {
@@ -1647,6 +1793,7 @@ impl Store for RedisStore {
     async fn decide_held(
         &self,
         id: &str,
+        tenant: &str,
         change: &Change,
         due_ms: i64,
         channel: Channel,
@@ -1655,7 +1802,7 @@ impl Store for RedisStore {
         let part = partition_of(id);
         let keys = [
             self.keys.record(id),
-            self.keys.queue(part, Lane::Webhook),
+            self.keys.queue(part, Lane::Webhook, ""),
             self.keys.scheduled(part, Lane::Channel(channel)),
             self.keys.held(part),
         ];
@@ -1668,7 +1815,7 @@ impl Store for RedisStore {
             .arg(a.callback_id)
             .arg(id)
             .arg(due_ms)
-            .arg(encode_member(&Job::deliver(id)));
+            .arg(encode_member(&Job::deliver(id), tenant));
         let ((code, cur),): ((i64, String),) = self.run(&b).await?;
         transition_result(code, &cur)
     }
@@ -1690,22 +1837,23 @@ impl Store for RedisStore {
         consumer: &str,
         max: usize,
     ) -> Result<Vec<Lease>, StoreError> {
-        // Who holds what, in every partition (one round trip).
+        // Who holds what, in every stream (one round trip).
+        let streams = self.stream_list(lane, false).await?;
         let mut b = Batch::new();
-        for part in self.parts.all() {
-            let q = self.keys.queue(part, lane);
+        for (part, tenant) in &streams {
+            let q = self.keys.queue(*part, lane, tenant);
             b.cmd(&q, "XINFO").arg("CONSUMERS").arg(&q).arg(GROUP);
         }
         let replies = self.run_raw(&b).await?;
-        let mut holders: Vec<(u16, String, usize)> = Vec::new();
-        for (part, r) in self.parts.all().zip(replies) {
+        let mut holders: Vec<((u16, String), String, usize)> = Vec::new();
+        for (stream, r) in streams.iter().zip(replies) {
             // A stream or group not made yet holds nothing.
             let Ok(info) = StreamInfoConsumersReply::from_redis_value(r) else {
                 continue;
             };
             for k in info.consumers {
                 if k.name != consumer {
-                    holders.push((part, k.name, k.pending));
+                    holders.push((stream.clone(), k.name, k.pending));
                 }
             }
         }
@@ -1723,11 +1871,11 @@ impl Store for RedisStore {
         let alive: Vec<bool> = self.run(&b).await?;
         let alive: HashMap<&str, bool> = names.iter().copied().zip(alive).collect();
         let mut out = Vec::new();
-        for (part, name, pending) in &holders {
+        for ((part, tenant), name, pending) in &holders {
             if alive[name.as_str()] || out.len() >= max {
                 continue;
             }
-            let queue = self.keys.queue(*part, lane);
+            let queue = self.keys.queue(*part, lane, tenant);
             if *pending == 0 {
                 // Nothing held: forget it, so the group's list stays short. Only a
                 // consumer with an empty pending list is deleted (DELCONSUMER
@@ -1769,7 +1917,10 @@ impl Store for RedisStore {
                 )
                 .await?;
             tracing::info!(%lane, partition = part, dead = %name, count = claimed.ids.len(), "Took over the entries of an instance whose heartbeat lapsed.");
-            out.extend(self.leases(lane, *part, claimed.ids, true).await?);
+            out.extend(
+                self.leases(lane, (*part, tenant), claimed.ids, true)
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -1777,41 +1928,48 @@ impl Store for RedisStore {
 
 impl RedisStore {
     /// Claim without a blocking read (a cluster: one command cannot wait on
-    /// streams of several slots): read every partition at once; while all are
+    /// streams of several slots): read every stream at once; while all are
     /// empty, look again after a pause that grows from 2 to 50 ms, until `block`
-    /// is over. An idle lane costs one read per partition every 50 ms.
+    /// is over. An idle lane costs one read per stream every 50 ms.
     async fn poll_claim(
         &self,
         lane: Lane,
         consumer: &str,
-        per: usize,
+        max: usize,
         block: Duration,
     ) -> Result<Vec<Lease>, StoreError> {
         let deadline = tokio::time::Instant::now() + block;
         let mut pause = Duration::from_millis(2);
         let mut made_groups = false;
         loop {
-            let replies = self.read_new(lane, consumer, per).await?;
-            if !made_groups && replies.iter().any(|(_, v)| is_nogroup(v)) {
-                // A stream or group vanished (Redis restarted without data).
-                self.ensure_groups().await?;
+            let streams = self.stream_list(lane, false).await?;
+            let per = max.div_ceil(streams.len().max(1)).max(1);
+            let replies = self.read_new(lane, consumer, per, &streams).await?;
+            if !made_groups && replies.iter().any(is_nogroup) {
+                // A stream without its group yet (a new tenant's), or Redis
+                // restarted without data.
+                self.ensure_groups(&[]).await?;
                 made_groups = true;
                 continue;
             }
             let mut out = Vec::new();
-            for (part, v) in replies {
+            for ((part, tenant), v) in streams.iter().zip(replies) {
+                if is_nogroup(&v) {
+                    continue; // made on the next empty round
+                }
                 if let Some(e) = server_error(&v) {
                     return Err(StoreError::Unavailable(format!("{e:?}")));
                 }
                 let reply: Option<StreamReadReply> = parse(v)?;
                 for k in reply.map(|r| r.keys).unwrap_or_default() {
-                    out.extend(self.leases(lane, part, k.ids, false).await?);
+                    out.extend(self.leases(lane, (*part, tenant), k.ids, false).await?);
                 }
             }
             let now = tokio::time::Instant::now();
             if !out.is_empty() || now >= deadline {
                 return Ok(out);
             }
+            made_groups = false;
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(Duration::from_millis(50));
         }

@@ -213,7 +213,7 @@ pub async fn decide(
         let due = rec.data.send_at.unwrap_or(now).max(now);
         match app
             .store
-            .decide_held(&id, &change, due, rec.data.channel)
+            .decide_held(&id, &rec.data.tenant, &change, due, rec.data.channel)
             .await
             .map_err(unavailable)?
         {

@@ -1,22 +1,23 @@
 
--- Finishes leases, all of one partition: lease i (from 0) has the 7 keys from
--- KEYS[7i + 1] and the 20 arguments from ARGV[20i + 1]:
--- KEYS: record, webhook stream, lane stream, lane scheduled set, lane dead
---       letters, handover lane stream, handover lane scheduled set.
+-- Finishes leases, all of one partition: lease i (from 0) has the 8 keys from
+-- KEYS[8i + 1] and the 21 arguments from ARGV[21i + 1]:
+-- KEYS: record, webhook stream, lane stream (the lease's tenant's), lane
+--       scheduled set, lane dead letters, handover lane stream (the tenant's),
+--       handover lane scheduled set, handover lane's tenant set.
 -- ARGV: 1 group, 2 entry, 3 to ('' = no change), 4 allowed, 5 event,
 --       6 callback task, 7 callback job id, 8 retry member ('' = none),
 --       9 retry score, 10 dead-letter reason ('' = none), 11 job id, 12 attempt,
 --       13 task, 14 part count ('' = single), 15 handover member ('' = none),
 --       16 handover score ('' = at once), 17 handover job id, 18 attempt,
---       19 task, 20 note event ('' = none).
+--       19 task, 20 note event ('' = none), 21 the lease's tenant.
 -- Only the lease's current holder finishes it: if another worker already acked
 -- the entry (a reclaimed duplicate), nothing is scheduled, buried or handed over
 -- a second time. A status change applies whoever asks (the table decides).
 -- Returns {code, current} for each lease, flattened.
 local out = {}
-for i = 0, #KEYS / 7 - 1 do
-  local k = 7 * i
-  local a = 20 * i
+for i = 0, #KEYS / 8 - 1 do
+  local k = 8 * i
+  local a = 21 * i
   local acked = redis.call('XACK', KEYS[k + 3], ARGV[a + 1], ARGV[a + 2])
   redis.call('XDEL', KEYS[k + 3], ARGV[a + 2])
   local res = {3, ''}
@@ -36,6 +37,7 @@ for i = 0, #KEYS / 7 - 1 do
   if acked == 1 and ARGV[a + 15] ~= '' then
     if ARGV[a + 16] == '' then
       redis.call('XADD', KEYS[k + 6], '*', 'j', ARGV[a + 17], 'n', ARGV[a + 18], 'p', ARGV[a + 19])
+      redis.call('SADD', KEYS[k + 8], ARGV[a + 21])
     else
       redis.call('ZADD', KEYS[k + 7], tonumber(ARGV[a + 16]), ARGV[a + 15])
     end
