@@ -24,8 +24,12 @@
 #   STORE=none|file  bearerbox's message store (default none; file: store-type
 #                    file in the run's directory, written and flushed per
 #                    message, no fsync)
-#   MAX_PENDING      the smsc's max-pending-submits, its SMPP window (default 50)
-#   BINDS            smsc groups (binds) to the simulator (default 1)
+#   MAX_PENDING      the smsc's max-pending-submits, its SMPP window (default
+#                    100, a Goniec bind's window; at 50 and below a bind waits
+#                    ~30 ms per window with receipts at once: 50 gives ~1,500/s)
+#   BINDS            smsc groups (binds) to the simulator (default 1: with more,
+#                    a receipt can come in on another bind before Kannel handled
+#                    its submit_sm_resp, and Kannel drops it as unknown)
 #   DLR_MASK         dlr-mask of each message (default 31)
 #   RECEIPT_DELAY    the simulator's receipt delay (default 0s)
 #   WAIT_TIMEOUT     seconds to wait for the final reports (default 300)
@@ -35,7 +39,7 @@
 #   KEEP=1           keep the run's directory (config, logs) and print its path
 set -u
 COUNT=${1:-${COUNT:-20000}}; CONC=${2:-${CONC:-64}}
-STORE=${STORE:-none}; MAX_PENDING=${MAX_PENDING:-50}; BINDS=${BINDS:-1}
+STORE=${STORE:-none}; MAX_PENDING=${MAX_PENDING:-100}; BINDS=${BINDS:-1}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-300}; STALL=${STALL:-30}
 cd "$(dirname "$0")/../.." || exit 2
 for b in bearerbox smsbox; do
