@@ -62,11 +62,14 @@ SPORT=$(port); HPORT=$(port); CPORT=$(port); APORT=$(port); BPORT=$(port); QPORT
 D=$(mktemp -d)
 PIDS=()
 cleanup() {
-  local p
-  # smsbox first, then bearerbox, the sink and the simulator.
+  local p i
+  # smsbox first, then bearerbox, the sink and the simulator; what is still
+  # there (and still this shell's child) half a second later is killed.
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do kill "${PIDS[i]}" 2>/dev/null; done
   sleep 0.5
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do
+    [ "$(awk '{print $4}' "/proc/$p/stat" 2>/dev/null)" = "$$" ] && kill -9 "$p" 2>/dev/null
+  done
   wait 2>/dev/null
   if [ "${KEEP:-}" = 1 ]; then echo "kept: $D" >&2; else rm -rf "$D"; fi
 }
