@@ -1,19 +1,24 @@
 //! The queue + store: message records, per-tenant history indexes, idempotency
 //! keys, provider-id correlation and the work queues (one lane per channel plus
-//! one for customer callbacks), behind one trait with two backends:
+//! one for customer callbacks), behind one trait with three backends:
 //!
-//! * [`redis::RedisStore`]: production. Redis Streams with a consumer group per
-//!   lane, `XAUTOCLAIM` of a dead worker's entries, a scheduled ZSET for
-//!   `send_at` and retry backoff, a dead-letter stream; every multi-key write is
-//!   one `MULTI`/`EXEC` round trip, and status transitions are one Lua script.
+//! * [`redis::RedisStore`] on one Redis (`redis`) or a Redis Cluster
+//!   (`redis-cluster`): production. Every message belongs to one of
+//!   [`Partitions`]; each atomic step is one Lua script on one partition's keys
+//!   (one hash tag, one cluster slot), and a round trip carries many of them
+//!   (group commit, [`batcher`]). Redis Streams with a consumer group per
+//!   stream (one per tenant per partition on channel lanes, so one tenant's
+//!   backlog cannot hold up another's), takeover of a dead instance's entries,
+//!   a scheduled set for `send_at` and retry backoff, dead-letter streams.
 //! * [`memory::MemoryStore`]: the embedded default for `goniec demo` and fast
 //!   tests. It keeps nothing across restarts and says so at start.
 //!
-//! Both pass [`crate::conformance`] (feature `conformance`).
+//! All pass [`crate::conformance`] (feature `conformance`).
 //!
 //! The contract that makes crashes safe: a queue entry leaves the pending list
-//! only through [`Store::complete`], [`Store::retry`] or [`Store::bury`], each of
-//! which writes the message's new state in the same atomic step.
+//! only through [`Store::finish`], which writes the message's new state (or its
+//! retry, burial or handover) in the same atomic step; what lives outside the
+//! partition (receipt correlation) is written before that step.
 
 pub mod batcher;
 #[cfg(feature = "conformance")]
