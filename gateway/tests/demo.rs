@@ -97,3 +97,26 @@ async fn the_demo_delivers_on_every_channel() {
         "{m}"
     );
 }
+
+/// `goniec demo --store redis-cluster://…` runs the demo on a Redis Cluster (three
+/// masters here): an SMS goes to `delivered` with its receipt.
+#[tokio::test]
+async fn the_demo_runs_on_a_redis_cluster() {
+    let Some(cluster) = goniec_gateway::testing::RedisCluster::spawn() else {
+        return;
+    };
+    let url = cluster.url();
+    let demo = Demo(DemoProcess::start_with(
+        std::path::Path::new(env!("CARGO_BIN_EXE_goniec")),
+        &["--store", &url],
+    ));
+    let c = reqwest::Client::new();
+    let id = demo
+        .send(
+            &c,
+            json!({"channel": "sms", "to": "+48501234567", "text": "Dzień dobry"}),
+        )
+        .await;
+    let m = demo.wait(&c, &id, "delivered").await;
+    assert_eq!(m["to"], "+48501234567", "{m}");
+}

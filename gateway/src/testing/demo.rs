@@ -21,10 +21,16 @@ impl DemoProcess {
     /// Start `binary demo` (the test's `env!("CARGO_BIN_EXE_goniec")`) and wait
     /// up to 30 s for its banner.
     pub fn start(binary: &Path) -> DemoProcess {
+        Self::start_with(binary, &[])
+    }
+
+    /// [`DemoProcess::start`] with more arguments (`--store URL`).
+    pub fn start_with(binary: &Path, more: &[&str]) -> DemoProcess {
         let (key, admin_key) = ("demo-test-key", "demo-test-admin-key");
         let mut child = Command::new(binary)
             .args(["demo", "--listen", "127.0.0.1:0", "--api-key", key])
             .args(["--admin-key", admin_key])
+            .args(more)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
