@@ -267,6 +267,17 @@ pub struct TenantEmail {
     pub unsubscribe_mailto: Option<String>,
 }
 
+/// `callback_batch = { max = 100, linger = "50ms" }`: batched callbacks.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackBatch {
+    /// Most callbacks in one POST (1 to 1000).
+    pub max: usize,
+    /// Longest a callback waits for others to join its batch (at most 10 s).
+    #[serde(with = "humantime_serde_compat")]
+    pub linger: Duration,
+}
+
 /// `[tenants.rcs]`: how a tenant's RCS messages fall back to SMS.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -307,6 +318,10 @@ pub struct Tenant {
     pub webhook_secret: String,
     /// Callback URL used when a message has none.
     pub callback_url: Option<String>,
+    /// Post status changes in batches: one signed POST carrying a JSON array of
+    /// up to `max` callbacks, sent when it is full or `linger` after its first
+    /// one. Default: none (one POST per change).
+    pub callback_batch: Option<CallbackBatch>,
     /// Which status changes are posted to the callback URL, e.g.
     /// `["delivered", "undeliverable", "expired", "failed"]` for final states
     /// only; a message's own `callback_events` wins. Default: every change.

@@ -346,6 +346,20 @@ impl Checks {
             if let Some(d) = tenant.rcs.fallback_after {
                 self.positive(&format!("{path}.rcs.fallback_after"), d);
             }
+            if let Some(b) = &tenant.callback_batch {
+                if !(1..=1000).contains(&b.max) {
+                    self.error(
+                        format!("{path}.callback_batch.max"),
+                        format!("must be 1 to 1000, got {}", b.max),
+                    );
+                }
+                if b.linger.is_zero() || b.linger > std::time::Duration::from_secs(10) {
+                    self.error(
+                        format!("{path}.callback_batch.linger"),
+                        "must be more than 0 and at most 10s",
+                    );
+                }
+            }
             if let Some(events) = &tenant.callback_events {
                 if events.is_empty() {
                     self.error(
@@ -953,10 +967,42 @@ mod tests {
             ..Config::default()
         };
         let errors = config.validate().unwrap_err().errors;
-        let keys = keys(&errors);
-        assert!(keys.contains(&"tenants[0].callback_events"), "{keys:?}");
-        assert!(keys.contains(&"tenants[1].callback_events[1]"), "{keys:?}");
-        assert!(!keys.contains(&"tenants[1].callback_events[0]"), "{keys:?}");
+        let found = keys(&errors);
+        assert!(found.contains(&"tenants[0].callback_events"), "{found:?}");
+        assert!(
+            found.contains(&"tenants[1].callback_events[1]"),
+            "{found:?}"
+        );
+        assert!(
+            !found.contains(&"tenants[1].callback_events[0]"),
+            "{found:?}"
+        );
+
+        let batch = |max, linger_ms| crate::Tenant {
+            callback_batch: Some(crate::CallbackBatch {
+                max,
+                linger: std::time::Duration::from_millis(linger_ms),
+            }),
+            ..tenant("a", HASH_A)
+        };
+        for (t, key) in [
+            (batch(0, 50), "tenants[0].callback_batch.max"),
+            (batch(1001, 50), "tenants[0].callback_batch.max"),
+            (batch(100, 0), "tenants[0].callback_batch.linger"),
+            (batch(100, 10_001), "tenants[0].callback_batch.linger"),
+        ] {
+            let config = Config {
+                tenants: vec![t],
+                ..Config::default()
+            };
+            let errors = config.validate().unwrap_err().errors;
+            assert_eq!(keys(&errors), [key]);
+        }
+        let config = Config {
+            tenants: vec![batch(100, 50)],
+            ..Config::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
     }
 
     #[test]

@@ -339,6 +339,8 @@ pub struct App {
     /// and the status changes they bring (message id, change).
     pub correlations: Batcher<(String, String), Option<String>>,
     pub transitions: Batcher<(String, Change), Transition>,
+    /// Callbacks waiting to be posted together (tenants with `callback_batch`).
+    pub callback_batches: crate::webhooks::CallbackBatches,
     pub metrics: Metrics,
     pub tenants: Tenants,
     pub router: Router,

@@ -119,6 +119,7 @@ pub async fn run(
             })
         },
         correlations: store::batcher::correlations(store.clone()),
+        callback_batches: Default::default(),
         transitions: {
             let store = store.clone();
             store::batcher::Batcher::new(move |items| {

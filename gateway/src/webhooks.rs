@@ -6,6 +6,13 @@
 //! reported twice by design and none is lost by a crash.
 //!
 //! Signature: `Goniec-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+//!
+//! A tenant with `callback_batch = { max, linger }` gets its callbacks in
+//! batches: one signed POST whose body is a JSON array of callbacks (each as it
+//! would be alone, `event_id` included), sent when `max` are waiting for the
+//! same URL or `linger` after the first. Each callback keeps its own job: a
+//! failed batch is retried (and dead-lettered) callback by callback, and a
+//! retried one joins whatever batch forms then.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -109,6 +116,7 @@ pub fn clients(timeout: Duration) -> (reqwest::Client, reqwest::Client) {
     (strict, open)
 }
 
+#[derive(Clone)]
 enum Outcome {
     Delivered,
     Drop(&'static str),
@@ -118,6 +126,7 @@ enum Outcome {
 /// Why a callback attempt failed, and what it was for: safe to log and to keep
 /// with a dead letter (the URL without user info, query or fragment, which may
 /// carry tokens).
+#[derive(Clone)]
 struct Failure {
     cause: String,
     message_id: Option<String>,
@@ -255,7 +264,7 @@ async fn deliver_inbound(app: &App, tenant: &str, body: &str) -> Outcome {
     post(app, tenant, url, body.as_bytes().to_vec(), None).await
 }
 
-async fn deliver(app: &App, lease: &Lease, loaded: Option<Option<Record>>) -> Outcome {
+async fn deliver(app: &Arc<App>, lease: &Lease, loaded: Option<Option<Record>>) -> Outcome {
     let p = match &lease.job.task {
         Task::Inbound { tenant, body } => return deliver_inbound(app, tenant, body).await,
         Task::Callback(p) => p,
@@ -301,11 +310,118 @@ async fn deliver(app: &App, lease: &Lease, loaded: Option<Option<Record>>) -> Ou
     let Ok(bytes) = serde_json::to_vec(&body) else {
         return Outcome::Drop("unserializable");
     };
-    let outcome = post(app, tenant, url, bytes, Some(&rec.data.id)).await;
+    let outcome = match &tenant.cfg.callback_batch {
+        Some(b) => app.callback_batches.post(app, tenant, url, bytes, b).await,
+        None => post(app, tenant, url, bytes, Some(&rec.data.id)).await,
+    };
     if let Outcome::Delivered = outcome {
         tracing::debug!(message_id = %rec.data.id, to = %mask(&rec.data.to), status = %p.status, "Callback delivered.");
     }
     outcome
+}
+
+/// Callbacks waiting to be posted together, per (tenant, URL).
+#[derive(Default)]
+pub struct CallbackBatches {
+    groups: std::sync::Mutex<std::collections::HashMap<(String, String), Group>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+struct Group {
+    id: u64,
+    bodies: Vec<Vec<u8>>,
+    waiters: Vec<tokio::sync::oneshot::Sender<Outcome>>,
+}
+
+impl CallbackBatches {
+    /// Add one callback body to its (tenant, URL) batch and wait for the batch's
+    /// outcome. The first one of a batch starts its linger timer; the one that
+    /// fills it sends it at once.
+    async fn post(
+        &self,
+        app: &Arc<App>,
+        tenant: &crate::app::TenantCtx,
+        url: &str,
+        body: Vec<u8>,
+        cfg: &goniec_config::CallbackBatch,
+    ) -> Outcome {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let key = (tenant.cfg.name.clone(), url.to_string());
+        let (full, started) = {
+            let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
+            let g = groups.entry(key.clone()).or_insert_with(|| Group {
+                id: self
+                    .next_id
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                bodies: Vec::new(),
+                waiters: Vec::new(),
+            });
+            g.bodies.push(body);
+            g.waiters.push(tx);
+            let started = (g.bodies.len() == 1).then_some(g.id);
+            let full = (g.bodies.len() >= cfg.max.max(1))
+                .then(|| groups.remove(&key))
+                .flatten();
+            (full, started)
+        };
+        if let Some(g) = full {
+            let app = app.clone();
+            app.tracker
+                .clone()
+                .spawn(async move { send_batch(&app, key, g).await });
+        } else if let Some(id) = started {
+            let (app, linger) = (app.clone(), cfg.linger);
+            app.tracker.clone().spawn(async move {
+                tokio::time::sleep(linger).await;
+                let g = {
+                    let mut groups = app
+                        .callback_batches
+                        .groups
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    // Sent already when it filled up (a newer batch may be here).
+                    match groups.get(&key) {
+                        Some(g) if g.id == id => groups.remove(&key),
+                        _ => None,
+                    }
+                };
+                if let Some(g) = g {
+                    send_batch(&app, key, g).await;
+                }
+            });
+        }
+        rx.await.unwrap_or_else(|_| {
+            Outcome::Failed(Failure {
+                cause: "batch abandoned at shutdown".into(),
+                message_id: None,
+                tenant: tenant.cfg.name.clone(),
+                url: redact_url(url),
+            })
+        })
+    }
+}
+
+/// Post one batch as a JSON array and tell every callback in it the outcome.
+async fn send_batch(app: &App, (tenant, url): (String, String), g: Group) {
+    let outcome = match app.tenants.by_name(&tenant) {
+        Some(t) => {
+            let mut body =
+                Vec::with_capacity(g.bodies.iter().map(|b| b.len() + 1).sum::<usize>() + 2);
+            body.push(b'[');
+            for (i, b) in g.bodies.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(b);
+            }
+            body.push(b']');
+            post(app, t, &url, body, None).await
+        }
+        None => Outcome::Drop("tenant gone"),
+    };
+    for w in g.waiters {
+        let _ = w.send(outcome.clone());
+    }
 }
 
 #[cfg(test)]

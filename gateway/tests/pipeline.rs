@@ -1020,3 +1020,82 @@ connector = "slow"
     assert!(left > 0, "the test needs the backlog still queued");
     gw.stop().await;
 }
+
+/// `callback_batch`: a tenant's callbacks arrive as signed JSON arrays, several
+/// status changes per POST, each with its own `event_id`; none is lost.
+#[tokio::test]
+async fn batched_callbacks_arrive_as_signed_arrays() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let toml = config_toml(Some(&redis.url()), CONNECTORS).replacen(
+        "allow_private_callbacks = true",
+        "allow_private_callbacks = true\ncallback_batch = { max = 4, linger = \"300ms\" }",
+        1,
+    );
+    assert!(toml.contains("callback_batch"), "the test config sets it");
+    let gw = TestGateway::start(parse(&toml)).await;
+    gw.wait_ready(200, Duration::from_secs(10)).await;
+    let recv = Receiver::default();
+    let url = spawn_receiver(recv.clone()).await;
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let mut req = sms(&format!("+4850123460{i}"));
+        req["callback_url"] = json!(url);
+        let (code, body) = gw.post("/v1/messages", &req).await;
+        assert_eq!(code, 202, "{body}");
+        ids.push(body["id"].as_str().unwrap().to_string());
+    }
+    for id in &ids {
+        gw.wait_status(id, Duration::from_secs(10), |s| s == "delivered")
+            .await;
+    }
+    // 6 messages × (submitted, delivered) = 12 callbacks, in fewer POSTs.
+    let events = |seen: &[(String, String)]| -> usize {
+        seen.iter()
+            .map(|(_, b)| {
+                serde_json::from_str::<Value>(b)
+                    .unwrap()
+                    .as_array()
+                    .map_or(0, Vec::len)
+            })
+            .sum()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while events(&recv.seen.lock().unwrap()) < 12 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = recv.seen.lock().unwrap().clone();
+    let mut got: Vec<(String, String)> = Vec::new();
+    for (sig, body) in &seen {
+        assert!(verify(sig, body), "the array is signed as one body");
+        let batch: Value = serde_json::from_str(body).unwrap();
+        let items = batch.as_array().expect("a JSON array");
+        assert!((1..=4).contains(&items.len()), "at most max per POST");
+        for v in items {
+            assert!(v["event_id"].as_str().is_some(), "{v}");
+            got.push((
+                v["id"].as_str().unwrap().to_string(),
+                v["status"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    got.sort();
+    let mut want: Vec<(String, String)> = ids
+        .iter()
+        .flat_map(|id| {
+            [
+                (id.clone(), "delivered".to_string()),
+                (id.clone(), "submitted".to_string()),
+            ]
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want, "every change once");
+    assert!(
+        seen.len() < 12,
+        "batched: {} POSTs for 12 callbacks",
+        seen.len()
+    );
+    gw.stop().await;
+}
