@@ -19,7 +19,7 @@ fi
 GONIEC=$D/bin/goniec; LOAD=$D/bin/goniec-load; SINK=$D/bin/goniec-sink
 
 # The callback receiver (goniec-sink) on $CPORT; `sink_count` prints its
-# counters as "requests final".
+# counters as "requests final callbacks".
 start_sink() {
   CPORT=$(port)
   "$SINK" --listen "127.0.0.1:$CPORT" >> "$D/sink.log" 2>&1 &
@@ -27,7 +27,7 @@ start_sink() {
   for _ in $(seq 50); do curl -sf "http://127.0.0.1:$CPORT/count" >/dev/null && break; sleep 0.1; done
 }
 sink_count() {
-  curl -s "http://127.0.0.1:$CPORT/count" | python3 -c 'import json,sys; c = json.load(sys.stdin); print(c["requests"], c["final"])'
+  curl -s "http://127.0.0.1:$CPORT/count" | python3 -c 'import json,sys; c = json.load(sys.stdin); print(c["requests"], c["final"], c["callbacks"])'
 }
 # Wait (at most $1 seconds) until the sink has $2 final callbacks.
 wait_sink_final() {

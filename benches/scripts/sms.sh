@@ -9,7 +9,9 @@
 # `cargo build --release -p goniec-gateway -p goniec-benches` first.
 #
 # usage: benches/scripts/sms.sh [COUNT [CONCURRENCY [BATCH]]]
-#   AF=true turns anti-fraud on; WC sets workers.concurrency (default 256).
+#   AF=true turns anti-fraud on; WC sets workers.concurrency (default 256);
+#   CB_BATCH='{ max = 100, linger = "20ms" }' batches the callbacks; SIM_ARGS
+#   passes simulator flags (e.g. "--throttle-every 10").
 set -u
 COUNT=${1:-20000}; CONC=${2:-64}; BATCH=${3:-1}
 . "$(dirname "$0")/common.sh"
@@ -19,6 +21,8 @@ start_sink
 { gateway_head
   echo "callback_url = \"http://127.0.0.1:$CPORT/cb\""
   echo "allow_private_callbacks = true"
+  # CB_BATCH='{ max = 100, linger = "20ms" }' posts callbacks in batches.
+  [ -n "${CB_BATCH:-}" ] && echo "callback_batch = $CB_BATCH"
   # AF=true: every check on but pumping, which compares with a 24-hour history a
   # fresh rig does not have (any load looks like pumping: held), as in the demo.
   [ "${AF:-false}" = true ] && printf '[tenants.antifraud.pumping]\nenabled = false\n[tenants.antifraud.pumping.sequential]\nenabled = false\n'
@@ -48,7 +52,7 @@ for line in sys.stdin:
 rows.sort(reverse=True)
 print("  per message:", " ".join(f"{c}={k:.2f}({u:.0f}us)" for k, c, u in rows[:14]))
 ' "$COUNT"
-echo "callbacks received (all, final): $(sink_count)"
+echo "sink (POSTs, final callbacks, callbacks): $(sink_count)"
 curl -s "http://127.0.0.1:$HPORT/stats" | python3 -c 'import json, sys; s = json.load(sys.stdin); print("smsc-sim: submits", s["submits"], "throttled", s["throttled"], "receipts acked", s["receipts_acked"])'
 # user + system CPU seconds of a process, from /proc (ps rounds to seconds).
 cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
