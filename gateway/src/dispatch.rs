@@ -332,11 +332,17 @@ async fn start(
         app.tracker.spawn(async move {
             let entry = lease.entry_ref();
             match lease.lane {
-                Lane::Webhook => crate::webhooks::handle(app2, lease, loaded.then_some(rec)).await,
-                Lane::Channel(channel) => deliver(&app2, channel, lease, rec).await,
+                // A callback waiting in a batch gives its permit back at once:
+                // the batch's wait must not hold the lane's concurrency.
+                Lane::Webhook => {
+                    crate::webhooks::handle(app2, lease, loaded.then_some(rec), permit).await
+                }
+                Lane::Channel(channel) => {
+                    deliver(&app2, channel, lease, rec).await;
+                    drop(permit);
+                }
             }
             cx2.held().remove(&entry);
-            drop(permit);
         });
     }
 }

@@ -169,8 +169,16 @@ fn cause_chain(e: reqwest::Error) -> String {
 /// Deliver one callback job and finish its lease.
 /// `loaded`: the message record when the batch it came in loaded it already
 /// (`None`: not loaded, fetch it).
-pub async fn handle(app: Arc<App>, lease: Lease, loaded: Option<Option<Record>>) {
-    let outcome = deliver(&app, &lease, loaded).await;
+/// `permit`: the lane's concurrency permit; a callback that joins a batch gives
+/// it back while it waits, others hold it to the end.
+pub async fn handle(
+    app: Arc<App>,
+    lease: Lease,
+    loaded: Option<Option<Record>>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let mut permit = Some(permit);
+    let outcome = deliver(&app, &lease, loaded, &mut permit).await;
     let wh = &app.cfg.webhooks;
     let m = &app.metrics;
     let end = match outcome {
@@ -206,6 +214,7 @@ pub async fn handle(app: Arc<App>, lease: Lease, loaded: Option<Option<Record>>)
         }
     };
     crate::lease::finish(&app, end.0, &lease, end.1).await;
+    drop(permit);
 }
 
 /// Sign and post `body` to `url` for `tenant` (`message_id`: for logs).
@@ -264,7 +273,12 @@ async fn deliver_inbound(app: &App, tenant: &str, body: &str) -> Outcome {
     post(app, tenant, url, body.as_bytes().to_vec(), None).await
 }
 
-async fn deliver(app: &Arc<App>, lease: &Lease, loaded: Option<Option<Record>>) -> Outcome {
+async fn deliver(
+    app: &Arc<App>,
+    lease: &Lease,
+    loaded: Option<Option<Record>>,
+    permit: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Outcome {
     let p = match &lease.job.task {
         Task::Inbound { tenant, body } => return deliver_inbound(app, tenant, body).await,
         Task::Callback(p) => p,
@@ -311,7 +325,18 @@ async fn deliver(app: &Arc<App>, lease: &Lease, loaded: Option<Option<Record>>) 
         return Outcome::Drop("unserializable");
     };
     let outcome = match &tenant.cfg.callback_batch {
-        Some(b) => app.callback_batches.post(app, tenant, url, bytes, b).await,
+        Some(b) => {
+            // Trade the lane's permit for a batch slot: the wait for the batch
+            // must not hold the lane's concurrency, and the slots bound it.
+            let Ok(slot) = app.callback_batches.slots.clone().acquire_owned().await else {
+                return Outcome::Drop("shutting down");
+            };
+            let batched = app.callback_batches.join(app, tenant, url, bytes, b);
+            drop(permit.take());
+            let outcome = batched.await;
+            drop(slot);
+            outcome
+        }
         None => post(app, tenant, url, bytes, Some(&rec.data.id)).await,
     };
     if let Outcome::Delivered = outcome {
@@ -321,10 +346,25 @@ async fn deliver(app: &Arc<App>, lease: &Lease, loaded: Option<Option<Record>>) 
 }
 
 /// Callbacks waiting to be posted together, per (tenant, URL).
-#[derive(Default)]
 pub struct CallbackBatches {
     groups: std::sync::Mutex<std::collections::HashMap<(String, String), Group>>,
     next_id: std::sync::atomic::AtomicU64,
+    /// Callbacks in batches not yet answered, across all of them: a slow
+    /// endpoint makes the lane wait here instead of piling batches up.
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// Most callbacks waiting in batches or in batch POSTs at once.
+const BATCHED_MAX: usize = 10_000;
+
+impl Default for CallbackBatches {
+    fn default() -> Self {
+        CallbackBatches {
+            groups: Default::default(),
+            next_id: Default::default(),
+            slots: Arc::new(tokio::sync::Semaphore::new(BATCHED_MAX)),
+        }
+    }
 }
 
 struct Group {
@@ -334,17 +374,17 @@ struct Group {
 }
 
 impl CallbackBatches {
-    /// Add one callback body to its (tenant, URL) batch and wait for the batch's
-    /// outcome. The first one of a batch starts its linger timer; the one that
-    /// fills it sends it at once.
-    async fn post(
+    /// Add one callback body to its (tenant, URL) batch; the returned future
+    /// is the batch's outcome. The first one of a batch starts its linger timer;
+    /// the one that fills it sends it at once.
+    fn join(
         &self,
         app: &Arc<App>,
         tenant: &crate::app::TenantCtx,
         url: &str,
         body: Vec<u8>,
         cfg: &goniec_config::CallbackBatch,
-    ) -> Outcome {
+    ) -> impl std::future::Future<Output = Outcome> + use<> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let key = (tenant.cfg.name.clone(), url.to_string());
         let (full, started) = {
@@ -390,14 +430,17 @@ impl CallbackBatches {
                 }
             });
         }
-        rx.await.unwrap_or_else(|_| {
-            Outcome::Failed(Failure {
-                cause: "batch abandoned at shutdown".into(),
-                message_id: None,
-                tenant: tenant.cfg.name.clone(),
-                url: redact_url(url),
+        let (tenant, url) = (tenant.cfg.name.clone(), redact_url(url));
+        async move {
+            rx.await.unwrap_or_else(|_| {
+                Outcome::Failed(Failure {
+                    cause: "batch abandoned at shutdown".into(),
+                    message_id: None,
+                    tenant,
+                    url,
+                })
             })
-        })
+        }
     }
 }
 
