@@ -408,11 +408,7 @@ impl Store for MemoryStore {
                     },
                 );
                 let lane = Lane::Channel(m.channel);
-                let job = Job {
-                    id: m.id.clone(),
-                    attempt: 0,
-                    task: Task::Deliver,
-                };
+                let job = Job::deliver(&m.id);
                 match (m.status, m.due_ms) {
                     (Status::Scheduled, Some(due)) => g.schedule(lane, &m.tenant, due, job),
                     (Status::Held, _) => {
@@ -858,11 +854,7 @@ impl Store for MemoryStore {
                 g.held.retain(|(_, h)| h != id);
             }
             if t.applied() && change.to == Status::Scheduled {
-                let job = Job {
-                    id: id.to_string(),
-                    attempt: 0,
-                    task: Task::Deliver,
-                };
+                let job = Job::deliver(id);
                 g.schedule(Lane::Channel(channel), tenant, due_ms, job);
             }
             t

@@ -757,6 +757,38 @@ fn parse_replies(v: Value) -> Result<Vec<Value>, StoreError> {
     }
 }
 
+/// Item indices grouped by partition, in order of first appearance: one script
+/// call per group.
+fn by_partition(parts: impl Iterator<Item = u16>) -> Vec<(u16, Vec<usize>)> {
+    let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+    for (i, part) in parts.enumerate() {
+        match groups.iter_mut().find(|(p, _)| *p == part) {
+            Some((_, v)) => v.push(i),
+            None => groups.push((part, vec![i])),
+        }
+    }
+    groups
+}
+
+/// Put the `{code, current}` pairs of each group's script call back in the
+/// items' order.
+fn scatter_transitions(
+    groups: &[(u16, Vec<usize>)],
+    replies: Vec<Vec<(i64, String)>>,
+    n: usize,
+) -> Result<Vec<Transition>, StoreError> {
+    let mut out = vec![Transition::Missing; n];
+    for ((_, idx), pairs) in groups.iter().zip(replies) {
+        if pairs.len() != idx.len() {
+            return Err(StoreError::Corrupt("short answer from a script".into()));
+        }
+        for (&i, (code, cur)) in idx.iter().zip(pairs) {
+            out[i] = transition_result(code, &cur)?;
+        }
+    }
+    Ok(out)
+}
+
 /// An event as its history line. Strings, numbers and enums: cannot fail.
 fn event_json(ev: &Event) -> String {
     serde_json::to_string(ev).unwrap_or_default()
@@ -1002,14 +1034,7 @@ impl Store for RedisStore {
 
     async fn begin_delivery(&self, ids: &[String]) -> Result<Vec<Option<Record>>, StoreError> {
         // One script call per partition, all in one round trip.
-        let mut by_part: Vec<(u16, Vec<usize>)> = Vec::new();
-        for (i, id) in ids.iter().enumerate() {
-            let part = partition_of(id);
-            match by_part.iter_mut().find(|(p, _)| *p == part) {
-                Some((_, v)) => v.push(i),
-                None => by_part.push((part, vec![i])),
-            }
-        }
+        let by_part = by_partition(ids.iter().map(|id| partition_of(id)));
         let mut b = Batch::new();
         for (_, idx) in &by_part {
             let keys: Vec<String> = idx.iter().map(|&i| self.keys.record(&ids[i])).collect();
@@ -1066,14 +1091,7 @@ impl Store for RedisStore {
         items: Vec<(String, Change)>,
     ) -> Result<Vec<Transition>, StoreError> {
         // One script call per partition for all of its changes.
-        let mut by_part: Vec<(u16, Vec<usize>)> = Vec::new();
-        for (i, (id, _)) in items.iter().enumerate() {
-            let part = partition_of(id);
-            match by_part.iter_mut().find(|(p, _)| *p == part) {
-                Some((_, v)) => v.push(i),
-                None => by_part.push((part, vec![i])),
-            }
-        }
+        let by_part = by_partition(items.iter().map(|(id, _)| partition_of(id)));
         let mut b = Batch::new();
         for (part, idx) in &by_part {
             let keys: Vec<String> = idx
@@ -1098,17 +1116,7 @@ impl Store for RedisStore {
                     .arg(part_event(change)?);
             }
         }
-        let replies: Vec<Vec<(i64, String)>> = self.run(&b).await?;
-        let mut out = vec![Transition::Missing; items.len()];
-        for ((_, idx), pairs) in by_part.iter().zip(replies) {
-            if pairs.len() != idx.len() {
-                return Err(StoreError::Corrupt("short answer to transitions".into()));
-            }
-            for (&i, (code, cur)) in idx.iter().zip(pairs) {
-                out[i] = transition_result(code, &cur)?;
-            }
-        }
-        Ok(out)
+        scatter_transitions(&by_part, self.run(&b).await?, items.len())
     }
 
     async fn history(
@@ -1342,13 +1350,7 @@ impl Store for RedisStore {
             corr
         };
         // One script call per partition for all of its leases.
-        let mut by_part: Vec<(u16, Vec<usize>)> = Vec::new();
-        for (i, (part, _, _)) in steps.iter().enumerate() {
-            match by_part.iter_mut().find(|(p, _)| p == part) {
-                Some((_, v)) => v.push(i),
-                None => by_part.push((*part, vec![i])),
-            }
-        }
+        let by_part = by_partition(steps.iter().map(|(part, _, _)| *part));
         for (_, idx) in &by_part {
             let keys: Vec<String> = idx.iter().flat_map(|&i| steps[i].1.clone()).collect();
             let cmd = b.script(&self.scripts.finish, &keys);
@@ -1356,17 +1358,7 @@ impl Store for RedisStore {
                 cmd.arg(&steps[i].2);
             }
         }
-        let replies: Vec<Vec<(i64, String)>> = self.run(&b).await?;
-        let mut out = vec![Transition::Missing; steps.len()];
-        for ((_, idx), pairs) in by_part.iter().zip(replies) {
-            if pairs.len() != idx.len() {
-                return Err(StoreError::Corrupt("short answer finishing leases".into()));
-            }
-            for (&i, (code, cur)) in idx.iter().zip(pairs) {
-                out[i] = transition_result(code, &cur)?;
-            }
-        }
-        Ok(out)
+        scatter_transitions(&by_part, self.run(&b).await?, steps.len())
     }
 
     async fn first_seen(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
