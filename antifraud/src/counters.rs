@@ -41,7 +41,7 @@
 //! current one, so the burst being measured does not inflate its own
 //! baseline.
 
-use crate::screen::Prepared;
+use crate::input::Prepared;
 use jiff::Timestamp;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::{Range, RangeInclusive};

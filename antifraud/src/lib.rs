@@ -103,6 +103,7 @@ pub mod counters;
 mod decode;
 mod hash;
 mod hours;
+mod input;
 mod links;
 mod policy;
 mod screen;
@@ -122,13 +123,14 @@ pub use decode::is_default_ignorable;
 pub use hours::{
     easter_sunday, is_polish_holiday, polish_holidays, DayHours, DayHoursError, HolidayCalendar,
 };
+pub use input::{Channel, Screening};
 pub use links::{extract_domains, normalize_domain};
 pub use policy::{
     humantime_serde, ContactPolicy, DuplicatePolicy, LinkPolicy, PolicyError, PolicyKind,
     PoolStrategy, PumpingPolicy, RecipientPolicy, SenderPool, SequentialPolicy, TenantPolicy,
     DEFAULT_PREMIUM_PREFIXES, DEFAULT_SATURDAY, DEFAULT_SHORTENERS, DEFAULT_WEEKDAYS,
 };
-pub use screen::{check, mandatory, mandatory_needs, needs, Channel, Screening};
+pub use screen::{check, mandatory, mandatory_needs, needs};
 pub use stop::{is_stop_keyword, DEFAULT_STOP_KEYWORDS};
 pub use verdict::{Decision, ReasonCode, UnknownReasonCode, Verdict};
 pub use zones::{country_zone, COUNTRY_ZONES};

@@ -1,8 +1,8 @@
 //! Sender ids: registration check and picking a number from a pool.
 
 use crate::hash::{splitmix64, stable_hash};
+use crate::input::{Channel, Screening};
 use crate::policy::{PoolStrategy, SenderPool, TenantPolicy};
-use crate::screen::{Channel, Screening};
 
 /// What the message's sender resolves to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use goniec_config::Config;
 use goniec_connectors::rcs::sim::{RcsSim, RcsSimConfig};
 use goniec_connectors::smpp::sim::{SimConfig, SmscSim};
 use goniec_connectors::smtp::sink::{SinkConfig, SmtpSink};
-use goniec_gateway::app::hash_key;
+use goniec_gateway::tenants::hash_key;
 use tokio_util::sync::CancellationToken;
 
 const TEMPLATE: &str = include_str!("../../config/demo.toml");

@@ -13,9 +13,10 @@ use goniec_connectors::InboundMessage;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, TenantCtx};
+use crate::app::App;
 use crate::store::{Job, Lane, Task};
 use crate::telemetry::mask;
+use crate::tenants::TenantCtx;
 
 /// Handle inbound messages until the connectors close or `stop`.
 pub async fn run(app: Arc<App>, mut rx: mpsc::Receiver<InboundMessage>, stop: CancellationToken) {

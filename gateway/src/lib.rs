@@ -14,6 +14,7 @@
 //! * [`model`]: ids, statuses and the transition table.
 //! * [`telemetry`]: metrics, logging, masking.
 //! * [`app`]: the state everything shares, built once from config.
+//! * [`tenants`]: tenants' settings, limiters and API key hashes.
 
 pub mod app;
 pub mod dispatch;
@@ -25,6 +26,7 @@ pub mod receipts;
 pub mod screen;
 pub use goniec_store as store;
 pub mod telemetry;
+pub mod tenants;
 #[doc(hidden)]
 pub mod testing;
 pub mod validate;
@@ -41,9 +43,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::{App, Router, Tenants};
+use crate::app::{App, Router};
 use crate::store::{Lane, Store};
 use crate::telemetry::Metrics;
+use crate::tenants::Tenants;
 
 /// Why the gateway could not run.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use goniec_config::Config;
 use goniec_connectors::smpp::sim::{SimConfig, SmscSim};
-use goniec_gateway::app::hash_key;
+use goniec_gateway::tenants::hash_key;
 
 mod demo;
 use tokio_util::sync::CancellationToken;

@@ -16,9 +16,9 @@ use goniec_antifraud::{
 use goniec_config::Channel;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::TenantCtx;
 use crate::model::MessageData;
 use crate::store::{Store, StoreError};
+use crate::tenants::TenantCtx;
 
 /// The blocklist file could not be read.
 #[derive(Debug, thiserror::Error)]

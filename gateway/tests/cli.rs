@@ -32,7 +32,7 @@ fn stderr(o: &Output) -> String {
 fn hash_key_reads_the_key_from_stdin() {
     let piped = goniec(&["hash-key"], Some("s3cret-key\n"));
     assert!(piped.status.success(), "{}", stderr(&piped));
-    let expected = goniec_gateway::app::hash_key("s3cret-key");
+    let expected = goniec_gateway::tenants::hash_key("s3cret-key");
     assert_eq!(stdout(&piped).trim(), expected);
     // The argument still works, with a warning about ps and shell history.
     let argv = goniec(&["hash-key", "s3cret-key"], None);
@@ -55,7 +55,7 @@ fn gen_key_prints_a_new_key_and_its_hash() {
     };
     let key = field(&a, "key:");
     assert!(key.len() >= 40, "{key}");
-    assert_eq!(field(&a, "hash:"), goniec_gateway::app::hash_key(&key));
+    assert_eq!(field(&a, "hash:"), goniec_gateway::tenants::hash_key(&key));
     assert_ne!(key, field(&b, "key:"), "keys are random");
 }
 

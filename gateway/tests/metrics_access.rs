@@ -2,7 +2,7 @@
 //! (`admin.metrics_keys`) or moved to a listener of its own
 //! (`admin.metrics_listen`). Every route takes the `Bearer` scheme in any case.
 
-use goniec_gateway::app::hash_key;
+use goniec_gateway::tenants::hash_key;
 use goniec_gateway::testing::free_port;
 use goniec_gateway::testing::gateway::{config_toml, parse, TestGateway, ACME_KEY, ADMIN_KEY};
 use reqwest::Method;

@@ -415,7 +415,7 @@ impl TokenSource {
                 unavailable(format!(
                     "token endpoint {} unreachable: {}",
                     self.token_uri,
-                    super::connector::describe(&e)
+                    super::reply::describe(&e)
                 ))
             })?;
         let status = response.status();
@@ -423,7 +423,7 @@ impl TokenSource {
             unavailable(format!(
                 "token endpoint {}: reading the answer failed: {}",
                 self.token_uri,
-                super::connector::describe(&e)
+                super::reply::describe(&e)
             ))
         })?;
         if status.is_success() {
@@ -465,7 +465,7 @@ impl TokenSource {
                     Some(d) => format!("{error}: {d}"),
                     None => error,
                 },
-                _ => super::connector::snippet(&body),
+                _ => super::reply::snippet(&body),
             };
             return Err(unavailable(format!(
                 "token endpoint {} refused service account {} ({status}, {detail}); \

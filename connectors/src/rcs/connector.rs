@@ -23,7 +23,6 @@
 //!   [`DEGRADED_AFTER`] consecutive connection failures, else `Up`.
 
 use std::collections::HashMap;
-use std::error::Error as _;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -36,6 +35,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{ServiceAccount, TokenSource};
+use super::reply::{describe, snippet};
 use super::{content, encode_component, is_e164, mask, INVALID_MESSAGE, UNREACHABLE};
 use crate::{BuildContext, BuildError, Connector, DeliveryError, Health, Outbound, Submitted};
 
@@ -327,34 +327,6 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     )
 }
 
-/// A reqwest error with its causes (`error sending request: connection refused`).
-pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
-
-/// The start of a body, as text, for error messages.
-pub(crate) fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        return "no details".into();
-    }
-    match text.char_indices().nth(200) {
-        Some((i, _)) => format!("{}…", &text[..i]),
-        None => text.to_string(),
-    }
-}
-
 fn check_url(s: &str) -> Result<(), String> {
     let url = url::Url::parse(s).map_err(|e| e.to_string())?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
@@ -572,11 +544,5 @@ mod tests {
     fn expire_time_is_rfc3339_utc_seconds() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_772_359_200_900);
         assert_eq!(rfc3339(t).unwrap(), "2026-03-01T10:00:00Z");
-    }
-
-    #[test]
-    fn snippets_are_short() {
-        assert_eq!(snippet(b"  "), "no details");
-        assert_eq!(snippet("ż".repeat(300).as_bytes()).chars().count(), 201);
     }
 }

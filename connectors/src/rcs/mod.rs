@@ -20,6 +20,7 @@ pub mod auth;
 pub mod connector;
 pub mod content;
 pub mod events;
+mod reply;
 pub mod sim;
 
 /// `DeliveryError::Permanent` code of a number that cannot receive RCS (the

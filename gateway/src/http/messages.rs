@@ -13,9 +13,10 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 use super::limits::{BodyKind, Buffered, Incoming};
 use super::{authenticate, observe};
-use crate::app::{App, TenantCtx};
+use crate::app::App;
 use crate::model::{format_ms, is_message_id, now_ms, Event, Record, Status};
 use crate::store::{Change, HistoryKey, IdemBegin, IdemWrite, NewMessage, Transition};
+use crate::tenants::TenantCtx;
 use crate::validate::{normalize_email, normalize_msisdn, parse_request, validate, Valid};
 use goniec_antifraud::{Decision, Verdict};
 

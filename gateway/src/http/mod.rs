@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json};
 
-use crate::app::{App, TenantCtx};
+use crate::app::App;
+use crate::tenants::TenantCtx;
 use error::ApiError;
 use limits::Limits;
 

@@ -83,9 +83,9 @@ api_keys = ["{other}"]
 webhook_secret = "{SECRET}"
 {extra}
 "#,
-        acme = crate::app::hash_key(ACME_KEY),
-        other = crate::app::hash_key(OTHER_KEY),
-        admin = crate::app::hash_key(ADMIN_KEY),
+        acme = crate::tenants::hash_key(ACME_KEY),
+        other = crate::tenants::hash_key(OTHER_KEY),
+        admin = crate::tenants::hash_key(ADMIN_KEY),
     )
 }
 

@@ -22,11 +22,18 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 
+pub(crate) mod batch;
+mod outcome;
+
+use batch::{Group, Joined};
+use outcome::{Failure, Outcome};
+
 use crate::app::App;
 use crate::lease::backoff;
 use crate::model::{format_ms, now_ms, Record};
 use crate::store::{self, Lease, Task};
 use crate::telemetry::mask;
+use crate::tenants::TenantCtx;
 use crate::validate::check_callback_url;
 use goniec_config::net::is_private;
 
@@ -116,24 +123,6 @@ pub fn clients(timeout: Duration) -> (reqwest::Client, reqwest::Client) {
     (strict, open)
 }
 
-#[derive(Clone)]
-enum Outcome {
-    Delivered,
-    Drop(&'static str),
-    Failed(Failure),
-}
-
-/// Why a callback attempt failed, and what it was for: safe to log and to keep
-/// with a dead letter (the URL without user info, query or fragment, which may
-/// carry tokens).
-#[derive(Clone)]
-struct Failure {
-    cause: String,
-    message_id: Option<String>,
-    tenant: String,
-    url: String,
-}
-
 /// `url` for logs: scheme, host, port and path only. User info, the query and
 /// the fragment often carry tokens (`?token=…`) and are never logged.
 pub fn redact_url(url: &str) -> String {
@@ -220,7 +209,7 @@ pub async fn handle(
 /// Sign and post `body` to `url` for `tenant` (`message_id`: for logs).
 async fn post(
     app: &App,
-    tenant: &crate::app::TenantCtx,
+    tenant: &TenantCtx,
     url: &str,
     body: Vec<u8>,
     message_id: Option<&str>,
@@ -328,10 +317,10 @@ async fn deliver(
         Some(b) => {
             // Trade the lane's permit for a batch slot: the wait for the batch
             // must not hold the lane's concurrency, and the slots bound it.
-            let Ok(slot) = app.callback_batches.slots.clone().acquire_owned().await else {
+            let Some(slot) = app.callback_batches.slot().await else {
                 return Outcome::Drop("shutting down");
             };
-            let batched = app.callback_batches.join(app, tenant, url, bytes, b);
+            let batched = join_batch(app, tenant, url, bytes, b);
             drop(permit.take());
             let outcome = batched.await;
             drop(slot);
@@ -345,102 +334,46 @@ async fn deliver(
     outcome
 }
 
-/// Callbacks waiting to be posted together, per (tenant, URL).
-pub struct CallbackBatches {
-    groups: std::sync::Mutex<std::collections::HashMap<(String, String), Group>>,
-    next_id: std::sync::atomic::AtomicU64,
-    /// Callbacks in batches not yet answered, across all of them: a slow
-    /// endpoint makes the lane wait here instead of piling batches up.
-    slots: Arc<tokio::sync::Semaphore>,
-}
-
-/// Most callbacks waiting in batches or in batch POSTs at once.
-const BATCHED_MAX: usize = 10_000;
-
-impl Default for CallbackBatches {
-    fn default() -> Self {
-        CallbackBatches {
-            groups: Default::default(),
-            next_id: Default::default(),
-            slots: Arc::new(tokio::sync::Semaphore::new(BATCHED_MAX)),
-        }
-    }
-}
-
-struct Group {
-    id: u64,
-    bodies: Vec<Vec<u8>>,
-    waiters: Vec<tokio::sync::oneshot::Sender<Outcome>>,
-}
-
-impl CallbackBatches {
-    /// Add one callback body to its (tenant, URL) batch; the returned future
-    /// is the batch's outcome. The first one of a batch starts its linger timer;
-    /// the one that fills it sends it at once.
-    fn join(
-        &self,
-        app: &Arc<App>,
-        tenant: &crate::app::TenantCtx,
-        url: &str,
-        body: Vec<u8>,
-        cfg: &goniec_config::CallbackBatch,
-    ) -> impl std::future::Future<Output = Outcome> + use<> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let key = (tenant.cfg.name.clone(), url.to_string());
-        let (full, started) = {
-            let mut groups = self.groups.lock().unwrap_or_else(|p| p.into_inner());
-            let g = groups.entry(key.clone()).or_insert_with(|| Group {
-                id: self
-                    .next_id
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-                bodies: Vec::new(),
-                waiters: Vec::new(),
-            });
-            g.bodies.push(body);
-            g.waiters.push(tx);
-            let started = (g.bodies.len() == 1).then_some(g.id);
-            let full = (g.bodies.len() >= cfg.max.max(1))
-                .then(|| groups.remove(&key))
-                .flatten();
-            (full, started)
-        };
-        if let Some(g) = full {
+/// Add one callback body to its (tenant, URL) batch; the returned future is
+/// the batch's outcome. The first one of a batch starts its linger timer; the
+/// one that fills it sends it at once.
+fn join_batch(
+    app: &Arc<App>,
+    tenant: &TenantCtx,
+    url: &str,
+    body: Vec<u8>,
+    cfg: &goniec_config::CallbackBatch,
+) -> impl std::future::Future<Output = Outcome> + use<> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let key = (tenant.cfg.name.clone(), url.to_string());
+    match app.callback_batches.join(&key, body, cfg.max, tx) {
+        Joined::Full(g) => {
             let app = app.clone();
             app.tracker
                 .clone()
                 .spawn(async move { send_batch(&app, key, g).await });
-        } else if let Some(id) = started {
+        }
+        Joined::Started(id) => {
             let (app, linger) = (app.clone(), cfg.linger);
             app.tracker.clone().spawn(async move {
                 tokio::time::sleep(linger).await;
-                let g = {
-                    let mut groups = app
-                        .callback_batches
-                        .groups
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    // Sent already when it filled up (a newer batch may be here).
-                    match groups.get(&key) {
-                        Some(g) if g.id == id => groups.remove(&key),
-                        _ => None,
-                    }
-                };
-                if let Some(g) = g {
+                if let Some(g) = app.callback_batches.take(&key, id) {
                     send_batch(&app, key, g).await;
                 }
             });
         }
-        let (tenant, url) = (tenant.cfg.name.clone(), redact_url(url));
-        async move {
-            rx.await.unwrap_or_else(|_| {
-                Outcome::Failed(Failure {
-                    cause: "batch abandoned at shutdown".into(),
-                    message_id: None,
-                    tenant,
-                    url,
-                })
+        Joined::Waiting => {}
+    }
+    let (tenant, url) = (tenant.cfg.name.clone(), redact_url(url));
+    async move {
+        rx.await.unwrap_or_else(|_| {
+            Outcome::Failed(Failure {
+                cause: "batch abandoned at shutdown".into(),
+                message_id: None,
+                tenant,
+                url,
             })
-        }
+        })
     }
 }
 
