@@ -14,8 +14,9 @@ pub mod smpp;
 pub mod smtp;
 #[cfg(feature = "stub")]
 pub mod stub;
-#[cfg(test)]
-mod test_rng;
+/// A small seeded generator for property tests here and in `goniec-sims`.
+#[doc(hidden)]
+pub mod test_rng;
 pub mod text;
 
 use std::fmt;

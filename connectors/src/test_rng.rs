@@ -6,11 +6,11 @@
 //! each run, so CI keeps exploring new inputs. The seed is printed and a failure
 //! reproduces with `GONIEC_TEST_SEED=<seed>`.
 
-pub(crate) struct TestRng(pub(crate) u64);
+pub struct TestRng(pub u64);
 
 impl TestRng {
     /// `default`, or the seed `GONIEC_TEST_SEED` asks for (a number, or `random`).
-    pub(crate) fn seeded(default: u64, test: &str) -> TestRng {
+    pub fn seeded(default: u64, test: &str) -> TestRng {
         let seed = match std::env::var("GONIEC_TEST_SEED").ok().as_deref() {
             None | Some("") => default,
             Some("random") => std::time::SystemTime::now()
@@ -28,7 +28,8 @@ impl TestRng {
         TestRng(seed)
     }
 
-    pub(crate) fn next(&mut self) -> u64 {
+    #[allow(clippy::should_implement_trait)] // an infinite stream; Iterator adds nothing
+    pub fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -37,15 +38,15 @@ impl TestRng {
     }
 
     /// Uniform-ish in `0..n` (0 when `n` is 0).
-    pub(crate) fn below(&mut self, n: usize) -> usize {
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
 
-    pub(crate) fn byte(&mut self) -> u8 {
+    pub fn byte(&mut self) -> u8 {
         self.next() as u8
     }
 
-    pub(crate) fn pick<T: Copy>(&mut self, pool: &[T]) -> T {
+    pub fn pick<T: Copy>(&mut self, pool: &[T]) -> T {
         pool[self.below(pool.len())]
     }
 }

@@ -14,9 +14,9 @@ use axum::routing::post;
 use axum::Router;
 use goniec_config::{Channel, ConnectorConfig, ConnectorKind, RcsConnector as RcsConfig};
 use goniec_connectors::rcs::events::{self, Event};
-use goniec_connectors::rcs::sim::{self, RcsSim, RcsSimConfig};
 use goniec_connectors::rcs::UNREACHABLE;
 use goniec_connectors::{BuildContext, BuildError, Connector, DeliveryError, Health, Outbound};
+use goniec_sims::rbm::{self, RcsSim, RcsSimConfig};
 use serde_json::json;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -101,7 +101,7 @@ impl Drop for Setup {
 /// A simulator trusting the demo key, posting events to a fresh webhook.
 async fn setup(cfg: RcsSimConfig) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let key = sim::write_demo_service_account(dir.path()).unwrap();
+    let key = rbm::write_demo_service_account(dir.path()).unwrap();
     let stop = CancellationToken::new();
     let (hook, url) = Hook::start(&stop).await;
     let cfg = RcsSimConfig {
@@ -458,7 +458,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 async fn a_bad_key_fails_at_build() {
     let s = setup(quick()).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut demo: serde_json::Value = serde_json::from_str(sim::demo_service_account()).unwrap();
+    let mut demo: serde_json::Value = serde_json::from_str(rbm::demo_service_account()).unwrap();
     demo["private_key"] = json!("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
     let cases = [
         (dir.path().join("missing.json"), "cannot read"),
@@ -494,7 +494,7 @@ async fn a_bad_key_fails_at_build() {
 async fn a_refused_service_account_takes_the_connector_down() {
     let s = setup(quick()).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut other: serde_json::Value = serde_json::from_str(sim::demo_service_account()).unwrap();
+    let mut other: serde_json::Value = serde_json::from_str(rbm::demo_service_account()).unwrap();
     other["client_email"] = json!("intruder@elsewhere.example");
     let key = write(dir.path(), "other.json", &other.to_string());
     let rbm = build(RcsConfig {

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use goniec_config::Config;
-use goniec_connectors::rcs::sim::{RcsSim, RcsSimConfig};
-use goniec_connectors::smpp::sim::{SimConfig, SmscSim};
-use goniec_connectors::smtp::sink::{SinkConfig, SmtpSink};
 use goniec_gateway::tenants::hash_key;
+use goniec_sims::rbm::{RcsSim, RcsSimConfig};
+use goniec_sims::smsc::{SimConfig, SmscSim};
+use goniec_sims::smtp_sink::{SinkConfig, SmtpSink};
 use tokio_util::sync::CancellationToken;
 
 const TEMPLATE: &str = include_str!("../../config/demo.toml");
@@ -78,7 +78,7 @@ pub async fn start(opts: Options, sims_stop: &CancellationToken) -> anyhow::Resu
     std::fs::create_dir_all(&dir).context("cannot create the demo's temporary directory")?;
     let blocklist = dir.join("demo-blocklist.txt");
     std::fs::write(&blocklist, BLOCKLIST).context("cannot write the demo blocklist")?;
-    let rcs_key = goniec_connectors::rcs::sim::write_demo_service_account(&dir)
+    let rcs_key = goniec_sims::rbm::write_demo_service_account(&dir)
         .context("cannot write the demo service account")?;
 
     let smsc_cfg = SimConfig::default();

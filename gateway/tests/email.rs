@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use goniec_connectors::smtp::sink::{SinkConfig, SmtpSink};
 use goniec_gateway::testing::gateway::{config_toml, parse, TestGateway, OTHER_KEY};
 use goniec_gateway::testing::RedisServer;
+use goniec_sims::smtp_sink::{SinkConfig, SmtpSink};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -473,7 +473,7 @@ rate = "1/s"
     }
     // One per second to big.example: four take at least three seconds, so the
     // other domain's twenty were not queued behind them.
-    let to_big = |msgs: &[goniec_connectors::smtp::sink::ReceivedMail]| {
+    let to_big = |msgs: &[goniec_sims::smtp_sink::ReceivedMail]| {
         msgs.iter()
             .filter(|m| m.rcpts[0].to_ascii_lowercase().ends_with("@big.example"))
             .count()

@@ -8,9 +8,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use goniec_connectors::smpp::sim::{SimConfig, SmscSim};
 use goniec_gateway::testing::gateway::{config_toml, metric_sum, parse, TestGateway};
 use goniec_gateway::testing::RedisServer;
+use goniec_sims::smsc::{SimConfig, SmscSim};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use goniec_connectors::rcs::events;
-use goniec_connectors::rcs::sim::{RcsSim, RcsSimConfig};
-use goniec_connectors::smpp::sim::{SimConfig, SmscSim};
 use goniec_gateway::testing::gateway::{config_toml_with, parse, TestGateway};
 use goniec_gateway::testing::RedisServer;
+use goniec_sims::rbm::{RcsSim, RcsSimConfig};
+use goniec_sims::smsc::{SimConfig, SmscSim};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -87,11 +87,7 @@ impl Rig {
         let redis = RedisServer::spawn()?;
         let stop = CancellationToken::new();
         let key = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(
-            key.path(),
-            goniec_connectors::rcs::sim::DEMO_SERVICE_ACCOUNT,
-        )
-        .unwrap();
+        std::fs::write(key.path(), goniec_sims::rbm::DEMO_SERVICE_ACCOUNT).unwrap();
         let sim = RcsSimConfig {
             agent_id: AGENT.into(),
             client_token: CLIENT_TOKEN.into(),

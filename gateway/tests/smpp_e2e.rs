@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use goniec_connectors::smpp::sim::{SimConfig, SmscSim};
 use goniec_gateway::testing::gateway::{config_toml, metric_sum, parse, TestGateway, ACME_KEY};
 use goniec_gateway::testing::{RedisCluster, RedisServer};
+use goniec_sims::smsc::{SimConfig, SmscSim};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -644,7 +644,7 @@ async fn wait_metric(
 async fn wait_sim(
     sim: &SmscSim,
     within: Duration,
-    ok: impl Fn(&goniec_connectors::smpp::sim::SimStats) -> bool,
+    ok: impl Fn(&goniec_sims::smsc::SimStats) -> bool,
 ) {
     let deadline = Instant::now() + within;
     while !ok(&sim.stats()) {

@@ -483,33 +483,6 @@ impl TokenSource {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ring::signature::{UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
-
-    const DEMO: &str = include_str!("demo-service-account.json");
-
-    #[test]
-    fn demo_key_loads_and_signs_a_verifiable_jwt() {
-        let account = ServiceAccount::from_json(DEMO.as_bytes()).unwrap();
-        assert_eq!(account.client_email, "demo@goniec-demo.iam.example");
-        let jwt = account
-            .assertion("scope-x", "https://token.example/token", 1_700_000_000)
-            .unwrap();
-        let decoded = decode_jwt(&jwt).unwrap();
-        assert_eq!(decoded.header["alg"], "RS256");
-        assert_eq!(decoded.header["typ"], "JWT");
-        assert_eq!(decoded.header["kid"], "goniec-demo-key-1");
-        assert_eq!(decoded.claims["iss"], "demo@goniec-demo.iam.example");
-        assert_eq!(decoded.claims["scope"], "scope-x");
-        assert_eq!(decoded.claims["aud"], "https://token.example/token");
-        assert_eq!(decoded.claims["iat"], 1_700_000_000u64);
-        assert_eq!(decoded.claims["exp"], 1_700_003_600u64);
-        let key = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, account.public_key_der());
-        key.verify(decoded.signed.as_bytes(), &decoded.signature)
-            .unwrap();
-        let mut tampered = decoded.signed.clone().into_bytes();
-        tampered[5] ^= 1;
-        assert!(key.verify(&tampered, &decoded.signature).is_err());
-    }
 
     #[test]
     fn bad_key_files_say_what_is_wrong() {

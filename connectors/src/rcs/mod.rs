@@ -13,15 +13,12 @@
 //!   [`DeliveryError`](crate::DeliveryError).
 //! * [`events`]: the platform's webhook posts (Pub/Sub push bodies signed with
 //!   `X-Goog-Signature`): verification and parsing into [`events::Event`]s.
-//! * [`sim`]: the RBM simulator for `goniec demo`, `goniec rcs-sim`, tests and
-//!   benches: the same URLs, token endpoint, errors and signed webhook events.
 
 pub mod auth;
 pub mod connector;
 pub mod content;
 pub mod events;
 mod reply;
-pub mod sim;
 
 /// `DeliveryError::Permanent` code of a number that cannot receive RCS (the
 /// platform answered 404, or the capability cache says so): the message is not
@@ -33,7 +30,7 @@ pub const INVALID_MESSAGE: &str = "invalid_message";
 
 /// A phone number fit for logs: the first 4 and last 2 characters, the rest
 /// starred (`+48*******67`); short values are starred entirely.
-pub(crate) fn mask(phone: &str) -> String {
+pub fn mask(phone: &str) -> String {
     let chars: Vec<char> = phone.chars().collect();
     if chars.len() <= 6 {
         return "*".repeat(chars.len());
@@ -45,7 +42,7 @@ pub(crate) fn mask(phone: &str) -> String {
 }
 
 /// Whether `s` is an E.164 number: `+`, a non-zero digit, then 1 to 14 digits.
-pub(crate) fn is_e164(s: &str) -> bool {
+pub fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else {
         return false;
     };

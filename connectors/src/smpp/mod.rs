@@ -19,5 +19,4 @@ pub mod frame;
 mod hostile_tests;
 pub mod receipt;
 pub mod session;
-pub mod sim;
 pub mod status;

@@ -1,6 +1,5 @@
-//! E-mail over SMTP: the connector, its per-domain throttle, and the sink (a test
-//! SMTP server for the demo, tests and benches).
+//! E-mail over SMTP: the connector and its per-domain throttle. The SMTP sink
+//! the demo, tests and benches send to is in `goniec-sims`.
 
 pub mod connector;
-pub mod sink;
 pub mod throttle;

@@ -2,8 +2,8 @@
 //! tests and benches.
 //!
 //! This module owns the server side of the protocol, built on the same
-//! framer ([`super::frame`]) as the gateway and producing receipts in the text
-//! shape [`super::receipt::parse`] reads:
+//! framer ([`frame`](goniec_connectors::smpp::frame)) as the gateway and producing receipts in the text
+//! shape [`receipt::parse`](goniec_connectors::smpp::receipt::parse) reads:
 //!
 //! * **Sessions**: one task per connection (at most [`MAX_SESSIONS`]), each
 //!   starting unbound. `bind_transmitter`/`bind_receiver`/`bind_transceiver`
@@ -112,14 +112,14 @@ use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{self, FrameLimits, ESME_RINVCMDID, ESME_ROK, GENERIC_NACK};
+use goniec_connectors::smpp::frame::{self, FrameLimits, ESME_RINVCMDID, ESME_ROK, GENERIC_NACK};
 
 /// system_id the simulator answers binds with.
 pub const SIM_SYSTEM_ID: &str = "goniec-sim";
 /// Most connections served at once; more are accepted and closed at once.
 pub const MAX_SESSIONS: usize = 1024;
 
-pub use super::status::{
+pub use goniec_connectors::smpp::status::{
     ESME_RALYBND, ESME_RBINDFAIL, ESME_RINVBNDSTS, ESME_RINVPASWD, ESME_RQUERYFAIL, ESME_RTHROTTLED,
 };
 
@@ -392,12 +392,12 @@ impl SmscSim {
             COctetString::<1, 21>::from_str(a.trim_start_matches('+'))
                 .map_err(|e| format!("address `{a}`: {e:?}"))
         };
-        let (coding, bytes) = match crate::text::encode_gsm7_unpacked(text) {
+        let (coding, bytes) = match goniec_connectors::text::encode_gsm7_unpacked(text) {
             Some(b) => (0u8, b),
-            None => (8u8, crate::text::encode_ucs2(text)),
+            None => (8u8, goniec_connectors::text::encode_ucs2(text)),
         };
         let text = OctetString::from_slice(&bytes).map_err(|e| format!("text: {e:?}"))?;
-        let (dest_ton, dest_npi) = match crate::smpp::connector::sender_ton_npi(to) {
+        let (dest_ton, dest_npi) = match goniec_connectors::smpp::connector::sender_ton_npi(to) {
             (5, _) => (Ton::Alphanumeric, Npi::Unknown),
             (3, _) => (Ton::NetworkSpecific, Npi::Unknown),
             _ => (Ton::International, Npi::Isdn),
@@ -1711,9 +1711,9 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::smpp::frame::HEADER_LEN;
-    use crate::smpp::frame::{split_frame, ESME_RINVCMDLEN};
-    use crate::smpp::receipt::{self, normalize_id, Stat};
+    use goniec_connectors::smpp::frame::HEADER_LEN;
+    use goniec_connectors::smpp::frame::{split_frame, ESME_RINVCMDLEN};
+    use goniec_connectors::smpp::receipt::{self, normalize_id, Stat};
     use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSmResp};
     use rusmpp::values::RegisteredDelivery;
     use std::net::{Ipv4Addr, SocketAddr};
@@ -2427,9 +2427,9 @@ mod tests {
     /// Both receipt PDUs decode and read the same: id, state and text.
     #[test]
     fn receipts_as_deliver_sm_and_data_sm_read_alike() {
-        use crate::smpp::connector::read_receipt;
-        use crate::smpp::session::InboundPdu;
-        use crate::ReceiptState;
+        use goniec_connectors::smpp::connector::read_receipt;
+        use goniec_connectors::smpp::session::InboundPdu;
+        use goniec_connectors::ReceiptState;
         let sm = SubmitSm::builder()
             .source_addr(cstr("Goniec"))
             .destination_addr(cstr("48600100200"))
@@ -2474,8 +2474,8 @@ mod tests {
     /// A reply from the simulator reads back as sender, destination and text.
     #[tokio::test]
     async fn mobile_originated_replies_reach_a_receiver() {
-        use crate::smpp::connector::read_mo;
-        use crate::smpp::session::InboundPdu;
+        use goniec_connectors::smpp::connector::read_mo;
+        use goniec_connectors::smpp::session::InboundPdu;
         let (sim, token) = sim(quick()).await;
         let mut c = Client::bind(&sim, Kind::Rx).await;
         sim.send_mo("goniec", "+48601000099", "+48500100200", "Nie, dziękuję")
@@ -2797,7 +2797,7 @@ mod tests {
             .build();
         assert_eq!(excerpt(&sm), "Part one?");
     }
-    use crate::test_rng::TestRng as XorShift;
+    use goniec_connectors::test_rng::TestRng as XorShift;
 
     #[tokio::test]
     async fn random_frames_never_kill_the_session() {

@@ -13,7 +13,7 @@
 //! * `POST /v1/phones/{E.164}/agentMessages?messageId=…&agentId=…`: send. The
 //!   bearer token must be live (else 401 `UNAUTHENTICATED`), the agent the
 //!   configured one (else 403), the body a valid `contentMessage` (else 400
-//!   `INVALID_ARGUMENT`, checked with [`super::content`]). Numbers that cannot
+//!   `INVALID_ARGUMENT`, checked with [`content`](goniec_connectors::rcs::content)). Numbers that cannot
 //!   get RCS ([`RcsSimConfig::unreachable_prefixes`], or a share chosen by a
 //!   stable hash of the number) get 404 `NOT_FOUND`; a message id seen before
 //!   409 `ALREADY_EXISTS` (no second delivery); above
@@ -57,9 +57,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{decode_jwt, ServiceAccount, JWT_BEARER_GRANT};
-use super::events::{push_body, sign, SIGNATURE_HEADER};
-use super::{content, is_e164, mask};
+use goniec_connectors::rcs::auth::{decode_jwt, ServiceAccount, JWT_BEARER_GRANT};
+use goniec_connectors::rcs::events::{push_body, sign, SIGNATURE_HEADER};
+use goniec_connectors::rcs::{content, is_e164, mask};
 
 /// The demo/test service-account key (JSON). **Demo only**: a throwaway key
 /// that grants nothing anywhere; the simulator trusts it when told to.
@@ -1025,6 +1025,30 @@ async fn stats(State(shared): Sim) -> Json<RcsSimStats> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demo_key_loads_and_signs_a_verifiable_jwt() {
+        let account = ServiceAccount::from_json(DEMO_SERVICE_ACCOUNT.as_bytes()).unwrap();
+        assert_eq!(account.client_email, "demo@goniec-demo.iam.example");
+        let jwt = account
+            .assertion("scope-x", "https://token.example/token", 1_700_000_000)
+            .unwrap();
+        let decoded = decode_jwt(&jwt).unwrap();
+        assert_eq!(decoded.header["alg"], "RS256");
+        assert_eq!(decoded.header["typ"], "JWT");
+        assert_eq!(decoded.header["kid"], "goniec-demo-key-1");
+        assert_eq!(decoded.claims["iss"], "demo@goniec-demo.iam.example");
+        assert_eq!(decoded.claims["scope"], "scope-x");
+        assert_eq!(decoded.claims["aud"], "https://token.example/token");
+        assert_eq!(decoded.claims["iat"], 1_700_000_000u64);
+        assert_eq!(decoded.claims["exp"], 1_700_003_600u64);
+        let key = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, account.public_key_der());
+        key.verify(decoded.signed.as_bytes(), &decoded.signature)
+            .unwrap();
+        let mut tampered = decoded.signed.clone().into_bytes();
+        tampered[5] ^= 1;
+        assert!(key.verify(&tampered, &decoded.signature).is_err());
+    }
 
     #[test]
     fn unreachable_share_is_stable_and_roughly_right() {
