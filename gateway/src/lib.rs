@@ -27,8 +27,6 @@ pub mod screen;
 pub use goniec_store as store;
 pub mod telemetry;
 pub mod tenants;
-#[doc(hidden)]
-pub mod testing;
 pub mod validate;
 pub mod webhooks;
 

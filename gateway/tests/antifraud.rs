@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use goniec_gateway::testing::gateway::{
+use goniec_testkit::gateway::{
     config_toml_with, parse, TestGateway, ACME_KEY, ADMIN_KEY, OTHER_KEY,
 };
-use goniec_gateway::testing::RedisServer;
+use goniec_testkit::RedisServer;
 use reqwest::Method;
 use serde_json::{json, Value};
 

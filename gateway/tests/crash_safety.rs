@@ -7,10 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use goniec_gateway::store::redis::RedisStore;
-use goniec_gateway::testing::gateway::{config_toml, metric_sum, ACME_KEY};
-use goniec_gateway::testing::{free_port, RedisCluster, RedisServer};
 use goniec_store::keys::Keys;
 use goniec_store::Lane;
+use goniec_testkit::gateway::{config_toml, metric_sum, ACME_KEY};
+use goniec_testkit::{free_port, RedisCluster, RedisServer};
 
 /// The SMS lane's stream of tenant `acme` in every partition (the test configs keep the default count).
 fn sms_queues(prefix: &str) -> Vec<String> {

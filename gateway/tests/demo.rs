@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use goniec_gateway::testing::demo::DemoProcess;
+use goniec_testkit::demo::DemoProcess;
 use serde_json::{json, Value};
 
 struct Demo(DemoProcess);
@@ -102,7 +102,7 @@ async fn the_demo_delivers_on_every_channel() {
 /// masters here): an SMS goes to `delivered` with its receipt.
 #[tokio::test]
 async fn the_demo_runs_on_a_redis_cluster() {
-    let Some(cluster) = goniec_gateway::testing::RedisCluster::spawn() else {
+    let Some(cluster) = goniec_testkit::RedisCluster::spawn() else {
         return;
     };
     let url = cluster.url();

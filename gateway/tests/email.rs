@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use goniec_gateway::testing::gateway::{config_toml, parse, TestGateway, OTHER_KEY};
-use goniec_gateway::testing::RedisServer;
 use goniec_sims::smtp_sink::{SinkConfig, SmtpSink};
+use goniec_testkit::gateway::{config_toml, parse, TestGateway, OTHER_KEY};
+use goniec_testkit::RedisServer;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -198,7 +198,7 @@ async fn a_relay_that_is_down_for_a_while_loses_nothing() {
 /// the address; garbage gets a 400 and changes nothing.
 #[tokio::test]
 async fn asynchronous_bounces_mark_the_message_and_suppress_the_address() {
-    use goniec_gateway::testing::gateway::ACME_KEY;
+    use goniec_testkit::gateway::ACME_KEY;
     let Some(redis) = RedisServer::spawn() else {
         return;
     };
@@ -327,7 +327,7 @@ Message-ID: <{message_id}>\r\n\
 /// and a bad attachment refused at the API.
 #[tokio::test]
 async fn attachments_and_list_unsubscribe_arrive() {
-    use goniec_gateway::testing::gateway::OTHER_KEY;
+    use goniec_testkit::gateway::OTHER_KEY;
     let Some(redis) = RedisServer::spawn() else {
         return;
     };

@@ -11,10 +11,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use goniec_gateway::testing::gateway::{
-    config_toml, metric_sum, parse, TestGateway, ACME_KEY, ADMIN_KEY,
-};
-use goniec_gateway::testing::RedisServer;
+use goniec_testkit::gateway::{config_toml, metric_sum, parse, TestGateway, ACME_KEY, ADMIN_KEY};
+use goniec_testkit::RedisServer;
 use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

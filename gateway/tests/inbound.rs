@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use goniec_gateway::testing::gateway::{config_toml, parse, verify_signature, TestGateway, SECRET};
-use goniec_gateway::testing::RedisServer;
 use goniec_sims::smsc::{SimConfig, SmscSim};
+use goniec_testkit::gateway::{config_toml, parse, verify_signature, TestGateway, SECRET};
+use goniec_testkit::RedisServer;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 

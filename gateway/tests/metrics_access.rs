@@ -3,8 +3,8 @@
 //! (`admin.metrics_listen`). Every route takes the `Bearer` scheme in any case.
 
 use goniec_gateway::tenants::hash_key;
-use goniec_gateway::testing::free_port;
-use goniec_gateway::testing::gateway::{config_toml, parse, TestGateway, ACME_KEY, ADMIN_KEY};
+use goniec_testkit::free_port;
+use goniec_testkit::gateway::{config_toml, parse, TestGateway, ACME_KEY, ADMIN_KEY};
 use reqwest::Method;
 
 const SCRAPER_KEY: &str = "prometheus-scraper-key-0123456789";

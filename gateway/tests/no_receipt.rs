@@ -8,9 +8,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use goniec_gateway::testing::gateway::{config_toml, metric_sum, parse, TestGateway};
-use goniec_gateway::testing::RedisServer;
 use goniec_sims::smsc::{SimConfig, SmscSim};
+use goniec_testkit::gateway::{config_toml, metric_sum, parse, TestGateway};
+use goniec_testkit::RedisServer;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -490,7 +490,7 @@ async fn smsc_sim_command_loses_receipts_on_request() {
     let Some(redis) = RedisServer::spawn() else {
         return;
     };
-    let sim = goniec_gateway::testing::smsc_process::SmscProcess::start(
+    let sim = goniec_testkit::smsc_process::SmscProcess::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_goniec")),
         &["--receipt-delay", "10ms", "--lose-receipts-every", "1"],
     )

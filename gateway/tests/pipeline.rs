@@ -5,10 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use goniec_gateway::testing::gateway::{
+use goniec_testkit::gateway::{
     config_toml, metric_sum, parse, TestGateway, ACME_KEY, ADMIN_KEY, OTHER_KEY, SECRET,
 };
-use goniec_gateway::testing::RedisServer;
+use goniec_testkit::RedisServer;
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -592,7 +592,7 @@ async fn spawn_receiver(r: Receiver) -> String {
 
 /// Verify a `Goniec-Signature` written from the documented formula.
 fn verify(sig: &str, body: &str) -> bool {
-    goniec_gateway::testing::gateway::verify_signature(SECRET, sig, body)
+    goniec_testkit::gateway::verify_signature(SECRET, sig, body)
 }
 
 /// `callback_events` picks which status changes are posted: a message asking
@@ -731,10 +731,7 @@ async fn callbacks_are_signed_retried_and_dead_lettered() {
     );
 
     // A dead endpoint: 3 attempts, then the dead-letter queue and a metric.
-    let dead = format!(
-        "http://127.0.0.1:{}/cb",
-        goniec_gateway::testing::free_port()
-    );
+    let dead = format!("http://127.0.0.1:{}/cb", goniec_testkit::free_port());
     let mut req = sms("+48501234569");
     req["callback_url"] = json!(dead);
     let (code, _) = gw.post("/v1/messages", &req).await;
@@ -907,7 +904,7 @@ async fn sigterm_drain_refuses_new_work_and_finishes_in_flight() {
 /// behind it for seconds).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_backlog_does_not_hold_up_another() {
-    use goniec_gateway::testing::gateway::OTHER_KEY;
+    use goniec_testkit::gateway::OTHER_KEY;
     let Some(redis) = RedisServer::spawn() else {
         return;
     };

@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use goniec_connectors::rcs::events;
-use goniec_gateway::testing::gateway::{config_toml_with, parse, TestGateway};
-use goniec_gateway::testing::RedisServer;
 use goniec_sims::rbm::{RcsSim, RcsSimConfig};
 use goniec_sims::smsc::{SimConfig, SmscSim};
+use goniec_testkit::gateway::{config_toml_with, parse, TestGateway};
+use goniec_testkit::RedisServer;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -185,7 +185,7 @@ connector = "smsc"
             .req(
                 reqwest::Method::POST,
                 "/v1/messages",
-                goniec_gateway::testing::gateway::OTHER_KEY,
+                goniec_testkit::gateway::OTHER_KEY,
             )
             .json(body)
             .send()
@@ -206,7 +206,7 @@ connector = "smsc"
             .req(
                 reqwest::Method::GET,
                 &format!("/v1/messages/{id}"),
-                goniec_gateway::testing::gateway::OTHER_KEY,
+                goniec_testkit::gateway::OTHER_KEY,
             )
             .send()
             .await
@@ -655,7 +655,7 @@ async fn user_messages_are_forwarded_once_and_unsubscribe_opts_out() {
         .req(
             reqwest::Method::DELETE,
             "/v1/opt-outs/+48605000002",
-            goniec_gateway::testing::gateway::OTHER_KEY,
+            goniec_testkit::gateway::OTHER_KEY,
         )
         .send()
         .await
@@ -705,7 +705,7 @@ async fn an_expired_token_is_refreshed_once_under_concurrent_sends() {
                 .req(
                     reqwest::Method::POST,
                     "/v1/messages",
-                    goniec_gateway::testing::gateway::OTHER_KEY,
+                    goniec_testkit::gateway::OTHER_KEY,
                 )
                 .json(&rcs_msg(&format!("+4860600{round}{i:03}")));
             set.spawn(async move {

@@ -14,8 +14,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use goniec_gateway::testing::demo::DemoProcess;
-use goniec_gateway::testing::{require, runs};
+use goniec_testkit::demo::DemoProcess;
+use goniec_testkit::{require, runs};
 use serde_json::Value;
 
 /// One command of a README shell block, with the expectation under it.

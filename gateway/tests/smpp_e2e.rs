@@ -5,9 +5,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use goniec_gateway::testing::gateway::{config_toml, metric_sum, parse, TestGateway, ACME_KEY};
-use goniec_gateway::testing::{RedisCluster, RedisServer};
 use goniec_sims::smsc::{SimConfig, SmscSim};
+use goniec_testkit::gateway::{config_toml, metric_sum, parse, TestGateway, ACME_KEY};
+use goniec_testkit::{RedisCluster, RedisServer};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
@@ -408,7 +408,7 @@ async fn every_concatenation_mode_delivers_long_messages() {
 /// is rejected. Any other reply changes nothing.
 #[tokio::test]
 async fn a_stop_reply_opts_the_recipient_out() {
-    use goniec_gateway::testing::gateway::{config_toml_with, OTHER_KEY};
+    use goniec_testkit::gateway::{config_toml_with, OTHER_KEY};
     let Some(redis) = RedisServer::spawn() else {
         return;
     };
@@ -938,7 +938,7 @@ async fn smsc_sim_command_serves_stats_and_mo_over_http() {
     let Some(redis) = RedisServer::spawn() else {
         return;
     };
-    let sim = goniec_gateway::testing::smsc_process::SmscProcess::start(
+    let sim = goniec_testkit::smsc_process::SmscProcess::start(
         std::path::Path::new(env!("CARGO_BIN_EXE_goniec")),
         &[
             "--receipt-delay",

@@ -5,16 +5,16 @@
 //! node-smpp decoded, not on what we think we sent.
 //!
 //! Needs `node` and `npm ci --prefix tests/interop` (which `tests/run` does);
-//! without them the test fails with the install line (see `testing::require`).
+//! without them the test fails with the install line (see `goniec_testkit::require`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use goniec_gateway::testing::gateway::{config_toml, metric_sum, parse, TestGateway};
-use goniec_gateway::testing::peer::Peer;
-use goniec_gateway::testing::{require, runs, RedisServer};
+use goniec_testkit::gateway::{config_toml, metric_sum, parse, TestGateway};
+use goniec_testkit::peer::Peer;
+use goniec_testkit::{require, runs, RedisServer};
 use serde_json::{json, Value};
 
 fn interop_dir() -> PathBuf {

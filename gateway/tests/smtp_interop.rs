@@ -9,16 +9,16 @@
 //!
 //! Needs a Python with `tests/interop/requirements.txt`: `tests/run` makes a
 //! virtual environment under `target/` and passes it as `GONIEC_PYTHON`. Without
-//! it the test fails with the install line (see `testing::require`).
+//! it the test fails with the install line (see `goniec_testkit::require`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use goniec_gateway::testing::gateway::{config_toml, parse, TestGateway, OTHER_KEY};
-use goniec_gateway::testing::peer::Peer;
-use goniec_gateway::testing::{python, require, runs, RedisServer};
+use goniec_testkit::gateway::{config_toml, parse, TestGateway, OTHER_KEY};
+use goniec_testkit::peer::Peer;
+use goniec_testkit::{python, require, runs, RedisServer};
 use mail_parser::{MessageParser, MimeHeaders, PartType};
 use reqwest::Method;
 use serde_json::{json, Value};

@@ -3,8 +3,9 @@
 //! instances and take over a dead one's.
 
 use goniec_gateway::store::{memory::MemoryStore, redis::RedisStore};
-use goniec_gateway::testing::{RedisCluster, RedisServer};
-use goniec_store::{conformance, Outcome};
+use goniec_store::Outcome;
+use goniec_testkit::conformance;
+use goniec_testkit::{RedisCluster, RedisServer};
 
 fn store_cfg(url: &str) -> goniec_config::Store {
     goniec_config::Store {

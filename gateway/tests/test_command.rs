@@ -1,4 +1,4 @@
-//! The skip policy of the test command (`tests/run`) and of `testing::require`:
+//! The skip policy of the test command (`tests/run`) and of `goniec_testkit::require`:
 //! a test whose peer is missing never counts as passed. Without the peer the
 //! run stops with the exact install line; a skipped test fails the run unless
 //! the user opted in with `GONIEC_ALLOW_SKIP=1`, which CI ignores.
@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use goniec_gateway::testing::require;
+use goniec_testkit::require;
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/run")

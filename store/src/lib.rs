@@ -13,7 +13,7 @@
 //! * [`memory::MemoryStore`]: the embedded default for `goniec demo` and fast
 //!   tests. It keeps nothing across restarts and says so at start.
 //!
-//! All pass [`crate::conformance`] (feature `conformance`).
+//! All pass the conformance suite in `goniec-testkit` (`testkit/src/conformance.rs`).
 //!
 //! The contract that makes crashes safe: a queue entry leaves the pending list
 //! only through [`Store::finish`], which writes the message's new state (or its
@@ -21,8 +21,6 @@
 //! partition (receipt correlation) is written before that step.
 
 pub mod batcher;
-#[cfg(feature = "conformance")]
-pub mod conformance;
 pub mod keys;
 pub mod memory;
 pub mod model;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use goniec_config::Channel;
 
-use crate::model::{new_message_id, now_ms, EmailData, Event, MessageData, Status};
-use crate::{
+use goniec_store::model::{new_message_id, now_ms, EmailData, Event, MessageData, Status};
+use goniec_store::{
     Change, Correlation, Handover, HistoryKey, IdemBegin, IdemWrite, Lane, Lease, NewMessage,
     Outcome, Store, StoreError, Task, Transition,
 };
@@ -69,9 +69,9 @@ fn message(
             },
         ],
         callbacks: if notify {
-            crate::Callbacks::All
+            goniec_store::Callbacks::All
         } else {
-            crate::Callbacks::None
+            goniec_store::Callbacks::None
         },
     }
 }
@@ -133,8 +133,8 @@ fn correlation((connector, ids): (&str, &[String])) -> Correlation {
 }
 
 /// The suite runs against stores with the default partition count.
-fn suite_partitions() -> crate::Partitions {
-    crate::Partitions::new(goniec_config::Store::default().partitions)
+fn suite_partitions() -> goniec_store::Partitions {
+    goniec_store::Partitions::new(goniec_config::Store::default().partitions)
 }
 
 /// `n` queued SMS messages for `tenant`, for tests outside this suite.
@@ -144,7 +144,7 @@ pub fn sample_messages(tenant: &str, n: usize) -> Vec<NewMessage> {
         .collect()
 }
 
-async fn drain(store: &dyn Store, lane: Lane) -> Vec<crate::Lease> {
+async fn drain(store: &dyn Store, lane: Lane) -> Vec<goniec_store::Lease> {
     let mut all = Vec::new();
     loop {
         let got = store
@@ -248,11 +248,11 @@ async fn correlate_many_spellings_in_order(store: &dyn Store) {
 /// the next one; and the last one expiring the message `no_receipt` with a callback,
 /// which a late receipt can no longer change.
 async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
-    use crate::{Handover, Job};
+    use goniec_store::{Handover, Job};
     let m = message("t-check", "+48500000400", None, true, None);
     store.accept(std::slice::from_ref(&m), None).await.unwrap();
     let sms = Lane::Channel(Channel::Sms);
-    let mine = |ls: Vec<crate::Lease>| -> Vec<crate::Lease> {
+    let mine = |ls: Vec<goniec_store::Lease>| -> Vec<goniec_store::Lease> {
         ls.into_iter().filter(|l| l.job.id == m.id).collect()
     };
     let l = mine(drain(store, sms).await).pop().unwrap();
@@ -261,7 +261,7 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
         job: Job {
             id: m.id.clone(),
             attempt: n,
-            task: Task::ReceiptCheck(crate::ReceiptCheck {
+            task: Task::ReceiptCheck(goniec_store::ReceiptCheck {
                 connector: "smsc-k".into(),
                 deadline: 0,
                 query_ids: vec![],
@@ -368,7 +368,7 @@ async fn submitted_with_its_receipt_check_then_no_receipt(store: &dyn Store) {
 /// history), or scheduled (the same job twice is one); only the lease's holder
 /// hands over.
 async fn handover_to_another_lane(store: &dyn Store) {
-    use crate::{Handover, Job};
+    use goniec_store::{Handover, Job};
     let mut m = message("t-hand", "+48500000900", None, false, None);
     m.channel = Channel::Rcs;
     store.accept(std::slice::from_ref(&m), None).await.unwrap();
@@ -899,12 +899,12 @@ async fn claim_complete_correlate(store: &dyn Store) {
     let leases = drain(store, Lane::Channel(Channel::Sms)).await;
     // First in, first out within a partition (where a recipient's messages are).
     for l in &leases {
-        assert_eq!(l.partition, crate::model::partition_of(&l.job.id));
+        assert_eq!(l.partition, goniec_store::model::partition_of(&l.job.id));
     }
     let order = |ids: Vec<&String>| -> Vec<(u16, String)> {
         let mut v: Vec<(u16, String)> = ids
             .into_iter()
-            .map(|id| (crate::model::partition_of(id), id.clone()))
+            .map(|id| (goniec_store::model::partition_of(id), id.clone()))
             .collect();
         v.sort_by_key(|(p, _)| *p); // stable: keeps the order within a partition
         v

@@ -26,7 +26,7 @@ pub fn config_toml(redis_url: Option<&str>, extra: &str) -> String {
 /// [`config_toml`] with an `[antifraud]` section (and its subtables) of the test's own.
 pub fn config_toml_with(redis_url: Option<&str>, antifraud: &str, extra: &str) -> String {
     let store = match redis_url {
-        // A `redis-cluster://` URL ([`crate::testing::RedisCluster::url`]).
+        // A `redis-cluster://` URL ([`crate::RedisCluster::url`]).
         Some(u) => match goniec_config::Store::cluster_nodes(u) {
             Some(nodes) => format!(
                 "backend = \"redis-cluster\"\nnodes = {nodes:?}\nprefix = \"t{}\"",
@@ -83,9 +83,9 @@ api_keys = ["{other}"]
 webhook_secret = "{SECRET}"
 {extra}
 "#,
-        acme = crate::tenants::hash_key(ACME_KEY),
-        other = crate::tenants::hash_key(OTHER_KEY),
-        admin = crate::tenants::hash_key(ADMIN_KEY),
+        acme = goniec_gateway::tenants::hash_key(ACME_KEY),
+        other = goniec_gateway::tenants::hash_key(OTHER_KEY),
+        admin = goniec_gateway::tenants::hash_key(ADMIN_KEY),
     )
 }
 
@@ -99,7 +99,7 @@ pub fn parse(toml: &str) -> Config {
 pub struct TestGateway {
     pub addr: SocketAddr,
     pub shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), crate::Error>>,
+    task: tokio::task::JoinHandle<Result<(), goniec_gateway::Error>>,
     pub http: reqwest::Client,
 }
 
@@ -107,7 +107,7 @@ impl TestGateway {
     pub async fn start(cfg: Config) -> TestGateway {
         let shutdown = CancellationToken::new();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(crate::run(cfg, shutdown.clone(), Some(tx)));
+        let task = tokio::spawn(goniec_gateway::run(cfg, shutdown.clone(), Some(tx)));
         let addr = rx.await.expect("gateway did not start");
         let http = reqwest::Client::builder()
             .no_proxy()

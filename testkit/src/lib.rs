@@ -1,11 +1,16 @@
-//! Test support shared by unit and integration tests: a real `redis-server` on a
-//! free loopback port.
+//! Test support for Goniec's integration tests (a dev-dependency only, never
+//! in a production build): real `redis-server`s and Redis Clusters on free
+//! loopback ports ([`RedisServer`], [`RedisCluster`]), the skip policy
+//! ([`require`]), an in-process gateway ([`gateway::TestGateway`]), the demo and
+//! the SMSC simulator as child processes, third-party peers ([`peer`]), and the
+//! store conformance suite every backend must pass ([`conformance`]).
 //!
 //! Services are real, never mocked. A test whose service or peer is missing fails
 //! with the install line ([`require`]); only with `GONIEC_ALLOW_SKIP=1` (and never
 //! under `CI=true`) is it skipped, and then it is written to the skip list that
 //! `tests/run` prints at the end, so a skip is never mistaken for a pass.
 
+pub mod conformance;
 pub mod demo;
 pub mod gateway;
 pub mod peer;
