@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use anyhow::Context;
 use goniec_config::Config;
@@ -24,11 +25,23 @@ pub const NO_RCS: &str = "+48690";
 pub const RCS_SILENT: &str = "+48691";
 
 /// What the user chose on the command line.
+#[derive(Debug, Clone, clap::Args)]
 pub struct Options {
+    #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// API key for the demo tenant (random when omitted).
+    #[arg(long)]
     pub api_key: Option<String>,
+    /// Operator key for /v1/admin/* (random when omitted).
+    #[arg(long)]
     pub admin_key: Option<String>,
+    /// Run the demo on Redis instead of memory: `redis://HOST:PORT/DB`, or a
+    /// Redis Cluster as `redis-cluster://HOST:PORT,HOST:PORT,…` (seed nodes).
+    #[arg(long)]
     pub store: Option<String>,
+    /// Print the demo's configuration (config/demo.toml filled in) and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 /// The keys and secrets the banner prints.
@@ -55,6 +68,48 @@ impl Drop for Demo {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `goniec demo`: run until SIGTERM or Ctrl-C.
+pub fn run(opts: Options) -> ExitCode {
+    let print_config = opts.print_config;
+    let Some(rt) = crate::cli::runtime() else {
+        return ExitCode::FAILURE;
+    };
+    match rt.block_on(demo_main(opts, print_config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("goniec demo: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn demo_main(opts: Options, print_config: bool) -> anyhow::Result<()> {
+    // The simulators outlive the gateway's drain (its SMPP unbind, last mail), so
+    // they stop only after it returned.
+    let sims_stop = CancellationToken::new();
+    let _stop_sims = sims_stop.clone().drop_guard();
+    let demo = start(opts, &sims_stop).await?;
+    if print_config {
+        print!("{}", demo.text);
+        return Ok(());
+    }
+    goniec_gateway::telemetry::init_logging(&demo.config.log);
+    let shutdown = CancellationToken::new();
+    crate::cli::stop_on_signal(&shutdown);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let rcs = demo.rcs.clone();
+    let keys = demo.keys.clone();
+    tokio::spawn(async move {
+        if let Ok(addr) = rx.await {
+            rcs.set_webhook(Some(format!("http://{addr}/v1/webhooks/rcs")));
+            println!("{}", banner(addr, &keys));
+        }
+    });
+    goniec_gateway::run(demo.config.clone(), shutdown, Some(tx))
+        .await
+        .context("gateway failed")
 }
 
 fn random_key(prefix: &str) -> String {
