@@ -4,42 +4,8 @@
 
 use crate::blocklist::Blocklist;
 use jiff::Timestamp;
-use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// The channel a message travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    /// SMS; the recipient is an E.164 number.
-    Sms,
-    /// RCS Business Messaging; the recipient is an E.164 number.
-    Rcs,
-    /// E-mail; the recipient is an address.
-    Email,
-}
-
-impl Channel {
-    /// `sms`, `rcs` or `email`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Channel::Sms => "sms",
-            Channel::Rcs => "rcs",
-            Channel::Email => "email",
-        }
-    }
-
-    /// Whether the recipient is a phone number.
-    pub const fn is_phone(self) -> bool {
-        matches!(self, Channel::Sms | Channel::Rcs)
-    }
-}
-
-impl fmt::Display for Channel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use goniec_core::Channel;
 
 /// One message to screen, plus the gateway-wide context it is screened
 /// against (the blocklist, the key salt). Borrowed, so building one costs

@@ -11,7 +11,6 @@
 
 mod load;
 pub mod net;
-pub mod units;
 mod validate;
 mod warnings;
 
@@ -21,8 +20,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use goniec_core::units::{self, ByteSize, ParseUnitError, Rate, RateUnit};
+pub use goniec_core::Channel;
 pub use load::{load, load_from_str, ConfigError, ConfigErrors};
-pub use units::{ByteSize, ParseUnitError, Rate, RateUnit};
 pub use warnings::{warnings, SAMPLE_KEY_HASH};
 
 /// The whole configuration file.
@@ -361,47 +361,6 @@ pub enum Policy {
     #[default]
     Collection,
     Transactional,
-}
-
-/// The channel a message travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Sms,
-    Rcs,
-    Email,
-}
-
-impl Channel {
-    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Rcs, Channel::Email];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Sms => "sms",
-            Channel::Rcs => "rcs",
-            Channel::Email => "email",
-        }
-    }
-}
-
-impl std::fmt::Display for Channel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Channel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "sms" => Ok(Channel::Sms),
-            "rcs" => Ok(Channel::Rcs),
-            "email" => Ok(Channel::Email),
-            other => Err(format!(
-                "unknown channel `{other}` (expected sms, rcs or email)"
-            )),
-        }
-    }
 }
 
 /// `[[connectors]]`: one way out to a carrier or provider, chosen by `kind`.

@@ -172,7 +172,7 @@ impl Screener {
             .iter()
             .zip(&texts)
             .map(|(m, text)| {
-                let mut s = Screening::new(&tenant.cfg.name, channel(m.channel), &m.to, text, now);
+                let mut s = Screening::new(&tenant.cfg.name, m.channel, &m.to, text, now);
                 s.sender = m.from.as_deref();
                 s.send_at = m
                     .send_at
@@ -210,13 +210,7 @@ impl Screener {
 
     /// The store key of a recipient's opt-out for a tenant.
     pub fn opt_out_key(&self, tenant: &TenantCtx, channel_: Channel, to: &str) -> String {
-        let mut s = Screening::new(
-            &tenant.cfg.name,
-            channel(channel_),
-            to,
-            "",
-            jiff::Timestamp::now(),
-        );
+        let mut s = Screening::new(&tenant.cfg.name, channel_, to, "", jiff::Timestamp::now());
         s.key_salt = &self.salt;
         needs(&s, &tenant.cfg.antifraud).opt_out_key().to_string()
     }
@@ -238,14 +232,6 @@ fn log_loaded(path: &std::path::Path, list: &Blocklist) {
         invalid_lines = list.invalid_lines(),
         "Blocklist loaded."
     );
-}
-
-fn channel(c: Channel) -> goniec_antifraud::Channel {
-    match c {
-        Channel::Sms => goniec_antifraud::Channel::Sms,
-        Channel::Rcs => goniec_antifraud::Channel::Rcs,
-        Channel::Email => goniec_antifraud::Channel::Email,
-    }
 }
 
 /// Everything a recipient reads, where links can hide: the text, an e-mail's

@@ -10,7 +10,7 @@ use subtle::ConstantTimeEq;
 
 /// A governor limiter for a readable rate; the burst is one period's worth.
 pub fn limiter(rate: &Rate) -> DefaultDirectRateLimiter {
-    RateLimiter::direct(goniec_connectors::smtp::throttle::quota(rate))
+    RateLimiter::direct(rate.quota())
 }
 
 /// One tenant with its runtime state.

@@ -4,6 +4,7 @@
 //! Everything here is pure and synchronous; every refusal is an [`ApiError`] with a
 //! stable code and the offending field, and nothing is stored before it passes.
 
+use goniec_core::Problem;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
@@ -81,9 +82,7 @@ fn no_controls(s: &str, field: &str) -> Result<(), ApiError> {
         .chars()
         .find(|&c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
     {
-        Some(c) => Err(ApiError::new(
-            422,
-            "invalid-text",
+        Some(c) => Err(ApiError::new(Problem::InvalidText,
             format!(
                 "`{field}` contains the control character U+{:04X}; only tab and line breaks are allowed",
                 u32::from(c)
@@ -138,18 +137,15 @@ impl Vars {
         };
         let e = match over {
             VarsOver::Count => ApiError::new(
-                422,
-                "too-many-vars",
+                Problem::TooManyVars,
                 format!("`vars` may have at most {MAX_VARS} entries"),
             ),
             VarsOver::Name => ApiError::new(
-                422,
-                "var-name-too-long",
+                Problem::VarNameTooLong,
                 format!("`vars` names may be at most {MAX_VAR_NAME_CHARS} characters"),
             ),
             VarsOver::Bytes => ApiError::new(
-                422,
-                "vars-too-large",
+                Problem::VarsTooLarge,
                 format!(
                     "`vars` may take at most {MAX_VARS_BYTES} bytes (names and values as sent)"
                 ),
@@ -221,8 +217,7 @@ pub fn parse_request(json: &str) -> Result<MessageRequest, ApiError> {
     // is an object, and anything else is refused before its contents are read.
     if !json.trim_start().starts_with('{') {
         return Err(ApiError::new(
-            422,
-            "invalid-type",
+            Problem::InvalidType,
             "the body must be a JSON object (one message); use /v1/messages/batch for several",
         ));
     }
@@ -239,8 +234,7 @@ pub fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError
         Category::Syntax | Category::Eof | Category::Io
     ) {
         return ApiError::new(
-            400,
-            "malformed-json",
+            Problem::MalformedJson,
             format!("request body is not valid JSON: {inner}"),
         );
     }
@@ -259,17 +253,17 @@ pub fn json_error(e: &serde_path_to_error::Error<serde_json::Error>) -> ApiError
         }
     };
     let (code, field) = if msg.starts_with("missing field") {
-        ("missing-field", join(&path, &named))
+        (Problem::MissingField, join(&path, &named))
     } else if msg.starts_with("unknown field") {
-        ("unknown-field", join(&path, &named))
+        (Problem::UnknownField, join(&path, &named))
     } else if msg.starts_with("unknown variant") {
-        ("invalid-value", path)
+        (Problem::InvalidValue, path)
     } else if msg.starts_with("invalid type") {
-        ("invalid-type", path)
+        (Problem::InvalidType, path)
     } else {
-        ("invalid-value", path)
+        (Problem::InvalidValue, path)
     };
-    let mut err = ApiError::new(422, code, msg);
+    let mut err = ApiError::new(code, msg);
     if !field.is_empty() {
         err = err.field(field);
     }
@@ -330,7 +324,7 @@ pub fn validate(
     // The shape of `from` here; whether it is registered for the tenant is
     // checked at screening, with or without anti-fraud (it also knows pools).
     if let Some(from) = &req.from {
-        let bad = |detail: &str| ApiError::new(422, "invalid-sender", detail).field("from");
+        let bad = |detail: &str| ApiError::new(Problem::InvalidSender, detail).field("from");
         if from.chars().any(char::is_control) {
             return Err(bad(
                 "`from` may not contain control characters (CR, LF, NUL, ...)",
@@ -356,8 +350,7 @@ pub fn validate(
     let mut text = match (&req.text, &req.template) {
         (Some(_), Some(_)) => {
             return Err(ApiError::new(
-                422,
-                "conflicting-fields",
+                Problem::ConflictingFields,
                 "give either `text` or `template`, not both",
             )
             .field("template"))
@@ -368,7 +361,7 @@ pub fn validate(
     };
     if req.vars.is_some() && req.template.is_none() {
         return Err(
-            ApiError::new(422, "conflicting-fields", "`vars` needs a `template`").field("vars"),
+            ApiError::new(Problem::ConflictingFields, "`vars` needs a `template`").field("vars"),
         );
     }
 
@@ -380,16 +373,14 @@ pub fn validate(
         Channel::Sms => {
             let Some(t) = text.as_mut() else {
                 return Err(ApiError::new(
-                    422,
-                    "missing-field",
+                    Problem::MissingField,
                     "an SMS needs `text` or `template`",
                 )
                 .field("text"));
             };
             if is_blank(t) {
                 return Err(ApiError::new(
-                    422,
-                    "empty-text",
+                    Problem::EmptyText,
                     "`text` is empty (or only spaces and invisible characters)",
                 )
                 .field("text"));
@@ -403,8 +394,7 @@ pub fn validate(
             let info = text::analyze(t);
             if info.segments > rules.max_segments {
                 return Err(ApiError::new(
-                    422,
-                    "too-many-segments",
+                    Problem::TooManySegments,
                     format!(
                         "text needs {} {} segments; the most allowed is {}{}",
                         info.segments,
@@ -425,8 +415,7 @@ pub fn validate(
         Channel::Rcs => {
             if text.as_deref().is_none_or(is_blank) && req.rcs.is_none() {
                 return Err(ApiError::new(
-                    422,
-                    "missing-field",
+                    Problem::MissingField,
                     "an RCS message needs `text` or `rcs` content",
                 )
                 .field("text"));
@@ -434,8 +423,7 @@ pub fn validate(
             if let Some(t) = &text {
                 if t.chars().count() > 3072 {
                     return Err(ApiError::new(
-                        422,
-                        "text-too-long",
+                        Problem::TextTooLong,
                         "RCS text is limited to 3072 characters",
                     )
                     .field("text"));
@@ -444,38 +432,37 @@ pub fn validate(
             if let Some(r) = &req.rcs {
                 if !r.is_object() {
                     return Err(
-                        ApiError::new(422, "invalid-type", "`rcs` must be an object").field("rcs"),
+                        ApiError::new(Problem::InvalidType, "`rcs` must be an object").field("rcs"),
                     );
                 }
             }
             goniec_connectors::rcs::content::validate(text.as_deref(), req.rcs.as_ref())
-                .map_err(|e| ApiError::new(422, "invalid-rcs", e.reason).field(&e.field))?;
+                .map_err(|e| ApiError::new(Problem::InvalidRcs, e.reason).field(&e.field))?;
         }
         Channel::Email => {
             let Some(e) = req.email else {
                 return Err(ApiError::new(
-                    422,
-                    "missing-field",
+                    Problem::MissingField,
                     "an e-mail needs `email` with a `subject`",
                 )
                 .field("email"));
             };
             if is_blank(&e.subject) {
-                return Err(ApiError::new(422, "empty-text", "`email.subject` is empty")
-                    .field("email.subject"));
+                return Err(
+                    ApiError::new(Problem::EmptyText, "`email.subject` is empty")
+                        .field("email.subject"),
+                );
             }
             if e.subject.chars().count() > 998 || e.subject.contains(['\r', '\n']) {
                 return Err(ApiError::new(
-                    422,
-                    "invalid-value",
+                    Problem::InvalidValue,
                     "`email.subject` must be one line of at most 998 characters",
                 )
                 .field("email.subject"));
             }
             if e.text.is_some() && text.is_some() {
                 return Err(ApiError::new(
-                    422,
-                    "conflicting-fields",
+                    Problem::ConflictingFields,
                     "give the plain part as `text` or `email.text`, not both",
                 )
                 .field("email.text"));
@@ -485,8 +472,7 @@ pub fn validate(
                 || e.html.as_deref().is_some_and(|h| !is_blank(h));
             if !has_body {
                 return Err(ApiError::new(
-                    422,
-                    "empty-text",
+                    Problem::EmptyText,
                     "an e-mail needs `text` or `email.html`",
                 )
                 .field("email.html"));
@@ -495,8 +481,7 @@ pub fn validate(
                 no_controls(h, "email.html")?;
                 if h.len() > rules.max_text_chars {
                     return Err(ApiError::new(
-                        422,
-                        "text-too-long",
+                        Problem::TextTooLong,
                         format!("`email.html` is over {} bytes", rules.max_text_chars),
                     )
                     .field("email.html"));
@@ -514,8 +499,7 @@ pub fn validate(
         no_controls(t, "text")?;
         if t.chars().count() > rules.max_text_chars {
             return Err(ApiError::new(
-                422,
-                "text-too-long",
+                Problem::TextTooLong,
                 format!("text is over {} characters", rules.max_text_chars),
             )
             .field("text"));
@@ -535,14 +519,13 @@ pub fn validate(
     if let Some(v) = valid_until {
         if v <= now {
             return Err(
-                ApiError::new(422, "invalid-value", "`valid_until` is in the past")
+                ApiError::new(Problem::InvalidValue, "`valid_until` is in the past")
                     .field("valid_until"),
             );
         }
         if send_at.is_some_and(|s| s >= v) {
             return Err(ApiError::new(
-                422,
-                "invalid-value",
+                Problem::InvalidValue,
                 "`valid_until` must be after `send_at`",
             )
             .field("valid_until"));
@@ -550,8 +533,7 @@ pub fn validate(
     }
     if send_at.is_some_and(|s| s.saturating_sub(now) > rules.max_schedule_ms) {
         return Err(ApiError::new(
-            422,
-            "invalid-value",
+            Problem::InvalidValue,
             format!(
                 "`send_at` is more than {} days ahead; messages are kept no longer",
                 rules.max_schedule_ms / 86_400_000
@@ -572,8 +554,7 @@ pub fn validate(
     if let Some(r) = &req.client_ref {
         if r.is_empty() || r.len() > 128 || r.chars().any(char::is_control) {
             return Err(ApiError::new(
-                422,
-                "invalid-value",
+                Problem::InvalidValue,
                 "`client_ref` must be 1 to 128 printable characters",
             )
             .field("client_ref"));
@@ -582,16 +563,13 @@ pub fn validate(
     let fallback = req.fallback.unwrap_or_default();
     if fallback.contains(&req.channel) {
         return Err(ApiError::new(
-            422,
-            "invalid-value",
+            Problem::InvalidValue,
             "`fallback` cannot name the message's own channel",
         )
         .field("fallback"));
     }
     if !fallback.is_empty() && (req.channel != Channel::Rcs || fallback != [Channel::Sms]) {
-        return Err(ApiError::new(
-            422,
-            "invalid-value",
+        return Err(ApiError::new(Problem::InvalidValue,
             "`fallback` is supported from rcs to sms only: `\"fallback\": [\"sms\"]` on an RCS message",
         )
         .field("fallback"));
@@ -599,16 +577,14 @@ pub fn validate(
     if let Some(ft) = &req.fallback_text {
         if fallback.is_empty() {
             return Err(ApiError::new(
-                422,
-                "conflicting-fields",
+                Problem::ConflictingFields,
                 "`fallback_text` needs `\"fallback\": [\"sms\"]`",
             )
             .field("fallback_text"));
         }
         if ft.trim().is_empty() || ft.chars().count() > 1600 {
             return Err(ApiError::new(
-                422,
-                "invalid-value",
+                Problem::InvalidValue,
                 "`fallback_text` must be 1 to 1600 characters of SMS text",
             )
             .field("fallback_text"));
@@ -619,8 +595,7 @@ pub fn validate(
         && text.as_deref().is_none_or(|t| t.trim().is_empty())
     {
         return Err(ApiError::new(
-            422,
-            "missing-field",
+            Problem::MissingField,
             "an SMS fallback needs `fallback_text` (or the message's `text`)",
         )
         .field("fallback_text"));
@@ -666,7 +641,8 @@ pub fn validate(
 /// The statuses named in `callback_events`: at least one, each a status a
 /// message can move to.
 fn callback_events(events: &[String]) -> Result<Vec<Status>, ApiError> {
-    let bad = |detail: String| ApiError::new(422, "invalid-value", detail).field("callback_events");
+    let bad =
+        |detail: String| ApiError::new(Problem::InvalidValue, detail).field("callback_events");
     if events.is_empty() || events.len() > goniec_config::CALLBACK_EVENTS.len() {
         return Err(bad(format!(
             "`callback_events` must name 1 to {} statuses",
@@ -694,8 +670,7 @@ pub fn normalize_msisdn(
 ) -> Result<String, ApiError> {
     let bad = |why: &str| {
         ApiError::new(
-            422,
-            "invalid-number",
+            Problem::InvalidNumber,
             format!("`to` is not a valid phone number: {why}"),
         )
         .field("to")
@@ -720,8 +695,7 @@ pub fn normalize_msisdn(
             Type::Mobile | Type::FixedLineOrMobile => {}
             other => {
                 return Err(ApiError::new(
-                    422,
-                    "not-mobile",
+                    Problem::NotMobile,
                     format!(
                         "`to` is a {other:?} number, not a mobile one; SMS and RCS need a mobile"
                     ),
@@ -751,9 +725,7 @@ fn check_attachments(list: &[AttachmentData], max: u64) -> Result<(), ApiError> 
             && a.filename.len() <= 255
             && !a.filename.contains(['/', '\\', '\r', '\n', '\0', '"']);
         if !name_ok {
-            return Err(ApiError::new(
-                422,
-                "invalid-attachment",
+            return Err(ApiError::new(Problem::InvalidAttachment,
                 "`filename` must be 1 to 255 characters without path separators, quotes or line breaks",
             )
             .field(field("filename")));
@@ -768,8 +740,7 @@ fn check_attachments(list: &[AttachmentData], max: u64) -> Result<(), ApiError> 
         });
         if !ct_ok {
             return Err(ApiError::new(
-                422,
-                "invalid-attachment",
+                Problem::InvalidAttachment,
                 format!(
                     "`content_type` {:?} is not a media type like application/pdf",
                     a.content_type
@@ -781,8 +752,7 @@ fn check_attachments(list: &[AttachmentData], max: u64) -> Result<(), ApiError> 
             .decode(a.content.trim())
             .map_err(|e| {
                 ApiError::new(
-                    422,
-                    "invalid-attachment",
+                    Problem::InvalidAttachment,
                     format!("`content` is not valid base64: {e}"),
                 )
                 .field(field("content"))
@@ -792,8 +762,7 @@ fn check_attachments(list: &[AttachmentData], max: u64) -> Result<(), ApiError> 
         total += encoded_len(bytes.len() as u64);
         if total > max {
             return Err(ApiError::new(
-                422,
-                "attachments-too-large",
+                Problem::AttachmentsTooLarge,
                 format!(
                     "attachments may be at most {max} bytes together as sent (base64, \
                      about 4/3 of the file sizes)"
@@ -814,8 +783,7 @@ pub fn suppression_key(address: &str) -> String {
 pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     let bad = |why: &str| {
         ApiError::new(
-            422,
-            "invalid-email",
+            Problem::InvalidEmail,
             format!("`to` is not a valid e-mail address: {why}"),
         )
         .field("to")
@@ -868,15 +836,14 @@ pub fn render_template(
         let after = &rest[start + 2..];
         let Some(end) = after.find("}}") else {
             return Err(
-                ApiError::new(422, "invalid-template", "`{{` without closing `}}`")
+                ApiError::new(Problem::InvalidTemplate, "`{{` without closing `}}`")
                     .field("template"),
             );
         };
         let name = after[..end].trim();
         let value = vars.and_then(|v| v.get(name)).ok_or_else(|| {
             ApiError::new(
-                422,
-                "missing-variable",
+                Problem::MissingVariable,
                 format!("template uses `{{{{{name}}}}}` but `vars` has no `{name}`"),
             )
             .field(format!("vars.{name}"))
@@ -886,8 +853,7 @@ pub fn render_template(
             VarValue::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             VarValue::Other => {
                 return Err(ApiError::new(
-                    422,
-                    "invalid-type",
+                    Problem::InvalidType,
                     "template variables must be strings, numbers or booleans",
                 )
                 .field(format!("vars.{name}")))
@@ -909,8 +875,7 @@ pub fn parse_time(s: &str, field: &str) -> Result<i64, ApiError> {
         .is_none_or(|hours| hours.parse::<u8>().is_ok_and(|h| h <= 23));
     if !offset_ok {
         return Err(ApiError::new(
-            422,
-            "invalid-timestamp",
+            Problem::InvalidTimestamp,
             format!("`{field}` has a UTC offset beyond ±23:59, which RFC 3339 does not allow"),
         )
         .field(field));
@@ -919,8 +884,7 @@ pub fn parse_time(s: &str, field: &str) -> Result<i64, ApiError> {
         .map(|t| t.as_millisecond())
         .map_err(|e| {
             ApiError::new(
-                422,
-                "invalid-timestamp",
+                Problem::InvalidTimestamp,
                 format!(
                     "`{field}` must be an RFC 3339 time such as 2026-11-22T09:00:00+01:00: {e}"
                 ),
@@ -937,7 +901,7 @@ pub fn parse_time(s: &str, field: &str) -> Result<i64, ApiError> {
 pub fn check_callback_url(raw: &str, allow_private: bool) -> Result<String, ApiError> {
     goniec_config::net::check_callback_url(raw, allow_private)
         .map(String::from)
-        .map_err(|e| ApiError::new(422, "invalid-callback-url", e.to_string()))
+        .map_err(|e| ApiError::new(Problem::InvalidCallbackUrl, e.to_string()))
 }
 
 #[cfg(test)]

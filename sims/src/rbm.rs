@@ -59,7 +59,8 @@ use tokio_util::sync::CancellationToken;
 
 use goniec_connectors::rcs::auth::{decode_jwt, ServiceAccount, JWT_BEARER_GRANT};
 use goniec_connectors::rcs::events::{push_body, sign, SIGNATURE_HEADER};
-use goniec_connectors::rcs::{content, is_e164, mask};
+use goniec_connectors::rcs::{content, is_e164};
+use goniec_core::mask::mask;
 
 /// The demo/test service-account key (JSON). **Demo only**: a throwaway key
 /// that grants nothing anywhere; the simulator trusts it when told to.

@@ -36,8 +36,9 @@ use serde_json::{json, Value};
 
 use super::auth::{ServiceAccount, TokenSource};
 use super::reply::{describe, snippet};
-use super::{content, encode_component, is_e164, mask, INVALID_MESSAGE, UNREACHABLE};
+use super::{content, encode_component, is_e164, INVALID_MESSAGE, UNREACHABLE};
 use crate::{BuildContext, BuildError, Connector, DeliveryError, Health, Outbound, Submitted};
+use goniec_core::mask::mask;
 
 const CHANNELS: [Channel; 1] = [Channel::Rcs];
 

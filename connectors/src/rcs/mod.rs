@@ -28,19 +28,6 @@ pub const UNREACHABLE: &str = "rcs_unreachable";
 /// `DeliveryError::Permanent` code of content the platform would refuse.
 pub const INVALID_MESSAGE: &str = "invalid_message";
 
-/// A phone number fit for logs: the first 4 and last 2 characters, the rest
-/// starred (`+48*******67`); short values are starred entirely.
-pub fn mask(phone: &str) -> String {
-    let chars: Vec<char> = phone.chars().collect();
-    if chars.len() <= 6 {
-        return "*".repeat(chars.len());
-    }
-    let mut out: String = chars[..4].iter().collect();
-    out.extend(std::iter::repeat_n('*', chars.len() - 6));
-    out.extend(&chars[chars.len() - 2..]);
-    out
-}
-
 /// Whether `s` is an E.164 number: `+`, a non-zero digit, then 1 to 14 digits.
 pub fn is_e164(s: &str) -> bool {
     let Some(digits) = s.strip_prefix('+') else {
@@ -68,13 +55,6 @@ pub(crate) fn encode_component(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masks_keep_head_and_tail_only() {
-        assert_eq!(mask("+48501234567"), "+485******67");
-        assert_eq!(mask("+4850"), "*****");
-        assert!(!mask("+48501234567").contains("01234"));
-    }
 
     #[test]
     fn e164_shape() {

@@ -10,14 +10,13 @@
 //! that has fully refilled is pruned.
 
 use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use goniec_config::{DomainLimit, Rate};
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::DeliveryError;
@@ -27,16 +26,6 @@ pub const MAX_WAIT: Duration = Duration::from_millis(250);
 
 /// Prune fully refilled per-domain rate state every this many acquisitions.
 const PRUNE_EVERY: u64 = 4096;
-
-/// A governor quota for a readable rate; the burst is one period's worth.
-pub fn quota(rate: &Rate) -> Quota {
-    let per_cell = rate.period().div_f64(rate.count().max(1) as f64);
-    let burst =
-        NonZeroU32::new(rate.count().clamp(1, u32::MAX as u64) as u32).unwrap_or(NonZeroU32::MIN);
-    Quota::with_period(per_cell.max(Duration::from_nanos(1)))
-        .map(|q| q.allow_burst(burst))
-        .unwrap_or_else(|| Quota::per_second(burst))
-}
 
 /// The limits of one connector, by recipient domain.
 pub struct DomainThrottle {
@@ -91,14 +80,14 @@ impl DomainThrottle {
             .map(|(domain, l)| {
                 let o = Override {
                     concurrency: l.concurrency.or(concurrency),
-                    rate: l.rate.or(rate).map(|r| RateLimiter::direct(quota(&r))),
+                    rate: l.rate.or(rate).map(|r| RateLimiter::direct(r.quota())),
                 };
                 (domain.to_ascii_lowercase(), o)
             })
             .collect();
         Some(DomainThrottle {
             concurrency,
-            rate: rate.map(|r| RateLimiter::keyed(quota(&r))),
+            rate: rate.map(|r| RateLimiter::keyed(r.quota())),
             overrides,
             inflight: Arc::default(),
             acquisitions: AtomicU64::new(0),

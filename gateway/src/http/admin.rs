@@ -1,5 +1,6 @@
 //! `/v1/admin/*`: the operator's view, behind `[admin] api_keys`.
 
+use goniec_core::Problem;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,8 +37,7 @@ struct DeadLetter {
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
     if !app.tenants.admin_enabled() {
         return Err(ApiError::new(
-            404,
-            "not-found",
+            Problem::NotFound,
             "admin endpoints are off (no `[admin] api_keys`)",
         ));
     }
@@ -58,14 +58,13 @@ pub async fn dead_letters(
     let start = Instant::now();
     let resp = async {
         authorize(&app, &headers)?;
-        let Query(q) = q.map_err(|e| ApiError::new(422, "invalid-query", e.body_text()))?;
+        let Query(q) = q.map_err(|e| ApiError::new(Problem::InvalidQuery, e.body_text()))?;
         let lane = Lane::ALL
             .into_iter()
             .find(|l| l.as_str() == q.lane)
             .ok_or_else(|| {
                 ApiError::new(
-                    422,
-                    "invalid-query",
+                    Problem::InvalidQuery,
                     "`lane` must be sms, rcs, email or webhook",
                 )
                 .field("lane")
@@ -73,7 +72,7 @@ pub async fn dead_letters(
         let limit = q.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(
-                ApiError::new(422, "invalid-query", "`limit` must be 1 to 1000").field("limit"),
+                ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 1000").field("limit"),
             );
         }
         let jobs = app
@@ -141,11 +140,11 @@ pub async fn held(
     let start = Instant::now();
     let resp = async {
         authorize(&app, &headers)?;
-        let Query(q) = q.map_err(|e| ApiError::new(422, "invalid-query", e.body_text()))?;
+        let Query(q) = q.map_err(|e| ApiError::new(Problem::InvalidQuery, e.body_text()))?;
         let limit = q.limit.unwrap_or(100);
         if !(1..=1000).contains(&limit) {
             return Err(
-                ApiError::new(422, "invalid-query", "`limit` must be 1 to 1000").field("limit"),
+                ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 1000").field("limit"),
             );
         }
         let unavailable = |_| ApiError::store_unavailable();
@@ -203,9 +202,7 @@ pub async fn decide(
             "release" => Change::new(Status::Scheduled, now, Some("released_by_operator".into()), None),
             "drop" => Change::new(Status::Rejected, now, Some("dropped_by_operator".into()), None),
             _ => {
-                return Err(ApiError::new(
-                    404,
-                    "not-found",
+                return Err(ApiError::new(Problem::NotFound,
                     "no such action; use release or drop",
                 ))
             }
@@ -227,15 +224,11 @@ pub async fn decide(
             }
             Transition::Missing => Err(ApiError::not_found("message")),
             Transition::Refused { current } => {
-                Err(ApiError::new(
-                    409,
-                    "not-held",
+                Err(ApiError::new(Problem::NotHeld,
                     format!("the message is {current}, not held; nothing changed"),
                 ))
             }
-            Transition::InFlight | Transition::Partial => Err(ApiError::new(
-                409,
-                "not-held",
+            Transition::InFlight | Transition::Partial => Err(ApiError::new(Problem::NotHeld,
                 "the message is not held; nothing changed",
             )),
         }
@@ -263,14 +256,14 @@ pub async fn suppressions(
     let start = Instant::now();
     let resp = async {
         authorize(&app, &headers)?;
-        let Query(q) = q.map_err(|e| ApiError::new(422, "invalid-query", e.body_text()))?;
+        let Query(q) = q.map_err(|e| ApiError::new(Problem::InvalidQuery, e.body_text()))?;
         if app.tenants.by_name(&q.tenant).is_none() {
             return Err(ApiError::not_found("tenant").field("tenant"));
         }
         let limit = q.limit.unwrap_or(100);
         if !(1..=10_000).contains(&limit) {
             return Err(
-                ApiError::new(422, "invalid-query", "`limit` must be 1 to 10000").field("limit"),
+                ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 10000").field("limit"),
             );
         }
         let list = app

@@ -7,6 +7,7 @@
 //! names.
 //! Anything that is not a DSN gets a 400 and changes nothing.
 
+use goniec_core::Problem;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,7 +42,7 @@ async fn handle(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Respon
     let tenant = authenticate(app, headers)?;
     let body = body.read(headers, BodyKind::Bounce).await?;
     let dsn = bounce::parse(&body)
-        .map_err(|e| ApiError::new(400, "invalid-bounce", format!("not a usable DSN: {e}")))?;
+        .map_err(|e| ApiError::new(Problem::InvalidBounce, format!("not a usable DSN: {e}")))?;
     // Our Message-IDs are `<ulid@domain>`; the ULID is the message id.
     let id = dsn
         .ids()
@@ -50,8 +51,7 @@ async fn handle(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Respon
         .find(|v| is_message_id(v))
         .ok_or_else(|| {
             ApiError::new(
-                422,
-                "unknown-message",
+                Problem::UnknownMessage,
                 "the bounce names no Goniec message (no matching Message-ID)",
             )
         })?;

@@ -3,13 +3,14 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use goniec_core::Problem;
 use serde::Serialize;
 
 /// A problem to report to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,
-    /// Stable machine-readable code, e.g. `invalid-number`.
+    /// Stable machine-readable code, e.g. `invalid-number` (a [`Problem`]).
     pub code: &'static str,
     /// Human explanation.
     pub detail: String,
@@ -48,10 +49,11 @@ pub struct ProblemBody<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: u16, code: &'static str, detail: impl Into<String>) -> Self {
+    /// A `problem` (its code and HTTP status) explained by `detail`.
+    pub fn new(problem: Problem, detail: impl Into<String>) -> Self {
         ApiError {
-            status,
-            code,
+            status: problem.http_status(),
+            code: problem.as_str(),
             detail: detail.into(),
             field: None,
             retry_after: None,
@@ -62,8 +64,7 @@ impl ApiError {
     /// Anti-fraud refused the message, stored as `rejected` under `id`.
     pub fn rejected(id: &str, reasons: Vec<&'static str>) -> Self {
         let mut e = ApiError::new(
-            422,
-            "rejected",
+            Problem::Rejected,
             format!(
                 "refused by the anti-fraud and contact policy: {}",
                 reasons.join(", ")
@@ -88,20 +89,18 @@ impl ApiError {
 
     pub fn unauthorized() -> Self {
         ApiError::new(
-            401,
-            "unauthorized",
+            Problem::Unauthorized,
             "missing or unknown API key; send `Authorization: Bearer <key>`",
         )
     }
 
     pub fn not_found(what: &str) -> Self {
-        ApiError::new(404, "not-found", format!("no such {what}"))
+        ApiError::new(Problem::NotFound, format!("no such {what}"))
     }
 
     pub fn store_unavailable() -> Self {
         ApiError::new(
-            503,
-            "store-unavailable",
+            Problem::StoreUnavailable,
             "the message store is unavailable; nothing was accepted, retry later",
         )
         .retry_after(1)
@@ -109,8 +108,7 @@ impl ApiError {
 
     pub fn shutting_down() -> Self {
         ApiError::new(
-            503,
-            "shutting-down",
+            Problem::ShuttingDown,
             "the gateway is shutting down; nothing was accepted, retry on another instance",
         )
         .retry_after(1)

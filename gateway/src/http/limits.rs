@@ -7,6 +7,7 @@
 //! `/v1/webhooks/rcs`, signed over its body, reads before it can authenticate,
 //! and its limit is small.
 
+use goniec_core::Problem;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -146,8 +147,7 @@ impl Reservation {
             })
             .map_err(|_| {
                 ApiError::new(
-                    503,
-                    "buffers-full",
+                    Problem::BuffersFull,
                     format!(
                         "the gateway holds as many request bodies as it may ({max} bytes, \
                          `server.max_buffered`); nothing was accepted, retry shortly"
@@ -199,7 +199,7 @@ impl<S: Send + Sync> FromRequest<S> for Incoming {
             .extensions
             .get::<Arc<Limits>>()
             .cloned()
-            .ok_or_else(|| ApiError::new(500, "internal", "request limits are not set up"))?;
+            .ok_or_else(|| ApiError::new(Problem::Internal, "request limits are not set up"))?;
         Ok(Incoming { body, limits })
     }
 }
@@ -213,8 +213,7 @@ impl Incoming {
         let limit = self.limits.body_limit(kind);
         let too_large = || {
             ApiError::new(
-                413,
-                "body-too-large",
+                Problem::BodyTooLarge,
                 format!("request body is over this endpoint's {limit}-byte limit"),
             )
         };
@@ -244,8 +243,7 @@ impl Incoming {
             while let Some(frame) = body.frame().await {
                 let frame = frame.map_err(|e| {
                     ApiError::new(
-                        400,
-                        "unreadable-body",
+                        Problem::UnreadableBody,
                         format!("could not read the request body: {e}"),
                     )
                 })?;
@@ -266,8 +264,7 @@ impl Incoming {
             Ok(result) => result?,
             Err(_) => {
                 return Err(ApiError::new(
-                    408,
-                    "body-timeout",
+                    Problem::BodyTimeout,
                     format!(
                         "the request body did not arrive within {} (`server.body_timeout`)",
                         humantime::format_duration(self.limits.body_timeout)
@@ -298,8 +295,7 @@ fn check_json(headers: &HeaderMap) -> Result<(), ApiError> {
         .to_ascii_lowercase();
     if mime != "application/json" && !mime.ends_with("+json") {
         return Err(ApiError::new(
-            415,
-            "unsupported-media-type",
+            Problem::UnsupportedMediaType,
             format!("send JSON (`Content-Type: application/json`), not `{mime}`"),
         ));
     }

@@ -1,5 +1,6 @@
 //! `/v1/messages`: submit one or a batch, read status and history, cancel.
 
+use goniec_core::Problem;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -81,7 +82,7 @@ fn new_message(
         _ => Status::Queued,
     };
     let data_json = serde_json::to_string(&v.data)
-        .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+        .map_err(|e| ApiError::new(Problem::Internal, e.to_string()))?;
     let reasons = reason_codes(verdict).join(",");
     let ev = |status| Event {
         status,
@@ -117,8 +118,7 @@ fn prepare(app: &App, tenant: &TenantCtx, json: &str, now: i64) -> Result<Valid,
         let mut v = validate(req, &tenant.cfg, &app.rules, app.store.partitions(), now)?;
         let Some(lane) = app.router.route(ch, &v.data.tenant, &v.data.to) else {
             return Err(ApiError::new(
-                422,
-                "no-route",
+                Problem::NoRoute,
                 format!("no connector is configured for {ch} messages to this destination"),
             )
             .field("channel"));
@@ -176,8 +176,7 @@ async fn idem_start(
         .filter(|k| !k.is_empty() && k.len() <= 255)
         .ok_or_else(|| {
             ApiError::new(
-                400,
-                "invalid-idempotency-key",
+                Problem::InvalidIdempotencyKey,
                 "`Idempotency-Key` must be 1 to 255 visible ASCII characters",
             )
         })?
@@ -200,14 +199,12 @@ async fn idem_start(
             Ok(Err(r))
         }
         Ok(IdemBegin::InProgress { fingerprint: fp }) if fp == fingerprint => Err(ApiError::new(
-            409,
-            "idempotency-request-in-progress",
+            Problem::IdempotencyRequestInProgress,
             "a request with this `Idempotency-Key` is still being processed",
         )
         .retry_after(1)),
         Ok(_) => Err(ApiError::new(
-            409,
-            "idempotency-key-reused",
+            Problem::IdempotencyKeyReused,
             "this `Idempotency-Key` was used with a different request body",
         )
         .field("Idempotency-Key")),
@@ -229,8 +226,7 @@ fn rate_limit(tenant: &TenantCtx, n: u32) -> Result<(), ApiError> {
                 &governor::clock::DefaultClock::default(),
             ));
             Err(ApiError::new(
-                429,
-                "rate-limited",
+                Problem::RateLimited,
                 format!(
                     "over this tenant's message rate; retry in {} ms",
                     wait.as_millis()
@@ -239,8 +235,7 @@ fn rate_limit(tenant: &TenantCtx, n: u32) -> Result<(), ApiError> {
             .retry_after(wait.as_secs_f64().ceil().max(1.0) as u64))
         }
         Err(_) => Err(ApiError::new(
-            429,
-            "rate-limited",
+            Problem::RateLimited,
             format!("{n} messages at once exceed this tenant's rate burst; send smaller batches"),
         )
         .retry_after(1)),
@@ -270,7 +265,7 @@ async fn create_inner(
     let body = body.read(headers, BodyKind::Message).await?;
     let now = now_ms();
     let json = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
+        .map_err(|_| ApiError::new(Problem::MalformedJson, "request body is not UTF-8"))?;
     // A replay answers before anything else is checked: the first answer stands even
     // if the request would now be refused (rate limit, valid_until passed).
     let idem = match idem_start(app, &tenant, headers, &body).await? {
@@ -416,7 +411,7 @@ fn answer(v: &Valid, status: Status, verdict: Option<&Verdict>) -> Result<(u16, 
     } else {
         serde_json::to_string(&accepted_body(v, status, verdict))
     };
-    let body = body.map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+    let body = body.map_err(|e| ApiError::new(Problem::Internal, e.to_string()))?;
     Ok((if status == Status::Rejected { 422 } else { 202 }, body))
 }
 
@@ -586,8 +581,7 @@ fn parse_batch(json: &str, max: usize, mut each: impl FnMut(&str)) -> Result<(),
         .and_then(|()| de.end());
     if over {
         return Err(ApiError::new(
-            422,
-            "batch-too-large",
+            Problem::BatchTooLarge,
             format!("more than {max} messages in one batch; the most allowed is {max}"),
         )
         .field("messages"));
@@ -619,7 +613,7 @@ async fn batch_inner(app: &App, headers: &HeaderMap, body: Incoming) -> Result<R
     let tenant = authenticate(app, headers)?;
     let body = body.read(headers, BodyKind::Batch).await?;
     std::str::from_utf8(&body)
-        .map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
+        .map_err(|_| ApiError::new(Problem::MalformedJson, "request body is not UTF-8"))?;
     let idem = match idem_start(app, &tenant, headers, &body).await? {
         Ok(i) => i,
         Err(replay) => return Ok(replay),
@@ -638,14 +632,14 @@ async fn accept_batch(
     idem: &Idem,
 ) -> Result<Response, ApiError> {
     let json = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::new(400, "malformed-json", "request body is not UTF-8"))?;
+        .map_err(|_| ApiError::new(Problem::MalformedJson, "request body is not UTF-8"))?;
     // First pass: the envelope's shape and the number of items, building nothing;
     // a batch over the limit is refused here before any item is looked at.
     let max = app.cfg.server.max_batch;
     let mut total = 0;
     parse_batch(json, max, |_| total += 1)?;
     if total == 0 {
-        return Err(ApiError::new(422, "empty-batch", "`messages` is empty").field("messages"));
+        return Err(ApiError::new(Problem::EmptyBatch, "`messages` is empty").field("messages"));
     }
     // Second pass: each item validated as the parser reaches it, into a vector of
     // exactly the right size (growing one by doubling would hold up to twice it).
@@ -691,7 +685,7 @@ async fn accept_batch(
             }
             Err(e) => {
                 let body = serde_json::to_string(&e.body())
-                    .map_err(|e| ApiError::new(500, "internal", e.to_string()))?;
+                    .map_err(|e| ApiError::new(Problem::Internal, e.to_string()))?;
                 push_error(&mut results, &body);
             }
         }
@@ -925,19 +919,15 @@ pub async fn cancel(
                 app.metrics.transitions.with_label_values(&[r.data.channel.as_str(), "cancelled"]).inc();
                 Ok(axum::Json(serde_json::json!({"id": id, "status": "cancelled"})).into_response())
             }
-            Ok(Transition::Refused { current }) => Err(ApiError::new(
-                409,
-                "not-cancellable",
+            Ok(Transition::Refused { current }) => Err(ApiError::new(Problem::NotCancellable,
                 format!("the message is already `{current}`; only messages not yet submitted can be cancelled"),
             )),
-            Ok(Transition::InFlight) => Err(ApiError::new(
-                409,
-                "not-cancellable",
+            Ok(Transition::InFlight) => Err(ApiError::new(Problem::NotCancellable,
                 "the message is being submitted to the carrier right now and can no longer be cancelled",
             )),
             Ok(Transition::Missing) => Err(ApiError::not_found("message")),
             // Only receipts produce Partial; a cancel never does.
-            Ok(Transition::Partial) => Err(ApiError::new(409, "not-cancellable", "the message was already submitted")),
+            Ok(Transition::Partial) => Err(ApiError::new(Problem::NotCancellable, "the message was already submitted")),
             Err(_) => Err(ApiError::store_unavailable()),
         }
     }
@@ -965,7 +955,7 @@ pub async fn history(
     let start = Instant::now();
     let resp = async {
         let tenant = authenticate(&app, &headers)?;
-        let Query(q) = q.map_err(|e| ApiError::new(422, "invalid-query", e.body_text()))?;
+        let Query(q) = q.map_err(|e| ApiError::new(Problem::InvalidQuery, e.body_text()))?;
         let key = match (q.to, q.client_ref) {
             (Some(to), None) => HistoryKey::To(if to.contains('@') {
                 normalize_email(&to)?
@@ -975,8 +965,7 @@ pub async fn history(
             (None, Some(r)) => HistoryKey::ClientRef(r),
             _ => {
                 return Err(ApiError::new(
-                    422,
-                    "invalid-query",
+                    Problem::InvalidQuery,
                     "give exactly one of `to` or `client_ref`",
                 ))
             }
@@ -984,14 +973,13 @@ pub async fn history(
         let limit = q.limit.unwrap_or(50);
         if !(1..=500).contains(&limit) {
             return Err(
-                ApiError::new(422, "invalid-query", "`limit` must be 1 to 500").field("limit"),
+                ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 500").field("limit"),
             );
         }
         if let Some(c) = &q.cursor {
             if !is_message_id(c) {
                 return Err(ApiError::new(
-                    422,
-                    "invalid-query",
+                    Problem::InvalidQuery,
                     "`cursor` is not one this API returned",
                 )
                 .field("cursor"));

@@ -8,6 +8,7 @@ pub mod messages;
 pub mod rcs;
 pub mod serve;
 
+use goniec_core::Problem;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -53,7 +54,7 @@ pub fn router(app: Arc<App>, limits: Arc<Limits>) -> axum::Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError::new(404, "not-found", "no such endpoint") })
+        .fallback(|| async { ApiError::new(Problem::NotFound, "no such endpoint") })
         .layer(Extension(limits))
         // No handler uses axum's buffering extractors (`Bytes`, `Json`), which read
         // before the handler can authenticate; should one appear, this keeps what
@@ -85,8 +86,7 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<TenantCtx>, Ap
                 &governor::clock::DefaultClock::default(),
             ));
             return Err(ApiError::new(
-                429,
-                "rate-limited",
+                Problem::RateLimited,
                 format!(
                     "over this tenant's request rate; retry in {} ms",
                     wait.as_millis()
@@ -149,7 +149,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 /// their own (`admin.metrics_listen`), else [`metrics_answer`].
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if app.cfg.admin.metrics_listen.is_some() {
-        return ApiError::new(404, "not-found", "no such endpoint").into_response();
+        return ApiError::new(Problem::NotFound, "no such endpoint").into_response();
     }
     metrics_answer(&app, &headers)
 }
@@ -176,6 +176,6 @@ pub fn metrics_router(app: Arc<App>) -> axum::Router {
     }
     axum::Router::new()
         .route("/metrics", get(serve_metrics))
-        .fallback(|| async { ApiError::new(404, "not-found", "no such endpoint") })
+        .fallback(|| async { ApiError::new(Problem::NotFound, "no such endpoint") })
         .with_state(app)
 }

@@ -10,6 +10,7 @@
 //! not be stored gets 503, and the platform sends it again; nothing is acknowledged
 //! and then lost.
 
+use goniec_core::Problem;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,8 +61,7 @@ pub async fn event(State(app): State<Arc<App>>, headers: HeaderMap, body: Incomi
 async fn handle(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Response, ApiError> {
     let unsigned = || {
         ApiError::new(
-            401,
-            "bad-signature",
+            Problem::BadSignature,
             "X-Goog-Signature does not match the event under the agent's client token",
         )
     };
@@ -71,14 +71,13 @@ async fn handle(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Respon
         .ok_or_else(unsigned)?;
     let body = body.read(headers, BodyKind::RcsEvent).await?;
     let (data, event) = events::parse_push(&body)
-        .map_err(|e| ApiError::new(400, "invalid-event", format!("not an RCS event: {e}")))?;
+        .map_err(|e| ApiError::new(Problem::InvalidEvent, format!("not an RCS event: {e}")))?;
     let connector = signer(app, &data, signature).ok_or_else(unsigned)?;
     if let Some(at) = event.at() {
         let now = std::time::SystemTime::now();
         if at > now + MAX_EVENT_SKEW {
             return Err(ApiError::new(
-                400,
-                "invalid-event",
+                Problem::InvalidEvent,
                 "the event is dated in the future (more than 5 minutes ahead of this clock)",
             ));
         }
@@ -120,8 +119,7 @@ fn signer(app: &App, data: &[u8], signature: &str) -> Option<String> {
 
 fn resend_later(what: &str) -> ApiError {
     ApiError::new(
-        503,
-        "unavailable",
+        Problem::Unavailable,
         format!("the {what} could not be stored now; send it again"),
     )
 }

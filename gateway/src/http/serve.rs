@@ -12,6 +12,7 @@
 //! Body limits, the body deadline and the budget of buffered bytes are enforced
 //! where bodies are read ([`super::limits`]), after authentication.
 
+use goniec_core::Problem;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,8 +99,7 @@ pub async fn serve(
         .header_read_timeout(server.header_timeout);
     let too_many: Arc<[u8]> = canned(
         &ApiError::new(
-            503,
-            "too-many-connections",
+            Problem::TooManyConnections,
             format!(
                 "the gateway serves at most {} connections at once (`server.max_connections`); \
                  nothing was read, retry shortly",
@@ -109,8 +109,7 @@ pub async fn serve(
         .retry_after(1),
     );
     let header_timeout: Arc<[u8]> = canned(&ApiError::new(
-        408,
-        "header-timeout",
+        Problem::HeaderTimeout,
         format!(
             "the request head did not arrive within {} (`server.header_timeout`)",
             humantime::format_duration(server.header_timeout)
@@ -371,7 +370,7 @@ mod tests {
 
     #[test]
     fn canned_answers_are_complete_problem_documents() {
-        let a = canned(&ApiError::new(503, "too-many-connections", "full").retry_after(1));
+        let a = canned(&ApiError::new(Problem::TooManyConnections, "full").retry_after(1));
         let text = std::str::from_utf8(&a).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(

@@ -119,6 +119,20 @@ impl Rate {
     }
 }
 
+#[cfg(feature = "governor")]
+impl Rate {
+    /// A governor quota for this rate; the burst is one period's worth.
+    pub fn quota(&self) -> governor::Quota {
+        use std::num::NonZeroU32;
+        let per_cell = self.period().div_f64(self.count().max(1) as f64);
+        let burst = NonZeroU32::new(self.count().clamp(1, u32::MAX as u64) as u32)
+            .unwrap_or(NonZeroU32::MIN);
+        governor::Quota::with_period(per_cell.max(Duration::from_nanos(1)))
+            .map(|q| q.allow_burst(burst))
+            .unwrap_or_else(|| governor::Quota::per_second(burst))
+    }
+}
+
 impl FromStr for Rate {
     type Err = ParseUnitError;
 
