@@ -296,6 +296,13 @@ impl fmt::Display for Problem {
     }
 }
 
+/// So tests and callers can compare with the code as clients see it.
+impl PartialEq<&str> for Problem {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

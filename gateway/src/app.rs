@@ -10,11 +10,11 @@ use governor::DefaultDirectRateLimiter;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::validate::Rules;
 use crate::store::batcher::Batcher;
 use crate::store::{Change, Lease, NewMessage, Outcome, Store, Transition};
 use crate::telemetry::Metrics;
 use crate::tenants::{limiter, Tenants};
-use crate::validate::Rules;
 
 /// A connector with its egress limiter.
 pub struct Lane {
@@ -147,7 +147,7 @@ pub struct App {
     pub connectors: Vec<Arc<dyn Connector>>,
     pub rules: Rules,
     /// Anti-fraud screening and its blocklist.
-    pub screener: Arc<crate::screen::Screener>,
+    pub screener: Arc<crate::accept::screen::Screener>,
     pub flags: Flags,
     /// Cancelled when workers must stop taking new work.
     pub stop_work: CancellationToken,

@@ -783,7 +783,7 @@ async fn handle_failure(
             // Suppressed before the message is finished, so a crash in between only
             // repeats the (idempotent) suppression.
             if channel == Channel::Email && code.ends_with(" hard_bounce") {
-                let key = crate::validate::suppression_key(&rec.data.to);
+                let key = crate::address::suppression_key(&rec.data.to);
                 let why = format!("{code}: {reason}");
                 finish_with_retries(app, "suppress", || async {
                     app.store

@@ -89,7 +89,7 @@ pub async fn rcs_owners(
 }
 
 async fn handle(app: &App, m: &InboundMessage) -> &'static str {
-    let Ok(from) = crate::validate::normalize_msisdn(&m.from, app.rules.region, false) else {
+    let Ok(from) = crate::address::normalize_msisdn(&m.from, app.rules.region, false) else {
         tracing::info!(connector = %m.connector, from = %mask(&m.from), "Reply from an unusable number; ignored.");
         return "bad_sender";
     };

@@ -2,8 +2,10 @@
 //!
 //! Module map, in the direction data moves:
 //! * [`http`]: the REST API (auth, validation, idempotency, rate limits → store).
-//! * [`validate`]: request → message (E.164, encoding, segments, templates).
-//! * [`screen`]: anti-fraud and contact-policy verdicts before a message is stored.
+//! * [`accept`]: a submission → stored messages, apart from HTTP: validation
+//!   per channel (E.164, encoding, segments, templates, times), routing, rate
+//!   limits, anti-fraud and contact-policy screening, suppression, idempotency.
+//! * [`address`]: phone numbers and e-mail addresses in their one stored form.
 //! * [`store`]: records, indexes and work queues (Redis or memory): the `goniec-store` crate.
 //! * [`dispatch`]: per-channel workers handing messages to connectors.
 //! * [`receipts`]: delivery reports → status changes.
@@ -16,6 +18,8 @@
 //! * [`app`]: the state everything shares, built once from config.
 //! * [`tenants`]: tenants' settings, limiters and API key hashes.
 
+pub mod accept;
+pub mod address;
 pub mod app;
 pub mod dispatch;
 pub mod http;
@@ -23,11 +27,9 @@ pub mod inbound;
 pub mod lease;
 pub mod model;
 pub mod receipts;
-pub mod screen;
 pub use goniec_store as store;
 pub mod telemetry;
 pub mod tenants;
-pub mod validate;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -64,7 +66,7 @@ pub enum Error {
     Store(#[from] store::StoreError),
     /// The anti-fraud blocklist could not be loaded.
     #[error(transparent)]
-    Blocklist(#[from] screen::BlocklistError),
+    Blocklist(#[from] accept::screen::BlocklistError),
     /// A tenant's settings could not be prepared (e.g. an unreadable DKIM key).
     #[error("{0}")]
     Tenant(String),
@@ -94,7 +96,7 @@ pub async fn run(
         }
     };
 
-    let screener = Arc::new(screen::Screener::new(&cfg.antifraud)?);
+    let screener = Arc::new(accept::screen::Screener::new(&cfg.antifraud)?);
     let (receipts_tx, receipts_rx) = mpsc::channel(10_000);
     let (inbound_tx, inbound_rx) = mpsc::channel(1_000);
     let connector_shutdown = CancellationToken::new();
@@ -131,10 +133,10 @@ pub async fn run(
         metrics: Metrics::new(),
         tenants: Tenants::new(&cfg.tenants, &cfg.admin).map_err(Error::Tenant)?,
         router: Router::new(&cfg, &connectors),
-        rules: validate::Rules {
+        rules: accept::validate::Rules {
             max_schedule_ms: cfg.store.retention.as_millis().min(i64::MAX as u128) as i64,
             // Anti-fraud rejects unregistered senders itself (and knows sender pools).
-            ..validate::Rules::new(&cfg.server)
+            ..accept::validate::Rules::new(&cfg.server)
         },
         screener,
         flags: Default::default(),
@@ -171,7 +173,7 @@ pub async fn run(
     };
     // The phone-number metadata is built lazily by the first number parsed
     // (150–290 ms): build it before the first request, not inside it.
-    let _ = validate::normalize_msisdn("+48601234567", app.rules.region, true);
+    let _ = address::normalize_msisdn("+48601234567", app.rules.region, true);
     tracing::info!(%addr, store = app.store.backend(), connectors = app.connectors.len(), "Goniec is listening.");
     if let Some(tx) = bound {
         let _ = tx.send(addr);

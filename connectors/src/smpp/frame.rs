@@ -14,7 +14,7 @@
 //!   `*_resp` with an error status) and keep the bind up.
 //! * [`encode`] and [`generic_nack`] produce complete PDUs, header included.
 //!
-//! Why not rusmpp's own `CommandCodec` (see `shared/research/smpp-crates.md`):
+//! Why not rusmpp's own `CommandCodec` (see `docs/smpp-crates.md`):
 //!
 //! * **R1** – rusmpp's C-string decoder looks for the NUL in whatever buffer
 //!   it is given, past `command_length`: `00000014800000090000000000000001534d5343`

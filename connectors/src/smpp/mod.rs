@@ -1,17 +1,19 @@
 //! SMPP 3.4: our own framing and session layer on the `rusmpp` PDU codec (see
-//! `shared/research/smpp-crates.md` for why not `rusmppc` or `smpp-codec`).
+//! `docs/smpp-crates.md` for why not `rusmppc` or `smpp-codec`). Bytes from the
+//! network pass through bounded, panic-free pieces, bottom to top:
 //!
-//! Built bottom-up; today this module holds the pieces that take bytes from the
-//! network, each bounded and panic-free:
 //! * [`frame`]: splits a TCP byte stream into exactly one PDU per frame
 //!   (16 ≤ command_length ≤ a configured maximum) and decodes only that frame.
+//! * [`session`]: one bind (window, sequence numbers, timeouts, enquire_link,
+//!   reconnect with backoff, unbind).
+//! * [`connector`]: the [`Connector`](crate::Connector): binds, encoding and
+//!   splitting, status mapping, receipts and `query_sm`.
 //! * [`receipt`]: the lenient delivery-receipt text parser and id normalisation.
-//! * [`sim`]: the SMSC simulator, a real SMPP 3.4 server (binds, submit_sm_resp,
-//!   delivery receipts with re-sends, throttling) for `goniec demo`, tests and benches.
+//! * [`status`]: command_status names.
 //!
-//! The session (bind, window, enquire_link, reconnect), the connector and the
-//! SMSC simulator build on these. `hostile_tests` runs the session and the
-//! connector against small SMSCs that misbehave on purpose (one fault each).
+//! `hostile_tests` runs the session and the connector against small SMSCs that
+//! misbehave on purpose (one fault each); the full SMSC simulator is
+//! `goniec-sims`.
 
 pub mod connector;
 pub mod frame;

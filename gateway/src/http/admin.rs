@@ -297,7 +297,7 @@ pub async fn unsuppress(
         if app.tenants.by_name(&tenant).is_none() {
             return Err(ApiError::not_found("tenant"));
         }
-        let address = crate::validate::suppression_key(&crate::validate::normalize_email(&address)?);
+        let address = crate::address::suppression_key(&crate::address::normalize_email(&address)?);
         let removed = app
             .store
             .unsuppress(&tenant, &address)
@@ -338,13 +338,13 @@ pub async fn suppress(
         authorize(&app, &headers)?;
         let body = body.read(&headers, super::limits::BodyKind::Small).await?;
         let de = &mut serde_json::Deserializer::from_slice(&body);
-        let req: SuppressRequest =
-            serde_path_to_error::deserialize(de).map_err(|e| crate::validate::json_error(&e))?;
+        let req: SuppressRequest = serde_path_to_error::deserialize(de)
+            .map_err(|e| crate::accept::validate::json_error(&e))?;
         if app.tenants.by_name(&req.tenant).is_none() {
             return Err(ApiError::not_found("tenant").field("tenant"));
         }
-        let address = crate::validate::normalize_email(&req.address)
-            .map(|a| crate::validate::suppression_key(&a))
+        let address = crate::address::normalize_email(&req.address)
+            .map(|a| crate::address::suppression_key(&a))
             .map_err(|e| e.field("address"))?;
         let reason = req.reason.unwrap_or_else(|| "added by an operator".into());
         app.store

@@ -64,12 +64,12 @@ async fn handle(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Respon
     // written by whoever posts it, and listing other addresses in it must not
     // suppress them (a forged bounce naming one real Message-ID could otherwise
     // cut anyone off). Our messages have one recipient.
-    let ours = crate::validate::suppression_key(&rec.data.to);
+    let ours = crate::address::suppression_key(&rec.data.to);
     let is_ours = |r: &&bounce::RecipientStatus| {
-        crate::validate::suppression_key(&r.final_recipient) == ours
+        crate::address::suppression_key(&r.final_recipient) == ours
             || r.original_recipient
                 .as_deref()
-                .is_some_and(|o| crate::validate::suppression_key(o) == ours)
+                .is_some_and(|o| crate::address::suppression_key(o) == ours)
     };
     let ignored = dsn.recipients.iter().filter(|r| !is_ours(r)).count();
     if ignored > 0 {
@@ -83,7 +83,7 @@ async fn handle(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Respon
         .collect();
     let mut suppressed = Vec::new();
     for r in failed.iter().filter(|r| r.suppress()) {
-        let key = crate::validate::suppression_key(&r.final_recipient);
+        let key = crate::address::suppression_key(&r.final_recipient);
         let why = format!(
             "bounce {}: {}",
             r.status,

@@ -130,6 +130,40 @@ impl ApiError {
     }
 }
 
+impl From<crate::accept::Invalid> for ApiError {
+    fn from(e: crate::accept::Invalid) -> Self {
+        ApiError {
+            field: e.field,
+            ..ApiError::new(e.code, e.detail)
+        }
+    }
+}
+
+impl From<crate::accept::Refused> for ApiError {
+    fn from(e: crate::accept::Refused) -> Self {
+        use crate::accept::Refused;
+        match e {
+            Refused::Invalid(e) => e.into(),
+            Refused::RateLimited {
+                detail,
+                retry_after,
+            } => ApiError::new(Problem::RateLimited, detail).retry_after(retry_after),
+            Refused::StoreUnavailable => ApiError::store_unavailable(),
+            Refused::InProgress => ApiError::new(
+                Problem::IdempotencyRequestInProgress,
+                "a request with this `Idempotency-Key` is still being processed",
+            )
+            .retry_after(1),
+            Refused::KeyReused => ApiError::new(
+                Problem::IdempotencyKeyReused,
+                "this `Idempotency-Key` was used with a different request body",
+            )
+            .field("Idempotency-Key"),
+            Refused::Internal(detail) => ApiError::new(Problem::Internal, detail),
+        }
+    }
+}
+
 fn title(status: u16) -> &'static str {
     StatusCode::from_u16(status)
         .ok()

@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 use prometheus::IntGauge;
 
 use super::error::ApiError;
-use crate::validate::MAX_VARS_BYTES;
+use crate::accept::validate::MAX_VARS_BYTES;
 
 /// The longest JSON spelling of one character of text: a `\u00f3` escape. Raw
 /// UTF-8 takes at most 4, so a text of `max_text_chars` never overflows the limit

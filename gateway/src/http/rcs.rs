@@ -216,7 +216,7 @@ async fn unsubscribe(
     let at_ms = at
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    let Ok(phone) = crate::validate::normalize_msisdn(phone, app.rules.region, false) else {
+    let Ok(phone) = crate::address::normalize_msisdn(phone, app.rules.region, false) else {
         tracing::info!(connector, from = %mask(phone), "UNSUBSCRIBE from an unusable number; ignored.");
         return Ok(());
     };

@@ -34,7 +34,7 @@ use crate::model::{format_ms, now_ms, Record};
 use crate::store::{self, Lease, Task};
 use crate::telemetry::mask;
 use crate::tenants::TenantCtx;
-use crate::validate::check_callback_url;
+use goniec_config::net::check_callback_url;
 use goniec_config::net::is_private;
 
 /// The callback body.
@@ -227,7 +227,7 @@ async fn post(
     // IP-literal host without asking the filtering resolver, and the URL may have
     // been stored (or configured) before a rule was added.
     if let Err(e) = check_callback_url(url, allow_private) {
-        return failed(format!("blocked: {}", e.detail));
+        return failed(format!("blocked: {e}"));
     }
     let t = now_ms() / 1000;
     let signature = sign(&tenant.cfg.webhook_secret, t, &body);

@@ -1,0 +1,374 @@
+//! Accepting messages, apart from HTTP: a submission (one message is a batch
+//! of one) is validated item by item ([`validate`]), routed, rate-limited,
+//! screened by anti-fraud, the contact policy and the suppression list
+//! ([`screen`]), and stored in one round trip, under an optional idempotency
+//! key ([`idempotency`]). [`accept`] returns each item's [`Outcome`]; the HTTP
+//! layer only reads requests and renders answers.
+//!
+//! Nothing is stored unless the whole submission can be answered: a refusal
+//! of the submission as a whole ([`Refused`]) stores nothing, and a stored
+//! message is always in its answer.
+
+use std::time::Instant;
+
+use goniec_antifraud::{Decision, Verdict};
+use goniec_core::Problem;
+
+mod batch;
+pub mod idempotency;
+mod invalid;
+pub mod screen;
+mod screening;
+pub mod validate;
+
+pub use idempotency::Idem;
+pub use invalid::Invalid;
+pub use screening::reason_codes;
+
+use crate::app::App;
+use crate::model::{now_ms, Event, Status};
+use crate::store::{IdemWrite, NewMessage};
+use crate::tenants::TenantCtx;
+use validate::{parse_request, validate, Valid};
+
+/// Why a submission as a whole was refused (nothing was stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// One message, and it is not valid (in a batch, each item's own
+    /// [`Outcome::Invalid`] says so instead).
+    Invalid(Invalid),
+    /// Over the tenant's message rate; retry after this many seconds.
+    RateLimited { detail: String, retry_after: u64 },
+    /// The store could not be read or written; retry later.
+    StoreUnavailable,
+    /// A request under the same idempotency key is still being processed.
+    InProgress,
+    /// The idempotency key was used with another request body.
+    KeyReused,
+    /// A bug: a message could not be serialised.
+    Internal(String),
+}
+
+impl From<Invalid> for Refused {
+    fn from(e: Invalid) -> Self {
+        Refused::Invalid(e)
+    }
+}
+
+/// What became of one item of a submission.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Stored (`queued`, `scheduled` or `held`).
+    Accepted(Accepted),
+    /// Refused by anti-fraud or the contact policy, and stored as `rejected`.
+    Rejected {
+        id: String,
+        channel: goniec_config::Channel,
+        reasons: Vec<&'static str>,
+    },
+    /// Not valid; nothing stored.
+    Invalid(Invalid),
+}
+
+/// What the answer says about a stored message. Only this is kept of a
+/// message once its stored form exists, so a batch never holds every message
+/// twice.
+#[derive(Debug)]
+pub struct Accepted {
+    pub id: String,
+    pub channel: goniec_config::Channel,
+    /// For logs (masked there).
+    pub to: String,
+    pub status: Status,
+    pub segments: u32,
+    pub encoding: Option<String>,
+    pub transliterated: bool,
+    pub send_at: Option<i64>,
+    /// Anti-fraud reasons: why it is held or scheduled.
+    pub reasons: Vec<&'static str>,
+}
+
+/// The answer of a submission, as the HTTP layer renders it: stored in the same
+/// transaction as the messages when the submission has an idempotency key.
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// A submission's body: one message, or a batch (`{"messages": [...]}` of at
+/// most `max`) whose items are answered one by one. A batch's body is dropped
+/// (its share of the buffer budget given back) once its items are read.
+pub enum Items<B> {
+    One(B),
+    Batch { body: B, max: usize },
+}
+
+/// Accept `items` for `tenant`. `render` turns the outcomes into the answer
+/// (the idempotency key stores it with the messages, so a replay is answered
+/// byte for byte).
+pub async fn accept<B: std::ops::Deref<Target = [u8]>>(
+    app: &App,
+    tenant: &TenantCtx,
+    items: Items<B>,
+    idem: &Idem,
+    render: impl FnOnce(&[Outcome]) -> Result<Answer, Refused>,
+) -> Result<(Vec<Outcome>, Answer), Refused> {
+    let now = now_ms();
+    let (single, mut prepared) = match items {
+        Items::One(body) => {
+            let json = std::str::from_utf8(&body)
+                .map_err(|_| Invalid::new(Problem::MalformedJson, "request body is not UTF-8"))?;
+            (true, vec![Ok(prepare(app, tenant, json, now)?)])
+        }
+        Items::Batch { body, max } => {
+            let json = std::str::from_utf8(&body)
+                .map_err(|_| Invalid::new(Problem::MalformedJson, "request body is not UTF-8"))?;
+            // First pass: the envelope's shape and the number of items, building
+            // nothing; a batch over the limit is refused before any item is read.
+            let mut total = 0;
+            batch::parse(json, max, |_| total += 1)?;
+            if total == 0 {
+                return Err(Invalid::new(Problem::EmptyBatch, "`messages` is empty")
+                    .field("messages")
+                    .into());
+            }
+            // Second pass: each item validated as the parser reaches it, into a
+            // vector of exactly the right size.
+            let mut prepared = Vec::with_capacity(total);
+            batch::parse(json, max, |item| {
+                prepared.push(prepare(app, tenant, item, now));
+            })?;
+            // Every message now owns its data: give the body back before the
+            // store round trip.
+            drop(body);
+            (false, prepared)
+        }
+    };
+    let n_valid = prepared.iter().filter(|r| r.is_ok()).count();
+    rate_limit(tenant, n_valid as u32)?;
+    let mut valid: Vec<&mut Valid> = prepared
+        .iter_mut()
+        .filter_map(|r| r.as_mut().ok())
+        .collect();
+    let mut verdicts = screening::screen_all(app, tenant, &mut valid, now)
+        .await?
+        .into_iter();
+
+    let mut msgs = Vec::with_capacity(n_valid);
+    let mut screened = Vec::with_capacity(n_valid);
+    let mut outcomes = Vec::with_capacity(prepared.len());
+    for r in prepared {
+        match r {
+            Ok(v) => {
+                let verdict = verdicts.next().flatten();
+                let (msg, status) = new_message(&v, now, verdict.as_ref())?;
+                let reasons = reason_codes(verdict.as_ref());
+                outcomes.push(if status == Status::Rejected {
+                    Outcome::Rejected {
+                        id: v.data.id.clone(),
+                        channel: v.data.channel,
+                        reasons,
+                    }
+                } else {
+                    Outcome::Accepted(Accepted {
+                        id: v.data.id,
+                        channel: v.data.channel,
+                        to: v.data.to,
+                        status,
+                        segments: v.data.segments,
+                        encoding: v.data.encoding,
+                        transliterated: v.data.transliterated,
+                        send_at: v.data.send_at,
+                        reasons,
+                    })
+                });
+                msgs.push(msg);
+                screened.push(verdict);
+            }
+            Err(e) => outcomes.push(Outcome::Invalid(e)),
+        }
+    }
+    let answer = render(&outcomes)?;
+    let write = match idem {
+        Idem::Fresh { key, fingerprint } => Some(IdemWrite {
+            tenant: &tenant.cfg.name,
+            key,
+            fingerprint,
+            status: answer.status,
+            body: &answer.body,
+        }),
+        Idem::None | Idem::Replay { .. } => None,
+    };
+    if !msgs.is_empty() || write.is_some() {
+        let t0 = Instant::now();
+        let count = msgs.len();
+        let stage = if single {
+            msgs.first().map_or("batch", |m| m.channel.as_str())
+        } else {
+            "batch"
+        };
+        let stored = match write {
+            // Alone and without a key: group commit with other requests.
+            None if single && count == 1 => match msgs.pop() {
+                Some(m) => app.batcher.run(m).await,
+                None => Ok(()),
+            },
+            // With an idempotency key the answer is written in the same transaction.
+            write => app.store.accept(&msgs, write).await,
+        };
+        if let Err(e) = stored {
+            app.metrics
+                .store_errors
+                .with_label_values(&["accept"])
+                .inc();
+            tracing::warn!(error = %e, count, "Could not store messages; answering 503.");
+            return Err(Refused::StoreUnavailable);
+        }
+        app.metrics
+            .stage_duration
+            .with_label_values(&["store_accept", stage])
+            .observe(t0.elapsed().as_secs_f64());
+    }
+    screening::record(app, &screened).await;
+    count_outcomes(app, tenant, &outcomes, single);
+    Ok((outcomes, answer))
+}
+
+/// One counter update per channel and kind, not per message.
+fn count_outcomes(app: &App, tenant: &TenantCtx, outcomes: &[Outcome], single: bool) {
+    for ch in goniec_config::Channel::ALL {
+        let n = outcomes
+            .iter()
+            .filter(|o| matches!(o, Outcome::Accepted(a) if a.channel == ch))
+            .count() as u64;
+        if n > 0 {
+            app.metrics
+                .accepted
+                .with_label_values(&[&tenant.cfg.name, ch.as_str()])
+                .inc_by(n);
+        }
+    }
+    for o in outcomes {
+        match o {
+            // A single message refused by anti-fraud is counted as refused
+            // with its channel; a batch's rejections are told in its answer.
+            Outcome::Rejected { channel, .. } if single => {
+                refuse(app, &tenant.cfg.name, channel.as_str(), Problem::Rejected)
+            }
+            Outcome::Rejected { .. } => {}
+            Outcome::Accepted(a) => {
+                tracing::debug!(message_id = %a.id, tenant = %tenant.cfg.name, channel = a.channel.as_str(), to = %crate::telemetry::mask(&a.to), "Message accepted.");
+            }
+            Outcome::Invalid(_) => {}
+        }
+    }
+}
+
+/// The stored form of a valid message (and its verdict, when screened).
+fn new_message(
+    v: &Valid,
+    now: i64,
+    verdict: Option<&Verdict>,
+) -> Result<(NewMessage, Status), Refused> {
+    let decision = verdict.map(|v| v.decision);
+    let status = match decision {
+        Some(Decision::Reject) => Status::Rejected,
+        Some(Decision::Hold) => Status::Held,
+        _ if v.data.send_at.is_some() => Status::Scheduled,
+        _ => Status::Queued,
+    };
+    let data_json = serde_json::to_string(&v.data).map_err(|e| Refused::Internal(e.to_string()))?;
+    let reasons = reason_codes(verdict).join(",");
+    let ev = |status| Event {
+        status,
+        at: now,
+        reason: (status != Status::Accepted && !reasons.is_empty()).then(|| reasons.clone()),
+        detail: None,
+    };
+    Ok((
+        NewMessage {
+            id: v.data.id.clone(),
+            tenant: v.data.tenant.clone(),
+            channel: v.data.channel,
+            to: v.data.to.clone(),
+            client_ref: v.data.client_ref.clone(),
+            status,
+            due_ms: v.data.send_at,
+            data_json,
+            events: vec![ev(Status::Accepted), ev(status)],
+            callbacks: v.callbacks.clone(),
+        },
+        status,
+    ))
+}
+
+/// Parse, validate and route one message. A refusal is counted with the message's
+/// channel when the request got far enough to name one.
+fn prepare(app: &App, tenant: &TenantCtx, json: &str, now: i64) -> Result<Valid, Invalid> {
+    let mut channel = "-";
+    let result = (|| {
+        let req = parse_request(json)?;
+        let ch = req.channel;
+        channel = ch.as_str();
+        let mut v = validate(req, &tenant.cfg, &app.rules, app.store.partitions(), now)?;
+        let Some(lane) = app.router.route(ch, &v.data.tenant, &v.data.to) else {
+            return Err(Invalid::new(
+                Problem::NoRoute,
+                format!("no connector is configured for {ch} messages to this destination"),
+            )
+            .field("channel"));
+        };
+        // 16-bit UDH leaves one character less per part: count as it will be sent.
+        use goniec_connectors::text::{self, Concat};
+        if let (Some(Concat::Udh16), Some(body)) = (lane.connector.concat(), &v.data.text) {
+            if v.data.segments > 1 {
+                let enc = text::analyze(body).encoding;
+                v.data.segments = text::split(body, enc, Concat::Udh16).len() as u32;
+            }
+        }
+        Ok(v)
+    })();
+    if let Err(e) = &result {
+        refuse(app, &tenant.cfg.name, channel, e.code);
+    }
+    result
+}
+
+/// Count a refused message.
+pub fn refuse(app: &App, tenant: &str, channel: &str, code: Problem) {
+    app.metrics
+        .refused
+        .with_label_values(&[tenant, channel, code.as_str()])
+        .inc();
+}
+
+/// The tenant's message rate, for `n` messages at once.
+fn rate_limit(tenant: &TenantCtx, n: u32) -> Result<(), Refused> {
+    let Some(l) = &tenant.limiter else {
+        return Ok(());
+    };
+    let Some(n) = std::num::NonZeroU32::new(n) else {
+        return Ok(());
+    };
+    match l.check_n(n) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(not_until)) => {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            Err(Refused::RateLimited {
+                detail: format!(
+                    "over this tenant's message rate; retry in {} ms",
+                    wait.as_millis()
+                ),
+                retry_after: wait.as_secs_f64().ceil().max(1.0) as u64,
+            })
+        }
+        Err(_) => Err(Refused::RateLimited {
+            detail: format!(
+                "{n} messages at once exceed this tenant's rate burst; send smaller batches"
+            ),
+            retry_after: 1,
+        }),
+    }
+}
