@@ -4,7 +4,7 @@
 
 use goniec_core::Problem;
 
-use crate::accept::Invalid;
+use crate::accept::invalid::Invalid;
 
 /// E.164-normalise a phone number; refuse invalid ones and, when `mobile_only`,
 /// numbers that are not mobiles.

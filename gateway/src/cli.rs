@@ -12,6 +12,7 @@ use goniec_gateway::tenants::hash_key;
 use tokio_util::sync::CancellationToken;
 
 use crate::demo;
+use crate::process::{runtime, stop_on_signal};
 
 #[derive(Parser)]
 #[command(
@@ -103,19 +104,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-pub(crate) fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => Some(rt),
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            None
-        }
-    }
-}
-
 /// Run a simulator's command (logging at the default level) to its end.
 fn run_sim(run: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     goniec_gateway::telemetry::init_logging(&goniec_config::Log::default());
@@ -186,13 +174,4 @@ fn run_daemon(cfg: Config) -> ExitCode {
             }
         }
     })
-}
-
-/// Cancel `token` on SIGTERM or Ctrl-C.
-pub(crate) fn stop_on_signal(token: &CancellationToken) {
-    let token = token.clone();
-    tokio::spawn(async move {
-        goniec_sims::cli::wait_for_signal().await;
-        token.cancel();
-    });
 }

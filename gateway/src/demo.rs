@@ -73,7 +73,7 @@ impl Drop for Demo {
 /// `goniec demo`: run until SIGTERM or Ctrl-C.
 pub fn run(opts: Options) -> ExitCode {
     let print_config = opts.print_config;
-    let Some(rt) = crate::cli::runtime() else {
+    let Some(rt) = crate::process::runtime() else {
         return ExitCode::FAILURE;
     };
     match rt.block_on(demo_main(opts, print_config)) {
@@ -97,7 +97,7 @@ async fn demo_main(opts: Options, print_config: bool) -> anyhow::Result<()> {
     }
     goniec_gateway::telemetry::init_logging(&demo.config.log);
     let shutdown = CancellationToken::new();
-    crate::cli::stop_on_signal(&shutdown);
+    crate::process::stop_on_signal(&shutdown);
     let (tx, rx) = tokio::sync::oneshot::channel();
     let rcs = demo.rcs.clone();
     let keys = demo.keys.clone();

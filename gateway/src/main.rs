@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 mod cli;
 mod demo;
+mod process;
 
 // glibc malloc was ~12% of the gateway's CPU under load (many small, short-lived
 // allocations across threads); mimalloc handles that pattern far better.

@@ -3,8 +3,8 @@
 use goniec_core::Problem;
 use serde_json::value::RawValue;
 
+use super::invalid::Invalid;
 use super::validate::json_error;
-use super::Invalid;
 
 /// Read `{"messages": [...]}` item by item, handing each message's JSON to `each`
 /// as soon as the parser reaches it (borrowed from the body, no copy): nothing

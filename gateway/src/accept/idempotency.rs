@@ -6,7 +6,7 @@
 use goniec_core::Problem;
 use sha2::{Digest, Sha256};
 
-use super::{Invalid, Refused};
+use super::invalid::{Invalid, Refused};
 use crate::app::App;
 use crate::store::IdemBegin;
 use crate::tenants::TenantCtx;

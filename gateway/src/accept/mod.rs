@@ -16,13 +16,13 @@ use goniec_core::Problem;
 
 mod batch;
 pub mod idempotency;
-mod invalid;
+pub mod invalid;
 pub mod screen;
 mod screening;
 pub mod validate;
 
 pub use idempotency::Idem;
-pub use invalid::Invalid;
+pub use invalid::{Invalid, Refused};
 pub use screening::reason_codes;
 
 use crate::app::App;
@@ -30,30 +30,6 @@ use crate::model::{now_ms, Event, Status};
 use crate::store::{IdemWrite, NewMessage};
 use crate::tenants::TenantCtx;
 use validate::{parse_request, validate, Valid};
-
-/// Why a submission as a whole was refused (nothing was stored).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    /// One message, and it is not valid (in a batch, each item's own
-    /// [`Outcome::Invalid`] says so instead).
-    Invalid(Invalid),
-    /// Over the tenant's message rate; retry after this many seconds.
-    RateLimited { detail: String, retry_after: u64 },
-    /// The store could not be read or written; retry later.
-    StoreUnavailable,
-    /// A request under the same idempotency key is still being processed.
-    InProgress,
-    /// The idempotency key was used with another request body.
-    KeyReused,
-    /// A bug: a message could not be serialised.
-    Internal(String),
-}
-
-impl From<Invalid> for Refused {
-    fn from(e: Invalid) -> Self {
-        Refused::Invalid(e)
-    }
-}
 
 /// What became of one item of a submission.
 #[derive(Debug)]

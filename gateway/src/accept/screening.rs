@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use goniec_antifraud::{Decision, Verdict};
 
+use super::invalid::Refused;
 use super::validate::Valid;
-use super::Refused;
 use crate::app::App;
 use crate::model::MessageData;
 use crate::tenants::TenantCtx;

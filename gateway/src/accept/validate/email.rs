@@ -3,7 +3,7 @@
 use goniec_core::Problem;
 
 use super::{is_blank, no_controls, EmailRequest, Rules};
-use crate::accept::Invalid;
+use crate::accept::invalid::Invalid;
 use crate::model::{AttachmentData, EmailData};
 
 /// Check an e-mail's `email` object; the plain part may come as the message's

@@ -22,7 +22,7 @@ mod tests;
 
 pub use template::{render_template, VarValue, Vars, MAX_VARS, MAX_VARS_BYTES, MAX_VAR_NAME_CHARS};
 
-use crate::accept::Invalid;
+use crate::accept::invalid::Invalid;
 use crate::address::{normalize_email, normalize_msisdn};
 use crate::model::{AttachmentData, MessageData, Status};
 use crate::store::{Callbacks, Partitions};

@@ -5,7 +5,7 @@ use goniec_config::Channel;
 use goniec_core::Problem;
 
 use super::is_blank;
-use crate::accept::Invalid;
+use crate::accept::invalid::Invalid;
 use goniec_connectors::rcs::content::MAX_TEXT as MAX_TEXT_CHARS;
 
 /// Check an RCS message's text and rich content.

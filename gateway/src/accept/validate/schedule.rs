@@ -3,7 +3,7 @@
 use goniec_core::Problem;
 
 use super::Rules;
-use crate::accept::Invalid;
+use crate::accept::invalid::Invalid;
 
 /// RFC 3339 timestamp → Unix ms.
 pub fn parse_time(s: &str, field: &str) -> Result<i64, Invalid> {

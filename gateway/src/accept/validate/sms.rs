@@ -5,7 +5,7 @@ use goniec_connectors::text;
 use goniec_core::Problem;
 
 use super::{is_blank, Rules};
-use crate::accept::Invalid;
+use crate::accept::invalid::Invalid;
 
 /// How an SMS text will be sent.
 pub(super) struct Shape {

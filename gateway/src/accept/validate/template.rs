@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use goniec_core::Problem;
 use serde::Deserialize;
 
-use crate::accept::Invalid;
+use crate::accept::invalid::Invalid;
 
 /// Most template variables one message may carry.
 pub const MAX_VARS: usize = 100;
