@@ -70,6 +70,8 @@ pub enum Problem {
     InvalidValue,
     /// `malformed-json` (400)
     MalformedJson,
+    /// `method-not-allowed` (405)
+    MethodNotAllowed,
     /// `missing-field` (422)
     MissingField,
     /// `missing-variable` (422)
@@ -120,7 +122,7 @@ pub enum Problem {
 
 impl Problem {
     /// Every problem code, in alphabetical order.
-    pub const ALL: [Problem; 52] = [
+    pub const ALL: [Problem; 53] = [
         Problem::AttachmentsTooLarge,
         Problem::BadSignature,
         Problem::BatchTooLarge,
@@ -150,6 +152,7 @@ impl Problem {
         Problem::InvalidType,
         Problem::InvalidValue,
         Problem::MalformedJson,
+        Problem::MethodNotAllowed,
         Problem::MissingField,
         Problem::MissingVariable,
         Problem::NoRoute,
@@ -207,6 +210,7 @@ impl Problem {
             Problem::InvalidType => "invalid-type",
             Problem::InvalidValue => "invalid-value",
             Problem::MalformedJson => "malformed-json",
+            Problem::MethodNotAllowed => "method-not-allowed",
             Problem::MissingField => "missing-field",
             Problem::MissingVariable => "missing-variable",
             Problem::NoRoute => "no-route",
@@ -243,6 +247,7 @@ impl Problem {
             | Problem::UnreadableBody => 400,
             Problem::BadSignature | Problem::Unauthorized => 401,
             Problem::NotFound => 404,
+            Problem::MethodNotAllowed => 405,
             Problem::BodyTimeout | Problem::HeaderTimeout => 408,
             Problem::IdempotencyKeyReused
             | Problem::IdempotencyRequestInProgress

@@ -354,6 +354,27 @@ async fn every_bad_input_gets_its_own_4xx_and_changes_nothing() {
             "invalid-query",
             None,
         ),
+        (
+            "history limit that is not a number",
+            gw.req(Method::GET, "/v1/messages?to=1&limit=ten", ACME_KEY),
+            422,
+            "invalid-query",
+            Some("limit"),
+        ),
+        (
+            "unknown history parameter",
+            gw.req(Method::GET, "/v1/messages?to=1&colour=red", ACME_KEY),
+            422,
+            "invalid-query",
+            Some("colour"),
+        ),
+        (
+            "a method the endpoint does not take",
+            gw.req(Method::PUT, "/v1/messages", ACME_KEY).body("{}"),
+            405,
+            "method-not-allowed",
+            None,
+        ),
     ];
     for (name, req, status, code, field) in cases {
         let r = req.send().await.unwrap();

@@ -2,15 +2,14 @@
 
 use goniec_core::Problem;
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::observe;
+use super::extract::{AdminAuth, ApiPath, ApiQuery};
 use crate::app::App;
 use crate::model::{format_ms, now_ms, Status};
 use crate::store::{Change, Lane, Task, Transition};
@@ -34,79 +33,54 @@ struct DeadLetter {
     status: Option<String>,
 }
 
-fn authorize(app: &App, headers: &HeaderMap) -> Result<(), ApiError> {
-    if !app.tenants.admin_enabled() {
-        return Err(ApiError::new(
-            Problem::NotFound,
-            "admin endpoints are off (no `[admin] api_keys`)",
-        ));
-    }
-    let token = super::bearer_token(headers).ok_or_else(ApiError::unauthorized)?;
-    if app.tenants.is_admin(token) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
-    }
-}
-
 /// `GET /v1/admin/dead-letters?lane=webhook&limit=100`: oldest first.
 pub async fn dead_letters(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    q: Result<Query<DeadLetterQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let start = Instant::now();
-    let resp = async {
-        authorize(&app, &headers)?;
-        let Query(q) = q.map_err(|e| ApiError::new(Problem::InvalidQuery, e.body_text()))?;
-        let lane = Lane::ALL
-            .into_iter()
-            .find(|l| l.as_str() == q.lane)
-            .ok_or_else(|| {
-                ApiError::new(
-                    Problem::InvalidQuery,
-                    "`lane` must be sms, rcs, email or webhook",
-                )
-                .field("lane")
-            })?;
-        let limit = q.limit.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(
-                ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 1000").field("limit"),
-            );
-        }
-        let jobs = app
-            .store
-            .dead_letters(lane, limit)
-            .await
-            .map_err(|_| ApiError::store_unavailable())?;
-        let entries: Vec<DeadLetter> = jobs
-            .into_iter()
-            .map(|(job, reason)| {
-                let cb = match &job.task {
-                    Task::Callback(c) => Some(c.clone()),
-                    _ => None,
-                };
-                DeadLetter {
-                    message_id: cb
-                        .as_ref()
-                        .map_or_else(|| job.id.clone(), |c| c.message_id.clone()),
-                    status: cb.map(|c| c.status.to_string()),
-                    job_id: job.id,
-                    attempts: job.attempt + 1,
-                    reason,
-                }
-            })
-            .collect();
-        Ok::<_, ApiError>(
-            axum::Json(serde_json::json!({"lane": lane.as_str(), "entries": entries}))
-                .into_response(),
-        )
+    _: AdminAuth,
+    ApiQuery(q): ApiQuery<DeadLetterQuery>,
+) -> Result<Response, ApiError> {
+    let lane = Lane::ALL
+        .into_iter()
+        .find(|l| l.as_str() == q.lane)
+        .ok_or_else(|| {
+            ApiError::new(
+                Problem::InvalidQuery,
+                "`lane` must be sms, rcs, email or webhook",
+            )
+            .field("lane")
+        })?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(
+            ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 1000").field("limit"),
+        );
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "admin_dead_letters", start, &resp);
-    resp
+    let jobs = app
+        .store
+        .dead_letters(lane, limit)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    let entries: Vec<DeadLetter> = jobs
+        .into_iter()
+        .map(|(job, reason)| {
+            let cb = match &job.task {
+                Task::Callback(c) => Some(c.clone()),
+                _ => None,
+            };
+            DeadLetter {
+                message_id: cb
+                    .as_ref()
+                    .map_or_else(|| job.id.clone(), |c| c.message_id.clone()),
+                status: cb.map(|c| c.status.to_string()),
+                job_id: job.id,
+                attempts: job.attempt + 1,
+                reason,
+            }
+        })
+        .collect();
+    Ok::<_, ApiError>(
+        axum::Json(serde_json::json!({"lane": lane.as_str(), "entries": entries})).into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -134,49 +108,40 @@ struct HeldView {
 /// `GET /v1/admin/held?limit=100`: held messages, oldest first.
 pub async fn held(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    q: Result<Query<HeldQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let start = Instant::now();
-    let resp = async {
-        authorize(&app, &headers)?;
-        let Query(q) = q.map_err(|e| ApiError::new(Problem::InvalidQuery, e.body_text()))?;
-        let limit = q.limit.unwrap_or(100);
-        if !(1..=1000).contains(&limit) {
-            return Err(
-                ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 1000").field("limit"),
-            );
-        }
-        let unavailable = |_| ApiError::store_unavailable();
-        let ids = app.store.held(limit).await.map_err(unavailable)?;
-        let records = app.store.get_many(&ids).await.map_err(unavailable)?;
-        let entries: Vec<HeldView> = records
-            .into_iter()
-            .flatten()
-            .filter(|r| r.status == Status::Held)
-            .map(|r| {
-                let held = r.events.iter().rev().find(|e| e.status == Status::Held);
-                HeldView {
-                    reasons: held
-                        .and_then(|e| e.reason.as_deref())
-                        .map(|s| s.split(',').map(str::to_string).collect())
-                        .unwrap_or_default(),
-                    held_at: held.map(|e| format_ms(e.at)).unwrap_or_default(),
-                    id: r.data.id,
-                    tenant: r.data.tenant,
-                    channel: r.data.channel.as_str(),
-                    to: r.data.to,
-                    from: r.data.from,
-                    text: r.data.text,
-                }
-            })
-            .collect();
-        Ok::<_, ApiError>(axum::Json(serde_json::json!({ "entries": entries })).into_response())
+    _: AdminAuth,
+    ApiQuery(q): ApiQuery<HeldQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(
+            ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 1000").field("limit"),
+        );
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "admin_held", start, &resp);
-    resp
+    let unavailable = |_| ApiError::store_unavailable();
+    let ids = app.store.held(limit).await.map_err(unavailable)?;
+    let records = app.store.get_many(&ids).await.map_err(unavailable)?;
+    let entries: Vec<HeldView> = records
+        .into_iter()
+        .flatten()
+        .filter(|r| r.status == Status::Held)
+        .map(|r| {
+            let held = r.events.iter().rev().find(|e| e.status == Status::Held);
+            HeldView {
+                reasons: held
+                    .and_then(|e| e.reason.as_deref())
+                    .map(|s| s.split(',').map(str::to_string).collect())
+                    .unwrap_or_default(),
+                held_at: held.map(|e| format_ms(e.at)).unwrap_or_default(),
+                id: r.data.id,
+                tenant: r.data.tenant,
+                channel: r.data.channel.as_str(),
+                to: r.data.to,
+                from: r.data.from,
+                text: r.data.text,
+            }
+        })
+        .collect();
+    Ok::<_, ApiError>(axum::Json(serde_json::json!({ "entries": entries })).into_response())
 }
 
 /// `POST /v1/admin/held/{id}/release` and `…/drop`: the operator's decision.
@@ -184,59 +149,62 @@ pub async fn held(
 /// `rejected` with reason `dropped_by_operator`. Only a message still held changes.
 pub async fn decide(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-) -> Response {
-    let start = Instant::now();
-    let resp = async {
-        authorize(&app, &headers)?;
-        let unavailable = |_| ApiError::store_unavailable();
-        let rec = app
-            .store
-            .get(&id)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(|| ApiError::not_found("message"))?;
-        let now = now_ms();
-        let change = match action.as_str() {
-            "release" => Change::new(Status::Scheduled, now, Some("released_by_operator".into()), None),
-            "drop" => Change::new(Status::Rejected, now, Some("dropped_by_operator".into()), None),
-            _ => {
-                return Err(ApiError::new(Problem::NotFound,
-                    "no such action; use release or drop",
-                ))
-            }
-        };
-        let due = rec.data.send_at.unwrap_or(now).max(now);
-        match app
-            .store
-            .decide_held(&id, &rec.data.tenant, &change, due, rec.data.channel)
-            .await
-            .map_err(unavailable)?
-        {
-            Transition::Applied { .. } => {
-                tracing::info!(message_id = %id, action = %action, "Held message decided by an operator.");
-                Ok(axum::Json(serde_json::json!({
-                    "id": id,
-                    "status": change.to,
-                }))
-                .into_response())
-            }
-            Transition::Missing => Err(ApiError::not_found("message")),
-            Transition::Refused { current } => {
-                Err(ApiError::new(Problem::NotHeld,
-                    format!("the message is {current}, not held; nothing changed"),
-                ))
-            }
-            Transition::InFlight | Transition::Partial => Err(ApiError::new(Problem::NotHeld,
-                "the message is not held; nothing changed",
-            )),
+    _: AdminAuth,
+    ApiPath((id, action)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    let unavailable = |_| ApiError::store_unavailable();
+    let rec = app
+        .store
+        .get(&id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ApiError::not_found("message"))?;
+    let now = now_ms();
+    let change = match action.as_str() {
+        "release" => Change::new(
+            Status::Scheduled,
+            now,
+            Some("released_by_operator".into()),
+            None,
+        ),
+        "drop" => Change::new(
+            Status::Rejected,
+            now,
+            Some("dropped_by_operator".into()),
+            None,
+        ),
+        _ => {
+            return Err(ApiError::new(
+                Problem::NotFound,
+                "no such action; use release or drop",
+            ))
         }
+    };
+    let due = rec.data.send_at.unwrap_or(now).max(now);
+    match app
+        .store
+        .decide_held(&id, &rec.data.tenant, &change, due, rec.data.channel)
+        .await
+        .map_err(unavailable)?
+    {
+        Transition::Applied { .. } => {
+            tracing::info!(message_id = %id, action = %action, "Held message decided by an operator.");
+            Ok(axum::Json(serde_json::json!({
+                "id": id,
+                "status": change.to,
+            }))
+            .into_response())
+        }
+        Transition::Missing => Err(ApiError::not_found("message")),
+        Transition::Refused { current } => Err(ApiError::new(
+            Problem::NotHeld,
+            format!("the message is {current}, not held; nothing changed"),
+        )),
+        Transition::InFlight | Transition::Partial => Err(ApiError::new(
+            Problem::NotHeld,
+            "the message is not held; nothing changed",
+        )),
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "admin_decide_held", start, &resp);
-    resp
 }
 
 #[derive(Deserialize)]
@@ -250,72 +218,55 @@ pub struct SuppressionQuery {
 /// addresses (hard bounces) with the reason each was added.
 pub async fn suppressions(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    q: Result<Query<SuppressionQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let start = Instant::now();
-    let resp = async {
-        authorize(&app, &headers)?;
-        let Query(q) = q.map_err(|e| ApiError::new(Problem::InvalidQuery, e.body_text()))?;
-        if app.tenants.by_name(&q.tenant).is_none() {
-            return Err(ApiError::not_found("tenant").field("tenant"));
-        }
-        let limit = q.limit.unwrap_or(100);
-        if !(1..=10_000).contains(&limit) {
-            return Err(
-                ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 10000").field("limit"),
-            );
-        }
-        let list = app
-            .store
-            .suppressions(&q.tenant, limit)
-            .await
-            .map_err(|_| ApiError::store_unavailable())?;
-        let entries: Vec<serde_json::Value> = list
-            .into_iter()
-            .map(|(address, reason)| serde_json::json!({"address": address, "reason": reason}))
-            .collect();
-        Ok::<_, ApiError>(
-            axum::Json(serde_json::json!({"tenant": q.tenant, "entries": entries})).into_response(),
-        )
+    _: AdminAuth,
+    ApiQuery(q): ApiQuery<SuppressionQuery>,
+) -> Result<Response, ApiError> {
+    if app.tenants.by_name(&q.tenant).is_none() {
+        return Err(ApiError::not_found("tenant").field("tenant"));
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "admin_suppressions", start, &resp);
-    resp
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(
+            ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 10000").field("limit"),
+        );
+    }
+    let list = app
+        .store
+        .suppressions(&q.tenant, limit)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    let entries: Vec<serde_json::Value> = list
+        .into_iter()
+        .map(|(address, reason)| serde_json::json!({"address": address, "reason": reason}))
+        .collect();
+    Ok::<_, ApiError>(
+        axum::Json(serde_json::json!({"tenant": q.tenant, "entries": entries})).into_response(),
+    )
 }
 
 /// `DELETE /v1/admin/suppressions/{tenant}/{address}`: mail may go to it again.
 pub async fn unsuppress(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path((tenant, address)): Path<(String, String)>,
-) -> Response {
-    let start = Instant::now();
-    let resp = async {
-        authorize(&app, &headers)?;
-        if app.tenants.by_name(&tenant).is_none() {
-            return Err(ApiError::not_found("tenant"));
-        }
-        let address = crate::address::suppression_key(&crate::address::normalize_email(&address)?);
-        let removed = app
-            .store
-            .unsuppress(&tenant, &address)
-            .await
-            .map_err(|_| ApiError::store_unavailable())?;
-        if !removed {
-            return Err(ApiError::not_found("suppressed address"));
-        }
-        tracing::info!(tenant = %tenant, address = %crate::telemetry::mask(&address), "Suppression removed by an operator.");
-        Ok::<_, ApiError>(
-            axum::Json(serde_json::json!({"tenant": tenant, "address": address, "suppressed": false}))
-                .into_response(),
-        )
+    _: AdminAuth,
+    ApiPath((tenant, address)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    if app.tenants.by_name(&tenant).is_none() {
+        return Err(ApiError::not_found("tenant"));
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "admin_unsuppress", start, &resp);
-    resp
+    let address = crate::address::suppression_key(&crate::address::normalize_email(&address)?);
+    let removed = app
+        .store
+        .unsuppress(&tenant, &address)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    if !removed {
+        return Err(ApiError::not_found("suppressed address"));
+    }
+    tracing::info!(tenant = %tenant, address = %crate::telemetry::mask(&address), "Suppression removed by an operator.");
+    Ok::<_, ApiError>(
+        axum::Json(serde_json::json!({"tenant": tenant, "address": address, "suppressed": false}))
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -330,36 +281,26 @@ struct SuppressRequest {
 /// address by hand (a complaint, a known-dead mailbox).
 pub async fn suppress(
     State(app): State<Arc<App>>,
+    _: AdminAuth,
     headers: HeaderMap,
     body: super::limits::Incoming,
-) -> Response {
-    let start = Instant::now();
-    let resp = async {
-        authorize(&app, &headers)?;
-        let body = body.read(&headers, super::limits::BodyKind::Small).await?;
-        let de = &mut serde_json::Deserializer::from_slice(&body);
-        let req: SuppressRequest = serde_path_to_error::deserialize(de)
-            .map_err(|e| crate::accept::validate::json_error(&e))?;
-        if app.tenants.by_name(&req.tenant).is_none() {
-            return Err(ApiError::not_found("tenant").field("tenant"));
-        }
-        let address = crate::address::normalize_email(&req.address)
-            .map(|a| crate::address::suppression_key(&a))
-            .map_err(|e| e.field("address"))?;
-        let reason = req.reason.unwrap_or_else(|| "added by an operator".into());
-        app.store
-            .suppress(&req.tenant, &address, &reason)
-            .await
-            .map_err(|_| ApiError::store_unavailable())?;
-        Ok::<_, ApiError>(
-            axum::Json(
-                serde_json::json!({"tenant": req.tenant, "address": address, "suppressed": true}),
-            )
-            .into_response(),
-        )
+) -> Result<Response, ApiError> {
+    let req: SuppressRequest = body.json(&headers, super::limits::BodyKind::Small).await?;
+    if app.tenants.by_name(&req.tenant).is_none() {
+        return Err(ApiError::not_found("tenant").field("tenant"));
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "admin_suppress", start, &resp);
-    resp
+    let address = crate::address::normalize_email(&req.address)
+        .map(|a| crate::address::suppression_key(&a))
+        .map_err(|e| e.field("address"))?;
+    let reason = req.reason.unwrap_or_else(|| "added by an operator".into());
+    app.store
+        .suppress(&req.tenant, &address, &reason)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    Ok::<_, ApiError>(
+        axum::Json(
+            serde_json::json!({"tenant": req.tenant, "address": address, "suppressed": true}),
+        )
+        .into_response(),
+    )
 }

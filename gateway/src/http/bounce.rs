@@ -9,16 +9,15 @@
 
 use goniec_core::Problem;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use goniec_connectors::bounce::{self, Action};
 
+use super::authenticate;
 use super::error::ApiError;
 use super::limits::{BodyKind, Incoming};
-use super::{authenticate, observe};
 use crate::app::App;
 use crate::model::{is_message_id, now_ms, Status};
 use crate::store::{Change, Transition};
@@ -29,13 +28,8 @@ pub async fn email_bounce(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: Incoming,
-) -> Response {
-    let start = Instant::now();
-    let resp = handle(&app, &headers, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "email_bounce", start, &resp);
-    resp
+) -> Result<Response, ApiError> {
+    handle(&app, &headers, body).await
 }
 
 async fn handle(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Response, ApiError> {

@@ -209,6 +209,18 @@ impl Incoming {
     /// a declared length over the limit (413) before reading anything, take the
     /// bytes from the budget (503 when it is spent), and read within
     /// `server.body_timeout` (408 after it).
+    /// Read the body as JSON `T`: a bad one is a problem naming its field.
+    pub async fn json<T: serde::de::DeserializeOwned>(
+        self,
+        headers: &HeaderMap,
+        kind: BodyKind,
+    ) -> Result<T, ApiError> {
+        let body = self.read(headers, kind).await?;
+        let de = &mut serde_json::Deserializer::from_slice(&body);
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| crate::accept::validate::json_error(&e).into())
+    }
+
     pub async fn read(self, headers: &HeaderMap, kind: BodyKind) -> Result<Buffered, ApiError> {
         let limit = self.limits.body_limit(kind);
         let too_large = || {

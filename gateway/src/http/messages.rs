@@ -2,17 +2,16 @@
 
 use goniec_core::Problem;
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::authenticate;
 use super::error::ApiError;
+use super::extract::{ApiPath, ApiQuery, AuthTenant};
 use super::limits::{BodyKind, Incoming};
-use super::{authenticate, observe};
-use crate::accept::validate::json_error;
 use crate::accept::{accept, idempotency, Answer, Idem, Items, Outcome, Refused};
 use crate::address::{normalize_email, normalize_msisdn};
 use crate::app::App;
@@ -132,13 +131,12 @@ fn push_error(results: &mut String, problem: &str) {
 }
 
 /// `POST /v1/messages`.
-pub async fn create(State(app): State<Arc<App>>, headers: HeaderMap, body: Incoming) -> Response {
-    let start = Instant::now();
-    let resp = submit(&app, &headers, body, BodyKind::Message)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "create", start, &resp);
-    resp
+pub async fn create(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Incoming,
+) -> Result<Response, ApiError> {
+    submit(&app, &headers, body, BodyKind::Message).await
 }
 
 /// `POST /v1/messages/batch`: every item is validated on its own; the valid ones are
@@ -147,13 +145,8 @@ pub async fn create_batch(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
     body: Incoming,
-) -> Response {
-    let start = Instant::now();
-    let resp = submit(&app, &headers, body, BodyKind::Batch)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "create_batch", start, &resp);
-    resp
+) -> Result<Response, ApiError> {
+    submit(&app, &headers, body, BodyKind::Batch).await
 }
 
 /// Read a submission and hand it to the [`accept`] layer.
@@ -166,7 +159,8 @@ async fn submit(
     if app.flags.shutting_down() {
         return Err(ApiError::shutting_down());
     }
-    // From the headers alone, before a byte of the body is read.
+    // From the headers alone, before a byte of the body is read (after the
+    // shutdown check: a draining gateway says so to everyone).
     let tenant = authenticate(app, headers)?;
     let body = body.read(headers, kind).await?;
     std::str::from_utf8(&body)
@@ -289,19 +283,11 @@ async fn load_own(app: &App, tenant: &TenantCtx, id: &str) -> Result<Record, Api
 /// `GET /v1/messages/{id}`.
 pub async fn show(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let start = Instant::now();
-    let resp = async {
-        let tenant = authenticate(&app, &headers)?;
-        let r = load_own(&app, &tenant, &id).await?;
-        Ok::<_, ApiError>(axum::Json(view(&r)).into_response())
-    }
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "show", start, &resp);
-    resp
+    AuthTenant(tenant): AuthTenant,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let r = load_own(&app, &tenant, &id).await?;
+    Ok::<_, ApiError>(axum::Json(view(&r)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -324,86 +310,67 @@ fn recipient(app: &App, raw: &str) -> Result<(goniec_config::Channel, String), A
 
 /// `POST /v1/opt-outs` `{"to": "+48…"}`: this tenant may no longer message the
 /// recipient; later submissions are rejected with `opted_out`.
-pub async fn opt_out(State(app): State<Arc<App>>, headers: HeaderMap, body: Incoming) -> Response {
-    let start = Instant::now();
-    let resp = async {
-        let tenant = authenticate(&app, &headers)?;
-        let body = body.read(&headers, BodyKind::Small).await?;
-        let de = &mut serde_json::Deserializer::from_slice(&body);
-        let req: OptOutRequest =
-            serde_path_to_error::deserialize(de).map_err(|e| json_error(&e))?;
-        let (channel, to) = recipient(&app, &req.to)?;
-        let key = app.screener.opt_out_key(&tenant, channel, &to);
-        app.store
-            .set_opt_out(&key, true, crate::model::now_ms())
-            .await
-            .map_err(|_| ApiError::store_unavailable())?;
-        tracing::info!(tenant = %tenant.cfg.name, to = %crate::telemetry::mask(&to), "Recipient opted out.");
-        Ok::<_, ApiError>(axum::Json(serde_json::json!({"to": to, "opted_out": true})).into_response())
-    }
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "opt_out", start, &resp);
-    resp
+pub async fn opt_out(
+    State(app): State<Arc<App>>,
+    AuthTenant(tenant): AuthTenant,
+    headers: HeaderMap,
+    body: Incoming,
+) -> Result<Response, ApiError> {
+    let req: OptOutRequest = body.json(&headers, BodyKind::Small).await?;
+    let (channel, to) = recipient(&app, &req.to)?;
+    let key = app.screener.opt_out_key(&tenant, channel, &to);
+    app.store
+        .set_opt_out(&key, true, crate::model::now_ms())
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    tracing::info!(tenant = %tenant.cfg.name, to = %crate::telemetry::mask(&to), "Recipient opted out.");
+    Ok(axum::Json(serde_json::json!({"to": to, "opted_out": true})).into_response())
 }
 
 /// `DELETE /v1/opt-outs/{to}`: the recipient may be messaged again (they opted in).
 pub async fn opt_in(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> Response {
-    let start = Instant::now();
-    let resp = async {
-        let tenant = authenticate(&app, &headers)?;
-        let (channel, to) = recipient(&app, &raw)?;
-        let key = app.screener.opt_out_key(&tenant, channel, &to);
-        app.store
-            .set_opt_out(&key, false, crate::model::now_ms())
-            .await
-            .map_err(|_| ApiError::store_unavailable())?;
-        Ok::<_, ApiError>(
-            axum::Json(serde_json::json!({"to": to, "opted_out": false})).into_response(),
-        )
-    }
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "opt_in", start, &resp);
-    resp
+    AuthTenant(tenant): AuthTenant,
+    ApiPath(raw): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let (channel, to) = recipient(&app, &raw)?;
+    let key = app.screener.opt_out_key(&tenant, channel, &to);
+    app.store
+        .set_opt_out(&key, false, crate::model::now_ms())
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    Ok::<_, ApiError>(axum::Json(serde_json::json!({"to": to, "opted_out": false})).into_response())
 }
 
 /// `DELETE /v1/messages/{id}`: cancel while not yet submitted.
 pub async fn cancel(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let start = Instant::now();
-    let resp = async {
-        let tenant = authenticate(&app, &headers)?;
-        let r = load_own(&app, &tenant, &id).await?;
-        let change = Change::new(Status::Cancelled, now_ms(), Some("cancelled_by_client".into()), None);
-        match app.store.transition(&id, &change).await {
-            Ok(Transition::Applied { .. }) => {
-                app.metrics.transitions.with_label_values(&[r.data.channel.as_str(), "cancelled"]).inc();
-                Ok(axum::Json(serde_json::json!({"id": id, "status": "cancelled"})).into_response())
-            }
-            Ok(Transition::Refused { current }) => Err(ApiError::new(Problem::NotCancellable,
-                format!("the message is already `{current}`; only messages not yet submitted can be cancelled"),
-            )),
-            Ok(Transition::InFlight) => Err(ApiError::new(Problem::NotCancellable,
-                "the message is being submitted to the carrier right now and can no longer be cancelled",
-            )),
-            Ok(Transition::Missing) => Err(ApiError::not_found("message")),
-            // Only receipts produce Partial; a cancel never does.
-            Ok(Transition::Partial) => Err(ApiError::new(Problem::NotCancellable, "the message was already submitted")),
-            Err(_) => Err(ApiError::store_unavailable()),
+    AuthTenant(tenant): AuthTenant,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let r = load_own(&app, &tenant, &id).await?;
+    let change = Change::new(
+        Status::Cancelled,
+        now_ms(),
+        Some("cancelled_by_client".into()),
+        None,
+    );
+    match app.store.transition(&id, &change).await {
+        Ok(Transition::Applied { .. }) => {
+            app.metrics.transitions.with_label_values(&[r.data.channel.as_str(), "cancelled"]).inc();
+            Ok(axum::Json(serde_json::json!({"id": id, "status": "cancelled"})).into_response())
         }
+        Ok(Transition::Refused { current }) => Err(ApiError::new(Problem::NotCancellable,
+            format!("the message is already `{current}`; only messages not yet submitted can be cancelled"),
+        )),
+        Ok(Transition::InFlight) => Err(ApiError::new(Problem::NotCancellable,
+            "the message is being submitted to the carrier right now and can no longer be cancelled",
+        )),
+        Ok(Transition::Missing) => Err(ApiError::not_found("message")),
+        // Only receipts produce Partial; a cancel never does.
+        Ok(Transition::Partial) => Err(ApiError::new(Problem::NotCancellable, "the message was already submitted")),
+        Err(_) => Err(ApiError::store_unavailable()),
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "cancel", start, &resp);
-    resp
 }
 
 #[derive(Deserialize)]
@@ -418,69 +385,60 @@ pub struct HistoryQuery {
 /// `GET /v1/messages?to=…` or `?client_ref=…`: newest first, `cursor` for the next page.
 pub async fn history(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    q: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let start = Instant::now();
-    let resp = async {
-        let tenant = authenticate(&app, &headers)?;
-        let Query(q) = q.map_err(|e| ApiError::new(Problem::InvalidQuery, e.body_text()))?;
-        let key = match (q.to, q.client_ref) {
-            (Some(to), None) => HistoryKey::To(if to.contains('@') {
-                normalize_email(&to)?
-            } else {
-                normalize_msisdn(&to, app.rules.region, false)?
-            }),
-            (None, Some(r)) => HistoryKey::ClientRef(r),
-            _ => {
-                return Err(ApiError::new(
-                    Problem::InvalidQuery,
-                    "give exactly one of `to` or `client_ref`",
-                ))
-            }
-        };
-        let limit = q.limit.unwrap_or(50);
-        if !(1..=500).contains(&limit) {
-            return Err(
-                ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 500").field("limit"),
-            );
-        }
-        if let Some(c) = &q.cursor {
-            if !is_message_id(c) {
-                return Err(ApiError::new(
-                    Problem::InvalidQuery,
-                    "`cursor` is not one this API returned",
-                )
-                .field("cursor"));
-            }
-        }
-        let ids = app
-            .store
-            .history(&tenant.cfg.name, &key, q.cursor.as_deref(), limit)
-            .await
-            .map_err(|_| ApiError::store_unavailable())?;
-        let records = app
-            .store
-            .get_many(&ids)
-            .await
-            .map_err(|_| ApiError::store_unavailable())?;
-        let next = if ids.len() == limit {
-            ids.last().cloned()
+    AuthTenant(tenant): AuthTenant,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let key = match (q.to, q.client_ref) {
+        (Some(to), None) => HistoryKey::To(if to.contains('@') {
+            normalize_email(&to)?
         } else {
-            None
-        };
-        let views: Vec<MessageView<'_>> = records
-            .iter()
-            .flatten()
-            .filter(|r| r.data.tenant == tenant.cfg.name)
-            .map(view)
-            .collect();
-        Ok::<_, ApiError>(
-            axum::Json(serde_json::json!({"messages": views, "next_cursor": next})).into_response(),
-        )
+            normalize_msisdn(&to, app.rules.region, false)?
+        }),
+        (None, Some(r)) => HistoryKey::ClientRef(r),
+        _ => {
+            return Err(ApiError::new(
+                Problem::InvalidQuery,
+                "give exactly one of `to` or `client_ref`",
+            ))
+        }
+    };
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(
+            ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 500").field("limit"),
+        );
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "history", start, &resp);
-    resp
+    if let Some(c) = &q.cursor {
+        if !is_message_id(c) {
+            return Err(ApiError::new(
+                Problem::InvalidQuery,
+                "`cursor` is not one this API returned",
+            )
+            .field("cursor"));
+        }
+    }
+    let ids = app
+        .store
+        .history(&tenant.cfg.name, &key, q.cursor.as_deref(), limit)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    let records = app
+        .store
+        .get_many(&ids)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    let next = if ids.len() == limit {
+        ids.last().cloned()
+    } else {
+        None
+    };
+    let views: Vec<MessageView<'_>> = records
+        .iter()
+        .flatten()
+        .filter(|r| r.data.tenant == tenant.cfg.name)
+        .map(view)
+        .collect();
+    Ok::<_, ApiError>(
+        axum::Json(serde_json::json!({"messages": views, "next_cursor": next})).into_response(),
+    )
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod bounce;
 pub mod error;
+pub mod extract;
 pub mod limits;
 pub mod messages;
 pub mod rcs;
@@ -10,7 +11,6 @@ pub mod serve;
 
 use goniec_core::Problem;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -23,8 +23,10 @@ use crate::tenants::TenantCtx;
 use error::ApiError;
 use limits::Limits;
 
-/// The API router. Handlers read bodies through [`limits::Incoming`] (which
-/// `limits` reaches as a request extension), after authenticating.
+/// The API router. Handlers authenticate with [`extract::AuthTenant`] or
+/// [`extract::AdminAuth`] first, then read bodies through [`limits::Incoming`]
+/// (which reaches `limits` as a request extension); [`extract::timing`] counts
+/// and times every matched route.
 pub fn router(app: Arc<App>, limits: Arc<Limits>) -> axum::Router {
     axum::Router::new()
         .route(
@@ -55,6 +57,16 @@ pub fn router(app: Arc<App>, limits: Arc<Limits>) -> axum::Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::new(Problem::NotFound, "no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                Problem::MethodNotAllowed,
+                "this endpoint does not take that method",
+            )
+        })
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            extract::timing,
+        ))
         .layer(Extension(limits))
         // No handler uses axum's buffering extractors (`Bytes`, `Json`), which read
         // before the handler can authenticate; should one appear, this keeps what
@@ -96,17 +108,6 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<TenantCtx>, Ap
         }
     }
     Ok(tenant)
-}
-
-/// Count and time a request.
-pub fn observe(app: &App, endpoint: &str, start: Instant, resp: &Response) {
-    let m = &app.metrics;
-    m.http_requests
-        .with_label_values(&[endpoint, resp.status().as_str()])
-        .inc();
-    m.http_duration
-        .with_label_values(&[endpoint])
-        .observe(start.elapsed().as_secs_f64());
 }
 
 async fn healthz() -> &'static str {

@@ -12,7 +12,7 @@
 
 use goniec_core::Problem;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -24,7 +24,6 @@ use tokio::sync::oneshot;
 
 use super::error::ApiError;
 use super::limits::{BodyKind, Incoming};
-use super::observe;
 use crate::app::App;
 use crate::telemetry::mask;
 
@@ -49,13 +48,12 @@ const STORE_WITHIN: Duration = Duration::from_secs(8);
 /// Signed over its body, an event cannot be authenticated before it is read: only
 /// a request carrying a signature is read at all, and at most
 /// [`super::limits::RCS_EVENT_BODY`] of it.
-pub async fn event(State(app): State<Arc<App>>, headers: HeaderMap, body: Incoming) -> Response {
-    let start = Instant::now();
-    let resp = handle(&app, &headers, body)
-        .await
-        .unwrap_or_else(IntoResponse::into_response);
-    observe(&app, "rcs_event", start, &resp);
-    resp
+pub async fn event(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Incoming,
+) -> Result<Response, ApiError> {
+    handle(&app, &headers, body).await
 }
 
 async fn handle(app: &App, headers: &HeaderMap, body: Incoming) -> Result<Response, ApiError> {
