@@ -11,7 +11,10 @@ use goniec_gateway::tenants::hash_key;
 
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "sims")]
 use crate::demo;
+#[cfg(feature = "sims")]
+use crate::process::wait_for_signal;
 use crate::process::{runtime, stop_on_signal};
 
 #[derive(Parser)]
@@ -33,6 +36,7 @@ enum Cmd {
         config: PathBuf,
     },
     /// Run a self-contained demo gateway (memory store unless --store is given).
+    #[cfg(feature = "sims")]
     Demo(demo::Options),
     /// Validate a config file and print every problem with its key path.
     CheckConfig { path: PathBuf },
@@ -47,13 +51,16 @@ enum Cmd {
     GenKey,
     /// Run the SMSC simulator alone: a real SMPP 3.4 server that accepts
     /// submit_sm and sends delivery receipts (for benches and your own tests).
+    #[cfg(feature = "sims")]
     SmscSim(goniec_sims::cli::SmscArgs),
     /// Run the SMTP sink alone: a real ESMTP server that accepts mail, fails a
     /// share of it on request and counts it (for benches and your own tests).
+    #[cfg(feature = "sims")]
     SmtpSink(goniec_sims::cli::SmtpSinkArgs),
     /// Run the RCS simulator alone: Google's RBM REST API (OAuth2 token endpoint,
     /// send, capabilities, revoke) on loopback HTTP, posting signed DELIVERED and
     /// READ events to a webhook (for benches and your own tests).
+    #[cfg(feature = "sims")]
     RcsSim(goniec_sims::cli::RcsSimArgs),
 }
 
@@ -97,14 +104,19 @@ pub fn main() -> ExitCode {
             };
             run_daemon(cfg)
         }
-        Cmd::SmscSim(args) => run_sim(args.run()),
-        Cmd::Demo(opts) => demo::run(opts),
-        Cmd::SmtpSink(args) => run_sim(args.run()),
-        Cmd::RcsSim(args) => run_sim(args.run()),
+        #[cfg(feature = "sims")]
+        Cmd::Demo(opts) => crate::demo::run(opts),
+        #[cfg(feature = "sims")]
+        Cmd::SmscSim(args) => run_sim(args.run(wait_for_signal())),
+        #[cfg(feature = "sims")]
+        Cmd::SmtpSink(args) => run_sim(args.run(wait_for_signal())),
+        #[cfg(feature = "sims")]
+        Cmd::RcsSim(args) => run_sim(args.run(wait_for_signal())),
     }
 }
 
 /// Run a simulator's command (logging at the default level) to its end.
+#[cfg(feature = "sims")]
 fn run_sim(run: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     goniec_gateway::telemetry::init_logging(&goniec_config::Log::default());
     match runtime() {

@@ -3,6 +3,9 @@
 use std::process::ExitCode;
 
 mod cli;
+// `goniec demo` and the simulator commands; a production build can leave them
+// out (`--no-default-features`).
+#[cfg(feature = "sims")]
 mod demo;
 mod process;
 

@@ -21,7 +21,30 @@ pub fn runtime() -> Option<tokio::runtime::Runtime> {
 pub fn stop_on_signal(token: &CancellationToken) {
     let token = token.clone();
     tokio::spawn(async move {
-        goniec_sims::cli::wait_for_signal().await;
+        wait_for_signal().await;
         token.cancel();
     });
+}
+
+/// Wait for SIGTERM or Ctrl-C.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

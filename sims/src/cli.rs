@@ -1,7 +1,7 @@
 //! The simulators as commands: `goniec smsc-sim`, `goniec smtp-sink` and
 //! `goniec rcs-sim`. Each one's arguments are derived here once (the `goniec`
-//! CLI flattens them), turned into its config by `config()`, and run until
-//! SIGTERM or Ctrl-C by `run()`; the optional HTTP control side (loopback only,
+//! CLI flattens them), turned into its config by `config()`, and run by
+//! `run()` until the future it is given completes; the optional HTTP control side (loopback only,
 //! no authentication) is served next to it.
 
 use std::net::SocketAddr;
@@ -98,8 +98,9 @@ impl SmscArgs {
         }
     }
 
-    /// Serve until SIGTERM or Ctrl-C, then print the counters.
-    pub async fn run(self) -> ExitCode {
+    /// Serve until `until` completes (the `goniec` command: SIGTERM or
+    /// Ctrl-C), then print the counters.
+    pub async fn run(self, until: impl std::future::Future<Output = ()>) -> ExitCode {
         let (listen, http, cfg) = (self.listen, self.http, self.config());
 
         let stop = CancellationToken::new();
@@ -125,7 +126,7 @@ impl SmscArgs {
                 return ExitCode::FAILURE;
             }
         }
-        wait_for_signal().await;
+        until.await;
         stop.cancel();
         println!("{:?}", sim.stats());
         ExitCode::SUCCESS
@@ -206,8 +207,9 @@ impl SmtpSinkArgs {
         }
     }
 
-    /// Serve until SIGTERM or Ctrl-C, then print the counters.
-    pub async fn run(self) -> ExitCode {
+    /// Serve until `until` completes (the `goniec` command: SIGTERM or
+    /// Ctrl-C), then print the counters.
+    pub async fn run(self, until: impl std::future::Future<Output = ()>) -> ExitCode {
         let (listen, http, cfg) = (self.listen, self.http, self.config());
 
         let stop = CancellationToken::new();
@@ -241,7 +243,7 @@ impl SmtpSinkArgs {
                 return ExitCode::FAILURE;
             }
         }
-        wait_for_signal().await;
+        until.await;
         stop.cancel();
         println!("{:?}", sink.stats());
         ExitCode::SUCCESS
@@ -315,8 +317,9 @@ impl RcsSimArgs {
         }
     }
 
-    /// Serve until SIGTERM or Ctrl-C, then print the counters.
-    pub async fn run(self) -> ExitCode {
+    /// Serve until `until` completes (the `goniec` command: SIGTERM or
+    /// Ctrl-C), then print the counters.
+    pub async fn run(self, until: impl std::future::Future<Output = ()>) -> ExitCode {
         let (listen, cfg) = (self.listen, self.config());
 
         let stop = CancellationToken::new();
@@ -341,33 +344,10 @@ impl RcsSimArgs {
             Some(url) => println!("Events go to {url}. Stop with Ctrl-C."),
             None => println!("No --webhook: events are not posted. Stop with Ctrl-C."),
         }
-        wait_for_signal().await;
+        until.await;
         stop.cancel();
         println!("{:?}", sim.stats());
         ExitCode::SUCCESS
-    }
-}
-
-/// Wait for SIGTERM or Ctrl-C.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
