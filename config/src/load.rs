@@ -204,8 +204,14 @@ pub fn load_from_str(
     }));
 
     let mut errors = reader.attribute_env();
-    // Stable: within one section item, reading errors stay before rule errors.
-    errors.sort_by_key(|e| order_key(&e.key));
+    // By section and item; within an item, in the order its keys are written
+    // (a key the file does not have, e.g. a missing required one, after them).
+    let written = key_order(&root);
+    errors.sort_by_key(|e| {
+        let (rank, index) = order_key(&e.key);
+        let at = written.get(e.key.as_str()).copied().unwrap_or(usize::MAX);
+        (rank, index, at)
+    });
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -241,6 +247,33 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
 
 /// Errors are listed section by section in file-layout order, list items by
 /// index; environment errors come last.
+/// Every key path of the file (`connectors[1].bind_type`, `server.listen`),
+/// numbered in the order the file writes them.
+fn key_order(root: &Table) -> std::collections::HashMap<String, usize> {
+    fn walk(path: &str, value: &Value, out: &mut std::collections::HashMap<String, usize>) {
+        let n = out.len();
+        out.entry(path.to_owned()).or_insert(n);
+        match value {
+            Value::Table(t) => {
+                for (k, v) in t {
+                    walk(&child(path, k), v, out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(&format!("{path}[{i}]"), v, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = std::collections::HashMap::new();
+    for (k, v) in root {
+        walk(k, v, &mut out);
+    }
+    out
+}
+
 fn order_key(key: &str) -> (usize, usize) {
     let section_end = key.find(['.', '[']).unwrap_or(key.len());
     let rank = if key.starts_with("env ") {

@@ -3,10 +3,11 @@
 //! ranges no single type expresses. Every broken rule is reported with the
 //! key path it is about; nothing stops at the first.
 
+use goniec_core::check::is_http_url;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::{net, Channel, Config, ConfigError, ConfigErrors, ConnectorKind, StoreBackend};
+use crate::{net, Channel, Config, ConfigError, ConfigErrors, StoreBackend};
 
 /// Where the items of the config's lists sit in the file. The reader drops
 /// items it cannot build (e.g. a route without a `channel`), so item `i` of
@@ -69,6 +70,18 @@ pub(crate) fn check(config: &Config, layout: &Layout) -> Vec<ConfigError> {
 #[derive(Default)]
 struct Checks {
     errors: Vec<ConfigError>,
+}
+
+/// A section's own checks (a connector's), reporting under its path.
+struct Within<'a> {
+    checks: &'a mut Checks,
+    path: &'a str,
+}
+
+impl goniec_core::check::Report for Within<'_> {
+    fn error(&mut self, key: &str, message: String) {
+        self.checks.error(format!("{}.{key}", self.path), message);
+    }
 }
 
 impl Checks {
@@ -424,197 +437,10 @@ impl Checks {
             if connector.kind.channels().is_empty() {
                 self.error(format!("{path}.channels"), "must list at least one channel");
             }
-            match &connector.kind {
-                ConnectorKind::Stub(stub) => {
-                    if !["delivered", "undeliverable", "none"].contains(&stub.receipt.as_str()) {
-                        self.error(
-                            format!("{path}.receipt"),
-                            format!(
-                                "must be delivered, undeliverable or none, got {:?}",
-                                stub.receipt
-                            ),
-                        );
-                    }
-                }
-                ConnectorKind::Smpp(smpp) => {
-                    if smpp.host.trim().is_empty() {
-                        self.error(
-                            format!("{path}.host"),
-                            "missing; the SMSC's host name or IP",
-                        );
-                    }
-                    if smpp.port == 0 {
-                        self.error(format!("{path}.port"), "must be 1..=65535");
-                    }
-                    if smpp.system_id.is_empty() || smpp.system_id.len() > 15 {
-                        self.error(
-                            format!("{path}.system_id"),
-                            "must be 1 to 15 characters (SMPP 3.4)",
-                        );
-                    }
-                    if smpp.password.len() > 8 {
-                        self.error(
-                            format!("{path}.password"),
-                            "must be at most 8 characters (SMPP 3.4)",
-                        );
-                    }
-                    if smpp.system_type.len() > 12 {
-                        self.error(
-                            format!("{path}.system_type"),
-                            "must be at most 12 characters (SMPP 3.4)",
-                        );
-                    }
-                    if !["transceiver", "transmitter_receiver"].contains(&smpp.bind_type.as_str()) {
-                        self.error(
-                            format!("{path}.bind_type"),
-                            "must be transceiver or transmitter_receiver",
-                        );
-                    }
-                    if smpp.address_range.len() > 40 {
-                        self.error(
-                            format!("{path}.address_range"),
-                            "must be at most 40 characters (SMPP 3.4)",
-                        );
-                    }
-                    if ![0x33u8, 0x34, 0x50].contains(&smpp.interface_version) {
-                        self.error(
-                            format!("{path}.interface_version"),
-                            "must be 0x33 (51), 0x34 (52) or 0x50 (80)",
-                        );
-                    }
-                    if !(1..=64).contains(&smpp.binds) {
-                        self.error(format!("{path}.binds"), "must be 1..=64");
-                    }
-                    if !(1..=10_000).contains(&smpp.window) {
-                        self.error(format!("{path}.window"), "must be 1..=10000");
-                    }
-                    if ![0u8, 3].contains(&smpp.data_coding) {
-                        self.error(
-                            format!("{path}.data_coding"),
-                            "must be 0 (SMSC default alphabet, GSM-7) or 3 (Latin-1); UCS-2 text always goes as 8",
-                        );
-                    }
-                    if !["same", "hex_to_decimal", "decimal_to_hex"]
-                        .contains(&smpp.receipt_ids.as_str())
-                    {
-                        self.error(
-                            format!("{path}.receipt_ids"),
-                            "must be same, hex_to_decimal or decimal_to_hex",
-                        );
-                    }
-                    if !["udh8", "udh16", "sar", "payload"].contains(&smpp.concat.as_str()) {
-                        self.error(
-                            format!("{path}.concat"),
-                            "must be udh8, udh16, sar or payload",
-                        );
-                    }
-                    self.positive(&format!("{path}.response_timeout"), smpp.response_timeout);
-                    self.positive(&format!("{path}.enquire_link"), smpp.enquire_link);
-                    self.positive(&format!("{path}.write_timeout"), smpp.write_timeout);
-                    self.positive(&format!("{path}.default_validity"), smpp.default_validity);
-                    if !(1..=20).contains(&smpp.query_max) {
-                        self.error(format!("{path}.query_max"), "must be 1..=20");
-                    }
-                }
-                ConnectorKind::Rcs(rcs) => {
-                    for (key, url) in [
-                        ("base_url", Some(&rcs.base_url)),
-                        ("token_uri", rcs.token_uri.as_ref()),
-                    ] {
-                        if let Some(url) = url {
-                            if !is_http_url(url) {
-                                self.error(
-                                    format!("{path}.{key}"),
-                                    format!("must be an http:// or https:// URL with a host, got {url:?}"),
-                                );
-                            }
-                        }
-                    }
-                    if rcs.agent_id.trim().is_empty() {
-                        self.error(format!("{path}.agent_id"), "missing; the RBM agent id");
-                    }
-                    if rcs.service_account_key.as_os_str().is_empty() {
-                        self.error(
-                            format!("{path}.service_account_key"),
-                            "missing; the path of the agent's service-account JSON key file",
-                        );
-                    }
-                    if rcs.scope.trim().is_empty() {
-                        self.error(format!("{path}.scope"), "must not be empty");
-                    }
-                    if rcs.client_token.chars().count() < 16 {
-                        self.error(
-                            format!("{path}.client_token"),
-                            "missing or shorter than 16 characters; the agent's client token, which signs the platform's webhook posts",
-                        );
-                    }
-                    self.positive(&format!("{path}.capability_ttl"), rcs.capability_ttl);
-                    self.positive(&format!("{path}.timeout"), rcs.timeout);
-                    self.at_least_one(
-                        &format!("{path}.max_connections"),
-                        rcs.max_connections.into(),
-                    );
-                }
-                ConnectorKind::Smtp(smtp) => {
-                    if smtp.host.trim().is_empty() {
-                        self.error(
-                            format!("{path}.host"),
-                            "missing; the relay's host name or IP",
-                        );
-                    }
-                    if smtp.port == 0 {
-                        self.error(format!("{path}.port"), "must be 1..=65535");
-                    }
-                    if !["none", "starttls", "tls"].contains(&smtp.tls.as_str()) {
-                        self.error(format!("{path}.tls"), "must be none, starttls or tls");
-                    }
-                    if smtp.username.is_some() != smtp.password.is_some() {
-                        self.error(
-                            format!("{path}.password"),
-                            "username and password go together: set both or neither",
-                        );
-                    }
-                    if !(1..=1000).contains(&smtp.pool_size) {
-                        self.error(format!("{path}.pool_size"), "must be 1..=1000");
-                    }
-                    let at = smtp.from.rfind('@');
-                    if smtp.from.trim().is_empty() || at.is_none() {
-                        self.error(
-                            format!("{path}.from"),
-                            "missing or not an address; e.g. \"ACME <noreply@acme.example>\"",
-                        );
-                    }
-                    self.positive(&format!("{path}.timeout"), smtp.timeout);
-                    if smtp.domain_concurrency == Some(0) {
-                        self.error(
-                            format!("{path}.domain_concurrency"),
-                            "must be at least 1; leave it out for no limit",
-                        );
-                    }
-                    for (domain, limit) in &smtp.domain_limits {
-                        let at = format!("{path}.domain_limits.{domain}");
-                        let valid = !domain.is_empty()
-                            && domain == &domain.to_ascii_lowercase()
-                            && !domain.contains(['@', ' '])
-                            && domain.contains('.');
-                        if !valid {
-                            self.error(
-                                at.clone(),
-                                "must be a lowercase domain such as \"gmail.com\"",
-                            );
-                        }
-                        if limit.concurrency == Some(0) {
-                            self.error(
-                                format!("{at}.concurrency"),
-                                "must be at least 1; leave it out for no limit",
-                            );
-                        }
-                        if limit.concurrency.is_none() && limit.rate.is_none() {
-                            self.error(at, "sets neither `concurrency` nor `rate`");
-                        }
-                    }
-                }
-            }
+            connector.kind.check(&mut Within {
+                checks: self,
+                path: &path,
+            });
         }
     }
 
@@ -723,24 +549,10 @@ fn is_key_hash(s: &str) -> bool {
     })
 }
 
-/// The shape of an http(s) URL: scheme, then a host before any path.
-fn is_http_url(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"));
-    match rest {
-        Some(rest) => {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
-            !host.is_empty() && !s.contains(char::is_whitespace)
-        }
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ConnectorConfig, Route, StubConnector, Tenant};
+    use crate::{ConnectorConfig, ConnectorKind, Route, StubConnector, Tenant};
 
     fn tenant(name: &str, key: &str) -> Tenant {
         Tenant {
@@ -770,16 +582,6 @@ mod tests {
         assert!(!is_key_hash(&HASH_A.replace("sha256:", "sha1:")));
         assert!(!is_key_hash(&HASH_A[..70]));
         assert!(!is_key_hash("demo-key-change-me"));
-    }
-
-    #[test]
-    fn url_shape() {
-        assert!(is_http_url("https://example.com/hook"));
-        assert!(is_http_url("http://10.0.0.1:8080"));
-        assert!(!is_http_url("ftp://example.com"));
-        assert!(!is_http_url("https:///path"));
-        assert!(!is_http_url("https://exa mple.com"));
-        assert!(!is_http_url("example.com"));
     }
 
     #[test]
@@ -1055,10 +857,11 @@ mod tests {
 
     #[test]
     fn connector_and_route_rules() {
-        let bad_receipt = ConnectorConfig {
+        // A stub's `receipt` can no longer be wrong once read (it is typed):
+        // `receipt = "maybe"` is refused by the reader (tests/load.rs).
+        let s = ConnectorConfig {
             kind: ConnectorKind::Stub(StubConnector {
                 channels: vec![Channel::Sms],
-                receipt: "maybe".into(),
                 ..StubConnector::default()
             }),
             ..stub("s", &[])
@@ -1066,7 +869,7 @@ mod tests {
         let config = Config {
             connectors: vec![
                 stub("e", &[Channel::Email]),
-                bad_receipt,
+                s,
                 stub("e", &[]),
                 stub("", &Channel::ALL),
             ],
@@ -1085,7 +888,6 @@ mod tests {
         assert_eq!(
             keys(&errors),
             [
-                "connectors[1].receipt",
                 "connectors[2].name",
                 "connectors[2].channels",
                 "connectors[3].name",

@@ -109,7 +109,7 @@ fn stub_connector_defaults() {
     assert_eq!(stub.channels, Channel::ALL);
     assert_eq!(stub.latency, Duration::ZERO);
     assert_eq!(stub.receipt_delay, Duration::ZERO);
-    assert_eq!(stub.receipt, "delivered");
+    assert_eq!(stub.receipt.as_str(), "delivered");
     assert_eq!((stub.transient_every, stub.permanent_every), (0, 0));
     assert_eq!(stub.record_to, None);
 }

@@ -12,7 +12,6 @@ pub mod model;
 pub mod rcs;
 pub mod smpp;
 pub mod smtp;
-#[cfg(feature = "stub")]
 pub mod stub;
 /// A small seeded generator for property tests here and in `goniec-sims`.
 #[doc(hidden)]
@@ -23,15 +22,73 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use goniec_config::{ConnectorConfig, ConnectorKind};
+use goniec_core::units::Rate;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub use goniec_config::Channel;
+pub use goniec_core::Channel;
 pub use model::{
     Attachment, DeliveryError, EmailContent, Health, InboundMessage, Outbound, QueryAnswer,
     Receipt, ReceiptState, Submitted,
 };
+
+/// `[[connectors]]`: one way out to a carrier or provider, chosen by `kind`.
+#[derive(Debug, Clone)]
+pub struct ConnectorConfig {
+    /// Unique name; the route key and metric label.
+    pub name: String,
+    /// The carrier's contracted throughput across all binds/connections, e.g. `"500/s"`.
+    pub tps: Option<Rate>,
+    pub kind: ConnectorKind,
+}
+
+/// The protocol-specific part of a connector.
+#[derive(Debug, Clone)]
+pub enum ConnectorKind {
+    /// A test double: accepts every message after `latency` and reports receipts.
+    /// Only builds that include the `stub` feature can run it.
+    Stub(stub::StubConfig),
+    /// SMPP 3.4 to an SMSC.
+    Smpp(smpp::config::Config),
+    /// SMTP to a relay.
+    Smtp(smtp::config::Config),
+    /// Google RCS Business Messaging over its REST API.
+    Rcs(rcs::config::Config),
+}
+
+impl ConnectorKind {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            ConnectorKind::Stub(_) => "stub",
+            ConnectorKind::Smpp(_) => "smpp",
+            ConnectorKind::Smtp(_) => "smtp",
+            ConnectorKind::Rcs(_) => "rcs",
+        }
+    }
+
+    /// Channels a connector of this kind carries; routes may only send it these.
+    pub fn channels(&self) -> &[Channel] {
+        match self {
+            ConnectorKind::Stub(stub) => &stub.channels,
+            ConnectorKind::Smpp(_) => &[Channel::Sms],
+            ConnectorKind::Smtp(_) => &[Channel::Email],
+            ConnectorKind::Rcs(_) => &[Channel::Rcs],
+        }
+    }
+}
+
+impl ConnectorKind {
+    /// Check the kind's own settings (what each connector owns); the config
+    /// crate adds the rules that span sections.
+    pub fn check(&self, r: &mut dyn goniec_core::check::Report) {
+        match self {
+            ConnectorKind::Stub(c) => c.check(r),
+            ConnectorKind::Smpp(c) => c.check(r),
+            ConnectorKind::Smtp(c) => c.check(r),
+            ConnectorKind::Rcs(c) => c.check(r),
+        }
+    }
+}
 
 /// One way out: an SMPP link, an RCS platform, an SMTP relay.
 #[async_trait]

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use goniec_config::Channel;
+use goniec_core::Channel;
 
 /// A message ready for a connector.
 #[derive(Debug, Clone)]

@@ -84,8 +84,10 @@ impl fmt::Display for Encoding {
     }
 }
 
-/// How a long text is concatenated; decides what each part can hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// How a long text is concatenated; decides what each part can hold. Written
+/// in the config as `udh8`, `udh16`, `sar` or `payload`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Concat {
     /// UDH with an 8-bit reference (IEI 0x00, 6 octets): 134 octets left,
     /// 153 septets (one fill bit) or 67 UTF-16 units per part.
@@ -102,6 +104,16 @@ pub enum Concat {
 }
 
 impl Concat {
+    /// As written in the config.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Concat::Udh8 => "udh8",
+            Concat::Udh16 => "udh16",
+            Concat::Sar => "sar",
+            Concat::Payload => "payload",
+        }
+    }
+
     /// Units one part of a concatenated message holds; `None` for
     /// [`Concat::Payload`], which is never split.
     pub const fn part_capacity(self, encoding: Encoding) -> Option<usize> {

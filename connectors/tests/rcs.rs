@@ -12,10 +12,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use goniec_config::{Channel, ConnectorConfig, ConnectorKind, RcsConnector as RcsConfig};
+use goniec_connectors::rcs::config::Config as RcsConfig;
 use goniec_connectors::rcs::events::{self, Event};
 use goniec_connectors::rcs::UNREACHABLE;
-use goniec_connectors::{BuildContext, BuildError, Connector, DeliveryError, Health, Outbound};
+use goniec_connectors::{
+    BuildContext, BuildError, Channel, Connector, ConnectorConfig, ConnectorKind, DeliveryError,
+    Health, Outbound,
+};
 use goniec_sims::rbm::{self, RcsSim, RcsSimConfig};
 use serde_json::json;
 use tokio::sync::{mpsc, Notify};

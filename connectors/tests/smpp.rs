@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use goniec_config::SmppConnector as SmppConfig;
+use goniec_connectors::smpp::config::Config as SmppConfig;
 use goniec_connectors::smpp::connector::SmppConnector;
 use goniec_connectors::{BuildContext, Channel, Connector, Health, Outbound, ReceiptState};
 use goniec_sims::smsc::{SimConfig, SmscSim};

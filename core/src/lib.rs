@@ -6,6 +6,7 @@
 //! ([`Problem`]).
 
 pub mod channel;
+pub mod check;
 pub mod id;
 pub mod mask;
 pub mod problem;

@@ -320,6 +320,44 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+/// Serde adapter for durations written as `"30s"`, `"72h"`, `"200ms"`.
+pub mod humantime_serde_compat {
+    use serde::de::{self, Visitor};
+    use serde::Deserializer;
+    use std::fmt;
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        // A visitor rather than `String::deserialize` so that `timeout = 5`
+        // says a duration string is expected, not just "a string".
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as \"30s\", \"5m\" or \"72h\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Duration, E> {
+                humantime::parse_duration(s).map_err(|e| {
+                    E::custom(format!(
+                        "invalid duration `{s}`: {e} (examples: \"30s\", \"5m\", \"72h\")"
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(DurationVisitor)
+    }
+
+    /// For `Option<Duration>` fields (with `#[serde(default)]` on the struct).
+    pub mod option {
+        use serde::Deserializer;
+        use std::time::Duration;
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+            super::deserialize(d).map(Some)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

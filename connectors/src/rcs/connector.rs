@@ -28,7 +28,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
-use goniec_config::{Channel, RcsConnector as RcsConfig};
+use goniec_core::Channel;
+
+use super::config::Config as RcsConfig;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;

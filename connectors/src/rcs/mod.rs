@@ -15,6 +15,7 @@
 //!   `X-Goog-Signature`): verification and parsing into [`events::Event`]s.
 
 pub mod auth;
+pub mod config;
 pub mod connector;
 pub mod content;
 pub mod events;

@@ -11,7 +11,10 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use goniec_config::{Channel, SmppConnector as SmppConfig};
+use goniec_core::Channel;
+
+pub use super::config::IdFormat;
+use super::config::{BindType as BindMode, Config as SmppConfig};
 use rusmpp::pdus::{QuerySm, SubmitSm};
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvValue};
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
@@ -58,23 +61,9 @@ impl std::fmt::Debug for SmppConnector {
 
 impl SmppConnector {
     pub fn new(name: &str, cfg: &SmppConfig, cx: BuildContext) -> Result<Self, BuildError> {
-        let invalid = |reason: String| BuildError::Invalid {
-            name: name.into(),
-            reason,
-        };
-        let concat = match cfg.concat.as_str() {
-            "udh8" => Concat::Udh8,
-            "udh16" => Concat::Udh16,
-            "sar" => Concat::Sar,
-            "payload" => Concat::Payload,
-            other => return Err(invalid(format!("unknown concat `{other}`"))),
-        };
+        let concat = cfg.concat;
         let stop = cx.shutdown.child_token();
-        let pair = match cfg.bind_type.as_str() {
-            "transceiver" => false,
-            "transmitter_receiver" => true,
-            other => return Err(invalid(format!("unknown bind_type `{other}`"))),
-        };
+        let pair = cfg.bind_type == BindMode::TransmitterReceiver;
         // Each bind keeps at most this many receipts with us unanswered (more wait at
         // the SMSC), and the queue to the receipts task has room for all of them, so a
         // bind never waits to hand one on.
@@ -113,12 +102,7 @@ impl SmppConnector {
                 sessions.push(spawn(BindType::Transceiver));
             }
         }
-        let ids = match cfg.receipt_ids.as_str() {
-            "same" => IdFormat::Same,
-            "hex_to_decimal" => IdFormat::HexToDecimal,
-            "decimal_to_hex" => IdFormat::DecimalToHex,
-            other => return Err(invalid(format!("unknown receipt_ids `{other}`"))),
-        };
+        let ids = cfg.receipt_ids;
         tasks.push(tokio::spawn(receipts(
             name.to_string(),
             ids,
@@ -521,14 +505,6 @@ pub fn read_receipt(pdu: &InboundPdu) -> Option<(String, ReceiptState, Option<St
         ),
     };
     Some((id, st, error))
-}
-
-/// How an SMSC writes the id in receipts relative to its submit_sm_resp ids.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdFormat {
-    Same,
-    HexToDecimal,
-    DecimalToHex,
 }
 
 /// The receipt id in the form submit ids are stored in (normalised): converted as

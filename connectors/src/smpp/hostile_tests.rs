@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use goniec_config::SmppConnector as SmppConfig;
+use super::config::Config as SmppConfig;
 use rusmpp::pdus::{BindTransceiverResp, DeliverSm, SubmitSm, SubmitSmResp};
 use rusmpp::values::EsmClass;
 use rusmpp::{Command, CommandStatus, Pdu};

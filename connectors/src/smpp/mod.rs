@@ -15,6 +15,7 @@
 //! misbehave on purpose (one fault each); the full SMSC simulator is
 //! `goniec-sims`.
 
+pub mod config;
 pub mod connector;
 pub mod frame;
 #[cfg(test)]

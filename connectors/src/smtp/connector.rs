@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use goniec_config::{Channel, SmtpConnector as SmtpConfig};
+use goniec_core::Channel;
+
+use super::config::{Config as SmtpConfig, TlsMode};
 use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment as LettreAttachment, Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -65,11 +67,10 @@ impl SmtpConnector {
                 .build_rustls()
                 .map_err(|e| invalid(format!("TLS setup: {e}")))
         };
-        let tls = match cfg.tls.as_str() {
-            "none" => Tls::None,
-            "starttls" => Tls::Required(tls()?),
-            "tls" => Tls::Wrapper(tls()?),
-            other => return Err(invalid(format!("unknown tls `{other}`"))),
+        let tls = match cfg.tls {
+            TlsMode::None => Tls::None,
+            TlsMode::Starttls => Tls::Required(tls()?),
+            TlsMode::Tls => Tls::Wrapper(tls()?),
         };
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.host.as_str())
             .port(cfg.port)

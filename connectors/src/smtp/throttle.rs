@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use goniec_config::{DomainLimit, Rate};
+use goniec_core::units::Rate;
+
+use super::config::DomainLimit;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, RateLimiter};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};

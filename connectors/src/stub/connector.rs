@@ -1,7 +1,4 @@
-//! The stub connector: a test double selectable as `kind = "stub"` in builds with
-//! the `stub` feature. It accepts after `latency`, fails every n-th submit if told
-//! to, sends a receipt after `receipt_delay`, and can log every submit to a file so
-//! tests can count duplicates across a crash.
+//! The stub connector itself (feature `stub`).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +6,9 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use goniec_config::{Channel, StubConnector as StubConfig};
+use goniec_core::Channel;
+
+use super::{StubConfig, StubReceipt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -35,16 +34,10 @@ pub struct StubConnector {
 
 impl StubConnector {
     pub fn new(name: &str, cfg: &StubConfig, cx: BuildContext) -> Result<Self, BuildError> {
-        let receipt = match cfg.receipt.as_str() {
-            "delivered" => Some(ReceiptState::Delivered),
-            "undeliverable" => Some(ReceiptState::Undeliverable),
-            "none" => None,
-            other => {
-                return Err(BuildError::Invalid {
-                    name: name.into(),
-                    reason: format!("unknown receipt `{other}`"),
-                })
-            }
+        let receipt = match cfg.receipt {
+            StubReceipt::Delivered => Some(ReceiptState::Delivered),
+            StubReceipt::Undeliverable => Some(ReceiptState::Undeliverable),
+            StubReceipt::None => None,
         };
         let record = match &cfg.record_to {
             Some(p) => Some(Mutex::new(
