@@ -1,7 +1,8 @@
 //! The Goniec gateway daemon.
 //!
 //! Module map, in the direction data moves:
-//! * [`http`]: the REST API (auth, validation, idempotency, rate limits → store).
+//! * [`http`]: the REST API: routes, extractors (authentication, query
+//!   strings), body limits, problem+json; it reads requests and renders answers.
 //! * [`accept`]: a submission → stored messages, apart from HTTP: validation
 //!   per channel (E.164, encoding, segments, templates, times), routing, rate
 //!   limits, anti-fraud and contact-policy screening, suppression, idempotency.
@@ -13,8 +14,9 @@
 //! * [`webhooks`]: status changes → signed customer callbacks.
 //! * [`lease`]: finishing a lane's lease (retried store writes, backoff),
 //!   shared by the workers above so none of them imports another.
-//! * [`model`]: ids, statuses and the transition table.
-//! * [`telemetry`]: metrics, logging, masking.
+//! * [`model`]: the stored message (ids, statuses and the transition table
+//!   are `goniec-core`'s).
+//! * [`telemetry`]: metrics and logging.
 //! * [`app`]: the state everything shares, built once from config.
 //! * [`tenants`]: tenants' settings, limiters and API key hashes.
 

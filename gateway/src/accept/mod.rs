@@ -1,7 +1,7 @@
 //! Accepting messages, apart from HTTP: a submission (one message is a batch
 //! of one) is validated item by item ([`validate`]), routed, rate-limited,
 //! screened by anti-fraud, the contact policy and the suppression list
-//! ([`screen`]), and stored in one round trip, under an optional idempotency
+//! ([`screen`] holds the [`Screener`](screen::Screener)), and stored in one round trip, under an optional idempotency
 //! key ([`idempotency`]). [`accept`] returns each item's [`Outcome`]; the HTTP
 //! layer only reads requests and renders answers.
 //!

@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::authenticate;
-use super::error::ApiError;
+use super::error::{ApiError, ProblemBody};
 use super::extract::{ApiPath, ApiQuery, AuthTenant};
 use super::limits::{BodyKind, Incoming};
-use crate::accept::{accept, idempotency, Answer, Idem, Items, Outcome, Refused};
+use crate::accept::{accept, idempotency, Accepted, Answer, Idem, Items, Outcome, Refused};
 use crate::address::{normalize_email, normalize_msisdn};
 use crate::app::App;
 use crate::model::{format_ms, is_message_id, now_ms, Record, Status};
@@ -36,11 +36,9 @@ struct AcceptedBody<'a> {
     reasons: &'a [&'static str],
 }
 
-/// One item's answer: 202 with its status, or 422 (problem) when anti-fraud
-/// rejected it or it is not valid.
-fn item_answer(o: &Outcome) -> Result<(u16, String), Refused> {
-    let body = match o {
-        Outcome::Accepted(a) => serde_json::to_string(&AcceptedBody {
+impl<'a> AcceptedBody<'a> {
+    fn of(a: &'a Accepted) -> Self {
+        AcceptedBody {
             id: &a.id,
             status: a.status,
             segments: a.segments,
@@ -48,61 +46,78 @@ fn item_answer(o: &Outcome) -> Result<(u16, String), Refused> {
             transliterated: a.transliterated,
             send_at: a.send_at.map(format_ms),
             reasons: &a.reasons,
-        }),
-        Outcome::Rejected { id, reasons, .. } => {
-            serde_json::to_string(&ApiError::rejected(id, reasons.clone()).body())
-        }
-        Outcome::Invalid(e) => serde_json::to_string(&ApiError::from(e.clone()).body()),
-    };
-    let body = body.map_err(|e| Refused::Internal(e.to_string()))?;
-    Ok((
-        if matches!(o, Outcome::Accepted(_)) {
-            202
-        } else {
-            422
-        },
-        body,
-    ))
-}
-
-/// The answer to `POST /v1/messages`: the one message's.
-fn render_one(outcomes: &[Outcome]) -> Result<Answer, Refused> {
-    let Some(o) = outcomes.first() else {
-        return Err(Refused::Internal("no outcome for the message".into()));
-    };
-    let (status, body) = item_answer(o)?;
-    Ok(Answer { status, body })
-}
-
-/// The answer to `POST /v1/messages/batch`: counts, and each item's answer in
-/// request order (`{"error": <problem>}` for a refused one); 207 unless all
-/// were accepted.
-fn render_batch(outcomes: &[Outcome]) -> Result<Answer, Refused> {
-    let total = outcomes.len();
-    let mut results = String::with_capacity(total * 96);
-    let mut n_accepted = 0;
-    for (i, o) in outcomes.iter().enumerate() {
-        if i > 0 {
-            results.push(',');
-        }
-        let (code, body) = item_answer(o)?;
-        if code == 422 {
-            push_error(&mut results, &body);
-        } else {
-            n_accepted += 1;
-            results.push_str(&body);
         }
     }
-    let mut out = String::with_capacity(results.len() + 64);
-    out.push_str(&format!(
-        "{{\"accepted\":{n_accepted},\"rejected\":{},\"results\":[",
-        total - n_accepted
-    ));
-    out.push_str(&results);
-    drop(results);
-    out.push_str("]}");
-    let status = if n_accepted == total { 202 } else { 207 };
-    Ok(Answer { status, body: out })
+}
+
+/// The problem of an item anti-fraud rejected or that is not valid.
+fn problem(o: &Outcome) -> Option<ApiError> {
+    match o {
+        Outcome::Accepted(_) => None,
+        Outcome::Rejected { id, reasons, .. } => Some(ApiError::rejected(id, reasons.clone())),
+        Outcome::Invalid(e) => Some(ApiError::from(e.clone())),
+    }
+}
+
+fn json<T: Serialize>(value: &T) -> Result<String, Refused> {
+    serde_json::to_string(value).map_err(|e| Refused::Internal(e.to_string()))
+}
+
+/// The answer to `POST /v1/messages`: the message with its status (202), or
+/// the problem (422) when anti-fraud rejected it.
+fn render_one(outcomes: &[Outcome]) -> Result<Answer, Refused> {
+    match (outcomes.first(), outcomes.first().and_then(problem)) {
+        (_, Some(e)) => Ok(Answer {
+            status: e.status,
+            body: json(&e.body())?,
+        }),
+        (Some(Outcome::Accepted(a)), None) => Ok(Answer {
+            status: 202,
+            body: json(&AcceptedBody::of(a))?,
+        }),
+        _ => Err(Refused::Internal("no outcome for the message".into())),
+    }
+}
+
+/// The answer to `POST /v1/messages/batch`.
+#[derive(Serialize)]
+struct BatchBody<'a> {
+    accepted: usize,
+    rejected: usize,
+    /// In request order.
+    results: Vec<ItemBody<'a>>,
+}
+
+/// One item of a batch answer: the message, or `{"error": <problem>}`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ItemBody<'a> {
+    Accepted(AcceptedBody<'a>),
+    Refused { error: ProblemBody<'a> },
+}
+
+/// The answer to `POST /v1/messages/batch`: counts and each item's answer;
+/// 207 unless all were accepted.
+fn render_batch(outcomes: &[Outcome]) -> Result<Answer, Refused> {
+    let problems: Vec<Option<ApiError>> = outcomes.iter().map(problem).collect();
+    let results: Vec<ItemBody<'_>> = outcomes
+        .iter()
+        .zip(&problems)
+        .filter_map(|(o, p)| match (o, p) {
+            (_, Some(e)) => Some(ItemBody::Refused { error: e.body() }),
+            (Outcome::Accepted(a), None) => Some(ItemBody::Accepted(AcceptedBody::of(a))),
+            _ => None,
+        })
+        .collect();
+    let accepted = problems.iter().filter(|p| p.is_none()).count();
+    let rejected = outcomes.len() - accepted;
+    let body = json(&BatchBody {
+        accepted,
+        rejected,
+        results,
+    })?;
+    let status = if rejected == 0 { 202 } else { 207 };
+    Ok(Answer { status, body })
 }
 
 fn json_response(status: u16, body: String) -> Response {
@@ -121,13 +136,6 @@ fn problem_response(status: u16, body: String) -> Response {
         HeaderValue::from_static("application/problem+json"),
     );
     r
-}
-
-/// One item's problem in a batch answer: `{"error": <problem>}`.
-fn push_error(results: &mut String, problem: &str) {
-    results.push_str("{\"error\":");
-    results.push_str(problem);
-    results.push('}');
 }
 
 /// `POST /v1/messages`.
