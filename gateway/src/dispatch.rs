@@ -31,7 +31,16 @@ struct LaneCtx {
     /// Entries (partition, entry id) this process holds; the heartbeat keeps them
     /// from being reclaimed.
     inflight: Arc<Mutex<HashSet<EntryRef>>>,
+    /// Slots of messages waiting for their connector's rate (`tps`). While
+    /// they are all taken, the lane claims nothing more: what it claimed would
+    /// only wait too, and a quiet tenant's new message would queue behind a
+    /// busy tenant's backlog inside this process instead of being claimed in
+    /// its turn.
+    paced: Arc<Semaphore>,
 }
+
+/// Most messages of a lane waiting for their connector's rate at once.
+const PACED: usize = 16;
 
 impl LaneCtx {
     fn new(lane: Lane, concurrency: usize) -> Self {
@@ -39,6 +48,7 @@ impl LaneCtx {
             lane,
             sem: Arc::new(Semaphore::new(concurrency)),
             inflight: Default::default(),
+            paced: Arc::new(Semaphore::new(PACED)),
         }
     }
 
@@ -196,7 +206,17 @@ async fn claim_loop(app: Arc<App>, cx: LaneCtx) {
     let (lane, sem) = (cx.lane, &cx.sem);
     let batch = app.cfg.workers.claim_batch.max(1);
     loop {
-        let Some(mut held) = permits(&app, sem, batch).await else {
+        // While messages wait for their connector's rate, claim only as many
+        // as there are free pacing slots (and none while there are none).
+        let free = tokio::select! {
+            p = cx.paced.acquire() => match p {
+                Ok(p) => { drop(p); cx.paced.available_permits().max(1) }
+                Err(_) => return,
+            },
+            _ = app.stop_work.cancelled() => return,
+        };
+        let max = if free < PACED { free } else { batch };
+        let Some(mut held) = permits(&app, sem, max).await else {
             return;
         };
         let claimed = tokio::select! {
@@ -338,7 +358,7 @@ async fn start(
                     crate::webhooks::handle(app2, lease, loaded.then_some(rec), permit).await
                 }
                 Lane::Channel(channel) => {
-                    deliver(&app2, channel, lease, rec).await;
+                    deliver(&app2, channel, lease, rec, &cx2.paced).await;
                     drop(permit);
                 }
             }
@@ -374,7 +394,13 @@ async fn finish(
 }
 
 /// Deliver one message.
-async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>) {
+async fn deliver(
+    app: &App,
+    channel: Channel,
+    lease: Lease,
+    rec: Option<Record>,
+    paced: &Semaphore,
+) {
     // A submitted SMS's receipt check (see `receipts`): nothing to send.
     if matches!(lease.job.task, Task::ReceiptCheck(_)) {
         return crate::receipts::run_check(app, &lease, rec).await;
@@ -439,7 +465,11 @@ async fn deliver(app: &App, channel: Channel, lease: Lease, rec: Option<Record>)
         return finish(app, channel, &lease, ch, None).await;
     };
     if let Some(l) = &route.limiter {
-        l.until_ready().await;
+        // Over the connector's rate: wait holding a pacing slot (see `LaneCtx`).
+        if l.check().is_err() {
+            let _slot = paced.acquire().await;
+            l.until_ready().await;
+        }
     }
     let connector = &route.connector;
     let name = connector.name();
