@@ -175,6 +175,13 @@ impl Inner {
             rec.parts = n.max(1);
         }
         rec.events.push(change.event.clone());
+        // As in Redis: a final status removes the message's pending receipt check.
+        if change.to.is_final() {
+            if let Some(st) = self.lanes.get_mut(&Lane::Channel(Channel::Sms)) {
+                st.sched
+                    .retain(|_, (j, _)| !(j.id == id && matches!(j.task, Task::ReceiptCheck(_))));
+            }
+        }
         if rec.callbacks.wants(change.to) {
             let payload = CallbackPayload {
                 message_id: id.to_string(),

@@ -619,7 +619,7 @@ impl RedisStore {
             self.keys.scheduled(part, next_lane),
             self.keys.tenants(part, next_lane),
         ];
-        let mut args = Vec::with_capacity(20);
+        let mut args = Vec::with_capacity(22);
         args.push(GROUP.to_string());
         args.push(lease.entry.clone());
         match &change {
@@ -670,6 +670,12 @@ impl RedisStore {
             ]),
         }
         args.push(t.to_string());
+        let receipt_check = handover.as_ref().is_some_and(|h| {
+            h.at_ms.is_some()
+                && h.job.id == lease.job.id
+                && matches!(h.job.task, Task::ReceiptCheck(_))
+        });
+        args.push(if receipt_check { "1" } else { "" }.to_string());
         (keys, args, correlation)
     }
 
@@ -1100,6 +1106,7 @@ impl Store for RedisStore {
                     [
                         self.keys.record(&items[i].0),
                         self.keys.queue(*part, Lane::Webhook, ""),
+                        self.keys.scheduled(*part, Lane::Channel(Channel::Sms)),
                     ]
                 })
                 .collect();

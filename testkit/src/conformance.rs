@@ -191,6 +191,101 @@ pub async fn run(store: &dyn Store) {
     correlate_many_spellings_in_order(store).await;
     one_tenants_backlog_does_not_hold_up_another(store).await;
     submitted_with_its_receipt_check_then_no_receipt(store).await;
+    a_final_receipt_removes_the_pending_check(store).await;
+}
+
+/// The receipt came: the message's pending receipt check is gone from the
+/// schedule in the step that made the message final (it would only have been
+/// promoted, claimed, loaded and finished for nothing). A multipart message's
+/// first part does not remove it.
+async fn a_final_receipt_removes_the_pending_check(store: &dyn Store) {
+    use goniec_store::{Handover, Job};
+    let sms = Lane::Channel(Channel::Sms);
+    let mut msgs = Vec::new();
+    for to in ["+48500000410", "+48500000411"] {
+        let m = message("t-check-gone", to, None, true, None);
+        store.accept(std::slice::from_ref(&m), None).await.unwrap();
+        msgs.push(m);
+    }
+    let leases: Vec<goniec_store::Lease> = drain(store, sms)
+        .await
+        .into_iter()
+        .filter(|l| msgs.iter().any(|m| m.id == l.job.id))
+        .collect();
+    assert_eq!(leases.len(), 2);
+    let at = now_ms() + 7_200_000;
+    let before = store.lane_stats(sms, now_ms()).await.unwrap().scheduled;
+    for (i, l) in leases.iter().enumerate() {
+        let check = Handover {
+            lane: sms,
+            job: Job {
+                id: l.job.id.clone(),
+                attempt: 0,
+                task: Task::ReceiptCheck(goniec_store::ReceiptCheck {
+                    connector: "smsc-g".into(),
+                    deadline: 0,
+                    query_ids: vec![],
+                    part_ids: vec![],
+                    rounds: 0,
+                }),
+            },
+            at_ms: Some(at),
+            note: None,
+        };
+        let mut ch = Change::new(Status::Submitted, now_ms(), None, None);
+        if i == 1 {
+            ch.parts = Some(2);
+        }
+        complete_handover(store, l, Some(&ch), None, &check)
+            .await
+            .unwrap();
+    }
+    let scheduled = || async { store.lane_stats(sms, now_ms()).await.unwrap().scheduled };
+    assert_eq!(scheduled().await, before + 2, "both checks wait");
+    // Single part, delivered: its check goes.
+    let delivered = Change::new(Status::Delivered, now_ms(), None, None);
+    let t = store
+        .transition(&leases[0].job.id, &delivered)
+        .await
+        .unwrap();
+    assert_eq!(
+        t,
+        Transition::Applied {
+            from: Status::Submitted
+        }
+    );
+    assert_eq!(
+        scheduled().await,
+        before + 1,
+        "the delivered message's check is gone"
+    );
+    // Two parts: the first receipt keeps the check, the second removes it.
+    let mut part = delivered.clone();
+    part.part = Some("a".into());
+    let t = store.transition(&leases[1].job.id, &part).await.unwrap();
+    assert_eq!(t, Transition::Partial);
+    assert_eq!(
+        scheduled().await,
+        before + 1,
+        "one part in: the check stays"
+    );
+    part.part = Some("b".into());
+    let t = store.transition(&leases[1].job.id, &part).await.unwrap();
+    assert_eq!(
+        t,
+        Transition::Applied {
+            from: Status::Submitted
+        }
+    );
+    assert_eq!(
+        scheduled().await,
+        before,
+        "every part in: the check is gone"
+    );
+    assert_eq!(store.promote_due(sms, at, 100).await.unwrap(), 0);
+    for h in drain(store, Lane::Webhook).await {
+        complete(store, &h, None, None).await.unwrap();
+    }
 }
 
 /// Several spellings of a receipt id looked up at once: each answer in its place,

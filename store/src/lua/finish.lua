@@ -1,6 +1,6 @@
 
 -- Finishes leases, all of one partition: lease i (from 0) has the 8 keys from
--- KEYS[8i + 1] and the 21 arguments from ARGV[21i + 1]:
+-- KEYS[8i + 1] and the 22 arguments from ARGV[22i + 1]:
 -- KEYS: record, webhook stream, lane stream (the lease's tenant's), lane
 --       scheduled set, lane dead letters, handover lane stream (the tenant's),
 --       handover lane scheduled set, handover lane's tenant set.
@@ -9,7 +9,9 @@
 --       9 retry score, 10 dead-letter reason ('' = none), 11 job id, 12 attempt,
 --       13 task, 14 part count ('' = single), 15 handover member ('' = none),
 --       16 handover score ('' = at once), 17 handover job id, 18 attempt,
---       19 task, 20 note event ('' = none), 21 the lease's tenant.
+--       19 task, 20 note event ('' = none), 21 the lease's tenant, 22 '1' when
+--       the handover is the message's receipt check (its member is kept in the
+--       record's `rc`, so the final receipt removes it: see transition_main.lua).
 -- Only the lease's current holder finishes it: if another worker already acked
 -- the entry (a reclaimed duplicate), nothing is scheduled, buried or handed over
 -- a second time. A status change applies whoever asks (the table decides).
@@ -17,7 +19,7 @@
 local out = {}
 for i = 0, #KEYS / 8 - 1 do
   local k = 8 * i
-  local a = 21 * i
+  local a = 22 * i
   local acked = redis.call('XACK', KEYS[k + 3], ARGV[a + 1], ARGV[a + 2])
   redis.call('XDEL', KEYS[k + 3], ARGV[a + 2])
   local res = {3, ''}
@@ -40,6 +42,7 @@ for i = 0, #KEYS / 8 - 1 do
       redis.call('SADD', KEYS[k + 8], ARGV[a + 21])
     else
       redis.call('ZADD', KEYS[k + 7], tonumber(ARGV[a + 16]), ARGV[a + 15])
+      if ARGV[a + 22] == '1' then redis.call('HSET', KEYS[k + 1], 'rc', ARGV[a + 15]) end
     end
   end
   if acked == 1 and ARGV[a + 20] ~= '' then
