@@ -3,8 +3,8 @@
 # redis-server with AOF everysec on free loopback ports) with an SMPP connector
 # to `goniec smsc-sim` sending receipts at once, every status change posted as a
 # signed callback to a local sink; goniec-load waits until every message is
-# delivered. Prints goniec-load's JSON line, the CPU seconds of the gateway and
-# of Redis, Redis commands per message (INFO commandstats, script-internal
+# delivered. Prints goniec-load's JSON line, the CPU seconds and peak RSS of
+# the gateway and of Redis, Redis commands per message (INFO commandstats, script-internal
 # commands included) and the callbacks the sink got. Needs
 # `cargo build --release -p goniec-gateway -p goniec-benches` first.
 #
@@ -57,5 +57,8 @@ curl -s "http://127.0.0.1:$HPORT/stats" | python3 -c 'import json, sys; s = json
 # user + system CPU seconds of a process, from /proc (ps rounds to seconds).
 cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
 echo "cpu seconds: gateway $(cpu "$GPID") redis $(cpu "$RPID") smsc-sim $(cpu "$SPID") callback-sink $(cpu "$CB_PID")"
+# Peak resident memory (VmHWM) of a process, in MiB.
+rss() { awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+echo "peak RSS MiB: gateway $(rss "$GPID") redis $(rss "$RPID")"
 kill "$CB_PID"
 finish
