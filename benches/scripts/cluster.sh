@@ -39,12 +39,7 @@ start_sink
 start_gateway
 t0=$(date +%s.%N)
 load --channel sms --count "$COUNT" --concurrency "$CONC" --batch "$BATCH"
-if wait_sink_final 120 "$COUNT"; then
-  echo "final callbacks/s: $(python3 -c "import time; print(round($COUNT / (time.time() - $t0)))") (all $COUNT final callbacks in)"
-else
-  echo "final callbacks: only $(sink_count | cut -d' ' -f2) of $COUNT within 120 s"
-fi
-cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+report_final "$COUNT" "$t0"
 nodes=0; for p in "${NPIDS[@]}"; do nodes=$(python3 -c "print(round($nodes + $(cpu "$p"), 2))"); done
 echo "cpu seconds: gateway $(cpu "$GPID") redis nodes $nodes smsc-sim $(cpu "$SPID") callback-sink $(cpu "$CB_PID")"
 kill "$CB_PID" "${NPIDS[@]:1}"

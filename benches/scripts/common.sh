@@ -123,6 +123,22 @@ load() {
   grep -E "final statuses" "$D/load.err" | tail -2
 }
 
+# Wait (at most 120 s) for COUNT ($1) final callbacks since $2 (date +%s.%N)
+# and print the rate: the issue's figure, from the first request to the last
+# final callback.
+report_final() {
+  if wait_sink_final 120 "$1"; then
+    echo "final callbacks/s: $(python3 -c "import time; print(round($1 / (time.time() - $2)))") (all $1 final callbacks in)"
+  else
+    echo "final callbacks: only $(sink_count | cut -d' ' -f2) of $1 within 120 s"
+  fi
+}
+
+# User + system CPU seconds of a process, from /proc (ps rounds to seconds).
+cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+# Peak resident memory (VmHWM) of a process, in MiB.
+rss() { awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
+
 # CPU time of each process, then stop them (the gateway first, Redis last).
 finish() {
   ps -o pid,time,cmd -p "$GPID,$SPID,$RPID" | cat

@@ -72,6 +72,6 @@ print(f"A's backlog while B sent: min {min(backlogs)}, max {max(backlogs)} entri
 if __import__("os").environ.get("VERBOSE"):
     for line in open(path): print("   sent:", line.strip())
 PY
-echo "peak RSS MiB: gateway $(awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$GPID/status") redis $(awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$RPID/status")"
+echo "peak RSS MiB: gateway $(rss "$GPID") redis $(rss "$RPID")"
 kill "$APID" 2>/dev/null; wait "$APID" 2>/dev/null
 finish

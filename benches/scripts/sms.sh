@@ -31,12 +31,7 @@ start_gateway
 redis-cli -p "$RPORT" CONFIG RESETSTAT >/dev/null
 t0=$(date +%s.%N)
 load --channel sms --count "$COUNT" --concurrency "$CONC" --batch "$BATCH"
-# The issue's figure: from the first request to the last final callback.
-if wait_sink_final 120 "$COUNT"; then
-  echo "final callbacks/s: $(python3 -c "import time; print(round($COUNT / (time.time() - $t0)))") (all $COUNT final callbacks in)"
-else
-  echo "final callbacks: only $(sink_count | cut -d' ' -f2) of $COUNT within 120 s"
-fi
+report_final "$COUNT" "$t0"
 calls=$(redis-cli -p "$RPORT" INFO commandstats | awk -F'[=,:]' '/^cmdstat_/ {s += $3} END {print s}')
 echo "redis commands per message: $(python3 -c "print(round($calls / $COUNT, 1))") ($calls for $COUNT)"
 # Per command: calls per message and microseconds per call (script-internal
@@ -54,11 +49,7 @@ print("  per message:", " ".join(f"{c}={k:.2f}({u:.0f}us)" for k, c, u in rows[:
 ' "$COUNT"
 echo "sink (POSTs, final callbacks, callbacks): $(sink_count)"
 curl -s "http://127.0.0.1:$HPORT/stats" | python3 -c 'import json, sys; s = json.load(sys.stdin); print("smsc-sim: submits", s["submits"], "throttled", s["throttled"], "receipts acked", s["receipts_acked"])'
-# user + system CPU seconds of a process, from /proc (ps rounds to seconds).
-cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
 echo "cpu seconds: gateway $(cpu "$GPID") redis $(cpu "$RPID") smsc-sim $(cpu "$SPID") callback-sink $(cpu "$CB_PID")"
-# Peak resident memory (VmHWM) of a process, in MiB.
-rss() { awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 echo "peak RSS MiB: gateway $(rss "$GPID") redis $(rss "$RPID")"
 kill "$CB_PID"
 finish

@@ -2,9 +2,10 @@
 //! them: what a message travels on ([`Channel`]), what identifies it
 //! ([`id`]), where it is in its life ([`Status`] and the one transition
 //! table), the units the config writes as strings ([`units`]), how a
-//! recipient may appear in logs ([`mask`]), and the API's problem codes
-//! ([`Problem`]).
+//! recipient may appear in logs ([`mask`]), the API's problem codes
+//! ([`Problem`]), and an error told with its causes ([`cause`]).
 
+pub mod cause;
 pub mod channel;
 pub mod check;
 pub mod id;

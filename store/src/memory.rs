@@ -199,6 +199,16 @@ impl Inner {
         Transition::Applied { from }
     }
 
+    /// `change` if there is one; no change counts as applied.
+    fn apply(&mut self, id: &str, change: Option<&Change>) -> Transition {
+        match change {
+            Some(ch) => self.transition(id, ch),
+            None => Transition::Applied {
+                from: Status::Queued,
+            },
+        }
+    }
+
     /// Remove a lease from the pending list; false if it was not pending.
     fn ack(&mut self, lease: &Lease) -> bool {
         self.lanes
@@ -244,12 +254,7 @@ impl MemoryStore {
     ) -> Transition {
         let t = {
             let mut g = self.lock();
-            let t = match change {
-                Some(ch) => g.transition(&lease.job.id, ch),
-                None => Transition::Applied {
-                    from: Status::Queued,
-                },
-            };
+            let t = g.apply(&lease.job.id, change);
             if let Some(c) = correlation {
                 for pid in &c.provider_ids {
                     g.corr.insert(
@@ -303,12 +308,7 @@ impl MemoryStore {
     fn bury(&self, lease: &Lease, reason: &str, change: Option<&Change>) -> Transition {
         let t = {
             let mut g = self.lock();
-            let t = match change {
-                Some(ch) => g.transition(&lease.job.id, ch),
-                None => Transition::Applied {
-                    from: Status::Queued,
-                },
-            };
+            let t = g.apply(&lease.job.id, change);
             if g.ack(lease) {
                 let reason = if reason.is_empty() { "dead" } else { reason };
                 g.lanes

@@ -1,21 +1,9 @@
 //! The platform's HTTP failures described for errors and logs: shared by
 //! the token flow ([`super::auth`]) and the sender ([`super::connector`]).
 
-use std::error::Error as _;
-
 /// A reqwest error with its causes (`error sending request: connection refused`).
 pub(crate) fn describe(e: &reqwest::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
+    goniec_core::cause::chain(e)
 }
 
 /// The start of a body, as text, for error messages.

@@ -141,18 +141,7 @@ pub fn redact_url(url: &str) -> String {
 /// to no public address" stay distinguishable; reqwest's own message is only
 /// "error sending request". The URL is left out (it may carry a token).
 fn cause_chain(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
+    goniec_core::cause::chain(&e.without_url())
 }
 
 /// Deliver one callback job and finish its lease.
