@@ -42,6 +42,7 @@ pub struct Config {
     pub workers: Workers,
     pub webhooks: Webhooks,
     pub admin: Admin,
+    pub links: Links,
     pub antifraud: Antifraud,
     pub tenants: Vec<Tenant>,
     pub connectors: Vec<ConnectorConfig>,
@@ -283,6 +284,47 @@ pub struct CallbackBatch {
     pub linger: Duration,
 }
 
+/// `[links]`: how tracked links (`{{link:https://…}}` in a text) are served.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Links {
+    /// Also serve the redirects on this address, at `/{code}` (point a tenant's
+    /// link domain here). They are always served on the API listener at `/l/{code}`.
+    /// Default: none.
+    #[serde(deserialize_with = "opt_socket_addr")]
+    pub listen: Option<SocketAddr>,
+    /// Networks (CIDR, e.g. `"66.249.64.0/19"`) of data centres whose fetches
+    /// within a second of a message's delivery are link previews or scanners,
+    /// recorded as `prefetch`, not as a click. Default: none.
+    pub datacenter_ranges: Vec<String>,
+    /// Take the client address from the first `X-Forwarded-For` entry (behind
+    /// a reverse proxy you run). Default false.
+    pub trust_forwarded_for: bool,
+}
+
+/// `[tenants.links]`: the tenant's tracked links.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantLinks {
+    /// The base of short links, e.g. `https://acme.link` (its DNS pointing at
+    /// `[links] listen`) or `https://gw.example.com/l`; a short link is this,
+    /// `/`, and a random code of 10 base62 characters. Default: none
+    /// (`{{link:…}}` is refused). The anti-fraud link rules never hold it.
+    pub domain: Option<String>,
+    /// How long a short link works. Default `90d`.
+    #[serde(with = "humantime_serde_compat")]
+    pub ttl: Duration,
+}
+
+impl Default for TenantLinks {
+    fn default() -> Self {
+        TenantLinks {
+            domain: None,
+            ttl: Duration::from_secs(90 * 86_400),
+        }
+    }
+}
+
 /// `[tenants.rcs]`: how a tenant's RCS messages fall back to SMS.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -355,6 +397,8 @@ pub struct Tenant {
     pub email: TenantEmail,
     /// RCS settings: the delivery-based SMS fallback.
     pub rcs: TenantRcs,
+    /// Tracked links: the short-link domain and how long links work.
+    pub links: TenantLinks,
     /// Anti-fraud and contact policy: `[antifraud.defaults]` with this table's keys
     /// laid over it, and the tenant's `policy` and `senders`.
     pub antifraud: goniec_antifraud::TenantPolicy,

@@ -62,6 +62,7 @@ pub(crate) fn check(config: &Config, layout: &Layout) -> Vec<ConfigError> {
     out.webhooks(config);
     out.tenants(config, layout);
     out.admin(config);
+    out.links(config);
     out.connectors(config, layout);
     out.routes(config, layout);
     out.errors
@@ -235,6 +236,21 @@ impl Checks {
         self.positive("webhooks.timeout", webhooks.timeout);
     }
 
+    fn links(&mut self, config: &Config) {
+        let links = &config.links;
+        for (k, r) in links.datacenter_ranges.iter().enumerate() {
+            if let Err(e) = r.parse::<goniec_core::cidr::Cidr>() {
+                self.error(format!("links.datacenter_ranges[{k}]"), e);
+            }
+        }
+        if links.listen.is_some_and(|l| l == config.server.listen) {
+            self.error(
+                "links.listen",
+                "is the API's own address (server.listen); the API serves links at /l/{code} already",
+            );
+        }
+    }
+
     fn admin(&mut self, config: &Config) {
         for (k, hash) in config.admin.metrics_keys.iter().enumerate() {
             if !is_key_hash(hash) {
@@ -403,6 +419,23 @@ impl Checks {
                         self.error(format!("{path}.{key}"), e.to_string());
                     }
                 }
+            }
+            if let Some(d) = &tenant.links.domain {
+                let u = url::Url::parse(d).ok();
+                if !is_http_url(d)
+                    || u.is_some_and(|u| u.query().is_some() || u.fragment().is_some())
+                {
+                    self.error(
+                        format!("{path}.links.domain"),
+                        format!("must be an http:// or https:// URL with a host and no query, got {d:?}"),
+                    );
+                }
+            }
+            if tenant.links.ttl.is_zero() {
+                self.error(
+                    format!("{path}.links.ttl"),
+                    "must be more than 0".to_string(),
+                );
             }
             // A link shown to recipients: only its shape matters here.
             if let Some(url) = &e.unsubscribe_url {

@@ -8,6 +8,7 @@
 pub mod cause;
 pub mod channel;
 pub mod check;
+pub mod cidr;
 pub mod id;
 pub mod mask;
 pub mod problem;

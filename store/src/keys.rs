@@ -117,6 +117,20 @@ impl Keys {
         format!("{}:once:{key}", self.prefix)
     }
 
+    /// A stored template (hash of versions) and the tenant's list of template
+    /// ids (set), under one hash tag.
+    pub fn template(&self, tenant: &str, id: &str) -> (String, String) {
+        (
+            format!("{}:{{tpl:{tenant}}}:t:{id}", self.prefix),
+            format!("{}:{{tpl:{tenant}}}:ids", self.prefix),
+        )
+    }
+
+    /// A tracked link by its code.
+    pub fn link(&self, code: &str) -> String {
+        format!("{}:l:{code}", self.prefix)
+    }
+
     /// An instance's heartbeat.
     pub fn alive(&self, consumer: &str) -> String {
         format!("{}:alive:{consumer}", self.prefix)

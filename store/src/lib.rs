@@ -21,6 +21,7 @@
 //! partition (receipt correlation) is written before that step.
 
 pub mod batcher;
+pub mod content;
 pub mod keys;
 pub mod memory;
 pub mod model;
@@ -148,6 +149,9 @@ pub enum Task {
     ReceiptCheck(ReceiptCheck),
     /// On the webhook lane: post a status change to the message's callback URL.
     Callback(CallbackPayload),
+    /// On the webhook lane: tell the message's callback URL that a person
+    /// followed one of its tracked links.
+    Clicked(ClickedPayload),
     /// On the webhook lane: forward a recipient's reply to the tenant's inbound URL.
     Inbound { tenant: String, body: String },
 }
@@ -466,6 +470,12 @@ pub trait Store: Send + Sync + 'static {
     /// from [`Partitions::message_id`].
     fn partitions(&self) -> Partitions;
 
+    /// Stored templates, on this backend.
+    fn templates(&self) -> &dyn content::Templates;
+
+    /// Tracked links and their clicks, on this backend.
+    fn links(&self) -> &dyn content::Links;
+
     /// Cheap liveness check (one round trip).
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -710,6 +720,18 @@ pub struct CallbackPayload {
     pub at: i64,
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A `clicked` callback as it waits in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClickedPayload {
+    #[serde(rename = "m")]
+    pub message_id: String,
+    /// Unix ms of the click.
+    pub at: i64,
+    /// The link's target.
+    #[serde(rename = "u")]
+    pub url: String,
 }
 
 /// Encode an idempotency record: `P|fp` while in progress, `D|fp|status|body` when done.

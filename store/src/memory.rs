@@ -14,6 +14,8 @@ use goniec_antifraud::{Counters, Increment, Needs};
 use goniec_config::Channel;
 use tokio::sync::Notify;
 
+mod content;
+
 use super::{
     CallbackPayload, Callbacks, Change, Correlation, EntryRef, Handover, HistoryKey, IdemBegin,
     IdemWrite, Job, Lane, LaneStats, Lease, NewMessage, Outcome, Partitions, Store, StoreError,
@@ -33,6 +35,8 @@ struct Rec {
     parts_delivered: std::collections::HashSet<String>,
     /// It went back from `submitted` to `queued` for its SMS fallback (once only).
     fell_back: bool,
+    /// Clicks on its tracked links.
+    clicks: crate::content::Clicks,
 }
 
 struct Pending {
@@ -101,6 +105,10 @@ struct Inner {
     /// amortised O(1)).
     seen: HashMap<String, Instant>,
     seen_prune_at: usize,
+    /// Stored templates: (tenant, id) → every version's document, oldest first.
+    templates: HashMap<(String, String), Vec<String>>,
+    /// Tracked links by code.
+    links: HashMap<String, crate::content::Link>,
 }
 
 impl Inner {
@@ -380,6 +388,14 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
+    fn templates(&self) -> &dyn crate::content::Templates {
+        self
+    }
+
+    fn links(&self) -> &dyn crate::content::Links {
+        self
+    }
+
     fn backend(&self) -> &'static str {
         "memory"
     }
@@ -412,6 +428,7 @@ impl Store for MemoryStore {
                         parts: 1,
                         parts_delivered: Default::default(),
                         fell_back: false,
+                        clicks: Default::default(),
                     },
                 );
                 let lane = Lane::Channel(m.channel);

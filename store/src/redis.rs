@@ -47,6 +47,8 @@ use super::{
     StoreError, Task, Transition,
 };
 use crate::keys::Keys;
+
+mod content;
 use crate::model::{new_message_id_in, now_ms, partition_of, Event, MessageData, Record, Status};
 use goniec_antifraud::{Counters, Increment, Needs};
 use goniec_config::{Channel, StoreBackend};
@@ -64,6 +66,8 @@ struct Scripts {
     begin: Script,
     opt_out: Script,
     decide_held: Script,
+    template_put: Script,
+    click: Script,
 }
 
 impl Scripts {
@@ -77,11 +81,15 @@ impl Scripts {
             idem_abort: Script::new(include_str!("lua/idem_abort.lua")),
             begin: Script::new(include_str!("lua/begin.lua")),
             opt_out: Script::new(include_str!("lua/opt_out.lua")),
+            template_put: Script::new(include_str!("lua/template_put.lua")),
+            click: Script::new(include_str!("lua/click.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 7] {
+    fn all(&self) -> [&Script; 9] {
         [
+            &self.template_put,
+            &self.click,
             &self.transition,
             &self.finish,
             &self.promote,
@@ -899,6 +907,14 @@ fn stream_age_ms(entry_id: &str, now_ms: i64) -> u64 {
 
 #[async_trait]
 impl Store for RedisStore {
+    fn templates(&self) -> &dyn crate::content::Templates {
+        self
+    }
+
+    fn links(&self) -> &dyn crate::content::Links {
+        self
+    }
+
     fn backend(&self) -> &'static str {
         if self.is_cluster() {
             "redis-cluster"

@@ -192,6 +192,144 @@ pub async fn run(store: &dyn Store) {
     one_tenants_backlog_does_not_hold_up_another(store).await;
     submitted_with_its_receipt_check_then_no_receipt(store).await;
     a_final_receipt_removes_the_pending_check(store).await;
+    templates_keep_every_version(store).await;
+    links_and_clicks(store).await;
+}
+
+/// A template's versions count from 1 and stay readable; ids list per tenant;
+/// delete removes every version.
+async fn templates_keep_every_version(store: &dyn Store) {
+    let t = store.templates();
+    assert_eq!(t.template("t-tpl", "rem", None).await.unwrap(), None);
+    assert_eq!(
+        t.put_template("t-tpl", "rem", "{\"v\":1}").await.unwrap(),
+        1
+    );
+    assert_eq!(
+        t.put_template("t-tpl", "rem", "{\"v\":2}").await.unwrap(),
+        2
+    );
+    assert_eq!(t.put_template("t-tpl", "alpha", "{}").await.unwrap(), 1);
+    assert_eq!(
+        t.put_template("t-tpl-other", "zeta", "{}").await.unwrap(),
+        1
+    );
+    let latest = t.template("t-tpl", "rem", None).await.unwrap().unwrap();
+    assert_eq!((latest.version, latest.latest), (2, 2));
+    assert_eq!(latest.doc, "{\"v\":2}");
+    let first = t.template("t-tpl", "rem", Some(1)).await.unwrap().unwrap();
+    assert_eq!(
+        (first.version, first.latest, first.doc.as_str()),
+        (1, 2, "{\"v\":1}")
+    );
+    assert_eq!(t.template("t-tpl", "rem", Some(3)).await.unwrap(), None);
+    assert_eq!(t.template("t-tpl", "rem", Some(0)).await.unwrap(), None);
+    assert_eq!(t.template_ids("t-tpl").await.unwrap(), vec!["alpha", "rem"]);
+    assert!(t.delete_template("t-tpl", "rem").await.unwrap());
+    assert!(!t.delete_template("t-tpl", "rem").await.unwrap());
+    assert_eq!(t.template("t-tpl", "rem", Some(1)).await.unwrap(), None);
+    assert_eq!(t.template_ids("t-tpl").await.unwrap(), vec!["alpha"]);
+    // A new template under a deleted id starts again at 1.
+    assert_eq!(t.put_template("t-tpl", "rem", "{}").await.unwrap(), 1);
+}
+
+/// A link leads to its target until it expires; clicks count on the message
+/// (people and prefetches apart), go into its history, and queue a callback
+/// only for a message that has callbacks.
+async fn links_and_clicks(store: &dyn Store) {
+    use goniec_store::content::{Click, ClickKind, ClickRecorded, Link};
+    let with_cb = message("t-links", "+48500100301", None, true, None);
+    let without = message("t-links", "+48500100302", None, false, None);
+    store
+        .accept(&[with_cb.clone(), without.clone()], None)
+        .await
+        .unwrap();
+    for l in drain(store, Lane::Webhook).await {
+        complete(store, &l, None, None).await.unwrap();
+    }
+    let now = now_ms();
+    let link = |code: &str, id: &str, expires_at| Link {
+        code: code.into(),
+        tenant: "t-links".into(),
+        message_id: id.into(),
+        target: format!("https://pay.example.com/{code}"),
+        expires_at,
+    };
+    let links = store.links();
+    links
+        .put_links(&[
+            link("Ab3xY9kQ2z", &with_cb.id, now + 60_000),
+            link("Zz9yX8wV7u", &without.id, now + 60_000),
+            link("Old0000000", &with_cb.id, now - 1),
+        ])
+        .await
+        .unwrap();
+    let got = links.link("Ab3xY9kQ2z", now).await.unwrap().unwrap();
+    assert_eq!(got.target, "https://pay.example.com/Ab3xY9kQ2z");
+    assert_eq!(got.message_id, with_cb.id);
+    assert_eq!(
+        links.link("Old0000000", now).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(links.link("Nope000000", now).await.unwrap(), None);
+
+    let task = Task::Clicked(goniec_store::ClickedPayload {
+        message_id: with_cb.id.clone(),
+        at: now,
+        url: "https://pay.example.com/Ab3xY9kQ2z".into(),
+    })
+    .encode();
+    let click = |id: &str, kind, at| Click {
+        message_id: id.into(),
+        kind,
+        at,
+        callback: (kind == ClickKind::Human).then(|| task.clone()),
+        callback_id: goniec_store::model::new_message_id_in(goniec_store::model::partition_of(id)),
+    };
+    let r = links
+        .record_clicks(&[
+            click(&with_cb.id, ClickKind::Prefetch, now),
+            click(&with_cb.id, ClickKind::Human, now + 5),
+            click(&without.id, ClickKind::Human, now + 6),
+            click(&with_cb.id, ClickKind::Human, now + 9),
+            click(&new_message_id(), ClickKind::Human, now),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(r[4], ClickRecorded::NoMessage);
+    let ClickRecorded::Recorded(last) = r[3] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        (
+            last.clicks,
+            last.prefetches,
+            last.first_click_at,
+            last.last_click_at
+        ),
+        (2, 1, Some(now + 5), Some(now + 9))
+    );
+    assert_eq!(links.clicks(&with_cb.id).await.unwrap(), last);
+    assert_eq!(links.clicks(&without.id).await.unwrap().clicks, 1);
+    let rec = store.get(&with_cb.id).await.unwrap().unwrap();
+    let reasons: Vec<_> = rec
+        .events
+        .iter()
+        .filter_map(|e| e.reason.as_deref())
+        .collect();
+    assert_eq!(reasons, ["prefetch", "clicked", "clicked"]);
+    assert!(rec.events.iter().all(|e| e.status != Status::Delivered));
+    // Two human clicks on the message with callbacks: two callbacks; none for
+    // the other message or the prefetch.
+    let hooks = drain(store, Lane::Webhook).await;
+    assert_eq!(hooks.len(), 2, "{hooks:?}");
+    assert!(hooks
+        .iter()
+        .all(|l| l.job.task == Task::decode(&task).unwrap()));
+    for l in hooks {
+        complete(store, &l, None, None).await.unwrap();
+    }
 }
 
 /// The receipt came: the message's pending receipt check is gone from the

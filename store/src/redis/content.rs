@@ -1,0 +1,177 @@
+//! Templates, links and clicks on Redis (see [`crate::content`] for the keys).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use super::{parse, server_error, Batch, RedisStore};
+use crate::content::{Click, ClickRecorded, Clicks, Link, Links, StoredTemplate, Templates};
+use crate::model::partition_of;
+use crate::{Lane, StoreError};
+
+#[async_trait]
+impl Templates for RedisStore {
+    async fn put_template(&self, tenant: &str, id: &str, doc: &str) -> Result<u32, StoreError> {
+        let (key, ids) = self.keys.template(tenant, id);
+        let mut b = Batch::new();
+        b.script(&self.scripts.template_put, &[key, ids])
+            .arg(id)
+            .arg(doc);
+        let (n,): (u32,) = self.run(&b).await?;
+        Ok(n)
+    }
+
+    async fn template(
+        &self,
+        tenant: &str,
+        id: &str,
+        version: Option<u32>,
+    ) -> Result<Option<StoredTemplate>, StoreError> {
+        let (key, _) = self.keys.template(tenant, id);
+        let latest: Option<u32> = self.query(redis::cmd("HGET").arg(&key).arg("n")).await?;
+        let Some(latest) = latest else {
+            return Ok(None);
+        };
+        let version = version.unwrap_or(latest);
+        let doc: Option<String> = self
+            .query(redis::cmd("HGET").arg(&key).arg(format!("v{version}")))
+            .await?;
+        Ok(doc.map(|doc| StoredTemplate {
+            id: id.to_string(),
+            version,
+            latest,
+            doc,
+        }))
+    }
+
+    async fn template_ids(&self, tenant: &str) -> Result<Vec<String>, StoreError> {
+        let (_, ids) = self.keys.template(tenant, "");
+        let mut v: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(ids)).await?;
+        v.sort();
+        Ok(v)
+    }
+
+    async fn delete_template(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        let (key, ids) = self.keys.template(tenant, id);
+        let mut b = Batch::atomic();
+        b.cmd(&key, "DEL").arg(&key);
+        b.ignored(&ids, "SREM").arg(&ids).arg(id);
+        let (n,): (i64,) = self.run(&b).await?;
+        Ok(n > 0)
+    }
+}
+
+#[async_trait]
+impl Links for RedisStore {
+    async fn put_links(&self, links: &[Link]) -> Result<(), StoreError> {
+        let mut b = Batch::new();
+        for l in links {
+            let key = self.keys.link(&l.code);
+            b.ignored(&key, "HSET")
+                .arg(&key)
+                .arg("t")
+                .arg(&l.tenant)
+                .arg("m")
+                .arg(&l.message_id)
+                .arg("u")
+                .arg(&l.target)
+                .arg("x")
+                .arg(l.expires_at);
+            b.ignored(&key, "PEXPIREAT").arg(&key).arg(l.expires_at);
+        }
+        let replies = self.run_raw(&b).await?;
+        if let Some(e) = replies.iter().find_map(server_error) {
+            return Err(StoreError::Unavailable(format!("{e:?}")));
+        }
+        Ok(())
+    }
+
+    async fn link(&self, code: &str, now_ms: i64) -> Result<Option<Link>, StoreError> {
+        let fields: BTreeMap<String, String> = self
+            .query(redis::cmd("HGETALL").arg(self.keys.link(code)))
+            .await?;
+        let get = |k: &str| fields.get(k).cloned();
+        let (Some(tenant), Some(message_id), Some(target), Some(x)) =
+            (get("t"), get("m"), get("u"), get("x"))
+        else {
+            return Ok(None);
+        };
+        let expires_at: i64 = x
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("link expiry {x:?}")))?;
+        Ok((expires_at > now_ms).then(|| Link {
+            code: code.to_string(),
+            tenant,
+            message_id,
+            target,
+            expires_at,
+        }))
+    }
+
+    async fn record_clicks(&self, clicks: &[Click]) -> Result<Vec<ClickRecorded>, StoreError> {
+        // One script call per partition, all in one round trip.
+        let mut by_part: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+        for (i, c) in clicks.iter().enumerate() {
+            by_part
+                .entry(partition_of(&c.message_id))
+                .or_default()
+                .push(i);
+        }
+        let mut b = Batch::new();
+        for (&p, idx) in &by_part {
+            let mut keys = Vec::with_capacity(idx.len() * 2);
+            for &i in idx {
+                keys.push(self.keys.record(&clicks[i].message_id));
+                keys.push(self.keys.queue(p, Lane::Webhook, ""));
+            }
+            let cmd = b.script(&self.scripts.click, &keys);
+            for &i in idx {
+                let c = &clicks[i];
+                cmd.arg(c.kind.as_str())
+                    .arg(c.at)
+                    .arg(c.callback.as_deref().unwrap_or(""))
+                    .arg(&c.callback_id);
+            }
+        }
+        let replies = self.run_raw(&b).await?;
+        let mut out = vec![ClickRecorded::NoMessage; clicks.len()];
+        for ((_, idx), reply) in by_part.iter().zip(replies) {
+            if let Some(e) = server_error(&reply) {
+                return Err(StoreError::Unavailable(format!("{e:?}")));
+            }
+            let flat: Vec<i64> = parse(reply)?;
+            for (k, &i) in idx.iter().enumerate() {
+                let f = flat.get(k * 5..k * 5 + 5).unwrap_or(&[0; 5]);
+                if f[0] == 1 {
+                    out[i] = ClickRecorded::Recorded(Clicks {
+                        clicks: f[1] as u64,
+                        prefetches: f[2] as u64,
+                        first_click_at: (f[3] > 0).then_some(f[3]),
+                        last_click_at: (f[4] > 0).then_some(f[4]),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn clicks(&self, message_id: &str) -> Result<Clicks, StoreError> {
+        let f: Vec<Option<i64>> = self
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.keys.record(message_id))
+                    .arg("kc")
+                    .arg("kp")
+                    .arg("kf")
+                    .arg("kl"),
+            )
+            .await?;
+        let at = |i: usize| f.get(i).copied().flatten();
+        Ok(Clicks {
+            clicks: at(0).unwrap_or(0) as u64,
+            prefetches: at(1).unwrap_or(0) as u64,
+            first_click_at: at(2),
+            last_click_at: at(3),
+        })
+    }
+}
