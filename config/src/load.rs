@@ -37,6 +37,7 @@ const SECTIONS: &[&str] = &[
     "workers",
     "webhooks",
     "admin",
+    "links",
     "antifraud",
     "tenants",
     "connectors",
@@ -520,6 +521,7 @@ impl Reader {
             workers: self.table_section::<Workers>(root, "workers"),
             webhooks: self.table_section::<Webhooks>(root, "webhooks"),
             admin: self.table_section::<Admin>(root, "admin"),
+            links: self.table_section::<crate::Links>(root, "links"),
             antifraud: self.table_section::<Antifraud>(root, "antifraud"),
             ..Config::default()
         };
@@ -542,6 +544,16 @@ impl Reader {
             let path = format!("tenants[{i}]");
             let item = self.with_policy_defaults(item, &defaults, &path);
             if let Some(mut tenant) = self.section::<Tenant>(&item, &path, &[]) {
+                // The tenant's own short links are never held as a shortener.
+                if let Some(host) = tenant
+                    .links
+                    .domain
+                    .as_deref()
+                    .and_then(|d| url::Url::parse(d).ok())
+                    .and_then(|u| u.host_str().map(str::to_string))
+                {
+                    tenant.antifraud.links.payment_domains.push(host);
+                }
                 self.normalize_policy(&mut tenant.antifraud, &format!("{path}.antifraud"));
                 config.tenants.push(tenant);
                 layout.tenants.push(i);
@@ -1095,8 +1107,10 @@ mod tests {
                 None => line.split_once(" = ").map(|(key, _)| key.trim()),
             })
             .collect();
-        let sections: [(&str, &[&str]); 9] = [
+        let sections: [(&str, &[&str]); 11] = [
             ("antifraud", fields_of::<Antifraud>()),
+            ("links", fields_of::<crate::Links>()),
+            ("tenants.links", fields_of::<crate::TenantLinks>()),
             ("server", fields_of::<Server>()),
             ("log", fields_of::<Log>()),
             ("store", fields_of::<Store>()),

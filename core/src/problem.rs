@@ -44,6 +44,8 @@ pub enum Problem {
     InvalidBounce,
     /// `invalid-callback-url` (422)
     InvalidCallbackUrl,
+    /// `invalid-csv` (422)
+    InvalidCsv,
     /// `invalid-email` (422)
     InvalidEmail,
     /// `invalid-event` (400)
@@ -58,6 +60,8 @@ pub enum Problem {
     InvalidRcs,
     /// `invalid-sender` (422)
     InvalidSender,
+    /// `invalid-state` (409)
+    InvalidState,
     /// `invalid-template` (422)
     InvalidTemplate,
     /// `invalid-text` (422)
@@ -94,6 +98,8 @@ pub enum Problem {
     ShuttingDown,
     /// `store-unavailable` (503)
     StoreUnavailable,
+    /// `template-in-use` (409)
+    TemplateInUse,
     /// `text-too-long` (422)
     TextTooLong,
     /// `too-many-connections` (503)
@@ -110,6 +116,8 @@ pub enum Problem {
     UnknownMessage,
     /// `unknown-field` (422)
     UnknownField,
+    /// `unknown-template` (422)
+    UnknownTemplate,
     /// `unreadable-body` (400)
     UnreadableBody,
     /// `unsupported-media-type` (415)
@@ -122,7 +130,7 @@ pub enum Problem {
 
 impl Problem {
     /// Every problem code, in alphabetical order.
-    pub const ALL: [Problem; 53] = [
+    pub const ALL: [Problem; 57] = [
         Problem::AttachmentsTooLarge,
         Problem::BadSignature,
         Problem::BatchTooLarge,
@@ -139,6 +147,7 @@ impl Problem {
         Problem::InvalidAttachment,
         Problem::InvalidBounce,
         Problem::InvalidCallbackUrl,
+        Problem::InvalidCsv,
         Problem::InvalidEmail,
         Problem::InvalidEvent,
         Problem::InvalidIdempotencyKey,
@@ -146,6 +155,7 @@ impl Problem {
         Problem::InvalidQuery,
         Problem::InvalidRcs,
         Problem::InvalidSender,
+        Problem::InvalidState,
         Problem::InvalidTemplate,
         Problem::InvalidText,
         Problem::InvalidTimestamp,
@@ -164,6 +174,7 @@ impl Problem {
         Problem::Rejected,
         Problem::ShuttingDown,
         Problem::StoreUnavailable,
+        Problem::TemplateInUse,
         Problem::TextTooLong,
         Problem::TooManyConnections,
         Problem::TooManySegments,
@@ -172,6 +183,7 @@ impl Problem {
         Problem::Unavailable,
         Problem::UnknownMessage,
         Problem::UnknownField,
+        Problem::UnknownTemplate,
         Problem::UnreadableBody,
         Problem::UnsupportedMediaType,
         Problem::VarNameTooLong,
@@ -197,6 +209,7 @@ impl Problem {
             Problem::InvalidAttachment => "invalid-attachment",
             Problem::InvalidBounce => "invalid-bounce",
             Problem::InvalidCallbackUrl => "invalid-callback-url",
+            Problem::InvalidCsv => "invalid-csv",
             Problem::InvalidEmail => "invalid-email",
             Problem::InvalidEvent => "invalid-event",
             Problem::InvalidIdempotencyKey => "invalid-idempotency-key",
@@ -204,6 +217,7 @@ impl Problem {
             Problem::InvalidQuery => "invalid-query",
             Problem::InvalidRcs => "invalid-rcs",
             Problem::InvalidSender => "invalid-sender",
+            Problem::InvalidState => "invalid-state",
             Problem::InvalidTemplate => "invalid-template",
             Problem::InvalidText => "invalid-text",
             Problem::InvalidTimestamp => "invalid-timestamp",
@@ -222,6 +236,7 @@ impl Problem {
             Problem::Rejected => "rejected",
             Problem::ShuttingDown => "shutting-down",
             Problem::StoreUnavailable => "store-unavailable",
+            Problem::TemplateInUse => "template-in-use",
             Problem::TextTooLong => "text-too-long",
             Problem::TooManyConnections => "too-many-connections",
             Problem::TooManySegments => "too-many-segments",
@@ -230,6 +245,7 @@ impl Problem {
             Problem::Unavailable => "unavailable",
             Problem::UnknownMessage => "unknown-message",
             Problem::UnknownField => "unknown-field",
+            Problem::UnknownTemplate => "unknown-template",
             Problem::UnreadableBody => "unreadable-body",
             Problem::UnsupportedMediaType => "unsupported-media-type",
             Problem::VarNameTooLong => "var-name-too-long",
@@ -251,8 +267,10 @@ impl Problem {
             Problem::BodyTimeout | Problem::HeaderTimeout => 408,
             Problem::IdempotencyKeyReused
             | Problem::IdempotencyRequestInProgress
+            | Problem::InvalidState
             | Problem::NotCancellable
-            | Problem::NotHeld => 409,
+            | Problem::NotHeld
+            | Problem::TemplateInUse => 409,
             Problem::BodyTooLarge => 413,
             Problem::UnsupportedMediaType => 415,
             Problem::AttachmentsTooLarge
@@ -262,6 +280,7 @@ impl Problem {
             | Problem::EmptyText
             | Problem::InvalidAttachment
             | Problem::InvalidCallbackUrl
+            | Problem::InvalidCsv
             | Problem::InvalidEmail
             | Problem::InvalidNumber
             | Problem::InvalidQuery
@@ -282,6 +301,7 @@ impl Problem {
             | Problem::TooManyVars
             | Problem::UnknownField
             | Problem::UnknownMessage
+            | Problem::UnknownTemplate
             | Problem::VarNameTooLong
             | Problem::VarsTooLarge => 422,
             Problem::RateLimited => 429,

@@ -146,6 +146,13 @@ pub struct App {
     pub router: Router,
     pub connectors: Vec<Arc<dyn Connector>>,
     pub rules: Rules,
+    /// Group commit for tracked-link lookups (code → link) and clicks.
+    pub links: Batcher<String, Option<goniec_store::content::Link>>,
+    pub clicks: Batcher<goniec_store::content::Click, goniec_store::content::ClickRecorded>,
+    /// `[links] datacenter_ranges`, parsed.
+    pub link_ranges: Vec<goniec_core::cidr::Cidr>,
+    /// Stored template versions, compiled.
+    pub templates: crate::accept::templates::TemplateCache,
     /// Anti-fraud screening and its blocklist.
     pub screener: Arc<crate::accept::screen::Screener>,
     pub flags: Flags,

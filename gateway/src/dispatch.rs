@@ -313,6 +313,7 @@ async fn start(
                 .iter()
                 .map(|l| match &l.job.task {
                     Task::Callback(p) => p.message_id.clone(),
+                    Task::Clicked(c) => c.message_id.clone(),
                     _ => String::new(),
                 })
                 .collect();
@@ -903,6 +904,8 @@ mod tests {
             encoding: None,
             transliterated: false,
             created_at: 0,
+            template: None,
+            campaign: None,
         }
     }
 

@@ -31,6 +31,7 @@ pub mod model;
 pub mod receipts;
 pub use goniec_store as store;
 pub mod telemetry;
+pub mod templates;
 pub mod tenants;
 pub mod webhooks;
 
@@ -141,6 +142,28 @@ pub async fn run(
             ..accept::validate::Rules::new(&cfg.server)
         },
         screener,
+        templates: Default::default(),
+        links: {
+            let store = store.clone();
+            store::batcher::Batcher::new(move |codes: Vec<String>| {
+                let store = store.clone();
+                async move { store.links().find_links(&codes, model::now_ms()).await }
+            })
+        },
+        clicks: {
+            let store = store.clone();
+            store::batcher::Batcher::new(move |clicks: Vec<store::content::Click>| {
+                let store = store.clone();
+                async move { store.links().record_clicks(&clicks).await }
+            })
+        },
+        // Checked by config validation.
+        link_ranges: cfg
+            .links
+            .datacenter_ranges
+            .iter()
+            .filter_map(|r| r.parse().ok())
+            .collect(),
         flags: Default::default(),
         stop_work: CancellationToken::new(),
         tracker: TaskTracker::new(),
@@ -166,6 +189,15 @@ pub async fn run(
     // Metrics on an address of their own (admin.metrics_listen), bound now so a
     // taken port fails the start like the API's.
     let metrics_listener = match cfg.admin.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|source| Error::Listen { addr: at, source })?,
+        ),
+        None => None,
+    };
+    // Tracked-link redirects on an address of their own ([links] listen).
+    let links_listener = match cfg.links.listen {
         Some(at) => Some(
             tokio::net::TcpListener::bind(at)
                 .await
@@ -210,6 +242,22 @@ pub async fn run(
                 .with_graceful_shutdown(async move { stop.cancelled().await });
             if let Err(e) = serve.await {
                 tracing::warn!(error = %e, "The metrics listener failed.");
+            }
+        });
+    }
+
+    if let Some(l) = links_listener {
+        let stop = http_stop.clone();
+        let router = http::links::router(app.clone());
+        tracing::info!(addr = ?l.local_addr().ok(), "Tracked links have a listener of their own.");
+        tokio::spawn(async move {
+            let serve = axum::serve(
+                l,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "The links listener failed.");
             }
         });
     }

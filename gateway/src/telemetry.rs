@@ -64,6 +64,8 @@ pub struct Metrics {
     pub webhooks: IntCounterVec,
     /// Store operations that failed, by operation.
     pub store_errors: IntCounterVec,
+    /// Tracked links followed, by kind (`clicked` by a person, `prefetch`).
+    pub link_clicks: IntCounterVec,
     /// Queue entries waiting or in flight, by lane.
     pub queue_depth: IntGaugeVec,
     /// Entries waiting for their time (send_at, retry backoff), by lane.
@@ -256,6 +258,12 @@ impl Metrics {
                 "goniec_store_errors_total",
                 "Failed store operations",
                 &["op"],
+            ),
+            link_clicks: counter(
+                &r,
+                "goniec_link_clicks_total",
+                "Tracked links followed, by kind: clicked (a person) or prefetch (previews, scanners)",
+                &["kind"],
             ),
             queue_depth: gauge(
                 &r,

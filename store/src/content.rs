@@ -125,8 +125,12 @@ pub trait Links: Send + Sync {
     /// Store new links (codes are random: a clash is as likely as guessing one).
     async fn put_links(&self, links: &[Link]) -> Result<(), StoreError>;
 
-    /// The link behind a code, unless unknown or expired at `now_ms`.
-    async fn link(&self, code: &str, now_ms: i64) -> Result<Option<Link>, StoreError>;
+    /// The links behind codes, each `None` when unknown or expired at `now_ms`.
+    async fn find_links(
+        &self,
+        codes: &[String],
+        now_ms: i64,
+    ) -> Result<Vec<Option<Link>>, StoreError>;
 
     /// Record clicks on their messages: the counts, a history event, and the
     /// callback when the message has one for `clicked`. One answer per click.

@@ -61,6 +61,28 @@ pub struct MessageData {
     pub transliterated: bool,
     /// Unix ms.
     pub created_at: i64,
+    /// The stored template (and its version) the content came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<TemplateRef>,
+    /// The campaign step that sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign: Option<CampaignRef>,
+}
+
+/// A stored template's version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    pub id: String,
+    pub version: u32,
+}
+
+/// A message sent by a campaign: which campaign, which step (from 0), which recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignRef {
+    pub id: String,
+    pub step: u32,
+    /// The recipient's row number in the audience (from 1, the header not counted).
+    pub row: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,6 +39,8 @@ fn message(
         encoding: Some("ucs2".into()),
         transliterated: false,
         created_at: now,
+        template: None,
+        campaign: None,
     };
     let status = if due.is_some() {
         Status::Scheduled
@@ -264,15 +266,14 @@ async fn links_and_clicks(store: &dyn Store) {
         ])
         .await
         .unwrap();
-    let got = links.link("Ab3xY9kQ2z", now).await.unwrap().unwrap();
-    assert_eq!(got.target, "https://pay.example.com/Ab3xY9kQ2z");
-    assert_eq!(got.message_id, with_cb.id);
-    assert_eq!(
-        links.link("Old0000000", now).await.unwrap(),
-        None,
-        "expired"
-    );
-    assert_eq!(links.link("Nope000000", now).await.unwrap(), None);
+    let codes = ["Ab3xY9kQ2z", "Old0000000", "Nope000000"].map(String::from);
+    let got = links.find_links(&codes, now).await.unwrap();
+    let first = got[0].as_ref().unwrap();
+    assert_eq!(first.target, "https://pay.example.com/Ab3xY9kQ2z");
+    assert_eq!(first.message_id, with_cb.id);
+    assert_eq!(first.code, "Ab3xY9kQ2z");
+    assert_eq!(got[1], None, "expired");
+    assert_eq!(got[2], None);
 
     let task = Task::Clicked(goniec_store::ClickedPayload {
         message_id: with_cb.id.clone(),

@@ -108,7 +108,10 @@ impl TestGateway {
         let shutdown = CancellationToken::new();
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(goniec_gateway::run(cfg, shutdown.clone(), Some(tx)));
-        let addr = rx.await.expect("gateway did not start");
+        let addr = match rx.await {
+            Ok(a) => a,
+            Err(_) => panic!("gateway did not start: {:?}", task.await),
+        };
         let http = reqwest::Client::builder()
             .no_proxy()
             .build()

@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod invalid;
 pub mod screen;
 mod screening;
+pub mod templates;
 pub mod validate;
 
 pub use idempotency::Idem;
@@ -27,6 +28,7 @@ pub use screening::reason_codes;
 
 use crate::app::App;
 use crate::model::{now_ms, Event, Status};
+use crate::store::content::Link;
 use crate::store::{IdemWrite, NewMessage};
 use crate::tenants::TenantCtx;
 use validate::{parse_request, validate, Valid};
@@ -94,11 +96,13 @@ pub async fn accept<B: std::ops::Deref<Target = [u8]>>(
         Items::One(body) => {
             let json = std::str::from_utf8(&body)
                 .map_err(|_| Invalid::new(Problem::MalformedJson, "request body is not UTF-8"))?;
-            (true, vec![Ok(prepare(app, tenant, json, now)?)])
+            let tpl = templates::resolve(app, &tenant.cfg.name, json, None).await?;
+            (true, vec![Ok(prepare(app, tenant, json, now, &tpl)?)])
         }
         Items::Batch { body, max } => {
             let json = std::str::from_utf8(&body)
                 .map_err(|_| Invalid::new(Problem::MalformedJson, "request body is not UTF-8"))?;
+            let tpl = templates::resolve(app, &tenant.cfg.name, json, Some(max)).await?;
             // First pass: the envelope's shape and the number of items, building
             // nothing; a batch over the limit is refused before any item is read.
             let mut total = 0;
@@ -112,7 +116,7 @@ pub async fn accept<B: std::ops::Deref<Target = [u8]>>(
             // vector of exactly the right size.
             let mut prepared = Vec::with_capacity(total);
             batch::parse(json, max, |item| {
-                prepared.push(prepare(app, tenant, item, now));
+                prepared.push(prepare(app, tenant, item, now, &tpl));
             })?;
             // Every message now owns its data: give the body back before the
             // store round trip.
@@ -133,9 +137,18 @@ pub async fn accept<B: std::ops::Deref<Target = [u8]>>(
     let mut msgs = Vec::with_capacity(n_valid);
     let mut screened = Vec::with_capacity(n_valid);
     let mut outcomes = Vec::with_capacity(prepared.len());
+    let mut links = Vec::new();
+    let link_ttl = tenant.cfg.links.ttl.as_millis().min(i64::MAX as u128) as i64;
     for r in prepared {
         match r {
             Ok(v) => {
+                links.extend(v.links.iter().map(|(code, target)| Link {
+                    code: code.clone(),
+                    tenant: tenant.cfg.name.clone(),
+                    message_id: v.data.id.clone(),
+                    target: target.clone(),
+                    expires_at: now.saturating_add(link_ttl),
+                }));
                 let verdict = verdicts.next().flatten();
                 let (msg, status) = new_message(&v, now, verdict.as_ref())?;
                 let reasons = reason_codes(verdict.as_ref());
@@ -175,6 +188,15 @@ pub async fn accept<B: std::ops::Deref<Target = [u8]>>(
         }),
         Idem::None | Idem::Replay { .. } => None,
     };
+    // Links first: a message never shows a code the store does not know. Links
+    // of messages that then fail to store are never shown, and expire.
+    if !links.is_empty() {
+        if let Err(e) = app.store.links().put_links(&links).await {
+            app.metrics.store_errors.with_label_values(&["links"]).inc();
+            tracing::warn!(error = %e, "Could not store tracked links; answering 503.");
+            return Err(Refused::StoreUnavailable);
+        }
+    }
     if !msgs.is_empty() || write.is_some() {
         let t0 = Instant::now();
         let count = msgs.len();
@@ -280,13 +302,46 @@ fn new_message(
 
 /// Parse, validate and route one message. A refusal is counted with the message's
 /// channel when the request got far enough to name one.
-fn prepare(app: &App, tenant: &TenantCtx, json: &str, now: i64) -> Result<Valid, Invalid> {
+fn prepare(
+    app: &App,
+    tenant: &TenantCtx,
+    json: &str,
+    now: i64,
+    templates: &templates::Resolved,
+) -> Result<Valid, Invalid> {
     let mut channel = "-";
     let result = (|| {
         let req = parse_request(json)?;
         let ch = req.channel;
         channel = ch.as_str();
-        let mut v = validate(req, &tenant.cfg, &app.rules, app.store.partitions(), now)?;
+        let template = match &req.template_id {
+            Some(id) => Some(
+                templates
+                    .get(id, req.template_version)
+                    .ok_or_else(|| {
+                        Invalid::new(
+                            Problem::UnknownTemplate,
+                            match req.template_version {
+                                Some(v) => {
+                                    format!("this tenant has no template `{id}` version {v}")
+                                }
+                                None => format!("this tenant has no template `{id}`"),
+                            },
+                        )
+                        .field("template_id")
+                    })?
+                    .as_ref(),
+            ),
+            None => None,
+        };
+        let mut v = validate(
+            req,
+            &tenant.cfg,
+            &app.rules,
+            app.store.partitions(),
+            now,
+            template,
+        )?;
         let Some(lane) = app.router.route(ch, &v.data.tenant, &v.data.to) else {
             return Err(Invalid::new(
                 Problem::NoRoute,

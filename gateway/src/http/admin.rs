@@ -67,11 +67,19 @@ pub async fn dead_letters(
                 Task::Callback(c) => Some(c.clone()),
                 _ => None,
             };
+            let clicked = match &job.task {
+                Task::Clicked(c) => Some(c.message_id.clone()),
+                _ => None,
+            };
             DeadLetter {
                 message_id: cb
                     .as_ref()
-                    .map_or_else(|| job.id.clone(), |c| c.message_id.clone()),
-                status: cb.map(|c| c.status.to_string()),
+                    .map(|c| c.message_id.clone())
+                    .or(clicked.clone())
+                    .unwrap_or_else(|| job.id.clone()),
+                status: cb
+                    .map(|c| c.status.to_string())
+                    .or(clicked.map(|_| "clicked".to_string())),
                 job_id: job.id,
                 attempts: job.attempt + 1,
                 reason,

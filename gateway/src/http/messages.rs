@@ -235,7 +235,26 @@ struct MessageView<'a> {
     send_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     valid_until: Option<String>,
+    /// The stored template (and version) its content came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    template: Option<&'a crate::model::TemplateRef>,
+    /// The campaign step that sent it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    campaign: Option<&'a crate::model::CampaignRef>,
+    /// Clicks on its tracked links, when there were any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clicks: Option<ClicksView>,
     events: Vec<EventView<'a>>,
+}
+
+#[derive(Serialize)]
+struct ClicksView {
+    clicks: u64,
+    prefetches: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_click_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_click_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -248,7 +267,7 @@ struct EventView<'a> {
     detail: Option<&'a str>,
 }
 
-fn view(r: &Record) -> MessageView<'_> {
+fn view(r: &Record, clicks: Option<crate::store::content::Clicks>) -> MessageView<'_> {
     MessageView {
         id: &r.data.id,
         status: r.status,
@@ -263,6 +282,16 @@ fn view(r: &Record) -> MessageView<'_> {
         created_at: format_ms(r.data.created_at),
         send_at: r.data.send_at.map(format_ms),
         valid_until: r.data.valid_until.map(format_ms),
+        template: r.data.template.as_ref(),
+        campaign: r.data.campaign.as_ref(),
+        clicks: clicks
+            .filter(|c| c.clicks + c.prefetches > 0)
+            .map(|c| ClicksView {
+                clicks: c.clicks,
+                prefetches: c.prefetches,
+                first_click_at: c.first_click_at.map(format_ms),
+                last_click_at: c.last_click_at.map(format_ms),
+            }),
         events: r
             .events
             .iter()
@@ -295,7 +324,13 @@ pub async fn show(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let r = load_own(&app, &tenant, &id).await?;
-    Ok::<_, ApiError>(axum::Json(view(&r)).into_response())
+    let clicks = app
+        .store
+        .links()
+        .clicks(&id)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    Ok::<_, ApiError>(axum::Json(view(&r, Some(clicks))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -444,7 +479,7 @@ pub async fn history(
         .iter()
         .flatten()
         .filter(|r| r.data.tenant == tenant.cfg.name)
-        .map(view)
+        .map(|r| view(r, None))
         .collect();
     Ok::<_, ApiError>(
         axum::Json(serde_json::json!({"messages": views, "next_cursor": next})).into_response(),

@@ -5,9 +5,11 @@ pub mod bounce;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod links;
 pub mod messages;
 pub mod rcs;
 pub mod serve;
+pub mod templates;
 
 use goniec_core::Problem;
 use std::sync::Arc;
@@ -38,6 +40,17 @@ pub fn router(app: Arc<App>, limits: Arc<Limits>) -> axum::Router {
             "/v1/messages/{id}",
             get(messages::show).delete(messages::cancel),
         )
+        .route(
+            "/v1/templates",
+            post(templates::create).get(templates::list),
+        )
+        .route(
+            "/v1/templates/{id}",
+            get(templates::get)
+                .put(templates::update)
+                .delete(templates::delete),
+        )
+        .route("/v1/templates/{id}/preview", post(templates::preview))
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route("/v1/admin/held", get(admin::held))
         .route(
@@ -53,6 +66,7 @@ pub fn router(app: Arc<App>, limits: Arc<Limits>) -> axum::Router {
         .route("/v1/webhooks/email-bounce", post(bounce::email_bounce))
         .route("/v1/webhooks/rcs", post(rcs::event))
         .route("/v1/opt-outs/{to}", delete(messages::opt_in))
+        .route("/l/{code}", get(links::follow))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

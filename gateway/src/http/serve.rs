@@ -120,11 +120,11 @@ pub async fn serve(
     let tasks = TaskTracker::new();
     let mut warned: Option<Instant> = None;
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             biased;
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     accept_failed(e, &stop).await;
                     continue;
@@ -144,9 +144,18 @@ pub async fn serve(
             continue;
         };
         let slot = Slot::new(permit, metrics.open.clone());
+        // The client's address is only read by the tracked-link redirect, and
+        // only with data-centre ranges to check it against.
+        let router = if app.link_ranges.is_empty() {
+            router.clone()
+        } else {
+            router
+                .clone()
+                .layer(axum::Extension(axum::extract::ConnectInfo(peer)))
+        };
         let conn = Conn {
             http: http.clone(),
-            router: router.clone(),
+            router,
             stop: stop.clone(),
             header_timeout: header_timeout.clone(),
             timeouts: metrics.header_timeouts.clone(),

@@ -52,6 +52,13 @@ pub struct CallbackBody<'a> {
     pub client_ref: Option<&'a str>,
     pub error: Option<&'a str>,
     pub at: String,
+    /// `clicked` when a person followed the message's tracked link (`status`
+    /// is then the message's status at the time); absent for status changes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<&'static str>,
+    /// The link's target, for `clicked`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<&'a str>,
 }
 
 /// A status change's event id: `<message id>.<status>.<ms of the change>`,
@@ -257,14 +264,16 @@ async fn deliver(
     loaded: Option<Option<Record>>,
     permit: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Outcome {
-    let p = match &lease.job.task {
+    // What happened: a status change, or a click on a tracked link.
+    let (message_id, click) = match &lease.job.task {
         Task::Inbound { tenant, body } => return deliver_inbound(app, tenant, body).await,
-        Task::Callback(p) => p,
+        Task::Callback(p) => (&p.message_id, None),
+        Task::Clicked(c) => (&c.message_id, Some(c)),
         _ => return Outcome::Drop("not a callback"),
     };
     let fetched = match loaded {
         Some(rec) => Ok(rec),
-        None => app.store.get(&p.message_id).await,
+        None => app.store.get(message_id).await,
     };
     let rec = match fetched {
         Ok(Some(r)) => r,
@@ -272,7 +281,7 @@ async fn deliver(
         Err(e) => {
             return Outcome::Failed(Failure {
                 cause: format!("store: {e}"),
-                message_id: Some(p.message_id.clone()),
+                message_id: Some(message_id.clone()),
                 tenant: "-".to_string(),
                 url: "-".to_string(),
             })
@@ -289,15 +298,32 @@ async fn deliver(
     else {
         return Outcome::Drop("no callback url");
     };
-    let body = CallbackBody {
-        event_id: event_id(&rec.data.id, p.status.as_str(), p.at),
-        id: &rec.data.id,
-        status: p.status.as_str(),
-        channel: rec.data.channel.as_str(),
-        to: &rec.data.to,
-        client_ref: rec.data.client_ref.as_deref(),
-        error: p.reason.as_deref(),
-        at: format_ms(p.at),
+    let body = match (&lease.job.task, click) {
+        (_, Some(c)) => CallbackBody {
+            event_id: event_id(&rec.data.id, "clicked", c.at),
+            id: &rec.data.id,
+            status: rec.status.as_str(),
+            channel: rec.data.channel.as_str(),
+            to: &rec.data.to,
+            client_ref: rec.data.client_ref.as_deref(),
+            error: None,
+            at: format_ms(c.at),
+            event: Some("clicked"),
+            url: Some(&c.url),
+        },
+        (Task::Callback(p), None) => CallbackBody {
+            event_id: event_id(&rec.data.id, p.status.as_str(), p.at),
+            id: &rec.data.id,
+            status: p.status.as_str(),
+            channel: rec.data.channel.as_str(),
+            to: &rec.data.to,
+            client_ref: rec.data.client_ref.as_deref(),
+            error: p.reason.as_deref(),
+            at: format_ms(p.at),
+            event: None,
+            url: None,
+        },
+        _ => return Outcome::Drop("not a callback"),
     };
     let Ok(bytes) = serde_json::to_vec(&body) else {
         return Outcome::Drop("unserializable");
@@ -318,7 +344,7 @@ async fn deliver(
         None => post(app, tenant, url, bytes, Some(&rec.data.id)).await,
     };
     if let Outcome::Delivered = outcome {
-        tracing::debug!(message_id = %rec.data.id, to = %mask(&rec.data.to), status = %p.status, "Callback delivered.");
+        tracing::debug!(message_id = %rec.data.id, to = %mask(&rec.data.to), event = body.event.unwrap_or(body.status), "Callback delivered.");
     }
     outcome
 }

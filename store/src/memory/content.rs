@@ -74,16 +74,23 @@ impl Links for MemoryStore {
         Ok(())
     }
 
-    async fn link(&self, code: &str, now_ms: i64) -> Result<Option<Link>, StoreError> {
+    async fn find_links(
+        &self,
+        codes: &[String],
+        now_ms: i64,
+    ) -> Result<Vec<Option<Link>>, StoreError> {
         let mut g = self.lock();
-        match g.links.get(code) {
-            Some(l) if l.expires_at > now_ms => Ok(Some(l.clone())),
-            Some(_) => {
-                g.links.remove(code);
-                Ok(None)
-            }
-            None => Ok(None),
-        }
+        Ok(codes
+            .iter()
+            .map(|code| match g.links.get(code) {
+                Some(l) if l.expires_at > now_ms => Some(l.clone()),
+                Some(_) => {
+                    g.links.remove(code);
+                    None
+                }
+                None => None,
+            })
+            .collect())
     }
 
     async fn record_clicks(&self, clicks: &[Click]) -> Result<Vec<ClickRecorded>, StoreError> {

@@ -86,26 +86,48 @@ impl Links for RedisStore {
         Ok(())
     }
 
-    async fn link(&self, code: &str, now_ms: i64) -> Result<Option<Link>, StoreError> {
-        let fields: BTreeMap<String, String> = self
-            .query(redis::cmd("HGETALL").arg(self.keys.link(code)))
-            .await?;
-        let get = |k: &str| fields.get(k).cloned();
-        let (Some(tenant), Some(message_id), Some(target), Some(x)) =
-            (get("t"), get("m"), get("u"), get("x"))
-        else {
-            return Ok(None);
-        };
-        let expires_at: i64 = x
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("link expiry {x:?}")))?;
-        Ok((expires_at > now_ms).then(|| Link {
-            code: code.to_string(),
-            tenant,
-            message_id,
-            target,
-            expires_at,
-        }))
+    async fn find_links(
+        &self,
+        codes: &[String],
+        now_ms: i64,
+    ) -> Result<Vec<Option<Link>>, StoreError> {
+        let mut b = Batch::new();
+        for code in codes {
+            let key = self.keys.link(code);
+            b.cmd(&key, "HMGET")
+                .arg(&key)
+                .arg("t")
+                .arg("m")
+                .arg("u")
+                .arg("x");
+        }
+        let replies: Vec<Vec<Option<String>>> = self.run(&b).await?;
+        Ok(
+            codes
+                .iter()
+                .zip(replies)
+                .map(|(code, f)| {
+                    let mut f = f.into_iter();
+                    let (
+                        Some(Some(tenant)),
+                        Some(Some(message_id)),
+                        Some(Some(target)),
+                        Some(Some(x)),
+                    ) = (f.next(), f.next(), f.next(), f.next())
+                    else {
+                        return None;
+                    };
+                    let expires_at: i64 = x.parse().ok()?;
+                    (expires_at > now_ms).then(|| Link {
+                        code: code.clone(),
+                        tenant,
+                        message_id,
+                        target,
+                        expires_at,
+                    })
+                })
+                .collect(),
+        )
     }
 
     async fn record_clicks(&self, clicks: &[Click]) -> Result<Vec<ClickRecorded>, StoreError> {

@@ -24,8 +24,10 @@ pub use template::{render_template, VarValue, Vars, MAX_VARS, MAX_VARS_BYTES, MA
 
 use crate::accept::invalid::Invalid;
 use crate::address::{normalize_email, normalize_msisdn};
-use crate::model::{AttachmentData, MessageData, Status};
+use crate::model::{AttachmentData, MessageData, Status, TemplateRef};
 use crate::store::{Callbacks, Partitions};
+use crate::templates::links::Made;
+use crate::templates::Template;
 
 /// The body of `POST /v1/messages` (and each item of a batch).
 #[derive(Debug, Deserialize)]
@@ -39,6 +41,12 @@ pub struct MessageRequest {
     pub text: Option<String>,
     #[serde(default)]
     pub template: Option<String>,
+    /// A stored template (`/v1/templates`) giving the message's content.
+    #[serde(default)]
+    pub template_id: Option<String>,
+    /// Its version; default the newest.
+    #[serde(default)]
+    pub template_version: Option<u32>,
     #[serde(default)]
     pub vars: Option<Vars>,
     #[serde(default)]
@@ -192,16 +200,19 @@ pub struct Valid {
     pub data: MessageData,
     /// Which status changes go to a callback URL.
     pub callbacks: Callbacks,
+    /// Tracked links its texts show: (code, target), stored with the message.
+    pub links: Vec<(String, String)>,
 }
 
 /// Check and normalise a request for `tenant`; a valid message gets its id in
 /// its recipient's partition. `now` is Unix ms.
 pub fn validate(
-    req: MessageRequest,
+    mut req: MessageRequest,
     tenant: &Tenant,
     rules: &Rules,
     partitions: Partitions,
     now: i64,
+    template: Option<&Template>,
 ) -> Result<Valid, Invalid> {
     // First: past a limit the parser kept only some of the vars, and no other
     // answer may depend on that partial set.
@@ -239,6 +250,17 @@ pub fn validate(
         }
     }
 
+    let mut made = Made::default();
+    let template_ref = match template {
+        Some(t) => {
+            apply_template(&mut req, t, tenant, &mut made)?;
+            Some(TemplateRef {
+                id: t.id.clone(),
+                version: t.version,
+            })
+        }
+        None => None,
+    };
     let mut text = match (&req.text, &req.template) {
         (Some(_), Some(_)) => {
             return Err(Invalid::new(
@@ -251,7 +273,7 @@ pub fn validate(
         (None, Some(tpl)) => Some(render_template(tpl, req.vars.as_ref().map(|v| &v.map))?),
         (None, None) => None,
     };
-    if req.vars.is_some() && req.template.is_none() {
+    if req.vars.is_some() && req.template.is_none() && template_ref.is_none() {
         return Err(
             Invalid::new(Problem::ConflictingFields, "`vars` needs a `template`").field("vars"),
         );
@@ -344,9 +366,79 @@ pub fn validate(
             encoding,
             transliterated,
             created_at: now,
+            template: template_ref,
+            campaign: None,
         },
         callbacks,
+        links: made.links,
     })
+}
+
+/// Fill a stored template into the request: its content takes the place of
+/// `text`, `email`, `rcs` and `fallback_text`, which the request may not give.
+fn apply_template(
+    req: &mut MessageRequest,
+    t: &Template,
+    tenant: &Tenant,
+    made: &mut Made,
+) -> Result<(), Invalid> {
+    for (field, set) in [
+        ("text", req.text.is_some()),
+        ("template", req.template.is_some()),
+        ("email", req.email.is_some()),
+        ("rcs", req.rcs.is_some()),
+        ("fallback_text", req.fallback_text.is_some()),
+    ] {
+        if set {
+            return Err(Invalid::new(
+                Problem::ConflictingFields,
+                format!("`template_id` gives the content; `{field}` cannot be given with it"),
+            )
+            .field(field));
+        }
+    }
+    if t.doc.channel != req.channel {
+        return Err(Invalid::new(
+            Problem::ConflictingFields,
+            format!(
+                "template `{}` is for {} messages, not {}",
+                t.id, t.doc.channel, req.channel
+            ),
+        )
+        .field("channel"));
+    }
+    let base = tenant.links.domain.as_deref();
+    if t.has_links() && base.is_none() {
+        return Err(Invalid::new(
+            Problem::InvalidTemplate,
+            format!(
+                "template `{}` has tracked links but this tenant has no link domain \
+                 ([tenants.links] domain)",
+                t.id
+            ),
+        )
+        .field("template_id"));
+    }
+    let vars = req.vars.as_ref().map(|v| &v.map);
+    let values = |name: &str| match vars.and_then(|v| v.get(name)) {
+        Some(VarValue::Text(s) | VarValue::Number(s)) => Some(s.clone()),
+        Some(VarValue::Bool(b)) => Some(b.to_string()),
+        Some(VarValue::Other) | None => None,
+    };
+    let content = t.fill(&values, &mut |target| {
+        made.short(base.unwrap_or_default(), target)
+    })?;
+    req.text = content.text;
+    req.rcs = content.rcs;
+    req.fallback_text = content.fallback_text;
+    req.transliterate |= content.transliterate;
+    req.email = content.email.map(|e| EmailRequest {
+        subject: e.subject,
+        html: e.html,
+        text: e.text,
+        attachments: e.attachments,
+    });
+    Ok(())
 }
 
 /// The statuses named in `callback_events`: at least one, each a status a

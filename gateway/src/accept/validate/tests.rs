@@ -28,6 +28,7 @@ fn check(json: &str) -> Result<Valid, ApiError> {
         &rules(),
         Partitions::new(16),
         1_000,
+        None,
     )?)
 }
 
@@ -71,6 +72,7 @@ fn callback_events_pick_the_changes_posted() {
             &rules(),
             Partitions::new(16),
             1_000,
+            None,
         )
         .unwrap()
         .callbacks
