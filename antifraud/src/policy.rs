@@ -350,6 +350,25 @@ pub const DEFAULT_SATURDAY: DayHours = match DayHours::new((10, 0), (16, 0)) {
     None => DayHours::CLOSED,
 };
 
+impl ContactPolicy {
+    /// `None` when `at_ms` (Unix ms) is inside the contact hours in the
+    /// default time zone; otherwise the next moment (Unix ms) that is. For
+    /// senders that pace many recipients at once (campaigns); each message is
+    /// still checked in its recipient's own zone when it is accepted.
+    pub fn next_allowed_ms(&self, at_ms: i64) -> Option<i64> {
+        let tz = crate::zones::resolve(&self.default_time_zone)?;
+        let at = jiff::Timestamp::from_millisecond(at_ms).ok()?;
+        let schedule = crate::hours::Schedule {
+            weekdays: self.weekdays,
+            saturday: self.saturday,
+            sunday: self.sunday,
+            calendar: self.holidays,
+            extra: &self.extra_holidays,
+        };
+        schedule.next_allowed(at, &tz).map(|t| t.as_millisecond())
+    }
+}
+
 impl Default for ContactPolicy {
     fn default() -> Self {
         ContactPolicy {

@@ -126,6 +126,28 @@ impl Keys {
         )
     }
 
+    /// A campaign's state in partition `p`: `kind` is `cd` (due steps),
+    /// `cr` (recipients), `cs` (recipient states), `ce` (recipient events),
+    /// `cb` (the open batch), `cn` (batch numbers) or `cc` (report counters).
+    pub fn campaign(&self, p: u16, kind: &str, id: &str) -> String {
+        self.part(p, format_args!("{kind}:{id}"))
+    }
+
+    /// A campaign's keys outside the partitions, under one hash tag: `meta`
+    /// (hash), `refs` (client_ref → row), `rej` (rejected rows, a list).
+    pub fn campaign_own(&self, id: &str, kind: &str) -> String {
+        format!("{}:{{cmp:{id}}}:{kind}", self.prefix)
+    }
+
+    /// A tenant's campaign ids (set), and the running campaigns of all (set of
+    /// `tenant\tid`).
+    pub fn campaign_index(&self, tenant: Option<&str>) -> String {
+        match tenant {
+            Some(t) => format!("{}:cmps:{t}", self.prefix),
+            None => format!("{}:cmps-running", self.prefix),
+        }
+    }
+
     /// A tracked link by its code.
     pub fn link(&self, code: &str) -> String {
         format!("{}:l:{code}", self.prefix)

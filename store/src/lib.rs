@@ -21,6 +21,7 @@
 //! partition (receipt correlation) is written before that step.
 
 pub mod batcher;
+pub mod campaigns;
 pub mod content;
 pub mod keys;
 pub mod memory;
@@ -250,6 +251,9 @@ pub struct NewMessage {
     pub events: Vec<Event>,
     /// Which status changes are posted to a callback URL.
     pub callbacks: Callbacks,
+    /// The campaign and step that sent it: its status changes count in the
+    /// campaign's report.
+    pub campaign: Option<(String, u32)>,
 }
 
 /// Which status changes of a message are posted to its callback URL.
@@ -475,6 +479,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Tracked links and their clicks, on this backend.
     fn links(&self) -> &dyn content::Links;
+
+    /// Campaigns, their audiences and progress, on this backend.
+    fn campaigns(&self) -> &dyn campaigns::Campaigns;
 
     /// Cheap liveness check (one round trip).
     async fn ping(&self) -> Result<(), StoreError>;

@@ -14,6 +14,7 @@ use goniec_antifraud::{Counters, Increment, Needs};
 use goniec_config::Channel;
 use tokio::sync::Notify;
 
+mod campaigns;
 mod content;
 
 use super::{
@@ -37,6 +38,8 @@ struct Rec {
     fell_back: bool,
     /// Clicks on its tracked links.
     clicks: crate::content::Clicks,
+    /// A campaign's message: (campaign id, `s<step>:<channel>`, accepted ms).
+    campaign: Option<(String, String, i64)>,
 }
 
 struct Pending {
@@ -109,12 +112,28 @@ struct Inner {
     templates: HashMap<(String, String), Vec<String>>,
     /// Tracked links by code.
     links: HashMap<String, crate::content::Link>,
+    /// Campaigns by id.
+    campaigns: HashMap<String, campaigns::MemCampaign>,
 }
 
 impl Inner {
     fn next_entry(&mut self) -> String {
         self.seq += 1;
         format!("{}-{}", now_ms(), self.seq)
+    }
+
+    /// As `lua/transition.lua`'s `count_campaign`.
+    fn count_campaign(&mut self, (id, cf, ca): &(String, String, i64), to: &str) {
+        let Some(c) = self.campaigns.get_mut(id) else {
+            return;
+        };
+        let now = now_ms();
+        let f = format!("{cf}:{to}");
+        c.count(&f, now);
+        if matches!(to, "delivered" | "read" | "clicked") {
+            let b = crate::campaigns::time_bucket((now - ca).max(0) as f64 / 1000.0);
+            *c.counters.entry(format!("{f}:t{b}")).or_insert(0) += 1;
+        }
     }
 
     fn push(&mut self, lane: Lane, tenant: &str, job: Job) {
@@ -183,6 +202,7 @@ impl Inner {
             rec.parts = n.max(1);
         }
         rec.events.push(change.event.clone());
+        let campaign = rec.campaign.clone();
         // As in Redis: a final status removes the message's pending receipt check.
         if change.to.is_final() {
             if let Some(st) = self.lanes.get_mut(&Lane::Channel(Channel::Sms)) {
@@ -203,6 +223,9 @@ impl Inner {
                 task: Task::Callback(payload),
             };
             self.push(Lane::Webhook, "", job);
+        }
+        if let Some(c) = campaign {
+            self.count_campaign(&c, change.to.as_str());
         }
         Transition::Applied { from }
     }
@@ -396,6 +419,10 @@ impl Store for MemoryStore {
         self
     }
 
+    fn campaigns(&self) -> &dyn crate::campaigns::Campaigns {
+        self
+    }
+
     fn backend(&self) -> &'static str {
         "memory"
     }
@@ -429,6 +456,9 @@ impl Store for MemoryStore {
                         parts_delivered: Default::default(),
                         fell_back: false,
                         clicks: Default::default(),
+                        campaign: m.campaign.as_ref().map(|(c, step)| {
+                            (c.clone(), format!("s{step}:{}", m.channel), now_ms())
+                        }),
                     },
                 );
                 let lane = Lane::Channel(m.channel);

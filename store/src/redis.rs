@@ -48,6 +48,7 @@ use super::{
 };
 use crate::keys::Keys;
 
+mod campaigns;
 mod content;
 use crate::model::{new_message_id_in, now_ms, partition_of, Event, MessageData, Record, Status};
 use goniec_antifraud::{Counters, Increment, Needs};
@@ -68,6 +69,10 @@ struct Scripts {
     decide_held: Script,
     template_put: Script,
     click: Script,
+    campaign_add: Script,
+    campaign_begin: Script,
+    campaign_commit: Script,
+    campaign_event: Script,
 }
 
 impl Scripts {
@@ -82,12 +87,20 @@ impl Scripts {
             begin: Script::new(include_str!("lua/begin.lua")),
             opt_out: Script::new(include_str!("lua/opt_out.lua")),
             template_put: Script::new(include_str!("lua/template_put.lua")),
-            click: Script::new(include_str!("lua/click.lua")),
+            click: with_lib(include_str!("lua/click.lua")),
+            campaign_add: Script::new(include_str!("lua/campaign_add.lua")),
+            campaign_begin: Script::new(include_str!("lua/campaign_begin.lua")),
+            campaign_commit: Script::new(include_str!("lua/campaign_commit.lua")),
+            campaign_event: Script::new(include_str!("lua/campaign_event.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 9] {
+    fn all(&self) -> [&Script; 13] {
         [
+            &self.campaign_add,
+            &self.campaign_begin,
+            &self.campaign_commit,
+            &self.campaign_event,
             &self.template_put,
             &self.click,
             &self.transition,
@@ -915,6 +928,10 @@ impl Store for RedisStore {
         self
     }
 
+    fn campaigns(&self) -> &dyn crate::campaigns::Campaigns {
+        self
+    }
+
     fn backend(&self) -> &'static str {
         if self.is_cluster() {
             "redis-cluster"
@@ -970,6 +987,16 @@ impl Store for RedisStore {
                 .arg(events)
                 .arg("cb")
                 .arg(m.callbacks.field());
+            if let Some((campaign, step)) = &m.campaign {
+                own.ignored(&rec, "HSET")
+                    .arg(&rec)
+                    .arg("cc")
+                    .arg(self.keys.campaign(part, "cc", campaign))
+                    .arg("cf")
+                    .arg(format!("s{step}:{}", m.channel))
+                    .arg("ca")
+                    .arg(now);
+            }
             own.ignored(&rec, "EXPIRE").arg(&rec).arg(ttl);
             let lane = Lane::Channel(m.channel);
             match (m.status, m.due_ms) {

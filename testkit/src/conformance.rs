@@ -75,6 +75,7 @@ fn message(
         } else {
             goniec_store::Callbacks::None
         },
+        campaign: None,
     }
 }
 
@@ -196,6 +197,183 @@ pub async fn run(store: &dyn Store) {
     a_final_receipt_removes_the_pending_check(store).await;
     templates_keep_every_version(store).await;
     links_and_clicks(store).await;
+    campaign_batches_are_handed_out_until_committed(store).await;
+}
+
+/// A campaign's due recipients come in numbered batches; an open batch is
+/// handed out again, whole, until it is committed; a commit of a stale batch
+/// writes nothing; adding the same rows twice adds nothing; events count once;
+/// a campaign message's status changes count in its report.
+async fn campaign_batches_are_handed_out_until_committed(store: &dyn Store) {
+    use goniec_store::campaigns::{CampaignMeta, NewRecipient, Reject, StepDone};
+    let c = store.campaigns();
+    let id = new_message_id();
+    let meta = CampaignMeta {
+        tenant: "t-camp".into(),
+        id: id.clone(),
+        state: "draft".into(),
+        doc: "{}".into(),
+        created_at: 1,
+        rows: 0,
+        rejected: 0,
+    };
+    assert!(c.create_campaign(&meta).await.unwrap());
+    assert!(!c.create_campaign(&meta).await.unwrap());
+    assert_eq!(c.campaign("t-other", &id).await.unwrap(), None);
+    assert_eq!(c.campaign_ids("t-camp").await.unwrap(), vec![id.clone()]);
+    let now = now_ms();
+    let rows: Vec<NewRecipient> = (1..=30)
+        .map(|row| NewRecipient {
+            row,
+            client_ref: Some(format!("ref-{row}")),
+            data: format!("{{\"row\":{row}}}"),
+            due_ms: if row == 30 { now + 3_600_000 } else { now - 10 },
+        })
+        .collect();
+    let rej = [Reject {
+        line: 7,
+        reason: "invalid_number".into(),
+        detail: "x".into(),
+    }];
+    c.add_recipients(&id, &rows, &rej).await.unwrap();
+    c.add_recipients(&id, &rows, &[]).await.unwrap();
+    let m = c.campaign("t-camp", &id).await.unwrap().unwrap();
+    assert_eq!((m.rows, m.rejected), (30, 1));
+    assert_eq!(c.rejects(&id, 0, 10).await.unwrap(), rej);
+    assert_eq!(c.pending(&id).await.unwrap(), 30);
+
+    // Running: state changes only from the states given.
+    assert_eq!(
+        c.set_campaign_state("t-camp", &id, &["paused"], "running")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("draft")
+    );
+    assert!(c.active_campaigns().await.unwrap().is_empty());
+    c.set_campaign_state("t-camp", &id, &["draft"], "running")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.active_campaigns().await.unwrap(),
+        vec![("t-camp".to_string(), id.clone())]
+    );
+
+    // Take every partition's batch; hand each out again before committing.
+    let mut seen = Vec::new();
+    for p in suite_partitions().all() {
+        let Some(b) = c.begin_batch(&id, p, now, 100).await.unwrap() else {
+            continue;
+        };
+        let again = c.begin_batch(&id, p, now, 100).await.unwrap().unwrap();
+        assert_eq!(again, b, "an open batch is handed out again");
+        assert!(b
+            .items
+            .iter()
+            .all(|i| i.step == 0 && i.state.messages.is_empty()));
+        let done: Vec<StepDone> = b
+            .items
+            .iter()
+            .map(|i| {
+                let mut state = i.state.clone();
+                state.messages.push(Some(format!("m-{}", i.row)));
+                state.first_at = Some(now - 60_000);
+                StepDone {
+                    row: i.row,
+                    step: 0,
+                    state,
+                    next: (i.row % 2 == 0).then_some((1, now - 5)),
+                    counts: vec!["s0:sms:accepted".into()],
+                }
+            })
+            .collect();
+        assert!(c.commit_batch(&id, p, b.seq, &done).await.unwrap());
+        assert!(
+            !c.commit_batch(&id, p, b.seq, &done).await.unwrap(),
+            "stale"
+        );
+        seen.extend(b.items.iter().map(|i| i.row));
+        // The even rows' second step.
+        if let Some(b2) = c.begin_batch(&id, p, now, 100).await.unwrap() {
+            assert!(b2.seq > b.seq);
+            assert!(b2.items.iter().all(|i| i.step == 1 && i.row % 2 == 0));
+            assert!(b2.items.iter().all(|i| i.state.messages.len() == 1));
+            let done: Vec<StepDone> = b2
+                .items
+                .iter()
+                .map(|i| StepDone {
+                    row: i.row,
+                    step: 1,
+                    state: i.state.clone(),
+                    next: None,
+                    counts: vec![],
+                })
+                .collect();
+            assert!(c.commit_batch(&id, p, b2.seq, &done).await.unwrap());
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, (1..=29).collect::<Vec<u64>>());
+    // Row 30 is not due yet; adding the rows again does not bring back the others.
+    c.add_recipients(&id, &rows, &[]).await.unwrap();
+    assert_eq!(c.pending(&id).await.unwrap(), 1);
+    let counters = c.campaign_counters(&id).await.unwrap();
+    assert_eq!(counters["s0:sms:accepted"], 29);
+
+    // Events: once each, counted with the time since the first message.
+    assert_eq!(
+        c.recipient_event(&id, "ref-3", "paid", now).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        c.recipient_event(&id, "ref-3", "paid", now).await.unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        c.recipient_event(&id, "nope", "paid", now).await.unwrap(),
+        None
+    );
+    let counters = c.campaign_counters(&id).await.unwrap();
+    assert_eq!(counters["ev:paid"], 1);
+    let b = goniec_store::campaigns::time_bucket(60.0);
+    assert_eq!(counters[&format!("ev:paid:t{b}")], 1, "{counters:?}");
+    assert_eq!(
+        counters[&format!("ev:paid:d{}", goniec_store::campaigns::day_of(now))],
+        1
+    );
+
+    // A campaign's message counts its status changes in the report.
+    let mut msg = message("t-camp", "+48500100401", None, false, None);
+    msg.campaign = Some((id.clone(), 2));
+    store.accept(&[msg.clone()], None).await.unwrap();
+    let t = store
+        .transition(&msg.id, &Change::new(Status::Submitted, now, None, None))
+        .await
+        .unwrap();
+    assert!(matches!(t, Transition::Applied { .. }), "{t:?}");
+    store
+        .transition(&msg.id, &Change::new(Status::Delivered, now, None, None))
+        .await
+        .unwrap();
+    let counters = c.campaign_counters(&id).await.unwrap();
+    assert_eq!(counters["s2:sms:submitted"], 1, "{counters:?}");
+    assert_eq!(counters["s2:sms:delivered"], 1, "{counters:?}");
+    assert_eq!(
+        counters
+            .iter()
+            .filter(|(k, _)| k.starts_with("s2:sms:delivered:t"))
+            .map(|(_, v)| v)
+            .sum::<i64>(),
+        1
+    );
+    for l in drain(store, Lane::Channel(Channel::Sms)).await {
+        complete(store, &l, None, None).await.unwrap();
+    }
+
+    // Cancelling drops what is due and names each recipient's last message.
+    let last = c.drop_due(&id).await.unwrap();
+    assert_eq!(last.len(), 29);
+    assert_eq!(c.pending(&id).await.unwrap(), 0);
 }
 
 /// A template's versions count from 1 and stay readable; ids list per tenant;

@@ -295,6 +295,7 @@ fn new_message(
             data_json,
             events: vec![ev(Status::Accepted), ev(status)],
             callbacks: v.callbacks.clone(),
+            campaign: v.data.campaign.as_ref().map(|c| (c.id.clone(), c.step)),
         },
         status,
     ))

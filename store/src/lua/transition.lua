@@ -3,6 +3,25 @@
 -- is submitting: it cannot be cancelled then.
 -- Returns {code, current}: 0 missing, 1 applied (current = previous), 2 refused,
 -- 4 in flight, 5 one part of a multipart message delivered.
+-- A campaign's message (`cc` = its report counters, `cf` = `s<step>:<channel>`,
+-- `ca` = accepted ms) counts each status it reaches: in all, per UTC day
+-- (days since the epoch), and for delivered/read/clicked the time it took
+-- (histogram buckets floor(4 log2(seconds + 1))).
+local function count_campaign(rec, to)
+  local cc = redis.call('HGET', rec, 'cc')
+  if not cc then return end
+  local cf = (redis.call('HGET', rec, 'cf') or '') .. ':' .. to
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('HINCRBY', cc, cf, 1)
+  redis.call('HINCRBY', cc, cf .. ':d' .. math.floor(ms / 86400000), 1)
+  local ca = tonumber(redis.call('HGET', rec, 'ca') or '')
+  if ca and (to == 'delivered' or to == 'read' or to == 'clicked') then
+    local secs = math.max(0, ms - ca) / 1000
+    redis.call('HINCRBY', cc, cf .. ':t' .. math.floor(4 * math.log(secs + 1) / math.log(2)), 1)
+  end
+end
+
 local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part, partevent)
   local cur = redis.call('HGET', rec, 's')
   if not cur then return {0, ''} end
@@ -27,6 +46,7 @@ local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part,
     end
   end
   redis.call('HSET', rec, 's', to, 'e', ev .. '\n' .. event)
+  count_campaign(rec, to)
   -- `cb`: 1 every change, 0 none, or the statuses wanted (",delivered,failed,").
   local cb = redis.call('HGET', rec, 'cb') or '0'
   if cb == '1' or (cb ~= '0' and string.find(cb, ',' .. to .. ',', 1, true)) then

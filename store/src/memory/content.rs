@@ -104,9 +104,11 @@ impl Links for MemoryStore {
                     continue;
                 };
                 let n = &mut rec.clicks;
+                let mut first = false;
                 match c.kind {
                     ClickKind::Human => {
                         n.clicks += 1;
+                        first = n.clicks == 1;
                         n.first_click_at.get_or_insert(c.at);
                         n.last_click_at = Some(c.at);
                     }
@@ -120,7 +122,11 @@ impl Links for MemoryStore {
                     detail: None,
                 });
                 let wants = !matches!(rec.callbacks, Callbacks::None);
+                let campaign = rec.campaign.clone().filter(|_| first);
                 out.push(ClickRecorded::Recorded(now));
+                if let Some(c) = campaign {
+                    g.count_campaign(&c, "clicked");
+                }
                 if let (true, Some(cb)) = (wants, &c.callback) {
                     if let Some(task) = Task::decode(cb) {
                         g.push(
