@@ -134,3 +134,8 @@ pub use screen::{check, mandatory, mandatory_needs, needs};
 pub use stop::{is_stop_keyword, DEFAULT_STOP_KEYWORDS};
 pub use verdict::{Decision, ReasonCode, UnknownReasonCode, Verdict};
 pub use zones::{country_zone, COUNTRY_ZONES};
+
+/// An IANA time zone by name, from the system database or the built-in one.
+pub fn time_zone(name: &str) -> Option<jiff::tz::TimeZone> {
+    zones::resolve(name)
+}

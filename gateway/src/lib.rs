@@ -23,6 +23,7 @@
 pub mod accept;
 pub mod address;
 pub mod app;
+pub mod campaigns;
 pub mod dispatch;
 pub mod http;
 pub mod inbound;
@@ -218,6 +219,7 @@ pub async fn run(
     background.spawn(health_loop(app.clone()));
     background.spawn(app.screener.clone().watch(app.stop_work.clone()));
     background.spawn(stats_loop(app.clone()));
+    background.spawn(campaigns::runner::run(app.clone()));
     background.close();
     dispatch::spawn_all(&app);
     let receipts_stop = CancellationToken::new();

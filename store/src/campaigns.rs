@@ -33,7 +33,7 @@ pub struct CampaignMeta {
     pub doc: String,
     /// Unix ms.
     pub created_at: i64,
-    /// Audience rows stored and rejected so far.
+    /// Audience rows read (good and rejected) and rejected so far.
     pub rows: u64,
     pub rejected: u64,
 }
@@ -128,13 +128,15 @@ pub trait Campaigns: Send + Sync {
     async fn active_campaigns(&self) -> Result<Vec<(String, String)>, StoreError>;
 
     /// Add recipients (a row already there, or already past its first step,
-    /// is left as it is, so uploading a file twice adds nothing) and count
-    /// rejected rows.
+    /// is left as it is, so uploading a file twice adds nothing) and rejected
+    /// rows; `read` is the number of rows read so far, good and bad (the
+    /// campaign's `rows` becomes the largest seen).
     async fn add_recipients(
         &self,
         id: &str,
         rows: &[NewRecipient],
         rejects: &[Reject],
+        read: u64,
     ) -> Result<(), StoreError>;
 
     /// Rejected rows from `offset`, at most `max`.

@@ -136,6 +136,6 @@ pub trait Links: Send + Sync {
     /// callback when the message has one for `clicked`. One answer per click.
     async fn record_clicks(&self, clicks: &[Click]) -> Result<Vec<ClickRecorded>, StoreError>;
 
-    /// A message's clicks (zero when none or unknown).
-    async fn clicks(&self, message_id: &str) -> Result<Clicks, StoreError>;
+    /// Messages' clicks (zero when none or unknown), in order.
+    async fn clicks(&self, message_ids: &[String]) -> Result<Vec<Clicks>, StoreError>;
 }

@@ -235,8 +235,8 @@ async fn campaign_batches_are_handed_out_until_committed(store: &dyn Store) {
         reason: "invalid_number".into(),
         detail: "x".into(),
     }];
-    c.add_recipients(&id, &rows, &rej).await.unwrap();
-    c.add_recipients(&id, &rows, &[]).await.unwrap();
+    c.add_recipients(&id, &rows, &rej, 30).await.unwrap();
+    c.add_recipients(&id, &rows, &[], 30).await.unwrap();
     let m = c.campaign("t-camp", &id).await.unwrap().unwrap();
     assert_eq!((m.rows, m.rejected), (30, 1));
     assert_eq!(c.rejects(&id, 0, 10).await.unwrap(), rej);
@@ -315,7 +315,7 @@ async fn campaign_batches_are_handed_out_until_committed(store: &dyn Store) {
     seen.sort();
     assert_eq!(seen, (1..=29).collect::<Vec<u64>>());
     // Row 30 is not due yet; adding the rows again does not bring back the others.
-    c.add_recipients(&id, &rows, &[]).await.unwrap();
+    c.add_recipients(&id, &rows, &[], 30).await.unwrap();
     assert_eq!(c.pending(&id).await.unwrap(), 1);
     let counters = c.campaign_counters(&id).await.unwrap();
     assert_eq!(counters["s0:sms:accepted"], 29);
@@ -489,8 +489,11 @@ async fn links_and_clicks(store: &dyn Store) {
         ),
         (2, 1, Some(now + 5), Some(now + 9))
     );
-    assert_eq!(links.clicks(&with_cb.id).await.unwrap(), last);
-    assert_eq!(links.clicks(&without.id).await.unwrap().clicks, 1);
+    assert_eq!(links.clicks(std::slice::from_ref(&with_cb.id)).await.unwrap(), [last]);
+    assert_eq!(
+        links.clicks(std::slice::from_ref(&without.id)).await.unwrap()[0].clicks,
+        1
+    );
     let rec = store.get(&with_cb.id).await.unwrap().unwrap();
     let reasons: Vec<_> = rec
         .events

@@ -78,7 +78,15 @@ pub struct Answer {
 /// (its share of the buffer budget given back) once its items are read.
 pub enum Items<B> {
     One(B),
-    Batch { body: B, max: usize },
+    Batch {
+        body: B,
+        max: usize,
+    },
+    /// A campaign's batch: item `i` is sent by `tags[i]`.
+    Campaign {
+        body: B,
+        tags: Vec<crate::model::CampaignRef>,
+    },
 }
 
 /// Accept `items` for `tenant`. `render` turns the outcomes into the answer
@@ -99,7 +107,15 @@ pub async fn accept<B: std::ops::Deref<Target = [u8]>>(
             let tpl = templates::resolve(app, &tenant.cfg.name, json, None).await?;
             (true, vec![Ok(prepare(app, tenant, json, now, &tpl)?)])
         }
-        Items::Batch { body, max } => {
+        Items::Batch { .. } | Items::Campaign { .. } => {
+            let (body, max, tags) = match items {
+                Items::Batch { body, max } => (body, max, None),
+                Items::Campaign { body, tags } => {
+                    let n = tags.len();
+                    (body, n, Some(tags))
+                }
+                Items::One(_) => unreachable!("matched above"),
+            };
             let json = std::str::from_utf8(&body)
                 .map_err(|_| Invalid::new(Problem::MalformedJson, "request body is not UTF-8"))?;
             let tpl = templates::resolve(app, &tenant.cfg.name, json, Some(max)).await?;
@@ -121,6 +137,13 @@ pub async fn accept<B: std::ops::Deref<Target = [u8]>>(
             // Every message now owns its data: give the body back before the
             // store round trip.
             drop(body);
+            if let Some(tags) = tags {
+                for (p, tag) in prepared.iter_mut().zip(tags) {
+                    if let Ok(v) = p {
+                        v.data.campaign = Some(tag);
+                    }
+                }
+            }
             (false, prepared)
         }
     };

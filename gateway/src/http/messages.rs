@@ -327,10 +327,11 @@ pub async fn show(
     let clicks = app
         .store
         .links()
-        .clicks(&id)
+        .clicks(std::slice::from_ref(&id))
         .await
-        .map_err(|_| ApiError::store_unavailable())?;
-    Ok::<_, ApiError>(axum::Json(view(&r, Some(clicks))).into_response())
+        .map_err(|_| ApiError::store_unavailable())?
+        .pop();
+    Ok::<_, ApiError>(axum::Json(view(&r, clicks)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod bounce;
+pub mod campaigns;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -51,6 +52,25 @@ pub fn router(app: Arc<App>, limits: Arc<Limits>) -> axum::Router {
                 .delete(templates::delete),
         )
         .route("/v1/templates/{id}/preview", post(templates::preview))
+        .route(
+            "/v1/campaigns",
+            post(campaigns::create).get(campaigns::list),
+        )
+        .route("/v1/campaigns/{id}", get(campaigns::show))
+        .route(
+            "/v1/campaigns/{id}/audience",
+            axum::routing::put(campaigns::audience),
+        )
+        .route("/v1/campaigns/{id}/rejects", get(campaigns::rejects))
+        .route("/v1/campaigns/{id}/stream", get(campaigns::stream))
+        .route("/v1/campaigns/{id}/events", post(campaigns::events))
+        .route(
+            "/v1/campaigns/{id}/recipients/{client_ref}/events",
+            post(campaigns::event),
+        )
+        .route("/v1/campaigns/{id}/{action}", post(campaigns::action))
+        .route("/v1/reports/campaigns/{id}", get(campaigns::report))
+        .route("/v1/reports/channels", get(campaigns::channels))
         .route("/v1/admin/dead-letters", get(admin::dead_letters))
         .route("/v1/admin/held", get(admin::held))
         .route(

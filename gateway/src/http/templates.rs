@@ -286,6 +286,15 @@ pub async fn delete(
     AuthTenant(tenant): AuthTenant,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
+    let user = crate::campaigns::using_template(&app, &tenant.cfg.name, &id)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    if let Some(c) = user {
+        return Err(ApiError::new(
+            Problem::TemplateInUse,
+            format!("campaign {c} uses template `{id}` and has not finished; cancel it or wait"),
+        ));
+    }
     let gone = app
         .store
         .templates()

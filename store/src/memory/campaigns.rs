@@ -119,6 +119,7 @@ impl Campaigns for MemoryStore {
         id: &str,
         rows: &[NewRecipient],
         rejects: &[Reject],
+        read: u64,
     ) -> Result<(), StoreError> {
         let parts = self.parts;
         let mut g = self.lock();
@@ -136,7 +137,7 @@ impl Campaigns for MemoryStore {
         }
         c.rejects.extend(rejects.iter().cloned());
         if let Some(m) = c.meta.as_mut() {
-            m.rows = m.rows.max(rows.iter().map(|r| r.row).max().unwrap_or(0));
+            m.rows = m.rows.max(read);
             m.rejected += rejects.len() as u64;
         }
         Ok(())

@@ -149,11 +149,11 @@ impl Links for MemoryStore {
         Ok(out)
     }
 
-    async fn clicks(&self, message_id: &str) -> Result<Clicks, StoreError> {
+    async fn clicks(&self, message_ids: &[String]) -> Result<Vec<Clicks>, StoreError> {
         let g = self.lock();
-        Ok(g.records
-            .get(message_id)
-            .map(|r| r.clicks)
-            .unwrap_or_default())
+        Ok(message_ids
+            .iter()
+            .map(|id| g.records.get(id).map(|r| r.clicks).unwrap_or_default())
+            .collect())
     }
 }

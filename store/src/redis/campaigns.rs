@@ -140,6 +140,7 @@ impl Campaigns for RedisStore {
         id: &str,
         rows: &[NewRecipient],
         rejects: &[Reject],
+        read: u64,
     ) -> Result<(), StoreError> {
         let mut by_part: BTreeMap<u16, Vec<&NewRecipient>> = BTreeMap::new();
         for r in rows {
@@ -171,8 +172,8 @@ impl Campaigns for RedisStore {
             }
         }
         let meta = self.keys.campaign_own(id, "meta");
-        if let Some(last) = rows.iter().map(|r| r.row).max() {
-            // Rows are numbered in file order: the count is the highest row.
+        {
+            let last = read;
             let script_max = "local c = tonumber(redis.call('HGET', KEYS[1], 'rows') or '0')
                  if tonumber(ARGV[1]) > c then redis.call('HSET', KEYS[1], 'rows', ARGV[1]) end
                  return 1";
