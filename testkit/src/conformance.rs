@@ -489,9 +489,19 @@ async fn links_and_clicks(store: &dyn Store) {
         ),
         (2, 1, Some(now + 5), Some(now + 9))
     );
-    assert_eq!(links.clicks(std::slice::from_ref(&with_cb.id)).await.unwrap(), [last]);
     assert_eq!(
-        links.clicks(std::slice::from_ref(&without.id)).await.unwrap()[0].clicks,
+        links
+            .clicks(std::slice::from_ref(&with_cb.id))
+            .await
+            .unwrap(),
+        [last]
+    );
+    assert_eq!(
+        links
+            .clicks(std::slice::from_ref(&without.id))
+            .await
+            .unwrap()[0]
+            .clicks,
         1
     );
     let rec = store.get(&with_cb.id).await.unwrap().unwrap();
