@@ -162,6 +162,11 @@ pub struct LinkPolicy {
     /// case-insensitively; IDN entries must be converted by
     /// [`TenantPolicy::normalize`] (as must IDN shortener entries).
     pub payment_domains: Vec<String>,
+    /// The host of the tenant's own short links (`[tenants.links] domain`, a
+    /// name or an address), never held or rejected. Set from that key, not
+    /// written in this table.
+    #[serde(skip)]
+    pub own_link_host: Option<String>,
 }
 
 impl Default for LinkPolicy {
@@ -171,6 +176,7 @@ impl Default for LinkPolicy {
             allow_ip_links: false,
             shorteners: DEFAULT_SHORTENERS.iter().map(|s| (*s).to_owned()).collect(),
             payment_domains: Vec::new(),
+            own_link_host: None,
         }
     }
 }

@@ -312,6 +312,10 @@ pub fn check(s: &Screening<'_>, p: &TenantPolicy, counters: &Counters) -> Verdic
                 .payment_domains
                 .iter()
                 .any(|d| is_same_or_subdomain(host, d))
+                || p.links
+                    .own_link_host
+                    .as_deref()
+                    .is_some_and(|h| h.eq_ignore_ascii_case(host))
             {
                 return;
             }
@@ -327,6 +331,15 @@ pub fn check(s: &Screening<'_>, p: &TenantPolicy, counters: &Counters) -> Verdic
             }
         }
         Host::Ip(ip) => {
+            // The tenant's own short links, served from an address.
+            if p.links
+                .own_link_host
+                .as_deref()
+                .and_then(|h| h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().ok())
+                == Some(ip)
+            {
+                return;
+            }
             if s.blocklist.matching_ip(ip).is_some() {
                 reasons.add(ReasonCode::BlocklistedDomain);
             } else if !p.links.allow_ip_links {

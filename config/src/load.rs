@@ -552,7 +552,7 @@ impl Reader {
                     .and_then(|d| url::Url::parse(d).ok())
                     .and_then(|u| u.host_str().map(str::to_string))
                 {
-                    tenant.antifraud.links.payment_domains.push(host);
+                    tenant.antifraud.links.own_link_host = Some(host.to_ascii_lowercase());
                 }
                 self.normalize_policy(&mut tenant.antifraud, &format!("{path}.antifraud"));
                 config.tenants.push(tenant);

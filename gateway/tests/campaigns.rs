@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use goniec_testkit::gateway::{config_toml, parse, TestGateway, OTHER_KEY};
+use goniec_testkit::gateway::{config_toml, parse, TestGateway, ADMIN_KEY, OTHER_KEY};
 use goniec_testkit::RedisServer;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -144,7 +144,16 @@ async fn sequence(gw: &TestGateway, dir: &std::path::Path) {
         600999003;undeliv@example.com;undeliverable;Jan;10;FV/3\r\n\
         600100004;silent@example.com;silent;Ola;5,5;FV/4\r\n\
         12;bad@example.com;badnumber;X;1;FV/5\r\n\
-        600100006;nomoney@example.com;noamount;Y;;FV/6\r\n";
+        600100006;nomoney@example.com;noamount;Y;;FV/6\r\n\
+        600100007;Bounced@Example.com;bounced;Z;3;FV/7\r\n";
+    // A suppressed address (a hard bounce earlier) is a bad row.
+    let r = gw
+        .req(Method::POST, "/v1/admin/suppressions", ADMIN_KEY)
+        .json(&json!({"tenant": "other", "address": "bounced@example.com", "reason": "bounce"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text().await);
     let (code, body) = call(
         gw,
         Method::POST,
@@ -193,7 +202,8 @@ async fn sequence(gw: &TestGateway, dir: &std::path::Path) {
     assert_eq!(rej[0], "line;reason;detail");
     assert!(rej[1].starts_with("6;invalid_number;"), "{rejects}");
     assert!(rej[2].starts_with("7;missing_variable;"), "{rejects}");
-    assert_eq!(rej.len(), 3);
+    assert!(rej[3].starts_with("8;suppressed;"), "{rejects}");
+    assert_eq!(rej.len(), 4);
 
     let (code, body) = call(gw, Method::POST, &format!("/v1/campaigns/{id}/start"), None).await;
     assert_eq!(code, 200, "{body}");
@@ -422,6 +432,24 @@ async fn pause_resume_cancel(gw: &TestGateway) {
     assert_eq!(code, 200);
     let done = wait_state(gw, &id, "completed", Duration::from_secs(20)).await;
     assert_eq!(done["total"]["accepted"], 40);
+    // The live stream of a finished campaign: one progress event, then the end.
+    let r = gw
+        .req(
+            Method::GET,
+            &format!("/v1/campaigns/{id}/stream"),
+            OTHER_KEY,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = tokio::time::timeout(Duration::from_secs(5), r.text())
+        .await
+        .expect("the stream ends with the campaign")
+        .unwrap();
+    assert!(text.starts_with("event: progress\ndata: {"), "{text}");
+    assert_eq!(text.matches("event: progress").count(), 1, "{text}");
+    assert!(text.contains("\"state\":\"completed\""), "{text}");
 
     // Cancel: what is not sent is never sent.
     let recipients: Vec<Value> = (0..40)

@@ -486,7 +486,7 @@ pub async fn ingest(
             match raw.fields.and_then(|f| rules.check(raw.line, f)) {
                 Ok((r, due)) => {
                     if let Some(e) = &r.email {
-                        emails.push(e.clone());
+                        emails.push(crate::address::suppression_key(e));
                     }
                     good.push((row_no, r, due));
                 }
@@ -513,7 +513,9 @@ pub async fn ingest(
                 .collect();
             if !gone.is_empty() {
                 good.retain(|(_, r, _)| {
-                    let hit = r.email.as_deref().is_some_and(|e| gone.contains(e));
+                    let hit = r.email.as_deref().is_some_and(|e| {
+                        gone.contains(crate::address::suppression_key(e).as_str())
+                    });
                     if hit {
                         rejects.push(Reject {
                             line: r.line,

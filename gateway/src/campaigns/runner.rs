@@ -28,6 +28,9 @@ const TICK: Duration = Duration::from_millis(200);
 const MAX_BATCH: usize = 500;
 /// A message over its channel's speed waits this long.
 const LATER_MS: i64 = 1_000;
+/// Most recipients one campaign takes per tick without a `speed` (50,000/s),
+/// so one large campaign cannot hold the runner from the others.
+const MAX_PER_TICK: usize = 10_000;
 
 /// A token bucket for one campaign's (or channel's) speed.
 struct Pacer {
@@ -145,10 +148,11 @@ async fn work(app: &Arc<App>, tenant: &str, id: &str, pacers: &mut Pacers) -> Re
     let all = pacers.all.get_or_insert_with(|| {
         Pacer::new(stored.doc.speed.map_or(f64::INFINITY, |r| r.per_second()))
     });
-    let mut budget = if all.per_sec.is_finite() {
-        all.available()
+    let paced = all.per_sec.is_finite();
+    let mut budget = if paced {
+        all.available().min(MAX_PER_TICK)
     } else {
-        usize::MAX
+        MAX_PER_TICK
     };
     if budget == 0 {
         return Ok(());
@@ -183,8 +187,8 @@ async fn work(app: &Arc<App>, tenant: &str, id: &str, pacers: &mut Pacers) -> Re
             };
             let n = batch.items.len();
             let done = run_batch(app, &tctx, id, p, &stored, &templates, batch, pacers).await?;
-            if budget != usize::MAX {
-                budget = budget.saturating_sub(n);
+            budget = budget.saturating_sub(n);
+            if paced {
                 if let Some(a) = pacers.all.as_mut() {
                     a.take(n);
                 }

@@ -580,9 +580,8 @@ pub async fn stream(
                 + p["total"]["rejected"].as_i64().unwrap_or(0);
             if let Some((t, n)) = last {
                 let secs = t.elapsed().as_secs_f64().max(0.001);
-                p["rate_per_second"] = ((sent - n) as f64 / secs * 10.0).round().into();
-                p["rate_per_second"] =
-                    serde_json::json!(p["rate_per_second"].as_f64().map(|r| r / 10.0));
+                let rate = ((sent - n) as f64 / secs * 10.0).round() / 10.0;
+                p["rate_per_second"] = rate.into();
             }
             last = Some((std::time::Instant::now(), sent));
             let done = matches!(p["state"].as_str(), Some("completed" | "cancelled"));
