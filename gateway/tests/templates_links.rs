@@ -356,3 +356,70 @@ async fn templates_and_links_on_redis() {
     templates_and_links(&gw).await;
     gw.stop().await;
 }
+
+/// A fetch from a data-centre range within a second of delivery is a scanner;
+/// the same address later is a person. `[links] listen` serves `/{code}`.
+#[tokio::test]
+async fn scanners_from_data_centres_and_the_links_listener() {
+    let port = goniec_testkit::free_port();
+    let toml = config_toml(None, EXTRA).replace(
+        "[admin]",
+        &format!("[links]\nlisten = \"127.0.0.1:{port}\"\ndatacenter_ranges = [\"127.0.0.0/8\"]\n\n[admin]"),
+    );
+    let gw = TestGateway::start(parse(&toml)).await;
+    let (code, body) = call(&gw, Method::POST, "/v1/templates", Some(sms_template(V2))).await;
+    assert_eq!(code, 201, "{body}");
+    let msg = json!({"channel": "sms", "to": "+48600100300", "template_id": "przypomnienie",
+        "vars": {"amount": 1, "due": "2026-12-24", "invoice": "FV/1"}});
+    let (_, body) = call(&gw, Method::POST, "/v1/messages", Some(msg)).await;
+    let id = body["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let (_, shown) = call(&gw, Method::GET, &format!("/v1/messages/{id}"), None).await;
+        if shown["status"] == "delivered" {
+            break shown;
+        }
+        assert!(std::time::Instant::now() < deadline, "{shown}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let code = shown["text"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap();
+    // Within a second of delivery, from 127.0.0.0/8: a scanner.
+    let r = client
+        .get(gw.url(&format!("/l/{code}")))
+        .header("user-agent", BROWSER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Later, on the links listener at /{code}: a person.
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/{code}"))
+        .header("user-agent", BROWSER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 302);
+    assert_eq!(r.headers()["location"], "https://pay.example.com/inv/FV/1");
+    let r = client
+        .get(format!("http://127.0.0.1:{port}/v1/messages/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "only redirects there");
+    let (_, shown) = call(&gw, Method::GET, &format!("/v1/messages/{id}"), None).await;
+    assert_eq!(shown["clicks"]["prefetches"], 1, "{shown}");
+    assert_eq!(shown["clicks"]["clicks"], 1, "{shown}");
+    gw.stop().await;
+}

@@ -49,7 +49,13 @@ impl Figures {
     fn rates(&mut self) {
         let ratio = |a: i64, b: i64| (b > 0).then(|| (a as f64 / b as f64 * 1e4).round() / 1e4);
         self.delivery_rate = ratio(self.delivered, self.sent);
-        self.click_rate = ratio(self.clicked, self.delivered.max(self.sent));
+        // Of those delivered; e-mail has no delivery receipt: of those sent.
+        let base = if self.delivered > 0 {
+            self.delivered
+        } else {
+            self.sent
+        };
+        self.click_rate = ratio(self.clicked, base);
     }
 }
 
