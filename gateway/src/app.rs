@@ -152,7 +152,7 @@ pub struct App {
     /// `[links] datacenter_ranges`, parsed.
     pub link_ranges: Vec<goniec_core::cidr::Cidr>,
     /// Stored template versions, compiled.
-    pub templates: crate::accept::templates::TemplateCache,
+    pub templates: crate::templates::cache::TemplateCache,
     /// Anti-fraud screening and its blocklist.
     pub screener: Arc<crate::accept::screen::Screener>,
     pub flags: Flags,

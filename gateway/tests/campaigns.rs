@@ -183,7 +183,7 @@ async fn sequence(gw: &TestGateway, dir: &std::path::Path) {
             up["accepted"].as_u64(),
             up["rejected"].as_u64()
         ),
-        (Some(6), Some(4), Some(2)),
+        (Some(7), Some(4), Some(3)),
         "{up}"
     );
     let rejects = gw

@@ -3,7 +3,7 @@
 //! once compiled is kept (versions never change).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -11,37 +11,6 @@ use super::batch;
 use super::invalid::Refused;
 use crate::app::App;
 use crate::templates::{StoredDoc, Template};
-
-/// Compiled template versions, by (tenant, id, version).
-#[derive(Default)]
-pub struct TemplateCache {
-    map: Mutex<HashMap<(String, String, u32), Arc<Template>>>,
-}
-
-/// Most versions kept compiled; past it the cache starts again.
-const CACHE_MAX: usize = 1_000;
-
-impl TemplateCache {
-    fn get(&self, key: &(String, String, u32)) -> Option<Arc<Template>> {
-        self.map.lock().ok()?.get(key).cloned()
-    }
-
-    fn put(&self, key: (String, String, u32), t: Arc<Template>) {
-        if let Ok(mut m) = self.map.lock() {
-            if m.len() >= CACHE_MAX {
-                m.clear();
-            }
-            m.insert(key, t);
-        }
-    }
-
-    /// Forget a template's versions (it was deleted).
-    pub fn forget(&self, tenant: &str, id: &str) {
-        if let Ok(mut m) = self.map.lock() {
-            m.retain(|(t, i, _), _| !(t == tenant && i == id));
-        }
-    }
-}
 
 /// The templates of one submission: `None` for one that does not exist.
 #[derive(Default)]

@@ -10,6 +10,7 @@ use goniec_config::Channel;
 use goniec_core::Problem;
 use serde::{Deserialize, Serialize};
 
+pub mod cache;
 pub mod format;
 pub mod links;
 pub mod render;
