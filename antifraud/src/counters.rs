@@ -416,6 +416,11 @@ impl MemoryCounters {
         }
     }
 
+    /// Whether an opt-out is recorded under this key.
+    pub fn is_opted_out(&self, opt_out_key: &str) -> bool {
+        self.opted_out.contains(opt_out_key)
+    }
+
     /// Records or clears an opt-out under a [`Needs::opt_out_key`].
     pub fn set_opted_out(&mut self, opt_out_key: &str, opted_out: bool) {
         if opted_out {

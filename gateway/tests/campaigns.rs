@@ -145,7 +145,17 @@ async fn sequence(gw: &TestGateway, dir: &std::path::Path) {
         600100004;silent@example.com;silent;Ola;5,5;FV/4\r\n\
         12;bad@example.com;badnumber;X;1;FV/5\r\n\
         600100006;nomoney@example.com;noamount;Y;;FV/6\r\n\
-        600100007;Bounced@Example.com;bounced;Z;3;FV/7\r\n";
+        600100007;Bounced@Example.com;bounced;Z;3;FV/7\r\n\
+        600100008;stop@example.com;stopped;Q;4;FV/8\r\n";
+    // A recipient who opted out earlier is a bad row.
+    let (code, body) = call(
+        gw,
+        Method::POST,
+        "/v1/opt-outs",
+        Some(json!({"to": "+48600100008"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
     // A suppressed address (a hard bounce earlier) is a bad row.
     let r = gw
         .req(Method::POST, "/v1/admin/suppressions", ADMIN_KEY)
@@ -183,7 +193,7 @@ async fn sequence(gw: &TestGateway, dir: &std::path::Path) {
             up["accepted"].as_u64(),
             up["rejected"].as_u64()
         ),
-        (Some(7), Some(4), Some(3)),
+        (Some(8), Some(4), Some(4)),
         "{up}"
     );
     let rejects = gw
@@ -203,7 +213,8 @@ async fn sequence(gw: &TestGateway, dir: &std::path::Path) {
     assert!(rej[1].starts_with("6;invalid_number;"), "{rejects}");
     assert!(rej[2].starts_with("7;missing_variable;"), "{rejects}");
     assert!(rej[3].starts_with("8;suppressed;"), "{rejects}");
-    assert_eq!(rej.len(), 4);
+    assert!(rej[4].starts_with("9;opted_out;"), "{rejects}");
+    assert_eq!(rej.len(), 5);
 
     let (code, body) = call(gw, Method::POST, &format!("/v1/campaigns/{id}/start"), None).await;
     assert_eq!(code, 200, "{body}");

@@ -681,6 +681,9 @@ pub trait Store: Send + Sync + 'static {
     async fn set_opt_out(&self, key: &str, opted_out: bool, at_ms: i64)
         -> Result<bool, StoreError>;
 
+    /// Whether each of these opt-out keys is opted out now (one round trip).
+    async fn opted_out(&self, keys: &[String]) -> Result<Vec<bool>, StoreError>;
+
     /// Held message ids, oldest first, at most `max`.
     async fn held(&self, max: usize) -> Result<Vec<String>, StoreError>;
 

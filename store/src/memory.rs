@@ -879,6 +879,11 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
+    async fn opted_out(&self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        let g = self.lock();
+        Ok(keys.iter().map(|k| g.counters.is_opted_out(k)).collect())
+    }
+
     async fn held(&self, max: usize) -> Result<Vec<String>, StoreError> {
         let g = self.lock();
         Ok(g.held.iter().take(max).map(|(_, id)| id.clone()).collect())

@@ -1805,6 +1805,16 @@ impl Store for RedisStore {
         Ok(applied == 1)
     }
 
+    async fn opted_out(&self, keys: &[String]) -> Result<Vec<bool>, StoreError> {
+        let mut b = Batch::new();
+        for k in keys {
+            let flag = self.keys.opt_out(k).0;
+            b.cmd(&flag, "EXISTS").arg(&flag);
+        }
+        let v: Vec<i64> = self.run(&b).await?;
+        Ok(v.into_iter().map(|n| n == 1).collect())
+    }
+
     async fn held(&self, max: usize) -> Result<Vec<String>, StoreError> {
         let mut b = Batch::new();
         for part in self.parts.all() {

@@ -1044,6 +1044,13 @@ async fn antifraud_counters_and_opt_outs(store: &dyn Store) {
     assert!(store.set_opt_out(&key, true, 1_000).await.unwrap());
     let c = store.counters(vec![n]).await.unwrap();
     assert!(c[0].opted_out());
+    assert_eq!(
+        store
+            .opted_out(&[key.clone(), "other".into()])
+            .await
+            .unwrap(),
+        [true, false]
+    );
     assert!(check(&msg, &policy, &c[0]).has(ReasonCode::OptedOut));
     assert!(store.set_opt_out(&key, false, 2_000).await.unwrap());
     let c = store.counters(vec![needs(&msg, &policy)]).await.unwrap();
@@ -1060,6 +1067,10 @@ async fn antifraud_counters_and_opt_outs(store: &dyn Store) {
     let c = store.counters(vec![needs(&msg, &policy)]).await.unwrap();
     assert!(c[0].opted_out());
     assert!(store.set_opt_out(&key, false, 4_000).await.unwrap());
+    assert_eq!(
+        store.opted_out(std::slice::from_ref(&key)).await.unwrap(),
+        [false]
+    );
     assert!(store.counters(vec![]).await.unwrap().is_empty());
 }
 

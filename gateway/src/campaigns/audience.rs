@@ -430,7 +430,7 @@ fn csv_rows(mut reader: impl Read, out: mpsc::Sender<Result<Vec<RawRow>, Invalid
 /// Read an audience from `body` into campaign `id`, checking each row.
 pub async fn ingest(
     app: &App,
-    tenant: &str,
+    tenant: &crate::tenants::TenantCtx,
     id: &str,
     kind: Kind,
     body: axum::body::Body,
@@ -497,12 +497,59 @@ pub async fn ingest(
                 }),
             }
         }
+        // Opted-out recipients (any address of the row) are rejected here.
+        let keys: Vec<(usize, String)> = good
+            .iter()
+            .enumerate()
+            .flat_map(|(i, (_, r, _))| {
+                let phone =
+                    r.to.as_deref()
+                        .map(|to| app.screener.opt_out_key(tenant, Channel::Sms, to));
+                let mail = r
+                    .email
+                    .as_deref()
+                    .map(|e| app.screener.opt_out_key(tenant, Channel::Email, e));
+                phone.into_iter().chain(mail).map(move |k| (i, k))
+            })
+            .collect();
+        if !keys.is_empty() {
+            let flags = app
+                .store
+                .opted_out(&keys.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>())
+                .await
+                .map_err(|_| Invalid::new(Problem::StoreUnavailable, "store unavailable"))?;
+            let out: HashSet<usize> = keys
+                .iter()
+                .zip(flags)
+                .filter(|(_, f)| *f)
+                .map(|((i, _), _)| *i)
+                .collect();
+            if !out.is_empty() {
+                let mut i = 0;
+                good.retain(|(_, r, _)| {
+                    let hit = out.contains(&i);
+                    i += 1;
+                    if hit {
+                        rejects.push(Reject {
+                            line: r.line,
+                            reason: "opted_out".into(),
+                            detail: "the recipient opted out".into(),
+                        });
+                    }
+                    !hit
+                });
+                emails = good
+                    .iter()
+                    .filter_map(|(_, r, _)| r.email.as_deref().map(crate::address::suppression_key))
+                    .collect();
+            }
+        }
         // Suppressed addresses (bounces, complaints) are rejected here.
         if !emails.is_empty() {
             let refs: Vec<&str> = emails.iter().map(String::as_str).collect();
             let suppressed = app
                 .store
-                .suppressed(tenant, &refs)
+                .suppressed(&tenant.cfg.name, &refs)
                 .await
                 .map_err(|_| Invalid::new(Problem::StoreUnavailable, "store unavailable"))?;
             let gone: HashSet<&str> = refs

@@ -230,17 +230,8 @@ async fn create_inner(
             nd.push(b'\n');
         }
         let rules = audience::Rules::new(app, &stored, &tpls, runner::time_zone(tenant), now)?;
-        summary = Some(
-            audience::ingest(
-                app,
-                &tenant.cfg.name,
-                &id,
-                Kind::NdJson,
-                Body::from(nd),
-                &rules,
-            )
-            .await?,
-        );
+        summary =
+            Some(audience::ingest(app, tenant, &id, Kind::NdJson, Body::from(nd), &rules).await?);
     }
     if start {
         c.set_campaign_state(&tenant.cfg.name, &id, &["draft"], "running")
@@ -312,7 +303,7 @@ pub async fn audience(
     let mut doc = stored.doc.clone();
     let tpls = templates(&app, &tenant, &mut doc).await?;
     let rules = audience::Rules::new(&app, &stored, &tpls, runner::time_zone(&tenant), now)?;
-    let summary = audience::ingest(&app, &tenant.cfg.name, &id, kind, body, &rules).await?;
+    let summary = audience::ingest(&app, &tenant, &id, kind, body, &rules).await?;
     tracing::info!(campaign = %id, rows = summary.rows, rejected = summary.rejected, "Campaign audience added.");
     Ok(Json(serde_json::json!({
         "id": id,
