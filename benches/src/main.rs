@@ -223,6 +223,9 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     }
     progress.abort();
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!(); // end the progress bar's line
+    }
     let send_elapsed = run_start.elapsed();
     let counts = plan.counters.snapshot();
 
@@ -302,9 +305,13 @@ async fn main() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// One stderr line per second while sending. Bounded by the send deadline and
-/// aborted as soon as the workers are done.
+/// Progress while sending, every second: on a terminal one bar redrawn in
+/// place, otherwise one line each time (logs, CI). Bounded by the send
+/// deadline and aborted as soon as the workers are done; the JSON summary on
+/// stdout stays last.
 async fn report_progress(plan: Arc<SendPlan>, start: Instant) {
+    use std::io::IsTerminal as _;
+    let tty = std::io::stderr().is_terminal();
     let period = Duration::from_secs(1);
     let mut tick = tokio::time::interval_at(start + period, period);
     // After a stall, skip missed ticks rather than print a burst of lines.
@@ -321,7 +328,7 @@ async fn report_progress(plan: Arc<SendPlan>, start: Instant) {
         } else {
             0.0
         };
-        eprintln!(
+        let line = format!(
             "[{:>7.1}s] sent {}/{} accepted {} errors {} throttled {} ({:.0} accepted/s)",
             now.duration_since(start).as_secs_f64(),
             c.sent,
@@ -331,8 +338,38 @@ async fn report_progress(plan: Arc<SendPlan>, start: Instant) {
             c.throttled,
             rate
         );
+        if tty {
+            eprint!("\r{} {line}\x1b[K", bar(c.sent, plan.count));
+        } else {
+            eprintln!("{line}");
+        }
         prev_accepted = c.accepted;
         prev_at = now;
+    }
+}
+
+/// `[#####·····]  50%` for `done` of `total`.
+fn bar(done: u64, total: u64) -> String {
+    const WIDTH: u64 = 20;
+    let filled = (done.min(total) * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH);
+    let pct = (done.min(total) * 100).checked_div(total).unwrap_or(100);
+    format!(
+        "[{}{}] {pct:>3}%",
+        "#".repeat(filled as usize),
+        "·".repeat((WIDTH - filled) as usize)
+    )
+}
+
+#[cfg(test)]
+mod bar_tests {
+    #[test]
+    fn the_bar_fills_with_progress() {
+        assert_eq!(super::bar(0, 10), "[····················]   0%");
+        assert_eq!(super::bar(5, 10), "[##########··········]  50%");
+        assert_eq!(super::bar(12, 10), "[####################] 100%");
+        assert_eq!(super::bar(0, 0), "[####################] 100%");
     }
 }
 
