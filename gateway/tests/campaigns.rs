@@ -628,3 +628,31 @@ async fn a_campaign_waits_for_contact_hours() {
     assert!(lines(&dir.path().join("ok.log")).is_empty());
     gw.stop().await;
 }
+
+/// A tenant whose rate lets fewer messages through at once than a batch holds:
+/// batches shrink to its burst instead of being refused for ever.
+#[tokio::test]
+async fn a_tenant_rate_below_the_batch_size_paces_the_campaign() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!("rate = \"20/s\"\n{}", extra(dir.path(), ""));
+    let gw = TestGateway::start(parse(&config_toml(None, &extra))).await;
+    templates(&gw).await;
+    let recipients: Vec<Value> = (0..60)
+        .map(|i| json!({"to": format!("+4860050{i:04}"), "vars": {"amount": "1"}}))
+        .collect();
+    let (code, body) = call(
+        &gw,
+        Method::POST,
+        "/v1/campaigns",
+        Some(
+            json!({"steps": [{"channel": "sms", "template_id": "sms-again"}],
+            "recipients": recipients, "start": true}),
+        ),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let done = wait_state(&gw, &id, "completed", Duration::from_secs(20)).await;
+    assert_eq!(done["total"]["accepted"], 60, "{done}");
+    gw.stop().await;
+}

@@ -177,7 +177,10 @@ async fn work(app: &Arc<App>, tenant: &str, id: &str, pacers: &mut Pacers) -> Re
     for k in 0..parts.count() {
         let p = (k + offset) % parts.count();
         while budget > 0 {
-            let max = budget.min(MAX_BATCH);
+            // A batch is accepted at once: never more than the tenant's rate
+            // lets through at once (its burst), or it would be refused for ever.
+            let burst = tctx.cfg.rate.map_or(MAX_BATCH, |r| r.count() as usize);
+            let max = budget.min(MAX_BATCH).min(burst.max(1));
             let Some(batch) = campaigns
                 .begin_batch(id, p, now_ms(), max)
                 .await
