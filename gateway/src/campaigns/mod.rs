@@ -24,7 +24,7 @@ pub mod runner;
 use crate::accept::invalid::Invalid;
 
 /// A condition on what happened to a recipient before a step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     /// A person followed a tracked link of an earlier step.
@@ -43,7 +43,7 @@ pub enum Condition {
 }
 
 /// What stops a recipient for good.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StopEvent {
     Paid,
@@ -75,9 +75,10 @@ fn default_stop_on() -> Vec<StopEvent> {
 }
 
 /// One step of a campaign.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
+    #[schema(value_type = String, example = "sms")]
     pub channel: Channel,
     pub template_id: String,
     /// Pinned when the campaign is created (the newest then, if not given).
@@ -98,13 +99,14 @@ pub struct Step {
     pub if_not: Vec<Condition>,
     /// For RCS: fall back to SMS (`["sms"]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
     pub fallback: Option<Vec<Channel>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
 }
 
 /// A campaign as the API takes it (without its audience).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CampaignDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -118,9 +120,11 @@ pub struct CampaignDoc {
     pub end_at: Option<String>,
     /// Messages per second or minute for the whole campaign (`"50/s"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "50/s")]
     pub speed: Option<Rate>,
     /// Per channel, within `speed`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = Object)]
     pub speeds: BTreeMap<Channel, Rate>,
     /// What stops a recipient (default all: paid, replied, opted_out).
     #[serde(default = "default_stop_on")]

@@ -34,6 +34,16 @@ struct DeadLetter {
 }
 
 /// `GET /v1/admin/dead-letters?lane=webhook&limit=100`: oldest first.
+#[utoipa::path(
+    operation_id = "admin_dead_letters",
+    get,
+    path = "/v1/admin/dead-letters",
+    tag = "admin",
+    summary = "Dead-lettered jobs of a lane, oldest first",
+    params(("lane" = String, Query, description = "sms, rcs, email or webhook"), ("limit" = String, Query, description = "1 to 1000")),
+    responses((status = 200, description = "Entries", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_key" = []))
+)]
 pub async fn dead_letters(
     State(app): State<Arc<App>>,
     _: AdminAuth,
@@ -114,6 +124,16 @@ struct HeldView {
 }
 
 /// `GET /v1/admin/held?limit=100`: held messages, oldest first.
+#[utoipa::path(
+    operation_id = "admin_held",
+    get,
+    path = "/v1/admin/held",
+    tag = "admin",
+    summary = "Messages held by anti-fraud, oldest first",
+    params(("limit" = String, Query, description = "1 to 1000")),
+    responses((status = 200, description = "Entries", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_key" = []))
+)]
 pub async fn held(
     State(app): State<Arc<App>>,
     _: AdminAuth,
@@ -155,6 +175,16 @@ pub async fn held(
 /// `POST /v1/admin/held/{id}/release` and `…/drop`: the operator's decision.
 /// Released messages go out at once (or at their `send_at`); dropped ones become
 /// `rejected` with reason `dropped_by_operator`. Only a message still held changes.
+#[utoipa::path(
+    operation_id = "admin_decide",
+    post,
+    path = "/v1/admin/held/{id}/{action}",
+    tag = "admin",
+    summary = "Release or drop a held message",
+    params(("id" = String, Path, description = "Message id"), ("action" = String, Path, description = "release or drop")),
+    responses((status = 200, description = "Decided", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_key" = []))
+)]
 pub async fn decide(
     State(app): State<Arc<App>>,
     _: AdminAuth,
@@ -224,6 +254,16 @@ pub struct SuppressionQuery {
 
 /// `GET /v1/admin/suppressions?tenant=acme&limit=100`: a tenant's suppressed e-mail
 /// addresses (hard bounces) with the reason each was added.
+#[utoipa::path(
+    operation_id = "admin_suppressions",
+    get,
+    path = "/v1/admin/suppressions",
+    tag = "admin",
+    summary = "A tenant's suppressed e-mail addresses",
+    params(("tenant" = String, Query, description = "Tenant"), ("limit" = String, Query, description = "At most this many")),
+    responses((status = 200, description = "Entries", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_key" = []))
+)]
 pub async fn suppressions(
     State(app): State<Arc<App>>,
     _: AdminAuth,
@@ -253,6 +293,16 @@ pub async fn suppressions(
 }
 
 /// `DELETE /v1/admin/suppressions/{tenant}/{address}`: mail may go to it again.
+#[utoipa::path(
+    operation_id = "admin_unsuppress",
+    delete,
+    path = "/v1/admin/suppressions/{tenant}/{address}",
+    tag = "admin",
+    summary = "Remove an address from a suppression list",
+    params(("tenant" = String, Path, description = "Tenant"), ("address" = String, Path, description = "Address")),
+    responses((status = 200, description = "Removed", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_key" = []))
+)]
 pub async fn unsuppress(
     State(app): State<Arc<App>>,
     _: AdminAuth,
@@ -287,6 +337,16 @@ struct SuppressRequest {
 
 /// `POST /v1/admin/suppressions` `{"tenant","address","reason"?}`: suppress an
 /// address by hand (a complaint, a known-dead mailbox).
+#[utoipa::path(
+    operation_id = "admin_suppress",
+    post,
+    path = "/v1/admin/suppressions",
+    tag = "admin",
+    summary = "Suppress an address by hand",
+    request_body = serde_json::Value,
+    responses((status = 200, description = "Suppressed", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("admin_key" = []))
+)]
 pub async fn suppress(
     State(app): State<Arc<App>>,
     _: AdminAuth,

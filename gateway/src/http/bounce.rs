@@ -24,6 +24,16 @@ use crate::store::{Change, Transition};
 
 /// The body may be at most [`super::limits::BOUNCE_BODY`] (a DSN quoting a whole
 /// statement with attachments); it is read only once the tenant key is checked.
+#[utoipa::path(
+    operation_id = "bounce_email_bounce",
+    post,
+    path = "/v1/webhooks/email-bounce",
+    tag = "webhooks",
+    summary = "A DSN (RFC 3464) from the relay; signed with the tenant's secret",
+    request_body = String,
+    responses((status = 200, description = "Applied", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(())
+)]
 pub async fn email_bounce(
     State(app): State<Arc<App>>,
     headers: HeaderMap,

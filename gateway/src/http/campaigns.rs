@@ -139,6 +139,16 @@ async fn progress(app: &App, tenant: &TenantCtx, id: &str) -> Result<serde_json:
 
 /// `POST /v1/campaigns`: the definition, optionally `recipients` (a JSON
 /// list) and `"start": true`. `Idempotency-Key` honoured.
+#[utoipa::path(
+    operation_id = "campaigns_create",
+    post,
+    path = "/v1/campaigns",
+    tag = "campaigns",
+    summary = "Create a campaign (`Idempotency-Key` honoured); optional inline `recipients` and `start`",
+    request_body = crate::http::openapi::CampaignDoc,
+    responses((status = 201, description = "The campaign's progress", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn create(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -267,6 +277,17 @@ async fn create_inner(
 
 /// `PUT /v1/campaigns/{id}/audience`: `text/csv` or `application/x-ndjson`,
 /// streamed; only while the campaign is a draft or paused.
+#[utoipa::path(
+    operation_id = "campaigns_audience",
+    put,
+    path = "/v1/campaigns/{id}/audience",
+    tag = "campaigns",
+    summary = "Add the audience: text/csv or application/x-ndjson, streamed",
+    params(("id" = String, Path, description = "Campaign id")),
+    request_body = String,
+    responses((status = 200, description = "Rows read, accepted and rejected", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn audience(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -316,6 +337,16 @@ pub async fn audience(
 }
 
 /// `GET /v1/campaigns/{id}/rejects`: the rejected rows as CSV (`line;reason;detail`), streamed.
+#[utoipa::path(
+    operation_id = "campaigns_rejects",
+    get,
+    path = "/v1/campaigns/{id}/rejects",
+    tag = "campaigns",
+    summary = "Rejected audience rows (text/csv: line;reason;detail)",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, description = "CSV", body = String), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn rejects(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -358,6 +389,16 @@ pub async fn rejects(
 }
 
 /// `GET /v1/campaigns/{id}`: state and progress.
+#[utoipa::path(
+    operation_id = "campaigns_show",
+    get,
+    path = "/v1/campaigns/{id}",
+    tag = "campaigns",
+    summary = "State and progress",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, description = "Progress", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn show(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -367,6 +408,15 @@ pub async fn show(
 }
 
 /// `GET /v1/campaigns`.
+#[utoipa::path(
+    operation_id = "campaigns_list",
+    get,
+    path = "/v1/campaigns",
+    tag = "campaigns",
+    summary = "The tenant's campaigns, newest first",
+    responses((status = 200, description = "Campaigns", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn list(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -389,6 +439,16 @@ pub async fn list(
 }
 
 /// `POST /v1/campaigns/{id}/{action}`: `start`, `pause`, `resume`, `cancel`.
+#[utoipa::path(
+    operation_id = "campaigns_action",
+    post,
+    path = "/v1/campaigns/{id}/{action}",
+    tag = "campaigns",
+    summary = "start, pause, resume or cancel",
+    params(("id" = String, Path, description = "Campaign id"), ("action" = String, Path, description = "start, pause, resume or cancel")),
+    responses((status = 200, description = "The campaign's progress", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn action(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -459,14 +519,14 @@ async fn cancel_messages(app: &App, campaign: &str, ids: Vec<String>) {
     tracing::info!(campaign, cancelled, "Campaign's unsent messages cancelled.");
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventIn {
     #[serde(rename = "type")]
     kind: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkEvent {
     client_ref: String,
@@ -474,7 +534,7 @@ pub struct BulkEvent {
     kind: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkEvents {
     events: Vec<BulkEvent>,
@@ -493,6 +553,17 @@ fn event_kind(kind: &str, field: &str) -> Result<&'static str, ApiError> {
 }
 
 /// `POST /v1/campaigns/{id}/recipients/{client_ref}/events` `{"type":"paid"}`.
+#[utoipa::path(
+    operation_id = "campaigns_event",
+    post,
+    path = "/v1/campaigns/{id}/recipients/{client_ref}/events",
+    tag = "campaigns",
+    summary = "Report a recipient's payment, reply or opt-out",
+    params(("id" = String, Path, description = "Campaign id"), ("client_ref" = String, Path, description = "The recipient's client_ref")),
+    request_body = crate::http::openapi::EventIn,
+    responses((status = 200, description = "Recorded", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn event(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -517,6 +588,17 @@ pub async fn event(
 }
 
 /// `POST /v1/campaigns/{id}/events` `{"events":[{"client_ref","type"}]}`: at most 10,000.
+#[utoipa::path(
+    operation_id = "campaigns_events",
+    post,
+    path = "/v1/campaigns/{id}/events",
+    tag = "campaigns",
+    summary = "Report events for up to 10,000 recipients",
+    params(("id" = String, Path, description = "Campaign id")),
+    request_body = crate::http::openapi::BulkEvents,
+    responses((status = 200, description = "Per-event results", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn events(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -554,6 +636,16 @@ pub async fn events(
 
 /// `GET /v1/campaigns/{id}/stream`: progress as server-sent events, every
 /// second, until the campaign is completed or cancelled.
+#[utoipa::path(
+    operation_id = "campaigns_stream",
+    get,
+    path = "/v1/campaigns/{id}/stream",
+    tag = "campaigns",
+    summary = "Progress as server-sent events, every second",
+    params(("id" = String, Path, description = "Campaign id")),
+    responses((status = 200, description = "text/event-stream", body = String), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn stream(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -705,6 +797,16 @@ fn csv_report(r: &report::Report) -> Response {
 }
 
 /// `GET /v1/reports/campaigns/{id}[?format=csv&from=&to=]`.
+#[utoipa::path(
+    operation_id = "campaigns_report",
+    get,
+    path = "/v1/reports/campaigns/{id}",
+    tag = "reports",
+    summary = "A campaign's report (JSON, or `?format=csv`)",
+    params(("id" = String, Path, description = "Campaign id"), ("format" = String, Query, description = "json or csv"), ("from" = String, Query, description = "YYYY-MM-DD"), ("to" = String, Query, description = "YYYY-MM-DD")),
+    responses((status = 200, description = "The report", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn report(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -742,6 +844,16 @@ pub async fn report(
 
 /// `GET /v1/reports/channels?from=&to=`: SMS, RCS and e-mail compared over
 /// the tenant's campaigns, by the days their messages' statuses changed.
+#[utoipa::path(
+    operation_id = "campaigns_channels",
+    get,
+    path = "/v1/reports/channels",
+    tag = "reports",
+    summary = "SMS, RCS and e-mail compared over the tenant's campaigns",
+    params(("from" = String, Query, description = "YYYY-MM-DD"), ("to" = String, Query, description = "YYYY-MM-DD"), ("format" = String, Query, description = "json or csv")),
+    responses((status = 200, description = "By channel", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn channels(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,

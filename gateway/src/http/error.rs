@@ -30,7 +30,7 @@ pub struct Rejection {
     pub reasons: Vec<&'static str>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ProblemBody<'a> {
     #[serde(rename = "type")]
     pub kind: String,
@@ -45,6 +45,7 @@ pub struct ProblemBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_status: Option<&'a str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    #[schema(value_type = Vec<String>)]
     pub reasons: &'a [&'static str],
 }
 

@@ -20,9 +20,10 @@ use crate::store::{Change, HistoryKey, Transition};
 use crate::tenants::TenantCtx;
 
 /// The answer for one accepted message.
-#[derive(Debug, Serialize)]
-struct AcceptedBody<'a> {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AcceptedBody<'a> {
     id: &'a str,
+    #[schema(value_type = String)]
     status: Status,
     segments: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -80,8 +81,8 @@ fn render_one(outcomes: &[Outcome]) -> Result<Answer, Refused> {
 }
 
 /// The answer to `POST /v1/messages/batch`.
-#[derive(Serialize)]
-struct BatchBody<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct BatchBody<'a> {
     accepted: usize,
     rejected: usize,
     /// In request order.
@@ -89,9 +90,9 @@ struct BatchBody<'a> {
 }
 
 /// One item of a batch answer: the message, or `{"error": <problem>}`.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-enum ItemBody<'a> {
+pub enum ItemBody<'a> {
     Accepted(AcceptedBody<'a>),
     Refused { error: ProblemBody<'a> },
 }
@@ -139,6 +140,16 @@ fn problem_response(status: u16, body: String) -> Response {
 }
 
 /// `POST /v1/messages`.
+#[utoipa::path(
+    operation_id = "messages_create",
+    post,
+    path = "/v1/messages",
+    tag = "messages",
+    summary = "Send one message (`Idempotency-Key` honoured)",
+    request_body = crate::http::openapi::MessageRequest,
+    responses((status = 202, description = "Accepted (queued, scheduled or held)", body = crate::http::openapi::AcceptedBody), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn create(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -149,6 +160,16 @@ pub async fn create(
 
 /// `POST /v1/messages/batch`: every item is validated on its own; the valid ones are
 /// stored in one round trip; results come back in request order.
+#[utoipa::path(
+    operation_id = "messages_create_batch",
+    post,
+    path = "/v1/messages/batch",
+    tag = "messages",
+    summary = "Send up to 10,000 messages; each item succeeds or fails on its own",
+    request_body = crate::http::openapi::BatchRequest,
+    responses((status = 202, description = "Per-item results in request order (207 when some were refused)", body = crate::http::openapi::BatchBody), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn create_batch(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -213,9 +234,10 @@ async fn submit(
 }
 
 /// A message as the API shows it.
-#[derive(Serialize)]
-struct MessageView<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MessageView<'a> {
     id: &'a str,
+    #[schema(value_type = String)]
     status: Status,
     channel: &'a str,
     to: &'a str,
@@ -237,9 +259,11 @@ struct MessageView<'a> {
     valid_until: Option<String>,
     /// The stored template (and version) its content came from.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     template: Option<&'a crate::model::TemplateRef>,
     /// The campaign step that sent it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     campaign: Option<&'a crate::model::CampaignRef>,
     /// Clicks on its tracked links, when there were any.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -247,8 +271,8 @@ struct MessageView<'a> {
     events: Vec<EventView<'a>>,
 }
 
-#[derive(Serialize)]
-struct ClicksView {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ClicksView {
     clicks: u64,
     prefetches: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -257,8 +281,9 @@ struct ClicksView {
     last_click_at: Option<String>,
 }
 
-#[derive(Serialize)]
-struct EventView<'a> {
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct EventView<'a> {
+    #[schema(value_type = String)]
     status: Status,
     at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -318,6 +343,16 @@ async fn load_own(app: &App, tenant: &TenantCtx, id: &str) -> Result<Record, Api
 }
 
 /// `GET /v1/messages/{id}`.
+#[utoipa::path(
+    operation_id = "messages_show",
+    get,
+    path = "/v1/messages/{id}",
+    tag = "messages",
+    summary = "A message with its timestamped events and clicks",
+    params(("id" = String, Path, description = "Message id")),
+    responses((status = 200, description = "The message", body = crate::http::openapi::MessageView), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn show(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -334,9 +369,9 @@ pub async fn show(
     Ok::<_, ApiError>(axum::Json(view(&r, clicks)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct OptOutRequest {
+pub struct OptOutRequest {
     to: String,
 }
 
@@ -354,6 +389,16 @@ fn recipient(app: &App, raw: &str) -> Result<(goniec_config::Channel, String), A
 
 /// `POST /v1/opt-outs` `{"to": "+48…"}`: this tenant may no longer message the
 /// recipient; later submissions are rejected with `opted_out`.
+#[utoipa::path(
+    operation_id = "messages_opt_out",
+    post,
+    path = "/v1/opt-outs",
+    tag = "opt-outs",
+    summary = "Opt a recipient out for this tenant",
+    request_body = crate::http::openapi::OptOutRequest,
+    responses((status = 200, description = "Opted out", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn opt_out(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -372,6 +417,16 @@ pub async fn opt_out(
 }
 
 /// `DELETE /v1/opt-outs/{to}`: the recipient may be messaged again (they opted in).
+#[utoipa::path(
+    operation_id = "messages_opt_in",
+    delete,
+    path = "/v1/opt-outs/{to}",
+    tag = "opt-outs",
+    summary = "Opt a recipient back in",
+    params(("to" = String, Path, description = "Number or address")),
+    responses((status = 200, description = "Opted in", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn opt_in(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -387,6 +442,16 @@ pub async fn opt_in(
 }
 
 /// `DELETE /v1/messages/{id}`: cancel while not yet submitted.
+#[utoipa::path(
+    operation_id = "messages_cancel",
+    delete,
+    path = "/v1/messages/{id}",
+    tag = "messages",
+    summary = "Cancel a message not yet submitted",
+    params(("id" = String, Path, description = "Message id")),
+    responses((status = 200, description = "Cancelled", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn cancel(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -427,6 +492,16 @@ pub struct HistoryQuery {
 }
 
 /// `GET /v1/messages?to=…` or `?client_ref=…`: newest first, `cursor` for the next page.
+#[utoipa::path(
+    operation_id = "messages_history",
+    get,
+    path = "/v1/messages",
+    tag = "messages",
+    summary = "Contact history of one recipient (`to`) or `client_ref`, newest first",
+    params(("to" = String, Query, description = "Recipient"), ("client_ref" = String, Query, description = "Client reference"), ("limit" = String, Query, description = "At most this many"), ("cursor" = String, Query, description = "next_cursor of the previous page")),
+    responses((status = 200, description = "Messages", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn history(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,

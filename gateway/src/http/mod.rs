@@ -8,6 +8,7 @@ pub mod extract;
 pub mod limits;
 pub mod links;
 pub mod messages;
+pub mod openapi;
 pub mod rcs;
 pub mod serve;
 pub mod templates;
@@ -87,6 +88,8 @@ pub fn router(app: Arc<App>, limits: Arc<Limits>) -> axum::Router {
         .route("/v1/webhooks/rcs", post(rcs::event))
         .route("/v1/opt-outs/{to}", delete(messages::opt_in))
         .route("/l/{code}", get(links::follow))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -144,12 +147,30 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<TenantCtx>, Ap
     Ok(tenant)
 }
 
+#[utoipa::path(
+    operation_id = "health_healthz",
+    get,
+    path = "/healthz",
+    tag = "health",
+    summary = "Liveness",
+    responses((status = 200, description = "Alive", body = String), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(())
+)]
 async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// Ready when: not shutting down, the store answers, and every routed channel has a
 /// connector that is up.
+#[utoipa::path(
+    operation_id = "health_readyz",
+    get,
+    path = "/readyz",
+    tag = "health",
+    summary = "Readiness: red while the store or every connector of a channel is down",
+    responses((status = 200, description = "Ready (503 when not)", body = String), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(())
+)]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
     let mut problems = Vec::new();
     if app.flags.shutting_down() {
@@ -182,6 +203,15 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 
 /// `GET /metrics` on the API listener: 404 when metrics have a listener of
 /// their own (`admin.metrics_listen`), else [`metrics_answer`].
+#[utoipa::path(
+    operation_id = "health_metrics",
+    get,
+    path = "/metrics",
+    tag = "health",
+    summary = "Prometheus metrics (behind admin.metrics_keys when set)",
+    responses((status = 200, description = "Prometheus text", body = String), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(())
+)]
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     if app.cfg.admin.metrics_listen.is_some() {
         return ApiError::new(Problem::NotFound, "no such endpoint").into_response();

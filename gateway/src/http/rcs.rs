@@ -48,6 +48,16 @@ const STORE_WITHIN: Duration = Duration::from_secs(8);
 /// Signed over its body, an event cannot be authenticated before it is read: only
 /// a request carrying a signature is read at all, and at most
 /// [`super::limits::RCS_EVENT_BODY`] of it.
+#[utoipa::path(
+    operation_id = "rcs_event",
+    post,
+    path = "/v1/webhooks/rcs",
+    tag = "webhooks",
+    summary = "RCS platform events (signature verified)",
+    request_body = serde_json::Value,
+    responses((status = 200, description = "Stored", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(())
+)]
 pub async fn event(
     State(app): State<Arc<App>>,
     headers: HeaderMap,

@@ -194,6 +194,16 @@ async fn store_version(
 }
 
 /// `POST /v1/templates`: a new template (version 1).
+#[utoipa::path(
+    operation_id = "templates_create",
+    post,
+    path = "/v1/templates",
+    tag = "templates",
+    summary = "Store a new template (version 1); the body is the template with its `id`",
+    request_body = crate::http::openapi::TemplateDoc,
+    responses((status = 201, description = "Stored", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn create(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -205,6 +215,17 @@ pub async fn create(
 }
 
 /// `PUT /v1/templates/{id}`: the next version (or the first).
+#[utoipa::path(
+    operation_id = "templates_update",
+    put,
+    path = "/v1/templates/{id}",
+    tag = "templates",
+    summary = "Store the next version of a template",
+    params(("id" = String, Path, description = "Template id")),
+    request_body = crate::http::openapi::TemplateDoc,
+    responses((status = 200, description = "Stored (201 for a first version)", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn update(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -236,6 +257,16 @@ async fn load(
 }
 
 /// `GET /v1/templates/{id}[?version=N]`.
+#[utoipa::path(
+    operation_id = "templates_get",
+    get,
+    path = "/v1/templates/{id}",
+    tag = "templates",
+    summary = "A template (its newest version, or `?version=N`)",
+    params(("id" = String, Path, description = "Template id"), ("version" = String, Query, description = "A version")),
+    responses((status = 200, description = "The template", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn get(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -254,6 +285,15 @@ pub async fn get(
 }
 
 /// `GET /v1/templates`: every template's newest version.
+#[utoipa::path(
+    operation_id = "templates_list",
+    get,
+    path = "/v1/templates",
+    tag = "templates",
+    summary = "Every template's newest version",
+    responses((status = 200, description = "Templates", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn list(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -281,6 +321,16 @@ pub async fn list(
 }
 
 /// `DELETE /v1/templates/{id}`: refused while a running campaign uses it.
+#[utoipa::path(
+    operation_id = "templates_delete",
+    delete,
+    path = "/v1/templates/{id}",
+    tag = "templates",
+    summary = "Delete a template (409 template-in-use while a campaign uses it)",
+    params(("id" = String, Path, description = "Template id")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn delete(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,
@@ -308,10 +358,11 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
     #[serde(default)]
+    #[schema(value_type = Object)]
     vars: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     version: Option<u32>,
@@ -336,6 +387,17 @@ fn cost(t: &str) -> SmsCost {
 /// `POST /v1/templates/{id}/preview`: the filled content for sample `vars`,
 /// and for SMS what it costs as it is and transliterated. Short links are
 /// shown with a placeholder code; nothing is stored.
+#[utoipa::path(
+    operation_id = "templates_preview",
+    post,
+    path = "/v1/templates/{id}/preview",
+    tag = "templates",
+    summary = "Fill a template with sample values; for SMS, what it costs",
+    params(("id" = String, Path, description = "Template id")),
+    request_body = crate::http::openapi::PreviewRequest,
+    responses((status = 200, description = "Rendered content and SMS cost", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    security(("api_key" = []))
+)]
 pub async fn preview(
     State(app): State<Arc<App>>,
     AuthTenant(tenant): AuthTenant,

@@ -24,9 +24,10 @@ use render::{Escape, FillError, Filler, Piece, VarRule};
 pub const MAX_ID: usize = 64;
 
 /// A template as the API takes and shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateDoc {
+    #[schema(value_type = String, example = "sms")]
     pub channel: Channel,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -36,6 +37,7 @@ pub struct TemplateDoc {
     /// RCS content (rich card, suggestions, file) as `POST /v1/messages` takes
     /// it; placeholders are filled in its strings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub rcs: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailTemplate>,
@@ -50,7 +52,7 @@ pub struct TemplateDoc {
     pub transliterate: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailTemplate {
     pub subject: String,
@@ -59,17 +61,19 @@ pub struct EmailTemplate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
     pub attachments: Vec<AttachmentData>,
 }
 
 /// A declared variable.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VarDecl {
     /// Used when a recipient has no value (or an empty one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
     #[serde(default, skip_serializing_if = "is_text")]
+    #[schema(value_type = String, example = "amount")]
     pub format: Format,
 }
 

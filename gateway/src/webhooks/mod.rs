@@ -38,7 +38,7 @@ use goniec_config::net::check_callback_url;
 use goniec_config::net::is_private;
 
 /// The callback body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CallbackBody<'a> {
     /// The same for every attempt of this status change, across retries and
     /// crashes (message id, status and the change's time): receivers

@@ -30,9 +30,10 @@ use crate::templates::links::Made;
 use crate::templates::Template;
 
 /// The body of `POST /v1/messages` (and each item of a batch).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
+    #[schema(value_type = String, example = "sms")]
     pub channel: Channel,
     pub to: String,
     #[serde(default)]
@@ -48,8 +49,10 @@ pub struct MessageRequest {
     #[serde(default)]
     pub template_version: Option<u32>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub vars: Option<Vars>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub rcs: Option<serde_json::Value>,
     #[serde(default)]
     pub email: Option<EmailRequest>,
@@ -66,6 +69,7 @@ pub struct MessageRequest {
     #[serde(default)]
     pub client_ref: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     pub fallback: Option<Vec<Channel>>,
     #[serde(default)]
     pub fallback_text: Option<String>,
@@ -73,7 +77,7 @@ pub struct MessageRequest {
     pub transliterate: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailRequest {
     pub subject: String,
@@ -82,6 +86,7 @@ pub struct EmailRequest {
     #[serde(default)]
     pub text: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
     pub attachments: Vec<AttachmentData>,
 }
 
