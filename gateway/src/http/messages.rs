@@ -89,6 +89,13 @@ pub struct BatchBody<'a> {
     results: Vec<ItemBody<'a>>,
 }
 
+/// `POST /v1/messages/batch`: up to `server.max_batch` messages (the body is
+/// read item by item by `accept`; this type only describes it).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct BatchRequest {
+    pub messages: Vec<crate::accept::validate::MessageRequest>,
+}
+
 /// One item of a batch answer: the message, or `{"error": <problem>}`.
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
@@ -146,8 +153,8 @@ fn problem_response(status: u16, body: String) -> Response {
     path = "/v1/messages",
     tag = "messages",
     summary = "Send one message (`Idempotency-Key` honoured)",
-    request_body = crate::http::openapi::MessageRequest,
-    responses((status = 202, description = "Accepted (queued, scheduled or held)", body = crate::http::openapi::AcceptedBody), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    request_body = crate::accept::validate::MessageRequest,
+    responses((status = 202, description = "Accepted (queued, scheduled or held)", body = crate::http::messages::AcceptedBody<'static>), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn create(
@@ -166,8 +173,8 @@ pub async fn create(
     path = "/v1/messages/batch",
     tag = "messages",
     summary = "Send up to 10,000 messages; each item succeeds or fails on its own",
-    request_body = crate::http::openapi::BatchRequest,
-    responses((status = 202, description = "Per-item results in request order (207 when some were refused)", body = crate::http::openapi::BatchBody), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    request_body = crate::http::messages::BatchRequest,
+    responses((status = 202, description = "Per-item results in request order (207 when some were refused)", body = crate::http::messages::BatchBody<'static>), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn create_batch(
@@ -350,7 +357,7 @@ async fn load_own(app: &App, tenant: &TenantCtx, id: &str) -> Result<Record, Api
     tag = "messages",
     summary = "A message with its timestamped events and clicks",
     params(("id" = String, Path, description = "Message id")),
-    responses((status = 200, description = "The message", body = crate::http::openapi::MessageView), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "The message", body = crate::http::messages::MessageView<'static>), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn show(
@@ -395,8 +402,8 @@ fn recipient(app: &App, raw: &str) -> Result<(goniec_config::Channel, String), A
     path = "/v1/opt-outs",
     tag = "opt-outs",
     summary = "Opt a recipient out for this tenant",
-    request_body = crate::http::openapi::OptOutRequest,
-    responses((status = 200, description = "Opted out", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    request_body = crate::http::messages::OptOutRequest,
+    responses((status = 200, description = "Opted out", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn opt_out(
@@ -424,7 +431,7 @@ pub async fn opt_out(
     tag = "opt-outs",
     summary = "Opt a recipient back in",
     params(("to" = String, Path, description = "Number or address")),
-    responses((status = 200, description = "Opted in", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Opted in", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn opt_in(
@@ -449,7 +456,7 @@ pub async fn opt_in(
     tag = "messages",
     summary = "Cancel a message not yet submitted",
     params(("id" = String, Path, description = "Message id")),
-    responses((status = 200, description = "Cancelled", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Cancelled", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn cancel(
@@ -499,7 +506,7 @@ pub struct HistoryQuery {
     tag = "messages",
     summary = "Contact history of one recipient (`to`) or `client_ref`, newest first",
     params(("to" = String, Query, description = "Recipient"), ("client_ref" = String, Query, description = "Client reference"), ("limit" = String, Query, description = "At most this many"), ("cursor" = String, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "Messages", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::openapi::Problem, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::openapi::Problem, content_type = "application/problem+json")),
+    responses((status = 200, description = "Messages", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
     security(("api_key" = []))
 )]
 pub async fn history(

@@ -4,9 +4,8 @@
 //! route and method, no more, no less) and to `openapi-spec-validator`.
 
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 pub use crate::accept::validate::{EmailRequest, MessageRequest};
 pub use crate::campaigns::{CampaignDoc, Condition, Step, StopEvent};
@@ -29,11 +28,7 @@ pub type EventView = super::messages::EventView<'static>;
 /// What a tenant's callback URL receives (signed with `Goniec-Signature`).
 pub type CallbackBody = crate::webhooks::CallbackBody<'static>;
 
-/// `POST /v1/messages/batch`: up to `server.max_batch` messages.
-#[derive(Deserialize, ToSchema)]
-pub struct BatchRequest {
-    pub messages: Vec<MessageRequest>,
-}
+pub use crate::http::messages::BatchRequest;
 
 struct Security;
 
