@@ -484,9 +484,11 @@ connector = "ok"
 
     let _gw2 = spawn(&cfg_path, &log);
     wait_ready(&http, &base).await;
-    // A batch whose idempotency key the killed process had just reserved waits
-    // for the reservation to lapse (60 s) before it is redone.
-    let deadline = Instant::now() + Duration::from_secs(150);
+    // A batch whose idempotency key the killed process had reserved is taken
+    // over once that process's heartbeat lapses (`takeover_after`, 5 s), not
+    // after the reservation's own 60 s.
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(40);
     let p = loop {
         let p: Value = progress(&http).await.unwrap().json().await.unwrap();
         if p["state"] == "completed" {

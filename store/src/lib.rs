@@ -706,6 +706,9 @@ pub trait Store: Send + Sync + 'static {
     /// refresh it well within `ttl`; see [`Store::take_over_dead`].
     async fn beat(&self, consumer: &str, ttl: Duration) -> Result<(), StoreError>;
 
+    /// Whether an instance's heartbeat is current (see [`Store::beat`]).
+    async fn alive(&self, consumer: &str) -> Result<bool, StoreError>;
+
     /// Take over, at once and whatever their idle time, up to `max` entries of
     /// `lane` held by consumers whose heartbeat ([`Store::beat`]) has lapsed (a
     /// killed instance), and forget such consumers once they hold nothing. A

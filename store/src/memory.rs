@@ -927,6 +927,11 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    /// One process holds the memory store: every instance it knows is itself.
+    async fn alive(&self, _consumer: &str) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
     async fn take_over_dead(
         &self,
         _lane: Lane,

@@ -1883,6 +1883,13 @@ impl Store for RedisStore {
         .await
     }
 
+    async fn alive(&self, consumer: &str) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .query(redis::cmd("EXISTS").arg(self.keys.alive(consumer)))
+            .await?;
+        Ok(n == 1)
+    }
+
     async fn take_over_dead(
         &self,
         lane: Lane,

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use goniec_config::Channel;
 use goniec_store::campaigns::{DueBatch, DueItem, RecipientState, StepDone};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{Condition, Recipient, StopEvent, Stored};
 use crate::accept::{self, Idem, Items, Outcome, Refused};
@@ -26,6 +25,8 @@ use crate::tenants::TenantCtx;
 const TICK: Duration = Duration::from_millis(200);
 /// Most recipients in one batch.
 const MAX_BATCH: usize = 500;
+/// Prefix of a campaign batch's idempotency reservation, before the instance's name.
+const OWNER: &str = "campaign-runner|";
 /// A message over its channel's speed waits this long.
 const LATER_MS: i64 = 1_000;
 /// Most recipients one campaign takes per tick without a `speed` (50,000/s),
@@ -347,7 +348,9 @@ async fn run_batch(
         Vec::new()
     } else {
         let key = format!("campaign:{id}:{p}:{}", batch.seq);
-        let fingerprint = hex::encode(Sha256::digest(key.as_bytes()));
+        // The reservation names the instance that made it: one left by a dead
+        // instance is dropped at once instead of waiting for it to lapse.
+        let fingerprint = format!("{OWNER}{}", app.consumer);
         match app
             .store
             .idem_begin(&tenant.cfg.name, &key, &fingerprint)
@@ -357,7 +360,24 @@ async fn run_batch(
             IdemBegin::Done { body, .. } => {
                 serde_json::from_str(&body).map_err(|e| e.to_string())?
             }
-            IdemBegin::InProgress { .. } => return Ok(false),
+            IdemBegin::InProgress { fingerprint } => {
+                let owner = fingerprint.strip_prefix(OWNER).unwrap_or_default();
+                // This process runs its batches one at a time, so its own
+                // reservation is a leftover; another's only once it is dead.
+                // Only a reservation is dropped, never a stored answer
+                // (`lua/idem_abort.lua`), so a batch the dead instance did
+                // store is answered from it.
+                let stale = owner == app.consumer
+                    || !app.store.alive(owner).await.map_err(|e| e.to_string())?;
+                if stale {
+                    tracing::info!(campaign = %id, partition = p, batch = batch.seq, "Taking over a batch a dead instance had reserved.");
+                    app.store
+                        .idem_abort(&tenant.cfg.name, &key)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                return Ok(false);
+            }
             IdemBegin::New => {
                 let body = serde_json::to_vec(&serde_json::json!({ "messages": messages }))
                     .map_err(|e| e.to_string())?;
