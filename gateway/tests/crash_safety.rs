@@ -557,4 +557,5 @@ connector = "ok"
         "{} resubmits",
         submitted.len() - distinct.len()
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
