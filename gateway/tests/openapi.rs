@@ -94,6 +94,13 @@ async fn the_document_covers_every_route_and_validates() {
         assert_eq!(params["name"], "Goniec-Signature", "{hook}");
     }
     assert!(doc["components"]["schemas"]["CallbackBody"]["properties"]["event_id"].is_object());
+    let create = &doc["paths"]["/v1/messages"]["post"]["responses"];
+    assert!(
+        create["401"].is_object() && create["4XX"].is_object(),
+        "{create}"
+    );
+    assert!(doc["paths"]["/healthz"]["get"]["responses"]["401"].is_null());
+    assert!(doc["paths"]["/l/{code}"]["get"]["responses"]["4XX"].is_null());
     assert!(
         doc["components"]["schemas"]["MessageRequest"]["properties"]["template_id"].is_object()
     );

@@ -135,7 +135,4 @@ pub trait Links: Send + Sync {
     /// Record clicks on their messages: the counts, a history event, and the
     /// callback when the message has one for `clicked`. One answer per click.
     async fn record_clicks(&self, clicks: &[Click]) -> Result<Vec<ClickRecorded>, StoreError>;
-
-    /// Messages' clicks (zero when none or unknown), in order.
-    async fn clicks(&self, message_ids: &[String]) -> Result<Vec<Clicks>, StoreError>;
 }

@@ -551,6 +551,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<String>, StoreError>;
 
     /// Reserve an idempotency key (short-lived until the response is written).
+    /// The fingerprint is stored `|`-separated and must not contain `|`.
     async fn idem_begin(
         &self,
         tenant: &str,

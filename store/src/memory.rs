@@ -512,6 +512,7 @@ impl Store for MemoryStore {
             data,
             status: r.status,
             events: r.events.clone(),
+            clicks: r.clicks,
         }))
     }
 

@@ -109,6 +109,9 @@ pub struct Record {
     pub data: MessageData,
     pub status: Status,
     pub events: Vec<Event>,
+    /// Clicks on its tracked links (read with the record by `get`; zero
+    /// where a caller does not need them, e.g. a lane's workers).
+    pub clicks: crate::content::Clicks,
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -873,6 +873,7 @@ fn parse_record(
     d: Option<String>,
     s: Option<String>,
     e: Option<String>,
+    clicks: crate::content::Clicks,
 ) -> Result<Option<Record>, StoreError> {
     let (Some(d), Some(s)) = (d, s) else {
         return Ok(None);
@@ -891,13 +892,19 @@ fn parse_record(
         data,
         status,
         events,
+        clicks,
     }))
 }
 
 /// A record that does not parse (written by a newer version, or damaged) must not stall
 /// a whole batch: it is reported and treated as absent.
-fn parse_or_log(d: Option<String>, s: Option<String>, e: Option<String>) -> Option<Record> {
-    parse_record(d, s, e).unwrap_or_else(|err| {
+fn parse_or_log(
+    d: Option<String>,
+    s: Option<String>,
+    e: Option<String>,
+    clicks: crate::content::Clicks,
+) -> Option<Record> {
+    parse_record(d, s, e, clicks).unwrap_or_else(|err| {
         tracing::error!(error = %err, "Unreadable message record; skipping it.");
         None
     })
@@ -1072,12 +1079,37 @@ impl Store for RedisStore {
         let mut b = Batch::new();
         for id in ids {
             let k = self.keys.record(id);
-            b.cmd(&k, "HMGET").arg(&k).arg("d").arg("s").arg("e");
+            b.cmd(&k, "HMGET")
+                .arg(&k)
+                .arg("d")
+                .arg("s")
+                .arg("e")
+                .arg("kc")
+                .arg("kp")
+                .arg("kf")
+                .arg("kl");
         }
-        let rows: Vec<(Option<String>, Option<String>, Option<String>)> = self.run(&b).await?;
+        type Row = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<u64>,
+            Option<u64>,
+            Option<i64>,
+            Option<i64>,
+        );
+        let rows: Vec<Row> = self.run(&b).await?;
         Ok(rows
             .into_iter()
-            .map(|(d, s, e)| parse_or_log(d, s, e))
+            .map(|(d, s, e, kc, kp, kf, kl)| {
+                let clicks = crate::content::Clicks {
+                    clicks: kc.unwrap_or(0),
+                    prefetches: kp.unwrap_or(0),
+                    first_click_at: kf,
+                    last_click_at: kl,
+                };
+                parse_or_log(d, s, e, clicks)
+            })
             .collect())
     }
 
@@ -1094,7 +1126,7 @@ impl Store for RedisStore {
         let some = |v: &String| (!v.is_empty()).then(|| v.clone());
         for ((_, idx), flat) in by_part.iter().zip(replies) {
             for (&i, r) in idx.iter().zip(flat.chunks_exact(3)) {
-                out[i] = parse_or_log(some(&r[0]), some(&r[1]), some(&r[2]));
+                out[i] = parse_or_log(some(&r[0]), some(&r[1]), some(&r[2]), Default::default());
             }
         }
         Ok(out)

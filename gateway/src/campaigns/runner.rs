@@ -25,8 +25,9 @@ use crate::tenants::TenantCtx;
 const TICK: Duration = Duration::from_millis(200);
 /// Most recipients in one batch.
 const MAX_BATCH: usize = 500;
-/// Prefix of a campaign batch's idempotency reservation, before the instance's name.
-const OWNER: &str = "campaign-runner|";
+/// Prefix of a campaign batch's idempotency fingerprint, before the
+/// instance's name (no `|`: the store separates fields with it).
+const OWNER: &str = "campaign-runner:";
 /// A message over its channel's speed waits this long.
 const LATER_MS: i64 = 1_000;
 /// Most recipients one campaign takes per tick without a `speed` (50,000/s),
@@ -314,15 +315,9 @@ async fn run_batch(
             .collect();
         if !ids.is_empty() {
             let recs = app.store.get_many(&ids).await.map_err(|e| e.to_string())?;
-            let clicks = app
-                .store
-                .links()
-                .clicks(&ids)
-                .await
-                .map_err(|e| e.to_string())?;
-            for ((id, rec), c) in ids.iter().zip(recs).zip(clicks) {
+            for (id, rec) in ids.iter().zip(recs) {
                 if let Some(r) = rec {
-                    status.insert(id.clone(), (r.status, c.clicks));
+                    status.insert(id.clone(), (r.status, r.clicks.clicks));
                 }
             }
         }

@@ -41,7 +41,7 @@ struct DeadLetter {
     tag = "admin",
     summary = "Dead-lettered jobs of a lane, oldest first",
     params(("lane" = String, Query, description = "sms, rcs, email or webhook"), ("limit" = String, Query, description = "1 to 1000")),
-    responses((status = 200, description = "Entries", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Entries", body = serde_json::Value)),
     security(("admin_key" = []))
 )]
 pub async fn dead_letters(
@@ -131,7 +131,7 @@ struct HeldView {
     tag = "admin",
     summary = "Messages held by anti-fraud, oldest first",
     params(("limit" = String, Query, description = "1 to 1000")),
-    responses((status = 200, description = "Entries", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Entries", body = serde_json::Value)),
     security(("admin_key" = []))
 )]
 pub async fn held(
@@ -182,7 +182,7 @@ pub async fn held(
     tag = "admin",
     summary = "Release or drop a held message",
     params(("id" = String, Path, description = "Message id"), ("action" = String, Path, description = "release or drop")),
-    responses((status = 200, description = "Decided", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Decided", body = serde_json::Value)),
     security(("admin_key" = []))
 )]
 pub async fn decide(
@@ -261,7 +261,7 @@ pub struct SuppressionQuery {
     tag = "admin",
     summary = "A tenant's suppressed e-mail addresses",
     params(("tenant" = String, Query, description = "Tenant"), ("limit" = String, Query, description = "At most this many")),
-    responses((status = 200, description = "Entries", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Entries", body = serde_json::Value)),
     security(("admin_key" = []))
 )]
 pub async fn suppressions(
@@ -300,7 +300,7 @@ pub async fn suppressions(
     tag = "admin",
     summary = "Remove an address from a suppression list",
     params(("tenant" = String, Path, description = "Tenant"), ("address" = String, Path, description = "Address")),
-    responses((status = 200, description = "Removed", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Removed", body = serde_json::Value)),
     security(("admin_key" = []))
 )]
 pub async fn unsuppress(
@@ -344,7 +344,7 @@ struct SuppressRequest {
     tag = "admin",
     summary = "Suppress an address by hand",
     request_body = serde_json::Value,
-    responses((status = 200, description = "Suppressed", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Suppressed", body = serde_json::Value)),
     security(("admin_key" = []))
 )]
 pub async fn suppress(

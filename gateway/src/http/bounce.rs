@@ -31,7 +31,7 @@ use crate::store::{Change, Transition};
     tag = "webhooks",
     summary = "A DSN (RFC 3464) from the relay; signed with the tenant's secret",
     request_body = String,
-    responses((status = 200, description = "Applied", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Applied", body = serde_json::Value)),
     security(())
 )]
 pub async fn email_bounce(

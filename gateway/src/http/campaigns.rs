@@ -146,7 +146,7 @@ async fn progress(app: &App, tenant: &TenantCtx, id: &str) -> Result<serde_json:
     tag = "campaigns",
     summary = "Create a campaign (`Idempotency-Key` honoured); optional inline `recipients` and `start`",
     request_body = crate::campaigns::CampaignDoc,
-    responses((status = 201, description = "The campaign's progress", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 201, description = "The campaign's progress", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn create(
@@ -285,7 +285,7 @@ async fn create_inner(
     summary = "Add the audience: text/csv or application/x-ndjson, streamed",
     params(("id" = String, Path, description = "Campaign id")),
     request_body = String,
-    responses((status = 200, description = "Rows read, accepted and rejected", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Rows read, accepted and rejected", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn audience(
@@ -344,7 +344,7 @@ pub async fn audience(
     tag = "campaigns",
     summary = "Rejected audience rows (text/csv: line;reason;detail)",
     params(("id" = String, Path, description = "Campaign id")),
-    responses((status = 200, description = "CSV", body = String), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "CSV", body = String)),
     security(("api_key" = []))
 )]
 pub async fn rejects(
@@ -396,7 +396,7 @@ pub async fn rejects(
     tag = "campaigns",
     summary = "State and progress",
     params(("id" = String, Path, description = "Campaign id")),
-    responses((status = 200, description = "Progress", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Progress", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn show(
@@ -414,7 +414,7 @@ pub async fn show(
     path = "/v1/campaigns",
     tag = "campaigns",
     summary = "The tenant's campaigns, newest first",
-    responses((status = 200, description = "Campaigns", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Campaigns", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn list(
@@ -446,7 +446,7 @@ pub async fn list(
     tag = "campaigns",
     summary = "start, pause, resume or cancel",
     params(("id" = String, Path, description = "Campaign id"), ("action" = String, Path, description = "start, pause, resume or cancel")),
-    responses((status = 200, description = "The campaign's progress", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "The campaign's progress", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn action(
@@ -561,7 +561,7 @@ fn event_kind(kind: &str, field: &str) -> Result<&'static str, ApiError> {
     summary = "Report a recipient's payment, reply or opt-out",
     params(("id" = String, Path, description = "Campaign id"), ("client_ref" = String, Path, description = "The recipient's client_ref")),
     request_body = crate::http::campaigns::EventIn,
-    responses((status = 200, description = "Recorded", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Recorded", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn event(
@@ -596,7 +596,7 @@ pub async fn event(
     summary = "Report events for up to 10,000 recipients",
     params(("id" = String, Path, description = "Campaign id")),
     request_body = crate::http::campaigns::BulkEvents,
-    responses((status = 200, description = "Per-event results", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Per-event results", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn events(
@@ -643,7 +643,7 @@ pub async fn events(
     tag = "campaigns",
     summary = "Progress as server-sent events, every second",
     params(("id" = String, Path, description = "Campaign id")),
-    responses((status = 200, description = "text/event-stream", body = String), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "text/event-stream", body = String)),
     security(("api_key" = []))
 )]
 pub async fn stream(
@@ -804,7 +804,7 @@ fn csv_report(r: &report::Report) -> Response {
     tag = "reports",
     summary = "A campaign's report (JSON, or `?format=csv`)",
     params(("id" = String, Path, description = "Campaign id"), ("format" = String, Query, description = "json or csv"), ("from" = String, Query, description = "YYYY-MM-DD"), ("to" = String, Query, description = "YYYY-MM-DD")),
-    responses((status = 200, description = "The report", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "The report", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn report(
@@ -851,7 +851,7 @@ pub async fn report(
     tag = "reports",
     summary = "SMS, RCS and e-mail compared over the tenant's campaigns",
     params(("from" = String, Query, description = "YYYY-MM-DD"), ("to" = String, Query, description = "YYYY-MM-DD"), ("format" = String, Query, description = "json or csv")),
-    responses((status = 200, description = "By channel", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "By channel", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn channels(

@@ -126,7 +126,7 @@ async fn is_scanner(app: &App, link: &Link, ip: Option<IpAddr>, now: i64) -> boo
     tag = "links",
     summary = "A tracked link: 302 to its target, the click recorded",
     params(("code" = String, Path, description = "10 base62 characters")),
-    responses((status = 302, description = "Redirect to the target"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 302, description = "Redirect to the target")),
     security(())
 )]
 pub async fn follow(

@@ -154,7 +154,7 @@ fn problem_response(status: u16, body: String) -> Response {
     tag = "messages",
     summary = "Send one message (`Idempotency-Key` honoured)",
     request_body = crate::accept::validate::MessageRequest,
-    responses((status = 202, description = "Accepted (queued, scheduled or held)", body = crate::http::messages::AcceptedBody<'static>), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 202, description = "Accepted (queued, scheduled or held)", body = crate::http::messages::AcceptedBody<'static>)),
     security(("api_key" = []))
 )]
 pub async fn create(
@@ -174,7 +174,7 @@ pub async fn create(
     tag = "messages",
     summary = "Send up to 10,000 messages; each item succeeds or fails on its own",
     request_body = crate::http::messages::BatchRequest,
-    responses((status = 202, description = "Per-item results in request order (207 when some were refused)", body = crate::http::messages::BatchBody<'static>), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 202, description = "Per-item results in request order (207 when some were refused)", body = crate::http::messages::BatchBody<'static>)),
     security(("api_key" = []))
 )]
 pub async fn create_batch(
@@ -299,7 +299,7 @@ pub struct EventView<'a> {
     detail: Option<&'a str>,
 }
 
-fn view(r: &Record, clicks: Option<crate::store::content::Clicks>) -> MessageView<'_> {
+fn view(r: &Record) -> MessageView<'_> {
     MessageView {
         id: &r.data.id,
         status: r.status,
@@ -316,7 +316,7 @@ fn view(r: &Record, clicks: Option<crate::store::content::Clicks>) -> MessageVie
         valid_until: r.data.valid_until.map(format_ms),
         template: r.data.template.as_ref(),
         campaign: r.data.campaign.as_ref(),
-        clicks: clicks
+        clicks: Some(r.clicks)
             .filter(|c| c.clicks + c.prefetches > 0)
             .map(|c| ClicksView {
                 clicks: c.clicks,
@@ -357,7 +357,7 @@ async fn load_own(app: &App, tenant: &TenantCtx, id: &str) -> Result<Record, Api
     tag = "messages",
     summary = "A message with its timestamped events and clicks",
     params(("id" = String, Path, description = "Message id")),
-    responses((status = 200, description = "The message", body = crate::http::messages::MessageView<'static>), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "The message", body = crate::http::messages::MessageView<'static>)),
     security(("api_key" = []))
 )]
 pub async fn show(
@@ -366,14 +366,7 @@ pub async fn show(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let r = load_own(&app, &tenant, &id).await?;
-    let clicks = app
-        .store
-        .links()
-        .clicks(std::slice::from_ref(&id))
-        .await
-        .map_err(|_| ApiError::store_unavailable())?
-        .pop();
-    Ok::<_, ApiError>(axum::Json(view(&r, clicks)).into_response())
+    Ok::<_, ApiError>(axum::Json(view(&r)).into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -403,7 +396,7 @@ fn recipient(app: &App, raw: &str) -> Result<(goniec_config::Channel, String), A
     tag = "opt-outs",
     summary = "Opt a recipient out for this tenant",
     request_body = crate::http::messages::OptOutRequest,
-    responses((status = 200, description = "Opted out", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Opted out", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn opt_out(
@@ -431,7 +424,7 @@ pub async fn opt_out(
     tag = "opt-outs",
     summary = "Opt a recipient back in",
     params(("to" = String, Path, description = "Number or address")),
-    responses((status = 200, description = "Opted in", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Opted in", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn opt_in(
@@ -456,7 +449,7 @@ pub async fn opt_in(
     tag = "messages",
     summary = "Cancel a message not yet submitted",
     params(("id" = String, Path, description = "Message id")),
-    responses((status = 200, description = "Cancelled", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Cancelled", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn cancel(
@@ -506,7 +499,7 @@ pub struct HistoryQuery {
     tag = "messages",
     summary = "Contact history of one recipient (`to`) or `client_ref`, newest first",
     params(("to" = String, Query, description = "Recipient"), ("client_ref" = String, Query, description = "Client reference"), ("limit" = String, Query, description = "At most this many"), ("cursor" = String, Query, description = "next_cursor of the previous page")),
-    responses((status = 200, description = "Messages", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Messages", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn history(
@@ -562,7 +555,7 @@ pub async fn history(
         .iter()
         .flatten()
         .filter(|r| r.data.tenant == tenant.cfg.name)
-        .map(|r| view(r, None))
+        .map(view)
         .collect();
     Ok::<_, ApiError>(
         axum::Json(serde_json::json!({"messages": views, "next_cursor": next})).into_response(),

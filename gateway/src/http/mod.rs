@@ -153,7 +153,7 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<TenantCtx>, Ap
     path = "/healthz",
     tag = "health",
     summary = "Liveness",
-    responses((status = 200, description = "Alive", body = String), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Alive", body = String)),
     security(())
 )]
 async fn healthz() -> &'static str {
@@ -168,7 +168,7 @@ async fn healthz() -> &'static str {
     path = "/readyz",
     tag = "health",
     summary = "Readiness: red while the store or every connector of a channel is down",
-    responses((status = 200, description = "Ready (503 when not)", body = String), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Ready (503 when not)", body = String)),
     security(())
 )]
 async fn readyz(State(app): State<Arc<App>>) -> Response {
@@ -209,7 +209,7 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     path = "/metrics",
     tag = "health",
     summary = "Prometheus metrics (behind admin.metrics_keys when set)",
-    responses((status = 200, description = "Prometheus text", body = String), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Prometheus text", body = String)),
     security(())
 )]
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -141,6 +141,33 @@ pub struct ApiDoc;
 /// status changes and clicks (`CallbackBody`) and replies, each signed.
 pub fn document() -> serde_json::Value {
     let mut v = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    // Every operation but the link redirect (a plain 404 page) answers a
+    // problem for bad input, and one that needs a key a 401: said once here
+    // rather than on each handler.
+    let problem = |what: &str| {
+        serde_json::json!({"description": what, "content": {"application/problem+json": {
+            "schema": {"$ref": "#/components/schemas/ProblemBody"}}}})
+    };
+    if let Some(paths) = v["paths"].as_object_mut() {
+        for op in paths
+            .values_mut()
+            .filter_map(|p| p.as_object_mut())
+            .flat_map(|p| p.values_mut())
+        {
+            if op["tags"][0] == "links" {
+                continue;
+            }
+            let keyed = op["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .any(|r| r.as_object().is_some_and(|o| !o.is_empty()))
+            });
+            if keyed {
+                op["responses"]["401"] = problem("No valid key");
+            }
+            op["responses"]["4XX"] =
+                problem("A problem (RFC 9457) with a stable `code`; see ProblemBody");
+        }
+    }
     // Every problem code the API answers with, from the one list of them.
     let codes: Vec<&str> = goniec_core::Problem::ALL
         .iter()

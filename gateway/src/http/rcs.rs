@@ -55,7 +55,7 @@ const STORE_WITHIN: Duration = Duration::from_secs(8);
     tag = "webhooks",
     summary = "RCS platform events (signature verified)",
     request_body = serde_json::Value,
-    responses((status = 200, description = "Stored", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Stored", body = serde_json::Value)),
     security(())
 )]
 pub async fn event(

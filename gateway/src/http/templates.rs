@@ -201,7 +201,7 @@ async fn store_version(
     tag = "templates",
     summary = "Store a new template (version 1); the body is the template with its `id`",
     request_body = crate::templates::TemplateDoc,
-    responses((status = 201, description = "Stored", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 201, description = "Stored", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn create(
@@ -223,7 +223,7 @@ pub async fn create(
     summary = "Store the next version of a template",
     params(("id" = String, Path, description = "Template id")),
     request_body = crate::templates::TemplateDoc,
-    responses((status = 200, description = "Stored (201 for a first version)", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Stored (201 for a first version)", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn update(
@@ -264,7 +264,7 @@ async fn load(
     tag = "templates",
     summary = "A template (its newest version, or `?version=N`)",
     params(("id" = String, Path, description = "Template id"), ("version" = String, Query, description = "A version")),
-    responses((status = 200, description = "The template", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "The template", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn get(
@@ -291,7 +291,7 @@ pub async fn get(
     path = "/v1/templates",
     tag = "templates",
     summary = "Every template's newest version",
-    responses((status = 200, description = "Templates", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Templates", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn list(
@@ -328,7 +328,7 @@ pub async fn list(
     tag = "templates",
     summary = "Delete a template (409 template-in-use while a campaign uses it)",
     params(("id" = String, Path, description = "Template id")),
-    responses((status = 204, description = "Deleted"), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 204, description = "Deleted")),
     security(("api_key" = []))
 )]
 pub async fn delete(
@@ -395,7 +395,7 @@ fn cost(t: &str) -> SmsCost {
     summary = "Fill a template with sample values; for SMS, what it costs",
     params(("id" = String, Path, description = "Template id")),
     request_body = crate::http::templates::PreviewRequest,
-    responses((status = 200, description = "Rendered content and SMS cost", body = serde_json::Value), (status = 401, description = "Unauthorized", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json"), (status = "4XX", description = "A problem (RFC 9457) with a stable `code`; see the Problem schema", body = crate::http::error::ProblemBody<'static>, content_type = "application/problem+json")),
+    responses((status = 200, description = "Rendered content and SMS cost", body = serde_json::Value)),
     security(("api_key" = []))
 )]
 pub async fn preview(

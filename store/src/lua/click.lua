@@ -17,7 +17,9 @@ for i = 0, #KEYS / 2 - 1 do
     for _, v in ipairs({0, 0, 0, 0, 0}) do out[#out + 1] = v end
   else
     if kind == 'clicked' then
-      if redis.call('HINCRBY', rec, 'kc', 1) == 1 then count_campaign(rec, 'clicked') end
+      if redis.call('HINCRBY', rec, 'kc', 1) == 1 then
+        count_campaign(rec, redis.call('HGET', rec, 'cc'), 'clicked')
+      end
       redis.call('HSETNX', rec, 'kf', at)
       redis.call('HSET', rec, 'kl', at)
     else

@@ -7,8 +7,7 @@
 -- `ca` = accepted ms) counts each status it reaches: in all, per UTC day
 -- (days since the epoch), and for delivered/read/clicked the time it took
 -- (histogram buckets floor(4 log2(seconds + 1))).
-local function count_campaign(rec, to)
-  local cc = redis.call('HGET', rec, 'cc')
+local function count_campaign(rec, cc, to)
   if not cc then return end
   local cf = (redis.call('HGET', rec, 'cf') or '') .. ':' .. to
   local t = redis.call('TIME')
@@ -23,7 +22,9 @@ local function count_campaign(rec, to)
 end
 
 local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part, partevent)
-  local cur = redis.call('HGET', rec, 's')
+  -- Status, history, callbacks wanted and campaign counters in one read.
+  local f = redis.call('HMGET', rec, 's', 'e', 'cb', 'cc')
+  local cur = f[1]
   if not cur then return {0, ''} end
   if not string.find(allowed, ',' .. cur .. ',', 1, true) then return {2, cur} end
   if to == 'cancelled' and redis.call('HEXISTS', rec, 'x') == 1 then return {4, cur} end
@@ -32,7 +33,7 @@ local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part,
   if to == 'queued' and cur == 'submitted' and redis.call('HSETNX', rec, 'fb', '1') == 0 then
     return {2, cur}
   end
-  local ev = redis.call('HGET', rec, 'e') or ''
+  local ev = f[2] or ''
   -- A multipart message is delivered when every part is; each part counts once
   -- (an SMSC may send the same receipt again).
   if part ~= '' and to == 'delivered' then
@@ -46,9 +47,9 @@ local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part,
     end
   end
   redis.call('HSET', rec, 's', to, 'e', ev .. '\n' .. event)
-  count_campaign(rec, to)
+  count_campaign(rec, f[4], to)
   -- `cb`: 1 every change, 0 none, or the statuses wanted (",delivered,failed,").
-  local cb = redis.call('HGET', rec, 'cb') or '0'
+  local cb = f[3] or '0'
   if cb == '1' or (cb ~= '0' and string.find(cb, ',' .. to .. ',', 1, true)) then
     redis.call('XADD', hook, '*', 'j', cbjob, 'n', '0', 'p', cbpayload)
   end

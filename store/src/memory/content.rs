@@ -3,9 +3,7 @@
 use async_trait::async_trait;
 
 use super::MemoryStore;
-use crate::content::{
-    Click, ClickKind, ClickRecorded, Clicks, Link, Links, StoredTemplate, Templates,
-};
+use crate::content::{Click, ClickKind, ClickRecorded, Link, Links, StoredTemplate, Templates};
 use crate::model::Event;
 use crate::{Callbacks, Job, Lane, StoreError, Task};
 
@@ -147,13 +145,5 @@ impl Links for MemoryStore {
             self.wake(Lane::Webhook);
         }
         Ok(out)
-    }
-
-    async fn clicks(&self, message_ids: &[String]) -> Result<Vec<Clicks>, StoreError> {
-        let g = self.lock();
-        Ok(message_ids
-            .iter()
-            .map(|id| g.records.get(id).map(|r| r.clicks).unwrap_or_default())
-            .collect())
     }
 }

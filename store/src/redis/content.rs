@@ -176,30 +176,4 @@ impl Links for RedisStore {
         }
         Ok(out)
     }
-
-    async fn clicks(&self, message_ids: &[String]) -> Result<Vec<Clicks>, StoreError> {
-        let mut b = Batch::new();
-        for id in message_ids {
-            let k = self.keys.record(id);
-            b.cmd(&k, "HMGET")
-                .arg(&k)
-                .arg("kc")
-                .arg("kp")
-                .arg("kf")
-                .arg("kl");
-        }
-        let rows: Vec<Vec<Option<i64>>> = self.run(&b).await?;
-        Ok(rows
-            .into_iter()
-            .map(|f| {
-                let at = |i: usize| f.get(i).copied().flatten();
-                Clicks {
-                    clicks: at(0).unwrap_or(0) as u64,
-                    prefetches: at(1).unwrap_or(0) as u64,
-                    first_click_at: at(2),
-                    last_click_at: at(3),
-                }
-            })
-            .collect())
-    }
 }
