@@ -205,8 +205,8 @@ pub struct Webhooks {
     pub concurrency: usize,
 }
 
-/// `[admin]`: the operator's access to `/v1/admin/*` (dead letters).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// `[admin]`: the operator's access to `/v1/admin/*` and the console.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Admin {
     /// SHA-256 hashes of operator keys, `sha256:<64 hex>` (`goniec hash-key KEY`).
@@ -221,6 +221,21 @@ pub struct Admin {
     /// answers 404 there. Default: on the API listener.
     #[serde(default, deserialize_with = "opt_socket_addr")]
     pub metrics_listen: Option<SocketAddr>,
+    /// How long a console login lasts (`/console`: an operator key exchanged
+    /// for a session cookie). Default `8h`; 1 s to 7 days.
+    #[serde(with = "humantime_serde_compat")]
+    pub console_session: Duration,
+}
+
+impl Default for Admin {
+    fn default() -> Self {
+        Admin {
+            api_keys: Vec::new(),
+            metrics_keys: Vec::new(),
+            metrics_listen: None,
+            console_session: Duration::from_secs(8 * 3600),
+        }
+    }
 }
 
 /// `[antifraud]`: screening of every message before it is queued.

@@ -267,6 +267,13 @@ impl Checks {
                 "is the API's own address (server.listen); give metrics a port of their own",
             );
         }
+        let session = config.admin.console_session;
+        if session < Duration::from_secs(1) || session > Duration::from_secs(7 * 86_400) {
+            self.error(
+                "admin.console_session",
+                "must be from 1s to 7d (how long a console login lasts)",
+            );
+        }
         for (k, hash) in config.admin.api_keys.iter().enumerate() {
             let path = format!("admin.api_keys[{k}]");
             if !is_key_hash(hash) {

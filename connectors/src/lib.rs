@@ -28,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use goniec_core::Channel;
 pub use model::{
-    Attachment, DeliveryError, EmailContent, Health, InboundMessage, Outbound, QueryAnswer,
-    Receipt, ReceiptState, Submitted,
+    Attachment, BindStatus, DeliveryError, EmailContent, Health, InboundMessage, Outbound,
+    QueryAnswer, Receipt, ReceiptState, Submitted,
 };
 
 /// `[[connectors]]`: one way out to a carrier or provider, chosen by `kind`.
@@ -101,6 +101,11 @@ pub trait Connector: Send + Sync + fmt::Debug {
     async fn submit(&self, msg: &Outbound) -> Result<Submitted, DeliveryError>;
     /// Current health. Must be cheap: no I/O, no awaits.
     fn health(&self) -> Health;
+    /// Each bind or connection, for the operator console. Must be cheap like
+    /// [`Connector::health`]. Default: one entry from the health.
+    fn binds(&self) -> Vec<BindStatus> {
+        vec![BindStatus::from_health("connection", &self.health())]
+    }
     /// How this connector splits long SMS, when it does, so the API reports the
     /// segment count the carrier will see. `None`: the API's default (`udh8`) rule.
     fn concat(&self) -> Option<text::Concat> {

@@ -227,6 +227,60 @@ impl Health {
     }
 }
 
+/// One bind or connection of a connector, as the operator console shows it.
+/// Read from counters the connection keeps anyway: cheap, no I/O.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BindStatus {
+    /// `bind 1 (transceiver)`, `bind 2 (receiver)`, or the connection's name.
+    pub name: String,
+    /// `up`, `throttled` (the SMSC asked us to slow down), `stalled` (it stopped
+    /// reading) or `down`.
+    pub state: &'static str,
+    /// Why it is down or stalled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Unix ms of the last change between up and down (0: unknown).
+    pub since_ms: i64,
+    /// Requests sent and not yet answered.
+    pub in_flight: usize,
+    /// The congestion window now (narrowed by throttling) and its configured size.
+    pub window: usize,
+    pub max_window: usize,
+    /// Average answer time of recent submits, in ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_ms: Option<f64>,
+    /// Throttle answers received since start.
+    pub throttles: u64,
+    /// The current pause after throttling, in ms (0: none).
+    pub pause_ms: u64,
+    /// Established binds lost since start.
+    pub reconnects: u64,
+}
+
+impl BindStatus {
+    /// A connection known only by its health.
+    pub fn from_health(name: &str, h: &Health) -> Self {
+        let (state, reason) = match h {
+            Health::Up => ("up", None),
+            Health::Degraded(r) => ("up", Some(r.clone())),
+            Health::Down(r) => ("down", Some(r.clone())),
+        };
+        BindStatus {
+            name: name.to_string(),
+            state,
+            reason,
+            since_ms: 0,
+            in_flight: 0,
+            window: 0,
+            max_window: 0,
+            response_ms: None,
+            throttles: 0,
+            pause_ms: 0,
+            reconnects: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,8 @@ pub enum Problem {
     EmptyBatch,
     /// `empty-text` (422)
     EmptyText,
+    /// `forbidden` (403)
+    Forbidden,
     /// `header-timeout` (408)
     HeaderTimeout,
     /// `idempotency-key-reused` (409)
@@ -130,7 +132,7 @@ pub enum Problem {
 
 impl Problem {
     /// Every problem code, in alphabetical order.
-    pub const ALL: [Problem; 57] = [
+    pub const ALL: [Problem; 58] = [
         Problem::AttachmentsTooLarge,
         Problem::BadSignature,
         Problem::BatchTooLarge,
@@ -140,6 +142,7 @@ impl Problem {
         Problem::ConflictingFields,
         Problem::EmptyBatch,
         Problem::EmptyText,
+        Problem::Forbidden,
         Problem::HeaderTimeout,
         Problem::IdempotencyKeyReused,
         Problem::IdempotencyRequestInProgress,
@@ -202,6 +205,7 @@ impl Problem {
             Problem::ConflictingFields => "conflicting-fields",
             Problem::EmptyBatch => "empty-batch",
             Problem::EmptyText => "empty-text",
+            Problem::Forbidden => "forbidden",
             Problem::HeaderTimeout => "header-timeout",
             Problem::IdempotencyKeyReused => "idempotency-key-reused",
             Problem::IdempotencyRequestInProgress => "idempotency-request-in-progress",
@@ -262,6 +266,7 @@ impl Problem {
             | Problem::MalformedJson
             | Problem::UnreadableBody => 400,
             Problem::BadSignature | Problem::Unauthorized => 401,
+            Problem::Forbidden => 403,
             Problem::NotFound => 404,
             Problem::MethodNotAllowed => 405,
             Problem::BodyTimeout | Problem::HeaderTimeout => 408,

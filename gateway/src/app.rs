@@ -168,4 +168,8 @@ pub struct App {
     /// Where user messages that arrive over HTTP (RCS webhooks) go: the inbound
     /// path the connectors feed.
     pub inbound: tokio::sync::mpsc::Sender<goniec_connectors::InboundMessage>,
+    /// Tenants and connectors an operator paused (refreshed every second).
+    pub paused: crate::operator::Paused,
+    /// The operator console: sessions, the live view, submit times.
+    pub console: crate::console::Console,
 }

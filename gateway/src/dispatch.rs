@@ -456,6 +456,10 @@ async fn deliver(
         );
         return finish(app, channel, &lease, ch, None).await;
     }
+    // Paused by an operator: wait (no attempt used), look again later.
+    if app.paused.tenant(&rec.data.tenant) {
+        return wait_paused(app, channel, &lease, &rec, now).await;
+    }
     let Some(route) = app.router.route(channel, &rec.data.tenant, &rec.data.to) else {
         let ch = Change::new(
             Status::Failed,
@@ -474,6 +478,9 @@ async fn deliver(
     }
     let connector = &route.connector;
     let name = connector.name();
+    if app.paused.connector(name) {
+        return wait_paused(app, channel, &lease, &rec, now).await;
+    }
     let out = Outbound {
         message_id: rec.data.id.clone(),
         channel,
@@ -521,6 +528,16 @@ async fn deliver(
     match result {
         Ok(sub) => {
             m.submits.with_label_values(&[name, "ok"]).inc();
+            m.stage_duration
+                .with_label_values(&["accepted_submitted", channel.as_str()])
+                .observe(
+                    ((now_ms() - rec.data.send_at.unwrap_or(rec.data.created_at)).max(0) as f64)
+                        / 1000.0,
+                );
+            // Timed by the id its receipt will carry: the first part's normalised
+            // id, or (RCS: events carry our id) the message id.
+            let receipt_id = sub.provider_ids.first().unwrap_or(&rec.data.id);
+            app.console.submit_times.submitted(name, receipt_id);
             tracing::debug!(message_id = %id, connector = name, to = %mask(&rec.data.to), "Message submitted.");
             let mut ch = Change::new(
                 Status::Submitted,
@@ -711,6 +728,22 @@ async fn fall_back(
 }
 
 /// Give a lease back to be tried at `at` with `attempts` counted.
+/// A message of a paused tenant or connector goes back to wait, its attempts
+/// untouched; past its `valid_until` it expires as it would have anyway.
+async fn wait_paused(app: &App, channel: Channel, lease: &Lease, rec: &Record, now: i64) {
+    let at = now + crate::operator::PAUSED_RECHECK_MS;
+    if rec.data.valid_until.is_some_and(|v| v <= at) {
+        let ch = Change::new(
+            Status::Expired,
+            now,
+            Some("valid_until passed while paused by an operator".into()),
+            None,
+        );
+        return finish(app, channel, lease, ch, None).await;
+    }
+    retry_later(app, lease, at, lease.job.attempt).await;
+}
+
 async fn retry_later(app: &App, lease: &Lease, at_ms: i64, attempt: u32) {
     crate::lease::finish(app, "retry", lease, Outcome::Retry { at_ms, attempt }).await;
 }

@@ -16,6 +16,8 @@
 //!   shared by the workers above so none of them imports another.
 //! * [`model`]: the stored message (ids, statuses and the transition table
 //!   are `goniec-core`'s).
+//! * [`operator`]: what operators do by hand (pauses, dead letters, held
+//!   messages), audited; [`console`]: their live view and its login.
 //! * [`telemetry`]: metrics and logging.
 //! * [`app`]: the state everything shares, built once from config.
 //! * [`tenants`]: tenants' settings, limiters and API key hashes.
@@ -24,11 +26,13 @@ pub mod accept;
 pub mod address;
 pub mod app;
 pub mod campaigns;
+pub mod console;
 pub mod dispatch;
 pub mod http;
 pub mod inbound;
 pub mod lease;
 pub mod model;
+pub mod operator;
 pub mod receipts;
 pub use goniec_store as store;
 pub mod telemetry;
@@ -174,6 +178,8 @@ pub async fn run(
         webhook_client,
         webhook_client_private,
         inbound: inbound_tx,
+        paused: Default::default(),
+        console: console::Console::new(cfg.admin.console_session),
         cfg: cfg.clone(),
     });
     app.flags
@@ -220,6 +226,7 @@ pub async fn run(
     background.spawn(app.screener.clone().watch(app.stop_work.clone()));
     background.spawn(stats_loop(app.clone()));
     background.spawn(campaigns::runner::run(app.clone()));
+    background.spawn(console::live::run(app.clone()));
     background.close();
     dispatch::spawn_all(&app);
     let receipts_stop = CancellationToken::new();
@@ -353,6 +360,10 @@ async fn stats_loop(app: Arc<App>) {
                     .queue_dead
                     .with_label_values(&l)
                     .set(s.dead as i64);
+                app.metrics
+                    .queue_due_soon
+                    .with_label_values(&l)
+                    .set(s.due_soon as i64);
                 app.metrics
                     .queue_oldest_age
                     .with_label_values(&l)

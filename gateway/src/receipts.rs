@@ -118,7 +118,13 @@ async fn apply(app: &App, mut r: Receipt) {
                 record_match(app, &r.connector, MatchOutcome::Declared);
                 break id;
             }
-            Ok(None) if waited < PARK_FOR => waited += delay,
+            Ok(None) if waited < PARK_FOR => {
+                if waited.is_zero() {
+                    // Before its submit was recorded (or not ours): parked.
+                    m.receipts_early.with_label_values(&[&r.connector]).inc();
+                }
+                waited += delay;
+            }
             Ok(None) => match other_spelling(app, &r.connector, &r.provider_id).await {
                 Ok(Some(id)) => {
                     record_match(app, &r.connector, MatchOutcome::Converted);
@@ -233,6 +239,22 @@ async fn apply_to(app: &App, id: &str, mut r: Receipt, park_queued: bool) {
         ack();
         return;
     };
+    if let Some(took) = app
+        .console
+        .submit_times
+        .receipt(&r.connector, &r.provider_id)
+    {
+        if let Some(ch) = app
+            .connectors
+            .iter()
+            .find(|c| c.name() == r.connector)
+            .and_then(|c| c.channels().first())
+        {
+            m.stage_duration
+                .with_label_values(&["submitted_receipt", ch.as_str()])
+                .observe(took.as_secs_f64());
+        }
+    }
     let at =
         r.at.duration_since(std::time::UNIX_EPOCH)
             .map_or_else(|_| now_ms(), |d| d.as_millis() as i64);

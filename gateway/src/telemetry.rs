@@ -20,7 +20,7 @@ pub struct Metrics {
     pub refused: IntCounterVec,
     /// Anti-fraud verdicts by tenant and decision (`allow`, `hold`, `reject`).
     pub verdicts: IntCounterVec,
-    /// Anti-fraud rules that fired, by reason code (`prefix_pumping` etc. alert).
+    /// Anti-fraud rules that fired, by tenant and reason code (`prefix_pumping` etc. alert).
     pub verdict_reasons: IntCounterVec,
     /// Replies from recipients by connector and outcome (`opt_out`, `forwarded`, `ignored`,
     /// `unknown_recipient`, `bad_sender`, `store_error`).
@@ -46,6 +46,9 @@ pub struct Metrics {
     pub receipts: IntCounterVec,
     /// Receipts whose id matched no message in any spelling tried, by connector.
     pub receipts_unmatched: IntCounterVec,
+    /// Receipts that came before their message's submit was recorded (parked
+    /// until it is), by connector.
+    pub receipts_early: IntCounterVec,
     /// Receipts that matched only in another spelling than the declared one
     /// (decimal ↔ hex), by connector: `receipt_ids` is probably set wrong.
     pub receipt_ids_converted: IntCounterVec,
@@ -62,6 +65,13 @@ pub struct Metrics {
     pub receipt_matching: std::sync::Arc<ReceiptMatching>,
     /// Customer callbacks by outcome (`ok`, `retry`, `dead`, `dropped`).
     pub webhooks: IntCounterVec,
+    /// Callback POSTs (one per request, a batch counts once) by tenant and
+    /// result (`ok`, `failed`).
+    pub webhook_posts: IntCounterVec,
+    /// Time per callback POST, by tenant.
+    pub webhook_post_duration: HistogramVec,
+    /// Callbacks dead-lettered after their last attempt, by tenant.
+    pub webhook_dead: IntCounterVec,
     /// Store operations that failed, by operation.
     pub store_errors: IntCounterVec,
     /// Tracked links followed, by kind (`clicked` by a person, `prefetch`).
@@ -70,6 +80,10 @@ pub struct Metrics {
     pub queue_depth: IntGaugeVec,
     /// Entries waiting for their time (send_at, retry backoff), by lane.
     pub queue_scheduled: IntGaugeVec,
+    /// Scheduled entries due within 15 minutes, by lane.
+    pub queue_due_soon: IntGaugeVec,
+    /// 1 while an operator has paused a tenant or connector, by kind and name.
+    pub paused: IntGaugeVec,
     /// Entries in the dead-letter queue, by lane.
     pub queue_dead: IntGaugeVec,
     /// Age of the oldest waiting or in-flight entry, by lane.
@@ -159,7 +173,7 @@ impl Metrics {
                 &r,
                 "goniec_antifraud_reasons_total",
                 "Anti-fraud rules that fired",
-                &["reason"],
+                &["tenant", "reason"],
             ),
             inbound: counter(
                 &r,
@@ -227,6 +241,12 @@ impl Metrics {
                 "Receipts whose id matched no message in any spelling tried",
                 &["connector"],
             ),
+            receipts_early: counter(
+                &r,
+                "goniec_receipts_early_total",
+                "Receipts that came before their message's submit was recorded",
+                &["connector"],
+            ),
             receipt_ids_converted: counter(
                 &r,
                 "goniec_receipt_ids_converted_total",
@@ -253,6 +273,24 @@ impl Metrics {
                 "Customer callbacks",
                 &["outcome"],
             ),
+            webhook_posts: counter(
+                &r,
+                "goniec_webhook_posts_total",
+                "Callback POSTs by tenant and result (ok, failed)",
+                &["tenant", "result"],
+            ),
+            webhook_post_duration: histogram(
+                &r,
+                "goniec_webhook_post_duration_seconds",
+                "Time per callback POST",
+                &["tenant"],
+            ),
+            webhook_dead: counter(
+                &r,
+                "goniec_webhook_dead_letters_total",
+                "Callbacks dead-lettered after their last attempt",
+                &["tenant"],
+            ),
             store_errors: counter(
                 &r,
                 "goniec_store_errors_total",
@@ -276,6 +314,18 @@ impl Metrics {
                 "goniec_queue_scheduled",
                 "Entries waiting for their time",
                 &["lane"],
+            ),
+            queue_due_soon: gauge(
+                &r,
+                "goniec_queue_due_soon",
+                "Scheduled entries due within 15 minutes",
+                &["lane"],
+            ),
+            paused: gauge(
+                &r,
+                "goniec_paused",
+                "1 while an operator has paused a tenant or connector",
+                &["kind", "name"],
             ),
             queue_dead: gauge(
                 &r,

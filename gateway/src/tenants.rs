@@ -178,10 +178,21 @@ impl Tenants {
 
     /// Whether a bearer token is an operator key (constant-time, every key compared).
     pub fn is_admin(&self, token: &str) -> bool {
+        self.admin_key(token).is_some()
+    }
+
+    /// The operator key a token is, named by the start of its configured hash
+    /// (`sha256:1a2b3c4d`, safe to log and audit); `None` when it is none.
+    /// Constant-time, every key compared.
+    pub fn admin_key(&self, token: &str) -> Option<String> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.admin
-            .iter()
-            .fold(false, |found, h| found | bool::from(h.ct_eq(&digest)))
+        let mut found = None;
+        for h in &self.admin {
+            if bool::from(h.ct_eq(&digest)) {
+                found = Some(h);
+            }
+        }
+        found.map(|h| format!("sha256:{}", hex::encode(&h[..4])))
     }
 
     /// The tenant owning a bearer token. Compares hashes in constant time and looks at

@@ -107,6 +107,16 @@ impl Keys {
         )
     }
 
+    /// Paused tenants and connectors (hash: target → who and when).
+    pub fn pauses(&self) -> String {
+        format!("{}:pauses", self.prefix)
+    }
+
+    /// The admin log (list, newest first).
+    pub fn audit(&self) -> String {
+        format!("{}:audit", self.prefix)
+    }
+
     /// A tenant's suppressed e-mail addresses (hash: address → reason).
     pub fn suppression(&self, tenant: &str) -> String {
         format!("{}:sup:{tenant}", self.prefix)

@@ -26,6 +26,7 @@ pub mod content;
 pub mod keys;
 pub mod memory;
 pub mod model;
+pub mod operator;
 pub mod redis;
 
 use std::fmt;
@@ -450,7 +451,12 @@ pub struct LaneStats {
     pub dead: u64,
     /// Age of the oldest entry waiting or being processed, in ms.
     pub oldest_age_ms: u64,
+    /// Scheduled entries due within [`DUE_SOON_MS`].
+    pub due_soon: u64,
 }
+
+/// What [`LaneStats::due_soon`] counts: entries due in the next 15 minutes.
+pub const DUE_SOON_MS: i64 = 15 * 60 * 1000;
 
 /// Store failures. Any of them on the request path becomes a 503.
 #[derive(Debug, thiserror::Error)]
@@ -482,6 +488,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Campaigns, their audiences and progress, on this backend.
     fn campaigns(&self) -> &dyn campaigns::Campaigns;
+
+    /// Pauses, the admin log, dead letters by hand.
+    fn operator(&self) -> &dyn operator::Operator;
 
     /// Cheap liveness check (one round trip).
     async fn ping(&self) -> Result<(), StoreError>;
@@ -638,7 +647,11 @@ pub trait Store: Send + Sync + 'static {
     async fn lane_stats(&self, lane: Lane, now_ms: i64) -> Result<LaneStats, StoreError>;
 
     /// Dead-lettered jobs of a lane, oldest first (operator view).
-    async fn dead_letters(&self, lane: Lane, max: usize) -> Result<Vec<(Job, String)>, StoreError>;
+    async fn dead_letters(
+        &self,
+        lane: Lane,
+        max: usize,
+    ) -> Result<Vec<operator::DeadLetter>, StoreError>;
 
     /// Put an e-mail address on a tenant's suppression list (a hard bounce), with
     /// the reason (the status and diagnostic).

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 mod campaigns;
 mod content;
+mod operator;
 
 use super::{
     CallbackPayload, Callbacks, Change, Correlation, EntryRef, Handover, HistoryKey, IdemBegin,
@@ -58,7 +59,7 @@ struct LaneState {
     pending: BTreeMap<String, Pending>,
     /// (due ms, sequence) → job and its tenant.
     sched: BTreeMap<(i64, u64), (Job, String)>,
-    dead: Vec<(Job, String)>,
+    dead: Vec<crate::operator::DeadLetter>,
 }
 
 impl LaneState {
@@ -114,6 +115,10 @@ struct Inner {
     links: HashMap<String, crate::content::Link>,
     /// Campaigns by id.
     campaigns: HashMap<String, campaigns::MemCampaign>,
+    /// Paused tenants and connectors: target → who and when.
+    pauses: BTreeMap<String, String>,
+    /// The admin log, newest first.
+    audit: VecDeque<String>,
 }
 
 impl Inner {
@@ -342,11 +347,16 @@ impl MemoryStore {
             let t = g.apply(&lease.job.id, change);
             if g.ack(lease) {
                 let reason = if reason.is_empty() { "dead" } else { reason };
+                let id = crate::operator::dead_id(0, &g.next_entry());
                 g.lanes
                     .entry(lease.lane)
                     .or_default()
                     .dead
-                    .push((lease.job.clone(), reason.to_string()));
+                    .push(crate::operator::DeadLetter {
+                        id,
+                        job: lease.job.clone(),
+                        reason: reason.to_string(),
+                    });
             }
             t
         };
@@ -420,6 +430,10 @@ impl Store for MemoryStore {
     }
 
     fn campaigns(&self) -> &dyn crate::campaigns::Campaigns {
+        self
+    }
+
+    fn operator(&self) -> &dyn crate::operator::Operator {
         self
     }
 
@@ -790,10 +804,18 @@ impl Store for MemoryStore {
             scheduled: st.sched.len() as u64,
             dead: st.dead.len() as u64,
             oldest_age_ms: oldest.map_or(0, |ms| (now - ms).max(0) as u64),
+            due_soon: st
+                .sched
+                .range(..(now + crate::DUE_SOON_MS, u64::MAX))
+                .count() as u64,
         })
     }
 
-    async fn dead_letters(&self, lane: Lane, max: usize) -> Result<Vec<(Job, String)>, StoreError> {
+    async fn dead_letters(
+        &self,
+        lane: Lane,
+        max: usize,
+    ) -> Result<Vec<crate::operator::DeadLetter>, StoreError> {
         let g = self.lock();
         Ok(g.lanes
             .get(&lane)

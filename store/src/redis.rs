@@ -50,6 +50,7 @@ use crate::keys::Keys;
 
 mod campaigns;
 mod content;
+mod operator;
 use crate::model::{new_message_id_in, now_ms, partition_of, Event, MessageData, Record, Status};
 use goniec_antifraud::{Counters, Increment, Needs};
 use goniec_config::{Channel, StoreBackend};
@@ -73,6 +74,7 @@ struct Scripts {
     campaign_begin: Script,
     campaign_commit: Script,
     campaign_event: Script,
+    dead_requeue: Script,
 }
 
 impl Scripts {
@@ -92,11 +94,13 @@ impl Scripts {
             campaign_begin: Script::new(include_str!("lua/campaign_begin.lua")),
             campaign_commit: Script::new(include_str!("lua/campaign_commit.lua")),
             campaign_event: Script::new(include_str!("lua/campaign_event.lua")),
+            dead_requeue: Script::new(include_str!("lua/dead_requeue.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 13] {
+    fn all(&self) -> [&Script; 14] {
         [
+            &self.dead_requeue,
             &self.campaign_add,
             &self.campaign_begin,
             &self.campaign_commit,
@@ -911,6 +915,15 @@ fn parse_or_log(
 }
 
 /// A stream entry id's (ms, sequence), for ordering entries of several streams.
+/// A dead-letter queue entry of partition `p`.
+pub(crate) fn dead_letter(p: u16, e: &StreamId) -> Option<crate::operator::DeadLetter> {
+    Some(crate::operator::DeadLetter {
+        id: crate::operator::dead_id(p, &e.id),
+        job: job_from_fields(e)?,
+        reason: field_str(e, "reason").unwrap_or_default(),
+    })
+}
+
 fn entry_order(id: &str) -> (u64, u64) {
     let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
     (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
@@ -936,6 +949,10 @@ impl Store for RedisStore {
     }
 
     fn campaigns(&self) -> &dyn crate::campaigns::Campaigns {
+        self
+    }
+
+    fn operator(&self) -> &dyn crate::operator::Operator {
         self
     }
 
@@ -1553,6 +1570,10 @@ impl Store for RedisStore {
             let d = self.keys.dead(part, lane);
             b.cmd(&s, "ZCARD").arg(&s);
             b.cmd(&d, "XLEN").arg(&d);
+            b.cmd(&s, "ZCOUNT")
+                .arg(&s)
+                .arg("-inf")
+                .arg(now + crate::DUE_SOON_MS);
         }
         let streams = self.stream_list(lane, false).await?;
         for (part, tenant) in &streams {
@@ -1570,6 +1591,7 @@ impl Store for RedisStore {
         for _ in self.parts.all() {
             stats.scheduled += parse::<u64>(replies.next().unwrap_or(Value::Nil))?;
             stats.dead += parse::<u64>(replies.next().unwrap_or(Value::Nil))?;
+            stats.due_soon += parse::<u64>(replies.next().unwrap_or(Value::Nil))?;
         }
         for _ in &streams {
             stats.depth += parse::<u64>(replies.next().unwrap_or(Value::Nil))?;
@@ -1580,7 +1602,11 @@ impl Store for RedisStore {
         Ok(stats)
     }
 
-    async fn dead_letters(&self, lane: Lane, max: usize) -> Result<Vec<(Job, String)>, StoreError> {
+    async fn dead_letters(
+        &self,
+        lane: Lane,
+        max: usize,
+    ) -> Result<Vec<crate::operator::DeadLetter>, StoreError> {
         let mut b = Batch::new();
         for part in self.parts.all() {
             let d = self.keys.dead(part, lane);
@@ -1593,16 +1619,16 @@ impl Store for RedisStore {
         }
         let per_part: Vec<StreamRangeReply> = self.run(&b).await?;
         // Oldest first across partitions: stream ids are `ms-sequence`.
-        let mut all: Vec<StreamId> = per_part.into_iter().flat_map(|r| r.ids).collect();
-        all.sort_by_key(|e| entry_order(&e.id));
+        let mut all: Vec<(u16, StreamId)> = self
+            .parts
+            .all()
+            .zip(per_part)
+            .flat_map(|(p, r)| r.ids.into_iter().map(move |e| (p, e)))
+            .collect();
+        all.sort_by_key(|(_, e)| entry_order(&e.id));
         Ok(all
             .iter()
-            .filter_map(|e| {
-                Some((
-                    job_from_fields(e)?,
-                    field_str(e, "reason").unwrap_or_default(),
-                ))
-            })
+            .filter_map(|(p, e)| dead_letter(*p, e))
             .take(max)
             .collect())
     }

@@ -7,7 +7,7 @@ use goniec_config::Channel;
 
 use goniec_store::model::{new_message_id, now_ms, EmailData, Event, MessageData, Status};
 use goniec_store::{
-    Change, Correlation, Handover, HistoryKey, IdemBegin, IdemWrite, Lane, Lease, NewMessage,
+    Change, Correlation, Handover, HistoryKey, IdemBegin, IdemWrite, Job, Lane, Lease, NewMessage,
     Outcome, Store, StoreError, Task, Transition,
 };
 
@@ -198,6 +198,8 @@ pub async fn run(store: &dyn Store) {
     templates_keep_every_version(store).await;
     links_and_clicks(store).await;
     campaign_batches_are_handed_out_until_committed(store).await;
+    // Last: it leaves scheduled entries behind.
+    operator_pauses_audit_and_due_soon(store).await;
 }
 
 /// A campaign's due recipients come in numbered batches; an open batch is
@@ -1424,14 +1426,107 @@ async fn bury_dead_letters(store: &dyn Store) {
         .unwrap()
         .applied());
     let dead = store.dead_letters(lane, 1000).await.unwrap();
-    assert!(dead
+    let d = dead
         .iter()
-        .any(|(j, r)| j.id == m.id && r == "max_attempts"));
+        .find(|d| d.job.id == m.id && d.reason == "max_attempts")
+        .expect("buried job listed")
+        .clone();
     assert_eq!(
         store.get(&m.id).await.unwrap().unwrap().status,
         Status::Failed
     );
     assert!(drain(store, lane).await.is_empty());
+
+    // An operator sends it back, once: a second requeue of the same id finds
+    // nothing, and the job comes out of the lane with its attempts reset.
+    let op = store.operator();
+    assert_eq!(op.dead_letter(lane, &d.id).await.unwrap(), Some(d.clone()));
+    assert_eq!(op.dead_letter(lane, "0.1-1").await.unwrap(), None);
+    assert_eq!(op.dead_letter(lane, "junk").await.unwrap(), None);
+    let fresh = Job {
+        attempt: 0,
+        ..d.job.clone()
+    };
+    let now = now_ms();
+    assert!(op
+        .requeue_dead(lane, &d.id, &fresh, "t-bury", now)
+        .await
+        .unwrap());
+    assert!(!op
+        .requeue_dead(lane, &d.id, &fresh, "t-bury", now)
+        .await
+        .unwrap());
+    assert!(!store
+        .dead_letters(lane, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .any(|x| x.id == d.id));
+    assert_eq!(store.promote_due(lane, now + 1, 100).await.unwrap(), 1);
+    let back = drain(store, lane).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].job, fresh);
+    // Buried again, then thrown away: once.
+    assert!(bury(store, &back[0], "max_attempts", None).await.is_ok());
+    let d = store
+        .dead_letters(lane, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.job.id == m.id)
+        .expect("buried again");
+    assert!(op.discard_dead(lane, &d.id).await.unwrap());
+    assert!(!op.discard_dead(lane, &d.id).await.unwrap());
+    assert!(!op.discard_dead(lane, "junk").await.unwrap());
+    assert_eq!(op.dead_letter(lane, &d.id).await.unwrap(), None);
+    assert!(drain(store, lane).await.is_empty());
+}
+
+async fn operator_pauses_audit_and_due_soon(store: &dyn Store) {
+    let op = store.operator();
+    assert!(op
+        .set_pause("tenant:acme", Some(r#"{"by":"a"}"#))
+        .await
+        .unwrap());
+    assert!(!op
+        .set_pause("tenant:acme", Some(r#"{"by":"b"}"#))
+        .await
+        .unwrap());
+    assert!(op
+        .set_pause("connector:smsc", Some(r#"{"by":"c"}"#))
+        .await
+        .unwrap());
+    assert_eq!(
+        op.pauses().await.unwrap(),
+        vec![
+            ("connector:smsc".to_string(), r#"{"by":"c"}"#.to_string()),
+            ("tenant:acme".to_string(), r#"{"by":"b"}"#.to_string()),
+        ]
+    );
+    assert!(op.set_pause("tenant:acme", None).await.unwrap());
+    assert!(!op.set_pause("tenant:acme", None).await.unwrap());
+    assert!(op.set_pause("connector:smsc", None).await.unwrap());
+    assert!(op.pauses().await.unwrap().is_empty());
+
+    let before = op.audit_log(100_000).await.unwrap().len();
+    for i in 0..3 {
+        op.audit(&format!("entry {i}")).await.unwrap();
+    }
+    let log = op.audit_log(2).await.unwrap();
+    assert_eq!(log, vec!["entry 2".to_string(), "entry 1".to_string()]);
+    assert_eq!(op.audit_log(100_000).await.unwrap().len(), before + 3);
+    assert!(op.audit_log(0).await.unwrap().is_empty());
+
+    // Entries due within 15 minutes count as due soon; later ones do not.
+    let lane = Lane::Channel(Channel::Sms);
+    let now = now_ms();
+    let base = store.lane_stats(lane, now).await.unwrap();
+    let soon = message("t-soon", "+48500000310", None, false, Some(now + 60_000));
+    let later = message("t-soon", "+48500000311", None, false, Some(now + 3_600_000));
+    store.accept(&[soon, later], None).await.unwrap();
+    let stats = store.lane_stats(lane, now).await.unwrap();
+    assert_eq!(stats.scheduled, base.scheduled + 2);
+    assert_eq!(stats.due_soon, base.due_soon + 1);
 }
 
 async fn reclaim_abandoned(store: &dyn Store) {

@@ -442,6 +442,45 @@ impl Connector for SmppConnector {
         }
     }
 
+    fn binds(&self) -> Vec<crate::BindStatus> {
+        let kind = |receiver: bool| match (receiver, self.receivers.is_empty()) {
+            (true, _) => "receiver",
+            (false, true) => "transceiver",
+            (false, false) => "transmitter",
+        };
+        self.sessions
+            .iter()
+            .map(|s| (s, false))
+            .chain(self.receivers.iter().map(|s| (s, true)))
+            .enumerate()
+            .map(|(i, (s, receiver))| {
+                let st = s.status();
+                let state = if s.is_write_stalled() {
+                    "stalled"
+                } else if !s.is_bound() {
+                    "down"
+                } else if s.is_throttled() {
+                    "throttled"
+                } else {
+                    "up"
+                };
+                crate::BindStatus {
+                    name: format!("bind {} ({})", i + 1, kind(receiver)),
+                    state,
+                    reason: s.down_reason(),
+                    since_ms: st.since_ms,
+                    in_flight: st.in_flight,
+                    window: if receiver { 0 } else { st.window },
+                    max_window: if receiver { 0 } else { self.cfg.window },
+                    response_ms: st.response_us.map(|us| us as f64 / 1000.0),
+                    throttles: st.throttles,
+                    pause_ms: st.pause_ms,
+                    reconnects: s.drops(),
+                }
+            })
+            .collect()
+    }
+
     async fn close(&self) {
         self.stop.cancel();
         let tasks: Vec<_> =

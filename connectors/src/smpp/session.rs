@@ -74,7 +74,7 @@
 //! ([`Session::orphaned`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -269,6 +269,35 @@ struct Shared {
     /// `deliver_sm`/`data_sm` answered ESME_RX_T_APPN because the consumer had
     /// [`SessionConfig::max_receipts`] unanswered.
     receipts_deferred: AtomicU64,
+    /// For the operator console (see [`Session::status`]), kept by the
+    /// connection task: unix ms of the last change between bound and not;
+    /// requests in flight and the congestion window (sampled every tick);
+    /// throttle answers; the current throttle pause (ms); the average submit
+    /// answer time (µs, exponentially weighted).
+    since_ms: AtomicI64,
+    in_flight: AtomicUsize,
+    cwnd: AtomicUsize,
+    throttles: AtomicU64,
+    pause_ms: AtomicU64,
+    response_us: AtomicU64,
+}
+
+/// What [`Session::status`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionStatus {
+    pub since_ms: i64,
+    pub in_flight: usize,
+    pub window: usize,
+    pub throttles: u64,
+    pub pause_ms: u64,
+    /// `None` before the first answer.
+    pub response_us: Option<u64>,
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Handle to one bind. Cheap to clone; the connection lives in a background task.
@@ -296,6 +325,7 @@ impl Session {
     ) -> (Session, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(cfg.window.max(1));
         let shared = Arc::new(Shared::default());
+        shared.since_ms.store(unix_ms(), Ordering::Relaxed);
         let task = tokio::spawn(run(cfg, rx, inbound, shared.clone(), shutdown));
         (
             Session {
@@ -348,6 +378,20 @@ impl Session {
     /// True while the SMSC's last throttle response pauses this bind.
     pub fn is_throttled(&self) -> bool {
         self.shared.throttled.load(Ordering::Relaxed)
+    }
+
+    /// Counters for the operator console.
+    pub fn status(&self) -> SessionStatus {
+        let s = &self.shared;
+        let us = s.response_us.load(Ordering::Relaxed);
+        SessionStatus {
+            since_ms: s.since_ms.load(Ordering::Relaxed),
+            in_flight: s.in_flight.load(Ordering::Relaxed),
+            window: s.cwnd.load(Ordering::Relaxed),
+            throttles: s.throttles.load(Ordering::Relaxed),
+            pause_ms: s.pause_ms.load(Ordering::Relaxed),
+            response_us: (us > 0).then_some(us),
+        }
     }
 
     /// How many times an established bind was lost (for metrics).
@@ -437,6 +481,7 @@ async fn run(
                 backoff = cfg.backoff_min;
                 set_error(&shared, None);
                 shared.bound.store(true, Ordering::Relaxed);
+                shared.since_ms.store(unix_ms(), Ordering::Relaxed);
                 tracing::info!(addr = %cfg.addr, system_id = %cfg.system_id, "SMPP bound.");
                 let end = serve(
                     &cfg,
@@ -450,6 +495,9 @@ async fn run(
                 )
                 .await;
                 shared.bound.store(false, Ordering::Relaxed);
+                shared.since_ms.store(unix_ms(), Ordering::Relaxed);
+                shared.in_flight.store(0, Ordering::Relaxed);
+                shared.pause_ms.store(0, Ordering::Relaxed);
                 shared.throttled.store(false, Ordering::Relaxed);
                 // The writer may have been aborted mid-stall; the next connection
                 // starts with a clean slate.
@@ -749,6 +797,7 @@ async fn serve(
     // The congestion window (AIMD, see the module docs) and the throttled
     // submits waiting to be sent again.
     let mut cwnd = window as f64;
+    shared.cwnd.store(window, Ordering::Relaxed);
     // Answers since the window was last cut: it is cut at most once per window
     // of answers (the others were for submits sent before the cut).
     let mut since_cut = usize::MAX;
@@ -790,8 +839,11 @@ async fn serve(
                 let now = Instant::now();
                 if paused_until.is_some_and(|p| p <= now) {
                     paused_until = None;
+                    shared.pause_ms.store(0, Ordering::Relaxed);
                     shared.throttled.store(false, Ordering::Relaxed);
                 }
+                shared.in_flight.store(pending.len(), Ordering::Relaxed);
+                shared.cwnd.store(limit(cwnd), Ordering::Relaxed);
                 let expired: Vec<u32> = pending.iter().filter(|(_, (_, d, _, _))| *d <= now).map(|(s, _)| *s).collect();
                 let unanswered = !expired.is_empty();
                 for s in expired {
@@ -885,7 +937,15 @@ async fn serve(
                     match h.command_id {
                         // submit_sm_resp / query_sm_resp / generic_nack: match by sequence number.
                         0x8000_0004 | 0x8000_0003 | 0x8000_0000 => {
-                            let Some((reply, _, kind, keep)) = pending.remove(&h.sequence_number) else { continue };
+                            let Some((reply, deadline, kind, keep)) = pending.remove(&h.sequence_number) else { continue };
+                            if kind == Kind::Submit {
+                                // Sent at deadline - response_timeout.
+                                let took = (Instant::now() + cfg.response_timeout).saturating_duration_since(deadline);
+                                let us = took.as_micros().min(u128::from(u32::MAX)) as u64;
+                                let avg = shared.response_us.load(Ordering::Relaxed);
+                                let avg = if avg == 0 { us.max(1) } else { (avg * 7 + us) / 8 };
+                                shared.response_us.store(avg.max(1), Ordering::Relaxed);
+                            }
                             let result = match h.command_status {
                                 status::ESME_ROK => match frame::decode(&f).ok().and_then(|c| match c.pdu() {
                                     Some(Pdu::SubmitSmResp(r)) => Some(Answer::MessageId(r.message_id().as_str().to_string())),
@@ -913,6 +973,7 @@ async fn serve(
                             }
                             match &result {
                                 Err(SubmitError::Throttled { status: s }) => {
+                                    shared.throttles.fetch_add(1, Ordering::Relaxed);
                                     if since_cut >= limit(cwnd) {
                                         since_cut = 0;
                                         if limit(cwnd) > 1 {
@@ -924,6 +985,7 @@ async fn serve(
                                             // One at a time and still mostly throttled: a rate
                                             // limit. Pause, longer while it lasts.
                                             paused_until = Some(Instant::now() + pause_step);
+                                            shared.pause_ms.store(pause_step.as_millis() as u64, Ordering::Relaxed);
                                             tracing::debug!(%addr, status = %status::name(*s), pause = ?pause_step, "SMSC throttles one at a time; pausing this bind.");
                                             pause_step = (pause_step * 2).min(THROTTLE_PAUSE.1);
                                         }

@@ -119,7 +119,7 @@ pub(super) async fn screen_all(
         for r in &verdict.reasons {
             app.metrics
                 .verdict_reasons
-                .with_label_values(&[r.as_str()])
+                .with_label_values(&[&tenant.cfg.name, r.as_str()])
                 .inc();
         }
         if verdict.decision != Decision::Allow {

@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::extract::{AdminAuth, ApiPath, ApiQuery};
 use crate::app::App;
 use crate::model::{format_ms, now_ms, Status};
+use crate::operator::{ActionError, PauseKind};
 use crate::store::{Change, Lane, Task, Transition};
 
 #[derive(Deserialize)]
@@ -23,7 +24,9 @@ pub struct DeadLetterQuery {
 }
 
 #[derive(Serialize)]
-struct DeadLetter {
+pub(crate) struct DeadLetter {
+    /// What `POST /v1/admin/dead-letters/{lane}/{id}/requeue|discard` names.
+    id: String,
     job_id: String,
     attempts: u32,
     reason: String,
@@ -65,37 +68,9 @@ pub async fn dead_letters(
             ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 1000").field("limit"),
         );
     }
-    let jobs = app
-        .store
-        .dead_letters(lane, limit)
+    let entries = dead_letter_views(&app, lane, limit)
         .await
         .map_err(|_| ApiError::store_unavailable())?;
-    let entries: Vec<DeadLetter> = jobs
-        .into_iter()
-        .map(|(job, reason)| {
-            let cb = match &job.task {
-                Task::Callback(c) => Some(c.clone()),
-                _ => None,
-            };
-            let clicked = match &job.task {
-                Task::Clicked(c) => Some(c.message_id.clone()),
-                _ => None,
-            };
-            DeadLetter {
-                message_id: cb
-                    .as_ref()
-                    .map(|c| c.message_id.clone())
-                    .or(clicked.clone())
-                    .unwrap_or_else(|| job.id.clone()),
-                status: cb
-                    .map(|c| c.status.to_string())
-                    .or(clicked.map(|_| "clicked".to_string())),
-                job_id: job.id,
-                attempts: job.attempt + 1,
-                reason,
-            }
-        })
-        .collect();
     Ok::<_, ApiError>(
         axum::Json(serde_json::json!({"lane": lane.as_str(), "entries": entries})).into_response(),
     )
@@ -109,7 +84,7 @@ pub struct HeldQuery {
 
 /// A held message as the operator sees it: enough to decide, including the text.
 #[derive(Serialize)]
-struct HeldView {
+pub(crate) struct HeldView {
     id: String,
     tenant: String,
     channel: &'static str,
@@ -145,30 +120,9 @@ pub async fn held(
             ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 1000").field("limit"),
         );
     }
-    let unavailable = |_| ApiError::store_unavailable();
-    let ids = app.store.held(limit).await.map_err(unavailable)?;
-    let records = app.store.get_many(&ids).await.map_err(unavailable)?;
-    let entries: Vec<HeldView> = records
-        .into_iter()
-        .flatten()
-        .filter(|r| r.status == Status::Held)
-        .map(|r| {
-            let held = r.events.iter().rev().find(|e| e.status == Status::Held);
-            HeldView {
-                reasons: held
-                    .and_then(|e| e.reason.as_deref())
-                    .map(|s| s.split(',').map(str::to_string).collect())
-                    .unwrap_or_default(),
-                held_at: held.map(|e| format_ms(e.at)).unwrap_or_default(),
-                id: r.data.id,
-                tenant: r.data.tenant,
-                channel: r.data.channel.as_str(),
-                to: r.data.to,
-                from: r.data.from,
-                text: r.data.text,
-            }
-        })
-        .collect();
+    let entries = held_views(&app, limit)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
     Ok::<_, ApiError>(axum::Json(serde_json::json!({ "entries": entries })).into_response())
 }
 
@@ -187,7 +141,7 @@ pub async fn held(
 )]
 pub async fn decide(
     State(app): State<Arc<App>>,
-    _: AdminAuth,
+    AdminAuth(who): AdminAuth,
     ApiPath((id, action)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     let unavailable = |_| ApiError::store_unavailable();
@@ -226,7 +180,14 @@ pub async fn decide(
         .map_err(unavailable)?
     {
         Transition::Applied { .. } => {
-            tracing::info!(message_id = %id, action = %action, "Held message decided by an operator.");
+            let reasons = rec
+                .events
+                .iter()
+                .rev()
+                .find(|e| e.status == Status::Held)
+                .and_then(|e| e.reason.clone())
+                .unwrap_or_default();
+            crate::operator::audit(&app, &who, &action, &id, &reasons).await;
             Ok(axum::Json(serde_json::json!({
                 "id": id,
                 "status": change.to,
@@ -305,7 +266,7 @@ pub async fn suppressions(
 )]
 pub async fn unsuppress(
     State(app): State<Arc<App>>,
-    _: AdminAuth,
+    AdminAuth(who): AdminAuth,
     ApiPath((tenant, address)): ApiPath<(String, String)>,
 ) -> Result<Response, ApiError> {
     if app.tenants.by_name(&tenant).is_none() {
@@ -320,7 +281,7 @@ pub async fn unsuppress(
     if !removed {
         return Err(ApiError::not_found("suppressed address"));
     }
-    tracing::info!(tenant = %tenant, address = %crate::telemetry::mask(&address), "Suppression removed by an operator.");
+    crate::operator::audit(&app, &who, "unsuppress", &format!("{tenant}/{address}"), "").await;
     Ok::<_, ApiError>(
         axum::Json(serde_json::json!({"tenant": tenant, "address": address, "suppressed": false}))
             .into_response(),
@@ -349,7 +310,7 @@ struct SuppressRequest {
 )]
 pub async fn suppress(
     State(app): State<Arc<App>>,
-    _: AdminAuth,
+    AdminAuth(who): AdminAuth,
     headers: HeaderMap,
     body: super::limits::Incoming,
 ) -> Result<Response, ApiError> {
@@ -365,10 +326,267 @@ pub async fn suppress(
         .suppress(&req.tenant, &address, &reason)
         .await
         .map_err(|_| ApiError::store_unavailable())?;
+    crate::operator::audit(
+        &app,
+        &who,
+        "suppress",
+        &format!("{}/{address}", req.tenant),
+        &reason,
+    )
+    .await;
     Ok::<_, ApiError>(
         axum::Json(
             serde_json::json!({"tenant": req.tenant, "address": address, "suppressed": true}),
         )
         .into_response(),
     )
+}
+
+fn lane_named(name: &str) -> Result<Lane, ApiError> {
+    Lane::ALL
+        .into_iter()
+        .find(|l| l.as_str() == name)
+        .ok_or_else(|| ApiError::not_found("lane (sms, rcs, email or webhook)"))
+}
+
+fn action_error(e: ActionError) -> ApiError {
+    match e {
+        ActionError::NotFound(what) => ApiError::not_found(what),
+        ActionError::Refused(why) => ApiError::new(Problem::InvalidState, why),
+        ActionError::Store(_) => ApiError::store_unavailable(),
+    }
+}
+
+/// `POST /v1/admin/dead-letters/{lane}/{id}/requeue` (back on its lane, its
+/// attempts reset) and `…/discard` (gone). Audited.
+#[utoipa::path(
+    operation_id = "admin_dead_letter_action",
+    post,
+    path = "/v1/admin/dead-letters/{lane}/{id}/{action}",
+    tag = "admin",
+    summary = "Requeue or discard a dead letter",
+    params(
+        ("lane" = String, Path, description = "sms, rcs, email or webhook"),
+        ("id" = String, Path, description = "The dead letter's id (`id` in the list)"),
+        ("action" = String, Path, description = "requeue or discard")
+    ),
+    responses((status = 200, description = "Done", body = serde_json::Value)),
+    security(("admin_key" = []))
+)]
+pub async fn dead_letter_action(
+    State(app): State<Arc<App>>,
+    AdminAuth(who): AdminAuth,
+    ApiPath((lane, id, action)): ApiPath<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let lane = lane_named(&lane)?;
+    match action.as_str() {
+        "requeue" => {
+            let d = crate::operator::requeue_dead(&app, &who, lane, &id)
+                .await
+                .map_err(action_error)?;
+            Ok(axum::Json(serde_json::json!({
+                "lane": lane.as_str(), "id": id, "job_id": d.job.id, "requeued": true
+            }))
+            .into_response())
+        }
+        "discard" => {
+            crate::operator::discard_dead(&app, &who, lane, &id)
+                .await
+                .map_err(action_error)?;
+            Ok(
+                axum::Json(serde_json::json!({"lane": lane.as_str(), "id": id, "discarded": true}))
+                    .into_response(),
+            )
+        }
+        _ => Err(ApiError::new(
+            Problem::NotFound,
+            "no such action; use requeue or discard",
+        )),
+    }
+}
+
+/// `GET /v1/admin/pauses`: every paused tenant and connector.
+#[utoipa::path(
+    operation_id = "admin_pauses",
+    get,
+    path = "/v1/admin/pauses",
+    tag = "admin",
+    summary = "Paused tenants and connectors",
+    responses((status = 200, description = "Pauses", body = serde_json::Value)),
+    security(("admin_key" = []))
+)]
+pub async fn pauses(State(app): State<Arc<App>>, _: AdminAuth) -> Result<Response, ApiError> {
+    let list = crate::operator::refresh_pauses(&app)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    Ok(axum::Json(serde_json::json!({ "pauses": list })).into_response())
+}
+
+/// `PUT /v1/admin/pauses/{kind}/{name}` pauses a tenant or connector (on every
+/// instance within a second), `DELETE` resumes it. A paused connector keeps
+/// its binds and submits nothing; a paused tenant's messages are not
+/// submitted; either way they wait and none fails. Audited.
+#[utoipa::path(
+    operation_id = "admin_pause",
+    put,
+    path = "/v1/admin/pauses/{kind}/{name}",
+    tag = "admin",
+    summary = "Pause a tenant or connector (DELETE resumes)",
+    params(
+        ("kind" = String, Path, description = "tenant or connector"),
+        ("name" = String, Path, description = "Its name in the configuration")
+    ),
+    responses((status = 200, description = "Paused", body = serde_json::Value)),
+    security(("admin_key" = []))
+)]
+pub async fn pause(
+    State(app): State<Arc<App>>,
+    who: AdminAuth,
+    path: ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    set_pause(app, who, path, true).await
+}
+
+/// `DELETE /v1/admin/pauses/{kind}/{name}`: see [`pause`].
+#[utoipa::path(
+    operation_id = "admin_resume",
+    delete,
+    path = "/v1/admin/pauses/{kind}/{name}",
+    tag = "admin",
+    summary = "Resume a paused tenant or connector",
+    params(
+        ("kind" = String, Path, description = "tenant or connector"),
+        ("name" = String, Path, description = "Its name in the configuration")
+    ),
+    responses((status = 200, description = "Resumed", body = serde_json::Value)),
+    security(("admin_key" = []))
+)]
+pub async fn resume(
+    State(app): State<Arc<App>>,
+    who: AdminAuth,
+    path: ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    set_pause(app, who, path, false).await
+}
+
+async fn set_pause(
+    app: Arc<App>,
+    AdminAuth(who): AdminAuth,
+    ApiPath((kind, name)): ApiPath<(String, String)>,
+    paused: bool,
+) -> Result<Response, ApiError> {
+    let kind = match kind.as_str() {
+        "tenant" => PauseKind::Tenant,
+        "connector" => PauseKind::Connector,
+        _ => return Err(ApiError::not_found("kind (tenant or connector)")),
+    };
+    let changed = crate::operator::set_pause(&app, &who, kind, &name, paused)
+        .await
+        .map_err(action_error)?;
+    Ok(axum::Json(serde_json::json!({
+        "kind": kind, "name": name, "paused": paused, "changed": changed
+    }))
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/admin/audit?limit=100`: the admin log, newest first.
+#[utoipa::path(
+    operation_id = "admin_audit",
+    get,
+    path = "/v1/admin/audit",
+    tag = "admin",
+    summary = "The admin log (who did what, when), newest first",
+    params(("limit" = String, Query, description = "1 to 1000")),
+    responses((status = 200, description = "Entries", body = serde_json::Value)),
+    security(("admin_key" = []))
+)]
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    _: AdminAuth,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(
+            ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 1000").field("limit"),
+        );
+    }
+    let entries = crate::operator::audit_log(&app, limit)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?;
+    Ok(axum::Json(serde_json::json!({ "entries": entries })).into_response())
+}
+
+/// A lane's dead letters as the operator sees them, oldest first.
+pub(crate) async fn dead_letter_views(
+    app: &App,
+    lane: Lane,
+    limit: usize,
+) -> Result<Vec<DeadLetter>, crate::store::StoreError> {
+    let jobs = app.store.dead_letters(lane, limit).await?;
+    Ok(jobs
+        .into_iter()
+        .map(|d| {
+            let (id, job, reason) = (d.id, d.job, d.reason);
+            let cb = match &job.task {
+                Task::Callback(c) => Some(c.clone()),
+                _ => None,
+            };
+            let clicked = match &job.task {
+                Task::Clicked(c) => Some(c.message_id.clone()),
+                _ => None,
+            };
+            DeadLetter {
+                message_id: cb
+                    .as_ref()
+                    .map(|c| c.message_id.clone())
+                    .or(clicked.clone())
+                    .unwrap_or_else(|| job.id.clone()),
+                status: cb
+                    .map(|c| c.status.to_string())
+                    .or(clicked.map(|_| "clicked".to_string())),
+                id,
+                job_id: job.id,
+                attempts: job.attempt + 1,
+                reason,
+            }
+        })
+        .collect())
+}
+
+/// Held messages as the operator sees them (with the text and the reasons),
+/// oldest first.
+pub(crate) async fn held_views(
+    app: &App,
+    limit: usize,
+) -> Result<Vec<HeldView>, crate::store::StoreError> {
+    let ids = app.store.held(limit).await?;
+    let records = app.store.get_many(&ids).await?;
+    Ok(records
+        .into_iter()
+        .flatten()
+        .filter(|r| r.status == Status::Held)
+        .map(|r| {
+            let held = r.events.iter().rev().find(|e| e.status == Status::Held);
+            HeldView {
+                reasons: held
+                    .and_then(|e| e.reason.as_deref())
+                    .map(|s| s.split(',').map(str::to_string).collect())
+                    .unwrap_or_default(),
+                held_at: held.map(|e| format_ms(e.at)).unwrap_or_default(),
+                id: r.data.id,
+                tenant: r.data.tenant,
+                channel: r.data.channel.as_str(),
+                to: r.data.to,
+                from: r.data.from,
+                text: r.data.text,
+            }
+        })
+        .collect())
 }

@@ -126,7 +126,11 @@ fn view(
     })
 }
 
-async fn progress(app: &App, tenant: &TenantCtx, id: &str) -> Result<serde_json::Value, ApiError> {
+pub(crate) async fn progress(
+    app: &App,
+    tenant: &TenantCtx,
+    id: &str,
+) -> Result<serde_json::Value, ApiError> {
     let (meta, stored) = load(app, tenant, id).await?;
     let c = app.store.campaigns();
     let counters = c.campaign_counters(id).await.map_err(store_err)?;

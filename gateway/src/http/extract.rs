@@ -34,8 +34,12 @@ impl FromRequestParts<Arc<App>> for AuthTenant {
     }
 }
 
-/// An operator (`[admin] api_keys`); 404 when no operator key is configured.
-pub struct AdminAuth;
+/// An operator (`[admin] api_keys`), by `Authorization: Bearer <operator key>`
+/// or by a console session cookie; 404 when no operator key is configured.
+/// With the cookie, a request that changes anything must also carry the
+/// session's `X-CSRF-Token` and, when it says where it comes from (`Origin`),
+/// come from this host. A tenant's key, an unknown or expired session: 401.
+pub struct AdminAuth(pub crate::operator::Who);
 
 impl FromRequestParts<Arc<App>> for AdminAuth {
     type Rejection = ApiError;
@@ -46,13 +50,62 @@ impl FromRequestParts<Arc<App>> for AdminAuth {
                 "admin endpoints are off (no `[admin] api_keys`)",
             ));
         }
-        let token = bearer_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
-        if app.tenants.is_admin(token) {
-            Ok(AdminAuth)
-        } else {
-            Err(ApiError::unauthorized())
+        use crate::console::sessions::{cookie_token, Refused};
+        use crate::operator::Who;
+        if let Some(token) = bearer_token(&parts.headers) {
+            return match app.tenants.admin_key(token) {
+                Some(key) => Ok(AdminAuth(Who(format!("key {key}")))),
+                None => Err(ApiError::unauthorized()),
+            };
         }
+        let token = cookie_token(&parts.headers).ok_or_else(ApiError::unauthorized)?;
+        let session = app.console.sessions.get(token).map_err(|r| match r {
+            Refused::Expired => ApiError::new(
+                Problem::Unauthorized,
+                "the console session has expired; log in again",
+            ),
+            Refused::Unknown => ApiError::unauthorized(),
+        })?;
+        if !matches!(parts.method, Method::GET | Method::HEAD) {
+            if !same_origin(&parts.headers) {
+                return Err(ApiError::new(
+                    Problem::Forbidden,
+                    "the request comes from another site (Origin)",
+                ));
+            }
+            let sent = parts
+                .headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            if !session.csrf_ok(sent) {
+                return Err(ApiError::new(
+                    Problem::Forbidden,
+                    "a console request that changes something needs the session's X-CSRF-Token",
+                ));
+            }
+        }
+        Ok(AdminAuth(Who(session.who)))
     }
+}
+
+/// Whether the request's `Origin`, when it has one, is this host (`Host`).
+/// Browsers send `Origin` with every cross-site POST; its absence means a
+/// same-site form or a client that is not a browser.
+pub fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
+        return true;
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let origin = origin.to_str().unwrap_or("");
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or("");
+    !host.is_empty() && authority.eq_ignore_ascii_case(host)
 }
 
 /// The query string as `T`; a bad one is `invalid-query` naming its parameter.

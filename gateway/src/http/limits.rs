@@ -56,6 +56,8 @@ pub enum BodyKind {
     Bounce,
     /// An RCS platform event.
     RcsEvent,
+    /// A console form (`application/x-www-form-urlencoded`): as small as `Small`.
+    Form,
 }
 
 impl BodyKind {
@@ -112,7 +114,7 @@ impl Limits {
         let own = match kind {
             BodyKind::Message => self.message,
             BodyKind::Batch => self.max_body,
-            BodyKind::Small => SMALL_BODY,
+            BodyKind::Small | BodyKind::Form => SMALL_BODY,
             BodyKind::Bounce => BOUNCE_BODY,
             BodyKind::RcsEvent => RCS_EVENT_BODY,
         };

@@ -88,6 +88,18 @@ impl Modify for Security {
         super::admin::suppressions,
         super::admin::suppress,
         super::admin::unsuppress,
+        super::admin::dead_letter_action,
+        super::admin::pauses,
+        super::admin::pause,
+        super::admin::resume,
+        super::admin::audit,
+        crate::console::overview,
+        crate::console::stream,
+        crate::console::page,
+        crate::console::login,
+        crate::console::logout,
+        crate::console::script,
+        crate::console::style,
         super::bounce::email_bounce,
         super::rcs::event,
         super::links::follow,
@@ -128,6 +140,7 @@ impl Modify for Security {
         (name = "templates", description = "Stored templates"),
         (name = "campaigns", description = "Campaigns: audiences, steps, progress"),
         (name = "reports", description = "Campaign and channel reports"),
+        (name = "console", description = "The operator console: its page, login and logout"),
         (name = "links", description = "Tracked-link redirects (no API key)"),
         (name = "opt-outs", description = "Recipients' opt-outs"),
         (name = "admin", description = "Operator endpoints"),
@@ -154,7 +167,8 @@ pub fn document() -> serde_json::Value {
             .filter_map(|p| p.as_object_mut())
             .flat_map(|p| p.values_mut())
         {
-            if op["tags"][0] == "links" {
+            // The redirect and the console's pages answer with HTML.
+            if op["tags"][0] == "links" || op["tags"][0] == "console" {
                 continue;
             }
             let keyed = op["security"].as_array().is_some_and(|s| {

@@ -179,6 +179,7 @@ pub async fn handle(
         Outcome::Failed(f) if lease.job.attempt + 1 >= wh.max_attempts => {
             tracing::warn!(job = %lease.job.id, message_id = f.message_id.as_deref().unwrap_or("-"), tenant = %f.tenant, url = %f.url, attempts = lease.job.attempt + 1, cause = %f.cause, "Callback dead-lettered.");
             m.webhooks.with_label_values(&["dead"]).inc();
+            m.webhook_dead.with_label_values(&[&f.tenant]).inc();
             m.dead_letters.with_label_values(&["webhook"]).inc();
             let reason = format!("max_attempts: {} ({})", f.cause, f.url);
             (
@@ -232,6 +233,7 @@ async fn post(
     } else {
         &app.webhook_client
     };
+    let t0 = std::time::Instant::now();
     let res = client
         .post(url)
         .header("content-type", "application/json")
@@ -239,12 +241,26 @@ async fn post(
         .body(body)
         .send()
         .await;
-    match res {
+    let name = tenant.cfg.name.as_str();
+    app.metrics
+        .webhook_post_duration
+        .with_label_values(&[name])
+        .observe(t0.elapsed().as_secs_f64());
+    let outcome = match res {
         Ok(r) if r.status().is_success() => Outcome::Delivered,
         Ok(r) => failed(format!("HTTP {}", r.status().as_u16())),
         Err(e) if e.is_timeout() => failed(format!("timed out: {}", cause_chain(e))),
         Err(e) => failed(cause_chain(e)),
-    }
+    };
+    let result = match outcome {
+        Outcome::Delivered => "ok",
+        _ => "failed",
+    };
+    app.metrics
+        .webhook_posts
+        .with_label_values(&[name, result])
+        .inc();
+    outcome
 }
 
 /// Forward a recipient's reply to the tenant's `inbound_url`.
