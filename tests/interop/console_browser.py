@@ -64,7 +64,7 @@ def main():
         wait.until(ec.text_to_be_present_in_element((By.ID, "live"), "live"))
         assert "Browser test" in driver.find_element(By.ID, "who").text
         # The cookie is not readable by the page's scripts.
-        assert "goniec_console" not in driver.execute_script("return document.cookie"), "cookie visible to scripts"
+        assert "goniec-console" not in driver.execute_script("return document.cookie"), "cookie visible to scripts"
 
         # A number moves while messages flow.
         stop = threading.Event()

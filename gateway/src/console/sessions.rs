@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// The cookie's name.
-pub const COOKIE: &str = "goniec_console";
+pub const COOKIE: &str = "goniec-console";
 
 /// Sessions kept at most; the oldest goes when a login would pass it.
 const MAX_SESSIONS: usize = 1_000;
@@ -155,11 +155,11 @@ mod tests {
     #[test]
     fn the_cookie_is_found_among_others() {
         let mut h = axum::http::HeaderMap::new();
-        h.append("cookie", "a=1; goniec_console=tok; b=2".parse().unwrap());
+        h.append("cookie", "a=1; goniec-console=tok; b=2".parse().unwrap());
         assert_eq!(cookie_token(&h), Some("tok"));
         let mut h = axum::http::HeaderMap::new();
-        h.append("cookie", "goniec_consolex=1".parse().unwrap());
-        h.append("cookie", "goniec_console=".parse().unwrap());
+        h.append("cookie", "goniec-consolex=1".parse().unwrap());
+        h.append("cookie", "goniec-console=".parse().unwrap());
         assert_eq!(cookie_token(&h), None);
     }
 }
