@@ -229,7 +229,8 @@ pub fn banner(addr: SocketAddr, keys: &Keys) -> String {
          \x20 API key:         {key}\n\
          \x20 Admin key:       {admin_key}\n\
          \x20 Webhook secret:  {webhook_secret}\n\
-         \x20 Metrics:         http://{addr}/metrics\n\n\
+         \x20 Metrics:         http://{addr}/metrics\n\
+         \x20 Console:         http://{addr}/console (log in with the admin key)\n\n\
          For the README's examples:\n\
          \x20 export API=http://{addr} KEY={key} ADMIN_KEY={admin_key}\n\n\
          Send a message:\n\
