@@ -60,7 +60,7 @@ start_smsc_sim() {
 }
 
 # The gateway config up to the connectors: Redis store, one transactional tenant
-# whose API key is `benchkey`; AF=true turns anti-fraud on, WC sets
+# whose API key is `benchkey`, the operator key `benchadmin`; AF=true turns anti-fraud on, WC sets
 # workers.concurrency (default 256), CLAIM_IDLE workers.claim_idle (default 60s).
 gateway_head() {
   cat <<EOT
@@ -74,6 +74,8 @@ concurrency = ${WC:-256}
 ${CLAIM_IDLE:+claim_idle = \"$CLAIM_IDLE\"}
 [antifraud]
 enabled = ${AF:-false}
+[admin]
+api_keys = ["sha256:1ab032981bdc7e95e606d88e634bfde4c324571080d2158409cdc1969e785651"]
 [[tenants]]
 name = "bench"
 api_keys = ["sha256:eef8d74a9e97f0aeea7b748dab525bfabce315a3edb5f74dd4786282d738d3fb"]

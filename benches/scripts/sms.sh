@@ -11,7 +11,9 @@
 # usage: benches/scripts/sms.sh [COUNT [CONCURRENCY [BATCH]]]
 #   AF=true turns anti-fraud on; WC sets workers.concurrency (default 256);
 #   CB_BATCH='{ max = 100, linger = "20ms" }' batches the callbacks; SIM_ARGS
-#   passes simulator flags (e.g. "--throttle-every 10").
+#   passes simulator flags (e.g. "--throttle-every 10"). CONSOLE=1 keeps an
+#   operator console's live stream (GET /v1/admin/stream) open during the run,
+#   to measure what watching costs.
 set -u
 COUNT=${1:-20000}; CONC=${2:-64}; BATCH=${3:-1}
 . "$(dirname "$0")/common.sh"
@@ -28,6 +30,10 @@ start_sink
   [ "${AF:-false}" = true ] && printf '[tenants.antifraud.pumping]\nenabled = false\n[tenants.antifraud.pumping.sequential]\nenabled = false\n'
   smpp_connector; } > "$D/g.toml"
 start_gateway
+if [ "${CONSOLE:-0}" = 1 ]; then
+  curl -sN -H 'Authorization: Bearer benchadmin' "http://127.0.0.1:$GPORT/v1/admin/stream" > "$D/console.sse" &
+  CONSOLE_PID=$!
+fi
 redis-cli -p "$RPORT" CONFIG RESETSTAT >/dev/null
 t0=$(date +%s.%N)
 load --channel sms --count "$COUNT" --concurrency "$CONC" --batch "$BATCH"
@@ -51,5 +57,9 @@ echo "sink (POSTs, final callbacks, callbacks): $(sink_count)"
 curl -s "http://127.0.0.1:$HPORT/stats" | python3 -c 'import json, sys; s = json.load(sys.stdin); print("smsc-sim: submits", s["submits"], "throttled", s["throttled"], "receipts acked", s["receipts_acked"])'
 echo "cpu seconds: gateway $(cpu "$GPID") redis $(cpu "$RPID") smsc-sim $(cpu "$SPID") callback-sink $(cpu "$CB_PID")"
 echo "peak RSS MiB: gateway $(rss "$GPID") redis $(rss "$RPID")"
+if [ -n "${CONSOLE_PID:-}" ]; then
+  kill "$CONSOLE_PID"
+  echo "console: $(grep -c '^event: overview' "$D/console.sse") overviews streamed"
+fi
 kill "$CB_PID"
 finish

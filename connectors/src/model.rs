@@ -255,6 +255,8 @@ pub struct BindStatus {
     pub pause_ms: u64,
     /// Established binds lost since start.
     pub reconnects: u64,
+    /// While down: the wait before the next connect attempt, in ms (0: none).
+    pub reconnect_in_ms: u64,
 }
 
 impl BindStatus {
@@ -277,6 +279,7 @@ impl BindStatus {
             throttles: 0,
             pause_ms: 0,
             reconnects: 0,
+            reconnect_in_ms: 0,
         }
     }
 }

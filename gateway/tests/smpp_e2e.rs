@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use goniec_sims::smsc::{SimConfig, SmscSim};
-use goniec_testkit::gateway::{config_toml, metric_sum, parse, TestGateway, ACME_KEY};
+use goniec_testkit::gateway::{config_toml, metric_sum, parse, TestGateway, ACME_KEY, ADMIN_KEY};
 use goniec_testkit::{RedisCluster, RedisServer};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -281,8 +281,47 @@ async fn throttled_submits_are_retried_never_failed() {
     };
     assert!(outcome("throttled") < throttles as f64, "{throttles}");
     assert_eq!(outcome("permanent") + outcome("transient"), 0.0);
+    // The console sees each bind: bound since its start, its window, its
+    // answer time, and every throttle answer the SMSC gave.
+    let binds = binds(&gw).await;
+    assert_eq!(binds.len(), 2, "{binds:?}");
+    for b in &binds {
+        assert!(
+            matches!(b["state"].as_str(), Some("up" | "throttled")),
+            "{b}"
+        );
+        assert!(b["since_ms"].as_i64().unwrap() > 1_700_000_000_000, "{b}");
+        assert_eq!(b["max_window"], 50, "{b}");
+        assert!((1..=50).contains(&b["window"].as_u64().unwrap()), "{b}");
+    }
+    let counted: u64 = binds.iter().map(|b| b["throttles"].as_u64().unwrap()).sum();
+    assert_eq!(counted, throttles, "{binds:?}");
+    assert!(
+        binds.iter().any(|b| b["response_ms"].as_f64().is_some()),
+        "{binds:?}"
+    );
     gw.stop().await;
     stop.cancel();
+}
+
+/// The SMPP binds as `GET /v1/admin/overview` shows them.
+async fn binds(gw: &TestGateway) -> Vec<Value> {
+    let r = gw
+        .req(reqwest::Method::GET, "/v1/admin/overview", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "smsc")
+        .expect("the smsc connector")["binds"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 #[tokio::test]
@@ -305,6 +344,14 @@ async fn a_dropped_smsc_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Down, with why and when it tries again, in the console's view.
+    let down = binds(&gw).await;
+    assert!(
+        down.iter().all(|b| b["state"] == "down"
+            && b["reason"].as_str().is_some()
+            && b["reconnect_in_ms"].as_u64().unwrap() > 0),
+        "{down:?}"
+    );
     let stop2 = CancellationToken::new();
     let _sim2 = SmscSim::start(
         sim.local_addr(),
@@ -320,6 +367,21 @@ async fn a_dropped_smsc_loses_nothing() {
         gw.wait_status(id, Duration::from_secs(30), |s| s == "delivered")
             .await;
     }
+    // Each bind back up (the last may still wait out its back-off), its loss counted.
+    let mut up = Vec::new();
+    for _ in 0..100 {
+        up = binds(&gw).await;
+        if up.iter().all(|b| b["state"] == "up") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        up.iter().all(|b| b["state"] == "up"
+            && b["reconnects"].as_u64().unwrap() >= 1
+            && b["reconnect_in_ms"] == 0),
+        "{up:?}"
+    );
     gw.stop().await;
     stop2.cancel();
 }

@@ -476,6 +476,7 @@ impl Connector for SmppConnector {
                     throttles: st.throttles,
                     pause_ms: st.pause_ms,
                     reconnects: s.drops(),
+                    reconnect_in_ms: if s.is_bound() { 0 } else { st.reconnect_ms },
                 }
             })
             .collect()

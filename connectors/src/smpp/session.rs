@@ -280,6 +280,8 @@ struct Shared {
     throttles: AtomicU64,
     pause_ms: AtomicU64,
     response_us: AtomicU64,
+    /// While not bound: the wait before the next connect attempt (ms).
+    reconnect_ms: AtomicU64,
 }
 
 /// What [`Session::status`] reports.
@@ -292,6 +294,8 @@ pub struct SessionStatus {
     pub pause_ms: u64,
     /// `None` before the first answer.
     pub response_us: Option<u64>,
+    /// While not bound: the current reconnect back-off (ms).
+    pub reconnect_ms: u64,
 }
 
 fn unix_ms() -> i64 {
@@ -391,6 +395,7 @@ impl Session {
             throttles: s.throttles.load(Ordering::Relaxed),
             pause_ms: s.pause_ms.load(Ordering::Relaxed),
             response_us: (us > 0).then_some(us),
+            reconnect_ms: s.reconnect_ms.load(Ordering::Relaxed),
         }
     }
 
@@ -482,6 +487,7 @@ async fn run(
                 set_error(&shared, None);
                 shared.bound.store(true, Ordering::Relaxed);
                 shared.since_ms.store(unix_ms(), Ordering::Relaxed);
+                shared.reconnect_ms.store(0, Ordering::Relaxed);
                 tracing::info!(addr = %cfg.addr, system_id = %cfg.system_id, "SMPP bound.");
                 let end = serve(
                     &cfg,
@@ -518,6 +524,9 @@ async fn run(
             }
         }
         let wait = jitter(backoff);
+        shared
+            .reconnect_ms
+            .store(wait.as_millis().max(1) as u64, Ordering::Relaxed);
         backoff = (backoff * 2).min(cfg.backoff_max);
         // While unbound, requests fail fast so the caller can use another bind or retry.
         let deadline = tokio::time::sleep(wait);

@@ -385,13 +385,15 @@ pub async fn overview(app: &App, history: bool) -> Value {
 
 /// Rates, latencies and states from the snapshots and the connectors.
 fn computed(app: &App, st: &State) -> Value {
-    let (Some(new), Some(prev), Some(old)) = (
-        st.snaps.back(),
-        st.snaps.iter().rev().nth(1),
-        st.snaps.front(),
-    ) else {
-        return json!({"channels": [], "connectors": [], "tenants": []});
+    // Before the sampler's second snapshot (just after start) the rates are 0,
+    // but the connectors, their binds and the tenants are all there.
+    let empty = Snap {
+        at: Instant::now(),
+        fam: HashMap::new(),
     };
+    let new = st.snaps.back().unwrap_or(&empty);
+    let prev = st.snaps.iter().rev().nth(1).unwrap_or(new);
+    let old = st.snaps.front().unwrap_or(new);
     let secs = new.at.duration_since(prev.at).as_secs_f64();
     let r = |name: &str, f: &[(&str, &str)]| rate(new.sum(name, f), prev.sum(name, f), secs);
     let channels: Vec<Value> = app

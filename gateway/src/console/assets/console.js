@@ -27,6 +27,7 @@ function el(tag, attrs, ...children) {
 function num(v, digits) {
   if (v === undefined || v === null || Number.isNaN(v)) return "–";
   const d = digits === undefined ? (Math.abs(v) < 10 && v % 1 !== 0 ? 1 : 0) : digits;
+  if (Math.abs(v) >= 1e6) return (v / 1e6).toFixed(1) + " M";
   if (Math.abs(v) >= 10000) return (v / 1000).toFixed(1) + " k";
   return Number(v).toFixed(d);
 }
@@ -150,7 +151,8 @@ function renderConnectors(o) {
       td(b.name), td(el("span", { class: "badge " + (b.state === "up" ? "" : b.state === "throttled" ? "warn" : "bad") }, b.state)),
       td(b.reason || "", "text"), tdn(since(b.since_ms)),
       tdn(b.max_window ? b.in_flight + " / " + b.window + " (" + b.max_window + ")" : num(b.in_flight, 0)),
-      tdn(ms(b.response_ms)), tdn(num(b.throttles, 0)), tdn(b.pause_ms ? ms(b.pause_ms) : "–"), tdn(num(b.reconnects, 0))));
+      tdn(ms(b.response_ms)), tdn(num(b.throttles, 0)), tdn(b.pause_ms ? ms(b.pause_ms) : "–"),
+      tdn(num(b.reconnects, 0) + (b.reconnect_in_ms ? " (next in " + ms(b.reconnect_in_ms) + ")" : ""))));
     return el("div", { class: "connector" + (c.up ? "" : " bad"), "data-connector": c.name },
       el("div", { class: "row" },
         el("strong", {}, c.name), el("span", { class: "muted" }, (c.channels || []).join(", ")),
