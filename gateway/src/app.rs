@@ -169,7 +169,7 @@ pub struct App {
     /// path the connectors feed.
     pub inbound: tokio::sync::mpsc::Sender<goniec_connectors::InboundMessage>,
     /// Tenants and connectors an operator paused (refreshed every second).
-    pub paused: crate::operator::Paused,
+    pub paused: crate::operator::paused::Paused,
     /// The operator console: sessions, the live view, submit times.
     pub console: crate::console::Console,
 }

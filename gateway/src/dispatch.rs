@@ -216,6 +216,22 @@ async fn claim_loop(app: Arc<App>, cx: LaneCtx) {
             _ = app.stop_work.cancelled() => return,
         };
         let max = if free < PACED { free } else { batch };
+        // Every connector of this lane paused by an operator: claim nothing,
+        // the messages wait in the queue (a paused tenant's are left out by
+        // the store's claim itself).
+        if let Lane::Channel(ch) = lane {
+            if app.paused.any()
+                && app
+                    .router
+                    .connectors_for(ch)
+                    .all(|c| app.paused.connector(c.name()))
+            {
+                if !pause(&app, Duration::from_millis(250)).await {
+                    return;
+                }
+                continue;
+            }
+        }
         let Some(mut held) = permits(&app, sem, max).await else {
             return;
         };
@@ -443,10 +459,6 @@ async fn deliver(
         return;
     }
     let now = now_ms();
-    app.metrics
-        .stage_duration
-        .with_label_values(&["queue_wait", channel.as_str()])
-        .observe(((now - rec.data.send_at.unwrap_or(rec.data.created_at)).max(0) as f64) / 1000.0);
     if rec.data.valid_until.is_some_and(|v| v <= now) {
         let ch = Change::new(
             Status::Expired,
@@ -469,17 +481,21 @@ async fn deliver(
         );
         return finish(app, channel, &lease, ch, None).await;
     };
+    let connector = &route.connector;
+    let name = connector.name();
+    if app.paused.connector(name) {
+        return wait_paused(app, channel, &lease, &rec, now).await;
+    }
+    app.metrics
+        .stage_duration
+        .with_label_values(&["queue_wait", channel.as_str()])
+        .observe(((now - rec.data.send_at.unwrap_or(rec.data.created_at)).max(0) as f64) / 1000.0);
     if let Some(l) = &route.limiter {
         // Over the connector's rate: wait holding a pacing slot (see `LaneCtx`).
         if l.check().is_err() {
             let _slot = paced.acquire().await;
             l.until_ready().await;
         }
-    }
-    let connector = &route.connector;
-    let name = connector.name();
-    if app.paused.connector(name) {
-        return wait_paused(app, channel, &lease, &rec, now).await;
     }
     let out = Outbound {
         message_id: rec.data.id.clone(),

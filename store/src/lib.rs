@@ -492,6 +492,11 @@ pub trait Store: Send + Sync + 'static {
     /// Pauses, the admin log, dead letters by hand.
     fn operator(&self) -> &dyn operator::Operator;
 
+    /// Leave these tenants' channel-lane streams out of [`Store::claim`] (an
+    /// operator paused them): their messages wait in the queue instead of
+    /// being claimed and put back. Replaces the previous set; this process only.
+    fn skip_tenants(&self, tenants: std::collections::HashSet<String>);
+
     /// Cheap liveness check (one round trip).
     async fn ping(&self) -> Result<(), StoreError>;
 

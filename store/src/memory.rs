@@ -5,7 +5,7 @@
 //! restart, which [`MemoryStore::new`] says loudly. The lock is never held across
 //! an await.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -67,14 +67,14 @@ impl LaneState {
         self.ready.values().map(VecDeque::len).sum()
     }
 
-    /// The next entry, taking the tenants in turn.
-    fn pop(&mut self) -> Option<(String, String, Job)> {
+    /// The next entry, taking the tenants in turn, none of `skip`'s.
+    fn pop(&mut self, skip: &HashSet<String>) -> Option<(String, String, Job)> {
         let start = self.turn.clone().unwrap_or_default();
         let tenant = self
             .ready
             .range(start..)
             .chain(self.ready.iter())
-            .find(|(_, q)| !q.is_empty())
+            .find(|(t, q)| !q.is_empty() && !skip.contains(*t))
             .map(|(t, _)| t.clone())?;
         let q = self.ready.get_mut(&tenant)?;
         let (entry, job) = q.pop_front()?;
@@ -119,6 +119,8 @@ struct Inner {
     pauses: BTreeMap<String, String>,
     /// The admin log, newest first.
     audit: VecDeque<String>,
+    /// Tenants whose channel-lane entries are not claimed (paused).
+    skip: HashSet<String>,
 }
 
 impl Inner {
@@ -392,10 +394,13 @@ impl MemoryStore {
 
     fn take(&self, lane: Lane, max: usize) -> Vec<Lease> {
         let mut g = self.lock();
-        let st = g.lanes.entry(lane).or_default();
+        let Inner { lanes, skip, .. } = &mut *g;
+        let none = HashSet::new();
+        let skip = if lane == Lane::Webhook { &none } else { &*skip };
+        let st = lanes.entry(lane).or_default();
         let mut out = Vec::new();
         while out.len() < max {
-            let Some((tenant, entry, job)) = st.pop() else {
+            let Some((tenant, entry, job)) = st.pop(skip) else {
                 break;
             };
             st.pending.insert(
@@ -435,6 +440,20 @@ impl Store for MemoryStore {
 
     fn operator(&self) -> &dyn crate::operator::Operator {
         self
+    }
+
+    fn skip_tenants(&self, tenants: HashSet<String>) {
+        let wake = {
+            let mut g = self.lock();
+            let resumed = g.skip.iter().any(|t| !tenants.contains(t));
+            g.skip = tenants;
+            resumed
+        };
+        if wake {
+            for lane in Lane::ALL {
+                self.wake(lane);
+            }
+        }
     }
 
     fn backend(&self) -> &'static str {

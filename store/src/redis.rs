@@ -238,6 +238,8 @@ pub struct RedisStore {
     /// sets, and when; refreshed after [`STREAMS_FRESH`] or when this process
     /// writes to a stream it did not know.
     streams: Arc<std::sync::Mutex<HashMap<Lane, StreamList>>>,
+    /// Tenants whose channel-lane streams `claim` leaves out (paused).
+    skip: Arc<std::sync::RwLock<std::collections::HashSet<String>>>,
 }
 
 /// A stream: its lane, partition and tenant.
@@ -347,6 +349,7 @@ impl RedisStore {
             scripts: Arc::new(Scripts::new()),
             reclaim_cursor: Default::default(),
             streams: Default::default(),
+            skip: Default::default(),
         })
     }
 
@@ -520,6 +523,18 @@ impl RedisStore {
     /// A lane's streams (partition, tenant): the webhook lane has one per
     /// partition; a channel lane one per tenant in each partition, as the
     /// tenant sets say (read at most every [`STREAMS_FRESH`] unless `fresh`).
+    /// The lane's streams `claim` reads: all but the skipped tenants'.
+    async fn claimable(&self, lane: Lane) -> Result<Vec<(u16, String)>, StoreError> {
+        let mut list = self.stream_list(lane, false).await?;
+        if lane != Lane::Webhook {
+            let skip = self.skip.read().unwrap_or_else(|p| p.into_inner());
+            if !skip.is_empty() {
+                list.retain(|(_, t)| !skip.contains(t));
+            }
+        }
+        Ok(list)
+    }
+
     async fn stream_list(&self, lane: Lane, fresh: bool) -> Result<Vec<(u16, String)>, StoreError> {
         if lane == Lane::Webhook {
             return Ok(self.parts.all().map(|p| (p, String::new())).collect());
@@ -956,6 +971,10 @@ impl Store for RedisStore {
         self
     }
 
+    fn skip_tenants(&self, tenants: std::collections::HashSet<String>) {
+        *self.skip.write().unwrap_or_else(|p| p.into_inner()) = tenants;
+    }
+
     fn backend(&self) -> &'static str {
         if self.is_cluster() {
             "redis-cluster"
@@ -1303,7 +1322,7 @@ impl Store for RedisStore {
         // Every stream (a tenant's in a partition) in one read, the same share
         // from each: one tenant's backlog, or one partition's, cannot hold up
         // the others.
-        let mut streams = self.stream_list(lane, false).await?;
+        let mut streams = self.claimable(lane).await?;
         let blocking = match &self.backend {
             Backend::Single { blocking, .. } => blocking.iter().find(|(l, _)| *l == lane),
             Backend::Cluster { .. } => None,
@@ -1356,7 +1375,8 @@ impl Store for RedisStore {
                 // or Redis restarted without data: create them and read again.
                 Err(e) if e.code() == Some("NOGROUP") => {
                     self.ensure_groups(&[]).await?;
-                    streams = self.stream_list(lane, true).await?;
+                    // ensure_groups has just read the lists afresh.
+                    streams = self.claimable(lane).await?;
                 }
                 Err(e) => return Err(unavailable(e)),
             }
@@ -2059,7 +2079,7 @@ impl RedisStore {
         let mut pause = Duration::from_millis(2);
         let mut made_groups = false;
         loop {
-            let streams = self.stream_list(lane, false).await?;
+            let streams = self.claimable(lane).await?;
             let per = max.div_ceil(streams.len().max(1)).max(1);
             let replies = self.read_new(lane, consumer, per, &streams).await?;
             if !made_groups && replies.iter().any(is_nogroup) {

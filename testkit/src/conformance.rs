@@ -178,6 +178,7 @@ pub async fn run(store: &dyn Store) {
     claim_complete_correlate(store).await;
     retry_and_promote(store).await;
     bury_dead_letters(store).await;
+    skipped_tenants_are_not_claimed(store).await;
     reclaim_abandoned(store).await;
     scheduled_messages(store).await;
     history_newest_first_with_cursor(store).await;
@@ -1482,6 +1483,36 @@ async fn bury_dead_letters(store: &dyn Store) {
     assert!(drain(store, lane).await.is_empty());
 }
 
+/// A skipped (paused) tenant's entries stay in the queue, unclaimed, while
+/// another tenant's are claimed; once no longer skipped, they are claimed.
+async fn skipped_tenants_are_not_claimed(store: &dyn Store) {
+    let lane = Lane::Channel(Channel::Sms);
+    let paused = message("t-paused", "+48500000320", None, false, None);
+    let other = message("t-running", "+48500000321", None, false, None);
+    store.skip_tenants(["t-paused".to_string()].into());
+    store
+        .accept(&[paused.clone(), other.clone()], None)
+        .await
+        .unwrap();
+    let got = drain(store, lane).await;
+    assert_eq!(
+        got.iter().map(|l| l.job.id.clone()).collect::<Vec<_>>(),
+        vec![other.id.clone()]
+    );
+    for l in &got {
+        complete(store, l, None, None).await.unwrap();
+    }
+    store.skip_tenants(Default::default());
+    let got = drain(store, lane).await;
+    assert_eq!(
+        got.iter().map(|l| l.job.id.clone()).collect::<Vec<_>>(),
+        vec![paused.id.clone()]
+    );
+    for l in &got {
+        complete(store, l, None, None).await.unwrap();
+    }
+}
+
 async fn operator_pauses_audit_and_due_soon(store: &dyn Store) {
     let op = store.operator();
     assert!(op
@@ -1500,7 +1531,7 @@ async fn operator_pauses_audit_and_due_soon(store: &dyn Store) {
         op.pauses().await.unwrap(),
         vec![
             ("connector:smsc".to_string(), r#"{"by":"c"}"#.to_string()),
-            ("tenant:acme".to_string(), r#"{"by":"b"}"#.to_string()),
+            ("tenant:acme".to_string(), r#"{"by":"a"}"#.to_string()),
         ]
     );
     assert!(op.set_pause("tenant:acme", None).await.unwrap());

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::error::ApiError;
 use super::extract::{AdminAuth, ApiPath, ApiQuery};
 use crate::app::App;
-use crate::model::{format_ms, now_ms, Status};
+use crate::model::{now_ms, Status};
 use crate::operator::{ActionError, PauseKind};
-use crate::store::{Change, Lane, Task, Transition};
+use crate::store::{Change, Lane, Transition};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,19 +21,6 @@ pub struct DeadLetterQuery {
     /// `sms`, `rcs`, `email` or `webhook`.
     lane: String,
     limit: Option<usize>,
-}
-
-#[derive(Serialize)]
-pub(crate) struct DeadLetter {
-    /// What `POST /v1/admin/dead-letters/{lane}/{id}/requeue|discard` names.
-    id: String,
-    job_id: String,
-    attempts: u32,
-    reason: String,
-    message_id: String,
-    /// For callbacks: the status change that could not be reported.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    status: Option<String>,
 }
 
 /// `GET /v1/admin/dead-letters?lane=webhook&limit=100`: oldest first.
@@ -68,7 +55,7 @@ pub async fn dead_letters(
             ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 1000").field("limit"),
         );
     }
-    let entries = dead_letter_views(&app, lane, limit)
+    let entries = crate::operator::dead_letter_views(&app, lane, limit)
         .await
         .map_err(|_| ApiError::store_unavailable())?;
     Ok::<_, ApiError>(
@@ -80,22 +67,6 @@ pub async fn dead_letters(
 #[serde(deny_unknown_fields)]
 pub struct HeldQuery {
     limit: Option<usize>,
-}
-
-/// A held message as the operator sees it: enough to decide, including the text.
-#[derive(Serialize)]
-pub(crate) struct HeldView {
-    id: String,
-    tenant: String,
-    channel: &'static str,
-    to: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    text: Option<String>,
-    /// The anti-fraud reason codes.
-    reasons: Vec<String>,
-    held_at: String,
 }
 
 /// `GET /v1/admin/held?limit=100`: held messages, oldest first.
@@ -120,7 +91,7 @@ pub async fn held(
             ApiError::new(Problem::InvalidQuery, "`limit` must be 1 to 1000").field("limit"),
         );
     }
-    let entries = held_views(&app, limit)
+    let entries = crate::operator::held_views(&app, limit)
         .await
         .map_err(|_| ApiError::store_unavailable())?;
     Ok::<_, ApiError>(axum::Json(serde_json::json!({ "entries": entries })).into_response())
@@ -521,72 +492,4 @@ pub async fn audit(
         .await
         .map_err(|_| ApiError::store_unavailable())?;
     Ok(axum::Json(serde_json::json!({ "entries": entries })).into_response())
-}
-
-/// A lane's dead letters as the operator sees them, oldest first.
-pub(crate) async fn dead_letter_views(
-    app: &App,
-    lane: Lane,
-    limit: usize,
-) -> Result<Vec<DeadLetter>, crate::store::StoreError> {
-    let jobs = app.store.dead_letters(lane, limit).await?;
-    Ok(jobs
-        .into_iter()
-        .map(|d| {
-            let (id, job, reason) = (d.id, d.job, d.reason);
-            let cb = match &job.task {
-                Task::Callback(c) => Some(c.clone()),
-                _ => None,
-            };
-            let clicked = match &job.task {
-                Task::Clicked(c) => Some(c.message_id.clone()),
-                _ => None,
-            };
-            DeadLetter {
-                message_id: cb
-                    .as_ref()
-                    .map(|c| c.message_id.clone())
-                    .or(clicked.clone())
-                    .unwrap_or_else(|| job.id.clone()),
-                status: cb
-                    .map(|c| c.status.to_string())
-                    .or(clicked.map(|_| "clicked".to_string())),
-                id,
-                job_id: job.id,
-                attempts: job.attempt + 1,
-                reason,
-            }
-        })
-        .collect())
-}
-
-/// Held messages as the operator sees them (with the text and the reasons),
-/// oldest first.
-pub(crate) async fn held_views(
-    app: &App,
-    limit: usize,
-) -> Result<Vec<HeldView>, crate::store::StoreError> {
-    let ids = app.store.held(limit).await?;
-    let records = app.store.get_many(&ids).await?;
-    Ok(records
-        .into_iter()
-        .flatten()
-        .filter(|r| r.status == Status::Held)
-        .map(|r| {
-            let held = r.events.iter().rev().find(|e| e.status == Status::Held);
-            HeldView {
-                reasons: held
-                    .and_then(|e| e.reason.as_deref())
-                    .map(|s| s.split(',').map(str::to_string).collect())
-                    .unwrap_or_default(),
-                held_at: held.map(|e| format_ms(e.at)).unwrap_or_default(),
-                id: r.data.id,
-                tenant: r.data.tenant,
-                channel: r.data.channel.as_str(),
-                to: r.data.to,
-                from: r.data.from,
-                text: r.data.text,
-            }
-        })
-        .collect())
 }

@@ -89,23 +89,30 @@ impl FromRequestParts<Arc<App>> for AdminAuth {
     }
 }
 
-/// Whether the request's `Origin`, when it has one, is this host (`Host`).
-/// Browsers send `Origin` with every cross-site POST; its absence means a
-/// same-site form or a client that is not a browser.
+/// Whether the request's `Origin`, when it has one, is this host: the `Host`
+/// the request was sent to, or the `X-Forwarded-Host` a proxy in front says it
+/// was (a proxy may rewrite `Host`). Browsers send `Origin` with every
+/// cross-site POST (and `null` where they hide it, which fails here); its
+/// absence means a same-site form or a client that is not a browser.
 pub fn same_origin(headers: &axum::http::HeaderMap) -> bool {
     let Some(origin) = headers.get(axum::http::header::ORIGIN) else {
         return true;
     };
-    let host = headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("");
     let origin = origin.to_str().unwrap_or("");
     let authority = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
         .unwrap_or("");
-    !host.is_empty() && authority.eq_ignore_ascii_case(host)
+    if authority.is_empty() {
+        return false;
+    }
+    ["host", "x-forwarded-host"].iter().any(|h| {
+        headers
+            .get(*h)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case(authority))
+    })
 }
 
 /// The query string as `T`; a bad one is `invalid-query` naming its parameter.
@@ -222,5 +229,46 @@ mod tests {
         let e = query::<Q>("limit=1").unwrap_err();
         assert_eq!((e.status, e.code), (422, "invalid-query"));
         assert!(query::<Q>("lane=sms&limit=5").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod origin_tests {
+    use super::same_origin;
+    use axum::http::HeaderMap;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_origin_must_be_this_host_when_given() {
+        assert!(same_origin(&headers(&[("host", "gw:8080")])));
+        assert!(same_origin(&headers(&[
+            ("host", "gw:8080"),
+            ("origin", "http://gw:8080")
+        ])));
+        assert!(same_origin(&headers(&[
+            ("host", "10.0.0.5:8080"),
+            ("x-forwarded-host", "console.example.pl"),
+            ("origin", "https://console.example.pl")
+        ])));
+        for bad in [
+            "null",
+            "https://evil.example",
+            "http://gw:8081",
+            "gw:8080",
+            "",
+        ] {
+            assert!(
+                !same_origin(&headers(&[("host", "gw:8080"), ("origin", bad)])),
+                "{bad}"
+            );
+        }
+        assert!(!same_origin(&headers(&[("origin", "http://gw:8080")])));
     }
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod bounce;
 pub mod campaigns;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -93,18 +94,18 @@ pub fn router(app: Arc<App>, limits: Arc<Limits>) -> axum::Router {
             axum::routing::put(admin::pause).delete(admin::resume),
         )
         .route("/v1/admin/audit", get(admin::audit))
-        .route("/v1/admin/overview", get(crate::console::overview))
-        .route("/v1/admin/stream", get(crate::console::stream))
+        .route("/v1/admin/overview", get(console::overview))
+        .route("/v1/admin/stream", get(console::stream))
         .route("/v1/opt-outs", post(messages::opt_out))
         .route("/v1/webhooks/email-bounce", post(bounce::email_bounce))
         .route("/v1/webhooks/rcs", post(rcs::event))
         .route("/v1/opt-outs/{to}", delete(messages::opt_in))
         .route("/l/{code}", get(links::follow))
-        .route("/console", get(crate::console::page))
-        .route("/console/login", post(crate::console::login))
-        .route("/console/logout", post(crate::console::logout))
-        .route("/console/console.js", get(crate::console::script))
-        .route("/console/console.css", get(crate::console::style))
+        .route("/console", get(console::page))
+        .route("/console/login", post(console::login))
+        .route("/console/logout", post(console::logout))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style))
         .route("/openapi.json", get(openapi::openapi_json))
         .route("/docs", get(openapi::docs))
         .route("/healthz", get(healthz))

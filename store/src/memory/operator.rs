@@ -11,10 +11,14 @@ impl Operator for MemoryStore {
     async fn set_pause(&self, target: &str, info: Option<&str>) -> Result<bool, StoreError> {
         let mut g = self.lock();
         Ok(match info {
-            Some(info) => g
-                .pauses
-                .insert(target.to_string(), info.to_string())
-                .is_none(),
+            // The first pause stands: pausing again changes nothing, not even who.
+            Some(info) => match g.pauses.entry(target.to_string()) {
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(info.to_string());
+                    true
+                }
+                std::collections::btree_map::Entry::Occupied(_) => false,
+            },
             None => g.pauses.remove(target).is_some(),
         })
     }

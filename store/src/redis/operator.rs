@@ -13,8 +13,9 @@ impl Operator for RedisStore {
     async fn set_pause(&self, target: &str, info: Option<&str>) -> Result<bool, StoreError> {
         let key = self.keys.pauses();
         let n: i64 = match info {
+            // The first pause stands: pausing again changes nothing, not even who.
             Some(info) => {
-                self.query(redis::cmd("HSET").arg(&key).arg(target).arg(info))
+                self.query(redis::cmd("HSETNX").arg(&key).arg(target).arg(info))
                     .await?
             }
             None => self.query(redis::cmd("HDEL").arg(&key).arg(target)).await?,

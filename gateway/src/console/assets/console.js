@@ -81,7 +81,8 @@ function toast(message, bad) {
   toast.timer = setTimeout(() => { t.hidden = true; }, 5000);
 }
 
-async function act(method, url, label) {
+async function act(method, url, label, ask) {
+  if (ask && !window.confirm(ask)) return;
   try {
     const r = await fetch(url, { method, credentials: "same-origin", headers: { "X-CSRF-Token": csrf } });
     const body = await r.json().catch(() => ({}));
@@ -101,7 +102,33 @@ function pauseButton(kind, name, paused) {
   const path = "/v1/admin/pauses/" + kind + "/" + encodeURIComponent(name);
   return paused
     ? button("Resume", () => act("DELETE", path, "Resume " + kind + " " + name), { "data-action": "resume", "data-target": kind + ":" + name })
-    : button("Pause", () => act("PUT", path, "Pause " + kind + " " + name), { class: "danger", "data-action": "pause", "data-target": kind + ":" + name });
+    : button("Pause", () => act("PUT", path, "Pause " + kind + " " + name,
+      "Pause " + kind + " " + name + " on every instance? Its messages wait until it is resumed."),
+      { class: "danger", "data-action": "pause", "data-target": kind + ":" + name });
+}
+
+// Each section is drawn again only when what it shows changed, never while a
+// pointer button is held down over it (a button must not be replaced between
+// its press and its release), and the focused button keeps the focus.
+const shown = {};
+let pressing = false;
+document.addEventListener("pointerdown", () => { pressing = true; });
+document.addEventListener("pointerup", () => setTimeout(() => { pressing = false; }, 0));
+const buttonKey = (b) => [b.dataset.action, b.dataset.id, b.dataset.target].join("|");
+function section(id, data, draw) {
+  const key = JSON.stringify(data);
+  if (shown[id] === key) return;
+  const sec = document.getElementById(id);
+  if (pressing && sec.matches(":hover")) return;
+  const active = document.activeElement;
+  const focused = active && active.tagName === "BUTTON" && sec.contains(active) ? buttonKey(active) : null;
+  shown[id] = key;
+  draw();
+  if (focused) {
+    for (const b of sec.querySelectorAll("button")) {
+      if (buttonKey(b) === focused) { b.focus(); break; }
+    }
+  }
 }
 
 function replace(id, ...content) {
@@ -197,7 +224,8 @@ function renderHeld(o) {
   const rows = (h.entries || []).map((m) => el("tr", { "data-held": m.id },
     td(m.id), td(m.tenant), td(m.channel), td(m.to), td(m.text || "", "text"), td((m.reasons || []).join(", "), "text"), td(m.held_at),
     td([button("Release", () => act("POST", "/v1/admin/held/" + encodeURIComponent(m.id) + "/release", "Release " + m.id), { "data-action": "release", "data-id": m.id }), " ",
-      button("Drop", () => act("POST", "/v1/admin/held/" + encodeURIComponent(m.id) + "/drop", "Drop " + m.id), { class: "danger", "data-action": "drop", "data-id": m.id })])));
+      button("Drop", () => act("POST", "/v1/admin/held/" + encodeURIComponent(m.id) + "/drop", "Drop " + m.id,
+        "Drop message " + m.id + "? It becomes rejected and is never sent."), { class: "danger", "data-action": "drop", "data-id": m.id })])));
   replace("held",
     el("p", { class: "muted", id: "held-count" }, num(h.count, 0) + " held" + (h.count > rows.length ? ", oldest " + rows.length + " shown" : "")),
     rows.length ? table(["Message", "Tenant", "Channel", "To", "Text", "Reasons", "Held at", ""], rows) : el("p", { class: "muted" }, "Nothing is held."));
@@ -211,8 +239,10 @@ function renderDead(o) {
       const base = "/v1/admin/dead-letters/" + lane + "/" + encodeURIComponent(d.id);
       return el("tr", { "data-dead": d.id },
         td(d.message_id), td(d.status || ""), tdn(num(d.attempts, 0)), td(d.reason, "text"),
-        td([button("Requeue", () => act("POST", base + "/requeue", "Requeue " + d.id), { "data-action": "requeue", "data-id": d.id }), " ",
-          button("Discard", () => act("POST", base + "/discard", "Discard " + d.id), { class: "danger", "data-action": "discard", "data-id": d.id })]));
+        // A message's own dead letter is final (it failed after its last
+        // attempt and the sender was told): only callbacks go again.
+        td([lane === "webhook" ? button("Requeue", () => act("POST", base + "/requeue", "Requeue " + d.id), { "data-action": "requeue", "data-id": d.id }) : null, " ",
+          button("Discard", () => act("POST", base + "/discard", "Discard " + d.id, "Discard this dead letter for good?"), { class: "danger", "data-action": "discard", "data-id": d.id })]));
     });
     parts.push(el("h3", {}, lane), table(["Message", "Status", "Attempts", "Reason", ""], rows, { num: [2] }));
   }
@@ -250,14 +280,15 @@ function render(o) {
   const store = document.getElementById("store");
   store.textContent = "store " + (o.store ? o.store.backend : "?") + (o.store && o.store.up ? " up" : " DOWN");
   store.className = "badge" + (o.store && o.store.up ? "" : " bad");
-  renderChannels(o);
-  renderLanes(o);
-  renderConnectors(o);
-  renderTenants(o);
-  renderHeld(o);
-  renderDead(o);
-  renderCampaigns(o);
-  renderAudit(o);
+  const spark = (prefix) => Object.fromEntries(Object.entries(series).filter(([k]) => k.startsWith(prefix)));
+  section("channels", [o.channels, spark("")], () => renderChannels(o));
+  section("lanes", o.lanes, () => renderLanes(o));
+  section("connectors", [o.connectors, spark("connector.")], () => renderConnectors(o));
+  section("tenants", [o.tenants, spark("tenant.")], () => renderTenants(o));
+  section("held", o.held, () => renderHeld(o));
+  section("dead", o.dead_letters, () => renderDead(o));
+  section("campaigns", o.campaigns, () => renderCampaigns(o));
+  section("audit", [o.audit, o.pauses], () => renderAudit(o));
 }
 
 function connect() {

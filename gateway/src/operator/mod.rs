@@ -7,20 +7,23 @@
 //! Pauses are shared too: each instance reads them from the store every second
 //! ([`refresh_pauses`]) and the instance that changes one applies it at once.
 //! A paused connector keeps its binds and submits nothing; a paused tenant's
-//! messages are not submitted. Either way messages wait in the queue (each
-//! looks again every [`PAUSED_RECHECK_MS`], without using up an attempt) and
-//! none fails; `valid_until` still applies.
-
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::RwLock;
+//! messages are not submitted. Either way messages wait in the queue and none
+//! fails; `valid_until` still applies. A paused tenant's queues are left out
+//! of claims ([`crate::store::Store::skip_tenants`]) and a lane whose every
+//! connector is paused claims nothing, so a paused backlog costs no work; a
+//! message claimed anyway (just before the pause, or routed to a paused
+//! connector beside one that is not) goes back and looks again every
+//! [`PAUSED_RECHECK_MS`], without using up an attempt.
 
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
+use crate::model::Status;
 use crate::model::{format_ms, now_ms};
 use crate::store::operator::DeadLetter;
-use crate::store::{Job, Lane, StoreError};
+use crate::store::{Job, Lane, StoreError, Task};
+
+pub mod paused;
 
 /// How long a message of a paused tenant or connector waits before it looks again.
 pub const PAUSED_RECHECK_MS: i64 = 5_000;
@@ -52,42 +55,6 @@ impl PauseKind {
     }
 }
 
-/// The paused tenants and connectors this instance knows of.
-#[derive(Default)]
-pub struct Paused {
-    /// Fast path: nothing is paused (almost always).
-    any: AtomicBool,
-    sets: RwLock<(HashSet<String>, HashSet<String>)>,
-}
-
-impl Paused {
-    pub fn tenant(&self, name: &str) -> bool {
-        self.any.load(Ordering::Relaxed) && self.read().0.contains(name)
-    }
-
-    pub fn connector(&self, name: &str) -> bool {
-        self.any.load(Ordering::Relaxed) && self.read().1.contains(name)
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, (HashSet<String>, HashSet<String>)> {
-        self.sets.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn set(&self, targets: impl IntoIterator<Item = String>) {
-        let (mut tenants, mut connectors) = (HashSet::new(), HashSet::new());
-        for t in targets {
-            if let Some(n) = t.strip_prefix("tenant:") {
-                tenants.insert(n.to_string());
-            } else if let Some(n) = t.strip_prefix("connector:") {
-                connectors.insert(n.to_string());
-            }
-        }
-        let any = !tenants.is_empty() || !connectors.is_empty();
-        *self.sets.write().unwrap_or_else(|p| p.into_inner()) = (tenants, connectors);
-        self.any.store(any, Ordering::Relaxed);
-    }
-}
-
 /// One paused target as the console and `/v1/admin/pauses` show it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Pause {
@@ -101,6 +68,13 @@ pub struct Pause {
 pub async fn refresh_pauses(app: &App) -> Result<Vec<Pause>, StoreError> {
     let all = app.store.operator().pauses().await?;
     app.paused.set(all.iter().map(|(t, _)| t.clone()));
+    // A paused tenant's messages stay in the queue, unclaimed.
+    app.store.skip_tenants(
+        all.iter()
+            .filter_map(|(t, _)| t.strip_prefix("tenant:"))
+            .map(str::to_string)
+            .collect(),
+    );
     Ok(all
         .into_iter()
         .filter_map(|(target, info)| {
@@ -145,7 +119,8 @@ pub async fn set_pause(
         PauseKind::Tenant => app.tenants.by_name(name).is_some(),
         PauseKind::Connector => app.connectors.iter().any(|c| c.name() == name),
     };
-    if !known {
+    // A pause of something since removed from the configuration can still be lifted.
+    if !known && paused {
         return Err(ActionError::NotFound(kind.as_str()));
     }
     let target = kind.target(name);
@@ -255,7 +230,7 @@ pub async fn audit(app: &App, who: &Who, action: &str, target: &str, detail: &st
     tracing::info!(who = %entry.who, action, target = %shown, "Operator action.");
     let line = serde_json::to_string(&entry).unwrap_or_default();
     if let Err(e) = app.store.operator().audit(&line).await {
-        tracing::warn!(error = %e, action, target, "Could not write the admin log entry.");
+        tracing::warn!(error = %e, action, target = %shown, "Could not write the admin log entry.");
     }
 }
 
@@ -268,5 +243,102 @@ pub async fn audit_log(app: &App, max: usize) -> Result<Vec<AuditEntry>, StoreEr
         .await?
         .iter()
         .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+#[derive(Serialize)]
+pub struct DeadLetterView {
+    /// What `POST /v1/admin/dead-letters/{lane}/{id}/requeue|discard` names.
+    id: String,
+    job_id: String,
+    attempts: u32,
+    reason: String,
+    message_id: String,
+    /// For callbacks: the status change that could not be reported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+}
+
+/// A held message as the operator sees it: enough to decide, including the text.
+#[derive(Serialize)]
+pub struct HeldView {
+    id: String,
+    tenant: String,
+    channel: &'static str,
+    to: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    /// The anti-fraud reason codes.
+    reasons: Vec<String>,
+    held_at: String,
+}
+
+/// A lane's dead letters as the operator sees them, oldest first.
+pub async fn dead_letter_views(
+    app: &App,
+    lane: Lane,
+    limit: usize,
+) -> Result<Vec<DeadLetterView>, crate::store::StoreError> {
+    let jobs = app.store.dead_letters(lane, limit).await?;
+    Ok(jobs
+        .into_iter()
+        .map(|d| {
+            let (id, job, reason) = (d.id, d.job, d.reason);
+            let cb = match &job.task {
+                Task::Callback(c) => Some(c.clone()),
+                _ => None,
+            };
+            let clicked = match &job.task {
+                Task::Clicked(c) => Some(c.message_id.clone()),
+                _ => None,
+            };
+            DeadLetterView {
+                message_id: cb
+                    .as_ref()
+                    .map(|c| c.message_id.clone())
+                    .or(clicked.clone())
+                    .unwrap_or_else(|| job.id.clone()),
+                status: cb
+                    .map(|c| c.status.to_string())
+                    .or(clicked.map(|_| "clicked".to_string())),
+                id,
+                job_id: job.id,
+                attempts: job.attempt + 1,
+                reason,
+            }
+        })
+        .collect())
+}
+
+/// Held messages as the operator sees them (with the text and the reasons),
+/// oldest first.
+pub async fn held_views(
+    app: &App,
+    limit: usize,
+) -> Result<Vec<HeldView>, crate::store::StoreError> {
+    let ids = app.store.held(limit).await?;
+    let records = app.store.get_many(&ids).await?;
+    Ok(records
+        .into_iter()
+        .flatten()
+        .filter(|r| r.status == Status::Held)
+        .map(|r| {
+            let held = r.events.iter().rev().find(|e| e.status == Status::Held);
+            HeldView {
+                reasons: held
+                    .and_then(|e| e.reason.as_deref())
+                    .map(|s| s.split(',').map(str::to_string).collect())
+                    .unwrap_or_default(),
+                held_at: held.map(|e| format_ms(e.at)).unwrap_or_default(),
+                id: r.data.id,
+                tenant: r.data.tenant,
+                channel: r.data.channel.as_str(),
+                to: r.data.to,
+                from: r.data.from,
+                text: r.data.text,
+            }
+        })
         .collect())
 }
