@@ -47,7 +47,14 @@ impl Modify for Security {
             "api_key",
             bearer("A tenant's API key (`[[tenants]] api_keys` holds its SHA-256)"),
         );
-        c.add_security_scheme("admin_key", bearer("An operator key (`[admin] api_keys`)"));
+        c.add_security_scheme(
+            "admin_key",
+            bearer(
+                "An operator key (`[admin] api_keys`). The console's session cookie \
+                 (`goniec-console`, from `POST /console/login`) works too; with it, \
+                 every request but GET needs the session's `X-CSRF-Token`",
+            ),
+        );
     }
 }
 
