@@ -524,6 +524,19 @@ async fn every_action_works_and_is_audited() {
     assert_eq!(code, 200, "{v}");
     wait_for(&gw, &held[0], ACME_KEY, "delivered").await;
     assert_eq!(status(&gw, &held[1], ACME_KEY).await, "rejected");
+    // The last minute's latencies: accepted → submitted at submit, submitted →
+    // receipt from the receipts that came back to this instance.
+    let o = s.overview(&gw).await;
+    let sms = &o["channels"][0];
+    assert_eq!(sms["channel"], "sms", "{o}");
+    for k in ["accepted_to_submitted", "submitted_to_receipt"] {
+        let (p50, p99) = (sms[k]["p50_ms"].as_f64(), sms[k]["p99_ms"].as_f64());
+        assert!(
+            p50.is_some_and(|p| p >= 0.0) && p99 >= p50,
+            "{k}: {}",
+            sms[k]
+        );
+    }
 
     // A callback that cannot be posted is dead-lettered; once the receiver is
     // back, requeued, it arrives. Another is discarded.

@@ -4,22 +4,24 @@
 //! In memory and bounded: at most [`MAX`] entries (beyond that, new submits are
 //! not timed); entries older than [`KEEP`] are pruned, so receipts that never
 //! come cost nothing for long. A receipt that reaches another instance (or
-//! comes after a restart) is simply not timed. Sharded by a hash of the id so
-//! the workers do not queue on one lock.
+//! comes after a restart) is simply not timed. Entries are keyed by a 64-bit
+//! keyed hash of (connector, id), so a submit allocates nothing (two ids
+//! colliding would only mis-time one receipt), and sharded by it so the
+//! workers do not queue on one lock.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Entries kept at most (about 100 bytes each).
+/// Entries kept at most (about 32 bytes each).
 pub const MAX: usize = 200_000;
 /// How long an entry waits for its receipt.
 pub const KEEP: Duration = Duration::from_secs(15 * 60);
 
 const SHARDS: usize = 16;
 
-type Shard = HashMap<(String, String), Instant>;
+type Shard = HashMap<u64, Instant>;
 
 pub struct SubmitTimes {
     shards: Vec<Mutex<Shard>>,
@@ -36,29 +38,28 @@ impl Default for SubmitTimes {
 }
 
 impl SubmitTimes {
-    fn shard(&self, provider_id: &str) -> std::sync::MutexGuard<'_, Shard> {
-        self.shards[self.hasher.hash_one(provider_id) as usize % SHARDS]
+    /// The entry's key and its shard.
+    fn slot(&self, connector: &str, provider_id: &str) -> (u64, std::sync::MutexGuard<'_, Shard>) {
+        let key = self.hasher.hash_one((connector, provider_id));
+        let shard = self.shards[(key % SHARDS as u64) as usize]
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|p| p.into_inner());
+        (key, shard)
     }
 
     /// A message was submitted now.
     pub fn submitted(&self, connector: &str, provider_id: &str) {
-        let mut s = self.shard(provider_id);
+        let (key, mut s) = self.slot(connector, provider_id);
         if s.len() < MAX / SHARDS {
-            s.insert(
-                (connector.to_string(), provider_id.to_string()),
-                Instant::now(),
-            );
+            s.insert(key, Instant::now());
         }
     }
 
     /// How long ago the message with this provider id was submitted, if it was
     /// timed here; forgets it.
     pub fn receipt(&self, connector: &str, provider_id: &str) -> Option<Duration> {
-        let mut s = self.shard(provider_id);
-        let at = s.remove(&(connector.to_string(), provider_id.to_string()))?;
-        Some(at.elapsed())
+        let (key, mut s) = self.slot(connector, provider_id);
+        Some(s.remove(&key)?.elapsed())
     }
 
     /// Forget entries older than [`KEEP`].
