@@ -5,23 +5,11 @@
 use std::time::Duration;
 
 use goniec_testkit::gateway::{
-    config_toml_with, parse, TestGateway, ACME_KEY, ADMIN_KEY, OTHER_KEY,
+    config_toml_with, parse, TestGateway, ACME_KEY, ADMIN_KEY, OTHER_KEY, STUB_SMS,
 };
 use goniec_testkit::RedisServer;
 use reqwest::Method;
 use serde_json::{json, Value};
-
-const CONNECTORS: &str = r#"
-[[connectors]]
-name = "ok"
-kind = "stub"
-channels = ["sms"]
-receipt_delay = "10ms"
-
-[[routes]]
-channel = "sms"
-connector = "ok"
-"#;
 
 /// Anti-fraud on, contact hours open around the clock (the hours themselves are
 /// tested below and in the crate), plus the test's own keys.
@@ -54,7 +42,7 @@ fn blocklist_file(domains: &str) -> tempfile::NamedTempFile {
 }
 
 async fn start(redis: &RedisServer, af: &str) -> TestGateway {
-    let gw = TestGateway::start(parse(&config_toml_with(Some(&redis.url()), af, CONNECTORS))).await;
+    let gw = TestGateway::start(parse(&config_toml_with(Some(&redis.url()), af, STUB_SMS))).await;
     gw.wait_ready(200, Duration::from_secs(10)).await;
     gw
 }
@@ -276,7 +264,7 @@ async fn frequency_caps_are_shared_by_two_instances() {
     };
     let list = blocklist_file("");
     let af = antifraud(list.path(), "");
-    let cfg = parse(&config_toml_with(Some(&redis.url()), &af, CONNECTORS));
+    let cfg = parse(&config_toml_with(Some(&redis.url()), &af, STUB_SMS));
     let a = TestGateway::start(cfg.clone()).await;
     let b = TestGateway::start(cfg).await;
     a.wait_ready(200, Duration::from_secs(10)).await;
@@ -491,7 +479,7 @@ async fn pools_pick_a_sticky_sender_and_unregistered_senders_are_rejected() {
     gw.stop().await;
 
     // Tenant `other` registers ACME (written after its table in the test config).
-    let extra = format!("senders = [\"ACME\"]\n{CONNECTORS}");
+    let extra = format!("senders = [\"ACME\"]\n{STUB_SMS}");
     let gw = TestGateway::start(parse(&config_toml_with(
         Some(&redis.url()),
         &antifraud(list.path(), ""),
@@ -533,7 +521,7 @@ async fn over_the_tenant_rates_the_answer_is_429_with_retry_after() {
     };
     let list = blocklist_file("");
     // Tenant `other` (its keys come right after its table in the test config).
-    let extra = format!("rate = \"2/min\"\nrequest_rate = \"4/min\"\n{CONNECTORS}");
+    let extra = format!("rate = \"2/min\"\nrequest_rate = \"4/min\"\n{STUB_SMS}");
     let gw = TestGateway::start(parse(&config_toml_with(
         Some(&redis.url()),
         &antifraud(list.path(), ""),
@@ -636,7 +624,7 @@ async fn suppressed_addresses_are_rejected_until_an_operator_removes_them() {
     };
     let list = blocklist_file("");
     let connectors = format!(
-        "{CONNECTORS}\n[[connectors]]\nname = \"mail\"\nkind = \"stub\"\nchannels = [\"email\"]\n\n[[routes]]\nchannel = \"email\"\nconnector = \"mail\"\n"
+        "{STUB_SMS}\n[[connectors]]\nname = \"mail\"\nkind = \"stub\"\nchannels = [\"email\"]\n\n[[routes]]\nchannel = \"email\"\nconnector = \"mail\"\n"
     );
     let gw = TestGateway::start(parse(&config_toml_with(
         Some(&redis.url()),

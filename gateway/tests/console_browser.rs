@@ -9,32 +9,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use goniec_testkit::gateway::{config_toml_with, parse, TestGateway, ACME_KEY, ADMIN_KEY};
+use goniec_testkit::gateway::{
+    config_toml_with, parse, TestGateway, ACME_KEY, ADMIN_KEY, ANTIFRAUD_OPEN_HOURS, STUB_SMS,
+};
 use goniec_testkit::{python, require, runs, RedisServer};
 use reqwest::Method;
 use serde_json::Value;
-
-const CONNECTORS: &str = r#"
-[[connectors]]
-name = "ok"
-kind = "stub"
-channels = ["sms"]
-receipt_delay = "10ms"
-
-[[routes]]
-channel = "sms"
-connector = "ok"
-"#;
-
-const ANTIFRAUD: &str = r#"[antifraud]
-key_salt = "test-salt"
-
-[antifraud.defaults.contact]
-weekdays = "00:00-24:00"
-saturday = "00:00-24:00"
-sunday = "00:00-24:00"
-holidays = "none"
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_works_in_headless_chromium() {
@@ -60,8 +40,8 @@ async fn the_console_works_in_headless_chromium() {
     };
     let gw = TestGateway::start(parse(&config_toml_with(
         Some(&redis.url()),
-        ANTIFRAUD,
-        CONNECTORS,
+        ANTIFRAUD_OPEN_HOURS,
+        STUB_SMS,
     )))
     .await;
     gw.wait_ready(200, Duration::from_secs(10)).await;

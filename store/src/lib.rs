@@ -95,6 +95,11 @@ impl Lane {
         Lane::Webhook,
     ];
 
+    /// The lane [`Lane::as_str`] names.
+    pub fn named(name: &str) -> Option<Lane> {
+        Lane::ALL.into_iter().find(|l| l.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Lane::Channel(c) => c.as_str(),

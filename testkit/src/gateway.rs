@@ -89,6 +89,33 @@ webhook_secret = "{SECRET}"
     )
 }
 
+/// One stub connector `ok` for SMS, receipts 10 ms after each submit, and
+/// the SMS route to it: the `extra` of [`config_toml`] for most tests that
+/// need messages delivered.
+pub const STUB_SMS: &str = r#"
+[[connectors]]
+name = "ok"
+kind = "stub"
+channels = ["sms"]
+receipt_delay = "10ms"
+
+[[routes]]
+channel = "sms"
+connector = "ok"
+"#;
+
+/// Anti-fraud on, with contact hours open around the clock (so tests do not
+/// depend on when they run): an `antifraud` for [`config_toml_with`].
+pub const ANTIFRAUD_OPEN_HOURS: &str = r#"[antifraud]
+key_salt = "test-salt"
+
+[antifraud.defaults.contact]
+weekdays = "00:00-24:00"
+saturday = "00:00-24:00"
+sunday = "00:00-24:00"
+holidays = "none"
+"#;
+
 /// Parse a test config, panicking with every error.
 pub fn parse(toml: &str) -> Config {
     goniec_config::load_from_str(toml, std::iter::empty())

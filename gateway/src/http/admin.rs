@@ -39,16 +39,13 @@ pub async fn dead_letters(
     _: AdminAuth,
     ApiQuery(q): ApiQuery<DeadLetterQuery>,
 ) -> Result<Response, ApiError> {
-    let lane = Lane::ALL
-        .into_iter()
-        .find(|l| l.as_str() == q.lane)
-        .ok_or_else(|| {
-            ApiError::new(
-                Problem::InvalidQuery,
-                "`lane` must be sms, rcs, email or webhook",
-            )
-            .field("lane")
-        })?;
+    let lane = Lane::named(&q.lane).ok_or_else(|| {
+        ApiError::new(
+            Problem::InvalidQuery,
+            "`lane` must be sms, rcs, email or webhook",
+        )
+        .field("lane")
+    })?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(
@@ -314,10 +311,7 @@ pub async fn suppress(
 }
 
 fn lane_named(name: &str) -> Result<Lane, ApiError> {
-    Lane::ALL
-        .into_iter()
-        .find(|l| l.as_str() == name)
-        .ok_or_else(|| ApiError::not_found("lane (sms, rcs, email or webhook)"))
+    Lane::named(name).ok_or_else(|| ApiError::not_found("lane (sms, rcs, email or webhook)"))
 }
 
 fn action_error(e: ActionError) -> ApiError {
