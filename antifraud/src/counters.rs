@@ -27,9 +27,20 @@
 //!
 //! Bucket ids are derived from the gateway's clock (the message's `now`);
 //! instances should run NTP, a few seconds of skew only move a count into a
-//! neighbouring bucket. Concurrent instances may both read a count just
-//! below a threshold and both accept: the limits are exact per instance and
-//! approximate (off by the number of concurrent instances) across them.
+//! neighbouring bucket.
+//!
+//! - **reserve** (frequency caps and duplicates, [`Cap`]): these counters are
+//!   not incremented by the record step. Before the message is stored, one
+//!   script per cap sums the read range, and only when `sum + by <= limit`
+//!   applies the increment (with its `EXPIRE` and `HDEL`), all in one atomic
+//!   step on the counter's key; a message whose reservation is denied is
+//!   refused for the cap's reason, and one that is then not stored gives its
+//!   places back (a decrement). So these limits are exact across instances
+//!   and concurrent requests: the read only answers early, the reservation
+//!   decides. A crash between reservation and store counts one message too
+//!   many (never one too few). The pumping thresholds compare rates and stay
+//!   read-then-record: concurrent instances may each add their in-flight
+//!   messages before seeing the others'.
 //!
 //! # Windows
 //!
@@ -42,6 +53,7 @@
 //! baseline.
 
 use crate::input::Prepared;
+use crate::verdict::ReasonCode;
 use jiff::Timestamp;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::{Range, RangeInclusive};
@@ -241,6 +253,38 @@ impl Increment {
     }
 }
 
+/// A counter with a limit (frequency caps, duplicates): checked against the
+/// limit and incremented in one atomic store step when the message is about
+/// to be stored, so that instances screening at the same moment cannot both
+/// pass the last free place.
+///
+/// [`check`](crate::check) already refused the message when the counters it
+/// read were at the limit; the reservation is the authority. A message's caps
+/// are reserved together, all or nothing: a store grants them when
+/// `sum(read) + inc.by <= limit` holds for each, and then applies every `inc`
+/// (as [`Increment`] does), else changes nothing. Their keys share the
+/// recipient's hash tag, so on Redis Cluster one script on one slot does it.
+/// A reservation whose message is then not stored is given back with a
+/// release (decrement of `inc.field`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cap {
+    /// The reason the message is refused for when the reservation is denied.
+    pub reason: ReasonCode,
+    /// The bucket ids summed against the limit (the read's range).
+    pub read: RangeInclusive<i64>,
+    /// The most the summed buckets may hold, this message included.
+    pub limit: u64,
+    /// The increment the reservation applies.
+    pub inc: Increment,
+}
+
+impl Cap {
+    /// The bucket ids of [`read`](Self::read) as decimal strings.
+    pub fn read_field_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.read.clone().map(|f| f.to_string())
+    }
+}
+
 /// Everything [`check`](crate::check) needs from the store for one message:
 /// returned by [`needs`](crate::needs), filled by the store into
 /// [`Counters`]. It also carries what was worked out about the recipient
@@ -412,6 +456,46 @@ impl MemoryCounters {
             self.writes += 1;
             if self.writes.is_multiple_of(SWEEP_EVERY) {
                 self.purge_expired(now);
+            }
+        }
+    }
+
+    /// Reserves one message's places under its [`Cap`]s at `now`, all or
+    /// nothing: when every summed read stays within its limit, applies every
+    /// increment and returns `None`; else changes nothing and returns the
+    /// index of the first cap that is full.
+    pub fn reserve(&mut self, caps: &[Cap], now: Timestamp) -> Option<usize> {
+        let full = caps.iter().position(|cap| {
+            let used = match self.keys.get(&cap.inc.key) {
+                Some(e) if e.expires_at > now.as_second() => e
+                    .fields
+                    .range(cap.read.clone())
+                    .fold(0u64, |acc, (_, v)| acc.saturating_add(*v)),
+                _ => 0,
+            };
+            used.saturating_add(cap.inc.by) > cap.limit
+        });
+        if full.is_none() {
+            for cap in caps {
+                self.apply(std::slice::from_ref(&cap.inc), now);
+            }
+        }
+        full
+    }
+
+    /// Gives a granted reservation back: decrements its bucket (removing it
+    /// at zero). A key that expired meanwhile is left alone.
+    pub fn release(&mut self, cap: &Cap, now: Timestamp) {
+        let Some(e) = self.keys.get_mut(&cap.inc.key) else {
+            return;
+        };
+        if e.expires_at <= now.as_second() {
+            return;
+        }
+        if let Some(v) = e.fields.get_mut(&cap.inc.field) {
+            *v = v.saturating_sub(cap.inc.by);
+            if *v == 0 {
+                e.fields.remove(&cap.inc.field);
             }
         }
     }

@@ -117,7 +117,8 @@ mod tests;
 
 pub use blocklist::{Blocklist, BlocklistHandle, InvalidLine, MAX_INVALID_EXAMPLES};
 pub use counters::{
-    CounterKind, CounterRead, Counters, CountersError, Increment, MemoryCounters, Needs, Window,
+    Cap, CounterKind, CounterRead, Counters, CountersError, Increment, MemoryCounters, Needs,
+    Window,
 };
 pub use decode::is_default_ignorable;
 pub use hours::{

@@ -1,7 +1,7 @@
 //! The two phases of screening: [`needs`] (which counters) and [`check`] (the verdict).
 
 use crate::counters::{
-    CounterKind, CounterRead, Counters, Increment, Needs, Window, ROUND_ROBIN_TTL,
+    Cap, CounterKind, CounterRead, Counters, Increment, Needs, Window, ROUND_ROBIN_TTL,
 };
 use crate::hash::{digest_hex, stable_hash};
 use crate::hours::Schedule;
@@ -78,13 +78,14 @@ fn baseline_window(p: &TenantPolicy) -> Window {
 /// the layout). The recipient's number is parsed here, once.
 ///
 /// Which counters, and their keys (`{t}` = tenant, `{r}` = digest of the
-/// recipient, `{B}` = bucket seconds):
+/// recipient, `{B}` = bucket seconds; `{{r}}` is the digest in braces, a Redis
+/// Cluster hash tag that puts a recipient's capped counters on one slot):
 ///
 /// | kind | key | window | when |
 /// |---|---|---|---|
-/// | `fd` | `af:fd:3600:{t}:{r}` | sliding 24 × 1 h | `collection` with `max_per_day` |
-/// | `fw` | `af:fw:86400:{t}:{r}` | sliding 7 × 1 day | `collection` with `max_per_week` |
-/// | `dup` | `af:dup:{B}:{t}:{digest of recipient + text}` | sliding, 10 buckets | `duplicates.enabled` |
+/// | `fd` | `af:fd:3600:{t}:{{r}}` | sliding 24 × 1 h | `collection` with `max_per_day` |
+/// | `fw` | `af:fw:86400:{t}:{{r}}` | sliding 7 × 1 day | `collection` with `max_per_week` |
+/// | `dup` | `af:dup:{B}:{t}:{{r}}:{digest of recipient + text}` | sliding, 10 buckets | `duplicates.enabled` |
 /// | `pw`/`pb` | `af:pw:{B}:{t}:{digest of prefix}` | sliding 10 / trailing 24 buckets | SMS/RCS, `pumping.enabled` |
 /// | `cw`/`cb` | `af:cw:{B}:{t}:{country}` | sliding 10 / trailing 24 buckets | SMS/RCS, `pumping.enabled`, country known and not exempt |
 /// | `sb` | `af:sb:{B}:{t}:{digest of block}` | sliding, 10 buckets | SMS/RCS, `pumping.sequential.enabled` |
@@ -115,12 +116,16 @@ pub fn needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
         });
     };
 
+    // The capped counters (reserved together, atomically: see `Cap`) share the
+    // recipient's digest as a Redis Cluster hash tag, so one script on one slot
+    // can check and count them all.
+    let tag = format!("{{{rhash}}}");
     if p.policy == PolicyKind::Collection {
         if p.contact.max_per_day.is_some() {
-            add(CounterKind::FreqDay, Window::DAY, false, rhash);
+            add(CounterKind::FreqDay, Window::DAY, false, &tag);
         }
         if p.contact.max_per_week.is_some() {
-            add(CounterKind::FreqWeek, Window::WEEK, false, rhash);
+            add(CounterKind::FreqWeek, Window::WEEK, false, &tag);
         }
     }
     if p.duplicates.enabled {
@@ -137,7 +142,7 @@ pub fn needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
             CounterKind::Duplicate,
             Window::covering(p.duplicates.window, 10),
             false,
-            id.as_str(),
+            &format!("{tag}:{}", id.as_str()),
         );
     }
     if let Some(ph) = &phone {
@@ -235,8 +240,11 @@ pub fn mandatory(s: &Screening<'_>, p: &TenantPolicy, counters: &Counters) -> Ve
                 counters.needs.prepared.now,
                 round_robin_used,
                 false,
+                |_| None,
             )
+            .0
         },
+        caps: Vec::new(),
     }
 }
 
@@ -463,10 +471,16 @@ pub fn check(s: &Screening<'_>, p: &TenantPolicy, counters: &Counters) -> Verdic
 
     let decision = reasons.decision();
     let rejected = decision == crate::Decision::Reject;
-    let record = if rejected {
-        Vec::new()
+    let (record, caps) = if rejected {
+        (Vec::new(), Vec::new())
     } else {
-        record(counters, prep.now, round_robin_used, new_in_block)
+        let limit = |kind| match kind {
+            CounterKind::FreqDay => p.contact.max_per_day.map(u64::from),
+            CounterKind::FreqWeek => p.contact.max_per_week.map(u64::from),
+            CounterKind::Duplicate => Some(1),
+            _ => None,
+        };
+        record(counters, prep.now, round_robin_used, new_in_block, limit)
     };
     Verdict {
         decision,
@@ -474,27 +488,32 @@ pub fn check(s: &Screening<'_>, p: &TenantPolicy, counters: &Counters) -> Verdic
         schedule_at: if rejected { None } else { schedule_at },
         sender: chosen,
         record,
+        caps,
     }
 }
 
 /// The increments for an accepted message: one per counter read, except the
 /// sequential block (only when this number is new to it within the window)
 /// and the round-robin position (only when a round-robin pool was used).
+/// Counters with a `limit` (frequency caps, duplicates) come back as
+/// reservations instead, refused for their reason when the limit is reached.
 fn record(
     counters: &Counters,
     now: Timestamp,
     round_robin_used: bool,
     new_in_block: bool,
-) -> Vec<Increment> {
+    limit: impl Fn(CounterKind) -> Option<u64>,
+) -> (Vec<Increment>, Vec<Cap>) {
     let reads = counters.needs.reads();
     let mut out = Vec::with_capacity(reads.len());
+    let mut caps = Vec::new();
     for read in reads {
         match read.kind {
             CounterKind::SequenceBlock if !new_in_block => continue,
             CounterKind::RoundRobin if !round_robin_used => continue,
             _ => {}
         }
-        out.push(match read.window {
+        let inc = match read.window {
             Some(w) => Increment {
                 key: read.key.clone(),
                 field: w.bucket_of(now),
@@ -509,7 +528,20 @@ fn record(
                 ttl: ROUND_ROBIN_TTL,
                 stale: 0..0,
             },
-        });
+        };
+        match limit(read.kind) {
+            Some(limit) => caps.push(Cap {
+                reason: if read.kind == CounterKind::Duplicate {
+                    ReasonCode::Duplicate
+                } else {
+                    ReasonCode::FrequencyCap
+                },
+                read: read.fields.clone(),
+                limit,
+                inc,
+            }),
+            None => out.push(inc),
+        }
     }
-    out
+    (out, caps)
 }

@@ -31,6 +31,11 @@ fn run(s: &Screening<'_>, p: &TenantPolicy, store: &MemoryCounters) -> Verdict {
 /// A check whose increments are applied when the message would be stored.
 fn send(s: &Screening<'_>, p: &TenantPolicy, store: &mut MemoryCounters) -> Verdict {
     let v = run(s, p, store);
+    assert_eq!(
+        store.reserve(&v.caps, s.now),
+        None,
+        "caps check() passed are free"
+    );
     store.apply(&v.record, s.now);
     v
 }
@@ -1101,6 +1106,47 @@ fn frequency_cap_per_day() {
     assert_now(&run(&sms(TO, "Dzień później", next), &p, &store));
 }
 
+/// Two instances screen the same recipient at the same moment: both read 2
+/// of 3 and pass `check`; the reservations let only one through, and a
+/// released reservation frees the place again.
+#[test]
+fn cap_reservation_is_exact_between_concurrent_checks() {
+    let mut p = quiet();
+    p.contact.max_per_day = Some(3);
+    p.duplicates.enabled = true;
+    let mut store = MemoryCounters::new();
+    let t0 = tue_10();
+    for i in 0..2 {
+        send(&sms(TO, &format!("Nr {i}"), t0), &p, &mut store);
+    }
+    let a = run(&sms(TO, "A", t0), &p, &store);
+    let mut b = run(&sms(TO, "B", t0), &p, &store);
+    assert_now(&a);
+    assert_now(&b);
+    let caps_b = b.caps.clone();
+    assert_eq!(store.reserve(&a.caps, t0), None);
+    let full = store.reserve(&caps_b, t0).expect("the last place is taken");
+    assert_eq!(caps_b[full].reason, R::FrequencyCap);
+    b.refuse(caps_b[full].reason);
+    assert_verdict(&b, Decision::Reject, &[R::FrequencyCap]);
+    assert!(b.caps.is_empty() && b.record.is_empty() && b.schedule_at.is_none());
+    // All or nothing: B's duplicate counter was not counted.
+    let dup = caps_b.iter().find(|c| c.reason == R::Duplicate).unwrap();
+    assert_eq!(store.field_count(&dup.inc.key), 0);
+    // A was not stored after all: its places are free again, once.
+    for cap in &a.caps {
+        store.release(cap, t0);
+    }
+    assert_eq!(store.reserve(&caps_b, t0), None);
+    assert!(store.reserve(&a.caps, t0).is_some());
+    // A refusal for a reason that only holds keeps the reservations.
+    let mut held = run(&sms(TO, "C", t0), &p, &MemoryCounters::new());
+    let n = held.caps.len();
+    held.refuse(R::UrlShortener);
+    assert_verdict(&held, Decision::Hold, &[R::UrlShortener]);
+    assert_eq!(held.caps.len(), n);
+}
+
 #[test]
 fn frequency_cap_per_week() {
     let mut p = quiet();
@@ -1266,7 +1312,7 @@ fn needs_keys_and_record_layout() {
     }
     assert_eq!(
         n.read(FreqDay).unwrap().key.len(),
-        "af:fd:3600:acme:".len() + 20
+        "af:fd:3600:acme:{}".len() + 20
     );
     assert_eq!(n.read(FreqDay).unwrap().fields.clone().count(), 25);
     assert_eq!(n.read(FreqWeek).unwrap().fields.clone().count(), 8);
@@ -1291,12 +1337,43 @@ fn needs_keys_and_record_layout() {
             .unwrap()
             .to_owned()
     };
-    assert_eq!(digest(FreqDay), digest(SequenceRecipient));
+    assert_eq!(
+        digest(FreqDay),
+        format!("{{{}}}", digest(SequenceRecipient))
+    );
+    // The capped counters share that digest as their hash tag.
+    assert!(n.read(Duplicate).unwrap().key.contains(&digest(FreqDay)));
 
     // A first message increments every counter read, in the current bucket.
+    // The capped ones (the frequency caps and the duplicate check, read
+    // first) as reservations with their limits and reasons.
     let v = check(&s, &p, &Counters::zero(n.clone()));
-    assert_eq!(v.record.len(), 10);
-    for (inc, read) in v.record.iter().zip(n.reads()) {
+    let caps: Vec<(CounterKind, u64, ReasonCode)> = v
+        .caps
+        .iter()
+        .map(|c| {
+            (
+                n.reads().iter().find(|r| r.key == c.inc.key).unwrap().kind,
+                c.limit,
+                c.reason,
+            )
+        })
+        .collect();
+    assert_eq!(
+        caps,
+        [
+            (FreqDay, 3, R::FrequencyCap),
+            (FreqWeek, 10, R::FrequencyCap),
+            (Duplicate, 1, R::Duplicate)
+        ]
+    );
+    for c in &v.caps {
+        let read = n.reads().iter().find(|r| r.key == c.inc.key).unwrap();
+        assert_eq!(c.read, read.fields);
+    }
+    let incs: Vec<&Increment> = v.caps.iter().map(|c| &c.inc).chain(&v.record).collect();
+    assert_eq!(incs.len(), 10);
+    for (inc, read) in incs.into_iter().zip(n.reads()) {
         assert_eq!(inc.key, read.key);
         assert_eq!(inc.by, 1);
         match read.window {
@@ -1319,7 +1396,7 @@ fn needs_keys_and_record_layout() {
         .collect();
     let v = check(&s, &p, &Counters::new(n.clone(), values, false).unwrap());
     assert!(v.record.iter().all(|i| !i.key.starts_with("af:sb:")));
-    assert_eq!(v.record.len(), 9);
+    assert_eq!(v.record.len() + v.caps.len(), 9);
     // E-mail reads no phone counters.
     let e = Screening::new("acme", Channel::Email, "Jan@Example.com", "x", tue_10());
     let kinds: Vec<CounterKind> = needs(&e, &p).reads().iter().map(|r| r.kind).collect();

@@ -1,6 +1,6 @@
 //! Decisions, reason codes and the verdict.
 
-use crate::counters::Increment;
+use crate::counters::{Cap, Increment};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -206,6 +206,10 @@ pub struct Verdict {
     /// Counter increments to apply, in one batched round trip, when the
     /// message is stored (decision `Allow` or `Hold`). Empty on `Reject`.
     pub record: Vec<Increment>,
+    /// Counters with a limit (frequency caps, duplicates) to reserve before
+    /// the message is stored (decision `Allow` or `Hold`); a denied
+    /// reservation is applied with [`refuse`](Self::refuse). Empty on `Reject`.
+    pub caps: Vec<Cap>,
 }
 
 impl Verdict {
@@ -217,6 +221,25 @@ impl Verdict {
     /// Whether the message may be accepted now or later (`Allow`).
     pub fn is_allowed(&self) -> bool {
         self.decision == Decision::Allow
+    }
+
+    /// The store denied a reservation of [`caps`](Self::caps) (another
+    /// message took the last place first): `reason` fires and the verdict
+    /// becomes what [`check`](crate::check) would have given had it read the
+    /// counters after that message. On `Reject` nothing is recorded or
+    /// scheduled, and the other reservations are the caller's to release.
+    pub fn refuse(&mut self, reason: ReasonCode) {
+        if !self.has(reason) {
+            self.reasons.push(reason);
+            self.reasons
+                .sort_by_key(|r| ReasonCode::ALL.iter().position(|a| a == r));
+        }
+        self.decision = self.decision.max(reason.decision());
+        if self.decision == Decision::Reject {
+            self.schedule_at = None;
+            self.record.clear();
+            self.caps.clear();
+        }
     }
 }
 

@@ -292,6 +292,64 @@ async fn frequency_caps_are_shared_by_two_instances() {
         (422, vec!["duplicate".to_string()]),
         "{r}"
     );
+
+    // At the same moment: 24 requests to one new recipient, half through each
+    // instance, all read 0 of 3 before any is stored. Exactly three get in;
+    // and of 12 copies of one text to another recipient, exactly one.
+    let burst = |to: &'static str, same_text: bool| {
+        let mut set = tokio::task::JoinSet::new();
+        let client = reqwest::Client::new();
+        for i in 0..if same_text { 12 } else { 24 } {
+            let url = if i % 2 == 0 {
+                a.url("/v1/messages")
+            } else {
+                b.url("/v1/messages")
+            };
+            let text = if same_text {
+                "Wezwanie do zapłaty".to_string()
+            } else {
+                format!("Wezwanie {i}")
+            };
+            let req = client.post(url).bearer_auth(ACME_KEY).json(&sms(to, &text));
+            set.spawn(async move {
+                let r = req.send().await.expect("request");
+                let code = r.status().as_u16();
+                (code, r.json::<Value>().await.unwrap_or(Value::Null))
+            });
+        }
+        set.join_all()
+    };
+    let (caps, dups) = tokio::join!(burst("+48601000032", false), burst("+48601000033", true));
+    for (answers, want, reason) in [(caps, 3, "frequency_cap"), (dups, 1, "duplicate")] {
+        let accepted = answers.iter().filter(|(c, _)| *c == 202).count();
+        assert_eq!(accepted, want, "{answers:?}");
+        for (code, r) in answers.iter().filter(|(c, _)| *c != 202) {
+            assert_eq!((*code, reasons(r)), (422, vec![reason.to_string()]), "{r}");
+        }
+    }
+    // A batch with the same recipient five times: the cap holds inside it too.
+    let items: Vec<Value> = (0..5)
+        .map(|i| sms("+48601000034", &format!("Rata {i}")))
+        .collect();
+    let (code, r) = a
+        .post("/v1/messages/batch", &json!({ "messages": items }))
+        .await;
+    assert_eq!((code, &r["accepted"]), (207, &json!(3)), "{r}");
+    let got: Vec<Value> = r["results"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{r}"))
+        .iter()
+        .map(|m| match m.get("error") {
+            Some(e) => e["reasons"].clone(),
+            None => json!(m["id"].is_string()),
+        })
+        .collect();
+    let cap = json!(["frequency_cap"]);
+    assert_eq!(
+        got,
+        [json!(true), json!(true), json!(true), cap.clone(), cap],
+        "{r}"
+    );
     a.stop().await;
     b.stop().await;
 }

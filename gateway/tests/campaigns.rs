@@ -232,11 +232,13 @@ async fn sequence(gw: &TestGateway, dir: &std::path::Path) {
         "{body}"
     );
 
-    // First step out: the clicker clicks, the payer pays.
+    // First step out: the clicker clicks, the payer pays. Both must have
+    // had their first step, or a payment before it would (rightly) stop
+    // the payer's sequence before anything was sent.
     let deadline = Instant::now() + Duration::from_secs(10);
     let first = loop {
         let h = history(gw, "clicker").await;
-        if !h.is_empty() {
+        if !h.is_empty() && !history(gw, "payer").await.is_empty() {
             break h;
         }
         assert!(Instant::now() < deadline, "first step never sent");

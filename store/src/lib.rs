@@ -33,7 +33,7 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use goniec_antifraud::{Counters, Increment, Needs};
+use goniec_antifraud::{Cap, Counters, Increment, Needs};
 use goniec_config::Channel;
 use serde::{Deserialize, Serialize};
 
@@ -694,6 +694,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Apply the counter increments of stored messages: one round trip.
     async fn count(&self, record: &[Increment]) -> Result<(), StoreError>;
+
+    /// Reserve the places of messages under counter limits before they are
+    /// stored, message by message in order: a message's caps (one recipient's,
+    /// on one slot) are checked and counted in one atomic step, all or
+    /// nothing, so that no two instances both take the last place. One round
+    /// trip; per message `None` when granted, else the index of its first full
+    /// cap (and nothing counted).
+    async fn reserve(&self, caps: &[&[Cap]]) -> Result<Vec<Option<usize>>, StoreError>;
+
+    /// Give granted reservations back (their messages were not stored): one
+    /// round trip. A counter that expired meanwhile is left alone.
+    async fn release(&self, caps: &[&Cap]) -> Result<(), StoreError>;
 
     /// Record (`true`) or clear an opt-out under its key
     /// ([`goniec_antifraud::Needs::opt_out_key`] form).

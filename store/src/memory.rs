@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use goniec_antifraud::{Counters, Increment, Needs};
+use goniec_antifraud::{Cap, Counters, Increment, Needs};
 use goniec_config::Channel;
 use tokio::sync::Notify;
 
@@ -902,6 +902,21 @@ impl Store for MemoryStore {
 
     async fn count(&self, record: &[Increment]) -> Result<(), StoreError> {
         self.lock().counters.apply(record, jiff::Timestamp::now());
+        Ok(())
+    }
+
+    async fn reserve(&self, caps: &[&[Cap]]) -> Result<Vec<Option<usize>>, StoreError> {
+        let now = jiff::Timestamp::now();
+        let mut g = self.lock();
+        Ok(caps.iter().map(|c| g.counters.reserve(c, now)).collect())
+    }
+
+    async fn release(&self, caps: &[&Cap]) -> Result<(), StoreError> {
+        let now = jiff::Timestamp::now();
+        let mut g = self.lock();
+        for c in caps {
+            g.counters.release(c, now);
+        }
         Ok(())
     }
 

@@ -52,7 +52,7 @@ mod campaigns;
 mod content;
 mod operator;
 use crate::model::{new_message_id_in, now_ms, partition_of, Event, MessageData, Record, Status};
-use goniec_antifraud::{Counters, Increment, Needs};
+use goniec_antifraud::{Cap, Counters, Increment, Needs};
 use goniec_config::{Channel, StoreBackend};
 
 const GROUP: &str = "workers";
@@ -75,6 +75,8 @@ struct Scripts {
     campaign_commit: Script,
     campaign_event: Script,
     dead_requeue: Script,
+    cap_reserve: Script,
+    cap_release: Script,
 }
 
 impl Scripts {
@@ -95,11 +97,15 @@ impl Scripts {
             campaign_commit: Script::new(include_str!("lua/campaign_commit.lua")),
             campaign_event: Script::new(include_str!("lua/campaign_event.lua")),
             dead_requeue: Script::new(include_str!("lua/dead_requeue.lua")),
+            cap_reserve: Script::new(include_str!("lua/cap_reserve.lua")),
+            cap_release: Script::new(include_str!("lua/cap_release.lua")),
         }
     }
 
-    fn all(&self) -> [&Script; 14] {
+    fn all(&self) -> [&Script; 16] {
         [
+            &self.cap_reserve,
+            &self.cap_release,
             &self.dead_requeue,
             &self.campaign_add,
             &self.campaign_begin,
@@ -1866,6 +1872,63 @@ impl Store for RedisStore {
             }
         }
         self.run::<()>(&b).await
+    }
+
+    async fn reserve(&self, caps: &[&[Cap]]) -> Result<Vec<Option<usize>>, StoreError> {
+        let mut answers = vec![None; caps.len()];
+        // One script call per message with caps, all in one round trip: its keys
+        // share the recipient's hash tag, so the call is atomic on one slot;
+        // messages of one recipient run in order.
+        let mut b = Batch::new();
+        let mut asked = Vec::with_capacity(caps.len());
+        for (i, group) in caps.iter().enumerate() {
+            if group.is_empty() {
+                continue;
+            }
+            let keys: Vec<String> = group
+                .iter()
+                .map(|c| self.keys.counter(&c.inc.key))
+                .collect();
+            let cmd = b.script(&self.scripts.cap_reserve, &keys);
+            for c in group.iter() {
+                cmd.arg(c.limit)
+                    .arg(c.inc.by)
+                    .arg(c.inc.field)
+                    .arg(c.inc.ttl.as_secs().max(1))
+                    .arg(*c.read.start())
+                    .arg(*c.read.end())
+                    .arg(c.inc.stale.start)
+                    .arg(c.inc.stale.end);
+            }
+            asked.push(i);
+        }
+        if asked.is_empty() {
+            return Ok(answers);
+        }
+        let full: Vec<i64> = self.run(&b).await?;
+        if full.len() != asked.len() {
+            return Err(StoreError::Corrupt("cap reservations: short reply".into()));
+        }
+        for (i, f) in asked.into_iter().zip(full) {
+            // 0 = granted; n = the n-th cap (1-based) is full.
+            answers[i] = usize::try_from(f).ok().and_then(|n| n.checked_sub(1));
+        }
+        Ok(answers)
+    }
+
+    async fn release(&self, caps: &[&Cap]) -> Result<(), StoreError> {
+        if caps.is_empty() {
+            return Ok(());
+        }
+        let mut b = Batch::new();
+        for c in caps {
+            let key = self.keys.counter(&c.inc.key);
+            b.script(&self.scripts.cap_release, std::slice::from_ref(&key))
+                .arg(c.inc.field)
+                .arg(c.inc.by);
+        }
+        let _: Vec<i64> = self.run(&b).await?;
+        Ok(())
     }
 
     async fn set_opt_out(

@@ -1027,6 +1027,12 @@ async fn antifraud_counters_and_opt_outs(store: &dyn Store) {
     let v = check(&msg, &policy, &first[0]);
     assert_eq!(v.decision, Decision::Allow, "{:?}", v.reasons);
     assert!(!v.record.is_empty(), "an accepted message is counted");
+    assert_eq!(
+        v.caps.len(),
+        3,
+        "frequency caps per day and week, duplicates"
+    );
+    assert_eq!(store.reserve(&[&v.caps]).await.unwrap(), [None]);
     store.count(&v.record).await.unwrap();
     // The same text to the same number again: the shared counters say duplicate.
     let again = store.counters(vec![needs(&msg, &policy)]).await.unwrap();
@@ -1066,6 +1072,104 @@ async fn antifraud_counters_and_opt_outs(store: &dyn Store) {
         [false]
     );
     assert!(store.counters(vec![]).await.unwrap().is_empty());
+    assert!(store.reserve(&[]).await.unwrap().is_empty());
+    store.release(&[]).await.unwrap();
+    frequency_caps_are_exact_under_concurrent_screening(store).await;
+}
+
+/// Screenings that all read the counters before any reservation (as instances
+/// do at the same moment) get exactly as many places as the cap has left:
+/// in one call, in order, and in concurrent calls; a refused message counts
+/// nothing (all or nothing); a released place is taken again exactly once.
+async fn frequency_caps_are_exact_under_concurrent_screening(store: &dyn Store) {
+    use goniec_antifraud::{check, needs, Cap, CounterKind, Decision, Screening, TenantPolicy};
+    let policy = TenantPolicy::default(); // at most 3 per day
+    let now = jiff::Timestamp::now();
+    let tenant = format!("t-cap-{}", new_message_id());
+    let texts: Vec<String> = (0..12).map(|i| format!("Przypomnienie {i}")).collect();
+    let screen = |i: usize| {
+        Screening::new(
+            &tenant,
+            goniec_antifraud::Channel::Sms,
+            "+48601234567",
+            &texts[i],
+            now,
+        )
+    };
+    // A message's caps: per day (3), per week (10), duplicates (1).
+    let caps_of = |i: usize, c: &goniec_antifraud::Counters| -> Vec<Cap> {
+        let v = check(&screen(i), &policy, c);
+        assert_eq!(v.decision, Decision::Allow, "{:?}", v.reasons);
+        assert_eq!(
+            v.caps.iter().map(|c| c.limit).collect::<Vec<_>>(),
+            [3, 10, 1]
+        );
+        v.caps
+    };
+    // Six screenings read 0 of 3 at once.
+    let read = store
+        .counters((0..6).map(|i| needs(&screen(i), &policy)).collect())
+        .await
+        .unwrap();
+    let caps: Vec<Vec<Cap>> = read
+        .iter()
+        .enumerate()
+        .map(|(i, c)| caps_of(i, c))
+        .collect();
+    let groups: Vec<&[Cap]> = caps.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        store.reserve(&groups).await.unwrap(),
+        [None, None, None, Some(0), Some(0), Some(0)],
+        "in order, the first three; the others are refused by the daily cap"
+    );
+    let week = |c: &goniec_antifraud::Counters| c.value(CounterKind::FreqWeek);
+    let read = store
+        .counters(vec![needs(&screen(0), &policy)])
+        .await
+        .unwrap();
+    assert_eq!(week(&read[0]), 3, "the refused ones counted nothing");
+    // The second message was not stored after all: its places come back.
+    let second: Vec<&Cap> = caps[1].iter().collect();
+    store.release(&second).await.unwrap();
+    // Six concurrent reservations for that one place: exactly one gets it.
+    let read = store
+        .counters((6..12).map(|i| needs(&screen(i), &policy)).collect())
+        .await
+        .unwrap();
+    let caps: Vec<Vec<Cap>> = read
+        .iter()
+        .enumerate()
+        .map(|(i, c)| caps_of(i + 6, c))
+        .collect();
+    let try_one = |c: &Vec<Cap>| {
+        let c = c.clone();
+        async move { store.reserve(&[&c]).await.unwrap()[0].is_none() }
+    };
+    let granted = tokio::join!(
+        try_one(&caps[0]),
+        try_one(&caps[1]),
+        try_one(&caps[2]),
+        try_one(&caps[3]),
+        try_one(&caps[4]),
+        try_one(&caps[5])
+    );
+    let granted = [
+        granted.0, granted.1, granted.2, granted.3, granted.4, granted.5,
+    ];
+    assert_eq!(
+        granted.iter().filter(|g| **g).count(),
+        1,
+        "{granted:?}: the one released place, once"
+    );
+    let read = store
+        .counters(vec![needs(&screen(0), &policy)])
+        .await
+        .unwrap();
+    assert_eq!(
+        (read[0].value(CounterKind::FreqDay), week(&read[0])),
+        (3, 3),
+        "the counters hold the three stored messages"
+    );
 }
 
 async fn multipart_is_delivered_when_every_part_is(store: &dyn Store) {

@@ -153,106 +153,116 @@ pub async fn accept<B: std::ops::Deref<Target = [u8]>>(
         .iter_mut()
         .filter_map(|r| r.as_mut().ok())
         .collect();
-    let mut verdicts = screening::screen_all(app, tenant, &mut valid, now)
-        .await?
-        .into_iter();
-
-    let mut msgs = Vec::with_capacity(n_valid);
-    let mut screened = Vec::with_capacity(n_valid);
-    let mut outcomes = Vec::with_capacity(prepared.len());
-    let mut links = Vec::new();
-    let link_ttl = tenant.cfg.links.ttl.as_millis().min(i64::MAX as u128) as i64;
-    for r in prepared {
-        match r {
-            Ok(v) => {
-                links.extend(v.links.iter().map(|(code, target)| Link {
-                    code: code.clone(),
-                    tenant: tenant.cfg.name.clone(),
-                    message_id: v.data.id.clone(),
-                    target: target.clone(),
-                    expires_at: now.saturating_add(link_ttl),
-                }));
-                let verdict = verdicts.next().flatten();
-                let (msg, status) = new_message(&v, now, verdict.as_ref())?;
-                let reasons = reason_codes(verdict.as_ref());
-                outcomes.push(if status == Status::Rejected {
-                    Outcome::Rejected {
-                        id: v.data.id.clone(),
-                        channel: v.data.channel,
-                        reasons,
-                    }
-                } else {
-                    Outcome::Accepted(Accepted {
-                        id: v.data.id,
-                        channel: v.data.channel,
-                        to: v.data.to,
-                        status,
-                        segments: v.data.segments,
-                        encoding: v.data.encoding,
-                        transliterated: v.data.transliterated,
-                        send_at: v.data.send_at,
-                        reasons,
-                    })
-                });
-                msgs.push(msg);
-                screened.push(verdict);
+    // From here on the verdicts hold reserved places under counter limits:
+    // given back unless the messages are stored.
+    let verdicts = screening::screen_all(app, tenant, &mut valid, now).await?;
+    let stored = async {
+        let mut verdict_of = verdicts.iter();
+        let mut msgs = Vec::with_capacity(n_valid);
+        let mut outcomes = Vec::with_capacity(prepared.len());
+        let mut links = Vec::new();
+        let link_ttl = tenant.cfg.links.ttl.as_millis().min(i64::MAX as u128) as i64;
+        for r in prepared {
+            match r {
+                Ok(v) => {
+                    links.extend(v.links.iter().map(|(code, target)| Link {
+                        code: code.clone(),
+                        tenant: tenant.cfg.name.clone(),
+                        message_id: v.data.id.clone(),
+                        target: target.clone(),
+                        expires_at: now.saturating_add(link_ttl),
+                    }));
+                    let verdict = verdict_of.next().and_then(Option::as_ref);
+                    let (msg, status) = new_message(&v, now, verdict)?;
+                    let reasons = reason_codes(verdict);
+                    outcomes.push(if status == Status::Rejected {
+                        Outcome::Rejected {
+                            id: v.data.id.clone(),
+                            channel: v.data.channel,
+                            reasons,
+                        }
+                    } else {
+                        Outcome::Accepted(Accepted {
+                            id: v.data.id,
+                            channel: v.data.channel,
+                            to: v.data.to,
+                            status,
+                            segments: v.data.segments,
+                            encoding: v.data.encoding,
+                            transliterated: v.data.transliterated,
+                            send_at: v.data.send_at,
+                            reasons,
+                        })
+                    });
+                    msgs.push(msg);
+                }
+                Err(e) => outcomes.push(Outcome::Invalid(e)),
             }
-            Err(e) => outcomes.push(Outcome::Invalid(e)),
         }
-    }
-    let answer = render(&outcomes)?;
-    let write = match idem {
-        Idem::Fresh { key, fingerprint } => Some(IdemWrite {
-            tenant: &tenant.cfg.name,
-            key,
-            fingerprint,
-            status: answer.status,
-            body: &answer.body,
-        }),
-        Idem::None | Idem::Replay { .. } => None,
-    };
-    // Links first: a message never shows a code the store does not know. Links
-    // of messages that then fail to store are never shown, and expire.
-    if !links.is_empty() {
-        if let Err(e) = app.store.links().put_links(&links).await {
-            app.metrics.store_errors.with_label_values(&["links"]).inc();
-            tracing::warn!(error = %e, "Could not store tracked links; answering 503.");
-            return Err(Refused::StoreUnavailable);
+        let answer = render(&outcomes)?;
+        let write = match idem {
+            Idem::Fresh { key, fingerprint } => Some(IdemWrite {
+                tenant: &tenant.cfg.name,
+                key,
+                fingerprint,
+                status: answer.status,
+                body: &answer.body,
+            }),
+            Idem::None | Idem::Replay { .. } => None,
+        };
+        // Links first: a message never shows a code the store does not know. Links
+        // of messages that then fail to store are never shown, and expire.
+        if !links.is_empty() {
+            if let Err(e) = app.store.links().put_links(&links).await {
+                app.metrics.store_errors.with_label_values(&["links"]).inc();
+                tracing::warn!(error = %e, "Could not store tracked links; answering 503.");
+                return Err(Refused::StoreUnavailable);
+            }
         }
-    }
-    if !msgs.is_empty() || write.is_some() {
-        let t0 = Instant::now();
-        let count = msgs.len();
-        let stage = if single {
-            msgs.first().map_or("batch", |m| m.channel.as_str())
-        } else {
-            "batch"
-        };
-        let stored = match write {
-            // Alone and without a key: group commit with other requests.
-            None if single && count == 1 => match msgs.pop() {
-                Some(m) => app.batcher.run(m).await,
-                None => Ok(()),
-            },
-            // With an idempotency key the answer is written in the same transaction.
-            write => app.store.accept(&msgs, write).await,
-        };
-        if let Err(e) = stored {
+        if !msgs.is_empty() || write.is_some() {
+            let t0 = Instant::now();
+            let count = msgs.len();
+            let stage = if single {
+                msgs.first().map_or("batch", |m| m.channel.as_str())
+            } else {
+                "batch"
+            };
+            let stored = match write {
+                // Alone and without a key: group commit with other requests.
+                None if single && count == 1 => match msgs.pop() {
+                    Some(m) => app.batcher.run(m).await,
+                    None => Ok(()),
+                },
+                // With an idempotency key the answer is written in the same transaction.
+                write => app.store.accept(&msgs, write).await,
+            };
+            if let Err(e) = stored {
+                app.metrics
+                    .store_errors
+                    .with_label_values(&["accept"])
+                    .inc();
+                tracing::warn!(error = %e, count, "Could not store messages; answering 503.");
+                return Err(Refused::StoreUnavailable);
+            }
             app.metrics
-                .store_errors
-                .with_label_values(&["accept"])
-                .inc();
-            tracing::warn!(error = %e, count, "Could not store messages; answering 503.");
-            return Err(Refused::StoreUnavailable);
+                .stage_duration
+                .with_label_values(&["store_accept", stage])
+                .observe(t0.elapsed().as_secs_f64());
         }
-        app.metrics
-            .stage_duration
-            .with_label_values(&["store_accept", stage])
-            .observe(t0.elapsed().as_secs_f64());
+        Ok((outcomes, answer))
     }
-    screening::record(app, &screened).await;
-    count_outcomes(app, tenant, &outcomes, single);
-    Ok((outcomes, answer))
+    .await;
+    match stored {
+        Ok((outcomes, answer)) => {
+            screening::record(app, &verdicts).await;
+            count_outcomes(app, tenant, &outcomes, single);
+            Ok((outcomes, answer))
+        }
+        Err(e) => {
+            screening::release(app, &verdicts).await;
+            Err(e)
+        }
+    }
 }
 
 /// One counter update per channel and kind, not per message.

@@ -1,12 +1,15 @@
 //! Screening a submission's valid messages: anti-fraud and the contact
 //! policy through the [`Screener`](super::screen::Screener) (or, with anti-fraud
 //! off, only the duties: opt-outs and registered senders), then the e-mail
-//! suppression list; each verdict is applied to its message. After the
-//! messages are stored, [`record`] counts them in the anti-fraud counters.
+//! suppression list. Places under counter limits (frequency caps, duplicates)
+//! are then reserved atomically in the store, so the limits hold across
+//! instances, and each verdict is applied to its message. After the messages
+//! are stored, [`record`] counts them in the other anti-fraud counters; if they
+//! are not, [`release`] gives the places back.
 
 use std::time::Instant;
 
-use goniec_antifraud::{Decision, Verdict};
+use goniec_antifraud::{Cap, Decision, ReasonCode, Verdict};
 
 use super::invalid::Refused;
 use super::validate::Valid;
@@ -99,13 +102,14 @@ pub(super) async fn screen_all(
                 schedule_at: None,
                 sender: None,
                 record: Vec::new(),
+                caps: Vec::new(),
             });
-            v.decision = Decision::Reject;
-            v.reasons.push(goniec_antifraud::ReasonCode::Suppressed);
-            v.schedule_at = None;
-            v.record.clear();
+            v.refuse(ReasonCode::Suppressed);
         }
     }
+    reserve_caps(app, &mut verdicts)
+        .await
+        .map_err(unavailable)?;
     for (v, verdict) in valid.iter_mut().zip(&verdicts) {
         let Some(verdict) = verdict else { continue };
         apply_verdict(v, verdict);
@@ -141,6 +145,47 @@ pub(super) async fn record(app: &App, verdicts: &[Option<Verdict>]) {
     if let Err(e) = app.store.count(&incs).await {
         app.metrics.store_errors.with_label_values(&["count"]).inc();
         tracing::warn!(error = %e, "Could not record anti-fraud counters.");
+    }
+}
+
+/// Reserve the places the verdicts' capped counters need (frequency caps,
+/// duplicates), message by message in order, in one round trip. A message
+/// refused a place gets the full cap's reason, as if its screening had read the
+/// counters after the message that took the place (both reasons reject); a
+/// refused message counted nothing.
+async fn reserve_caps(
+    app: &App,
+    verdicts: &mut [Option<Verdict>],
+) -> Result<(), crate::store::StoreError> {
+    if verdicts.iter().flatten().all(|v| v.caps.is_empty()) {
+        return Ok(());
+    }
+    let groups: Vec<&[Cap]> = verdicts
+        .iter()
+        .flatten()
+        .map(|v| v.caps.as_slice())
+        .collect();
+    let full = app.store.reserve(&groups).await?;
+    for (v, full) in verdicts.iter_mut().flatten().zip(full) {
+        if let Some(i) = full {
+            let reason = v.caps.get(i).map_or(ReasonCode::FrequencyCap, |c| c.reason);
+            // Nothing of this message was counted: nothing to give back.
+            v.caps.clear();
+            v.refuse(reason);
+        }
+    }
+    Ok(())
+}
+
+/// Give back the places the verdicts reserved: their messages were not stored.
+pub(super) async fn release(app: &App, verdicts: &[Option<Verdict>]) {
+    let caps: Vec<&Cap> = verdicts.iter().flatten().flat_map(|v| &v.caps).collect();
+    if caps.is_empty() {
+        return;
+    }
+    if let Err(e) = app.store.release(&caps).await {
+        app.metrics.store_errors.with_label_values(&["count"]).inc();
+        tracing::warn!(error = %e, "Could not give back reserved anti-fraud places; the counters count a few messages too many until their window passes.");
     }
 }
 
