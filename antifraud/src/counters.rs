@@ -53,7 +53,6 @@
 //! baseline.
 
 use crate::input::Prepared;
-use crate::verdict::ReasonCode;
 use jiff::Timestamp;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::{Range, RangeInclusive};
@@ -268,8 +267,9 @@ impl Increment {
 /// release (decrement of `inc.field`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cap {
-    /// The reason the message is refused for when the reservation is denied.
-    pub reason: ReasonCode,
+    /// The counter (its [`reason`](Self::reason) is what a refused message
+    /// is rejected for).
+    pub kind: CounterKind,
     /// The bucket ids summed against the limit (the read's range).
     pub read: RangeInclusive<i64>,
     /// The most the summed buckets may hold, this message included.

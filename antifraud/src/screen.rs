@@ -531,11 +531,7 @@ fn record(
         };
         match limit(read.kind) {
             Some(limit) => caps.push(Cap {
-                reason: if read.kind == CounterKind::Duplicate {
-                    ReasonCode::Duplicate
-                } else {
-                    ReasonCode::FrequencyCap
-                },
+                kind: read.kind,
                 read: read.fields.clone(),
                 limit,
                 inc,

@@ -1126,12 +1126,12 @@ fn cap_reservation_is_exact_between_concurrent_checks() {
     let caps_b = b.caps.clone();
     assert_eq!(store.reserve(&a.caps, t0), None);
     let full = store.reserve(&caps_b, t0).expect("the last place is taken");
-    assert_eq!(caps_b[full].reason, R::FrequencyCap);
-    b.refuse(caps_b[full].reason);
+    assert_eq!(caps_b[full].reason(), R::FrequencyCap);
+    b.refuse(caps_b[full].reason());
     assert_verdict(&b, Decision::Reject, &[R::FrequencyCap]);
     assert!(b.caps.is_empty() && b.record.is_empty() && b.schedule_at.is_none());
     // All or nothing: B's duplicate counter was not counted.
-    let dup = caps_b.iter().find(|c| c.reason == R::Duplicate).unwrap();
+    let dup = caps_b.iter().find(|c| c.reason() == R::Duplicate).unwrap();
     assert_eq!(store.field_count(&dup.inc.key), 0);
     // A was not stored after all: its places are free again, once.
     for cap in &a.caps {
@@ -1355,7 +1355,7 @@ fn needs_keys_and_record_layout() {
             (
                 n.reads().iter().find(|r| r.key == c.inc.key).unwrap().kind,
                 c.limit,
-                c.reason,
+                c.reason(),
             )
         })
         .collect();

@@ -1,6 +1,6 @@
 //! Decisions, reason codes and the verdict.
 
-use crate::counters::{Cap, Increment};
+use crate::counters::{Cap, CounterKind, Increment};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -239,6 +239,16 @@ impl Verdict {
             self.schedule_at = None;
             self.record.clear();
             self.caps.clear();
+        }
+    }
+}
+
+impl Cap {
+    /// What a message refused a place under this cap is rejected for.
+    pub fn reason(&self) -> ReasonCode {
+        match self.kind {
+            CounterKind::Duplicate => ReasonCode::Duplicate,
+            _ => ReasonCode::FrequencyCap,
         }
     }
 }

@@ -168,7 +168,7 @@ async fn reserve_caps(
     let full = app.store.reserve(&groups).await?;
     for (v, full) in verdicts.iter_mut().flatten().zip(full) {
         if let Some(i) = full {
-            let reason = v.caps.get(i).map_or(ReasonCode::FrequencyCap, |c| c.reason);
+            let reason = v.caps.get(i).map_or(ReasonCode::FrequencyCap, Cap::reason);
             // Nothing of this message was counted: nothing to give back.
             v.caps.clear();
             v.refuse(reason);
