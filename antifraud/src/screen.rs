@@ -92,11 +92,15 @@ fn baseline_window(p: &TenantPolicy) -> Window {
 /// | `sr` | `af:sr:{B}:{t}:{r}` | sliding, 10 buckets | as `sb` |
 /// | `rr` | `af:rr:{t}:{pool}` | none (field `0`) | the sender is a `round_robin` pool |
 pub fn needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
+    needs_of(s, p, true)
+}
+
+/// [`needs`] with every rule (`all`), or only what [`mandatory`] reads: the
+/// opt-out key and a round-robin pool's counter, without analysing the number
+/// (libphonenumber's regexes) or digesting keys nobody reads.
+fn needs_of(s: &Screening<'_>, p: &TenantPolicy, all: bool) -> Needs {
     let recipient = normalise_recipient(s.channel, s.recipient);
-    let phone = s
-        .channel
-        .is_phone()
-        .then(|| PhoneInfo::analyse(&recipient, s.number));
+    let phone = (all && s.channel.is_phone()).then(|| PhoneInfo::analyse(&recipient, s.number));
     let tenant = s.tenant;
     let now = s.now;
     let salt = s.key_salt;
@@ -120,7 +124,7 @@ pub fn needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
     // recipient's digest as a Redis Cluster hash tag, so one script on one slot
     // can check and count them all.
     let tag = format!("{{{rhash}}}");
-    if p.policy == PolicyKind::Collection {
+    if all && p.policy == PolicyKind::Collection {
         if p.contact.max_per_day.is_some() {
             add(CounterKind::FreqDay, Window::DAY, false, &tag);
         }
@@ -128,7 +132,7 @@ pub fn needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
             add(CounterKind::FreqWeek, Window::WEEK, false, &tag);
         }
     }
-    if p.duplicates.enabled {
+    if all && p.duplicates.enabled {
         let id = digest_hex(
             salt,
             &[
@@ -211,9 +215,7 @@ pub fn needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
 /// with anti-fraud off: an opt-out is a legal duty and a registered sender a
 /// matter of identity, not fraud rules (as e-mail suppression is).
 pub fn mandatory_needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
-    let mut n = needs(s, p);
-    n.reads.retain(|r| r.kind == CounterKind::RoundRobin);
-    n
+    needs_of(s, p, false)
 }
 
 /// The verdict of the mandatory checks, from counters filled for
