@@ -6,8 +6,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use goniec_antifraud::{
-    check, needs, Blocklist, Channel, Decision, MemoryCounters, PoolStrategy, ReasonCode,
-    Screening, SenderPool, TenantPolicy,
+    check, mandatory_needs, needs, Blocklist, Channel, Decision, MemoryCounters, PoolStrategy,
+    ReasonCode, Screening, SenderPool, TenantPolicy,
 };
 use jiff::{SignedDuration, Timestamp};
 use std::hint::black_box;
@@ -106,6 +106,7 @@ fn bench(c: &mut Criterion) {
         let mut m = Screening::new("acme", Channel::Sms, &to, &text, t);
         m.blocklist = &list;
         let v = check(&m, &policy, &store.snapshot(needs(&m, &policy)));
+        store.reserve(&v.caps, t);
         store.apply(&v.record, t);
     }
     let yesterday = now - SignedDuration::from_hours(23);
@@ -117,6 +118,7 @@ fn bench(c: &mut Criterion) {
         yesterday,
     );
     let v = check(&earlier, &policy, &store.snapshot(needs(&earlier, &policy)));
+    assert_eq!(store.reserve(&v.caps, yesterday), None);
     store.apply(&v.record, yesterday);
 
     let mut msg = Screening::new("acme", Channel::Sms, recipient, TEXT, now);
@@ -141,6 +143,11 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("verdict/needs", |b| {
         b.iter(|| needs(black_box(&msg), black_box(&policy)))
+    });
+    // With anti-fraud off only the mandatory checks run (opt-out, sender); until
+    // 2026-12 they cost a whole `needs` (the number analysed, every key digested).
+    c.bench_function("verdict/mandatory_needs", |b| {
+        b.iter(|| mandatory_needs(black_box(&msg), black_box(&policy)))
     });
     // The gateway's validation has usually parsed the number already.
     let parsed = phonenumber::parse(None, recipient).unwrap();
