@@ -31,14 +31,16 @@
 //!
 //! - **reserve** (frequency caps and duplicates, [`Cap`]): these counters are
 //!   not incremented by the record step. Before the message is stored, one
-//!   script per cap sums the read range, and only when `sum + by <= limit`
-//!   applies the increment (with its `EXPIRE` and `HDEL`), all in one atomic
-//!   step on the counter's key; a message whose reservation is denied is
-//!   refused for the cap's reason, and one that is then not stored gives its
+//!   script per message sums each cap's read range, and only when every
+//!   `sum + by <= limit` applies the increments (with their `EXPIRE` and
+//!   `HDEL`), all in one atomic step on the recipient's hash-tag slot; a
+//!   message whose reservation is denied is refused for the full cap's
+//!   reason, and one whose request fails before its store write gives its
 //!   places back (a decrement). So these limits are exact across instances
 //!   and concurrent requests: the read only answers early, the reservation
-//!   decides. A crash between reservation and store counts one message too
-//!   many (never one too few). The pumping thresholds compare rates and stay
+//!   decides. A crash, a lost request or a failed store write after the
+//!   reservation counts the message anyway: too many, never too few (a
+//!   failed write may have stored some messages). The pumping thresholds compare rates and stay
 //!   read-then-record: concurrent instances may each add their in-flight
 //!   messages before seeing the others'.
 //!

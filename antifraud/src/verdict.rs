@@ -227,7 +227,8 @@ impl Verdict {
     /// message took the last place first): `reason` fires and the verdict
     /// becomes what [`check`](crate::check) would have given had it read the
     /// counters after that message. On `Reject` nothing is recorded or
-    /// scheduled, and the other reservations are the caller's to release.
+    /// scheduled and the caps are dropped: call it before reserving, or for a
+    /// denied reservation (which, all or nothing, counted none of them).
     pub fn refuse(&mut self, reason: ReasonCode) {
         if !self.has(reason) {
             self.reasons.push(reason);

@@ -182,3 +182,61 @@ async fn take_over_the_dead(cfg: goniec_config::Store) {
     names.dedup();
     assert_eq!(names, ["b"]);
 }
+
+/// A node that lost its script cache (restarted, or a replica promoted) answers
+/// `NOSCRIPT`; the store loads its scripts and runs those calls again. The cap
+/// reservations that other nodes already ran must not run twice: each message
+/// still counts once (twice would refuse it as its own duplicate).
+#[tokio::test]
+async fn redis_cluster_reservations_count_once_after_a_node_lost_its_scripts() {
+    use goniec_antifraud::{check, needs, Cap, CounterKind, Screening, TenantPolicy};
+    let Some(cluster) = RedisCluster::spawn() else {
+        return;
+    };
+    let store = RedisStore::new(&cluster.store_config()).unwrap();
+    store.init().await.unwrap();
+    let store: &dyn goniec_store::Store = &store;
+    let policy = TenantPolicy::default();
+    let now = jiff::Timestamp::now();
+    // Twelve recipients: their hash tags spread over the three masters.
+    let to: Vec<String> = (0..12).map(|i| format!("+4860123{i:04}")).collect();
+    async fn caps(
+        store: &dyn goniec_store::Store,
+        policy: &TenantPolicy,
+        to: &[String],
+        text: &str,
+        now: jiff::Timestamp,
+    ) -> Vec<Vec<Cap>> {
+        let mut all = Vec::new();
+        for n in to {
+            let s = Screening::new("t-flush", goniec_antifraud::Channel::Sms, n, text, now);
+            let c = store.counters(vec![needs(&s, policy)]).await.unwrap();
+            all.push(check(&s, policy, &c[0]).caps);
+        }
+        all
+    }
+    let first = caps(store, &policy, &to, "Pierwsze", now).await;
+    let groups: Vec<&[Cap]> = first.iter().map(Vec::as_slice).collect();
+    assert_eq!(store.reserve(&groups).await.unwrap(), vec![None; 12]);
+    // Two of the three masters forget their scripts.
+    for url in &cluster.node_urls()[..2] {
+        let port = url.rsplit(':').next().unwrap();
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", port, "SCRIPT", "FLUSH"])
+            .output()
+            .expect("redis-cli");
+        assert!(out.status.success(), "{out:?}");
+    }
+    let second = caps(store, &policy, &to, "Drugie", now).await;
+    let groups: Vec<&[Cap]> = second.iter().map(Vec::as_slice).collect();
+    assert_eq!(store.reserve(&groups).await.unwrap(), vec![None; 12]);
+    for n in &to {
+        let s = Screening::new("t-flush", goniec_antifraud::Channel::Sms, n, "x", now);
+        let c = store.counters(vec![needs(&s, &policy)]).await.unwrap();
+        assert_eq!(
+            c[0].value(CounterKind::FreqDay),
+            2,
+            "{n}: counted once each"
+        );
+    }
+}

@@ -412,13 +412,44 @@ impl RedisStore {
         }
         let out = self.run_once(b).await?;
         if out.iter().any(is_noscript) {
-            // One command each: on a cluster, `SCRIPT LOAD` goes to every node
-            // (in a pipeline it would reach only one).
-            let mut c = self.conn().await?;
-            for s in self.scripts.all() {
-                s.load_async(&mut c).await.map_err(unavailable)?;
-            }
+            self.load_scripts().await?;
             return self.run_once(b).await;
+        }
+        Ok(out)
+    }
+
+    /// Load every script (after Redis lost its script cache). One command each:
+    /// on a cluster, `SCRIPT LOAD` goes to every node (in a pipeline it would
+    /// reach only one).
+    async fn load_scripts(&self) -> Result<(), StoreError> {
+        let mut c = self.conn().await?;
+        for s in self.scripts.all() {
+            s.load_async(&mut c).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Run a batch of independent script calls that must each run at most once
+    /// (they count: `cap_reserve`, `cap_release`), every reply kept. When a node
+    /// lost its script cache, only the calls that failed with `NOSCRIPT` run
+    /// again, in order; on a cluster the others already ran on their nodes.
+    async fn run_each_once(&self, b: &Batch) -> Result<Vec<Value>, StoreError> {
+        debug_assert!(!b.atomic && b.cmds.iter().all(|(_, _, keep)| *keep));
+        if b.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut out = self.run_once(b).await?;
+        let failed: Vec<usize> = (0..out.len()).filter(|&i| is_noscript(&out[i])).collect();
+        if !failed.is_empty() {
+            self.load_scripts().await?;
+            let mut again = Batch::new();
+            for &i in &failed {
+                let (key, cmd, keep) = &b.cmds[i];
+                again.push(key, cmd.clone(), *keep);
+            }
+            for (i, reply) in failed.into_iter().zip(self.run_once(&again).await?) {
+                out[i] = reply;
+            }
         }
         Ok(out)
     }
@@ -1905,12 +1936,29 @@ impl Store for RedisStore {
         if asked.is_empty() {
             return Ok(answers);
         }
-        let full: Vec<i64> = self.run(&b).await?;
-        if full.len() != asked.len() {
+        let replies = self.run_each_once(&b).await?;
+        if replies.len() != asked.len() {
             return Err(StoreError::Corrupt("cap reservations: short reply".into()));
         }
-        for (i, f) in asked.into_iter().zip(full) {
+        if let Some(e) = replies.iter().find_map(server_error) {
+            // Some slots answered, some did not: give back what was granted,
+            // so the request's 503 leaves nothing counted.
+            let granted: Vec<&Cap> = asked
+                .iter()
+                .zip(&replies)
+                .filter(|(_, r)| matches!(r, Value::Int(0)))
+                .flat_map(|(&i, _)| caps[i].iter())
+                .collect();
+            let err = StoreError::Unavailable(format!("{e:?}"));
+            if let Err(e) = self.release(&granted).await {
+                tracing::warn!(error = %e, "Could not give back anti-fraud places after a failed reservation.");
+            }
+            return Err(err);
+        }
+        for (i, reply) in asked.into_iter().zip(replies) {
             // 0 = granted; n = the n-th cap (1-based) is full.
+            let f: i64 = redis::from_redis_value(reply)
+                .map_err(|e| StoreError::Corrupt(format!("cap reservations: {e}")))?;
             answers[i] = usize::try_from(f).ok().and_then(|n| n.checked_sub(1));
         }
         Ok(answers)
@@ -1927,7 +1975,10 @@ impl Store for RedisStore {
                 .arg(c.inc.field)
                 .arg(c.inc.by);
         }
-        let _: Vec<i64> = self.run(&b).await?;
+        let replies = self.run_each_once(&b).await?;
+        if let Some(e) = replies.iter().find_map(server_error) {
+            return Err(StoreError::Unavailable(format!("{e:?}")));
+        }
         Ok(())
     }
 

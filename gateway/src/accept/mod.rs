@@ -154,8 +154,12 @@ pub async fn accept<B: std::ops::Deref<Target = [u8]>>(
         .filter_map(|r| r.as_mut().ok())
         .collect();
     // From here on the verdicts hold reserved places under counter limits:
-    // given back unless the messages are stored.
+    // given back if the request fails before the store write. A failed write
+    // may still have stored some messages (a cluster commits per slot; a reply
+    // can be lost after the write), so then the places are kept: a count too
+    // high until the window passes, never a cap or duplicate check missed.
     let verdicts = screening::screen_all(app, tenant, &mut valid, now).await?;
+    let writing = std::sync::atomic::AtomicBool::new(false);
     let stored = async {
         let mut verdict_of = verdicts.iter();
         let mut msgs = Vec::with_capacity(n_valid);
@@ -220,6 +224,7 @@ pub async fn accept<B: std::ops::Deref<Target = [u8]>>(
             }
         }
         if !msgs.is_empty() || write.is_some() {
+            writing.store(true, std::sync::atomic::Ordering::Relaxed);
             let t0 = Instant::now();
             let count = msgs.len();
             let stage = if single {
@@ -259,7 +264,9 @@ pub async fn accept<B: std::ops::Deref<Target = [u8]>>(
             Ok((outcomes, answer))
         }
         Err(e) => {
-            screening::release(app, &verdicts).await;
+            if !writing.load(std::sync::atomic::Ordering::Relaxed) {
+                screening::release(app, &verdicts).await;
+            }
             Err(e)
         }
     }

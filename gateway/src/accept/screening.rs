@@ -4,8 +4,8 @@
 //! suppression list. Places under counter limits (frequency caps, duplicates)
 //! are then reserved atomically in the store, so the limits hold across
 //! instances, and each verdict is applied to its message. After the messages
-//! are stored, [`record`] counts them in the other anti-fraud counters; if they
-//! are not, [`release`] gives the places back.
+//! are stored, [`record`] counts them in the other anti-fraud counters; if the
+//! request fails before the store write, [`release`] gives the places back.
 
 use std::time::Instant;
 
@@ -177,7 +177,8 @@ async fn reserve_caps(
     Ok(())
 }
 
-/// Give back the places the verdicts reserved: their messages were not stored.
+/// Give back the places the verdicts reserved: their messages were certainly
+/// not stored (the request failed before the store write).
 pub(super) async fn release(app: &App, verdicts: &[Option<Verdict>]) {
     let caps: Vec<&Cap> = verdicts.iter().flatten().flat_map(|v| &v.caps).collect();
     if caps.is_empty() {
