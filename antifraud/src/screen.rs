@@ -122,32 +122,34 @@ fn needs_of(s: &Screening<'_>, p: &TenantPolicy, all: bool) -> Needs {
 
     // The capped counters (reserved together, atomically: see `Cap`) share the
     // recipient's digest as a Redis Cluster hash tag, so one script on one slot
-    // can check and count them all.
-    let tag = format!("{{{rhash}}}");
-    if all && p.policy == PolicyKind::Collection {
-        if p.contact.max_per_day.is_some() {
-            add(CounterKind::FreqDay, Window::DAY, false, &tag);
+    // can check and count them all. The mandatory checks read none of them.
+    if all {
+        let tag = format!("{{{rhash}}}");
+        if p.policy == PolicyKind::Collection {
+            if p.contact.max_per_day.is_some() {
+                add(CounterKind::FreqDay, Window::DAY, false, &tag);
+            }
+            if p.contact.max_per_week.is_some() {
+                add(CounterKind::FreqWeek, Window::WEEK, false, &tag);
+            }
         }
-        if p.contact.max_per_week.is_some() {
-            add(CounterKind::FreqWeek, Window::WEEK, false, &tag);
+        if p.duplicates.enabled {
+            let id = digest_hex(
+                salt,
+                &[
+                    b"d",
+                    tenant.as_bytes(),
+                    recipient.as_bytes(),
+                    s.text.as_bytes(),
+                ],
+            );
+            add(
+                CounterKind::Duplicate,
+                Window::covering(p.duplicates.window, 10),
+                false,
+                &format!("{tag}:{}", id.as_str()),
+            );
         }
-    }
-    if all && p.duplicates.enabled {
-        let id = digest_hex(
-            salt,
-            &[
-                b"d",
-                tenant.as_bytes(),
-                recipient.as_bytes(),
-                s.text.as_bytes(),
-            ],
-        );
-        add(
-            CounterKind::Duplicate,
-            Window::covering(p.duplicates.window, 10),
-            false,
-            &format!("{tag}:{}", id.as_str()),
-        );
     }
     if let Some(ph) = &phone {
         if p.pumping.enabled {

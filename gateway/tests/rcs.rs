@@ -8,22 +8,13 @@ use std::time::Duration;
 use goniec_connectors::rcs::events;
 use goniec_sims::rbm::{RcsSim, RcsSimConfig};
 use goniec_sims::smsc::{SimConfig, SmscSim};
-use goniec_testkit::gateway::{config_toml_with, parse, TestGateway};
+use goniec_testkit::gateway::{config_toml_with, parse, TestGateway, ANTIFRAUD_OPEN_HOURS};
 use goniec_testkit::RedisServer;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 const AGENT: &str = "goniec-test-agent";
 const CLIENT_TOKEN: &str = "rcs-client-token-0123456789";
-
-/// Anti-fraud on (opt-outs are enforced by it), with contact hours open all day.
-const ANTIFRAUD: &str = r#"[antifraud]
-[antifraud.defaults.contact]
-weekdays = "00:00-24:00"
-saturday = "00:00-24:00"
-sunday = "00:00-24:00"
-holidays = "none"
-"#;
 
 struct Rig {
     gw: TestGateway,
@@ -596,7 +587,8 @@ async fn user_messages_are_forwarded_once_and_unsubscribe_opts_out() {
         "inbound_url = \"{}\"\nallow_private_callbacks = true",
         hook.url
     );
-    let Some(rig) = Rig::start_with(RcsSimConfig::default(), &tenant, ANTIFRAUD).await else {
+    let Some(rig) = Rig::start_with(RcsSimConfig::default(), &tenant, ANTIFRAUD_OPEN_HOURS).await
+    else {
         return;
     };
     // Replies and opt-outs belong to the tenants that messaged the user.

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use goniec_sims::smsc::{SimConfig, SmscSim};
-use goniec_testkit::gateway::{config_toml, metric_sum, parse, TestGateway, ACME_KEY, ADMIN_KEY};
+use goniec_testkit::gateway::{
+    config_toml, metric_sum, parse, TestGateway, ACME_KEY, ADMIN_KEY, ANTIFRAUD_OPEN_HOURS,
+};
 use goniec_testkit::{RedisCluster, RedisServer};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
@@ -483,13 +485,6 @@ async fn a_stop_reply_opts_the_recipient_out() {
     )
     .await
     .unwrap();
-    let antifraud = r#"[antifraud]
-[antifraud.defaults.contact]
-weekdays = "00:00-24:00"
-saturday = "00:00-24:00"
-sunday = "00:00-24:00"
-holidays = "none"
-"#;
     // Tenant `other` sends from +48500100200 (its keys follow its table).
     let extra = format!(
         r#"senders = ["+48500100200"]
@@ -509,7 +504,7 @@ connector = "smsc"
     );
     let gw = TestGateway::start(parse(&config_toml_with(
         Some(&redis.url()),
-        antifraud,
+        ANTIFRAUD_OPEN_HOURS,
         &extra,
     )))
     .await;

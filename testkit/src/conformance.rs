@@ -1106,16 +1106,16 @@ async fn frequency_caps_are_exact_under_concurrent_screening(store: &dyn Store) 
         );
         v.caps
     };
+    // Screenings of messages `range`, all reading the counters at once.
+    let screen_all = async |range: std::ops::Range<usize>| -> Vec<Vec<Cap>> {
+        let read = store
+            .counters(range.clone().map(|i| needs(&screen(i), &policy)).collect())
+            .await
+            .unwrap();
+        range.zip(&read).map(|(i, c)| caps_of(i, c)).collect()
+    };
     // Six screenings read 0 of 3 at once.
-    let read = store
-        .counters((0..6).map(|i| needs(&screen(i), &policy)).collect())
-        .await
-        .unwrap();
-    let caps: Vec<Vec<Cap>> = read
-        .iter()
-        .enumerate()
-        .map(|(i, c)| caps_of(i, c))
-        .collect();
+    let caps = screen_all(0..6).await;
     let groups: Vec<&[Cap]> = caps.iter().map(Vec::as_slice).collect();
     assert_eq!(
         store.reserve(&groups).await.unwrap(),
@@ -1132,15 +1132,7 @@ async fn frequency_caps_are_exact_under_concurrent_screening(store: &dyn Store) 
     let second: Vec<&Cap> = caps[1].iter().collect();
     store.release(&second).await.unwrap();
     // Six concurrent reservations for that one place: exactly one gets it.
-    let read = store
-        .counters((6..12).map(|i| needs(&screen(i), &policy)).collect())
-        .await
-        .unwrap();
-    let caps: Vec<Vec<Cap>> = read
-        .iter()
-        .enumerate()
-        .map(|(i, c)| caps_of(i + 6, c))
-        .collect();
+    let caps = screen_all(6..12).await;
     let try_one = |c: &Vec<Cap>| {
         let c = c.clone();
         async move { store.reserve(&[&c]).await.unwrap()[0].is_none() }
