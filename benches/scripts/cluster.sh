@@ -38,9 +38,10 @@ start_sink
   smpp_connector; } > "$D/g.toml"
 start_gateway
 t0=$(date +%s.%N)
-load --channel sms --count "$COUNT" --concurrency "$CONC" --batch "$BATCH"
+load_sent --channel sms --count "$COUNT" --concurrency "$CONC" --batch "$BATCH"
 report_final "$COUNT" "$t0"
 nodes=0; for p in "${NPIDS[@]}"; do nodes=$(python3 -c "print(round($nodes + $(cpu "$p"), 2))"); done
 echo "cpu seconds: gateway $(cpu "$GPID") redis nodes $nodes smsc-sim $(cpu "$SPID") callback-sink $(cpu "$CB_PID")"
+echo "status changes applied (gateway metrics): $(applied_statuses)"
 kill "$CB_PID" "${NPIDS[@]:1}"
 finish

@@ -2,8 +2,9 @@
 # The end-to-end SMS figure (issue 13's scenario): a durable gateway (its own
 # redis-server with AOF everysec on free loopback ports) with an SMPP connector
 # to `goniec smsc-sim` sending receipts at once, every status change posted as a
-# signed callback to a local sink; goniec-load waits until every message is
-# delivered. Prints goniec-load's JSON line, the CPU seconds and peak RSS of
+# signed callback to a local sink; the run ends when the sink has a final
+# callback for every message (goniec-load does not poll statuses: see
+# load_sent in common.sh). Prints goniec-load's JSON line, the CPU seconds and peak RSS of
 # the gateway and of Redis, Redis commands per message (INFO commandstats, script-internal
 # commands included) and the callbacks the sink got. Needs
 # `cargo build --release -p goniec-gateway -p goniec-benches` first.
@@ -36,7 +37,7 @@ if [ "${CONSOLE:-0}" = 1 ]; then
 fi
 redis-cli -p "$RPORT" CONFIG RESETSTAT >/dev/null
 t0=$(date +%s.%N)
-load --channel sms --count "$COUNT" --concurrency "$CONC" --batch "$BATCH"
+load_sent --channel sms --count "$COUNT" --concurrency "$CONC" --batch "$BATCH"
 report_final "$COUNT" "$t0"
 calls=$(redis-cli -p "$RPORT" INFO commandstats | awk -F'[=,:]' '/^cmdstat_/ {s += $3} END {print s}')
 echo "redis commands per message: $(python3 -c "print(round($calls / $COUNT, 1))") ($calls for $COUNT)"
@@ -57,6 +58,7 @@ echo "sink (POSTs, final callbacks, callbacks): $(sink_count)"
 curl -s "http://127.0.0.1:$HPORT/stats" | python3 -c 'import json, sys; s = json.load(sys.stdin); print("smsc-sim: submits", s["submits"], "throttled", s["throttled"], "receipts acked", s["receipts_acked"])'
 echo "cpu seconds: gateway $(cpu "$GPID") redis $(cpu "$RPID") smsc-sim $(cpu "$SPID") callback-sink $(cpu "$CB_PID")"
 echo "peak RSS MiB: gateway $(rss "$GPID") redis $(rss "$RPID")"
+echo "status changes applied (gateway metrics): $(applied_statuses)"
 if [ -n "${CONSOLE_PID:-}" ]; then
   kill "$CONSOLE_PID"
   echo "console: $(grep -c '^event: overview' "$D/console.sse") overviews streamed"

@@ -322,24 +322,33 @@ async fn start(
     }
     let mut loaded = true;
     let records: Vec<Option<Record>> = match cx.lane {
-        // The callbacks' messages in one round trip; on failure each callback
-        // fetches its own (and retries as a failed post would).
+        // The messages of the callbacks that need them (clicks, and status
+        // changes queued before callbacks carried their message's context) in
+        // one round trip; on failure each callback fetches its own (and
+        // retries as a failed post would).
         Lane::Webhook => {
-            let ids: Vec<String> = leases
+            let wanted: Vec<(usize, String)> = leases
                 .iter()
-                .map(|l| match &l.job.task {
-                    Task::Callback(p) => p.message_id.clone(),
-                    Task::Clicked(c) => c.message_id.clone(),
-                    _ => String::new(),
+                .enumerate()
+                .filter_map(|(i, l)| match &l.job.task {
+                    Task::Callback(p) if p.context.is_none() => Some((i, p.message_id.clone())),
+                    Task::Clicked(c) => Some((i, c.message_id.clone())),
+                    _ => None,
                 })
                 .collect();
-            match app.store.get_many(&ids).await {
-                Ok(r) => r,
-                Err(_) => {
-                    loaded = false;
-                    vec![None; leases.len()]
+            let mut records = vec![None; leases.len()];
+            if !wanted.is_empty() {
+                let ids: Vec<String> = wanted.iter().map(|(_, id)| id.clone()).collect();
+                match app.store.get_many(&ids).await {
+                    Ok(found) => {
+                        for ((i, _), r) in wanted.iter().zip(found) {
+                            records[*i] = r;
+                        }
+                    }
+                    Err(_) => loaded = false,
                 }
             }
+            records
         }
         Lane::Channel(_) => {
             // One round trip for the whole batch: load, and mark in flight.

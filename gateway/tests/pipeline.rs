@@ -684,6 +684,78 @@ async fn callback_events_choose_the_changes_posted() {
     gw.stop().await;
 }
 
+/// A status callback job queued by an earlier version carries no copy of its
+/// message's context: the webhook lane loads the message and posts the same
+/// body as for a job that carries it.
+#[tokio::test]
+async fn a_callback_job_without_its_message_context_loads_the_message() {
+    use goniec_gateway::store::{CallbackPayload, Job, Lane, Store, Task};
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let cfg = parse(&config_toml(Some(&redis.url()), CONNECTORS));
+    let store = goniec_gateway::store::redis::RedisStore::new(&cfg.store).unwrap();
+    let gw = TestGateway::start(cfg).await;
+    gw.wait_ready(200, Duration::from_secs(10)).await;
+    let recv = Receiver::default();
+    let url = spawn_receiver(recv.clone()).await;
+    let mut req = sms("+48501234574");
+    req["callback_url"] = json!(url);
+    req["client_ref"] = json!("inv-10");
+    let (code, body) = gw.post("/v1/messages", &req).await;
+    assert_eq!(code, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    gw.wait_status(&id, Duration::from_secs(10), |s| s == "delivered")
+        .await;
+    let wait_for = |n: usize| {
+        let recv = recv.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while recv.seen.lock().unwrap().len() < n && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            recv.seen.lock().unwrap().clone()
+        }
+    };
+    let carried = wait_for(2).await;
+    assert_eq!(carried.len(), 2, "submitted and delivered");
+    // The delivered callback again, as an older version queued it.
+    let delivered: Value = carried
+        .iter()
+        .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap())
+        .find(|v| v["status"] == "delivered")
+        .unwrap();
+    let at = unix_ms(delivered["at"].as_str().unwrap());
+    let job = Job {
+        id: goniec_gateway::model::new_message_id_in(goniec_gateway::model::partition_of(&id)),
+        attempt: 0,
+        task: Task::Callback(CallbackPayload {
+            message_id: id.clone(),
+            status: goniec_gateway::model::Status::Delivered,
+            at,
+            reason: None,
+            context: None,
+        }),
+    };
+    assert!(!job.task.encode().contains("\"h\""));
+    store.enqueue(Lane::Webhook, job).await.unwrap();
+    let all = wait_for(3).await;
+    assert_eq!(all.len(), 3, "the old job was posted");
+    let (sig, body) = &all[2];
+    assert!(verify(sig, body), "bad signature {sig} for {body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(body).unwrap(),
+        delivered,
+        "the same body as the job that carried the context"
+    );
+    gw.stop().await;
+}
+
+/// Unix ms of a callback's `at` (RFC 3339 UTC with milliseconds).
+fn unix_ms(at: &str) -> i64 {
+    at.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+}
+
 #[tokio::test]
 async fn callbacks_are_signed_retried_and_dead_lettered() {
     let Some(redis) = RedisServer::spawn() else {

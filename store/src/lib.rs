@@ -257,9 +257,24 @@ pub struct NewMessage {
     pub events: Vec<Event>,
     /// Which status changes are posted to a callback URL.
     pub callbacks: Callbacks,
+    /// The message's own callback URL (`None`: the tenant's).
+    pub callback_url: Option<String>,
     /// The campaign and step that sent it: its status changes count in the
     /// campaign's report.
     pub campaign: Option<(String, u32)>,
+}
+
+impl NewMessage {
+    /// What its callbacks carry of it; `None` when it has none.
+    pub fn callback_context(&self) -> Option<CallbackContext> {
+        (self.callbacks != Callbacks::None).then(|| CallbackContext {
+            tenant: self.tenant.clone(),
+            channel: self.channel,
+            to: self.to.clone(),
+            client_ref: self.client_ref.clone(),
+            url: self.callback_url.clone(),
+        })
+    }
 }
 
 /// Which status changes of a message are posted to its callback URL.
@@ -769,6 +784,29 @@ pub struct CallbackPayload {
     pub at: i64,
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The message's side of the callback, copied from its record by the step
+    /// that queues the callback, so that posting it needs no load of the
+    /// message. `None` in jobs queued before the record kept it: then the
+    /// webhook lane loads the message.
+    #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<CallbackContext>,
+}
+
+/// What a status callback says of its message besides the event: kept in the
+/// record (Redis: field `h`) of a message that has callbacks, and copied into
+/// each of its callback jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallbackContext {
+    #[serde(rename = "t")]
+    pub tenant: String,
+    #[serde(rename = "c")]
+    pub channel: Channel,
+    pub to: String,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub client_ref: Option<String>,
+    /// The message's own callback URL; `None`: the tenant's, read when posting.
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// A `clicked` callback as it waits in the queue.
@@ -863,6 +901,13 @@ mod tests {
             status: Status::Delivered,
             at: 42,
             reason: Some("x|y\tz".into()),
+            context: Some(CallbackContext {
+                tenant: "t".into(),
+                channel: Channel::Sms,
+                to: "+48500100200".into(),
+                client_ref: Some("inv-7".into()),
+                url: None,
+            }),
         });
         let check = Task::ReceiptCheck(ReceiptCheck {
             connector: "smsc-a".into(),

@@ -30,6 +30,8 @@ struct Rec {
     status: Status,
     events: Vec<Event>,
     callbacks: Callbacks,
+    /// What its callbacks carry of it.
+    callback_context: Option<crate::CallbackContext>,
     /// A worker is submitting it: it cannot be cancelled.
     in_flight: bool,
     /// Parts it was sent in, and the parts reported delivered so far.
@@ -223,6 +225,7 @@ impl Inner {
                 status: change.to,
                 at: change.event.at,
                 reason: change.event.reason.clone(),
+                context: rec.callback_context.clone(),
             };
             let job = Job {
                 id: new_message_id_in(partition_of(id)),
@@ -484,6 +487,7 @@ impl Store for MemoryStore {
                         status: m.status,
                         events: m.events.clone(),
                         callbacks: m.callbacks.clone(),
+                        callback_context: m.callback_context(),
                         in_flight: false,
                         parts: 1,
                         parts_delivered: Default::default(),

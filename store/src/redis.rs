@@ -635,6 +635,8 @@ impl RedisStore {
             status: change.to,
             at: change.event.at,
             reason: change.event.reason.clone(),
+            // Spliced in by the script from the record's `h`.
+            context: None,
         })
         .encode();
         TransitionArgs {
@@ -1057,7 +1059,8 @@ impl Store for RedisStore {
                 .map(event_json)
                 .collect::<Vec<_>>()
                 .join("\n");
-            own.ignored(&rec, "HSET")
+            let hset = own
+                .ignored(&rec, "HSET")
                 .arg(&rec)
                 .arg("d")
                 .arg(&m.data_json)
@@ -1067,6 +1070,12 @@ impl Store for RedisStore {
                 .arg(events)
                 .arg("cb")
                 .arg(m.callbacks.field());
+            if let Some(ctx) = m.callback_context() {
+                // Copied into each callback job by `lua/transition.lua`.
+                let h =
+                    serde_json::to_string(&ctx).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                hset.arg("h").arg(h);
+            }
             if let Some((campaign, step)) = &m.campaign {
                 own.ignored(&rec, "HSET")
                     .arg(&rec)
@@ -1484,8 +1493,29 @@ impl Store for RedisStore {
         // pipeline, ahead of the scripts, which Redis runs in order; on a cluster
         // in a round trip of their own, since per-slot pipelines run side by side.
         let mut corr = Batch::new();
-        let mut steps: Vec<(u16, [String; 8], Vec<String>)> = Vec::with_capacity(items.len());
+        let n = items.len();
+        // A lease finished with nothing to record (a delivered callback, most
+        // of them) is only acknowledged and deleted: XACK and XDEL of all such
+        // entries of a stream in one command each, no script. Both are
+        // idempotent, so the holder check the script makes does not matter.
+        let mut acks: Vec<(String, Vec<String>)> = Vec::new();
+        let mut steps: Vec<(u16, [String; 8], Vec<String>)> = Vec::with_capacity(n);
+        let mut step_of: Vec<Option<usize>> = Vec::with_capacity(n);
         for (lease, outcome) in items {
+            if let Outcome::Complete {
+                change: None,
+                correlation: None,
+            } = outcome
+            {
+                let q = self.keys.queue(lease.partition, lease.lane, &lease.tenant);
+                match acks.iter_mut().find(|(k, _)| *k == q) {
+                    Some((_, ids)) => ids.push(lease.entry),
+                    None => acks.push((q, vec![lease.entry])),
+                }
+                step_of.push(None);
+                continue;
+            }
+            step_of.push(Some(steps.len()));
             let (keys, args, correlation) = self.finish_step(&lease, outcome);
             if let Some(c) = correlation {
                 for pid in &c.provider_ids {
@@ -1505,7 +1535,11 @@ impl Store for RedisStore {
         } else {
             corr
         };
-        // One script call per partition for all of its leases.
+        for (q, ids) in &acks {
+            b.ignored(q, "XACK").arg(q).arg(GROUP).arg(ids);
+            b.ignored(q, "XDEL").arg(q).arg(ids);
+        }
+        // One script call per partition for all of its other leases.
         let by_part = by_partition(steps.iter().map(|(part, _, _)| *part));
         for (_, idx) in &by_part {
             let keys: Vec<String> = idx.iter().flat_map(|&i| steps[i].1.clone()).collect();
@@ -1514,7 +1548,18 @@ impl Store for RedisStore {
                 cmd.arg(&steps[i].2);
             }
         }
-        scatter_transitions(&by_part, self.run(&b).await?, steps.len())
+        let done = if b.is_empty() {
+            Vec::new()
+        } else {
+            scatter_transitions(&by_part, self.run(&b).await?, steps.len())?
+        };
+        // An acknowledged lease reports as the script reports a lease without
+        // a change.
+        let acked = transition_result(3, "")?;
+        Ok(step_of
+            .into_iter()
+            .map(|s| s.map_or(acked, |i| done[i]))
+            .collect())
     }
 
     async fn first_seen(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {

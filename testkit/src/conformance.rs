@@ -75,6 +75,7 @@ fn message(
         } else {
             goniec_store::Callbacks::None
         },
+        callback_url: data.callback_url.clone(),
         campaign: None,
     }
 }
@@ -1326,7 +1327,7 @@ async fn stale_lease_cannot_retry_or_bury(store: &dyn Store) {
 }
 
 async fn accept_get_and_transitions(store: &dyn Store) {
-    let m = message("t-acc", "+48500000001", None, true, None);
+    let m = message("t-acc", "+48500000001", Some("inv-1"), true, None);
     store.accept(std::slice::from_ref(&m), None).await.unwrap();
     let r = store.get(&m.id).await.unwrap().expect("stored");
     assert_eq!(r.status, Status::Queued);
@@ -1400,6 +1401,17 @@ async fn accept_get_and_transitions(store: &dyn Store) {
         .collect();
     assert_eq!(mine.len(), 1, "one callback per applied transition");
     assert_eq!(mine[0].status, Status::Cancelled);
+    // It carries what its POST says of the message: no load needed.
+    assert_eq!(
+        mine[0].context,
+        Some(goniec_store::CallbackContext {
+            tenant: "t-acc".into(),
+            channel: Channel::Sms,
+            to: "+48500000001".into(),
+            client_ref: Some("inv-1".into()),
+            url: Some("https://example.com/cb".into()),
+        })
+    );
     for l in &hooks {
         complete(store, l, None, None).await.unwrap();
     }

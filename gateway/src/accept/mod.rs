@@ -335,6 +335,7 @@ fn new_message(
             data_json,
             events: vec![ev(Status::Accepted), ev(status)],
             callbacks: v.callbacks.clone(),
+            callback_url: v.data.callback_url.clone(),
             campaign: v.data.campaign.as_ref().map(|c| (c.id.clone(), c.step)),
         },
         status,

@@ -223,9 +223,11 @@ async fn post(
     // Checked again at every send, before connecting: the client connects to an
     // IP-literal host without asking the filtering resolver, and the URL may have
     // been stored (or configured) before a rule was added.
-    if let Err(e) = check_callback_url(url, allow_private) {
-        return failed(format!("blocked: {e}"));
-    }
+    // Parsed once: the checked URL is the one posted to.
+    let parsed = match check_callback_url(url, allow_private) {
+        Ok(u) => u,
+        Err(e) => return failed(format!("blocked: {e}")),
+    };
     let t = now_ms() / 1000;
     let signature = sign(&tenant.cfg.webhook_secret, t, &body);
     let client = if allow_private {
@@ -235,7 +237,7 @@ async fn post(
     };
     let t0 = std::time::Instant::now();
     let res = client
-        .post(url)
+        .post(parsed)
         .header("content-type", "application/json")
         .header("goniec-signature", signature)
         .body(body)
@@ -287,53 +289,75 @@ async fn deliver(
         Task::Clicked(c) => (&c.message_id, Some(c)),
         _ => return Outcome::Drop("not a callback"),
     };
-    let fetched = match loaded {
-        Some(rec) => Ok(rec),
-        None => app.store.get(message_id).await,
+    // A status change carries what its POST says of the message; a click (and
+    // a job queued before callbacks carried it) needs the message's record.
+    let carried = match &lease.job.task {
+        Task::Callback(p) => p.context.as_ref(),
+        _ => None,
     };
-    let rec = match fetched {
-        Ok(Some(r)) => r,
-        Ok(None) => return Outcome::Drop("message gone"),
-        Err(e) => {
-            return Outcome::Failed(Failure {
-                cause: format!("store: {e}"),
-                message_id: Some(message_id.clone()),
-                tenant: "-".to_string(),
-                url: "-".to_string(),
-            })
+    let rec = match carried {
+        Some(_) => None,
+        None => {
+            let fetched = match loaded {
+                Some(rec) => Ok(rec),
+                None => app.store.get(message_id).await,
+            };
+            match fetched {
+                Ok(Some(r)) => Some(r),
+                Ok(None) => return Outcome::Drop("message gone"),
+                Err(e) => {
+                    return Outcome::Failed(Failure {
+                        cause: format!("store: {e}"),
+                        message_id: Some(message_id.clone()),
+                        tenant: "-".to_string(),
+                        url: "-".to_string(),
+                    })
+                }
+            }
         }
     };
-    let Some(tenant) = app.tenants.by_name(&rec.data.tenant) else {
+    let from_record;
+    let ctx = match (carried, &rec) {
+        (Some(c), _) => c,
+        (None, Some(r)) => {
+            from_record = store::CallbackContext {
+                tenant: r.data.tenant.clone(),
+                channel: r.data.channel,
+                to: r.data.to.clone(),
+                client_ref: r.data.client_ref.clone(),
+                url: r.data.callback_url.clone(),
+            };
+            &from_record
+        }
+        (None, None) => return Outcome::Drop("message gone"),
+    };
+    let Some(tenant) = app.tenants.by_name(&ctx.tenant) else {
         return Outcome::Drop("tenant gone");
     };
-    let Some(url) = rec
-        .data
-        .callback_url
-        .as_deref()
-        .or(tenant.cfg.callback_url.as_deref())
-    else {
+    let Some(url) = ctx.url.as_deref().or(tenant.cfg.callback_url.as_deref()) else {
         return Outcome::Drop("no callback url");
     };
-    let body = match (&lease.job.task, click) {
-        (_, Some(c)) => CallbackBody {
-            event_id: event_id(&rec.data.id, "clicked", c.at),
-            id: &rec.data.id,
-            status: rec.status.as_str(),
-            channel: rec.data.channel.as_str(),
-            to: &rec.data.to,
-            client_ref: rec.data.client_ref.as_deref(),
+    let body = match (&lease.job.task, click, &rec) {
+        // A click reports the message's status at the time.
+        (_, Some(c), Some(r)) => CallbackBody {
+            event_id: event_id(message_id, "clicked", c.at),
+            id: message_id,
+            status: r.status.as_str(),
+            channel: ctx.channel.as_str(),
+            to: &ctx.to,
+            client_ref: ctx.client_ref.as_deref(),
             error: None,
             at: format_ms(c.at),
             event: Some("clicked"),
             url: Some(&c.url),
         },
-        (Task::Callback(p), None) => CallbackBody {
-            event_id: event_id(&rec.data.id, p.status.as_str(), p.at),
-            id: &rec.data.id,
+        (Task::Callback(p), None, _) => CallbackBody {
+            event_id: event_id(message_id, p.status.as_str(), p.at),
+            id: message_id,
             status: p.status.as_str(),
-            channel: rec.data.channel.as_str(),
-            to: &rec.data.to,
-            client_ref: rec.data.client_ref.as_deref(),
+            channel: ctx.channel.as_str(),
+            to: &ctx.to,
+            client_ref: ctx.client_ref.as_deref(),
             error: p.reason.as_deref(),
             at: format_ms(p.at),
             event: None,
@@ -357,10 +381,10 @@ async fn deliver(
             drop(slot);
             outcome
         }
-        None => post(app, tenant, url, bytes, Some(&rec.data.id)).await,
+        None => post(app, tenant, url, bytes, Some(message_id)).await,
     };
     if let Outcome::Delivered = outcome {
-        tracing::debug!(message_id = %rec.data.id, to = %mask(&rec.data.to), event = body.event.unwrap_or(body.status), "Callback delivered.");
+        tracing::debug!(message_id = %message_id, to = %mask(&ctx.to), event = body.event.unwrap_or(body.status), "Callback delivered.");
     }
     outcome
 }

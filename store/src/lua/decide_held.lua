@@ -10,4 +10,4 @@ if res[1] == 0 or res[1] == 1 then redis.call('ZREM', KEYS[4], ARGV[6]) end
 if res[1] == 1 and ARGV[1] == 'scheduled' then
   redis.call('ZADD', KEYS[3], tonumber(ARGV[7]), ARGV[8])
 end
-return res
+return {res[1], res[2]}

@@ -22,8 +22,9 @@ local function count_campaign(rec, cc, to)
 end
 
 local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part, partevent)
-  -- Status, history, callbacks wanted and campaign counters in one read.
-  local f = redis.call('HMGET', rec, 's', 'e', 'cb', 'cc')
+  -- Status, history, callbacks wanted, campaign counters, part count, pending
+  -- receipt check and callback context in one read.
+  local f = redis.call('HMGET', rec, 's', 'e', 'cb', 'cc', 'pt', 'rc', 'h')
   local cur = f[1]
   if not cur then return {0, ''} end
   if not string.find(allowed, ',' .. cur .. ',', 1, true) then return {2, cur} end
@@ -37,7 +38,7 @@ local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part,
   -- A multipart message is delivered when every part is; each part counts once
   -- (an SMSC may send the same receipt again).
   if part ~= '' and to == 'delivered' then
-    local total = tonumber(redis.call('HGET', rec, 'pt') or '1') or 1
+    local total = tonumber(f[5] or '1') or 1
     if total > 1 then
       if redis.call('HSETNX', rec, 'p:' .. part, '1') == 0 then return {2, cur} end
       if redis.call('HINCRBY', rec, 'pd', 1) < total then
@@ -51,7 +52,12 @@ local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part,
   -- `cb`: 1 every change, 0 none, or the statuses wanted (",delivered,failed,").
   local cb = f[3] or '0'
   if cb == '1' or (cb ~= '0' and string.find(cb, ',' .. to .. ',', 1, true)) then
+    -- The callback task is a JSON object: the record's context (`h`, see
+    -- CallbackContext) goes in as its field "h", so the webhook lane posts it
+    -- without loading the message.
+    if f[7] then cbpayload = string.sub(cbpayload, 1, -2) .. ',"h":' .. f[7] .. '}' end
     redis.call('XADD', hook, '*', 'j', cbjob, 'n', '0', 'p', cbpayload)
   end
-  return {1, cur}
+  -- The third value: the pending receipt check's member (false: none).
+  return {1, cur, f[6]}
 end

@@ -15,7 +15,7 @@ for i = 0, #KEYS / 3 - 1 do
   local res = transition(KEYS[k + 1], KEYS[k + 2], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
     ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7])
   if res[1] == 1 and string.find(final, ',' .. ARGV[a + 1] .. ',', 1, true) then
-    local rc = redis.call('HGET', KEYS[k + 1], 'rc')
+    local rc = res[3]
     if rc then
       redis.call('ZREM', KEYS[k + 3], rc)
       redis.call('HDEL', KEYS[k + 1], 'rc')
