@@ -144,7 +144,7 @@ n = {}
 for line in sys.stdin:
     m = re.match(r"goniec_status_transitions_total\{(.*)\} (\S+)", line)
     if m:
-        to = re.search(r"to=\"([a-z_]+)\"", m.group(1)).group(1)
+        to = re.search(r"status=\"([a-z_]+)\"", m.group(1)).group(1)
         n[to] = n.get(to, 0) + int(float(m.group(2)))
 print(" ".join(f"{k}={v}" for k, v in sorted(n.items())))'
 }
