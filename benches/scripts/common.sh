@@ -160,8 +160,14 @@ report_final() {
   fi
 }
 
-# User + system CPU seconds of a process, from /proc (ps rounds to seconds).
-cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / t}' "/proc/$1/stat"; }
+# User + system CPU seconds of a process and of its children it has reaped,
+# from /proc (ps rounds to seconds): Redis forks a child for each AOF rewrite,
+# real work for durability (until 2026-12-05 it was left out).
+cpu() { awk -v t="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15 + $16 + $17) / t}' "/proc/$1/stat"; }
+# Redis's AOF: rewrites so far and the file's size.
+aof_stats() {
+  redis-cli -p "$1" INFO persistence | tr -d '\r' | awk -F: '/^aof_rewrites:/ {r = $2} /^aof_current_size:/ {s = $2} END {printf "%d rewrites, %.1f MB now", r, s / 1048576}'
+}
 # Peak resident memory (VmHWM) of a process, in MiB.
 rss() { awk '/^VmHWM:/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 

@@ -58,6 +58,7 @@ echo "sink (POSTs, final callbacks, callbacks): $(sink_count)"
 curl -s "http://127.0.0.1:$HPORT/stats" | python3 -c 'import json, sys; s = json.load(sys.stdin); print("smsc-sim: submits", s["submits"], "throttled", s["throttled"], "receipts acked", s["receipts_acked"])'
 echo "cpu seconds: gateway $(cpu "$GPID") redis $(cpu "$RPID") smsc-sim $(cpu "$SPID") callback-sink $(cpu "$CB_PID")"
 echo "peak RSS MiB: gateway $(rss "$GPID") redis $(rss "$RPID")"
+echo "redis AOF: $(aof_stats "$RPORT")"
 echo "status changes applied (gateway metrics): $(applied_statuses)"
 if [ -n "${CONSOLE_PID:-}" ]; then
   kill "$CONSOLE_PID"
