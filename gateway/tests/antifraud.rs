@@ -761,3 +761,105 @@ async fn suppressed_addresses_are_rejected_until_an_operator_removes_them() {
     assert_eq!(code, 202, "{r}");
     gw.stop().await;
 }
+
+/// The places a message reserved under its caps are given back when its
+/// request fails before the store write (here its tracked link cannot be
+/// stored), and kept when the store write itself fails (a failed write may have
+/// stored some messages, so giving them back could let a retry through the
+/// duplicate check). The faults are Redis's own: an ACL rule takes a command
+/// away from the user the gateway connects as, then gives it back.
+#[tokio::test]
+async fn reserved_places_are_given_back_only_before_the_store_write() {
+    let Some(redis) = RedisServer::spawn() else {
+        return;
+    };
+    let list = blocklist_file("");
+    let af = antifraud(list.path(), "");
+    // The `other` tenant gets a link domain (`extra` goes into its section).
+    let extra = format!("[tenants.links]\ndomain = \"https://acme.link/\"\n{STUB_SMS}");
+    let gw = TestGateway::start(parse(&config_toml_with(Some(&redis.url()), &af, &extra))).await;
+    gw.wait_ready(200, Duration::from_secs(10)).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let admin = client.get_multiplexed_async_connection().await.unwrap();
+    let acl = |rule: &'static str| {
+        let mut c = admin.clone();
+        async move {
+            let ok: String = redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg("default")
+                .arg(rule)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(ok, "OK");
+        }
+    };
+    let send = |body: Value| {
+        let req = gw.req(Method::POST, "/v1/messages", OTHER_KEY).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let code = r.status().as_u16();
+            (code, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let template = json!({"id": "wezwanie", "channel": "sms", "name": "pay",
+        "text": "Zaplac: {{link:https://pay.example.com/{{invoice}}}}", "vars": {"invoice": {}}});
+    let r = gw
+        .req(Method::POST, "/v1/templates", OTHER_KEY)
+        .json(&template)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let linked = json!({"channel": "sms", "to": "+48601000040", "template_id": "wezwanie",
+        "vars": {"invoice": "FV/1"}});
+
+    // The links are written with PEXPIREAT: without it, the request fails after
+    // its reservation and before its messages are written.
+    acl("-pexpireat").await;
+    let (code, body) = send(linked.clone()).await;
+    assert_eq!(code, 503, "{body}");
+    acl("+pexpireat").await;
+    // Its place under the cap of 3 a day was given back: the retry and two
+    // more get in, the fourth does not. (Each has a short link of its own, so
+    // their texts differ: the duplicate check does not apply.)
+    for i in 0..3 {
+        let mut m = linked.clone();
+        m["vars"]["invoice"] = json!(format!("FV/{i}"));
+        let (code, body) = send(m).await;
+        assert_eq!(
+            code, 202,
+            "message {i}: the failed try kept its place: {body}"
+        );
+    }
+    let (code, body) = send(linked).await;
+    assert_eq!(
+        (code, reasons(&body)),
+        (422, vec!["frequency_cap".into()]),
+        "{body}"
+    );
+
+    // The messages are written with XADD in one transaction: without it the
+    // write fails (EXECABORT, nothing stored), after the reservation.
+    let plain = sms("+48601000041", "Przypomnienie o platnosci");
+    acl("-xadd").await;
+    let (code, body) = send(plain.clone()).await;
+    assert_eq!(code, 503, "{body}");
+    acl("+xadd").await;
+    // A failed write keeps its places: the retry counts as the same text again.
+    let (code, body) = send(plain).await;
+    assert_eq!(
+        (code, reasons(&body)),
+        (422, vec!["duplicate".into()]),
+        "{body}"
+    );
+    // Both rules restored: everything accepted was delivered.
+    let (code, body) = gw
+        .post("/v1/messages", &sms("+48601000042", "Inny tekst"))
+        .await;
+    assert_eq!(code, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    gw.wait_status(&id, Duration::from_secs(10), |s| s == "delivered")
+        .await;
+    gw.stop().await;
+}

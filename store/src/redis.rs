@@ -402,7 +402,8 @@ impl RedisStore {
     }
 
     /// Run a batch: every kept reply, in order, a server error as
-    /// `Value::ServerError` for the caller to judge. When Redis lost its script
+    /// `Value::ServerError` for the caller to judge (an error of a command
+    /// whose reply is dropped fails the batch). When Redis lost its script
     /// cache (restarted), every script is loaded and the batch runs again:
     /// `EVALSHA` that failed with `NOSCRIPT` did nothing, and the rest of a batch
     /// is safe to repeat (the scripts check before they write).
@@ -506,6 +507,17 @@ impl RedisStore {
             }
             all
         };
+        // A command whose reply is dropped must still have succeeded: a write
+        // refused (READONLY during a failover, OOM under `maxmemory`, NOPERM)
+        // would otherwise pass for a stored one.
+        if let Some(e) =
+            b.cmds
+                .iter()
+                .zip(&all)
+                .find_map(|((_, _, keep), v)| if *keep { None } else { server_error(v) })
+        {
+            return Err(StoreError::Unavailable(format!("{e:?}")));
+        }
         Ok(b.cmds
             .iter()
             .zip(all)
