@@ -28,6 +28,11 @@ pub struct Screening<'a> {
     /// and suggestion URLs), or for e-mail the subject, text and HTML
     /// concatenated (with whitespace between them).
     pub text: &'a str,
+    /// The text the duplicate check compares, when it is not `text`: a
+    /// templated message's text with each tracked short link written as its
+    /// target (every send gets link codes of its own, so the same reminder
+    /// sent twice would never read as the same text). `None`: `text`.
+    pub dup_text: Option<&'a str>,
     /// Now, from the gateway's clock: counter buckets and contact hours.
     pub now: Timestamp,
     /// The requested delivery time (`send_at`), if later than `now`: contact
@@ -62,6 +67,7 @@ impl<'a> Screening<'a> {
             number: None,
             sender: None,
             text,
+            dup_text: None,
             now,
             send_at: None,
             seed: 0,

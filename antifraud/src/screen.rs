@@ -140,7 +140,7 @@ fn needs_of(s: &Screening<'_>, p: &TenantPolicy, all: bool) -> Needs {
                     b"d",
                     tenant.as_bytes(),
                     recipient.as_bytes(),
-                    s.text.as_bytes(),
+                    s.dup_text.unwrap_or(s.text).as_bytes(),
                 ],
             );
             add(

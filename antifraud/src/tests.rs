@@ -1438,3 +1438,39 @@ fn default_policy_first_message_is_allowed() {
     // The same message again is a duplicate.
     assert_verdict(&run(&s, &p, &store), Decision::Reject, &[R::Duplicate]);
 }
+
+/// The duplicate check compares `dup_text` when the caller gives one (a
+/// templated message's text with its short links as their targets): two sends
+/// of one reminder with different link codes are the same text; another
+/// target is not.
+#[test]
+fn duplicate_key_compares_the_dup_text_when_given() {
+    let mut p = with_senders();
+    p.duplicates.enabled = true;
+    let dup_key = |text: &str, dup_text: Option<&str>| {
+        let mut s = sms(TO, text, tue_10());
+        s.key_salt = b"salt";
+        s.dup_text = dup_text;
+        needs(&s, &p)
+            .reads()
+            .iter()
+            .find(|r| r.kind == CounterKind::Duplicate)
+            .expect("duplicates are on")
+            .key
+            .clone()
+    };
+    let target = "Zaplac: https://pay.example.com/FV1";
+    let first = dup_key("Zaplac: https://acme.link/aaaaaaaaaa", Some(target));
+    let again = dup_key("Zaplac: https://acme.link/bbbbbbbbbb", Some(target));
+    assert_eq!(first, again);
+    let other = dup_key(
+        "Zaplac: https://acme.link/cccccccccc",
+        Some("Zaplac: https://pay.example.com/FV2"),
+    );
+    assert_ne!(first, other);
+    // Without one, the text itself: different codes, different texts.
+    assert_ne!(
+        dup_key("Zaplac: https://acme.link/aaaaaaaaaa", None),
+        dup_key("Zaplac: https://acme.link/bbbbbbbbbb", None)
+    );
+}

@@ -767,7 +767,8 @@ async fn suppressed_addresses_are_rejected_until_an_operator_removes_them() {
 /// stored), and kept when the store write itself fails (a failed write may have
 /// stored some messages, so giving them back could let a retry through the
 /// duplicate check). The faults are Redis's own: an ACL rule takes a command
-/// away from the user the gateway connects as, then gives it back.
+/// away from the user the gateway connects as, then gives it back. Also: a
+/// templated reminder with a tracked link sent twice is a duplicate.
 #[tokio::test]
 async fn reserved_places_are_given_back_only_before_the_store_write() {
     let Some(redis) = RedisServer::spawn() else {
@@ -821,21 +822,34 @@ async fn reserved_places_are_given_back_only_before_the_store_write() {
     assert_eq!(code, 503, "{body}");
     acl("+pexpireat").await;
     // Its place under the cap of 3 a day was given back: the retry and two
-    // more get in, the fourth does not. (Each has a short link of its own, so
-    // their texts differ: the duplicate check does not apply.)
-    for i in 0..3 {
+    // more (other invoices: not duplicates) get in, the fourth does not.
+    let invoice = |to: &str, n: u32| {
         let mut m = linked.clone();
-        m["vars"]["invoice"] = json!(format!("FV/{i}"));
-        let (code, body) = send(m).await;
+        m["to"] = json!(to);
+        m["vars"]["invoice"] = json!(format!("FV/{n}"));
+        m
+    };
+    for i in 1..4 {
+        let (code, body) = send(invoice("+48601000040", i)).await;
         assert_eq!(
             code, 202,
             "message {i}: the failed try kept its place: {body}"
         );
     }
-    let (code, body) = send(linked).await;
+    let (code, body) = send(invoice("+48601000040", 4)).await;
     assert_eq!(
         (code, reasons(&body)),
         (422, vec!["frequency_cap".into()]),
+        "{body}"
+    );
+    // The same reminder twice is a duplicate, although each send gets a short
+    // link of its own: the check compares the text with the links' targets.
+    let (code, body) = send(invoice("+48601000043", 9)).await;
+    assert_eq!(code, 202, "{body}");
+    let (code, body) = send(invoice("+48601000043", 9)).await;
+    assert_eq!(
+        (code, reasons(&body)),
+        (422, vec!["duplicate".into()]),
         "{body}"
     );
 

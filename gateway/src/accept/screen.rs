@@ -127,14 +127,18 @@ impl Screener {
 
     /// Screen messages of one tenant: one store round trip for all their counters.
     /// Verdicts come back in order.
+    /// `links`: each message's tracked links (code, target), for the
+    /// duplicate check (see [`Screening::dup_text`]).
     pub async fn screen(
         &self,
         store: &dyn Store,
         tenant: &TenantCtx,
         messages: &[&MessageData],
+        links: &[&[(String, String)]],
         now_ms: i64,
     ) -> Result<Vec<Verdict>, StoreError> {
-        self.verdicts(store, tenant, messages, now_ms, true).await
+        self.verdicts(store, tenant, messages, Some(links), now_ms, true)
+            .await
     }
 
     /// With anti-fraud off: only the checks that are duties rather than fraud
@@ -147,7 +151,8 @@ impl Screener {
         messages: &[&MessageData],
         now_ms: i64,
     ) -> Result<Vec<Verdict>, StoreError> {
-        self.verdicts(store, tenant, messages, now_ms, false).await
+        self.verdicts(store, tenant, messages, None, now_ms, false)
+            .await
     }
 
     /// Every rule (`all`) or only the mandatory ones, in one store round trip.
@@ -156,6 +161,7 @@ impl Screener {
         store: &dyn Store,
         tenant: &TenantCtx,
         messages: &[&MessageData],
+        links: Option<&[&[(String, String)]]>,
         now_ms: i64,
         all: bool,
     ) -> Result<Vec<Verdict>, StoreError> {
@@ -167,12 +173,23 @@ impl Screener {
             .iter()
             .map(|m| if all { scanned_text(m) } else { String::new() })
             .collect();
+        let dup_texts: Vec<Option<String>> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let links = links.and_then(|l| l.get(i)).filter(|l| !l.is_empty())?;
+                Some(links.iter().fold(text.clone(), |t, (code, target)| {
+                    t.replace(code.as_str(), target)
+                }))
+            })
+            .collect();
         let policy = &tenant.cfg.antifraud;
         let screenings: Vec<Screening<'_>> = messages
             .iter()
-            .zip(&texts)
-            .map(|(m, text)| {
+            .zip(texts.iter().zip(&dup_texts))
+            .map(|(m, (text, dup_text))| {
                 let mut s = Screening::new(&tenant.cfg.name, m.channel, &m.to, text, now);
+                s.dup_text = dup_text.as_deref();
                 s.sender = m.from.as_deref();
                 s.send_at = m
                     .send_at

@@ -50,9 +50,10 @@ pub(super) async fn screen_all(
     let mut verdicts: Vec<Option<Verdict>> = if app.screener.enabled && !valid.is_empty() {
         let t0 = Instant::now();
         let data = data(valid);
+        let links: Vec<&[(String, String)]> = valid.iter().map(|v| v.links.as_slice()).collect();
         let v = app
             .screener
-            .screen(app.store.as_ref(), tenant, &data, now)
+            .screen(app.store.as_ref(), tenant, &data, &links, now)
             .await
             .map_err(unavailable)?;
         app.metrics
