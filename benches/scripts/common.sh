@@ -129,7 +129,7 @@ load() {
 # (sms.sh, cluster.sh), as kannel.sh's rig is, so that the gateway does not
 # also answer a status poll per message inside the measured window (it did
 # until 2026-12-05: about 8% of the gateway's CPU). `applied_statuses`
-# checks the outcome afterwards.
+# prints the outcome afterwards.
 load_sent() {
   "$LOAD" --url "http://127.0.0.1:$GPORT" --api-key benchkey \
     --duration-limit 300s "$@" 2>"$D/load.err" | tail -n1

@@ -164,6 +164,18 @@ pub enum Task {
 }
 
 impl Task {
+    /// The task without the copy of its message's callback context (what is
+    /// kept in dead letters, which outlive the message's retention).
+    pub fn without_context(&self) -> Task {
+        match self {
+            Task::Callback(p) if p.context.is_some() => Task::Callback(CallbackPayload {
+                context: None,
+                ..p.clone()
+            }),
+            t => t.clone(),
+        }
+    }
+
     /// The queue form.
     pub fn encode(&self) -> String {
         match self {

@@ -359,7 +359,10 @@ impl MemoryStore {
                     .dead
                     .push(crate::operator::DeadLetter {
                         id,
-                        job: lease.job.clone(),
+                        job: Job {
+                            task: lease.job.task.without_context(),
+                            ..lease.job.clone()
+                        },
                         reason: reason.to_string(),
                     });
             }

@@ -647,7 +647,8 @@ impl RedisStore {
             status: change.to,
             at: change.event.at,
             reason: change.event.reason.clone(),
-            // Spliced in by the script from the record's `h`.
+            // Spliced in by the script from the record's `h`: must stay
+            // `None` here (the script appends the field to this object).
             context: None,
         })
         .encode();
@@ -739,7 +740,10 @@ impl RedisStore {
             bury.unwrap_or_default(),
             lease.job.id.clone(),
             lease.job.attempt.to_string(),
-            lease.job.task.encode(),
+            // A dead letter is kept until an operator acts: without the
+            // recipient and callback URL a callback job carries (a requeued
+            // one loads its message).
+            lease.job.task.without_context().encode(),
             parts,
         ]);
         match &handover {
@@ -1162,7 +1166,13 @@ impl Store for RedisStore {
                 .arg(self.idem_ttl_s);
         }
         self.run::<()>(&own).await?;
-        self.run::<()>(&outside).await
+        // The messages are stored and queued: failing now would make the
+        // client send them again. What is missing is an index (client_ref
+        // history) or the idempotent answer, whose reservation then expires.
+        if let Err(e) = self.run::<()>(&outside).await {
+            tracing::warn!(error = %e, count = msgs.len(), "Messages stored, but not their client_ref history or idempotent answer.");
+        }
+        Ok(())
     }
 
     async fn get(&self, id: &str) -> Result<Option<Record>, StoreError> {

@@ -200,8 +200,98 @@ pub async fn run(store: &dyn Store) {
     templates_keep_every_version(store).await;
     links_and_clicks(store).await;
     campaign_batches_are_handed_out_until_committed(store).await;
+    finish_many_mixes_acks_changes_and_burials(store).await;
     // Last: it leaves scheduled entries behind.
     operator_pauses_audit_and_due_soon(store).await;
+}
+
+/// One `finish_many` mixing a plain acknowledgement, a refused and an applied
+/// change over three tenants' streams answers in the items' order and leaves
+/// nothing pending; a buried callback keeps no copy of its message's context
+/// (dead letters outlive the message's retention).
+async fn finish_many_mixes_acks_changes_and_burials(store: &dyn Store) {
+    let sms = Lane::Channel(Channel::Sms);
+    let msgs: Vec<NewMessage> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            message(
+                &format!("t-mix-{t}"),
+                &format!("+4850000095{i}"),
+                None,
+                true,
+                None,
+            )
+        })
+        .collect();
+    store.accept(&msgs, None).await.unwrap();
+    let leases = drain(store, sms).await;
+    let lease = |m: &NewMessage| leases.iter().find(|l| l.job.id == m.id).unwrap().clone();
+    let early = Change::new(Status::Delivered, now_ms(), None, None);
+    let submitted = Change::new(Status::Submitted, now_ms(), None, None);
+    let out = store
+        .finish_many(vec![
+            (lease(&msgs[0]), Outcome::done()),
+            (lease(&msgs[1]), Outcome::change(early)),
+            (lease(&msgs[2]), Outcome::change(submitted)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        [
+            Transition::Applied {
+                from: Status::Queued
+            },
+            Transition::Refused {
+                current: Status::Queued
+            },
+            Transition::Applied {
+                from: Status::Queued
+            },
+        ]
+    );
+    let ids: Vec<&str> = msgs.iter().map(|m| m.id.as_str()).collect();
+    let left = store
+        .reclaim(sms, "rescuer", Duration::ZERO, 1000)
+        .await
+        .unwrap();
+    assert!(
+        left.iter().all(|l| !ids.contains(&l.job.id.as_str())),
+        "acknowledged entries stay pending"
+    );
+    // The applied change's callback carries the context; buried, it does not.
+    let hooks = drain(store, Lane::Webhook).await;
+    let mine: Vec<_> = hooks
+        .iter()
+        .filter(|l| matches!(&l.job.task, Task::Callback(p) if p.message_id == msgs[2].id))
+        .cloned()
+        .collect();
+    assert_eq!(mine.len(), 1);
+    assert!(matches!(&mine[0].job.task, Task::Callback(p) if p.context.is_some()));
+    let bury = Outcome::Bury {
+        reason: "conformance".into(),
+        change: None,
+    };
+    let others: Vec<_> = hooks
+        .iter()
+        .filter(|l| l.job.id != mine[0].job.id)
+        .map(|l| (l.clone(), Outcome::done()))
+        .collect();
+    let mut items = vec![(mine[0].clone(), bury)];
+    items.extend(others);
+    store.finish_many(items).await.unwrap();
+    let dead = store.dead_letters(Lane::Webhook, 10_000).await.unwrap();
+    let letter = dead
+        .iter()
+        .find(|d| d.job.id == mine[0].job.id)
+        .expect("buried");
+    assert!(
+        matches!(&letter.job.task, Task::Callback(p) if p.message_id == msgs[2].id && p.context.is_none()),
+        "{:?}",
+        letter.job
+    );
+    assert!(drain(store, Lane::Webhook).await.is_empty());
 }
 
 /// A campaign's due recipients come in numbered batches; an open batch is

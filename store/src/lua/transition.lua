@@ -55,7 +55,9 @@ local function transition(rec, hook, to, allowed, event, cbpayload, cbjob, part,
     -- The callback task is a JSON object: the record's context (`h`, see
     -- CallbackContext) goes in as its field "h", so the webhook lane posts it
     -- without loading the message.
-    if f[7] then cbpayload = string.sub(cbpayload, 1, -2) .. ',"h":' .. f[7] .. '}' end
+    if f[7] and string.sub(f[7], 1, 1) == '{' and string.sub(cbpayload, -1) == '}' then
+      cbpayload = string.sub(cbpayload, 1, -2) .. ',"h":' .. f[7] .. '}'
+    end
     redis.call('XADD', hook, '*', 'j', cbjob, 'n', '0', 'p', cbpayload)
   end
   -- The third value: the pending receipt check's member (false: none).
