@@ -61,11 +61,13 @@ start_smsc_sim() {
 
 # The gateway config up to the connectors: Redis store, one transactional tenant
 # whose API key is `benchkey`, the operator key `benchadmin`; AF=true turns anti-fraud on, WC sets
-# workers.concurrency (default 256), CLAIM_IDLE workers.claim_idle (default 60s).
+# workers.concurrency (default 256), CLAIM_IDLE workers.claim_idle (default 60s), GT
+# server.worker_threads (default 0: one per core).
 gateway_head() {
   cat <<EOT
 [server]
 listen = "127.0.0.1:$GPORT"
+worker_threads = ${GT:-0}
 [store]
 backend = "redis"
 url = "redis://127.0.0.1:$RPORT"

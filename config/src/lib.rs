@@ -94,6 +94,11 @@ pub struct Server {
     /// a body that would go over it is answered 503 (with `Retry-After`) instead of
     /// being read. At least `max_body`. Default `256MiB`.
     pub max_buffered: ByteSize,
+    /// Threads of the async runtime; 0: one per CPU core (or
+    /// `TOKIO_WORKER_THREADS` when set). On a small host shared with Redis and
+    /// other busy processes, fewer threads than cores cost less CPU per
+    /// message (fewer cross-core wake-ups). Default 0.
+    pub worker_threads: usize,
 }
 
 /// `[log]`.
@@ -463,6 +468,7 @@ impl Default for Server {
             body_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_buffered: ByteSize::new(256 * MIB),
+            worker_threads: 0,
         }
     }
 }

@@ -138,6 +138,15 @@ impl Checks {
         self.positive("server.header_timeout", server.header_timeout);
         self.positive("server.body_timeout", server.body_timeout);
         self.at_least_one("server.max_connections", server.max_connections as u64);
+        if server.worker_threads > 1024 {
+            self.error(
+                "server.worker_threads",
+                format!(
+                    "must be between 0 (one per CPU core) and 1024, got {}",
+                    server.worker_threads
+                ),
+            );
+        }
         // Below max_body the largest allowed batch could never be read: every one
         // would be answered 503 however idle the gateway is.
         if server.max_buffered.bytes() < server.max_body.bytes() {
@@ -853,6 +862,7 @@ mod tests {
         config.server.header_timeout = Duration::ZERO;
         config.server.body_timeout = Duration::ZERO;
         config.server.max_connections = 0;
+        config.server.worker_threads = 1025;
         config.server.max_body = crate::ByteSize::mib(16);
         config.server.max_buffered = crate::ByteSize::mib(8);
         let errors = config.validate().unwrap_err().errors;
@@ -862,11 +872,16 @@ mod tests {
                 "server.header_timeout",
                 "server.body_timeout",
                 "server.max_connections",
+                "server.worker_threads",
                 "server.max_buffered",
             ]
         );
         assert_eq!(
             errors[3].message,
+            "must be between 0 (one per CPU core) and 1024, got 1025"
+        );
+        assert_eq!(
+            errors[4].message,
             "must be at least server.max_body (16MiB), got 8MiB"
         );
         // Exactly one largest body fits.

@@ -441,7 +441,7 @@ fn env_errors_name_the_variable() {
         ],
         "{e}"
     );
-    assert_eq!(message(&e, "env GONIEC_SERVER__PORTT"), "server.portt: unknown key `portt`; expected one of: listen, max_body, max_batch, default_region, max_segments, max_attachments, max_text_chars, shutdown_grace, header_timeout, body_timeout, max_connections, max_buffered");
+    assert_eq!(message(&e, "env GONIEC_SERVER__PORTT"), "server.portt: unknown key `portt`; expected one of: listen, max_body, max_batch, default_region, max_segments, max_attachments, max_text_chars, shutdown_grace, header_timeout, body_timeout, max_connections, max_buffered, worker_threads");
     assert!(
         message(&e, "env GONIEC_SERVR__LISTEN").contains("did you mean `server`?"),
         "{e}"

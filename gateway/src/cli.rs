@@ -119,7 +119,7 @@ pub fn main() -> ExitCode {
 #[cfg(feature = "sims")]
 fn run_sim(run: impl std::future::Future<Output = ExitCode>) -> ExitCode {
     goniec_gateway::telemetry::init_logging(&goniec_config::Log::default());
-    match runtime() {
+    match runtime(0) {
         Some(rt) => rt.block_on(run),
         None => ExitCode::FAILURE,
     }
@@ -172,7 +172,7 @@ fn run_daemon(cfg: Config) -> ExitCode {
     for w in goniec_config::warnings(&cfg) {
         tracing::warn!(key = %w.key, "Config: {}", w.message);
     }
-    let Some(rt) = runtime() else {
+    let Some(rt) = runtime(cfg.server.worker_threads) else {
         return ExitCode::FAILURE;
     };
     let shutdown = CancellationToken::new();

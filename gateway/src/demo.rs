@@ -73,7 +73,7 @@ impl Drop for Demo {
 /// `goniec demo`: run until SIGTERM or Ctrl-C.
 pub fn run(opts: Options) -> ExitCode {
     let print_config = opts.print_config;
-    let Some(rt) = crate::process::runtime() else {
+    let Some(rt) = crate::process::runtime(0) else {
         return ExitCode::FAILURE;
     };
     match rt.block_on(demo_main(opts, print_config)) {

@@ -3,12 +3,14 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// The multi-threaded runtime, or `None` (said on stderr) when it cannot start.
-pub fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+/// The multi-threaded runtime with `threads` workers (0: one per CPU core, or
+/// `TOKIO_WORKER_THREADS`), or `None` (said on stderr) when it cannot start.
+pub fn runtime(threads: usize) -> Option<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        b.worker_threads(threads);
+    }
+    match b.enable_all().build() {
         Ok(rt) => Some(rt),
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -46,5 +48,18 @@ pub async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_runtime_has_the_threads_asked_for() {
+        for n in [1, 3] {
+            let rt = super::runtime(n).expect("a runtime");
+            assert_eq!(rt.metrics().num_workers(), n);
+        }
+        let rt = super::runtime(0).expect("a runtime");
+        assert!(rt.metrics().num_workers() >= 1);
     }
 }
