@@ -22,6 +22,9 @@ pub struct Screening<'a> {
     /// it; otherwise [`needs`] parses `recipient` (once: [`check`] reuses the
     /// result). Must be the same number as `recipient`.
     pub number: Option<&'a phonenumber::PhoneNumber>,
+    /// The type of `number` (libphonenumber's `number_type`), if the caller
+    /// has it already: one pass of its regexes fewer. Ignored without `number`.
+    pub number_type: Option<phonenumber::Type>,
     /// The requested sender id, number or pool name, if any.
     pub sender: Option<&'a str>,
     /// Everything to scan for links: the SMS/RCS text (including card texts
@@ -65,6 +68,7 @@ impl<'a> Screening<'a> {
             channel,
             recipient,
             number: None,
+            number_type: None,
             sender: None,
             text,
             dup_text: None,
@@ -108,19 +112,20 @@ pub(crate) struct PhoneInfo {
 }
 
 impl PhoneInfo {
+    /// `parsed`: the number already parsed, with its type if known.
     pub(crate) fn analyse(
         normalised: &str,
-        parsed: Option<&phonenumber::PhoneNumber>,
+        parsed: Option<(&phonenumber::PhoneNumber, Option<phonenumber::Type>)>,
     ) -> PhoneInfo {
         let digits: String = normalised.chars().filter(char::is_ascii_digit).collect();
         let db = &*phonenumber::metadata::DATABASE;
         let owned;
-        let number = match parsed {
-            Some(n) => n,
+        let (number, known) = match parsed {
+            Some(p) => p,
             None => match phonenumber::parse(None, normalised) {
                 Ok(n) => {
                     owned = n;
-                    &owned
+                    (&owned, None)
                 }
                 Err(_) => {
                     return PhoneInfo {
@@ -134,7 +139,7 @@ impl PhoneInfo {
         PhoneInfo {
             digits,
             region: number.metadata(db).and_then(|m| Region::parse(m.id())),
-            number_type: Some(number.number_type(db)),
+            number_type: Some(known.unwrap_or_else(|| number.number_type(db))),
         }
     }
 

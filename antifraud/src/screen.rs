@@ -100,7 +100,8 @@ pub fn needs(s: &Screening<'_>, p: &TenantPolicy) -> Needs {
 /// (libphonenumber's regexes) or digesting keys nobody reads.
 fn needs_of(s: &Screening<'_>, p: &TenantPolicy, all: bool) -> Needs {
     let recipient = normalise_recipient(s.channel, s.recipient);
-    let phone = (all && s.channel.is_phone()).then(|| PhoneInfo::analyse(&recipient, s.number));
+    let parsed = s.number.map(|n| (n, s.number_type));
+    let phone = (all && s.channel.is_phone()).then(|| PhoneInfo::analyse(&recipient, parsed));
     let tenant = s.tenant;
     let now = s.now;
     let salt = s.key_salt;

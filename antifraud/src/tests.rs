@@ -591,6 +591,12 @@ fn pre_parsed_number_gives_the_same_verdict() {
     s.number = Some(&parsed);
     assert_eq!(fresh(&s, &p), without);
     assert!(without.has(R::NotMobile));
+    // With its type given (as validation computed it): the same verdict.
+    s.number_type = Some(parsed.number_type(&phonenumber::metadata::DATABASE));
+    assert_eq!(fresh(&s, &p), without);
+    // The given type is what is used: it is not computed again.
+    s.number_type = Some(phonenumber::Type::Mobile);
+    assert!(!fresh(&s, &p).has(R::NotMobile));
 }
 
 // ---------------------------------------------------------------- pumping

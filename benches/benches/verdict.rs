@@ -156,6 +156,12 @@ fn bench(c: &mut Criterion) {
     c.bench_function("verdict/needs_pre_parsed_number", |b| {
         b.iter(|| needs(black_box(&pre), black_box(&policy)))
     });
+    // ... and, for SMS and RCS, typed it (since 2026-12 the screener reuses both).
+    let mut typed = pre;
+    typed.number_type = Some(parsed.number_type(&phonenumber::metadata::DATABASE));
+    c.bench_function("verdict/needs_pre_typed_number", |b| {
+        b.iter(|| needs(black_box(&typed), black_box(&policy)))
+    });
     c.bench_function("verdict/needs_snapshot_check_memory", |b| {
         b.iter(|| {
             let counters = store.snapshot(needs(black_box(&msg), black_box(&policy)));

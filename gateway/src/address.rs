@@ -13,6 +13,26 @@ pub fn normalize_msisdn(
     region: Option<phonenumber::country::Id>,
     mobile_only: bool,
 ) -> Result<String, Invalid> {
+    parse_msisdn(raw, region, mobile_only).map(|m| m.e164)
+}
+
+/// A phone number as validation read it, for anti-fraud to reuse instead of
+/// parsing and typing it again (libphonenumber's regexes: about 16 µs).
+#[derive(Debug, Clone)]
+pub struct Msisdn {
+    /// The E.164 form (`+48601234567`).
+    pub e164: String,
+    pub number: phonenumber::PhoneNumber,
+    /// Its type, when a mobile-only channel needed it.
+    pub number_type: Option<phonenumber::Type>,
+}
+
+/// [`normalize_msisdn`], keeping what it learnt of the number.
+pub fn parse_msisdn(
+    raw: &str,
+    region: Option<phonenumber::country::Id>,
+    mobile_only: bool,
+) -> Result<Msisdn, Invalid> {
     let bad = |why: &str| {
         Invalid::new(
             Problem::InvalidNumber,
@@ -44,9 +64,12 @@ pub fn normalize_msisdn(
     if !valid {
         return Err(bad("no such number range"));
     }
+    let mut number_type = None;
     if mobile_only {
         use phonenumber::Type;
-        match typed.unwrap_or_else(|| num.number_type(db)) {
+        let t = typed.unwrap_or_else(|| num.number_type(db));
+        number_type = Some(t);
+        match t {
             Type::Mobile | Type::FixedLineOrMobile => {}
             other => {
                 return Err(Invalid::new(
@@ -59,7 +82,11 @@ pub fn normalize_msisdn(
             }
         }
     }
-    Ok(num.format().mode(phonenumber::Mode::E164).to_string())
+    Ok(Msisdn {
+        e164: num.format().mode(phonenumber::Mode::E164).to_string(),
+        number: num,
+        number_type,
+    })
 }
 
 /// Check an e-mail address (RFC 5321 shape: local part, domain of dotted labels).
@@ -172,5 +199,23 @@ mod tests {
             normalize_msisdn("+390669812345", None, true).map_err(|e| e.code.as_str()),
             Err("not-mobile")
         );
+    }
+
+    /// What anti-fraud reuses is what it would compute itself: the number
+    /// parsed from the E.164 form, and (mobile-only) libphonenumber's type.
+    #[test]
+    fn parsed_numbers_keep_their_type_for_anti_fraud() {
+        for raw in [
+            "+48601234567",
+            "+393123456789",
+            "+14155552671",
+            "+4915112345678",
+        ] {
+            let m = parse_msisdn(raw, None, true).unwrap();
+            let again = phonenumber::parse(None, &m.e164).unwrap();
+            assert_eq!(m.number, again, "{raw}");
+            assert_eq!(m.number_type, Some(again.number_type(&DATABASE)), "{raw}");
+            assert_eq!(parse_msisdn(raw, None, false).unwrap().number_type, None);
+        }
     }
 }

@@ -29,6 +29,15 @@ pub struct BlocklistError {
 }
 
 /// Screening state shared by the API handlers.
+/// What validation learnt of a message that screening reuses.
+pub struct Learnt<'a> {
+    /// Its tracked links (code, target): the duplicate check reads them as
+    /// their targets (see [`Screening::dup_text`]).
+    pub links: &'a [(String, String)],
+    /// Its recipient's number as validation parsed (and typed) it.
+    pub phone: Option<&'a crate::address::Msisdn>,
+}
+
 pub struct Screener {
     pub enabled: bool,
     blocklist: BlocklistHandle,
@@ -127,17 +136,16 @@ impl Screener {
 
     /// Screen messages of one tenant: one store round trip for all their counters.
     /// Verdicts come back in order.
-    /// `links`: each message's tracked links (code, target), for the
-    /// duplicate check (see [`Screening::dup_text`]).
+    /// `learnt`: what validation learnt of each message (in order).
     pub async fn screen(
         &self,
         store: &dyn Store,
         tenant: &TenantCtx,
         messages: &[&MessageData],
-        links: &[&[(String, String)]],
+        learnt: &[Learnt<'_>],
         now_ms: i64,
     ) -> Result<Vec<Verdict>, StoreError> {
-        self.verdicts(store, tenant, messages, Some(links), now_ms, true)
+        self.verdicts(store, tenant, messages, learnt, now_ms, true)
             .await
     }
 
@@ -151,7 +159,7 @@ impl Screener {
         messages: &[&MessageData],
         now_ms: i64,
     ) -> Result<Vec<Verdict>, StoreError> {
-        self.verdicts(store, tenant, messages, None, now_ms, false)
+        self.verdicts(store, tenant, messages, &[], now_ms, false)
             .await
     }
 
@@ -161,7 +169,7 @@ impl Screener {
         store: &dyn Store,
         tenant: &TenantCtx,
         messages: &[&MessageData],
-        links: Option<&[&[(String, String)]]>,
+        learnt: &[Learnt<'_>],
         now_ms: i64,
         all: bool,
     ) -> Result<Vec<Verdict>, StoreError> {
@@ -177,7 +185,7 @@ impl Screener {
             .iter()
             .enumerate()
             .map(|(i, text)| {
-                let links = links.and_then(|l| l.get(i)).filter(|l| !l.is_empty())?;
+                let links = learnt.get(i).map(|l| l.links).filter(|l| !l.is_empty())?;
                 Some(links.iter().fold(text.clone(), |t, (code, target)| {
                     t.replace(code.as_str(), target)
                 }))
@@ -187,9 +195,19 @@ impl Screener {
         let screenings: Vec<Screening<'_>> = messages
             .iter()
             .zip(texts.iter().zip(&dup_texts))
-            .map(|(m, (text, dup_text))| {
+            .enumerate()
+            .map(|(i, (m, (text, dup_text)))| {
                 let mut s = Screening::new(&tenant.cfg.name, m.channel, &m.to, text, now);
                 s.dup_text = dup_text.as_deref();
+                // The number validation parsed, when it is this recipient's.
+                if let Some(p) = learnt
+                    .get(i)
+                    .and_then(|l| l.phone)
+                    .filter(|p| p.e164 == m.to)
+                {
+                    s.number = Some(&p.number);
+                    s.number_type = p.number_type;
+                }
                 s.sender = m.from.as_deref();
                 s.send_at = m
                     .send_at

@@ -50,10 +50,16 @@ pub(super) async fn screen_all(
     let mut verdicts: Vec<Option<Verdict>> = if app.screener.enabled && !valid.is_empty() {
         let t0 = Instant::now();
         let data = data(valid);
-        let links: Vec<&[(String, String)]> = valid.iter().map(|v| v.links.as_slice()).collect();
+        let learnt: Vec<super::screen::Learnt<'_>> = valid
+            .iter()
+            .map(|v| super::screen::Learnt {
+                links: &v.links,
+                phone: v.phone.as_ref(),
+            })
+            .collect();
         let v = app
             .screener
-            .screen(app.store.as_ref(), tenant, &data, &links, now)
+            .screen(app.store.as_ref(), tenant, &data, &learnt, now)
             .await
             .map_err(unavailable)?;
         app.metrics

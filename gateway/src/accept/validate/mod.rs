@@ -23,7 +23,7 @@ mod tests;
 pub use template::{render_template, VarValue, Vars, MAX_VARS, MAX_VARS_BYTES, MAX_VAR_NAME_CHARS};
 
 use crate::accept::invalid::Invalid;
-use crate::address::{normalize_email, normalize_msisdn};
+use crate::address::{normalize_email, parse_msisdn};
 use crate::model::{AttachmentData, MessageData, Status, TemplateRef};
 use crate::store::{Callbacks, Partitions};
 use crate::templates::links::Made;
@@ -207,6 +207,8 @@ pub struct Valid {
     pub callbacks: Callbacks,
     /// Tracked links its texts show: (code, target), stored with the message.
     pub links: Vec<(String, String)>,
+    /// Its recipient's number as read here (SMS, RCS), for anti-fraud.
+    pub phone: Option<crate::address::Msisdn>,
 }
 
 /// Check and normalise a request for `tenant`; a valid message gets its id in
@@ -224,9 +226,12 @@ pub fn validate(
     if let Some(vars) = &req.vars {
         vars.check()?;
     }
-    let to = match req.channel {
-        Channel::Sms | Channel::Rcs => normalize_msisdn(&req.to, rules.region, true)?,
-        Channel::Email => normalize_email(&req.to)?,
+    let (to, phone) = match req.channel {
+        Channel::Sms | Channel::Rcs => {
+            let m = parse_msisdn(&req.to, rules.region, true)?;
+            (m.e164.clone(), Some(m))
+        }
+        Channel::Email => (normalize_email(&req.to)?, None),
     };
 
     // The shape of `from` here; whether it is registered for the tenant is
@@ -376,6 +381,7 @@ pub fn validate(
         },
         callbacks,
         links: made.links,
+        phone,
     })
 }
 
