@@ -59,7 +59,12 @@ curl -s "http://127.0.0.1:$HPORT/stats" | python3 -c 'import json, sys; s = json
 echo "cpu seconds: gateway $(cpu "$GPID") redis $(cpu "$RPID") smsc-sim $(cpu "$SPID") callback-sink $(cpu "$CB_PID")"
 echo "peak RSS MiB: gateway $(rss "$GPID") redis $(rss "$RPID")"
 echo "redis AOF: $(aof_stats "$RPORT")"
-echo "status changes applied (gateway metrics): $(applied_statuses)"
+applied=$(applied_statuses)
+echo "status changes applied (gateway metrics): $applied"
+case " $applied " in
+  *" delivered=$COUNT "*) ;;
+  *) echo "WARNING: not every one of the $COUNT messages was delivered" ;;
+esac
 if [ -n "${CONSOLE_PID:-}" ]; then
   kill "$CONSOLE_PID"
   echo "console: $(grep -c '^event: overview' "$D/console.sse") overviews streamed"
