@@ -96,6 +96,11 @@ async fn the_demo_delivers_on_every_channel() {
             .any(|e| e["reason"] == "rcs_unreachable"),
         "{m}"
     );
+    // Stopped as Ctrl-C would stop it, the demo removes its temporary files.
+    let dir = std::env::temp_dir().join(format!("goniec-demo-{}", demo.0.pid()));
+    assert!(dir.is_dir(), "{} while running", dir.display());
+    drop(demo);
+    assert!(!dir.exists(), "{} left behind", dir.display());
 }
 
 /// `goniec demo --store redis-cluster://…` runs the demo on a Redis Cluster (three

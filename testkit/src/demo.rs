@@ -1,6 +1,6 @@
 //! `goniec demo` as a newcomer runs it: the real binary, started with known keys
-//! on a free port, its banner read for the API address; killed (by its PID) on
-//! drop.
+//! on a free port, its banner read for the API address; stopped (by its PID)
+//! on drop as Ctrl-C would, so it removes its temporary files.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -63,8 +63,26 @@ impl DemoProcess {
     }
 }
 
+impl DemoProcess {
+    /// The process id (its temporary directory is `goniec-demo-<pid>`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for DemoProcess {
     fn drop(&mut self) {
+        // SIGTERM first: a demo killed outright leaves its temporary directory
+        // (blocklist, service account) behind; SIGKILL only if it hangs.
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
