@@ -63,7 +63,7 @@ applied=$(applied_statuses)
 echo "status changes applied (gateway metrics): $applied"
 case " $applied " in
   *" delivered=$COUNT "*) ;;
-  *) echo "WARNING: not every one of the $COUNT messages was delivered" ;;
+  *) echo "WARNING: the gateway's metrics do not show delivered=$COUNT" ;;
 esac
 if [ -n "${CONSOLE_PID:-}" ]; then
   kill "$CONSOLE_PID"

@@ -62,6 +62,7 @@ fn empty_file_gives_documented_defaults() {
     assert_eq!(s.body_timeout, Duration::from_secs(30));
     assert_eq!(s.max_connections, 4096);
     assert_eq!(s.max_buffered, ByteSize::new(256 * 1024 * 1024));
+    assert_eq!(s.worker_threads, 0, "one per core");
 
     assert_eq!(config.log.format, LogFormat::Text);
     assert_eq!(config.log.level, "info");

@@ -73,10 +73,11 @@ impl DemoProcess {
 impl Drop for DemoProcess {
     fn drop(&mut self) {
         // SIGTERM first: a demo killed outright leaves its temporary directory
-        // (blocklist, service account) behind; SIGKILL only if it hangs.
+        // (blocklist, service account) behind; SIGKILL only if it hangs past
+        // its drain (`shutdown_grace`, 30 s, plus the receipts' 5 s).
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
         while std::time::Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;

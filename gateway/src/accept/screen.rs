@@ -28,7 +28,6 @@ pub struct BlocklistError {
     pub source: std::io::Error,
 }
 
-/// Screening state shared by the API handlers.
 /// What validation learnt of a message that screening reuses.
 pub struct Learnt<'a> {
     /// Its tracked links (code, target): the duplicate check reads them as
@@ -38,6 +37,7 @@ pub struct Learnt<'a> {
     pub phone: Option<&'a crate::address::Msisdn>,
 }
 
+/// Screening state shared by the API handlers.
 pub struct Screener {
     pub enabled: bool,
     blocklist: BlocklistHandle,
