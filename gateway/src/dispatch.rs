@@ -327,7 +327,7 @@ async fn start(
         // one round trip; on failure each callback fetches its own (and
         // retries as a failed post would).
         Lane::Webhook => {
-            let wanted: Vec<(usize, String)> = leases
+            let (at, ids): (Vec<usize>, Vec<String>) = leases
                 .iter()
                 .enumerate()
                 .filter_map(|(i, l)| match &l.job.task {
@@ -335,14 +335,13 @@ async fn start(
                     Task::Clicked(c) => Some((i, c.message_id.clone())),
                     _ => None,
                 })
-                .collect();
+                .unzip();
             let mut records = vec![None; leases.len()];
-            if !wanted.is_empty() {
-                let ids: Vec<String> = wanted.iter().map(|(_, id)| id.clone()).collect();
+            if !ids.is_empty() {
                 match app.store.get_many(&ids).await {
                     Ok(found) => {
-                        for ((i, _), r) in wanted.iter().zip(found) {
-                            records[*i] = r;
+                        for (i, r) in at.into_iter().zip(found) {
+                            records[i] = r;
                         }
                     }
                     Err(_) => loaded = false,

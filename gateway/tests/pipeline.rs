@@ -584,6 +584,17 @@ struct Receiver {
     fail_first: usize,
 }
 
+impl Receiver {
+    /// The callbacks received once there are `n` (or after 10 s, however many).
+    async fn wait_seen(&self, n: usize) -> Vec<(String, String)> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while self.seen.lock().unwrap().len() < n && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.seen.lock().unwrap().clone()
+    }
+}
+
 async fn spawn_receiver(r: Receiver) -> String {
     use axum::{http::HeaderMap, routing::post, Router};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -642,10 +653,7 @@ async fn callback_events_choose_the_changes_posted() {
         gw.wait_status(id, Duration::from_secs(10), |s| s == "delivered")
             .await;
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while recv.seen.lock().unwrap().len() < 3 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    recv.wait_seen(3).await;
     tokio::time::sleep(Duration::from_millis(300)).await; // nothing more may come
     let mut got: Vec<(String, String)> = recv
         .seen
@@ -707,17 +715,7 @@ async fn a_callback_job_without_its_message_context_loads_the_message() {
     let id = body["id"].as_str().unwrap().to_string();
     gw.wait_status(&id, Duration::from_secs(10), |s| s == "delivered")
         .await;
-    let wait_for = |n: usize| {
-        let recv = recv.clone();
-        async move {
-            let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while recv.seen.lock().unwrap().len() < n && std::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            recv.seen.lock().unwrap().clone()
-        }
-    };
-    let carried = wait_for(2).await;
+    let carried = recv.wait_seen(2).await;
     assert_eq!(carried.len(), 2, "submitted and delivered");
     // The delivered callback again, as an older version queued it.
     let delivered: Value = carried
@@ -739,7 +737,7 @@ async fn a_callback_job_without_its_message_context_loads_the_message() {
     };
     assert!(!job.task.encode().contains("\"h\""));
     store.enqueue(Lane::Webhook, job).await.unwrap();
-    let all = wait_for(3).await;
+    let all = recv.wait_seen(3).await;
     assert_eq!(all.len(), 3, "the old job was posted");
     let (sig, body) = &all[2];
     assert!(verify(sig, body), "bad signature {sig} for {body}");
@@ -777,11 +775,7 @@ async fn callbacks_are_signed_retried_and_dead_lettered() {
         .await;
 
     // submitted + delivered, each delivered once, after 2 failed attempts in total.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while recv.seen.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let seen = recv.seen.lock().unwrap().clone();
+    let seen = recv.wait_seen(2).await;
     let mut statuses: Vec<String> = Vec::new();
     for (sig, body) in &seen {
         assert!(verify(sig, body), "bad signature {sig} for {body}");

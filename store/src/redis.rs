@@ -1570,11 +1570,7 @@ impl Store for RedisStore {
                 cmd.arg(&steps[i].2);
             }
         }
-        let done = if b.is_empty() {
-            Vec::new()
-        } else {
-            scatter_transitions(&by_part, self.run(&b).await?, steps.len())?
-        };
+        let done = scatter_transitions(&by_part, self.run(&b).await?, steps.len())?;
         // An acknowledged lease reports as the script reports a lease without
         // a change.
         let acked = transition_result(3, "")?;

@@ -75,8 +75,10 @@ impl Drop for DemoProcess {
         // SIGTERM first: a demo killed outright leaves its temporary directory
         // (blocklist, service account) behind; SIGKILL only if it hangs past
         // its drain (`shutdown_grace`, 30 s, plus the receipts' 5 s).
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        // bash's built-in kill: a minimal system may have no /bin/kill (procps).
+        let _ = Command::new("bash")
+            .args(["-c", &format!("kill -TERM {}", self.child.id())])
+            .status();
         let deadline = std::time::Instant::now() + Duration::from_secs(40);
         while std::time::Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
