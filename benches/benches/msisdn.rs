@@ -1,6 +1,7 @@
 //! The gateway's phone number check on the accept path (`normalize_msisdn`),
-//! beside the two-pass check it replaced (`is_valid`, then the number's type
-//! for mobile-only channels), so both are timed in the same run.
+//! beside the checks it replaced (`phonenumber`'s own number type, once or,
+//! before that, twice: `is_valid`, then the type for mobile-only channels), so
+//! all are timed in the same run.
 //!
 //! `cargo bench -p goniec-benches --bench msisdn`
 
@@ -16,6 +17,17 @@ fn two_pass(raw: &str) -> Option<String> {
     if !num.is_valid() {
         return None;
     }
+    matches!(
+        num.number_type(&DATABASE),
+        Type::Mobile | Type::FixedLineOrMobile
+    )
+    .then(|| num.format().mode(Mode::E164).to_string())
+}
+
+/// The one-pass check before `address::ranges`: `phonenumber`'s own type
+/// (a regex search per number range) and E.164 formatter.
+fn one_pass_phonenumber(raw: &str) -> Option<String> {
+    let num = phonenumber::parse(None, raw).ok()?;
     matches!(
         num.number_type(&DATABASE),
         Type::Mobile | Type::FixedLineOrMobile
@@ -46,6 +58,13 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    c.bench_function("msisdn/one_pass_phonenumber_4_countries", |b| {
+        b.iter(|| {
+            for n in numbers {
+                black_box(one_pass_phonenumber(black_box(n)));
+            }
+        })
+    });
     c.bench_function("msisdn/two_pass_mobile_4_countries", |b| {
         b.iter(|| {
             for n in numbers {
@@ -55,5 +74,44 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// 1,000 different Polish mobiles, as a reminder run sends: each number is
+/// checked once, so nothing is answered from a warm cache of its own.
+fn varied(c: &mut Criterion) {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let numbers: Vec<String> = (0..1000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!(
+                "+48{}{:08}",
+                [5, 6, 7, 8][(x % 4) as usize],
+                x % 100_000_000
+            )
+        })
+        .collect();
+    for n in &numbers {
+        assert_eq!(
+            normalize_msisdn(n, None, true).ok(),
+            one_pass_phonenumber(n),
+            "{n}"
+        );
+    }
+    c.bench_function("msisdn/normalize_1000_polish", |b| {
+        b.iter(|| {
+            for n in &numbers {
+                black_box(normalize_msisdn(black_box(n), None, true).is_ok());
+            }
+        })
+    });
+    c.bench_function("msisdn/one_pass_phonenumber_1000_polish", |b| {
+        b.iter(|| {
+            for n in &numbers {
+                black_box(one_pass_phonenumber(black_box(n)));
+            }
+        })
+    });
+}
+
+criterion_group!(benches, bench, varied);
 criterion_main!(benches);

@@ -6,6 +6,9 @@ use goniec_core::Problem;
 
 use crate::accept::invalid::Invalid;
 
+mod ranges;
+pub use ranges::number_type;
+
 /// E.164-normalise a phone number; refuse invalid ones and, when `mobile_only`,
 /// numbers that are not mobiles.
 pub fn normalize_msisdn(
@@ -51,24 +54,23 @@ pub fn parse_msisdn(
         return Err(bad("only digits, spaces, + - ( ) . are allowed"));
     }
     let num = phonenumber::parse(region, raw).map_err(|e| bad(&e.to_string()))?;
-    let db = &*phonenumber::metadata::DATABASE;
     // For a mobile-only channel the number's type is needed anyway, and without
     // leading zeros in the national number (which `is_valid` keeps and
     // `number_type` drops) "valid" is exactly "of a known type": one pass of
     // libphonenumber's regexes instead of two.
-    let typed = (mobile_only && num.national().zeros() == 0).then(|| num.number_type(db));
+    let typed = (mobile_only && num.national().zeros() == 0).then(|| number_type(&num));
     let valid = match typed {
         Some(t) => t != phonenumber::Type::Unknown,
-        None => num.is_valid_with(db),
+        None => ranges::is_valid(&num),
     };
     if !valid {
         return Err(bad("no such number range"));
     }
-    let mut number_type = None;
+    let mut kind = None;
     if mobile_only {
         use phonenumber::Type;
-        let t = typed.unwrap_or_else(|| num.number_type(db));
-        number_type = Some(t);
+        let t = typed.unwrap_or_else(|| number_type(&num));
+        kind = Some(t);
         match t {
             Type::Mobile | Type::FixedLineOrMobile => {}
             other => {
@@ -83,9 +85,9 @@ pub fn parse_msisdn(
         }
     }
     Ok(Msisdn {
-        e164: num.format().mode(phonenumber::Mode::E164).to_string(),
+        e164: ranges::e164(&num),
         number: num,
-        number_type,
+        number_type: kind,
     })
 }
 
