@@ -113,5 +113,45 @@ fn varied(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench, varied);
+/// A mobile of every region (its metadata's example): more number ranges than
+/// `phonenumber`'s cache of 100 compiled patterns holds, so there it compiles
+/// patterns again and again; `address::ranges` compiles each region once.
+fn world(c: &mut Criterion) {
+    let numbers: Vec<String> = DATABASE
+        .iter()
+        .filter_map(|m| {
+            let ex = m.descriptors().mobile()?.example()?;
+            Some(format!("+{}{ex}", m.country_code()))
+        })
+        .collect();
+    for n in &numbers {
+        assert_eq!(
+            normalize_msisdn(n, None, true).ok(),
+            one_pass_phonenumber(n),
+            "{n}"
+        );
+    }
+    let mut g = c.benchmark_group("msisdn");
+    g.sample_size(10);
+    g.bench_function(format!("normalize_{}_regions", numbers.len()), |b| {
+        b.iter(|| {
+            for n in &numbers {
+                black_box(normalize_msisdn(black_box(n), None, true).is_ok());
+            }
+        })
+    });
+    g.bench_function(
+        format!("one_pass_phonenumber_{}_regions", numbers.len()),
+        |b| {
+            b.iter(|| {
+                for n in &numbers {
+                    black_box(one_pass_phonenumber(black_box(n)));
+                }
+            })
+        },
+    );
+    g.finish();
+}
+
+criterion_group!(benches, bench, varied, world);
 criterion_main!(benches);

@@ -53,6 +53,7 @@ pub fn parse_msisdn(
     {
         return Err(bad("only digits, spaces, + - ( ) . are allowed"));
     }
+    ranges::size_phonenumber_cache();
     let num = phonenumber::parse(region, raw).map_err(|e| bad(&e.to_string()))?;
     // For a mobile-only channel the number's type is needed anyway, and without
     // leading zeros in the national number (which `is_valid` keeps and
