@@ -10,7 +10,8 @@
 # `cargo build --release -p goniec-gateway -p goniec-benches` first.
 #
 # usage: benches/scripts/sms.sh [COUNT [CONCURRENCY [BATCH]]]
-#   AF=true turns anti-fraud on; WC sets workers.concurrency (default 256);
+#   RECIPIENTS=world sends to a mobile of every region in turn (default
+#   random Polish mobiles); AF=true turns anti-fraud on; WC sets workers.concurrency (default 256);
 #   CB_BATCH='{ max = 100, linger = "20ms" }' batches the callbacks; SIM_ARGS
 #   passes simulator flags (e.g. "--throttle-every 10"). CONSOLE=1 keeps an
 #   operator console's live stream (GET /v1/admin/stream) open during the run,
@@ -37,7 +38,7 @@ if [ "${CONSOLE:-0}" = 1 ]; then
 fi
 redis-cli -p "$RPORT" CONFIG RESETSTAT >/dev/null
 t0=$(date +%s.%N)
-load_sent --channel sms --count "$COUNT" --concurrency "$CONC" --batch "$BATCH"
+load_sent --channel sms --count "$COUNT" --concurrency "$CONC" --batch "$BATCH" --recipients "${RECIPIENTS:-random}"
 report_final "$COUNT" "$t0"
 calls=$(redis-cli -p "$RPORT" INFO commandstats | awk -F'[=,:]' '/^cmdstat_/ {s += $3} END {print s}')
 echo "redis commands per message: $(python3 -c "print(round($calls / $COUNT, 1))") ($calls for $COUNT)"

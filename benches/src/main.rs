@@ -89,10 +89,11 @@ struct Args {
     #[arg(long, default_value = "600s", value_parser = parse_positive_duration)]
     duration_limit: Duration,
 
-    /// How recipients are chosen: `random` (a seeded permutation: distinct numbers
-    /// spread over every range and block, like a real list) or `sequential`
-    /// (consecutive numbers, which anti-fraud holds as sequential/pumping).
-    #[arg(long, default_value = "random", value_parser = ["random", "sequential"])]
+    /// How recipients are chosen: `random` (a seeded permutation: distinct Polish
+    /// numbers spread over every range and block, like a real list), `sequential`
+    /// (consecutive numbers, which anti-fraud holds as sequential/pumping) or
+    /// `world` (a mobile of every region in turn: traffic to many countries).
+    #[arg(long, default_value = "random", value_parser = ["random", "sequential", "world"])]
     recipients: String,
 
     /// Seed of the random recipients (printed at start; the same seed repeats a run).
@@ -168,6 +169,8 @@ async fn main() -> anyhow::Result<ExitCode> {
     let seed = args.seed.unwrap_or_else(rand_seed);
     let recipients = if args.recipients == "sequential" {
         payload::Recipients::Sequential
+    } else if args.recipients == "world" {
+        payload::Recipients::World
     } else {
         eprintln!("goniec-load: random recipients, --seed {seed}");
         payload::Recipients::random(seed)

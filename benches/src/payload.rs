@@ -26,6 +26,37 @@ pub enum Recipients {
     /// A seeded permutation `n → (a·n + b) mod N`: every number distinct, spread
     /// over all ranges and subscriber blocks like a real debtor list.
     Random { a: u64, b: u64 },
+    /// A mobile of every region in turn (libphonenumber's example numbers):
+    /// traffic to many countries, which exercises every region's number ranges.
+    World,
+}
+
+/// The example mobile of every region that libphonenumber takes as a mobile,
+/// in a fixed order.
+fn world_numbers() -> &'static [String] {
+    static WORLD: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        use phonenumber::{metadata::DATABASE, Type};
+        let mut all: Vec<String> = DATABASE
+            .iter()
+            .filter_map(|m| {
+                let raw = format!(
+                    "+{}{}",
+                    m.country_code(),
+                    m.descriptors().mobile()?.example()?
+                );
+                let num = phonenumber::parse(None, &raw).ok()?;
+                matches!(
+                    num.number_type(&DATABASE),
+                    Type::Mobile | Type::FixedLineOrMobile
+                )
+                .then_some(raw)
+            })
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    });
+    &WORLD
 }
 
 impl Recipients {
@@ -51,10 +82,21 @@ impl Recipients {
         }
     }
 
+    /// The phone number of recipient index `r`.
+    pub fn phone(self, r: u64) -> String {
+        match self {
+            Recipients::World => {
+                let all = world_numbers();
+                all[(r % all.len() as u64) as usize].clone()
+            }
+            _ => phone_number(r),
+        }
+    }
+
     /// The recipient index of message `n`.
     pub fn index(self, n: u64) -> u64 {
         match self {
-            Recipients::Sequential => n,
+            Recipients::Sequential | Recipients::World => n,
             Recipients::Random { a, b } => {
                 let n = u128::from(n % DISTINCT_NUMBERS);
                 ((n * u128::from(a) + u128::from(b)) % u128::from(DISTINCT_NUMBERS)) as u64
@@ -150,14 +192,14 @@ impl Payloads {
         match self.channel {
             Channel::Sms => Message {
                 channel: "sms",
-                to: phone_number(r),
+                to: self.recipients.phone(r),
                 text: format!("Dzień dobry, przypominamy o płatności 120,50 zł. Ref {n}"),
                 client_ref,
                 email: None,
             },
             Channel::Rcs => Message {
                 channel: "rcs",
-                to: phone_number(r),
+                to: self.recipients.phone(r),
                 text: format!("Dzień dobry, Twoja przesyłka nr {n} jest już w drodze."),
                 client_ref,
                 email: None,
@@ -258,6 +300,18 @@ mod tests {
     fn phone_numbers_use_every_prefix() {
         let prefixes: HashSet<String> = (0..12).map(|n| phone_number(n)[3..5].to_owned()).collect();
         assert_eq!(prefixes.len(), MOBILE_PREFIXES.len());
+    }
+
+    #[test]
+    fn world_recipients_are_mobiles_of_many_regions() {
+        let r = Recipients::World;
+        let numbers: HashSet<String> = (0..300).map(|n| r.phone(r.index(n))).collect();
+        assert!(numbers.len() > 200, "{}", numbers.len());
+        let codes: HashSet<u16> = numbers
+            .iter()
+            .map(|n| phonenumber::parse(None, n).unwrap().country().code())
+            .collect();
+        assert!(codes.len() > 150, "{}", codes.len());
     }
 
     #[test]
