@@ -425,7 +425,17 @@ async fn pause_resume_cancel(gw: &TestGateway) {
     assert_eq!(code, 201, "{body}");
     assert_eq!(body["upload"]["accepted"], 40, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // Pause once a few are out (how soon the first goes depends on the
+    // machine's load, not on the pacing; at 10/s all 40 take 4 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, c) = call(gw, Method::GET, &format!("/v1/campaigns/{id}"), None).await;
+        if c["total"]["accepted"].as_i64().unwrap_or(0) >= 5 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "nothing sent: {c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (code, p) = call(gw, Method::POST, &format!("/v1/campaigns/{id}/pause"), None).await;
     assert_eq!((code, p["state"].as_str()), (200, Some("paused")), "{p}");
     tokio::time::sleep(Duration::from_millis(300)).await;
