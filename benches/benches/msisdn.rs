@@ -90,27 +90,7 @@ fn varied(c: &mut Criterion) {
             )
         })
         .collect();
-    for n in &numbers {
-        assert_eq!(
-            normalize_msisdn(n, None, true).ok(),
-            one_pass_phonenumber(n),
-            "{n}"
-        );
-    }
-    c.bench_function("msisdn/normalize_1000_polish", |b| {
-        b.iter(|| {
-            for n in &numbers {
-                black_box(normalize_msisdn(black_box(n), None, true).is_ok());
-            }
-        })
-    });
-    c.bench_function("msisdn/one_pass_phonenumber_1000_polish", |b| {
-        b.iter(|| {
-            for n in &numbers {
-                black_box(one_pass_phonenumber(black_box(n)));
-            }
-        })
-    });
+    compare(c, "1000_polish", &numbers, None);
 }
 
 /// A mobile of every region (its metadata's example): more number ranges than
@@ -124,7 +104,15 @@ fn world(c: &mut Criterion) {
             Some(format!("+{}{ex}", m.country_code()))
         })
         .collect();
-    for n in &numbers {
+    let label = format!("{}_regions", numbers.len());
+    compare(c, &label, &numbers, Some(10));
+}
+
+/// Checks that `normalize_msisdn` answers as `phonenumber`'s own one-pass check
+/// on `numbers`, then times both: `msisdn/normalize_<label>` and
+/// `msisdn/one_pass_phonenumber_<label>`.
+fn compare(c: &mut Criterion, label: &str, numbers: &[String], samples: Option<usize>) {
+    for n in numbers {
         assert_eq!(
             normalize_msisdn(n, None, true).ok(),
             one_pass_phonenumber(n),
@@ -132,24 +120,23 @@ fn world(c: &mut Criterion) {
         );
     }
     let mut g = c.benchmark_group("msisdn");
-    g.sample_size(10);
-    g.bench_function(format!("normalize_{}_regions", numbers.len()), |b| {
+    if let Some(samples) = samples {
+        g.sample_size(samples);
+    }
+    g.bench_function(format!("normalize_{label}"), |b| {
         b.iter(|| {
-            for n in &numbers {
+            for n in numbers {
                 black_box(normalize_msisdn(black_box(n), None, true).is_ok());
             }
         })
     });
-    g.bench_function(
-        format!("one_pass_phonenumber_{}_regions", numbers.len()),
-        |b| {
-            b.iter(|| {
-                for n in &numbers {
-                    black_box(one_pass_phonenumber(black_box(n)));
-                }
-            })
-        },
-    );
+    g.bench_function(format!("one_pass_phonenumber_{label}"), |b| {
+        b.iter(|| {
+            for n in numbers {
+                black_box(one_pass_phonenumber(black_box(n)));
+            }
+        })
+    });
     g.finish();
 }
 
